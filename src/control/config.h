@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * dpsecd configuration: the parsed, validated form of dpsec.yaml.
+ *
+ * This unit does not depend on DPDK so it can be unit-tested and fuzzed with
+ * sanitizers. Addresses are kept in network byte order.
+ */
+#ifndef DPS_CONFIG_H
+#define DPS_CONFIG_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DPS_MAX_PORTS 16
+#define DPS_MAX_WORKERS 16
+#define DPS_MAX_PORT_ADDRS 8
+#define DPS_MAX_WORKER_RXQ 32
+#define DPS_MAX_QUEUES 16
+#define DPS_MAX_EAL_EXTRA 16
+#define DPS_NAME_LEN 32
+#define DPS_IFNAME_LEN 16 /* IFNAMSIZ */
+#define DPS_DEVICE_LEN 256
+
+/* Log levels, numerically equal to DPDK's RTE_LOG_* levels. */
+enum dps_log_level {
+	DPS_LOG_EMERG = 1,
+	DPS_LOG_ALERT,
+	DPS_LOG_CRIT,
+	DPS_LOG_ERR,
+	DPS_LOG_WARNING,
+	DPS_LOG_NOTICE,
+	DPS_LOG_INFO,
+	DPS_LOG_DEBUG,
+};
+
+enum dps_port_role {
+	DPS_ROLE_PROTECTED,   /* inside: the sites the gateway protects */
+	DPS_ROLE_UNPROTECTED, /* outside: where ESP travels */
+};
+
+struct dps_addr {
+	uint8_t family; /* AF_INET or AF_INET6 */
+	union {
+		struct in_addr v4;
+		struct in6_addr v6;
+	};
+};
+
+struct dps_prefix {
+	struct dps_addr addr;
+	uint8_t len;
+};
+
+struct dps_eal_cfg {
+	char lcores[64];          /* DPDK -l list, e.g. "0-1" */
+	unsigned int main_lcore;  /* control thread */
+	bool hugepages;           /* false: --no-huge */
+	unsigned int memory_mb;   /* -m; 0 = DPDK default */
+	char file_prefix[64];     /* --file-prefix; also names the telemetry dir */
+	bool in_memory;           /* --in-memory */
+	unsigned int n_extra;
+	char extra[DPS_MAX_EAL_EXTRA][128]; /* passed verbatim, after ours */
+};
+
+struct dps_dataplane_cfg {
+	unsigned int mbufs;       /* mbufs in the packet pool */
+	unsigned int burst;       /* rx/tx burst size, 1..64 */
+	bool idle_backoff;        /* sleep after a run of empty polls */
+	unsigned int idle_polls;  /* empty polls before sleeping */
+	unsigned int idle_sleep_us;
+};
+
+struct dps_neigh_params {
+	unsigned int reachable_ms; /* a learned entry is trusted this long */
+	unsigned int retrans_ms;   /* between two probes */
+	unsigned int probes;       /* unanswered probes before giving up */
+	unsigned int queue_len;    /* packets held per unresolved neighbour */
+	unsigned int max_entries;
+};
+
+struct dps_port_cfg {
+	char name[DPS_NAME_LEN];
+	char device[DPS_DEVICE_LEN]; /* PCI address or vdev string */
+	enum dps_port_role role;
+	bool has_mac;
+	uint8_t mac[6];
+	uint16_t mtu;
+	uint16_t rx_queues;
+	uint16_t rx_desc;
+	uint16_t tx_desc;
+	bool exception;              /* kernel TAP for traffic to the gateway */
+	char exception_iface[DPS_IFNAME_LEN];
+	unsigned int n_addrs;
+	struct dps_prefix addrs[DPS_MAX_PORT_ADDRS];
+};
+
+struct dps_rxq_cfg {
+	uint16_t port; /* index into dps_config.ports */
+	uint16_t queue;
+};
+
+struct dps_worker_cfg {
+	unsigned int lcore;
+	unsigned int n_rxq;
+	struct dps_rxq_cfg rxq[DPS_MAX_WORKER_RXQ];
+};
+
+struct dps_route_cfg {
+	struct dps_prefix dst;
+	bool has_via;        /* false: destination is on-link on port */
+	struct dps_addr via;
+	uint16_t port;       /* index into dps_config.ports */
+};
+
+struct dps_neigh_cfg {
+	struct dps_addr addr;
+	uint8_t mac[6];
+	uint16_t port;
+};
+
+struct dps_config {
+	char path[256];
+	struct dps_eal_cfg eal;
+	enum dps_log_level log_level;
+	struct dps_dataplane_cfg dataplane;
+	struct dps_neigh_params neigh;
+	unsigned int n_ports;
+	struct dps_port_cfg ports[DPS_MAX_PORTS];
+	unsigned int n_workers;
+	struct dps_worker_cfg workers[DPS_MAX_WORKERS];
+	unsigned int n_routes;
+	struct dps_route_cfg *routes;
+	unsigned int n_neighs;
+	struct dps_neigh_cfg *neighs;
+};
+
+/** Fill @cfg with defaults (no ports, no workers, no routes). */
+void dps_config_defaults(struct dps_config *cfg);
+
+/**
+ * Parse and validate a YAML document. On failure returns -1, leaves @cfg
+ * freed and writes "NAME:LINE:COL: KEY: reason" into @err.
+ */
+int dps_config_parse(const char *text, size_t len, const char *name, struct dps_config *cfg,
+		     char *err, size_t errlen);
+
+/** Read @path and parse it as dps_config_parse() does. */
+int dps_config_load(const char *path, struct dps_config *cfg, char *err, size_t errlen);
+
+/** Release what dps_config_parse() allocated. */
+void dps_config_free(struct dps_config *cfg);
+
+/** Parse "a.b.c.d", "x::y" into @out. Returns 0 or -1. */
+int dps_addr_parse(const char *s, struct dps_addr *out);
+
+/** Parse "addr/len" into @out (len defaults to the full length). Returns 0 or -1. */
+int dps_prefix_parse(const char *s, struct dps_prefix *out);
+
+/** Format @a into @buf (INET6_ADDRSTRLEN is enough). */
+const char *dps_addr_str(const struct dps_addr *a, char *buf, size_t len);
+
+#endif

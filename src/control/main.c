@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * dpsecd: read the configuration, start DPDK and the workers, then run the
+ * control thread on the main lcore until SIGTERM/SIGINT.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include <rte_eal.h>
+#include <rte_log.h>
+
+#include "control/config.h"
+#include "control/eal.h"
+#include "control/hoststack.h"
+#include "control/telemetry.h"
+#include "dataplane/dp.h"
+
+#define DEFAULT_CONFIG	 "/etc/dpsec/dpsec.yaml"
+#define CONTROL_SLEEP_US 1000
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void usage(FILE *f, const char *prog)
+{
+	fprintf(f,
+		"usage: %s [-c FILE] [--check] [--log-level LEVEL]\n"
+		"  -c, --config FILE   configuration (default " DEFAULT_CONFIG ")\n"
+		"      --check         validate the configuration and exit\n"
+		"  -l, --log-level L   override log_level (emerg..debug)\n"
+		"  -h, --help          this text\n",
+		prog);
+}
+
+static int log_level_parse(const char *s)
+{
+	static const char *const names[] = {"emerg",   "alert",	 "crit", "err",
+					    "warning", "notice", "info", "debug"};
+
+	for (unsigned int i = 0; i < 8; i++) {
+		if (strcmp(s, names[i]) == 0)
+			return (int)i + 1;
+	}
+	return -1;
+}
+
+struct options {
+	const char *config;
+	bool check;
+	int log_level;
+};
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check", no_argument, NULL, 'C'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	int c;
+
+	o->config = DEFAULT_CONFIG;
+	o->log_level = -1;
+	while ((c = getopt_long(argc, argv, "c:l:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 'C':
+			o->check = true;
+			break;
+		case 'l':
+			o->log_level = log_level_parse(optarg);
+			if (o->log_level < 0) {
+				fprintf(stderr, "%s: unknown log level '%s'\n", argv[0], optarg);
+				return -1;
+			}
+			break;
+		case 'h':
+			usage(stdout, argv[0]);
+			exit(0);
+		default:
+			usage(stderr, argv[0]);
+			return -1;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr, argv[0]);
+		return -1;
+	}
+	return 0;
+}
+
+static int eal_start(struct dps_config *cfg, const char *prog)
+{
+	static struct dps_eal_args eal;
+
+	dps_eal_args_build(&eal, cfg, prog);
+	if (rte_eal_init(eal.argc, eal.argv) < 0) {
+		fprintf(stderr, "%s: DPDK initialisation failed: %s\n", prog,
+			rte_strerror(rte_errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int start(struct dps_config *cfg)
+{
+	dp_logtype = rte_log_register_type_and_pick_level("dpsec", (uint32_t)cfg->log_level);
+	if (dp_logtype < 0)
+		dp_logtype = RTE_LOGTYPE_USER1;
+	if (dp_init(cfg) < 0 || dp_start() < 0 || dps_hoststack_setup(cfg) < 0 ||
+	    dps_telemetry_init() < 0)
+		return -1;
+	return 0;
+}
+
+static void run(void)
+{
+	while (!stop_signal) {
+		dp_control_poll();
+		usleep(CONTROL_SLEEP_US);
+	}
+	DP_LOG(NOTICE, "signal %d: shutting down", (int)stop_signal);
+}
+
+int main(int argc, char **argv)
+{
+	static struct dps_config cfg;
+	struct options o = {0};
+	char err[512];
+	int rc = 1;
+
+	if (parse_args(argc, argv, &o) < 0)
+		return 2;
+	if (dps_config_load(o.config, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (o.log_level > 0)
+		cfg.log_level = o.log_level;
+	if (o.check) {
+		printf("%s: ok\n", o.config);
+		dps_config_free(&cfg);
+		return 0;
+	}
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(cfg.path, sizeof(cfg.path), "%s", o.config);
+	if (eal_start(&cfg, argv[0]) < 0) {
+		dps_config_free(&cfg);
+		return 1;
+	}
+	if (start(&cfg) == 0) {
+		DP_LOG(NOTICE, "running: %u port(s), %u worker(s)", dp.n_ports, dp.n_workers);
+		sd_notify(0, "READY=1");
+		run();
+		rc = 0;
+	}
+	sd_notify(0, "STOPPING=1");
+	dps_telemetry_stop();
+	dp_stop();
+	rte_eal_cleanup();
+	dps_config_free(&cfg);
+	return rc;
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Dataplane counters. Each worker owns one block per port and is the only
+ * writer, so increments are plain stores; readers (telemetry) sum the blocks.
+ */
+#ifndef DP_COUNTERS_H
+#define DP_COUNTERS_H
+
+#include <stdint.h>
+
+/* X(name, help): the name is what telemetry and dpsecctl show. */
+#define DP_COUNTERS(X)                                                                             \
+	X(rx_packets, "packets received from the port")                                            \
+	X(rx_bytes, "bytes received from the port")                                                \
+	X(tx_packets, "packets handed to the port")                                                \
+	X(tx_bytes, "bytes handed to the port")                                                    \
+	X(fwd_ipv4, "IPv4 packets forwarded")                                                      \
+	X(fwd_ipv6, "IPv6 packets forwarded")                                                      \
+	X(punt_kernel, "packets for the gateway itself sent to the exception TAP")                 \
+	X(from_kernel, "packets from the exception TAP sent out of the port")                      \
+	X(arp_nd_in, "ARP and ND packets handed to the control thread")                            \
+	X(neigh_wait, "packets handed to the control thread to wait for ARP/ND")                   \
+	X(drop_no_route, "dropped: no route to the destination")                                   \
+	X(drop_ttl_expired, "dropped: TTL or hop limit exhausted")                                 \
+	X(drop_malformed, "dropped: truncated or invalid Ethernet/IP header")                      \
+	X(drop_bad_cksum, "dropped: IPv4 header checksum invalid")                                 \
+	X(drop_l2_other, "dropped: unsupported ethertype or frame not addressed to us")            \
+	X(drop_mtu, "dropped: larger than the egress MTU")                                         \
+	X(drop_no_exception, "dropped: for the gateway but the port has no exception TAP")         \
+	X(drop_unresolved, "dropped: next hop could not be resolved or its queue was full")        \
+	X(drop_ctrl_full, "dropped: control ring full")                                            \
+	X(drop_tx_full, "dropped: transmit queue full")
+
+enum dp_counter {
+#define DP_CNT_ENUM(name, help) DP_CNT_##name,
+	DP_COUNTERS(DP_CNT_ENUM)
+#undef DP_CNT_ENUM
+		DP_CNT_MAX
+};
+
+extern const char *const dp_counter_names[DP_CNT_MAX];
+
+struct dp_counters {
+	uint64_t v[DP_CNT_MAX];
+};
+
+#endif

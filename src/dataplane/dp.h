@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The dataplane instance: ports, workers, rings between workers and the
+ * control thread, and the RCU-published snapshot the workers read.
+ */
+#ifndef DP_DP_H
+#define DP_DP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_errno.h>
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
+
+#include "control/config.h"
+#include "dataplane/counters.h"
+
+#define DP_MAX_BURST 64
+#define DP_NO_PORT   UINT16_MAX
+
+extern int dp_logtype;
+#define DP_LOG(level, fmt, ...)                                                                    \
+	rte_log(RTE_LOG_##level, dp_logtype, "dpsec: " fmt "\n", ##__VA_ARGS__)
+
+struct dp_snapshot;
+struct dp_neigh_table;
+
+/* Why a packet travels from a worker to the control thread. */
+enum dp_ctrl_kind {
+	DP_CTRL_ARP,	 /* ARP frame received on in_port */
+	DP_CTRL_ND,	 /* ICMPv6 neighbour discovery received on in_port */
+	DP_CTRL_RESOLVE, /* routed packet waiting for nh on out_port */
+};
+
+/* Per-packet metadata, in the mbuf private area. */
+struct dp_meta {
+	uint8_t kind;	    /* enum dp_ctrl_kind */
+	uint16_t out_port;  /* dataplane port index */
+	struct dps_addr nh; /* next hop to resolve */
+};
+
+static inline struct dp_meta *dp_meta(struct rte_mbuf *m)
+{
+	return rte_mbuf_to_priv(m);
+}
+
+struct dp_port {
+	uint16_t eth_id; /* ethdev port id of the device */
+	uint16_t tap_id; /* ethdev port id of the exception TAP, or DP_NO_PORT */
+	uint16_t mtu;
+	uint16_t nb_rxq;
+	struct rte_ether_addr mac;
+	struct in6_addr ll6; /* link-local address derived from mac */
+	const struct dps_port_cfg *cfg;
+};
+
+/* A worker's transmit staging for one ethdev port. */
+struct dp_txbuf {
+	uint16_t n;
+	struct rte_mbuf *pkts[DP_MAX_BURST];
+};
+
+struct dp_worker {
+	unsigned int id;
+	unsigned int lcore;
+	struct rte_ring *inject; /* control -> worker: ready-to-send frames, m->port = ethdev id */
+	unsigned int n_rxq;
+	struct {
+		uint16_t port; /* dataplane port index */
+		uint16_t eth_id;
+		uint16_t queue;
+	} rxq[DPS_MAX_WORKER_RXQ];
+	uint64_t idle_sleeps;
+	uint64_t loops;
+	struct dp_counters *cnt; /* [n_ports], written by this worker only */
+	struct dp_txbuf *tx;	 /* [RTE_MAX_ETHPORTS] staging, by ethdev id */
+} __rte_cache_aligned;
+
+struct dp {
+	const struct dps_config *cfg;
+	struct rte_mempool *pool;
+	unsigned int n_ports;
+	struct dp_port ports[DPS_MAX_PORTS];
+	int8_t port_of_eth[RTE_MAX_ETHPORTS]; /* ethdev id -> port index, -1 */
+	unsigned int n_workers;
+	struct dp_worker workers[DPS_MAX_WORKERS];
+	struct rte_ring *ctrl; /* workers -> control (MP/SC) */
+	struct rte_rcu_qsbr *rcu;
+	struct dp_snapshot *snap; /* current snapshot, read by workers */
+	struct dp_neigh_table *neigh;
+	struct dp_counters ctl_cnt[DPS_MAX_PORTS]; /* written by the control thread only */
+	bool eth_is_tap[RTE_MAX_ETHPORTS];
+	volatile bool quit;
+};
+
+extern struct dp dp;
+
+/** Set up pool, ports, TAPs, rings, RCU, neighbour table and the first snapshot. */
+int dp_init(const struct dps_config *cfg);
+
+/** Start ports and launch the workers on their lcores. */
+int dp_start(void);
+
+/** Stop workers, stop and close ports, free everything dp_init() made. */
+void dp_stop(void);
+
+/** One pass of the control thread's dataplane duties (ctrl ring, neighbour timers). */
+void dp_control_poll(void);
+
+/** Hand a frame to a worker for transmission on ethdev @eth_id (control thread only). */
+void dp_inject(struct rte_mbuf *m, uint16_t eth_id);
+
+/** Sum of every worker's counters for port @port into @out. */
+void dp_port_counters(unsigned int port, struct dp_counters *out);
+
+/** Sum of worker @w's counters over all ports into @out. */
+void dp_worker_counters(unsigned int w, struct dp_counters *out);
+
+/** Count @n on port @port from the control thread. */
+static inline void dp_ctl_count(uint16_t port, enum dp_counter c, uint64_t n)
+{
+	if (port < DPS_MAX_PORTS)
+		dp.ctl_cnt[port].v[c] += n;
+}
+
+/** Monotonic milliseconds, for the control thread's timers. */
+uint64_t dp_now_ms(void);
+
+#endif

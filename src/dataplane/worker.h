@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Per-worker helpers shared by the receive dispatch and the forwarding code. */
+#ifndef DP_WORKER_H
+#define DP_WORKER_H
+
+#include "dataplane/dp.h"
+#include "dataplane/snapshot.h"
+
+/** The worker loop, launched on each worker lcore; @arg is its struct dp_worker. */
+int dp_worker_main(void *arg);
+
+static inline void dp_count(struct dp_worker *w, uint16_t port, enum dp_counter c)
+{
+	w->cnt[port].v[c]++;
+}
+
+static inline void dp_drop(struct dp_worker *w, uint16_t port, struct rte_mbuf *m,
+			   enum dp_counter c)
+{
+	w->cnt[port].v[c]++;
+	rte_pktmbuf_free(m);
+}
+
+/** Transmit what is staged for ethdev @eth_id now. */
+void dp_tx_flush(struct dp_worker *w, uint16_t eth_id);
+
+/** Stage @m for transmission on ethdev @eth_id; flushed at the end of the loop. */
+static inline void dp_tx(struct dp_worker *w, uint16_t eth_id, struct rte_mbuf *m)
+{
+	struct dp_txbuf *b = &w->tx[eth_id];
+
+	if (unlikely(b->n == DP_MAX_BURST))
+		dp_tx_flush(w, eth_id);
+	b->pkts[b->n++] = m;
+}
+
+/** Send @m to the kernel through @port's exception TAP. */
+static inline void dp_punt(struct dp_worker *w, uint16_t port, struct rte_mbuf *m)
+{
+	uint16_t tap = dp.ports[port].tap_id;
+
+	if (tap == DP_NO_PORT) {
+		dp_drop(w, port, m, DP_CNT_drop_no_exception);
+		return;
+	}
+	dp_count(w, port, DP_CNT_punt_kernel);
+	dp_tx(w, tap, m);
+}
+
+/** Hand @m to the control thread. */
+static inline void dp_to_control(struct dp_worker *w, uint16_t port, struct rte_mbuf *m,
+				 enum dp_ctrl_kind kind, enum dp_counter c)
+{
+	dp_meta(m)->kind = kind;
+	if (unlikely(rte_ring_mp_enqueue(dp.ctrl, m) != 0)) {
+		dp_drop(w, port, m, DP_CNT_drop_ctrl_full);
+		return;
+	}
+	dp_count(w, port, c);
+}
+
+/* Forwarding of a burst of IPv4 / IPv6 packets received on @port (fwd.c). */
+void dp_fwd4(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
+	     struct rte_mbuf **pkts, uint16_t n);
+void dp_fwd6(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
+	     struct rte_mbuf **pkts, uint16_t n);
+
+#endif
