@@ -11,11 +11,11 @@ PKGS=(
 	# build
 	build-essential meson ninja-build pkg-config clang-format
 	dpdk dpdk-dev libdpdk-dev libipsec-mb-dev libssl-dev libyaml-dev libcmocka-dev libsystemd-dev
-	libisal-dev zlib1g-dev libpcap-dev
+	libisal-dev zlib1g-dev libpcap-dev libjansson-dev
 	# sanitizers + fuzzing
 	clang libclang-rt-14-dev
 	# tests and demo
-	python3 python3-scapy python3-yaml iproute2 iputils-ping iperf3 tcpdump netcat-openbsd kmod procps
+	python3 python3-pytest python3-scapy python3-yaml iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool kmod procps
 	# strongSwan interop
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins
 )

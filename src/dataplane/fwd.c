@@ -60,6 +60,28 @@ static inline int l3_trim(struct rte_mbuf *m, uint32_t ip_len)
 	return 0;
 }
 
+/* RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), over the 16-bit word holding the
+ * TTL: unlike RFC 1141's shortcut it never yields 0xffff for a zero sum. */
+static inline void ttl_decrement(struct rte_ipv4_hdr *ip)
+{
+	uint16_t old = rte_cpu_to_be_16((uint16_t)(ip->time_to_live << 8 | ip->next_proto_id));
+	uint16_t new = rte_cpu_to_be_16((uint16_t)((ip->time_to_live - 1) << 8 | ip->next_proto_id));
+	uint32_t sum;
+
+	ip->time_to_live--;
+	sum = (uint32_t)(uint16_t)~ip->hdr_checksum + (uint16_t)~old + new;
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	ip->hdr_checksum = (uint16_t)~sum;
+}
+
+/* RFC 1812 §5.3.4: a unicast IP packet in a link-layer broadcast or multicast
+ * frame must not be forwarded. */
+static inline bool l2_multicast(struct rte_mbuf *m)
+{
+	return rte_is_multicast_ether_addr(&rte_pktmbuf_mtod(m, struct rte_ether_hdr *)->dst_addr);
+}
+
 static inline enum dp_counter ip4_check(struct rte_mbuf *m, struct rte_ipv4_hdr *ip)
 {
 	uint32_t hlen;
@@ -120,6 +142,10 @@ void dp_fwd4(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, stru
 				dp_drop(w, in, m, DP_CNT_drop_no_route);
 			continue;
 		}
+		if (unlikely(l2_multicast(m))) {
+			dp_drop(w, in, m, DP_CNT_drop_l2_other);
+			continue;
+		}
 		if (unlikely(ip->time_to_live <= 1)) {
 			dp_drop(w, in, m, DP_CNT_drop_ttl_expired);
 			continue;
@@ -128,11 +154,7 @@ void dp_fwd4(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, stru
 			dp_drop(w, in, m, DP_CNT_drop_mtu);
 			continue;
 		}
-		/* RFC 1624 incremental update for TTL - 1 (the TTL is the high byte). */
-		uint32_t sum = (uint32_t)ip->hdr_checksum + rte_cpu_to_be_16(0x0100);
-
-		ip->hdr_checksum = (uint16_t)(sum + (sum >> 16));
-		ip->time_to_live--;
+		ttl_decrement(ip);
 		dp_count(w, in, DP_CNT_fwd_ipv4);
 		to_neighbour(w, in, m, nh, AF_INET, &ip->dst_addr);
 	}
@@ -191,6 +213,10 @@ void dp_fwd6(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, stru
 			continue;
 		case DP_NH_NONE:
 			dp_drop(w, in, m, DP_CNT_drop_no_route);
+			continue;
+		}
+		if (unlikely(l2_multicast(m))) {
+			dp_drop(w, in, m, DP_CNT_drop_l2_other);
 			continue;
 		}
 		if (unlikely(ip6->hop_limits <= 1)) {

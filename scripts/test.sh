@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Set up the machine, build, and run every test: unit tests (normal and
+# ASan/UBSan builds) and the integration tests on real DPDK devices.
+# Extra arguments go to pytest, e.g. `scripts/test.sh -m interop` for the slow
+# interop tests alone, or `scripts/test.sh -k pcap`.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+log=$(mktemp -d /tmp/dpsec-test.XXXXXX)
+passed=0
+failed=0
+
+count_meson() { # parse "Ok: N" / "Fail: N" of meson test's summary
+	local ok fail
+	ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$1" | tail -1)
+	fail=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$1" | tail -1)
+	passed=$((passed + ${ok:-0}))
+	failed=$((failed + ${fail:-1}))
+}
+
+bash scripts/setup.sh || exit 1
+bash scripts/build.sh || exit 1
+
+echo "== unit tests"
+meson test -C build --suite unit --print-errorlogs | tee "$log/unit.txt"
+count_meson "$log/unit.txt"
+
+echo "== unit tests under ASan/UBSan (no DPDK)"
+if [ ! -f build-asan/build.ninja ]; then
+	CC=clang meson setup build-asan -Ddataplane=false -Db_sanitize=address,undefined \
+		-Db_lundef=false --buildtype=debug >"$log/asan-setup.txt" || { cat "$log/asan-setup.txt"; exit 1; }
+fi
+ninja -C build-asan >"$log/asan-build.txt" || { cat "$log/asan-build.txt"; exit 1; }
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C build-asan --print-errorlogs | tee "$log/asan.txt"
+count_meson "$log/asan.txt"
+
+echo "== integration tests"
+/usr/bin/python3 -m pytest -v -p no:cacheprovider "$@" | tee "$log/pytest.txt"
+p=$(tail -1 "$log/pytest.txt" | grep -o '[0-9]* passed' | grep -o '[0-9]*')
+f=$(tail -1 "$log/pytest.txt" | grep -o '[0-9]* failed' | grep -o '[0-9]*')
+e=$(tail -1 "$log/pytest.txt" | grep -o '[0-9]* error' | grep -o '[0-9]*')
+[ -n "$p$f$e" ] || f=1 # no summary line: the run itself broke
+passed=$((passed + ${p:-0}))
+failed=$((failed + ${f:-0} + ${e:-0}))
+
+echo
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
