@@ -13,6 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "control/addr.h"
+#include "control/ipsec.h"
+
 #define DPS_MAX_PORTS 16
 #define DPS_MAX_WORKERS 16
 #define DPS_MAX_PORT_ADDRS 8
@@ -38,19 +41,6 @@ enum dps_log_level {
 enum dps_port_role {
 	DPS_ROLE_PROTECTED,   /* inside: the sites the gateway protects */
 	DPS_ROLE_UNPROTECTED, /* outside: where ESP travels */
-};
-
-struct dps_addr {
-	uint8_t family; /* AF_INET or AF_INET6 */
-	union {
-		struct in_addr v4;
-		struct in6_addr v6;
-	};
-};
-
-struct dps_prefix {
-	struct dps_addr addr;
-	uint8_t len;
 };
 
 struct dps_eal_cfg {
@@ -120,6 +110,17 @@ struct dps_neigh_cfg {
 	uint16_t port;
 };
 
+#define DPS_MAX_CRYPTODEVS 8
+
+/* Crypto devices: vdev strings ("crypto_aesni_mb", "crypto_openssl") or PCI
+ * addresses (QAT). Each SA's session goes to the first device able to run it. */
+struct dps_crypto_cfg {
+	unsigned int n_devices;
+	char devices[DPS_MAX_CRYPTODEVS][DPS_DEVICE_LEN];
+	bool cpu_crypto; /* synchronous CPU crypto where the device offers it */
+	unsigned int sessions; /* session pool size */
+};
+
 struct dps_config {
 	char path[256];
 	struct dps_eal_cfg eal;
@@ -134,6 +135,12 @@ struct dps_config {
 	struct dps_route_cfg *routes;
 	unsigned int n_neighs;
 	struct dps_neigh_cfg *neighs;
+	struct dps_crypto_cfg crypto;
+	struct dps_ipsec_defaults ipsec;
+	unsigned int n_sas;
+	struct dps_sa *sas;
+	unsigned int n_policies;
+	struct dps_policy *policies;
 };
 
 /** Fill @cfg with defaults (no ports, no workers, no routes). */
@@ -151,14 +158,5 @@ int dps_config_load(const char *path, struct dps_config *cfg, char *err, size_t 
 
 /** Release what dps_config_parse() allocated. */
 void dps_config_free(struct dps_config *cfg);
-
-/** Parse "a.b.c.d", "x::y" into @out. Returns 0 or -1. */
-int dps_addr_parse(const char *s, struct dps_addr *out);
-
-/** Parse "addr/len" into @out (len defaults to the full length). Returns 0 or -1. */
-int dps_prefix_parse(const char *s, struct dps_prefix *out);
-
-/** Format @a into @buf (INET6_ADDRSTRLEN is enough). */
-const char *dps_addr_str(const struct dps_addr *a, char *buf, size_t len);
 
 #endif
