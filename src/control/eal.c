@@ -48,6 +48,13 @@ void dps_eal_args_build(struct dps_eal_args *a, const struct dps_config *cfg, co
 		}
 		arg(a, "%s", dev);
 	}
+	for (unsigned int i = 0; i < cfg->crypto.n_devices; i++) {
+		const char *dev = cfg->crypto.devices[i];
+
+		arg(a, dp_device_is_pci(dev) ? "-a" : "--vdev");
+		pci |= dp_device_is_pci(dev);
+		arg(a, "%s", dev);
+	}
 	/* Only the configured PCI devices: never grab the host's other NICs. */
 	if (!pci)
 		arg(a, "--no-pci");

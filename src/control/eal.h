@@ -5,7 +5,7 @@
 
 #include "control/config.h"
 
-#define DPS_EAL_MAX_ARGS (32 + 2 * DPS_MAX_PORTS + DPS_MAX_EAL_EXTRA)
+#define DPS_EAL_MAX_ARGS (32 + 2 * DPS_MAX_PORTS + 2 * DPS_MAX_CRYPTODEVS + DPS_MAX_EAL_EXTRA)
 
 struct dps_eal_args {
 	int argc;

@@ -18,7 +18,9 @@
 #include "control/config.h"
 #include "control/eal.h"
 #include "control/hoststack.h"
+#include "control/store.h"
 #include "control/telemetry.h"
+#include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 
 #define DEFAULT_CONFIG	 "/etc/dpsec/dpsec.yaml"
@@ -121,8 +123,15 @@ static int start(struct dps_config *cfg)
 	dp_logtype = rte_log_register_type_and_pick_level("dpsec", (uint32_t)cfg->log_level);
 	if (dp_logtype < 0)
 		dp_logtype = RTE_LOGTYPE_USER1;
-	if (dp_init(cfg) < 0 || dp_start() < 0 || dps_hoststack_setup(cfg) < 0 ||
-	    dps_telemetry_init() < 0)
+	char err[512];
+
+	if (dp_init(cfg) < 0 || dp_crypto_init(&cfg->crypto, cfg->n_workers) < 0)
+		return -1;
+	if (dps_store_init(cfg, err, sizeof(err)) < 0) {
+		DP_LOG(ERR, "%s", err);
+		return -1;
+	}
+	if (dp_start() < 0 || dps_hoststack_setup(cfg) < 0 || dps_telemetry_init() < 0)
 		return -1;
 	return 0;
 }
@@ -172,6 +181,9 @@ int main(int argc, char **argv)
 	}
 	sd_notify(0, "STOPPING=1");
 	dps_telemetry_stop();
+	dp_halt();
+	dps_store_fini();
+	dp_crypto_fini();
 	dp_stop();
 	rte_eal_cleanup();
 	dps_config_free(&cfg);

@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <rte_ethdev.h>
 #include <rte_telemetry.h>
 
+#include "control/store.h"
 #include "control/telemetry.h"
+#include "dataplane/crypto.h"
+#include "dataplane/sa.h"
 #include "dataplane/dp.h"
 #include "dataplane/neigh.h"
 
@@ -140,8 +144,183 @@ static int cmd_info(const char *cmd, const char *params, struct rte_tel_data *ou
 	return 0;
 }
 
+/* Telemetry replies are capped at 16 KiB: SAs and policies come in pages;
+ * the parameter is the index to start from, an empty page ends the walk. */
+#define PAGE 12
+
+struct page {
+	struct rte_tel_data *out;
+	unsigned int skip, n;
+};
+
+static const char *const enc_names[] = {"null", "aes-cbc", "aes-ctr", "aes-gcm", "aes-gmac",
+					"chacha20-poly1305"};
+static const char *const auth_names[] = {"none", "hmac-sha1-96", "hmac-sha2-256-128",
+					 "hmac-sha2-384-192", "hmac-sha2-512-256"};
+static const char *const dir_names[] = {"in", "out", "fwd"};
+
+static const char *proto_name(uint8_t p)
+{
+	return p == DPS_PROTO_ESP ? "esp" : p == DPS_PROTO_AH ? "ah" : "ipcomp";
+}
+
+static void add_addr(struct rte_tel_data *d, const char *k, const struct dps_addr *a)
+{
+	char buf[INET6_ADDRSTRLEN];
+
+	rte_tel_data_add_dict_string(d, k, dps_addr_str(a, buf, sizeof(buf)));
+}
+
+static void add_prefix(struct rte_tel_data *d, const char *k, const struct dps_prefix *p)
+{
+	char buf[INET6_ADDRSTRLEN], out[INET6_ADDRSTRLEN + 4];
+
+	snprintf(out, sizeof(out), "%s/%u", dps_addr_str(&p->addr, buf, sizeof(buf)), p->len);
+	rte_tel_data_add_dict_string(d, k, out);
+}
+
+static int sa_one(const struct dps_store_sa *e, void *arg)
+{
+	struct page *pg = arg;
+	const struct dps_sa *c = &e->cfg;
+	struct dp_sa_counters cnt;
+	struct rte_tel_data *d;
+	char key[32], buf[64];
+
+	if (pg->skip) {
+		pg->skip--;
+		return 0;
+	}
+	d = rte_tel_data_alloc();
+	if (d == NULL)
+		return 1;
+	rte_tel_data_start_dict(d);
+	rte_tel_data_add_dict_u64(d, "id", e->id);
+	snprintf(buf, sizeof(buf), "0x%08x", c->spi);
+	rte_tel_data_add_dict_string(d, "spi", buf);
+	rte_tel_data_add_dict_string(d, "dir", dir_names[c->dir % 3]);
+	rte_tel_data_add_dict_string(d, "proto", proto_name(c->proto));
+	rte_tel_data_add_dict_string(d, "mode", c->mode == DPS_MODE_TUNNEL ? "tunnel" : "transport");
+	add_addr(d, "src", &c->src);
+	add_addr(d, "dst", &c->dst);
+	rte_tel_data_add_dict_u64(d, "reqid", c->reqid);
+	rte_tel_data_add_dict_string(d, "enc", enc_names[c->enc_alg % RTE_DIM(enc_names)]);
+	rte_tel_data_add_dict_string(d, "auth", auth_names[c->auth_alg % RTE_DIM(auth_names)]);
+	snprintf(buf, sizeof(buf), "udp:%u:%u", c->encap_sport, c->encap_dport);
+	rte_tel_data_add_dict_string(d, "encap", c->udp_encap ? buf : "none");
+	rte_tel_data_add_dict_u64(d, "replay_window", c->replay_window);
+	rte_tel_data_add_dict_int(d, "esn", c->esn);
+	rte_tel_data_add_dict_string(d, "device", dp_crypto.devs[e->dp->dev].name);
+	rte_tel_data_add_dict_string(
+		d, "crypto", e->dp->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO ? "cpu" : "async");
+	dp_sa_counters(e->dp, &cnt);
+	for (unsigned int i = 0; i < DP_SA_CNT_MAX; i++)
+		rte_tel_data_add_dict_u64(d, dp_sa_counter_names[i], cnt.v[i]);
+	snprintf(key, sizeof(key), "sa%u", e->id);
+	if (rte_tel_data_add_dict_container(pg->out, key, d, 0) < 0)
+		rte_tel_data_free(d);
+	return ++pg->n == PAGE;
+}
+
+static const char *const action_names[] = {"discard", "bypass", "protect"};
+static const char *const level_names[] = {"default", "use", "require", "unique"};
+
+static int policy_one(const struct dps_store_policy *e, void *arg)
+{
+	struct page *pg = arg;
+	const struct dps_policy *p = &e->p;
+	struct rte_tel_data *d;
+	uint64_t hits = 0;
+	char key[32], buf[32];
+
+	if (pg->skip) {
+		pg->skip--;
+		return 0;
+	}
+	d = rte_tel_data_alloc();
+	if (d == NULL)
+		return 1;
+	rte_tel_data_start_dict(d);
+	rte_tel_data_add_dict_u64(d, "id", p->id);
+	rte_tel_data_add_dict_string(d, "dir", dir_names[p->dir % 3]);
+	rte_tel_data_add_dict_u64(d, "priority", p->priority);
+	add_prefix(d, "src", &p->sel.src);
+	add_prefix(d, "dst", &p->sel.dst);
+	rte_tel_data_add_dict_int(d, "proto", p->sel.proto);
+	snprintf(buf, sizeof(buf), "%u-%u", p->sel.sport_lo, p->sel.sport_hi);
+	rte_tel_data_add_dict_string(d, "sport", buf);
+	snprintf(buf, sizeof(buf), "%u-%u", p->sel.dport_lo, p->sel.dport_hi);
+	rte_tel_data_add_dict_string(d, "dport", buf);
+	rte_tel_data_add_dict_string(d, "action", action_names[p->action % 3]);
+	if (p->n_reqs) {
+		const struct dps_ipsec_req *r = &p->reqs[0];
+
+		rte_tel_data_add_dict_string(d, "ipsec", proto_name(r->proto));
+		rte_tel_data_add_dict_string(d, "mode",
+					     r->mode == DPS_MODE_TUNNEL ? "tunnel" : "transport");
+		rte_tel_data_add_dict_string(d, "level", level_names[r->level % 4]);
+		rte_tel_data_add_dict_u64(d, "reqid", r->reqid);
+		if (r->mode == DPS_MODE_TUNNEL) {
+			add_addr(d, "tun_src", &r->tun_src);
+			add_addr(d, "tun_dst", &r->tun_dst);
+		}
+	}
+	for (unsigned int w = 0; w < dp.n_workers; w++)
+		hits += __atomic_load_n(&e->hits[w], __ATOMIC_RELAXED);
+	rte_tel_data_add_dict_u64(d, "hits", hits);
+	snprintf(key, sizeof(key), "policy%u", p->id);
+	if (rte_tel_data_add_dict_container(pg->out, key, d, 0) < 0)
+		rte_tel_data_free(d);
+	return ++pg->n == PAGE;
+}
+
+static int page_start(const char *params, struct page *pg, struct rte_tel_data *out)
+{
+	char *end;
+
+	pg->out = out;
+	pg->n = 0;
+	pg->skip = 0;
+	if (params != NULL && *params) {
+		unsigned long v = strtoul(params, &end, 10);
+
+		if (*end)
+			return -1;
+		pg->skip = v;
+	}
+	rte_tel_data_start_dict(out);
+	return 0;
+}
+
+static int cmd_sa(const char *cmd, const char *params, struct rte_tel_data *out)
+{
+	struct page pg;
+
+	(void)cmd;
+	if (!live || page_start(params, &pg, out) < 0)
+		return -1;
+	dps_store_walk_sas(sa_one, &pg);
+	return 0;
+}
+
+static int cmd_policy(const char *cmd, const char *params, struct rte_tel_data *out)
+{
+	struct page pg;
+
+	(void)cmd;
+	if (!live || page_start(params, &pg, out) < 0)
+		return -1;
+	dps_store_walk_policies(policy_one, &pg);
+	return 0;
+}
+
 int dps_telemetry_init(void)
 {
+	if (rte_telemetry_register_cmd("/dpsec/sa", cmd_sa,
+				       "Security associations with counters. Param: start index") ||
+	    rte_telemetry_register_cmd("/dpsec/policy", cmd_policy,
+				       "Security policies with hits. Param: start index"))
+		return -1;
 	live = true;
 	if (rte_telemetry_register_cmd("/dpsec/ports", cmd_ports,
 				       "Counters per port. Takes no parameters") ||

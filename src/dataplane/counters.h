@@ -20,6 +20,9 @@
 	X(from_kernel, "packets from the exception TAP sent out of the port")                      \
 	X(arp_nd_in, "ARP and ND packets handed to the control thread")                            \
 	X(neigh_wait, "packets handed to the control thread to wait for ARP/ND")                   \
+	X(ipsec_in, "ESP packets for the gateway handed to an inbound SA")                         \
+	X(ipsec_out, "packets protected by an outbound SA and sent")                               \
+	X(natt_keepalive, "NAT-T keepalives absorbed (RFC 3948 2.3)")                              \
 	X(drop_no_route, "dropped: no route to the destination")                                   \
 	X(drop_ttl_expired, "dropped: TTL or hop limit exhausted")                                 \
 	X(drop_malformed, "dropped: truncated or invalid Ethernet/IP header")                      \
@@ -29,6 +32,11 @@
 	X(drop_no_exception, "dropped: for the gateway but the port has no exception TAP")         \
 	X(drop_unresolved, "dropped: next hop could not be resolved or its queue was full")        \
 	X(drop_ctrl_full, "dropped: control ring full")                                            \
+	X(drop_policy, "dropped: a discard policy, or no policy and def_policy discard")           \
+	X(drop_no_sa, "dropped: policy requires IPsec and no SA exists yet")                       \
+	X(drop_plaintext, "dropped: plaintext where the inbound policy requires IPsec")            \
+	X(drop_unknown_spi, "dropped: ESP for an SPI with no inbound SA")                          \
+	X(drop_esp_malformed, "dropped: ESP or ESP-in-UDP too short to carry an SPI")              \
 	X(drop_tx_full, "dropped: transmit queue full")
 
 enum dp_counter {

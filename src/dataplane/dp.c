@@ -153,10 +153,15 @@ int dp_start(void)
 	return 0;
 }
 
-void dp_stop(void)
+void dp_halt(void)
 {
 	__atomic_store_n(&dp.quit, true, __ATOMIC_RELAXED);
 	rte_eal_mp_wait_lcore();
+}
+
+void dp_stop(void)
+{
+	dp_halt();
 	for (unsigned int i = 0; i < dp.n_workers; i++) {
 		struct dp_worker *w = &dp.workers[i];
 		struct rte_mbuf *m;

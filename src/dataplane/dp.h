@@ -37,8 +37,10 @@ enum dp_ctrl_kind {
 
 /* Per-packet metadata, in the mbuf private area. */
 struct dp_meta {
-	uint8_t kind;	    /* enum dp_ctrl_kind */
+	uint8_t kind;       /* enum dp_ctrl_kind */
+	uint8_t df;         /* outbound ESP: inner DF bit, for dfbit=copy */
 	uint16_t out_port;  /* dataplane port index */
+	uint32_t pre_len;   /* inbound ESP: length before lib/ipsec processing */
 	struct dps_addr nh; /* next hop to resolve */
 };
 
@@ -75,6 +77,7 @@ struct dp_worker {
 	} rxq[DPS_MAX_WORKER_RXQ];
 	uint64_t idle_sleeps;
 	uint64_t loops;
+	uint32_t inflight; /* crypto operations enqueued, not yet dequeued */
 	struct dp_counters *cnt; /* [n_ports], written by this worker only */
 	struct dp_txbuf *tx;	 /* [RTE_MAX_ETHPORTS] staging, by ethdev id */
 } __rte_cache_aligned;
@@ -103,6 +106,9 @@ int dp_init(const struct dps_config *cfg);
 
 /** Start ports and launch the workers on their lcores. */
 int dp_start(void);
+
+/** Stop the workers and wait for them (idempotent). */
+void dp_halt(void);
 
 /** Stop workers, stop and close ports, free everything dp_init() made. */
 void dp_stop(void);

@@ -135,7 +135,6 @@ int dp_port_setup(uint16_t idx)
 	uint16_t id;
 	int rc;
 
-	p->cfg = pc;
 	p->mtu = pc->mtu;
 	p->nb_rxq = pc->rx_queues;
 	p->tap_id = DP_NO_PORT;
@@ -144,6 +143,7 @@ int dp_port_setup(uint16_t idx)
 		       pc->name, pc->device);
 		return -1;
 	}
+	p->cfg = pc; /* from here on dp_port_close() owns the device */
 	p->eth_id = id;
 	dp.port_of_eth[id] = idx;
 	rc = rte_eth_dev_info_get(id, &info);

@@ -35,7 +35,7 @@ static int nh_add(struct nh_table *t, uint8_t type, uint16_t port, const struct 
 	return t->n++;
 }
 
-static int fib_add(struct dp_snapshot *s, const struct dps_prefix *p, int nh)
+static int fib_add(struct dp_routes *s, const struct dps_prefix *p, int nh)
 {
 	if (nh < 0)
 		return -1;
@@ -54,7 +54,7 @@ static void prefix_mask(struct dps_prefix *p)
 }
 
 /* Every interface address is a local /32 (/128) and its prefix is on-link. */
-static int add_port_routes(struct dp_snapshot *s, struct nh_table *t, uint16_t port)
+static int add_port_routes(struct dp_routes *s, struct nh_table *t, uint16_t port)
 {
 	const struct dps_port_cfg *pc = &dp.cfg->ports[port];
 
@@ -73,7 +73,7 @@ static int add_port_routes(struct dp_snapshot *s, struct nh_table *t, uint16_t p
 	return fib_add(s, &ll, nh_add(t, DP_NH_LOCAL, port, NULL));
 }
 
-static int create_fibs(struct dp_snapshot *s, const struct dps_config *cfg, uint64_t gen)
+static int create_fibs(struct dp_routes *s, const struct dps_config *cfg, uint64_t gen)
 {
 	char name[64];
 	int max_routes = (int)(cfg->n_routes + DPS_MAX_PORTS * (2 * DPS_MAX_PORT_ADDRS + 1) + 16);
@@ -101,12 +101,15 @@ static int create_fibs(struct dp_snapshot *s, const struct dps_config *cfg, uint
 	return 0;
 }
 
-int dp_routes_build(struct dp_snapshot *s, const struct dps_config *cfg, uint64_t gen)
+struct dp_routes *dp_routes_build(const struct dps_config *cfg, uint64_t gen)
 {
+	struct dp_routes *s = calloc(1, sizeof(*s));
 	struct nh_table t = {0};
 
+	if (s == NULL)
+		return NULL;
 	if (create_fibs(s, cfg, gen) < 0)
-		return -1;
+		goto fail;
 	nh_add(&t, DP_NH_NONE, DP_NO_PORT, NULL); /* index 0: no route */
 	for (uint16_t p = 0; p < cfg->n_ports; p++) {
 		if (add_port_routes(s, &t, p) < 0)
@@ -126,19 +129,20 @@ int dp_routes_build(struct dp_snapshot *s, const struct dps_config *cfg, uint64_
 	}
 	s->nh = t.nh;
 	s->n_nh = t.n;
-	return 0;
+	return s;
 fail:
-	DP_LOG(ERR, "cannot add a route: %s", rte_strerror(rte_errno));
+	DP_LOG(ERR, "cannot build the routing tables: %s", rte_strerror(rte_errno));
 	free(t.nh);
-	return -1;
+	dp_routes_free(s);
+	return NULL;
 }
 
-void dp_routes_free(struct dp_snapshot *s)
+void dp_routes_free(struct dp_routes *s)
 {
+	if (s == NULL)
+		return;
 	rte_fib_free(s->fib4);
 	rte_fib6_free(s->fib6);
 	free(s->nh);
-	s->fib4 = NULL;
-	s->fib6 = NULL;
-	s->nh = NULL;
+	free(s);
 }

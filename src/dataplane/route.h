@@ -5,10 +5,10 @@
 
 #include "dataplane/snapshot.h"
 
-/** Fill @s's FIBs and next-hop table from @cfg: local, connected and static routes. */
-int dp_routes_build(struct dp_snapshot *s, const struct dps_config *cfg, uint64_t gen);
+/** FIBs and next-hop table from @cfg: local, connected and static routes. NULL on failure. */
+struct dp_routes *dp_routes_build(const struct dps_config *cfg, uint64_t gen);
 
-/** Free @s's FIBs and next-hop table. */
-void dp_routes_free(struct dp_snapshot *s);
+/** Free routing tables no worker can see. */
+void dp_routes_free(struct dp_routes *r);
 
 #endif

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <stdlib.h>
 
+#include <rte_ipsec_sad.h>
 #include <rte_rcu_qsbr.h>
 
 #include "dataplane/dp.h"
 #include "dataplane/route.h"
 #include "dataplane/snapshot.h"
+#include "dataplane/spd.h"
 
 static uint64_t snapshot_gen;
 
@@ -16,18 +18,49 @@ struct dp_snapshot *dp_snapshot_build(const struct dps_config *cfg)
 	if (s == NULL)
 		return NULL;
 	s->gen = ++snapshot_gen;
-	if (dp_routes_build(s, cfg, s->gen) < 0) {
+	s->routes = dp_routes_build(cfg, s->gen);
+	s->ipsec = calloc(1, sizeof(*s->ipsec));
+	if (s->routes == NULL || s->ipsec == NULL) {
 		dp_snapshot_free(s);
 		return NULL;
 	}
+	s->routes->refs = 1;
+	s->ipsec->refs = 1;
 	return s;
+}
+
+struct dp_snapshot *dp_snapshot_with_ipsec(struct dp_ipsec *ipsec)
+{
+	struct dp_snapshot *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	s->gen = ++snapshot_gen;
+	s->routes = dp.snap->routes;
+	s->routes->refs++;
+	s->ipsec = ipsec;
+	ipsec->refs = 1;
+	return s;
+}
+
+void dp_ipsec_free(struct dp_ipsec *ipsec)
+{
+	if (ipsec == NULL)
+		return;
+	dp_spd_free(ipsec->spd);
+	rte_ipsec_sad_destroy(ipsec->sad[0]);
+	rte_ipsec_sad_destroy(ipsec->sad[1]);
+	free(ipsec);
 }
 
 void dp_snapshot_free(struct dp_snapshot *s)
 {
 	if (s == NULL)
 		return;
-	dp_routes_free(s);
+	if (s->routes != NULL && --s->routes->refs == 0)
+		dp_routes_free(s->routes);
+	if (s->ipsec != NULL && --s->ipsec->refs == 0)
+		dp_ipsec_free(s->ipsec);
 	free(s);
 }
 

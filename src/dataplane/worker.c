@@ -8,7 +8,11 @@
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 
+#include "dataplane/esp.h"
+#include "dataplane/fwd.h"
 #include "dataplane/worker.h"
+
+#define CRYPTO_DRAIN_SPINS 100000
 
 static inline bool l2_for_us(const struct rte_ether_hdr *eth, const struct dp_port *p)
 {
@@ -54,14 +58,16 @@ static void dispatch(struct dp_worker *w, const struct dp_snapshot *s, uint16_t 
 	w->cnt[port].v[DP_CNT_rx_packets] += n;
 	w->cnt[port].v[DP_CNT_rx_bytes] += bytes;
 	if (n4)
-		dp_fwd4(w, s, port, v4, n4);
+		dp_fwd4(w, s, port, v4, n4, NULL);
 	if (n6)
-		dp_fwd6(w, s, port, v6, n6);
+		dp_fwd6(w, s, port, v6, n6, NULL);
 }
 
-/* What the kernel sends on a TAP goes out of its port unchanged: the TAP has
- * the port's MAC and the kernel resolved the destination itself. */
-static uint16_t poll_taps(struct dp_worker *w, struct rte_mbuf **pkts, uint16_t burst)
+/* What the kernel sends on a TAP goes out of its port: the TAP has the port's
+ * MAC and the kernel resolved the destination itself. The outbound policy
+ * still applies (transport mode for the gateway's own traffic). */
+static uint16_t poll_taps(struct dp_worker *w, const struct dp_snapshot *s, struct rte_mbuf **pkts,
+			  uint16_t burst)
 {
 	uint16_t total = 0;
 
@@ -71,9 +77,10 @@ static uint16_t poll_taps(struct dp_worker *w, struct rte_mbuf **pkts, uint16_t 
 		if (tap == DP_NO_PORT)
 			continue;
 		n = rte_eth_rx_burst(tap, w->id, pkts, burst);
-		for (uint16_t i = 0; i < n; i++)
-			dp_tx(w, dp.ports[p].eth_id, pkts[i]);
+		if (n == 0)
+			continue;
 		w->cnt[p].v[DP_CNT_from_kernel] += n;
+		dp_from_kernel(w, s, p, pkts, n);
 		total += n;
 	}
 	return total;
@@ -156,8 +163,12 @@ int dp_worker_main(void *arg)
 				work += n;
 			}
 		}
-		work += poll_taps(w, pkts, burst);
+		work += poll_taps(w, s, pkts, burst);
 		work += drain_inject(w, pkts, burst);
+		/* No crypto operation may outlive the snapshot (and SAs) it started
+		 * with: collect them all before reporting a quiescent state. */
+		for (unsigned int spin = 0; w->inflight && spin < CRYPTO_DRAIN_SPINS; spin++)
+			work += dp_crypto_poll(w, s);
 		flush(w);
 		rte_rcu_qsbr_quiescent(dp.rcu, w->id);
 		w->loops++;

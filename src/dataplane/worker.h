@@ -59,10 +59,4 @@ static inline void dp_to_control(struct dp_worker *w, uint16_t port, struct rte_
 	dp_count(w, port, c);
 }
 
-/* Forwarding of a burst of IPv4 / IPv6 packets received on @port (fwd.c). */
-void dp_fwd4(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
-	     struct rte_mbuf **pkts, uint16_t n);
-void dp_fwd6(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
-	     struct rte_mbuf **pkts, uint16_t n);
-
 #endif

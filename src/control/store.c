@@ -1,0 +1,398 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_malloc.h>
+
+#include "control/store.h"
+#include "dataplane/dp.h"
+#include "dataplane/sa.h"
+#include "dataplane/sad.h"
+#include "dataplane/snapshot.h"
+#include "dataplane/spd.h"
+
+#define NATT_DEFAULT_PORT 4500
+
+static struct {
+	struct dps_ipsec_defaults def;
+	unsigned int n_sas, cap_sas;
+	struct dps_store_sa *sas;
+	unsigned int n_pol, cap_pol;
+	struct dps_store_policy *pol;
+	unsigned int n_dead, cap_dead;
+	struct dp_sa **dead; /* replaced or deleted: freed after the next publish */
+	unsigned int n_dead_hits, cap_dead_hits;
+	uint64_t **dead_hits; /* counters of deleted policies, likewise */
+	uint32_t next_sa_id;
+	uint32_t next_pol_index;
+	uint64_t next_seq;
+	uint64_t gen;
+	pthread_mutex_t lock;
+} st = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int grow(void **v, unsigned int *cap, unsigned int n, size_t elt)
+{
+	void *p;
+
+	if (n < *cap)
+		return 0;
+	p = realloc(*v, (*cap ? *cap * 2 : 64) * elt);
+	if (p == NULL)
+		return -ENOMEM;
+	*v = p;
+	*cap = *cap ? *cap * 2 : 64;
+	return 0;
+}
+
+static int bury(struct dp_sa *sa)
+{
+	if (sa == NULL)
+		return 0;
+	if (grow((void **)&st.dead, &st.cap_dead, st.n_dead, sizeof(*st.dead)) < 0)
+		return -ENOMEM;
+	st.dead[st.n_dead++] = sa;
+	return 0;
+}
+
+static bool addr_eq(const struct dps_addr *a, const struct dps_addr *b)
+{
+	if (a->family != b->family)
+		return false;
+	return a->family == AF_INET ? a->v4.s_addr == b->v4.s_addr
+				    : memcmp(&a->v6, &b->v6, sizeof(a->v6)) == 0;
+}
+
+static int sa_index(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
+{
+	for (unsigned int i = 0; i < st.n_sas; i++) {
+		const struct dps_sa *c = &st.sas[i].cfg;
+
+		if (c->spi == spi && c->proto == proto && addr_eq(&c->dst, dst))
+			return (int)i;
+	}
+	return -1;
+}
+
+const struct dps_store_sa *dps_store_sa_find(uint32_t spi, const struct dps_addr *dst,
+					     uint8_t proto)
+{
+	int i = sa_index(spi, dst, proto);
+
+	return i < 0 ? NULL : &st.sas[i];
+}
+
+/* What an outbound tunnel SA carries: the family of a policy that uses it. */
+static bool req_matches_sa(const struct dps_ipsec_req *r, const struct dps_sa *c,
+			   const struct dps_selector *sel)
+{
+	if (r->proto != c->proto || r->mode != c->mode)
+		return false;
+	if (r->reqid)
+		return r->reqid == c->reqid;
+	if (r->mode == DPS_MODE_TUNNEL)
+		return addr_eq(&r->tun_src, &c->src) && addr_eq(&r->tun_dst, &c->dst);
+	/* transport without reqid: the selector names the peer host */
+	return sel->dst.len == (sel->dst.addr.family == AF_INET ? 32 : 128) &&
+	       addr_eq(&sel->dst.addr, &c->dst);
+}
+
+static int inner_family(const struct dps_sa *c)
+{
+	for (unsigned int i = 0; i < st.n_pol; i++) {
+		const struct dps_policy *p = &st.pol[i].p;
+
+		if (p->dir != DPS_DIR_OUT)
+			continue;
+		for (unsigned int r = 0; r < p->n_reqs; r++)
+			if (req_matches_sa(&p->reqs[r], c, &p->sel))
+				return p->sel.src.addr.family;
+	}
+	return c->dst.family;
+}
+
+int dps_store_sa_add(const struct dps_sa *sa, char *err, size_t errlen)
+{
+	struct dps_store_sa *e;
+	struct dp_sa *d;
+
+	if (sa_index(sa->spi, &sa->dst, sa->proto) >= 0) {
+		snprintf(err, errlen, "SA exists");
+		return -EEXIST;
+	}
+	if (sa->dir != DPS_DIR_IN && sa->dir != DPS_DIR_OUT) {
+		snprintf(err, errlen, "SA direction must be in or out");
+		return -EINVAL;
+	}
+	d = dp_sa_create(sa, inner_family(sa), &st.def, err, errlen);
+	if (d == NULL)
+		return -ENOTSUP;
+	pthread_mutex_lock(&st.lock);
+	if (grow((void **)&st.sas, &st.cap_sas, st.n_sas, sizeof(*st.sas)) < 0) {
+		pthread_mutex_unlock(&st.lock);
+		dp_sa_free(d);
+		return -ENOMEM;
+	}
+	e = &st.sas[st.n_sas++];
+	e->id = ++st.next_sa_id;
+	e->cfg = *sa;
+	e->dp = d;
+	d->id = e->id;
+	pthread_mutex_unlock(&st.lock);
+	return 0;
+}
+
+int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
+{
+	int i = sa_index(spi, dst, proto);
+
+	if (i < 0)
+		return -ESRCH;
+	if (bury(st.sas[i].dp) < 0)
+		return -ENOMEM;
+	pthread_mutex_lock(&st.lock);
+	memmove(&st.sas[i], &st.sas[i + 1], (st.n_sas - i - 1) * sizeof(*st.sas));
+	st.n_sas--;
+	pthread_mutex_unlock(&st.lock);
+	return 0;
+}
+
+static bool sel_eq(const struct dps_selector *a, const struct dps_selector *b)
+{
+	return addr_eq(&a->src.addr, &b->src.addr) && a->src.len == b->src.len &&
+	       addr_eq(&a->dst.addr, &b->dst.addr) && a->dst.len == b->dst.len &&
+	       a->proto == b->proto && a->sport_lo == b->sport_lo && a->sport_hi == b->sport_hi &&
+	       a->dport_lo == b->dport_lo && a->dport_hi == b->dport_hi;
+}
+
+int dps_store_policy_add(struct dps_policy *p, char *err, size_t errlen)
+{
+	struct dps_store_policy *e;
+	uint64_t *hits;
+
+	for (unsigned int i = 0; i < st.n_pol; i++) {
+		if (st.pol[i].p.dir == p->dir && sel_eq(&st.pol[i].p.sel, &p->sel)) {
+			snprintf(err, errlen, "a policy with this direction and selector exists");
+			return -EEXIST;
+		}
+	}
+	hits = rte_zmalloc(NULL, sizeof(*hits) * dp.n_workers, RTE_CACHE_LINE_SIZE);
+	if (hits == NULL)
+		return -ENOMEM;
+	pthread_mutex_lock(&st.lock);
+	if (grow((void **)&st.pol, &st.cap_pol, st.n_pol, sizeof(*st.pol)) < 0) {
+		pthread_mutex_unlock(&st.lock);
+		rte_free(hits);
+		return -ENOMEM;
+	}
+	/* Linux numbering: index in steps of 8, the direction in the low bits. */
+	p->id = (++st.next_pol_index << 3) | p->dir;
+	e = &st.pol[st.n_pol++];
+	e->p = *p;
+	e->seq = ++st.next_seq;
+	e->hits = hits;
+	pthread_mutex_unlock(&st.lock);
+	return 0;
+}
+
+int dps_store_policy_delete(uint32_t id)
+{
+	for (unsigned int i = 0; i < st.n_pol; i++) {
+		if (st.pol[i].p.id != id)
+			continue;
+		/* Workers count hits into it until the next publish. */
+		if (grow((void **)&st.dead_hits, &st.cap_dead_hits, st.n_dead_hits,
+			 sizeof(*st.dead_hits)) < 0)
+			return -ENOMEM;
+		st.dead_hits[st.n_dead_hits++] = st.pol[i].hits;
+		pthread_mutex_lock(&st.lock);
+		memmove(&st.pol[i], &st.pol[i + 1], (st.n_pol - i - 1) * sizeof(*st.pol));
+		st.n_pol--;
+		pthread_mutex_unlock(&st.lock);
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* The newest outbound SA a policy's ESP request matches (the newest wins a rekey). */
+static struct dp_sa *out_sa(const struct dps_policy *p)
+{
+	struct dp_sa *best = NULL;
+
+	for (unsigned int r = 0; r < p->n_reqs; r++) {
+		if (p->reqs[r].proto != DPS_PROTO_ESP)
+			continue;
+		for (unsigned int i = 0; i < st.n_sas; i++) {
+			const struct dps_store_sa *s = &st.sas[i];
+
+			if (s->cfg.dir == DPS_DIR_OUT && req_matches_sa(&p->reqs[r], &s->cfg, &p->sel) &&
+			    (best == NULL || s->id > best->id))
+				best = s->dp;
+		}
+	}
+	return best;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+	const struct dps_policy *pa = ((const struct dp_spd_entry *)a)->p;
+	const struct dps_policy *pb = ((const struct dp_spd_entry *)b)->p;
+	const struct dps_store_policy *sa = (const void *)((const char *)pa -
+							    offsetof(struct dps_store_policy, p));
+	const struct dps_store_policy *sb = (const void *)((const char *)pb -
+							    offsetof(struct dps_store_policy, p));
+
+	if (pa->priority != pb->priority)
+		return pa->priority < pb->priority ? -1 : 1;
+	return sa->seq < sb->seq ? -1 : sa->seq > sb->seq;
+}
+
+static struct dp_spd *spd_build(void)
+{
+	struct dp_spd_entry *e = calloc(st.n_pol ? st.n_pol : 1, sizeof(*e));
+	struct dp_spd *spd;
+
+	if (e == NULL)
+		return NULL;
+	for (unsigned int i = 0; i < st.n_pol; i++) {
+		e[i].p = &st.pol[i].p;
+		e[i].hits = st.pol[i].hits;
+		e[i].out_sa = st.pol[i].p.dir == DPS_DIR_OUT ? out_sa(&st.pol[i].p) : NULL;
+	}
+	qsort(e, st.n_pol, sizeof(*e), entry_cmp);
+	spd = dp_spd_build(e, st.n_pol, &st.def, st.gen);
+	free(e);
+	return spd;
+}
+
+static int sad_build(struct dp_ipsec *ipsec)
+{
+	struct dp_sa **in = calloc(st.n_sas ? st.n_sas : 1, sizeof(*in));
+	unsigned int n = 0;
+	int rc;
+
+	if (in == NULL)
+		return -1;
+	for (unsigned int i = 0; i < st.n_sas; i++) {
+		const struct dps_sa *c = &st.sas[i].cfg;
+
+		if (c->dir != DPS_DIR_IN)
+			continue;
+		in[n++] = st.sas[i].dp;
+		if (!c->udp_encap)
+			continue;
+		uint16_t port = rte_cpu_to_be_16(c->encap_dport);
+		bool known = false;
+
+		for (unsigned int p = 0; p < ipsec->n_natt_ports; p++)
+			known |= ipsec->natt_ports[p] == port;
+		if (!known && ipsec->n_natt_ports < RTE_DIM(ipsec->natt_ports))
+			ipsec->natt_ports[ipsec->n_natt_ports++] = port;
+	}
+	rc = dp_sad_build(in, n, st.gen, ipsec->sad);
+	free(in);
+	return rc;
+}
+
+int dps_store_commit(void)
+{
+	struct dp_ipsec *ipsec = calloc(1, sizeof(*ipsec));
+	struct dp_snapshot *snap;
+
+	if (ipsec == NULL)
+		return -1;
+	st.gen++;
+	/* ESP-in-UDP on 4500 is always recognised, so IKE's port is never mistaken. */
+	ipsec->natt_ports[ipsec->n_natt_ports++] = rte_cpu_to_be_16(NATT_DEFAULT_PORT);
+	ipsec->active = st.n_pol || st.n_sas || st.def.def_policy4 == DPS_ACTION_DISCARD ||
+			st.def.def_policy6 == DPS_ACTION_DISCARD;
+	ipsec->spd = spd_build();
+	if (ipsec->spd == NULL || sad_build(ipsec) < 0) {
+		dp_ipsec_free(ipsec);
+		return -1;
+	}
+	snap = dp_snapshot_with_ipsec(ipsec);
+	if (snap == NULL) {
+		dp_ipsec_free(ipsec);
+		return -1;
+	}
+	dp_snapshot_publish(snap); /* returns after every worker let go of the old one */
+	for (unsigned int i = 0; i < st.n_dead; i++)
+		dp_sa_free(st.dead[i]);
+	for (unsigned int i = 0; i < st.n_dead_hits; i++)
+		rte_free(st.dead_hits[i]);
+	st.n_dead = st.n_dead_hits = 0;
+	return 0;
+}
+
+int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen)
+{
+	char why[256];
+	int rc;
+
+	st.def = cfg->ipsec;
+	for (unsigned int i = 0; i < cfg->n_sas; i++) {
+		rc = dps_store_sa_add(&cfg->sas[i], why, sizeof(why));
+		if (rc < 0) {
+			snprintf(err, errlen, "%s: sas[%u] (spi 0x%x): %s", cfg->path, i,
+				 cfg->sas[i].spi, why);
+			return -1;
+		}
+	}
+	for (unsigned int i = 0; i < cfg->n_policies; i++) {
+		struct dps_policy p = cfg->policies[i];
+
+		rc = dps_store_policy_add(&p, why, sizeof(why));
+		if (rc < 0) {
+			snprintf(err, errlen, "%s: policies[%u]: %s", cfg->path, i, why);
+			return -1;
+		}
+	}
+	if (dps_store_commit() < 0) {
+		snprintf(err, errlen, "cannot compile the SPD/SAD");
+		return -1;
+	}
+	return 0;
+}
+
+void dps_store_fini(void)
+{
+	for (unsigned int i = 0; i < st.n_sas; i++)
+		dp_sa_free(st.sas[i].dp);
+	for (unsigned int i = 0; i < st.n_pol; i++)
+		rte_free(st.pol[i].hits);
+	for (unsigned int i = 0; i < st.n_dead; i++)
+		dp_sa_free(st.dead[i]);
+	for (unsigned int i = 0; i < st.n_dead_hits; i++)
+		rte_free(st.dead_hits[i]);
+	free(st.sas);
+	free(st.pol);
+	free(st.dead);
+	free(st.dead_hits);
+	st.sas = NULL;
+	st.pol = NULL;
+	st.dead = NULL;
+	st.dead_hits = NULL;
+	st.n_sas = st.n_pol = st.n_dead = st.n_dead_hits = 0;
+	st.cap_sas = st.cap_pol = st.cap_dead = st.cap_dead_hits = 0;
+}
+
+void dps_store_walk_sas(int (*fn)(const struct dps_store_sa *, void *), void *arg)
+{
+	pthread_mutex_lock(&st.lock);
+	for (unsigned int i = 0; i < st.n_sas; i++)
+		if (fn(&st.sas[i], arg))
+			break;
+	pthread_mutex_unlock(&st.lock);
+}
+
+void dps_store_walk_policies(int (*fn)(const struct dps_store_policy *, void *), void *arg)
+{
+	pthread_mutex_lock(&st.lock);
+	for (unsigned int i = 0; i < st.n_pol; i++)
+		if (fn(&st.pol[i], arg))
+			break;
+	pthread_mutex_unlock(&st.lock);
+}

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The SA/policy store: the only code that creates, changes and deletes SAs
+ * and policies. YAML provisioning and PF_KEY both call it. Changes are
+ * batched until dps_store_commit(), which compiles a new dataplane snapshot
+ * (SPD, SAD), publishes it through RCU, and only then frees what it replaced.
+ * Control thread only (the telemetry thread reads under the store's lock).
+ */
+#ifndef DPS_STORE_H
+#define DPS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "control/config.h"
+
+struct dp_sa;
+
+struct dps_store_sa {
+	uint32_t id;
+	struct dps_sa cfg;
+	struct dp_sa *dp;
+};
+
+struct dps_store_policy {
+	struct dps_policy p;
+	uint64_t seq;   /* insertion order: ties of priority go to the oldest */
+	uint64_t *hits; /* [n_workers] */
+};
+
+/** Take the system defaults; load the SAs and policies of @cfg and commit. */
+int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen);
+
+/** Free everything (after the workers stopped). */
+void dps_store_fini(void);
+
+/** Add an SA. -EEXIST if <spi, dst, proto> exists, -ENOTSUP/-EINVAL with @err. */
+int dps_store_sa_add(const struct dps_sa *sa, char *err, size_t errlen);
+
+/** Delete an SA. -ESRCH if absent. */
+int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto);
+
+/** Find an SA (for reading). */
+const struct dps_store_sa *dps_store_sa_find(uint32_t spi, const struct dps_addr *dst,
+					     uint8_t proto);
+
+/** Add a policy; its id is assigned and written back. -EEXIST for a duplicate. */
+int dps_store_policy_add(struct dps_policy *p, char *err, size_t errlen);
+
+/** Delete a policy by id. -ENOENT if absent. */
+int dps_store_policy_delete(uint32_t id);
+
+/** Publish pending changes to the workers. 0 or -1 (the old state stays). */
+int dps_store_commit(void);
+
+/** Visit SAs / policies in order, under the store lock; stop when @fn returns non-zero. */
+void dps_store_walk_sas(int (*fn)(const struct dps_store_sa *, void *), void *arg);
+void dps_store_walk_policies(int (*fn)(const struct dps_store_policy *, void *), void *arg);
+
+#endif

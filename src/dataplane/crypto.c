@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <rte_crypto.h>
+#include <rte_cryptodev.h>
+
+#include "dataplane/crypto.h"
+#include "dataplane/dp.h"
+#include "dataplane/port.h"
+
+#define CRYPTO_QP_DESC 2048
+#define CRYPTO_OPS 16384
+#define CRYPTO_OP_PRIV 64 /* IV (16) and AAD (12), written by lib/ipsec */
+
+struct dp_crypto dp_crypto;
+
+static int dev_setup(uint8_t id, unsigned int n_qp)
+{
+	struct rte_cryptodev_config conf = {
+		.socket_id = rte_cryptodev_socket_id(id),
+		.nb_queue_pairs = n_qp,
+	};
+	struct rte_cryptodev_qp_conf qp = {
+		.nb_descriptors = CRYPTO_QP_DESC,
+		.mp_session = dp_crypto.sess_pool,
+	};
+	int rc = rte_cryptodev_configure(id, &conf);
+
+	for (unsigned int q = 0; rc == 0 && q < n_qp; q++)
+		rc = rte_cryptodev_queue_pair_setup(id, q, &qp, conf.socket_id);
+	return rc == 0 ? rte_cryptodev_start(id) : rc;
+}
+
+static int find_devices(const struct dps_crypto_cfg *c, unsigned int n_qp)
+{
+	for (unsigned int i = 0; i < c->n_devices; i++) {
+		struct dp_crypto_dev *d = &dp_crypto.devs[dp_crypto.n_devs];
+		struct rte_cryptodev_info info;
+		char name[64];
+		int id;
+
+		dp_device_name(c->devices[i], name, sizeof(name));
+		id = rte_cryptodev_get_dev_id(name);
+		if (id < 0) {
+			DP_LOG(ERR, "crypto device '%s' not found (driver missing?)", c->devices[i]);
+			return -1;
+		}
+		rte_cryptodev_info_get(id, &info);
+		if (info.max_nb_queue_pairs < n_qp) {
+			DP_LOG(ERR, "crypto device %s offers %u queue pairs, %u workers need one each",
+			       name, info.max_nb_queue_pairs, n_qp);
+			return -1;
+		}
+		d->id = id;
+		d->cpu_crypto = info.feature_flags & RTE_CRYPTODEV_FF_SYM_CPU_CRYPTO;
+		snprintf(d->name, sizeof(d->name), "%s", name);
+		dp_crypto.n_devs++;
+	}
+	return 0;
+}
+
+int dp_crypto_init(const struct dps_crypto_cfg *c, unsigned int n_workers)
+{
+	unsigned int sess_size = 0;
+
+	if (find_devices(c, n_workers) < 0)
+		return -1;
+	for (unsigned int i = 0; i < dp_crypto.n_devs; i++)
+		sess_size = RTE_MAX(sess_size, rte_cryptodev_sym_get_private_session_size(
+						       dp_crypto.devs[i].id));
+	dp_crypto.sess_pool = rte_cryptodev_sym_session_pool_create(
+		"dps_sess", c->sessions, sess_size, 0, 0, SOCKET_ID_ANY);
+	dp_crypto.op_pool = rte_crypto_op_pool_create("dps_cop", RTE_CRYPTO_OP_TYPE_SYMMETRIC,
+						      CRYPTO_OPS, 128, CRYPTO_OP_PRIV, SOCKET_ID_ANY);
+	if (dp_crypto.sess_pool == NULL || dp_crypto.op_pool == NULL) {
+		DP_LOG(ERR, "cannot create crypto pools: %s", rte_strerror(rte_errno));
+		return -1;
+	}
+	for (unsigned int i = 0; i < dp_crypto.n_devs; i++) {
+		int rc = dev_setup(dp_crypto.devs[i].id, n_workers);
+
+		if (rc < 0) {
+			DP_LOG(ERR, "crypto device %s: cannot start: %s", dp_crypto.devs[i].name,
+			       rte_strerror(-rc));
+			return -1;
+		}
+		DP_LOG(INFO, "crypto device %s ready%s", dp_crypto.devs[i].name,
+		       dp_crypto.devs[i].cpu_crypto ? " (CPU crypto)" : "");
+	}
+	return 0;
+}
+
+void dp_crypto_fini(void)
+{
+	for (unsigned int i = 0; i < dp_crypto.n_devs; i++) {
+		rte_cryptodev_stop(dp_crypto.devs[i].id);
+		rte_cryptodev_close(dp_crypto.devs[i].id);
+	}
+	rte_mempool_free(dp_crypto.op_pool);
+	rte_mempool_free(dp_crypto.sess_pool);
+	memset(&dp_crypto, 0, sizeof(dp_crypto));
+}
+
+struct enc_desc {
+	uint8_t key_len; /* without salt */
+	uint8_t salt;    /* 4 if the key material ends with a nonce salt */
+	uint8_t iv_len;
+	uint8_t block;
+};
+
+static const struct enc_desc *enc_desc(const struct dps_sa *sa)
+{
+	static struct enc_desc d;
+	uint8_t klen = sa->enc_key_len;
+
+	switch (sa->enc_alg) {
+	case DPS_ENC_NULL:
+		d = (struct enc_desc){0, 0, 0, 4};
+		break;
+	case DPS_ENC_AES_CBC:
+		d = (struct enc_desc){klen, 0, 16, 16};
+		break;
+	case DPS_ENC_AES_CTR:
+		d = (struct enc_desc){klen - 4, 4, 8, 4};
+		break;
+	case DPS_ENC_AES_GCM:
+	case DPS_ENC_AES_GMAC:
+	case DPS_ENC_CHACHA20_POLY1305:
+		d = (struct enc_desc){klen - 4, 4, 8, 4};
+		break;
+	default:
+		return NULL;
+	}
+	return &d;
+}
+
+static const struct {
+	enum rte_crypto_auth_algorithm algo;
+	uint8_t key_len, digest_len;
+} auth_desc[] = {
+	[DPS_AUTH_HMAC_SHA1_96] = {RTE_CRYPTO_AUTH_SHA1_HMAC, 20, 12},
+	[DPS_AUTH_HMAC_SHA256_128] = {RTE_CRYPTO_AUTH_SHA256_HMAC, 32, 16},
+	[DPS_AUTH_HMAC_SHA384_192] = {RTE_CRYPTO_AUTH_SHA384_HMAC, 48, 24},
+	[DPS_AUTH_HMAC_SHA512_256] = {RTE_CRYPTO_AUTH_SHA512_HMAC, 64, 32},
+};
+
+static void aead_xform(struct dp_xforms *x, const struct dps_sa *sa, const struct enc_desc *d)
+{
+	struct rte_crypto_aead_xform *a = &x->x[0].aead;
+
+	x->x[0].type = RTE_CRYPTO_SYM_XFORM_AEAD;
+	a->algo = sa->enc_alg == DPS_ENC_AES_GCM ? RTE_CRYPTO_AEAD_AES_GCM
+						 : RTE_CRYPTO_AEAD_CHACHA20_POLY1305;
+	a->op = sa->dir == DPS_DIR_IN ? RTE_CRYPTO_AEAD_OP_DECRYPT : RTE_CRYPTO_AEAD_OP_ENCRYPT;
+	a->key.data = x->cipher_key;
+	a->key.length = d->key_len;
+	a->iv.offset = DP_CRYPTO_IV_OFFSET;
+	a->iv.length = 12; /* salt + explicit IV (RFC 4106 §4, RFC 7634 §2) */
+	a->digest_length = 16;
+	/* SPI + sequence number, plus the high half of an extended one (RFC 4106 §5). */
+	a->aad_length = sa->esn ? 12 : 8;
+	x->icv_len = 16;
+	x->first = &x->x[0];
+}
+
+/* Encrypt-then-MAC outbound, verify-then-decrypt inbound (RFC 4303 §3.4). */
+static int chain_xforms(struct dp_xforms *x, const struct dps_sa *sa, const struct enc_desc *d,
+			const char **why)
+{
+	struct rte_crypto_sym_xform *ciph = &x->x[0], *auth = &x->x[1];
+	bool in = sa->dir == DPS_DIR_IN;
+
+	ciph->type = RTE_CRYPTO_SYM_XFORM_CIPHER;
+	ciph->cipher.op = in ? RTE_CRYPTO_CIPHER_OP_DECRYPT : RTE_CRYPTO_CIPHER_OP_ENCRYPT;
+	ciph->cipher.key.data = x->cipher_key;
+	ciph->cipher.key.length = d->key_len;
+	ciph->cipher.iv.offset = DP_CRYPTO_IV_OFFSET;
+	switch (sa->enc_alg) {
+	case DPS_ENC_NULL:
+		ciph->cipher.algo = RTE_CRYPTO_CIPHER_NULL;
+		break;
+	case DPS_ENC_AES_CBC:
+		ciph->cipher.algo = RTE_CRYPTO_CIPHER_AES_CBC;
+		ciph->cipher.iv.length = 16;
+		break;
+	default: /* AES-CTR: nonce, IV, counter block (RFC 3686 §4) */
+		ciph->cipher.algo = RTE_CRYPTO_CIPHER_AES_CTR;
+		ciph->cipher.iv.length = 16;
+		break;
+	}
+	if (sa->auth_alg == DPS_AUTH_NONE || sa->auth_alg >= RTE_DIM(auth_desc)) {
+		*why = "ESP without integrity is not supported (RFC 4303 §3.2.2 discourages it)";
+		return -ENOTSUP;
+	}
+	auth->type = RTE_CRYPTO_SYM_XFORM_AUTH;
+	auth->auth.algo = auth_desc[sa->auth_alg].algo;
+	auth->auth.op = in ? RTE_CRYPTO_AUTH_OP_VERIFY : RTE_CRYPTO_AUTH_OP_GENERATE;
+	auth->auth.key.data = x->auth_key;
+	auth->auth.key.length = sa->auth_key_len;
+	auth->auth.digest_length = auth_desc[sa->auth_alg].digest_len;
+	x->icv_len = auth->auth.digest_length;
+	if (in) {
+		auth->next = ciph;
+		ciph->next = NULL;
+		x->first = auth;
+	} else {
+		ciph->next = auth;
+		auth->next = NULL;
+		x->first = ciph;
+	}
+	return 0;
+}
+
+/* AES-GMAC (RFC 4543): integrity only, with a GCM-style nonce. */
+static void gmac_xform(struct dp_xforms *x, const struct dps_sa *sa, const struct enc_desc *d)
+{
+	struct rte_crypto_auth_xform *a = &x->x[0].auth;
+
+	x->x[0].type = RTE_CRYPTO_SYM_XFORM_AUTH;
+	a->algo = RTE_CRYPTO_AUTH_AES_GMAC;
+	a->op = sa->dir == DPS_DIR_IN ? RTE_CRYPTO_AUTH_OP_VERIFY : RTE_CRYPTO_AUTH_OP_GENERATE;
+	a->key.data = x->cipher_key;
+	a->key.length = d->key_len;
+	a->iv.offset = DP_CRYPTO_IV_OFFSET;
+	a->iv.length = 12;
+	a->digest_length = 16;
+	x->icv_len = 16;
+	x->first = &x->x[0];
+}
+
+int dp_crypto_xforms(const struct dps_sa *sa, struct dp_xforms *x, const char **why)
+{
+	const struct enc_desc *d = enc_desc(sa);
+
+	memset(x, 0, sizeof(*x));
+	*why = NULL;
+	if (sa->proto != DPS_PROTO_ESP) {
+		*why = "only ESP SAs run on the dataplane so far";
+		return -ENOTSUP;
+	}
+	if (d == NULL || sa->enc_key_len < d->salt) {
+		*why = "unknown encryption algorithm or short key";
+		return -ENOTSUP;
+	}
+	memcpy(x->cipher_key, sa->enc_key, d->key_len);
+	memcpy(x->auth_key, sa->auth_key, sa->auth_key_len);
+	if (d->salt)
+		memcpy(&x->salt, sa->enc_key + d->key_len, 4);
+	x->iv_len = d->iv_len;
+	x->block = d->block;
+	switch (sa->enc_alg) {
+	case DPS_ENC_AES_GCM:
+	case DPS_ENC_CHACHA20_POLY1305:
+		aead_xform(x, sa, d);
+		return 0;
+	case DPS_ENC_AES_GMAC:
+		gmac_xform(x, sa, d);
+		return 0;
+	default:
+		return chain_xforms(x, sa, d, why);
+	}
+}
+
+static bool xform_supported(uint8_t dev, const struct rte_crypto_sym_xform *xf)
+{
+	struct rte_cryptodev_sym_capability_idx idx = {.type = xf->type};
+	const struct rte_cryptodev_symmetric_capability *cap;
+
+	switch (xf->type) {
+	case RTE_CRYPTO_SYM_XFORM_AEAD:
+		idx.algo.aead = xf->aead.algo;
+		cap = rte_cryptodev_sym_capability_get(dev, &idx);
+		return cap != NULL &&
+		       rte_cryptodev_sym_capability_check_aead(cap, xf->aead.key.length,
+							       xf->aead.digest_length,
+							       xf->aead.aad_length,
+							       xf->aead.iv.length) == 0;
+	case RTE_CRYPTO_SYM_XFORM_CIPHER:
+		idx.algo.cipher = xf->cipher.algo;
+		cap = rte_cryptodev_sym_capability_get(dev, &idx);
+		return cap != NULL && rte_cryptodev_sym_capability_check_cipher(
+					      cap, xf->cipher.key.length, xf->cipher.iv.length) == 0;
+	case RTE_CRYPTO_SYM_XFORM_AUTH:
+		idx.algo.auth = xf->auth.algo;
+		cap = rte_cryptodev_sym_capability_get(dev, &idx);
+		return cap != NULL &&
+		       rte_cryptodev_sym_capability_check_auth(cap, xf->auth.key.length,
+							       xf->auth.digest_length,
+							       xf->auth.iv.length) == 0;
+	default:
+		return false;
+	}
+}
+
+int dp_crypto_pick(const struct dp_xforms *x)
+{
+	for (unsigned int i = 0; i < dp_crypto.n_devs; i++) {
+		bool ok = true;
+
+		for (const struct rte_crypto_sym_xform *xf = x->first; xf != NULL && ok;
+		     xf = xf->next)
+			ok = xform_supported(dp_crypto.devs[i].id, xf);
+		if (ok)
+			return (int)i;
+	}
+	return -1;
+}

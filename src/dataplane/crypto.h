@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Crypto devices (rte_cryptodev): one queue pair per worker on every device,
+ * one session pool, one crypto-op pool. An SA's session goes to the first
+ * configured device whose capabilities cover its transforms.
+ */
+#ifndef DP_CRYPTO_H
+#define DP_CRYPTO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_crypto.h>
+#include <rte_cryptodev.h>
+
+#include "control/config.h"
+
+/* Where lib/ipsec writes the IV of a crypto op: right after the symmetric op. */
+#define DP_CRYPTO_IV_OFFSET (sizeof(struct rte_crypto_op) + sizeof(struct rte_crypto_sym_op))
+
+/* Transforms of one SA direction, in the order rte_ipsec wants them. */
+struct dp_xforms {
+	struct rte_crypto_sym_xform x[2];
+	struct rte_crypto_sym_xform *first;
+	uint32_t salt;    /* GCM/CTR/GMAC/ChaCha20 nonce salt, network order */
+	uint16_t icv_len;
+	uint8_t iv_len;   /* bytes of explicit IV in the packet */
+	uint8_t block;    /* padding alignment */
+	uint8_t cipher_key[DPS_MAX_KEY_LEN];
+	uint8_t auth_key[DPS_MAX_KEY_LEN];
+};
+
+struct dp_crypto_dev {
+	uint8_t id;
+	bool cpu_crypto;  /* offers synchronous CPU crypto */
+	char name[64];
+};
+
+struct dp_crypto {
+	unsigned int n_devs;
+	struct dp_crypto_dev devs[DPS_MAX_CRYPTODEVS];
+	struct rte_mempool *sess_pool;
+	struct rte_mempool *op_pool;
+};
+
+extern struct dp_crypto dp_crypto;
+
+/** Configure and start the devices named in @c, one queue pair per worker. */
+int dp_crypto_init(const struct dps_crypto_cfg *c, unsigned int n_workers);
+
+/** Stop and close the devices, free the pools. */
+void dp_crypto_fini(void);
+
+/** Translate @sa into cryptodev transforms. 0, or -ENOTSUP with @why set. */
+int dp_crypto_xforms(const struct dps_sa *sa, struct dp_xforms *x, const char **why);
+
+/** Index (into dp_crypto.devs) of the first device able to run @x, or -1. */
+int dp_crypto_pick(const struct dp_xforms *x);
+
+#endif

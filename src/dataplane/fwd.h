@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Routing and output shared by forwarding and IPsec (fwd.c). */
+#ifndef DP_FWD_H
+#define DP_FWD_H
+
+#include <rte_mbuf.h>
+
+#include "dataplane/snapshot.h"
+
+struct dp_worker;
+struct dp_sa;
+
+/** Route one destination (network-order address bytes of @family). */
+const struct dp_nexthop *dp_route1(const struct dp_snapshot *s, int family, const void *dst);
+
+/**
+ * Send @m (Ethernet + IP, TTL already handled) toward @nh: MTU check,
+ * neighbour lookup, L2 rewrite, staging; or hand it to the control thread
+ * to wait for ARP/ND. @dst points at the packet's destination address.
+ */
+void dp_output(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, struct rte_mbuf *m,
+	       const struct dp_nexthop *nh, int family, const void *dst);
+
+/**
+ * Forward a burst of IPv4 (dp_fwd4) or IPv6 (dp_fwd6) packets received on
+ * @in. @via is NULL for packets that arrived in clear, or the inbound SA
+ * that decrypted all of them.
+ */
+void dp_fwd4(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
+	     struct rte_mbuf **pkts, uint16_t n, struct dp_sa *via);
+void dp_fwd6(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
+	     struct rte_mbuf **pkts, uint16_t n, struct dp_sa *via);
+
+/** Packets the gateway's kernel sent on @port's TAP: outbound policy, then out. */
+void dp_from_kernel(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
+		    struct rte_mbuf **pkts, uint16_t n);
+
+#endif

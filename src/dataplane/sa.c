@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_malloc.h>
+
+#include "dataplane/crypto.h"
+#include "dataplane/dp.h"
+#include "dataplane/esp.h"
+#include "dataplane/sa.h"
+
+const char *const dp_sa_counter_names[DP_SA_CNT_MAX] = {
+#define DP_SA_CNT_NAME(n, h) #n,
+	DP_SA_COUNTERS(DP_SA_CNT_NAME)
+#undef DP_SA_CNT_NAME
+};
+
+/* Ethernet (addresses filled at transmission) + outer IP header, the template
+ * lib/ipsec prepends to every outbound tunnel packet. */
+struct tun_hdr {
+	struct rte_ether_hdr eth;
+	union {
+		struct rte_ipv4_hdr v4;
+		struct rte_ipv6_hdr v6;
+	};
+} __rte_packed __rte_aligned(2);
+
+static uint32_t tun_template(struct tun_hdr *h, const struct dps_sa *c)
+{
+	uint8_t proto = c->udp_encap ? IPPROTO_UDP : IPPROTO_ESP;
+
+	memset(h, 0, sizeof(*h));
+	if (c->dst.family == AF_INET) {
+		h->eth.ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+		h->v4.version_ihl = RTE_IPV4_VHL_DEF;
+		h->v4.time_to_live = c->ttl;
+		h->v4.next_proto_id = proto;
+		h->v4.src_addr = c->src.v4.s_addr;
+		h->v4.dst_addr = c->dst.v4.s_addr;
+		if (c->dfbit == DPS_DF_SET)
+			h->v4.fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+		return sizeof(h->eth) + sizeof(h->v4);
+	}
+	h->eth.ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6);
+	h->v6.vtc_flow = rte_cpu_to_be_32(6u << 28);
+	h->v6.proto = proto;
+	h->v6.hop_limits = c->ttl;
+	memcpy(h->v6.src_addr, &c->src.v6, 16);
+	memcpy(h->v6.dst_addr, &c->dst.v6, 16);
+	return sizeof(h->eth) + sizeof(h->v6);
+}
+
+static void fill_prm(struct rte_ipsec_sa_prm *prm, const struct dps_sa *c, const struct dp_xforms *x,
+		     struct tun_hdr *h, int inner_family, const struct dps_ipsec_defaults *def)
+{
+	struct rte_security_ipsec_xform *ix = &prm->ipsec_xform;
+	bool out = c->dir == DPS_DIR_OUT;
+
+	memset(prm, 0, sizeof(*prm));
+	/* Several workers may send on one outbound SA: atomic sequence numbers. */
+	prm->flags = dp.n_workers > 1 && out ? RTE_IPSEC_SAFLAG_SQN_ATOM : 0;
+	ix->spi = c->spi;
+	ix->salt = x->salt;
+	ix->proto = RTE_SECURITY_IPSEC_SA_PROTO_ESP;
+	ix->direction = out ? RTE_SECURITY_IPSEC_SA_DIR_EGRESS : RTE_SECURITY_IPSEC_SA_DIR_INGRESS;
+	ix->mode = c->mode == DPS_MODE_TUNNEL ? RTE_SECURITY_IPSEC_SA_MODE_TUNNEL
+					      : RTE_SECURITY_IPSEC_SA_MODE_TRANSPORT;
+	ix->replay_win_sz = c->replay_window;
+	ix->options.esn = c->esn;
+	/* RFC 6040 normal mode and DSCP copy on encapsulation and decapsulation. */
+	ix->options.ecn = def->ecn;
+	ix->options.copy_dscp = 1;
+	prm->crypto_xform = x->first;
+	if (c->mode != DPS_MODE_TUNNEL)
+		return;
+	ix->tunnel.type = c->dst.family == AF_INET ? RTE_SECURITY_IPSEC_TUNNEL_IPV4
+						   : RTE_SECURITY_IPSEC_TUNNEL_IPV6;
+	/* Inbound UDP encapsulation is removed before lib/ipsec sees the packet. */
+	if (out && c->udp_encap) {
+		ix->options.udp_encap = 1;
+		ix->udp.sport = rte_cpu_to_be_16(c->encap_sport);
+		ix->udp.dport = rte_cpu_to_be_16(c->encap_dport);
+	}
+	prm->tun.hdr_len = tun_template(h, c);
+	prm->tun.hdr_l3_off = sizeof(struct rte_ether_hdr);
+	prm->tun.next_proto = inner_family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
+	prm->tun.hdr = h;
+}
+
+static int session_create(struct dp_sa *sa, struct dp_xforms *x)
+{
+	const struct dp_crypto_dev *d = &dp_crypto.devs[sa->dev];
+
+	sa->ss.crypto.ses = rte_cryptodev_sym_session_create(d->id, x->first, dp_crypto.sess_pool);
+	if (sa->ss.crypto.ses == NULL)
+		return -rte_errno ? -rte_errno : -ENOMEM;
+	sa->ss.crypto.dev_id = d->id;
+	sa->ss.type = d->cpu_crypto && dp.cfg->crypto.cpu_crypto
+			      ? RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO
+			      : RTE_SECURITY_ACTION_TYPE_NONE;
+	sa->ss.sa = sa->rsa;
+	return rte_ipsec_session_prepare(&sa->ss);
+}
+
+struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
+			   const struct dps_ipsec_defaults *def, char *err, size_t errlen)
+{
+	struct rte_ipsec_sa_prm prm;
+	struct dp_xforms x;
+	struct tun_hdr h;
+	const char *why;
+	struct dp_sa *sa;
+	int dev, sz, rc;
+
+	if (dp_crypto_xforms(cfg, &x, &why) < 0) {
+		snprintf(err, errlen, "%s", why);
+		return NULL;
+	}
+	dev = dp_crypto_pick(&x);
+	if (dev < 0) {
+		snprintf(err, errlen, "no configured crypto device supports this SA's algorithms");
+		return NULL;
+	}
+	sa = rte_zmalloc("dps_sa", sizeof(*sa), RTE_CACHE_LINE_SIZE);
+	if (sa == NULL)
+		goto nomem;
+	sa->cfg = *cfg;
+	sa->dev = dev;
+	sa->outer_family = cfg->dst.family;
+	sa->inner_family = cfg->mode == DPS_MODE_TUNNEL ? inner_family : cfg->dst.family;
+	sa->copy_df = cfg->mode == DPS_MODE_TUNNEL && cfg->dfbit == DPS_DF_COPY &&
+		      cfg->dst.family == AF_INET;
+	sa->iv_len = x.iv_len;
+	sa->icv_len = x.icv_len;
+	sa->block = x.block;
+	sa->add_ms = dp_now_ms();
+	sa->cnt = rte_zmalloc(NULL, sizeof(*sa->cnt) * dp.n_workers, RTE_CACHE_LINE_SIZE);
+	fill_prm(&prm, cfg, &x, &h, sa->inner_family, def);
+	sz = rte_ipsec_sa_size(&prm);
+	if (sa->cnt == NULL || sz < 0 || (sa->rsa = rte_zmalloc("dps_rsa", sz, 64)) == NULL)
+		goto nomem;
+	prm.userdata = (uintptr_t)sa;
+	rc = rte_ipsec_sa_init(sa->rsa, &prm, sz);
+	if (rc < 0 || (rc = session_create(sa, &x)) < 0) {
+		snprintf(err, errlen, "lib/ipsec refused the SA: %s", rte_strerror(-rc));
+		dp_sa_free(sa);
+		return NULL;
+	}
+	sa->run = dp_esp_runner(sa);
+	memset(&x, 0, sizeof(x)); /* keys live on only in the session */
+	return sa;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	dp_sa_free(sa);
+	return NULL;
+}
+
+void dp_sa_free(struct dp_sa *sa)
+{
+	if (sa == NULL)
+		return;
+	if (sa->ss.crypto.ses != NULL)
+		rte_cryptodev_sym_session_free(dp_crypto.devs[sa->dev].id, sa->ss.crypto.ses);
+	if (sa->rsa != NULL) {
+		rte_ipsec_sa_fini(sa->rsa);
+		rte_free(sa->rsa);
+	}
+	rte_free(sa->cnt);
+	rte_free(sa);
+}
+
+void dp_sa_counters(const struct dp_sa *sa, struct dp_sa_counters *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (unsigned int w = 0; w < dp.n_workers; w++)
+		for (unsigned int c = 0; c < DP_SA_CNT_MAX; c++)
+			out->v[c] += __atomic_load_n(&sa->cnt[w].v[c], __ATOMIC_RELAXED);
+}

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Security policy database: the RFC 4301 SPD in the seeds' terms, compiled
+ * into rte_acl contexts per address family and direction. Built off the hot
+ * path for every change and published in a snapshot.
+ */
+#ifndef DP_SPD_H
+#define DP_SPD_H
+
+#include <stdint.h>
+
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+
+#include "control/ipsec.h"
+
+struct rte_acl_ctx;
+struct dp_sa;
+
+enum dp_spd_ctx {
+	DP_SPD_OUT,   /* forwarded packets about to leave */
+	DP_SPD_IN,    /* packets for the gateway itself */
+	DP_SPD_FWD,   /* packets arriving to be forwarded: fwd policies, then in */
+	DP_SPD_NCTX,
+};
+
+/* What a policy means to a worker, with levels and SAs already resolved. */
+enum dp_verdict {
+	DP_V_DISCARD,
+	DP_V_BYPASS,
+	DP_V_PROTECT,     /* out: sa != NULL */
+	DP_V_NO_SA,       /* out: require/unique without SA: drop (and ACQUIRE) */
+	DP_V_REQUIRE_IN,  /* in/fwd: only packets decrypted by an acceptable SA */
+	DP_V_USE_IN,      /* in/fwd: decrypted by an acceptable SA, or plaintext */
+};
+
+struct dp_policy {
+	uint8_t verdict;        /* enum dp_verdict */
+	uint8_t dir;
+	uint32_t id;
+	struct dp_sa *sa;       /* out: the SA to apply */
+	struct dps_ipsec_req req; /* in/fwd: what an accepting SA must look like */
+	uint64_t *hits;         /* [n_workers], owned by the store, survives rebuilds */
+};
+
+struct dp_spd {
+	struct rte_acl_ctx *acl[2][DP_SPD_NCTX]; /* [v6][ctx], NULL when empty */
+	uint8_t def_verdict[2];                   /* when nothing matches: discard or bypass */
+	unsigned int n_pol;
+	struct dp_policy *pol;                    /* ACL userdata = index + 1 */
+	uint64_t gen;
+};
+
+/* Classification keys, in network byte order (ACL input). */
+struct dp_acl4_key {
+	uint8_t proto;
+	uint8_t pad[3];
+	uint32_t src;
+	uint32_t dst;
+	uint16_t sport; /* ICMP: type */
+	uint16_t dport; /* ICMP: code */
+};
+
+struct dp_acl6_key {
+	uint8_t proto;
+	uint8_t pad[3];
+	uint8_t src[16];
+	uint8_t dst[16];
+	uint16_t sport;
+	uint16_t dport;
+};
+
+/* One policy as the store hands it over for a build. */
+struct dp_spd_entry {
+	const struct dps_policy *p;
+	struct dp_sa *out_sa; /* resolved by the store for out policies */
+	uint64_t *hits;
+};
+
+/**
+ * Compile @n entries (already sorted: first wins) into a new SPD.
+ * NULL on failure (logged).
+ */
+struct dp_spd *dp_spd_build(const struct dp_spd_entry *e, unsigned int n,
+			    const struct dps_ipsec_defaults *def, uint64_t gen);
+void dp_spd_free(struct dp_spd *spd);
+
+/** Fill an IPv4 key from the IP header at @ip (L4 ports or ICMP type/code if present). */
+void dp_spd_key4(struct dp_acl4_key *k, const struct rte_ipv4_hdr *ip, uint32_t l3_len);
+/** Fill an IPv6 key. */
+void dp_spd_key6(struct dp_acl6_key *k, const struct rte_ipv6_hdr *ip6, uint32_t l3_len);
+
+/**
+ * Classify @n keys of family @v6 against context @ctx: @res[i] is the
+ * matching policy or NULL.
+ */
+void dp_spd_lookup(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx, const uint8_t **keys,
+		   const struct dp_policy **res, uint16_t n);
+
+/** True if @sa is one the in/fwd policy @p accepts (RFC 4301 §5.2). */
+int dp_policy_accepts(const struct dp_policy *p, const struct dp_sa *sa);
+
+#endif
