@@ -5,12 +5,15 @@
  * Every invalid document asserts the exact line of the error and the exact
  * key path, since those are what an operator uses to find the mistake.
  *
- * The shipped example is passed as argv[1] (or $DPS_EXAMPLE_CONFIG) so that
- * a broken config/dpsec.yaml fails the build's tests.
+ * The shipped example is passed as argv[1] (or $DPS_EXAMPLE_CONFIG) and the
+ * directory of IPsec examples as argv[2] (or $DPS_EXAMPLES_DIR), so that a
+ * broken config/dpsec.yaml or any example in config/examples fails the tests.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +26,7 @@
 #include "control/config.h"
 
 static const char *example_path;
+static const char *examples_dir;
 
 /* Lines 1-4 of many documents below: one valid port. */
 #define PORT_LAN                                                                                   \
@@ -368,6 +372,9 @@ static void test_shipped_example_validates(void **state)
 	assert_true(cfg.n_routes >= 1);
 	assert_int_equal(cfg.routes[0].dst.len, 0);
 	assert_true(cfg.n_neighs >= 1);
+	/* Its crypto and ipsec sections spell out the defaults. */
+	assert_int_equal(cfg.crypto.n_devices, 2);
+	assert_int_equal(cfg.ipsec.replay_window, 64);
 	dps_config_free(&cfg);
 }
 
@@ -1322,6 +1329,1545 @@ static void test_rejects_neighbour_on_unknown_port(void **state)
 			   8, "neighbours[0].port");
 }
 
+/* ---- IPsec: documents --------------------------------------------------------- */
+
+/* Keys whose byte i is i, so that decoding can be checked. */
+#define K16 "000102030405060708090a0b0c0d0e0f"
+#define K20 K16 "10111213"
+#define K24 K16 "1011121314151617"
+#define K32 K16 "101112131415161718191a1b1c1d1e1f"
+#define K36 K32 "20212223"
+#define K48 K32 "202122232425262728292a2b2c2d2e2f"
+#define K64 K48 "303132333435363738393a3b3c3d3e3f"
+
+/* Lines 5-9, after PORT_LAN: an outbound SA without its transforms. */
+#define SA_OUT                                                                                     \
+	"sas:\n"                                                                                   \
+	"  - spi: 0x1001\n"                                                                        \
+	"    direction: out\n"                                                                     \
+	"    src: 192.0.2.1\n"                                                                     \
+	"    dst: 198.51.100.1\n"
+
+/* Lines 11-14 after SA_OUT and one line of transforms: the same SA again. */
+#define SA_OUT_2                                                                                   \
+	"  - spi: 0x1001\n"                                                                        \
+	"    direction: out\n"                                                                     \
+	"    src: 192.0.2.1\n"                                                                     \
+	"    dst: 198.51.100.1\n"
+
+/* One line each. */
+#define ENC_GCM	    "    encryption: {algorithm: aes-gcm-128, key: \"0x" K20 "\"}\n"
+#define ENC_CBC	    "    encryption: {algorithm: aes-cbc-128, key: \"0x" K16 "\"}\n"
+#define AUTH_SHA256 "    integrity: {algorithm: hmac-sha2-256-128, key: \"" K32 "\"}\n"
+
+/* Lines 5-8, after PORT_LAN: an outbound policy without its action. */
+#define POL_OUT                                                                                    \
+	"policies:\n"                                                                              \
+	"  - direction: out\n"                                                                     \
+	"    src: 10.1.0.0/16\n"                                                                   \
+	"    dst: 10.2.0.0/16\n"
+
+/* One line: the transform of a protect policy. */
+#define REQ_ESP "    ipsec: [{proto: esp, tunnel: {src: 192.0.2.1, dst: 198.51.100.1}}]\n"
+
+static void assert_key(const uint8_t *key, unsigned int len, unsigned int want)
+{
+	assert_int_equal(len, want);
+	for (unsigned int i = 0; i < len; i++)
+		assert_int_equal(key[i], i);
+}
+
+/* Parse @doc expecting an error whose message contains @text. */
+static void assert_error_says(const char *doc, const char *text)
+{
+	struct dps_config cfg;
+	char err[512];
+
+	assert_int_equal(parse(doc, &cfg, err, sizeof(err)), -1);
+	if (!strstr(err, text))
+		fail_msg("\"%s\" does not say \"%s\"", err, text);
+}
+
+static void test_minimal_config_gets_ipsec_defaults(void **state)
+{
+	struct dps_config cfg;
+
+	(void)state;
+	parse_ok(PORT_LAN, &cfg);
+	assert_int_equal(cfg.crypto.n_devices, 2);
+	assert_string_equal(cfg.crypto.devices[0], "crypto_aesni_mb");
+	assert_string_equal(cfg.crypto.devices[1], "crypto_openssl");
+	assert_true(cfg.crypto.cpu_crypto);
+	assert_int_equal(cfg.crypto.sessions, 4096);
+	assert_int_equal(cfg.ipsec.def_policy4, DPS_ACTION_BYPASS);
+	assert_int_equal(cfg.ipsec.def_policy6, DPS_ACTION_BYPASS);
+	assert_int_equal(cfg.ipsec.esp_trans_deflev, DPS_LEVEL_USE);
+	assert_int_equal(cfg.ipsec.esp_net_deflev, DPS_LEVEL_USE);
+	assert_int_equal(cfg.ipsec.ah_trans_deflev, DPS_LEVEL_USE);
+	assert_int_equal(cfg.ipsec.ah_net_deflev, DPS_LEVEL_USE);
+	assert_int_equal(cfg.ipsec.dfbit, DPS_DF_COPY);
+	assert_true(cfg.ipsec.ecn);
+	assert_true(cfg.ipsec.ah_cleartos);
+	assert_int_equal(cfg.ipsec.replay_window, 64);
+	assert_int_equal(cfg.n_sas, 0);
+	assert_null(cfg.sas);
+	assert_int_equal(cfg.n_policies, 0);
+	assert_null(cfg.policies);
+	dps_config_free(&cfg);
+}
+
+static void test_crypto_and_ipsec_set_every_key(void **state)
+{
+	static const char zero[DPS_DEVICE_LEN];
+	struct dps_config cfg;
+
+	(void)state;
+	parse_ok(PORT_LAN "crypto:\n"
+			  "  devices: [\"0000:3d:00.0\"]\n"
+			  "  cpu_crypto: no\n"
+			  "  sessions: 1048576\n"
+			  "ipsec:\n"
+			  "  def_policy: discard\n"
+			  "  esp_trans_deflev: require\n"
+			  "  esp_net_deflev: use\n"
+			  "  ah_trans_deflev: require\n"
+			  "  ah_net_deflev: require\n"
+			  "  dfbit: clear\n"
+			  "  ecn: false\n"
+			  "  ah_cleartos: off\n"
+			  "  replay_window: 0\n",
+		 &cfg);
+	assert_int_equal(cfg.crypto.n_devices, 1);
+	assert_string_equal(cfg.crypto.devices[0], "0000:3d:00.0");
+	/* The second default device is gone, not just uncounted. */
+	assert_memory_equal(cfg.crypto.devices[1], zero, sizeof(zero));
+	assert_false(cfg.crypto.cpu_crypto);
+	assert_int_equal(cfg.crypto.sessions, 1048576);
+	assert_int_equal(cfg.ipsec.def_policy4, DPS_ACTION_DISCARD);
+	assert_int_equal(cfg.ipsec.def_policy6, DPS_ACTION_DISCARD);
+	assert_int_equal(cfg.ipsec.esp_trans_deflev, DPS_LEVEL_REQUIRE);
+	assert_int_equal(cfg.ipsec.esp_net_deflev, DPS_LEVEL_USE);
+	assert_int_equal(cfg.ipsec.ah_trans_deflev, DPS_LEVEL_REQUIRE);
+	assert_int_equal(cfg.ipsec.ah_net_deflev, DPS_LEVEL_REQUIRE);
+	assert_int_equal(cfg.ipsec.dfbit, DPS_DF_CLEAR);
+	assert_false(cfg.ipsec.ecn);
+	assert_false(cfg.ipsec.ah_cleartos);
+	assert_int_equal(cfg.ipsec.replay_window, 0);
+	dps_config_free(&cfg);
+
+	parse_ok(PORT_LAN
+		 "crypto:\n"
+		 "  devices: [crypto_aesni_mb, \"crypto_qat,socket_id=1\", crypto_openssl]\n"
+		 "  sessions: 64\n"
+		 "ipsec:\n"
+		 "  replay_window: 65536\n",
+		 &cfg);
+	assert_int_equal(cfg.crypto.n_devices, 3);
+	assert_string_equal(cfg.crypto.devices[1], "crypto_qat,socket_id=1");
+	assert_int_equal(cfg.crypto.sessions, 64);
+	assert_int_equal(cfg.ipsec.replay_window, 65536);
+	dps_config_free(&cfg);
+}
+
+static void test_def_policy_per_family(void **state)
+{
+	struct dps_config cfg;
+
+	(void)state;
+	parse_ok(PORT_LAN "ipsec:\n  def_policy: {ipv4: discard, ipv6: bypass}\n", &cfg);
+	assert_int_equal(cfg.ipsec.def_policy4, DPS_ACTION_DISCARD);
+	assert_int_equal(cfg.ipsec.def_policy6, DPS_ACTION_BYPASS);
+	dps_config_free(&cfg);
+	/* A family left out keeps the default, bypass. */
+	parse_ok(PORT_LAN "ipsec:\n  def_policy:\n    ipv6: discard\n", &cfg);
+	assert_int_equal(cfg.ipsec.def_policy4, DPS_ACTION_BYPASS);
+	assert_int_equal(cfg.ipsec.def_policy6, DPS_ACTION_DISCARD);
+	dps_config_free(&cfg);
+	parse_ok(PORT_LAN "ipsec:\n  def_policy: bypass\n", &cfg);
+	assert_int_equal(cfg.ipsec.def_policy4, DPS_ACTION_BYPASS);
+	assert_int_equal(cfg.ipsec.def_policy6, DPS_ACTION_BYPASS);
+	dps_config_free(&cfg);
+}
+
+static void test_sa_sets_every_key(void **state)
+{
+	struct dps_config cfg;
+	const struct dps_sa *sa;
+
+	(void)state;
+	parse_ok(PORT_LAN
+		 "sas:\n"
+		 "  - spi: 4294967295\n"
+		 "    direction: in\n"
+		 "    proto: esp\n"
+		 "    mode: tunnel\n"
+		 "    src: 198.51.100.1\n"
+		 "    dst: 192.0.2.1\n"
+		 "    reqid: 0xFFFFFFFF\n"
+		 "    encryption:\n"
+		 "      algorithm: aes-cbc-192\n"
+		 "      key: "
+		 "\"0X00:01:02:03:04:05:06:07:08:09:0A:0B:0C:0D:0E:0F:1011121314151617\"\n"
+		 "    integrity:\n"
+		 "      algorithm: hmac-sha2-512-256\n"
+		 "      key: " K64 "\n"
+		 "    replay_window: 32\n"
+		 "    esn: yes\n"
+		 "    encap: {type: udp, sport: 4501, dport: 1024}\n"
+		 "    ttl: 255\n"
+		 "    dfbit: set\n"
+		 "    lifetime:\n"
+		 "      soft: {bytes: 1, packets: 2, add_s: 3, use_s: 4}\n"
+		 "      hard: {bytes: 18446744073709551615, packets: 2, add_s: 0, use_s: 5}\n",
+		 &cfg);
+	assert_int_equal(cfg.n_sas, 1);
+	sa = &cfg.sas[0];
+	assert_int_equal(sa->spi, 0xffffffff);
+	assert_int_equal(sa->dir, DPS_DIR_IN);
+	assert_int_equal(sa->proto, DPS_PROTO_ESP);
+	assert_int_equal(sa->mode, DPS_MODE_TUNNEL);
+	assert_int_equal(sa->src.family, AF_INET);
+	assert_string_equal(addr_str(&sa->src), "198.51.100.1");
+	assert_string_equal(addr_str(&sa->dst), "192.0.2.1");
+	assert_int_equal(sa->reqid, 0xffffffff);
+	assert_int_equal(sa->enc_alg, DPS_ENC_AES_CBC);
+	assert_key(sa->enc_key, sa->enc_key_len, 24);
+	assert_int_equal(sa->auth_alg, DPS_AUTH_HMAC_SHA512_256);
+	assert_key(sa->auth_key, sa->auth_key_len, 64);
+	assert_int_equal(sa->replay_window, 32);
+	assert_true(sa->esn);
+	assert_true(sa->udp_encap);
+	assert_int_equal(sa->encap_sport, 4501);
+	assert_int_equal(sa->encap_dport, 1024);
+	assert_int_equal(sa->ttl, 255);
+	assert_int_equal(sa->dfbit, DPS_DF_SET);
+	assert_int_equal(sa->soft.bytes, 1);
+	assert_int_equal(sa->soft.packets, 2);
+	assert_int_equal(sa->soft.add_s, 3);
+	assert_int_equal(sa->soft.use_s, 4);
+	assert_true(sa->hard.bytes == UINT64_MAX);
+	assert_int_equal(sa->hard.packets, 2);
+	assert_int_equal(sa->hard.add_s, 0);
+	assert_int_equal(sa->hard.use_s, 5);
+	dps_config_free(&cfg);
+	assert_null(cfg.sas);
+	assert_int_equal(cfg.n_sas, 0);
+	dps_config_free(&cfg); /* twice is harmless */
+}
+
+static void test_sa_defaults(void **state)
+{
+	static const struct dps_lifetime unlimited;
+	struct dps_config cfg;
+	const struct dps_sa *sa;
+
+	(void)state;
+	parse_ok(PORT_LAN SA_OUT ENC_GCM, &cfg);
+	sa = &cfg.sas[0];
+	assert_int_equal(sa->spi, 0x1001);
+	assert_int_equal(sa->dir, DPS_DIR_OUT);
+	assert_int_equal(sa->proto, DPS_PROTO_ESP);
+	assert_int_equal(sa->mode, DPS_MODE_TUNNEL);
+	assert_int_equal(sa->reqid, 0);
+	assert_int_equal(sa->enc_alg, DPS_ENC_AES_GCM);
+	assert_key(sa->enc_key, sa->enc_key_len, 20);
+	assert_int_equal(sa->auth_alg, DPS_AUTH_NONE);
+	assert_int_equal(sa->auth_key_len, 0);
+	assert_int_equal(sa->replay_window, 64);
+	assert_false(sa->esn);
+	assert_false(sa->udp_encap);
+	assert_int_equal(sa->encap_sport, 0);
+	assert_int_equal(sa->encap_dport, 0);
+	assert_int_equal(sa->ttl, 64);
+	assert_int_equal(sa->dfbit, DPS_DF_COPY);
+	assert_memory_equal(&sa->soft, &unlimited, sizeof(unlimited));
+	assert_memory_equal(&sa->hard, &unlimited, sizeof(unlimited));
+	dps_config_free(&cfg);
+
+	/* replay_window and dfbit default to the ipsec section's, wherever it is. */
+	parse_ok(PORT_LAN SA_OUT ENC_GCM "    encap: {type: udp}\n"
+					 "ipsec:\n"
+					 "  replay_window: 0\n"
+					 "  dfbit: set\n",
+		 &cfg);
+	assert_int_equal(cfg.sas[0].replay_window, 0);
+	assert_int_equal(cfg.sas[0].dfbit, DPS_DF_SET);
+	assert_true(cfg.sas[0].udp_encap);
+	assert_int_equal(cfg.sas[0].encap_sport, 4500);
+	assert_int_equal(cfg.sas[0].encap_dport, 4500);
+	dps_config_free(&cfg);
+}
+
+static void test_sa_accepts_every_algorithm(void **state)
+{
+	static const struct {
+		const char *name;
+		const char *key;
+		unsigned int alg, len;
+		bool aead;
+	} enc[] = {
+		{"null", "\"\"", DPS_ENC_NULL, 0, false},
+		{"aes-cbc-128", K16, DPS_ENC_AES_CBC, 16, false},
+		{"aes-cbc-192", K24, DPS_ENC_AES_CBC, 24, false},
+		{"aes-cbc-256", K32, DPS_ENC_AES_CBC, 32, false},
+		{"aes-ctr-128", K20, DPS_ENC_AES_CTR, 20, false},
+		{"aes-ctr-192", K24 "18191a1b", DPS_ENC_AES_CTR, 28, false},
+		{"aes-ctr-256", K36, DPS_ENC_AES_CTR, 36, false},
+		{"aes-gcm-128", K20, DPS_ENC_AES_GCM, 20, true},
+		{"aes-gcm-192", K24 "18191a1b", DPS_ENC_AES_GCM, 28, true},
+		{"aes-gcm-256", K36, DPS_ENC_AES_GCM, 36, true},
+		{"aes-gmac-128", K20, DPS_ENC_AES_GMAC, 20, true},
+		{"aes-gmac-192", K24 "18191a1b", DPS_ENC_AES_GMAC, 28, true},
+		{"aes-gmac-256", K36, DPS_ENC_AES_GMAC, 36, true},
+		{"chacha20-poly1305", K36, DPS_ENC_CHACHA20_POLY1305, 36, true},
+	};
+	static const struct {
+		const char *name;
+		const char *key;
+		unsigned int alg, len;
+	} auth[] = {
+		{"hmac-sha1-96", K16 "10111213", DPS_AUTH_HMAC_SHA1_96, 20},
+		{"hmac-sha2-256-128", K32, DPS_AUTH_HMAC_SHA256_128, 32},
+		{"hmac-sha2-384-192", K48, DPS_AUTH_HMAC_SHA384_192, 48},
+		{"hmac-sha2-512-256", K64, DPS_AUTH_HMAC_SHA512_256, 64},
+	};
+	struct dps_config cfg;
+	char doc[1024];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(enc) / sizeof(enc[0]); i++) {
+		snprintf(doc, sizeof(doc),
+			 PORT_LAN SA_OUT "    encryption: {algorithm: %s, key: %s}\n%s",
+			 enc[i].name, enc[i].key, enc[i].aead ? "" : AUTH_SHA256);
+		parse_ok(doc, &cfg);
+		assert_int_equal(cfg.sas[0].enc_alg, enc[i].alg);
+		assert_key(cfg.sas[0].enc_key, cfg.sas[0].enc_key_len, enc[i].len);
+		dps_config_free(&cfg);
+	}
+	for (i = 0; i < sizeof(auth) / sizeof(auth[0]); i++) {
+		snprintf(doc, sizeof(doc),
+			 PORT_LAN SA_OUT ENC_CBC "    integrity: {algorithm: %s, key: \"0x%s\"}\n",
+			 auth[i].name, auth[i].key);
+		parse_ok(doc, &cfg);
+		assert_int_equal(cfg.sas[0].auth_alg, auth[i].alg);
+		assert_key(cfg.sas[0].auth_key, cfg.sas[0].auth_key_len, auth[i].len);
+		dps_config_free(&cfg);
+		/* AH: the same, without encryption. */
+		snprintf(doc, sizeof(doc),
+			 PORT_LAN SA_OUT "    proto: ah\n    integrity: {algorithm: %s, key: %s}\n",
+			 auth[i].name, auth[i].key);
+		parse_ok(doc, &cfg);
+		assert_int_equal(cfg.sas[0].proto, DPS_PROTO_AH);
+		assert_int_equal(cfg.sas[0].enc_alg, DPS_ENC_NULL);
+		assert_int_equal(cfg.sas[0].auth_alg, auth[i].alg);
+		dps_config_free(&cfg);
+	}
+}
+
+static void test_sa_key_spellings(void **state)
+{
+	static const char *const k16[] = {
+		K16,
+		"0x" K16,
+		"0X000102030405060708090A0B0C0D0E0F",
+		"00:01:02:03:04:05:06:07:08:09:0a:0b:0c:0d:0e:0f",
+		"0x0001:0203:04050607:08090a0b0c0d0e0f",
+	};
+	struct dps_config cfg;
+	char doc[1024];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(k16) / sizeof(k16[0]); i++) {
+		snprintf(doc, sizeof(doc),
+			 PORT_LAN SA_OUT "    encryption: {algorithm: aes-cbc-128, key: \"%s\"}\n"
+					 "    integrity: {algorithm: hmac-sha1-96, key: " K20 "}\n",
+			 k16[i]);
+		parse_ok(doc, &cfg);
+		assert_key(cfg.sas[0].enc_key, cfg.sas[0].enc_key_len, 16);
+		dps_config_free(&cfg);
+	}
+	/* null encryption and integrity none take no key, or an empty one. */
+	parse_ok(PORT_LAN SA_OUT "    encryption: {algorithm: null}\n" AUTH_SHA256, &cfg);
+	assert_int_equal(cfg.sas[0].enc_key_len, 0);
+	dps_config_free(&cfg);
+	parse_ok(PORT_LAN SA_OUT "    encryption: {algorithm: null, key: \"0x\"}\n" AUTH_SHA256,
+		 &cfg);
+	dps_config_free(&cfg);
+	parse_ok(PORT_LAN SA_OUT ENC_GCM "    integrity: {algorithm: none}\n", &cfg);
+	assert_int_equal(cfg.sas[0].auth_alg, DPS_AUTH_NONE);
+	dps_config_free(&cfg);
+	parse_ok(PORT_LAN SA_OUT ENC_GCM "    integrity: {algorithm: none, key: \"\"}\n", &cfg);
+	dps_config_free(&cfg);
+}
+
+static void test_sa_ipcomp_and_transport(void **state)
+{
+	struct dps_config cfg;
+
+	(void)state;
+	/* IPComp: no keys, no sequence numbers, a 16-bit CPI. */
+	parse_ok(PORT_LAN "sas:\n"
+			  "  - {spi: 0xffff, direction: in, proto: ipcomp, mode: transport,\n"
+			  "     src: \"2001:db8::2\", dst: \"2001:db8::1\"}\n",
+		 &cfg);
+	assert_int_equal(cfg.sas[0].spi, 0xffff);
+	assert_int_equal(cfg.sas[0].proto, DPS_PROTO_IPCOMP);
+	assert_int_equal(cfg.sas[0].mode, DPS_MODE_TRANSPORT);
+	assert_int_equal(cfg.sas[0].src.family, AF_INET6);
+	assert_int_equal(cfg.sas[0].replay_window, 0);
+	assert_int_equal(cfg.sas[0].enc_key_len + cfg.sas[0].auth_key_len, 0);
+	dps_config_free(&cfg);
+}
+
+static void test_sa_spi_is_unique_per_destination_and_proto(void **state)
+{
+	struct dps_config cfg;
+
+	(void)state;
+	/* Same SPI: other destination, then other protocol. */
+	parse_ok(PORT_LAN SA_OUT ENC_GCM "  - spi: 4097\n"
+					 "    direction: out\n"
+					 "    src: 192.0.2.1\n"
+					 "    dst: 198.51.100.2\n" ENC_GCM "  - spi: 0x1001\n"
+					 "    direction: out\n"
+					 "    proto: ah\n"
+					 "    src: 192.0.2.1\n"
+					 "    dst: 198.51.100.1\n" AUTH_SHA256,
+		 &cfg);
+	assert_int_equal(cfg.n_sas, 3);
+	assert_int_equal(cfg.sas[1].spi, 0x1001);
+	dps_config_free(&cfg);
+}
+
+static void test_policy_sets_every_key(void **state)
+{
+	struct dps_config cfg;
+	const struct dps_policy *p;
+
+	(void)state;
+	parse_ok(PORT_LAN "policies:\n"
+			  "  - direction: fwd\n"
+			  "    priority: 4294967295\n"
+			  "    src: 10.1.0.0/16\n"
+			  "    dst: 10.2.3.0/24\n"
+			  "    family: ipv4\n"
+			  "    proto: tcp\n"
+			  "    sport: 1024-65535\n"
+			  "    dport: 443\n"
+			  "    action: protect\n"
+			  "    ipsec:\n"
+			  "      - proto: ipcomp\n"
+			  "        mode: transport\n"
+			  "        level: use\n"
+			  "      - proto: esp\n"
+			  "        mode: tunnel\n"
+			  "        level: unique\n"
+			  "        reqid: 0x10\n"
+			  "        tunnel: {src: \"2001:db8::1\", dst: \"2001:db8::2\"}\n"
+			  "      - {proto: ah, mode: transport, level: require, reqid: 7}\n",
+		 &cfg);
+	assert_int_equal(cfg.n_policies, 1);
+	p = &cfg.policies[0];
+	assert_int_equal(p->id, 0);
+	assert_int_equal(p->dir, DPS_DIR_FWD);
+	assert_int_equal(p->priority, 0xffffffff);
+	assert_string_equal(prefix_str(&p->sel.src), "10.1.0.0/16");
+	assert_string_equal(prefix_str(&p->sel.dst), "10.2.3.0/24");
+	assert_int_equal(p->sel.proto, IPPROTO_TCP);
+	assert_int_equal(p->sel.sport_lo, 1024);
+	assert_int_equal(p->sel.sport_hi, 65535);
+	assert_int_equal(p->sel.dport_lo, 443);
+	assert_int_equal(p->sel.dport_hi, 443);
+	assert_int_equal(p->action, DPS_ACTION_PROTECT);
+	assert_int_equal(p->n_reqs, 3);
+	assert_int_equal(p->reqs[0].proto, DPS_PROTO_IPCOMP);
+	assert_int_equal(p->reqs[0].mode, DPS_MODE_TRANSPORT);
+	assert_int_equal(p->reqs[0].level, DPS_LEVEL_USE);
+	assert_int_equal(p->reqs[0].reqid, 0);
+	assert_int_equal(p->reqs[0].tun_src.family, 0);
+	/* An IPv4 selector in an IPv6 tunnel. */
+	assert_int_equal(p->reqs[1].proto, DPS_PROTO_ESP);
+	assert_int_equal(p->reqs[1].mode, DPS_MODE_TUNNEL);
+	assert_int_equal(p->reqs[1].level, DPS_LEVEL_UNIQUE);
+	assert_int_equal(p->reqs[1].reqid, 16);
+	assert_string_equal(addr_str(&p->reqs[1].tun_src), "2001:db8::1");
+	assert_string_equal(addr_str(&p->reqs[1].tun_dst), "2001:db8::2");
+	assert_int_equal(p->reqs[2].proto, DPS_PROTO_AH);
+	assert_int_equal(p->reqs[2].level, DPS_LEVEL_REQUIRE);
+	assert_int_equal(p->reqs[2].reqid, 7);
+	dps_config_free(&cfg);
+	assert_null(cfg.policies);
+	assert_int_equal(cfg.n_policies, 0);
+}
+
+static void test_policy_defaults(void **state)
+{
+	struct dps_config cfg;
+	const struct dps_policy *p;
+
+	(void)state;
+	parse_ok(PORT_LAN
+		 "policies:\n"
+		 "  - {direction: out, dst: \"2001:db8::/32\", action: bypass}\n"
+		 "  - {direction: in, family: ipv4, action: discard}\n"
+		 "  - {direction: in, src: 10.0.0.1, proto: icmp, icmp_type: 8, action: bypass}\n"
+		 "  - direction: out\n"
+		 "    dst: 10.0.0.0/8\n"
+		 "    proto: 50\n"
+		 "    action: protect\n" REQ_ESP,
+		 &cfg);
+	assert_int_equal(cfg.n_policies, 4);
+	p = &cfg.policies[0];
+	assert_int_equal(p->priority, 0);
+	assert_int_equal(p->sel.src.addr.family, AF_INET6);
+	assert_string_equal(prefix_str(&p->sel.src), "::/0");
+	assert_string_equal(prefix_str(&p->sel.dst), "2001:db8::/32");
+	assert_int_equal(p->sel.proto, 255);
+	assert_int_equal(p->sel.sport_lo, 0);
+	assert_int_equal(p->sel.sport_hi, 65535);
+	assert_int_equal(p->sel.dport_lo, 0);
+	assert_int_equal(p->sel.dport_hi, 65535);
+	assert_int_equal(p->n_reqs, 0);
+	p = &cfg.policies[1];
+	assert_string_equal(prefix_str(&p->sel.src), "0.0.0.0/0");
+	assert_string_equal(prefix_str(&p->sel.dst), "0.0.0.0/0");
+	/* ICMP: type 8 only, any code. */
+	p = &cfg.policies[2];
+	assert_string_equal(prefix_str(&p->sel.src), "10.0.0.1/32");
+	assert_string_equal(prefix_str(&p->sel.dst), "0.0.0.0/0");
+	assert_int_equal(p->sel.proto, IPPROTO_ICMP);
+	assert_int_equal(p->sel.sport_lo, 8);
+	assert_int_equal(p->sel.sport_hi, 8);
+	assert_int_equal(p->sel.dport_lo, 0);
+	assert_int_equal(p->sel.dport_hi, 255);
+	p = &cfg.policies[3];
+	assert_int_equal(p->sel.proto, 50);
+	assert_int_equal(p->n_reqs, 1);
+	assert_int_equal(p->reqs[0].mode, DPS_MODE_TUNNEL);
+	assert_int_equal(p->reqs[0].level, DPS_LEVEL_DEFAULT);
+	assert_int_equal(p->reqs[0].reqid, 0);
+	dps_config_free(&cfg);
+
+	parse_ok(PORT_LAN "policies:\n"
+			  "  - {direction: out, family: ipv6, proto: icmpv6, icmp_code: 1-4,\n"
+			  "     action: bypass}\n",
+		 &cfg);
+	p = &cfg.policies[0];
+	assert_int_equal(p->sel.proto, IPPROTO_ICMPV6);
+	assert_int_equal(p->sel.sport_lo, 0);
+	assert_int_equal(p->sel.sport_hi, 255);
+	assert_int_equal(p->sel.dport_lo, 1);
+	assert_int_equal(p->sel.dport_hi, 4);
+	dps_config_free(&cfg);
+}
+
+static void test_policies_differing_only_in_priority_or_direction(void **state)
+{
+	struct dps_config cfg;
+
+	(void)state;
+	parse_ok(PORT_LAN
+		 "policies:\n"
+		 "  - {direction: out, dst: 10.0.0.0/8, action: bypass}\n"
+		 "  - {direction: out, dst: 10.0.0.0/8, action: discard, priority: 1}\n"
+		 "  - {direction: in, dst: 10.0.0.0/8, action: discard}\n"
+		 "  - {direction: fwd, dst: 10.0.0.0/8, action: discard}\n"
+		 "  - {direction: out, dst: 10.0.0.0/8, proto: udp, action: discard}\n"
+		 "  - {direction: out, dst: 10.0.0.0/8, proto: udp, dport: 53, action: bypass}\n",
+		 &cfg);
+	assert_int_equal(cfg.n_policies, 6);
+	dps_config_free(&cfg);
+}
+
+/* ---- IPsec: the examples --------------------------------------------------------- */
+
+static bool addr_eq(const struct dps_addr *a, const struct dps_addr *b)
+{
+	return !strcmp(addr_str(a), addr_str(b)) && a->family == b->family;
+}
+
+/* Every SA has its mirror: the peer's SA the other way, with the same transforms. */
+static void assert_sa_pairs(const struct dps_config *cfg, const char *name)
+{
+	for (unsigned int i = 0; i < cfg->n_sas; i++) {
+		const struct dps_sa *a = &cfg->sas[i];
+		bool found = false;
+
+		for (unsigned int j = 0; j < cfg->n_sas && !found; j++) {
+			const struct dps_sa *b = &cfg->sas[j];
+
+			found = b->dir != a->dir && addr_eq(&a->src, &b->dst) &&
+				addr_eq(&a->dst, &b->src) && b->proto == a->proto &&
+				b->mode == a->mode && b->reqid == a->reqid &&
+				b->enc_alg == a->enc_alg && b->enc_key_len == a->enc_key_len &&
+				b->auth_alg == a->auth_alg && b->esn == a->esn &&
+				b->udp_encap == a->udp_encap && b->spi != a->spi &&
+				memcmp(b->enc_key, a->enc_key, a->enc_key_len);
+		}
+		if (!found)
+			fail_msg("%s: sas[%u] has no mirror SA with its own key", name, i);
+	}
+}
+
+/* Every transform a protect policy requests has an SA in the examples. */
+static void assert_policies_have_sas(const struct dps_config *cfg, const char *name)
+{
+	unsigned int in = 0, out = 0;
+
+	for (unsigned int i = 0; i < cfg->n_policies; i++) {
+		const struct dps_policy *p = &cfg->policies[i];
+
+		in += p->dir == DPS_DIR_IN && p->action == DPS_ACTION_PROTECT;
+		out += p->dir == DPS_DIR_OUT && p->action == DPS_ACTION_PROTECT;
+		for (unsigned int r = 0; r < p->n_reqs; r++) {
+			const struct dps_ipsec_req *q = &p->reqs[r];
+			bool found = false;
+
+			for (unsigned int j = 0; j < cfg->n_sas && !found; j++) {
+				const struct dps_sa *sa = &cfg->sas[j];
+
+				found = sa->dir == (p->dir == DPS_DIR_OUT ? DPS_DIR_OUT
+									  : DPS_DIR_IN) &&
+					sa->proto == q->proto && sa->mode == q->mode &&
+					(!q->reqid || sa->reqid == q->reqid) &&
+					(q->mode == DPS_MODE_TRANSPORT ||
+					 (addr_eq(&sa->src, &q->tun_src) &&
+					  addr_eq(&sa->dst, &q->tun_dst)));
+			}
+			if (!found)
+				fail_msg("%s: policies[%u].ipsec[%u] has no SA", name, i, r);
+		}
+	}
+	if (!in || in != out)
+		fail_msg("%s: %u inbound and %u outbound protect policies", name, in, out);
+}
+
+static void test_examples_validate(void **state)
+{
+	static const char *const expected[] = {
+		"esp-tunnel-gcm.yaml",
+		"esp-transport-cbc-sha256.yaml",
+		"esp-tunnel-natt.yaml",
+		"ipv6-in-ipv4-tunnel.yaml",
+	};
+	unsigned int seen = 0, n = 0;
+	struct dps_config cfg;
+	struct dirent *de;
+	char path[4096], err[512];
+	DIR *dir;
+
+	(void)state;
+	if (!examples_dir)
+		skip();
+	assert_non_null(dir = opendir(examples_dir));
+	while ((de = readdir(dir))) {
+		size_t len = strlen(de->d_name);
+
+		if (len < 5 || strcmp(de->d_name + len - 5, ".yaml"))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", examples_dir, de->d_name);
+		if (dps_config_load(path, &cfg, err, sizeof(err)))
+			fail_msg("%s", err);
+		assert_true(cfg.n_sas >= 2);
+		assert_sa_pairs(&cfg, de->d_name);
+		assert_policies_have_sas(&cfg, de->d_name);
+		dps_config_free(&cfg);
+		for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
+			if (!strcmp(de->d_name, expected[i]))
+				seen |= 1u << i;
+		n++;
+	}
+	closedir(dir);
+	assert_int_equal(seen, (1u << (sizeof(expected) / sizeof(expected[0]))) - 1);
+	assert_true(n >= 4);
+}
+
+/* ---- IPsec: crypto and ipsec sections --------------------------------------------- */
+
+static void test_rejects_duplicate_crypto_device(void **state)
+{
+	(void)state;
+	assert_parse_error_at("crypto:\n"
+			      "  devices: [a, b, a]\n" PORT_LAN,
+			      2, 19, "crypto.devices[2]");
+	/* A port's device cannot be a crypto device too. */
+	assert_parse_error_at(PORT_LAN "crypto:\n"
+				       "  devices:\n"
+				       "    - crypto_openssl\n"
+				       "    - d0\n",
+			      8, 7, "crypto.devices[1]");
+}
+
+static void test_rejects_bad_crypto_device(void **state)
+{
+	char doc[1024], dev[257];
+
+	(void)state;
+	assert_parse_error(PORT_LAN "crypto:\n"
+				    "  devices: [\"crypto_aesni_mb, socket_id=0\"]\n",
+			   6, "crypto.devices[0]");
+	assert_parse_error(PORT_LAN "crypto:\n"
+				    "  devices: [\"\"]\n",
+			   6, "crypto.devices[0]");
+	assert_parse_error(PORT_LAN "crypto:\n"
+				    "  devices: crypto_openssl\n",
+			   6, "crypto.devices");
+	memset(dev, 'c', 256);
+	dev[256] = '\0';
+	snprintf(doc, sizeof(doc), PORT_LAN "crypto:\n  devices:\n    - %s\n", dev);
+	assert_parse_error_at(doc, 7, 7, "crypto.devices[0]");
+}
+
+static void test_rejects_crypto_device_count(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN "crypto:\n"
+				       "  devices: []\n",
+			      6, 12, "crypto.devices");
+	assert_parse_error_at(PORT_LAN "crypto:\n"
+				       "  devices: [c0, c1, c2, c3, c4, c5, c6, c7, c8]\n",
+			      6, 45, "crypto.devices[8]");
+}
+
+static void test_rejects_bad_crypto_settings(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN "crypto:\n"
+				       "  sessions: 63\n",
+			      6, 13, "crypto.sessions");
+	assert_parse_error(PORT_LAN "crypto:\n"
+				    "  sessions: 1048577\n",
+			   6, "crypto.sessions");
+	assert_parse_error(PORT_LAN "crypto:\n"
+				    "  cpu_crypto: sometimes\n",
+			   6, "crypto.cpu_crypto");
+	assert_parse_error_at(PORT_LAN "crypto:\n"
+				       "  sessions: 64\n"
+				       "  session_pool: 64\n",
+			      7, 3, "crypto.session_pool");
+	assert_parse_error(PORT_LAN "crypto: [crypto_openssl]\n", 5, "crypto");
+}
+
+static void test_rejects_bad_def_policy(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN "ipsec:\n"
+				       "  def_policy: drop\n",
+			      6, 15, "ipsec.def_policy");
+	assert_parse_error(PORT_LAN "ipsec:\n"
+				    "  def_policy: [discard]\n",
+			   6, "ipsec.def_policy");
+	assert_parse_error_at(PORT_LAN "ipsec:\n"
+				       "  def_policy:\n"
+				       "    ipv4: discard\n"
+				       "    ipv6: protect\n",
+			      8, 11, "ipsec.def_policy.ipv6");
+	assert_parse_error_at(PORT_LAN "ipsec:\n"
+				       "  def_policy: {inet: discard}\n",
+			      6, 16, "ipsec.def_policy.inet");
+	assert_parse_error(PORT_LAN "ipsec:\n"
+				    "  def_policy: {ipv4: discard, ipv4: bypass}\n",
+			   6, "ipsec.def_policy.ipv4");
+}
+
+static void test_rejects_bad_ipsec_defaults(void **state)
+{
+	(void)state;
+	/* Levels are use or require: default and unique mean nothing system-wide. */
+	assert_parse_error(PORT_LAN "ipsec:\n"
+				    "  esp_trans_deflev: unique\n",
+			   6, "ipsec.esp_trans_deflev");
+	assert_parse_error(PORT_LAN "ipsec:\n"
+				    "  ah_net_deflev: default\n",
+			   6, "ipsec.ah_net_deflev");
+	assert_parse_error(PORT_LAN "ipsec:\n"
+				    "  esp_net_deflev: 2\n",
+			   6, "ipsec.esp_net_deflev");
+	assert_parse_error(PORT_LAN "ipsec:\n"
+				    "  ah_trans_deflev: Require\n",
+			   6, "ipsec.ah_trans_deflev");
+	assert_parse_error(PORT_LAN "ipsec:\n"
+				    "  dfbit: keep\n",
+			   6, "ipsec.dfbit");
+	assert_parse_error(PORT_LAN "ipsec:\n"
+				    "  ecn: 1\n",
+			   6, "ipsec.ecn");
+	assert_parse_error(PORT_LAN "ipsec:\n"
+				    "  ah_cleartos: \"yes\"\n",
+			   6, "ipsec.ah_cleartos");
+	assert_parse_error(PORT_LAN "ipsec:\n"
+				    "  def_policy: discard\n"
+				    "  replay: 64\n",
+			   7, "ipsec.replay");
+}
+
+static void test_rejects_bad_default_replay_window(void **state)
+{
+	(void)state;
+	/* 0 or 64..65536: anything else is too small, too big or not a number. */
+	assert_parse_error_at(PORT_LAN "ipsec:\n"
+				       "  replay_window: 63\n",
+			      6, 18, "ipsec.replay_window");
+	assert_parse_error(PORT_LAN "ipsec:\n"
+				    "  replay_window: 32\n",
+			   6, "ipsec.replay_window");
+	assert_parse_error(PORT_LAN "ipsec:\n"
+				    "  replay_window: 65537\n",
+			   6, "ipsec.replay_window");
+	assert_parse_error(PORT_LAN "ipsec:\n"
+				    "  replay_window: off\n",
+			   6, "ipsec.replay_window");
+	assert_error_says(PORT_LAN "ipsec:\n  replay_window: 1\n", "0 (off) or 64..65536");
+}
+
+/* ---- IPsec: SAs ---------------------------------------------------------------------- */
+
+static void test_rejects_sa_without_required_keys(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN "sas:\n"
+				       "  - direction: out\n"
+				       "    src: 192.0.2.1\n"
+				       "    dst: 198.51.100.1\n" ENC_GCM,
+			      6, 5, "sas[0].spi");
+	assert_parse_error_at(PORT_LAN "sas:\n"
+				       "  - spi: 0x1001\n"
+				       "    src: 192.0.2.1\n"
+				       "    dst: 198.51.100.1\n" ENC_GCM,
+			      6, 5, "sas[0].direction");
+	assert_parse_error_at(PORT_LAN "sas:\n"
+				       "  - spi: 0x1001\n"
+				       "    direction: out\n"
+				       "    dst: 198.51.100.1\n" ENC_GCM,
+			      6, 5, "sas[0].src");
+	assert_parse_error_at(PORT_LAN "sas:\n"
+				       "  - spi: 0x1001\n"
+				       "    direction: out\n"
+				       "    src: 192.0.2.1\n" ENC_GCM,
+			      6, 5, "sas[0].dst");
+	/* The second SA: the index in the path is the one at fault. */
+	assert_parse_error_at(PORT_LAN SA_OUT ENC_GCM "  - spi: 0x1002\n"
+						      "    direction: in\n"
+						      "    src: 198.51.100.1\n",
+			      11, 5, "sas[1].dst");
+}
+
+static void test_rejects_reserved_or_out_of_range_spi(void **state)
+{
+	static const char *const bad[] = {"0",
+					  "255",
+					  "0xff",
+					  "0x00FF",
+					  "4294967296",
+					  "0x100000000",
+					  "0x00000000000000000000001000000000"};
+	char doc[1024];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(doc, sizeof(doc),
+			 PORT_LAN "sas:\n"
+				  "  - spi: %s\n"
+				  "    direction: out\n"
+				  "    src: 192.0.2.1\n"
+				  "    dst: 198.51.100.1\n" ENC_GCM,
+			 bad[i]);
+		assert_parse_error_at(doc, 6, 10, "sas[0].spi");
+	}
+	assert_error_says(PORT_LAN "sas:\n  - spi: 0xff\n",
+			  "0xff is out of range 0x100..0xffffffff");
+	assert_error_says(PORT_LAN "sas:\n  - spi: 255\n", "255 is out of range 256..4294967295");
+}
+
+static void test_rejects_malformed_spi(void **state)
+{
+	static const char *const bad[] = {
+		"0x",  "0xg1",	 "\"0x1001\"",	    "'4097'", "01001",	  "-4097", "0x-1",
+		"1e4", "4097.0", "0b1000000000001", "0x 1",   "[0x1001]", "~"};
+	char doc[1024];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(doc, sizeof(doc),
+			 PORT_LAN "sas:\n"
+				  "  - spi: %s\n"
+				  "    direction: out\n"
+				  "    src: 192.0.2.1\n"
+				  "    dst: 198.51.100.1\n" ENC_GCM,
+			 bad[i]);
+		assert_parse_error_at(doc, 6, 10, "sas[0].spi");
+	}
+}
+
+static void test_rejects_bad_sa_enums(void **state)
+{
+	(void)state;
+	/* An SA is one-way: fwd is for policies. */
+	assert_parse_error_at(PORT_LAN "sas:\n"
+				       "  - spi: 0x1001\n"
+				       "    direction: fwd\n",
+			      7, 16, "sas[0].direction");
+	assert_parse_error(PORT_LAN SA_OUT "    proto: esp-udp\n" ENC_GCM, 10, "sas[0].proto");
+	assert_parse_error(PORT_LAN SA_OUT "    proto: ESP\n" ENC_GCM, 10, "sas[0].proto");
+	assert_parse_error(PORT_LAN SA_OUT "    mode: beet\n" ENC_GCM, 10, "sas[0].mode");
+	assert_parse_error(PORT_LAN SA_OUT ENC_GCM "    dfbit: on\n", 11, "sas[0].dfbit");
+	assert_parse_error(PORT_LAN SA_OUT ENC_GCM "    esn: maybe\n", 11, "sas[0].esn");
+	assert_parse_error_at(PORT_LAN SA_OUT ENC_GCM "    salt: 0x1\n", 11, 5, "sas[0].salt");
+}
+
+static void test_rejects_bad_sa_endpoints(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN "sas:\n"
+				       "  - spi: 0x1001\n"
+				       "    direction: out\n"
+				       "    src: 192.0.2.1\n"
+				       "    dst: \"2001:db8::1\"\n" ENC_GCM,
+			      9, 10, "sas[0].dst");
+	assert_parse_error_at(PORT_LAN "sas:\n"
+				       "  - spi: 0x1001\n"
+				       "    direction: out\n"
+				       "    src: 192.0.2.1\n"
+				       "    dst: 192.0.2.1\n" ENC_GCM,
+			      9, 10, "sas[0].dst");
+	assert_parse_error(PORT_LAN "sas:\n"
+				    "  - spi: 0x1001\n"
+				    "    direction: out\n"
+				    "    src: 224.0.0.5\n"
+				    "    dst: 198.51.100.1\n" ENC_GCM,
+			   8, "sas[0].src");
+	assert_parse_error(PORT_LAN "sas:\n"
+				    "  - spi: 0x1001\n"
+				    "    direction: out\n"
+				    "    src: 192.0.2.0/24\n"
+				    "    dst: 198.51.100.1\n" ENC_GCM,
+			   8, "sas[0].src");
+	assert_parse_error(PORT_LAN "sas:\n"
+				    "  - spi: 0x1001\n"
+				    "    direction: out\n"
+				    "    src: 192.0.2.1\n"
+				    "    dst: \"::\"\n" ENC_GCM,
+			   9, "sas[0].dst");
+}
+
+static void test_rejects_bad_reqid(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN SA_OUT "    reqid: 0x100000000\n" ENC_GCM, 10, 12,
+			      "sas[0].reqid");
+	assert_parse_error(PORT_LAN SA_OUT "    reqid: -1\n" ENC_GCM, 10, "sas[0].reqid");
+}
+
+static void test_rejects_transforms_the_proto_does_not_have(void **state)
+{
+	(void)state;
+	/* ESP must say how it encrypts: reported at the SA, which lacks the key. */
+	assert_parse_error_at(PORT_LAN SA_OUT AUTH_SHA256, 6, 5, "sas[0].encryption");
+	/* AH does not encrypt: reported at the key that should not be there. */
+	assert_parse_error_at(PORT_LAN SA_OUT "    proto: ah\n"
+					      "    integrity:\n"
+					      "      algorithm: hmac-sha1-96\n"
+					      "      key: " K20 "\n"
+					      "    encryption:\n"
+					      "      algorithm: null\n",
+			      14, 5, "sas[0].encryption");
+	assert_parse_error_at(PORT_LAN SA_OUT "    proto: ah\n", 6, 5, "sas[0].integrity");
+	assert_parse_error_at(PORT_LAN SA_OUT "    proto: ah\n"
+					      "    integrity: {algorithm: none}\n",
+			      11, 28, "sas[0].integrity.algorithm");
+	/* IPComp SAs have no keys. */
+	assert_parse_error_at(PORT_LAN SA_OUT "    proto: ipcomp\n" ENC_CBC, 11, 5,
+			      "sas[0].encryption");
+	assert_parse_error_at(PORT_LAN SA_OUT "    proto: ipcomp\n" AUTH_SHA256, 11, 5,
+			      "sas[0].integrity");
+}
+
+static void test_rejects_integrity_mismatching_encryption(void **state)
+{
+	(void)state;
+	/* Combined-mode ciphers authenticate by themselves. */
+	assert_parse_error_at(PORT_LAN SA_OUT ENC_GCM AUTH_SHA256, 11, 5, "sas[0].integrity");
+	assert_parse_error(PORT_LAN SA_OUT
+			   "    encryption: {algorithm: chacha20-poly1305, key: " K36
+			   "}\n" AUTH_SHA256,
+			   11, "sas[0].integrity");
+	/* The others need it: CBC and CTR (RFC 8221), null (RFC 4303). */
+	assert_parse_error_at(PORT_LAN SA_OUT ENC_CBC, 6, 5, "sas[0].integrity");
+	assert_parse_error_at(PORT_LAN SA_OUT "    encryption: {algorithm: aes-ctr-128, key: " K20
+					      "}\n",
+			      6, 5, "sas[0].integrity");
+	assert_parse_error_at(PORT_LAN SA_OUT "    encryption: {algorithm: null}\n", 6, 5,
+			      "sas[0].integrity");
+	assert_parse_error_at(PORT_LAN SA_OUT ENC_CBC "    integrity:\n"
+						      "      algorithm: none\n",
+			      12, 18, "sas[0].integrity.algorithm");
+	assert_error_says(PORT_LAN SA_OUT ENC_CBC, "ESP with aes-cbc-128 needs one");
+}
+
+static void test_rejects_unknown_algorithm(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN SA_OUT "    encryption:\n"
+					      "      algorithm: aes-gcm-64\n"
+					      "      key: " K20 "\n",
+			      11, 18, "sas[0].encryption.algorithm");
+	assert_parse_error(PORT_LAN SA_OUT "    encryption: {algorithm: AES-GCM-128, key: " K20
+					   "}\n",
+			   10, "sas[0].encryption.algorithm");
+	assert_parse_error(PORT_LAN SA_OUT "    encryption: {algorithm: 3des-cbc, key: " K24 "}\n",
+			   10, "sas[0].encryption.algorithm");
+	assert_parse_error(PORT_LAN SA_OUT ENC_CBC
+			   "    integrity: {algorithm: hmac-md5-96, key: " K16 "}\n",
+			   11, "sas[0].integrity.algorithm");
+	assert_parse_error(PORT_LAN SA_OUT ENC_CBC
+			   "    integrity: {algorithm: hmac-sha2-256, key: " K32 "}\n",
+			   11, "sas[0].integrity.algorithm");
+	assert_parse_error_at(PORT_LAN SA_OUT "    encryption:\n"
+					      "      key: " K20 "\n",
+			      11, 7, "sas[0].encryption.algorithm");
+	assert_parse_error(PORT_LAN SA_OUT "    encryption: aes-gcm-128\n", 10,
+			   "sas[0].encryption");
+	assert_parse_error(PORT_LAN SA_OUT ENC_GCM "    encryption: {algorithm: aes-gcm-128}\n", 11,
+			   "sas[0].encryption");
+}
+
+static void test_rejects_key_of_wrong_length(void **state)
+{
+	(void)state;
+	/* aes-gcm-128 takes its salt too: 16 bytes are 4 short. */
+	assert_parse_error_at(PORT_LAN SA_OUT "    encryption:\n"
+					      "      algorithm: aes-gcm-128\n"
+					      "      key: \"" K16 "\"\n",
+			      12, 12, "sas[0].encryption.key");
+	assert_error_says(
+		PORT_LAN SA_OUT "    encryption: {algorithm: aes-gcm-128, key: " K16 "}\n",
+		"aes-gcm-128 takes 20 bytes (a 16-byte key, then a 4-byte salt), found 16");
+	assert_error_says(PORT_LAN SA_OUT "    encryption: {algorithm: chacha20-poly1305, key: " K32
+					  "}\n",
+			  "chacha20-poly1305 takes 36 bytes (a 32-byte key, then a 4-byte salt)");
+	assert_error_says(PORT_LAN SA_OUT "    encryption: {algorithm: aes-cbc-256, key: " K36
+					  "}\n",
+			  "aes-cbc-256 takes a 32-byte key, found 36 bytes");
+	assert_parse_error(PORT_LAN SA_OUT "    encryption: {algorithm: aes-ctr-256, key: " K32
+					   "}\n",
+			   10, "sas[0].encryption.key");
+	assert_parse_error(PORT_LAN SA_OUT "    encryption: {algorithm: aes-gmac-192, key: " K24
+					   "}\n",
+			   10, "sas[0].encryption.key");
+	assert_parse_error(PORT_LAN SA_OUT
+			   "    encryption: {algorithm: null, key: \"00\"}\n" AUTH_SHA256,
+			   10, "sas[0].encryption.key");
+	assert_error_says(PORT_LAN SA_OUT "    encryption: {algorithm: null, key: \"00\"}\n",
+			  "null takes no key, found 1 byte");
+	assert_parse_error(PORT_LAN SA_OUT ENC_CBC
+			   "    integrity: {algorithm: hmac-sha1-96, key: " K16 "}\n",
+			   11, "sas[0].integrity.key");
+	assert_parse_error(PORT_LAN SA_OUT ENC_CBC
+			   "    integrity: {algorithm: hmac-sha2-384-192, key: " K64 "}\n",
+			   11, "sas[0].integrity.key");
+	assert_parse_error(PORT_LAN SA_OUT ENC_GCM "    integrity: {algorithm: none, key: " K16
+						   "}\n",
+			   11, "sas[0].integrity.key");
+}
+
+static void test_rejects_missing_key(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN SA_OUT "    encryption:\n"
+					      "      algorithm: aes-cbc-256\n" AUTH_SHA256,
+			      11, 7, "sas[0].encryption.key");
+	assert_parse_error_at(PORT_LAN SA_OUT ENC_CBC "    integrity: {algorithm: hmac-sha1-96}\n",
+			      11, 16, "sas[0].integrity.key");
+	assert_error_says(PORT_LAN SA_OUT ENC_CBC "    integrity: {algorithm: hmac-sha1-96}\n",
+			  "missing required key (hmac-sha1-96 takes 20 bytes)");
+}
+
+static void test_rejects_malformed_key(void **state)
+{
+	static const char *const bad[] = {
+		"\"0x000102030405060708090a0b0c0d0e0g\"",  /* not hex */
+		"\"0x000102030405060708090a0b0c0d0e0\"",   /* odd */
+		"\":000102030405060708090a0b0c0d0e0f\"",   /* ':' first */
+		"\"000102030405060708090a0b0c0d0e0f:\"",   /* ':' last */
+		"\"0001::02030405060708090a0b0c0d0e0f\"",  /* '::' */
+		"\"0:00102030405060708090a0b0c0d0e0f\"",   /* ':' within a byte */
+		"\"0x:000102030405060708090a0b0c0d0e0f\"", /* ':' after 0x */
+		"\"00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f\"",
+		"\"x000102030405060708090a0b0c0d0e0f\"",
+		"\"0x0x000102030405060708090a0b0c0d0e0f\"",
+		"\"" K64 "00\"", /* longer than any key */
+		"[" K16 "]",
+		"{k: " K16 "}",
+	};
+	struct dps_config cfg;
+	char doc[1024], err[512];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(doc, sizeof(doc),
+			 PORT_LAN SA_OUT "    encryption:\n"
+					 "      algorithm: aes-cbc-128\n"
+					 "      key: %s\n" AUTH_SHA256,
+			 bad[i]);
+		assert_parse_error_at(doc, 12, 12, "sas[0].encryption.key");
+		/* Keys are secrets: no message quotes one. */
+		assert_int_equal(parse(doc, &cfg, err, sizeof(err)), -1);
+		if (strstr(err, "0102030405") || strstr(err, "0a0b0c"))
+			fail_msg("the message quotes the key: %s", err);
+	}
+	assert_error_says(PORT_LAN SA_OUT "    encryption: {algorithm: aes-cbc-128, key: 00zz}\n",
+			  "character 3 is not a hex digit");
+}
+
+static void test_rejects_bad_sa_replay_window(void **state)
+{
+	struct dps_config cfg;
+
+	(void)state;
+	assert_parse_error_at(PORT_LAN SA_OUT ENC_GCM "    replay_window: 31\n", 11, 20,
+			      "sas[0].replay_window");
+	assert_parse_error(PORT_LAN SA_OUT ENC_GCM "    replay_window: 65537\n", 11,
+			   "sas[0].replay_window");
+	assert_parse_error(PORT_LAN SA_OUT ENC_GCM "    replay_window: -64\n", 11,
+			   "sas[0].replay_window");
+	/* 0 turns anti-replay off, 32 is RFC 4303's minimum for the SA itself. */
+	parse_ok(PORT_LAN SA_OUT ENC_GCM "    replay_window: 0\n", &cfg);
+	assert_int_equal(cfg.sas[0].replay_window, 0);
+	dps_config_free(&cfg);
+	/* IPComp has no sequence numbers. */
+	assert_parse_error_at(PORT_LAN SA_OUT "    proto: ipcomp\n"
+					      "    replay_window: 0\n",
+			      11, 5, "sas[0].replay_window");
+	assert_parse_error_at(PORT_LAN SA_OUT "    proto: ipcomp\n"
+					      "    esn: false\n",
+			      11, 5, "sas[0].esn");
+}
+
+static void test_rejects_ipcomp_cpi_above_16_bits(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN "sas:\n"
+				       "  - spi: 0x10000\n"
+				       "    direction: out\n"
+				       "    proto: ipcomp\n"
+				       "    src: 192.0.2.1\n"
+				       "    dst: 198.51.100.1\n",
+			      6, 10, "sas[0].spi");
+}
+
+static void test_rejects_bad_encap(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN SA_OUT "    proto: ah\n" AUTH_SHA256 "    encap:\n"
+					      "      type: udp\n",
+			      12, 5, "sas[0].encap");
+	assert_parse_error_at(PORT_LAN SA_OUT "    proto: ipcomp\n"
+					      "    encap: {type: udp}\n",
+			      11, 5, "sas[0].encap");
+	/* RFC 8229 (TCP) is not supported: udp is the only type, and must be said. */
+	assert_parse_error_at(PORT_LAN SA_OUT ENC_GCM "    encap:\n"
+						      "      type: tcp\n",
+			      12, 13, "sas[0].encap.type");
+	assert_parse_error_at(PORT_LAN SA_OUT ENC_GCM "    encap:\n"
+						      "      sport: 4500\n",
+			      12, 7, "sas[0].encap.type");
+	assert_parse_error(PORT_LAN SA_OUT ENC_GCM "    encap: {type: udp, sport: 0}\n", 11,
+			   "sas[0].encap.sport");
+	assert_parse_error(PORT_LAN SA_OUT ENC_GCM "    encap: {type: udp, dport: 65536}\n", 11,
+			   "sas[0].encap.dport");
+	assert_parse_error(PORT_LAN SA_OUT ENC_GCM "    encap: udp\n", 11, "sas[0].encap");
+}
+
+static void test_rejects_bad_outer_header_settings(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN SA_OUT ENC_GCM "    ttl: 0\n", 11, 10, "sas[0].ttl");
+	assert_parse_error(PORT_LAN SA_OUT ENC_GCM "    ttl: 256\n", 11, "sas[0].ttl");
+	/* Transport mode adds no outer header to put them in. */
+	assert_parse_error_at(PORT_LAN SA_OUT "    mode: transport\n" ENC_GCM "    ttl: 64\n", 12,
+			      5, "sas[0].ttl");
+	assert_parse_error_at(PORT_LAN SA_OUT "    mode: transport\n" ENC_GCM "    dfbit: copy\n",
+			      12, 5, "sas[0].dfbit");
+}
+
+static void test_rejects_bad_lifetime(void **state)
+{
+	struct dps_config cfg;
+
+	(void)state;
+	assert_parse_error_at(PORT_LAN SA_OUT ENC_GCM "    lifetime:\n"
+						      "      soft: {bytes: 2000, packets: 10}\n"
+						      "      hard: {bytes: 1000, packets: 10}\n",
+			      12, 21, "sas[0].lifetime.soft.bytes");
+	assert_parse_error(PORT_LAN SA_OUT ENC_GCM "    lifetime:\n"
+						   "      hard:\n"
+						   "        use_s: 60\n"
+						   "      soft:\n"
+						   "        use_s: 61\n",
+			   15, "sas[0].lifetime.soft.use_s");
+	assert_error_says(PORT_LAN SA_OUT ENC_GCM
+			  "    lifetime: {soft: {add_s: 61}, hard: {add_s: 60}}\n",
+			  "61 is above the hard limit 60");
+	/* A zero on either side is "no limit": nothing to compare. */
+	parse_ok(PORT_LAN SA_OUT ENC_GCM "    lifetime: {soft: {packets: 5}, hard: {bytes: 1}}\n",
+		 &cfg);
+	assert_int_equal(cfg.sas[0].soft.packets, 5);
+	assert_int_equal(cfg.sas[0].hard.bytes, 1);
+	dps_config_free(&cfg);
+	assert_parse_error(PORT_LAN SA_OUT ENC_GCM
+			   "    lifetime: {soft: {bytes: 18446744073709551616}}\n",
+			   11, "sas[0].lifetime.soft.bytes");
+	assert_parse_error_at(PORT_LAN SA_OUT ENC_GCM "    lifetime:\n"
+						      "      soft: {seconds: 10}\n",
+			      12, 14, "sas[0].lifetime.soft.seconds");
+	assert_parse_error_at(PORT_LAN SA_OUT ENC_GCM "    lifetime:\n"
+						      "      medium: {bytes: 10}\n",
+			      12, 7, "sas[0].lifetime.medium");
+	assert_parse_error(PORT_LAN SA_OUT ENC_GCM "    lifetime: 3600\n", 11, "sas[0].lifetime");
+}
+
+static void test_rejects_duplicate_sa(void **state)
+{
+	(void)state;
+	/* (SPI, destination, protocol) finds an SA: SPI 4097 is 0x1001 again. */
+	assert_parse_error_at(PORT_LAN SA_OUT ENC_GCM "  - spi: 4097\n"
+						      "    direction: in\n"
+						      "    src: 203.0.113.1\n"
+						      "    dst: 198.51.100.1\n" ENC_GCM,
+			      11, 10, "sas[1].spi");
+	assert_error_says(PORT_LAN SA_OUT ENC_GCM SA_OUT_2 ENC_GCM,
+			  "0x1001 is already the SPI of sas[0] (esp to 198.51.100.1)");
+}
+
+static void test_rejects_bad_sas_section(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN "sas: {spi: 1}\n", 5, 6, "sas");
+	assert_parse_error_at(PORT_LAN "sas:\n  - 0x1001\n", 6, 5, "sas[0]");
+}
+
+/* ---- IPsec: policies --------------------------------------------------------------- */
+
+static void test_rejects_policy_without_required_keys(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN POL_OUT, 6, 5, "policies[0].action");
+	assert_parse_error_at(PORT_LAN "policies:\n"
+				       "  - src: 10.1.0.0/16\n"
+				       "    action: discard\n",
+			      6, 5, "policies[0].direction");
+	/* Nothing gives the family: neither src, nor dst, nor family. */
+	assert_parse_error_at(PORT_LAN "policies:\n"
+				       "  - direction: out\n"
+				       "    proto: tcp\n"
+				       "    action: discard\n",
+			      6, 5, "policies[0].family");
+}
+
+static void test_rejects_bad_policy_enums(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN "policies:\n"
+				       "  - direction: both\n"
+				       "    family: ipv4\n"
+				       "    action: discard\n",
+			      6, 16, "policies[0].direction");
+	assert_parse_error(PORT_LAN POL_OUT "    action: drop\n", 9, "policies[0].action");
+	assert_parse_error(PORT_LAN POL_OUT "    action: ipsec\n", 9, "policies[0].action");
+	assert_parse_error(PORT_LAN "policies:\n"
+				    "  - direction: out\n"
+				    "    family: inet6\n"
+				    "    action: discard\n",
+			   7, "policies[0].family");
+	assert_parse_error(PORT_LAN POL_OUT "    priority: 4294967296\n"
+					    "    action: discard\n",
+			   9, "policies[0].priority");
+	assert_parse_error(PORT_LAN POL_OUT "    priority: 0x10\n"
+					    "    action: discard\n",
+			   9, "policies[0].priority");
+	assert_parse_error_at(PORT_LAN POL_OUT "    action: discard\n"
+					       "    id: 8\n",
+			      10, 5, "policies[0].id");
+}
+
+static void test_rejects_selector_of_two_families(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN "policies:\n"
+				       "  - direction: out\n"
+				       "    src: 10.1.0.0/16\n"
+				       "    dst: \"2001:db8::/32\"\n"
+				       "    action: discard\n",
+			      8, 10, "policies[0].dst");
+	assert_parse_error_at(PORT_LAN POL_OUT "    family: ipv6\n"
+					       "    action: discard\n",
+			      9, 13, "policies[0].family");
+	assert_parse_error(PORT_LAN "policies:\n"
+				    "  - direction: out\n"
+				    "    dst: \"2001:db8::/32\"\n"
+				    "    family: ipv4\n"
+				    "    action: discard\n",
+			   8, "policies[0].family");
+	assert_error_says(PORT_LAN POL_OUT "    family: ipv6\n    action: discard\n",
+			  "\"ipv6\" does not match src, an IPv4 prefix");
+}
+
+static void test_rejects_bad_selector_prefix(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN "policies:\n"
+				       "  - direction: out\n"
+				       "    src: 10.1.0.1/16\n"
+				       "    action: discard\n",
+			      7, 10, "policies[0].src");
+	assert_parse_error(PORT_LAN "policies:\n"
+				    "  - direction: out\n"
+				    "    dst: any\n"
+				    "    action: discard\n",
+			   7, "policies[0].dst");
+	assert_parse_error(PORT_LAN "policies:\n"
+				    "  - direction: out\n"
+				    "    dst: 10.0.0.0/33\n"
+				    "    action: discard\n",
+			   7, "policies[0].dst");
+}
+
+static void test_rejects_bad_selector_proto(void **state)
+{
+	static const char *const bad[] = {"gre",   "255", "256", "-1",
+					  "\"6\"", "TCP", "6.0", "[tcp]"};
+	char doc[512];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(doc, sizeof(doc), PORT_LAN POL_OUT "    proto: %s\n    action: discard\n",
+			 bad[i]);
+		assert_parse_error_at(doc, 9, 12, "policies[0].proto");
+	}
+	assert_error_says(PORT_LAN POL_OUT "    proto: gre\n    action: discard\n",
+			  "is neither a protocol number 0..254 nor one of: any, tcp, udp");
+}
+
+static void test_rejects_icmp_of_the_other_family(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN "policies:\n"
+				       "  - direction: out\n"
+				       "    family: ipv6\n"
+				       "    proto: icmp\n"
+				       "    action: bypass\n",
+			      8, 12, "policies[0].proto");
+	assert_parse_error(PORT_LAN "policies:\n"
+				    "  - direction: out\n"
+				    "    family: ipv6\n"
+				    "    proto: 1\n"
+				    "    action: bypass\n",
+			   8, "policies[0].proto");
+	assert_parse_error(PORT_LAN POL_OUT "    proto: icmpv6\n"
+					    "    action: bypass\n",
+			   9, "policies[0].proto");
+}
+
+static void test_rejects_fields_the_proto_does_not_have(void **state)
+{
+	(void)state;
+	/* Ports need TCP, UDP or SCTP: reported at the key that should not be there. */
+	assert_parse_error_at(PORT_LAN POL_OUT "    sport: 80\n"
+					       "    action: discard\n",
+			      9, 5, "policies[0].sport");
+	assert_parse_error_at(PORT_LAN POL_OUT "    proto: icmp\n"
+					       "    action: discard\n"
+					       "    dport: 80\n",
+			      11, 5, "policies[0].dport");
+	assert_parse_error(PORT_LAN POL_OUT "    proto: 47\n"
+					    "    dport: 80\n"
+					    "    action: discard\n",
+			   10, "policies[0].dport");
+	/* Types and codes need ICMP. */
+	assert_parse_error_at(PORT_LAN POL_OUT "    proto: udp\n"
+					       "    icmp_type: 8\n"
+					       "    action: discard\n",
+			      10, 5, "policies[0].icmp_type");
+	assert_parse_error(PORT_LAN POL_OUT "    icmp_code: 0\n"
+					    "    action: discard\n",
+			   9, "policies[0].icmp_code");
+}
+
+static void test_rejects_bad_port_range(void **state)
+{
+	static const char *const bad[] = {
+		"0",	      "65536",	"2000-1000", "\"1000 - 2000\"", "80-",	   "-80",
+		"0x50",	      "\"80\"", "1-2-3",     "0-1023",		"1-65536", "08-80",
+		"1000--2000", "http",	"[80]",	     "80,443",
+	};
+	char doc[512];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(doc, sizeof(doc),
+			 PORT_LAN POL_OUT "    proto: sctp\n    sport: %s\n    action: discard\n",
+			 bad[i]);
+		assert_parse_error_at(doc, 10, 12, "policies[0].sport");
+	}
+	assert_parse_error(PORT_LAN POL_OUT "    proto: icmp\n"
+					    "    icmp_type: 256\n"
+					    "    action: discard\n",
+			   10, "policies[0].icmp_type");
+	assert_parse_error(PORT_LAN POL_OUT "    proto: icmp\n"
+					    "    icmp_code: 3-2\n"
+					    "    action: discard\n",
+			   10, "policies[0].icmp_code");
+	assert_error_says(PORT_LAN POL_OUT
+			  "    proto: tcp\n    dport: 2000-1000\n    action: discard\n",
+			  "2000 is above 1000");
+	assert_error_says(PORT_LAN POL_OUT "    proto: tcp\n    dport: http\n    action: discard\n",
+			  "\"http\" is neither a number nor a range LO-HI");
+}
+
+static void test_rejects_ipsec_not_matching_action(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN POL_OUT "    action: protect\n", 6, 5, "policies[0].ipsec");
+	assert_parse_error_at(PORT_LAN POL_OUT "    action: bypass\n" REQ_ESP, 10, 5,
+			      "policies[0].ipsec");
+	assert_parse_error_at(PORT_LAN POL_OUT "    action: discard\n" REQ_ESP, 10, 5,
+			      "policies[0].ipsec");
+}
+
+static void test_rejects_bad_ipsec_list(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN POL_OUT "    action: protect\n"
+					       "    ipsec: []\n",
+			      10, 12, "policies[0].ipsec");
+	assert_parse_error_at(PORT_LAN POL_OUT "    action: protect\n"
+					       "    ipsec:\n"
+					       "      - {proto: ipcomp, mode: transport}\n"
+					       "      - {proto: esp, mode: transport}\n"
+					       "      - {proto: ah, mode: transport}\n"
+					       "      - {proto: esp, mode: transport}\n",
+			      14, 9, "policies[0].ipsec[3]");
+	/* One transform per protocol. */
+	assert_parse_error_at(PORT_LAN POL_OUT
+			      "    action: protect\n"
+			      "    ipsec:\n"
+			      "      - {proto: esp, mode: transport}\n"
+			      "      - {proto: ah, mode: transport}\n"
+			      "      - proto: esp\n"
+			      "        tunnel: {src: 192.0.2.1, dst: 198.51.100.1}\n",
+			      13, 16, "policies[0].ipsec[2].proto");
+	assert_error_says(PORT_LAN POL_OUT "    action: protect\n"
+					   "    ipsec:\n"
+					   "      - {proto: ah, mode: transport}\n"
+					   "      - {proto: ah, mode: transport}\n",
+			  "ah is already requested by ipsec[0]");
+	assert_parse_error(PORT_LAN POL_OUT "    action: protect\n"
+					    "    ipsec: {proto: esp}\n",
+			   10, "policies[0].ipsec");
+}
+
+static void test_rejects_bad_ipsec_request(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN POL_OUT "    action: protect\n"
+					       "    ipsec:\n"
+					       "      - mode: transport\n",
+			      11, 9, "policies[0].ipsec[0].proto");
+	assert_parse_error(PORT_LAN POL_OUT "    action: protect\n"
+					    "    ipsec:\n"
+					    "      - {proto: esp, mode: transport, level: must}\n",
+			   11, "policies[0].ipsec[0].level");
+	assert_parse_error(PORT_LAN POL_OUT
+			   "    action: protect\n"
+			   "    ipsec:\n"
+			   "      - {proto: esp, mode: transport, reqid: 4294967296}\n",
+			   11, "policies[0].ipsec[0].reqid");
+	assert_parse_error(PORT_LAN POL_OUT "    action: protect\n"
+					    "    ipsec:\n"
+					    "      - {proto: esp, mode: transport, spi: 4096}\n",
+			   11, "policies[0].ipsec[0].spi");
+}
+
+static void test_rejects_tunnel_not_matching_mode(void **state)
+{
+	(void)state;
+	/* Tunnel mode (the default) needs endpoints: reported at the request. */
+	assert_parse_error_at(PORT_LAN POL_OUT "    action: protect\n"
+					       "    ipsec:\n"
+					       "      - proto: esp\n"
+					       "        level: require\n",
+			      11, 9, "policies[0].ipsec[0].tunnel");
+	/* Transport mode has none: reported at the key. */
+	assert_parse_error_at(PORT_LAN POL_OUT
+			      "    action: protect\n"
+			      "    ipsec:\n"
+			      "      - proto: esp\n"
+			      "        mode: transport\n"
+			      "        tunnel: {src: 192.0.2.1, dst: 198.51.100.1}\n",
+			      13, 9, "policies[0].ipsec[0].tunnel");
+}
+
+static void test_rejects_bad_tunnel(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN POL_OUT "    action: protect\n"
+					       "    ipsec:\n"
+					       "      - proto: esp\n"
+					       "        tunnel:\n"
+					       "          src: 192.0.2.1\n"
+					       "          dst: \"2001:db8::1\"\n",
+			      14, 16, "policies[0].ipsec[0].tunnel.dst");
+	assert_parse_error(PORT_LAN POL_OUT "    action: protect\n"
+					    "    ipsec:\n"
+					    "      - proto: esp\n"
+					    "        tunnel:\n"
+					    "          src: 192.0.2.1\n"
+					    "          dst: 192.0.2.1\n",
+			   14, "policies[0].ipsec[0].tunnel.dst");
+	assert_parse_error_at(PORT_LAN POL_OUT "    action: protect\n"
+					       "    ipsec:\n"
+					       "      - proto: esp\n"
+					       "        tunnel:\n"
+					       "          src: 192.0.2.1\n",
+			      13, 11, "policies[0].ipsec[0].tunnel.dst");
+	assert_parse_error(PORT_LAN POL_OUT "    action: protect\n"
+					    "    ipsec:\n"
+					    "      - proto: esp\n"
+					    "        tunnel: {src: 0.0.0.0, dst: 198.51.100.1}\n",
+			   12, "policies[0].ipsec[0].tunnel.src");
+	assert_parse_error(PORT_LAN POL_OUT "    action: protect\n"
+					    "    ipsec:\n"
+					    "      - proto: esp\n"
+					    "        tunnel: 198.51.100.1\n",
+			   12, "policies[0].ipsec[0].tunnel");
+}
+
+static void test_rejects_duplicate_policy(void **state)
+{
+	(void)state;
+	assert_parse_error_at(PORT_LAN "policies:\n"
+				       "  - {direction: out, dst: 10.0.0.0/8, action: bypass}\n"
+				       "  - direction: in\n"
+				       "    dst: 10.0.0.0/8\n"
+				       "    action: discard\n"
+				       "  - direction: out\n"
+				       "    dst: 10.0.0.0/8\n"
+				       "    action: discard\n",
+			      10, 5, "policies[2]");
+	/* Left out or written out, "any" is the same selector. */
+	assert_parse_error(PORT_LAN
+			   "policies:\n"
+			   "  - {direction: out, dst: 10.0.0.0/8, proto: tcp, action: bypass}\n"
+			   "  - {direction: out, src: 0.0.0.0/0, dst: 10.0.0.0/8, proto: 6,\n"
+			   "     action: bypass, priority: 0}\n",
+			   7, "policies[1]");
+	assert_error_says(PORT_LAN "policies:\n"
+				   "  - {direction: out, family: ipv6, action: bypass}\n"
+				   "  - {direction: out, family: ipv6, action: discard}\n",
+			  "same direction, selector and priority as policies[0]");
+}
+
 /* ---- address helpers ---------------------------------------------------------- */
 
 static void test_addr_parse_accepts_both_families(void **state)
@@ -1533,6 +3079,60 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_rejects_duplicate_neighbour),
 		cmocka_unit_test(test_rejects_neighbour_on_unknown_port),
 
+		cmocka_unit_test(test_minimal_config_gets_ipsec_defaults),
+		cmocka_unit_test(test_crypto_and_ipsec_set_every_key),
+		cmocka_unit_test(test_def_policy_per_family),
+		cmocka_unit_test(test_sa_sets_every_key),
+		cmocka_unit_test(test_sa_defaults),
+		cmocka_unit_test(test_sa_accepts_every_algorithm),
+		cmocka_unit_test(test_sa_key_spellings),
+		cmocka_unit_test(test_sa_ipcomp_and_transport),
+		cmocka_unit_test(test_sa_spi_is_unique_per_destination_and_proto),
+		cmocka_unit_test(test_policy_sets_every_key),
+		cmocka_unit_test(test_policy_defaults),
+		cmocka_unit_test(test_policies_differing_only_in_priority_or_direction),
+		cmocka_unit_test(test_examples_validate),
+		cmocka_unit_test(test_rejects_duplicate_crypto_device),
+		cmocka_unit_test(test_rejects_bad_crypto_device),
+		cmocka_unit_test(test_rejects_crypto_device_count),
+		cmocka_unit_test(test_rejects_bad_crypto_settings),
+		cmocka_unit_test(test_rejects_bad_def_policy),
+		cmocka_unit_test(test_rejects_bad_ipsec_defaults),
+		cmocka_unit_test(test_rejects_bad_default_replay_window),
+		cmocka_unit_test(test_rejects_sa_without_required_keys),
+		cmocka_unit_test(test_rejects_reserved_or_out_of_range_spi),
+		cmocka_unit_test(test_rejects_malformed_spi),
+		cmocka_unit_test(test_rejects_bad_sa_enums),
+		cmocka_unit_test(test_rejects_bad_sa_endpoints),
+		cmocka_unit_test(test_rejects_bad_reqid),
+		cmocka_unit_test(test_rejects_transforms_the_proto_does_not_have),
+		cmocka_unit_test(test_rejects_integrity_mismatching_encryption),
+		cmocka_unit_test(test_rejects_unknown_algorithm),
+		cmocka_unit_test(test_rejects_key_of_wrong_length),
+		cmocka_unit_test(test_rejects_missing_key),
+		cmocka_unit_test(test_rejects_malformed_key),
+		cmocka_unit_test(test_rejects_bad_sa_replay_window),
+		cmocka_unit_test(test_rejects_ipcomp_cpi_above_16_bits),
+		cmocka_unit_test(test_rejects_bad_encap),
+		cmocka_unit_test(test_rejects_bad_outer_header_settings),
+		cmocka_unit_test(test_rejects_bad_lifetime),
+		cmocka_unit_test(test_rejects_duplicate_sa),
+		cmocka_unit_test(test_rejects_bad_sas_section),
+		cmocka_unit_test(test_rejects_policy_without_required_keys),
+		cmocka_unit_test(test_rejects_bad_policy_enums),
+		cmocka_unit_test(test_rejects_selector_of_two_families),
+		cmocka_unit_test(test_rejects_bad_selector_prefix),
+		cmocka_unit_test(test_rejects_bad_selector_proto),
+		cmocka_unit_test(test_rejects_icmp_of_the_other_family),
+		cmocka_unit_test(test_rejects_fields_the_proto_does_not_have),
+		cmocka_unit_test(test_rejects_bad_port_range),
+		cmocka_unit_test(test_rejects_ipsec_not_matching_action),
+		cmocka_unit_test(test_rejects_bad_ipsec_list),
+		cmocka_unit_test(test_rejects_bad_ipsec_request),
+		cmocka_unit_test(test_rejects_tunnel_not_matching_mode),
+		cmocka_unit_test(test_rejects_bad_tunnel),
+		cmocka_unit_test(test_rejects_duplicate_policy),
+
 		cmocka_unit_test(test_addr_parse_accepts_both_families),
 		cmocka_unit_test(test_addr_parse_rejects_malformed),
 		cmocka_unit_test(test_prefix_parse_lengths),
@@ -1541,5 +3141,6 @@ int main(int argc, char **argv)
 	};
 
 	example_path = argc > 1 ? argv[1] : getenv("DPS_EXAMPLE_CONFIG");
+	examples_dir = argc > 2 ? argv[2] : getenv("DPS_EXAMPLES_DIR");
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
