@@ -62,6 +62,7 @@ struct query {
 	const char *name; /* key in the --json output */
 	const char *cmd;  /* telemetry command */
 	const struct layout *layout;
+	bool paged;       /* replies are pages: the parameter is the start index */
 };
 
 struct ctl;
@@ -726,6 +727,53 @@ static const struct layout neigh_rows = {
 	.empty = "no neighbour entries",
 };
 
+static const struct layout sa_rows = {
+	.kind = LAYOUT_ROWS,
+	.corner = "SA",
+	.columns = (const char *const[]){"spi", "dir", "mode", "src", "dst", "reqid", "enc",
+					 "auth", "encap", "crypto", "packets", "bytes", NULL},
+	.sort_rows = true,
+	.empty = "no SAs",
+};
+
+static const struct layout policy_rows = {
+	.kind = LAYOUT_ROWS,
+	.corner = "POLICY",
+	.columns = (const char *const[]){"dir", "priority", "src", "dst", "proto", "action",
+					 "level", "reqid", "hits", NULL},
+	.sort_rows = true,
+	.empty = "no policies",
+};
+
+/* dpsecd answers SAs and policies in pages (telemetry replies are capped):
+ * ask from index 0 until a page comes back empty. */
+static json_t *paged_query(struct ctl *ctl, const char *cmd)
+{
+	json_t *all = json_object();
+	size_t start = 0;
+
+	if (!all)
+		oom();
+	for (;;) {
+		char *c = xasprintf("%s,%zu", cmd, start);
+		json_t *page = tel_query(ctl, c);
+
+		free(c);
+		if (!page) {
+			json_decref(all);
+			return NULL;
+		}
+		if (!json_is_object(page) || json_object_size(page) == 0) {
+			json_decref(page);
+			return all;
+		}
+		start += json_object_size(page);
+		if (json_object_update(all, page))
+			oom();
+		json_decref(page);
+	}
+}
+
 static int check_args(const struct command *c, int argc)
 {
 	if (argc > c->max_args) {
@@ -750,7 +798,7 @@ static int cmd_show(struct ctl *ctl, const struct command *c, int argc, char **a
 	for (q = c->queries; q->name; q++) {
 		char *cmd = argc ? xasprintf("%s,%s", q->cmd, argv[0]) : xstrdup(q->cmd);
 
-		v = tel_query(ctl, cmd);
+		v = q->paged ? paged_query(ctl, cmd) : tel_query(ctl, cmd);
 		/* Fail before printing anything, and before asking more. */
 		if (v && !ctl->json && check_shape(cmd, v)) {
 			json_decref(v);
@@ -842,6 +890,19 @@ static const struct command commands[] = {
 		.help = "neighbour (ARP/NDP) cache",
 		.run = cmd_show,
 		.queries = {{"neighbours", "/dpsec/neighbours", &neigh_rows}},
+	},
+	{
+		.name = "sa",
+		.help = "security associations with their counters",
+		.run = cmd_show,
+		.queries = {{"sas", "/dpsec/sa", &sa_rows, true}},
+	},
+	{
+		.name = "policy",
+		.alias = "policies",
+		.help = "security policies with their hits",
+		.run = cmd_show,
+		.queries = {{"policies", "/dpsec/policy", &policy_rows, true}},
 	},
 	{
 		.name = "raw",

@@ -227,7 +227,8 @@ static struct dp_sa *out_sa(const struct dps_policy *p)
 		for (unsigned int i = 0; i < st.n_sas; i++) {
 			const struct dps_store_sa *s = &st.sas[i];
 
-			if (s->cfg.dir == DPS_DIR_OUT && req_matches_sa(&p->reqs[r], &s->cfg, &p->sel) &&
+			if (s->cfg.dir == DPS_DIR_OUT &&
+			    req_matches_sa(&p->reqs[r], &s->cfg, &p->sel) &&
 			    (best == NULL || s->id > best->id))
 				best = s->dp;
 		}
@@ -239,10 +240,10 @@ static int entry_cmp(const void *a, const void *b)
 {
 	const struct dps_policy *pa = ((const struct dp_spd_entry *)a)->p;
 	const struct dps_policy *pb = ((const struct dp_spd_entry *)b)->p;
-	const struct dps_store_policy *sa = (const void *)((const char *)pa -
-							    offsetof(struct dps_store_policy, p));
-	const struct dps_store_policy *sb = (const void *)((const char *)pb -
-							    offsetof(struct dps_store_policy, p));
+	const struct dps_store_policy *sa =
+		(const void *)((const char *)pa - offsetof(struct dps_store_policy, p));
+	const struct dps_store_policy *sb =
+		(const void *)((const char *)pb - offsetof(struct dps_store_policy, p));
 
 	if (pa->priority != pb->priority)
 		return pa->priority < pb->priority ? -1 : 1;

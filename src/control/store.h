@@ -24,7 +24,7 @@ struct dps_store_sa {
 
 struct dps_store_policy {
 	struct dps_policy p;
-	uint64_t seq;   /* insertion order: ties of priority go to the oldest */
+	uint64_t seq;	/* insertion order: ties of priority go to the oldest */
 	uint64_t *hits; /* [n_workers] */
 };
 

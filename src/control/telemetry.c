@@ -10,9 +10,9 @@
 #include "control/store.h"
 #include "control/telemetry.h"
 #include "dataplane/crypto.h"
-#include "dataplane/sa.h"
 #include "dataplane/dp.h"
 #include "dataplane/neigh.h"
+#include "dataplane/sa.h"
 
 static volatile bool live;
 
@@ -153,8 +153,8 @@ struct page {
 	unsigned int skip, n;
 };
 
-static const char *const enc_names[] = {"null", "aes-cbc", "aes-ctr", "aes-gcm", "aes-gmac",
-					"chacha20-poly1305"};
+static const char *const enc_names[] = {"null",	   "aes-cbc",  "aes-ctr",
+					"aes-gcm", "aes-gmac", "chacha20-poly1305"};
 static const char *const auth_names[] = {"none", "hmac-sha1-96", "hmac-sha2-256-128",
 					 "hmac-sha2-384-192", "hmac-sha2-512-256"};
 static const char *const dir_names[] = {"in", "out", "fwd"};
@@ -200,7 +200,8 @@ static int sa_one(const struct dps_store_sa *e, void *arg)
 	rte_tel_data_add_dict_string(d, "spi", buf);
 	rte_tel_data_add_dict_string(d, "dir", dir_names[c->dir % 3]);
 	rte_tel_data_add_dict_string(d, "proto", proto_name(c->proto));
-	rte_tel_data_add_dict_string(d, "mode", c->mode == DPS_MODE_TUNNEL ? "tunnel" : "transport");
+	rte_tel_data_add_dict_string(d, "mode",
+				     c->mode == DPS_MODE_TUNNEL ? "tunnel" : "transport");
 	add_addr(d, "src", &c->src);
 	add_addr(d, "dst", &c->dst);
 	rte_tel_data_add_dict_u64(d, "reqid", c->reqid);
@@ -212,7 +213,8 @@ static int sa_one(const struct dps_store_sa *e, void *arg)
 	rte_tel_data_add_dict_int(d, "esn", c->esn);
 	rte_tel_data_add_dict_string(d, "device", dp_crypto.devs[e->dp->dev].name);
 	rte_tel_data_add_dict_string(
-		d, "crypto", e->dp->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO ? "cpu" : "async");
+		d, "crypto",
+		e->dp->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO ? "cpu" : "async");
 	dp_sa_counters(e->dp, &cnt);
 	for (unsigned int i = 0; i < DP_SA_CNT_MAX; i++)
 		rte_tel_data_add_dict_u64(d, dp_sa_counter_names[i], cnt.v[i]);

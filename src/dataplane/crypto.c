@@ -11,7 +11,7 @@
 #include "dataplane/port.h"
 
 #define CRYPTO_QP_DESC 2048
-#define CRYPTO_OPS 16384
+#define CRYPTO_OPS     16384
 #define CRYPTO_OP_PRIV 64 /* IV (16) and AAD (12), written by lib/ipsec */
 
 struct dp_crypto dp_crypto;
@@ -44,12 +44,14 @@ static int find_devices(const struct dps_crypto_cfg *c, unsigned int n_qp)
 		dp_device_name(c->devices[i], name, sizeof(name));
 		id = rte_cryptodev_get_dev_id(name);
 		if (id < 0) {
-			DP_LOG(ERR, "crypto device '%s' not found (driver missing?)", c->devices[i]);
+			DP_LOG(ERR, "crypto device '%s' not found (driver missing?)",
+			       c->devices[i]);
 			return -1;
 		}
 		rte_cryptodev_info_get(id, &info);
 		if (info.max_nb_queue_pairs < n_qp) {
-			DP_LOG(ERR, "crypto device %s offers %u queue pairs, %u workers need one each",
+			DP_LOG(ERR,
+			       "crypto device %s offers %u queue pairs, %u workers need one each",
 			       name, info.max_nb_queue_pairs, n_qp);
 			return -1;
 		}
@@ -68,12 +70,14 @@ int dp_crypto_init(const struct dps_crypto_cfg *c, unsigned int n_workers)
 	if (find_devices(c, n_workers) < 0)
 		return -1;
 	for (unsigned int i = 0; i < dp_crypto.n_devs; i++)
-		sess_size = RTE_MAX(sess_size, rte_cryptodev_sym_get_private_session_size(
-						       dp_crypto.devs[i].id));
-	dp_crypto.sess_pool = rte_cryptodev_sym_session_pool_create(
-		"dps_sess", c->sessions, sess_size, 0, 0, SOCKET_ID_ANY);
-	dp_crypto.op_pool = rte_crypto_op_pool_create("dps_cop", RTE_CRYPTO_OP_TYPE_SYMMETRIC,
-						      CRYPTO_OPS, 128, CRYPTO_OP_PRIV, SOCKET_ID_ANY);
+		sess_size =
+			RTE_MAX(sess_size,
+				rte_cryptodev_sym_get_private_session_size(dp_crypto.devs[i].id));
+	dp_crypto.sess_pool = rte_cryptodev_sym_session_pool_create("dps_sess", c->sessions,
+								    sess_size, 0, 0, SOCKET_ID_ANY);
+	dp_crypto.op_pool =
+		rte_crypto_op_pool_create("dps_cop", RTE_CRYPTO_OP_TYPE_SYMMETRIC, CRYPTO_OPS, 128,
+					  CRYPTO_OP_PRIV, SOCKET_ID_ANY);
 	if (dp_crypto.sess_pool == NULL || dp_crypto.op_pool == NULL) {
 		DP_LOG(ERR, "cannot create crypto pools: %s", rte_strerror(rte_errno));
 		return -1;
@@ -105,7 +109,7 @@ void dp_crypto_fini(void)
 
 struct enc_desc {
 	uint8_t key_len; /* without salt */
-	uint8_t salt;    /* 4 if the key material ends with a nonce salt */
+	uint8_t salt;	 /* 4 if the key material ends with a nonce salt */
 	uint8_t iv_len;
 	uint8_t block;
 };
@@ -272,23 +276,21 @@ static bool xform_supported(uint8_t dev, const struct rte_crypto_sym_xform *xf)
 	case RTE_CRYPTO_SYM_XFORM_AEAD:
 		idx.algo.aead = xf->aead.algo;
 		cap = rte_cryptodev_sym_capability_get(dev, &idx);
-		return cap != NULL &&
-		       rte_cryptodev_sym_capability_check_aead(cap, xf->aead.key.length,
-							       xf->aead.digest_length,
-							       xf->aead.aad_length,
-							       xf->aead.iv.length) == 0;
+		return cap != NULL && rte_cryptodev_sym_capability_check_aead(
+					      cap, xf->aead.key.length, xf->aead.digest_length,
+					      xf->aead.aad_length, xf->aead.iv.length) == 0;
 	case RTE_CRYPTO_SYM_XFORM_CIPHER:
 		idx.algo.cipher = xf->cipher.algo;
 		cap = rte_cryptodev_sym_capability_get(dev, &idx);
-		return cap != NULL && rte_cryptodev_sym_capability_check_cipher(
-					      cap, xf->cipher.key.length, xf->cipher.iv.length) == 0;
+		return cap != NULL &&
+		       rte_cryptodev_sym_capability_check_cipher(cap, xf->cipher.key.length,
+								 xf->cipher.iv.length) == 0;
 	case RTE_CRYPTO_SYM_XFORM_AUTH:
 		idx.algo.auth = xf->auth.algo;
 		cap = rte_cryptodev_sym_capability_get(dev, &idx);
-		return cap != NULL &&
-		       rte_cryptodev_sym_capability_check_auth(cap, xf->auth.key.length,
-							       xf->auth.digest_length,
-							       xf->auth.iv.length) == 0;
+		return cap != NULL && rte_cryptodev_sym_capability_check_auth(
+					      cap, xf->auth.key.length, xf->auth.digest_length,
+					      xf->auth.iv.length) == 0;
 	default:
 		return false;
 	}

@@ -22,17 +22,17 @@
 struct dp_xforms {
 	struct rte_crypto_sym_xform x[2];
 	struct rte_crypto_sym_xform *first;
-	uint32_t salt;    /* GCM/CTR/GMAC/ChaCha20 nonce salt, network order */
+	uint32_t salt; /* GCM/CTR/GMAC/ChaCha20 nonce salt, network order */
 	uint16_t icv_len;
-	uint8_t iv_len;   /* bytes of explicit IV in the packet */
-	uint8_t block;    /* padding alignment */
+	uint8_t iv_len; /* bytes of explicit IV in the packet */
+	uint8_t block;	/* padding alignment */
 	uint8_t cipher_key[DPS_MAX_KEY_LEN];
 	uint8_t auth_key[DPS_MAX_KEY_LEN];
 };
 
 struct dp_crypto_dev {
 	uint8_t id;
-	bool cpu_crypto;  /* offers synchronous CPU crypto */
+	bool cpu_crypto; /* offers synchronous CPU crypto */
 	char name[64];
 };
 

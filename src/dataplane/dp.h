@@ -37,8 +37,8 @@ enum dp_ctrl_kind {
 
 /* Per-packet metadata, in the mbuf private area. */
 struct dp_meta {
-	uint8_t kind;       /* enum dp_ctrl_kind */
-	uint8_t df;         /* outbound ESP: inner DF bit, for dfbit=copy */
+	uint8_t kind;	    /* enum dp_ctrl_kind */
+	uint8_t df;	    /* outbound ESP: inner DF bit, for dfbit=copy */
 	uint16_t out_port;  /* dataplane port index */
 	uint32_t pre_len;   /* inbound ESP: length before lib/ipsec processing */
 	struct dps_addr nh; /* next hop to resolve */
@@ -77,7 +77,7 @@ struct dp_worker {
 	} rxq[DPS_MAX_WORKER_RXQ];
 	uint64_t idle_sleeps;
 	uint64_t loops;
-	uint32_t inflight; /* crypto operations enqueued, not yet dequeued */
+	uint32_t inflight;	 /* crypto operations enqueued, not yet dequeued */
 	struct dp_counters *cnt; /* [n_ports], written by this worker only */
 	struct dp_txbuf *tx;	 /* [RTE_MAX_ETHPORTS] staging, by ethdev id */
 } __rte_cache_aligned;

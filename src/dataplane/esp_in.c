@@ -40,7 +40,8 @@ static enum natt_kind natt_decap(struct rte_mbuf *m, int v6)
 	uint8_t *l2 = rte_pktmbuf_mtod(m, uint8_t *);
 	uint8_t *ip = l2 + RTE_ETHER_HDR_LEN;
 	uint32_t hl = v6 ? sizeof(struct rte_ipv6_hdr) : rte_ipv4_hdr_len((void *)ip);
-	uint32_t plen = rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN - hl - sizeof(struct rte_udp_hdr);
+	uint32_t plen =
+		rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN - hl - sizeof(struct rte_udp_hdr);
 	const uint8_t *pl = ip + hl + sizeof(struct rte_udp_hdr);
 
 	if (plen == 1 && pl[0] == 0xff)
@@ -199,7 +200,8 @@ void dp_esp_in_async(struct dp_worker *w, const struct dp_snapshot *s, struct dp
 	uint16_t k, sent;
 
 	(void)s;
-	if (rte_crypto_op_bulk_alloc(dp_crypto.op_pool, RTE_CRYPTO_OP_TYPE_SYMMETRIC, cop, n) == 0) {
+	if (rte_crypto_op_bulk_alloc(dp_crypto.op_pool, RTE_CRYPTO_OP_TYPE_SYMMETRIC, cop, n) ==
+	    0) {
 		dp_sa_count(sa, w->id, DP_SA_CNT_drop_crypto, n);
 		rte_pktmbuf_free_bulk(mb, n);
 		return;
@@ -301,8 +303,8 @@ uint16_t dp_crypto_poll(struct dp_worker *w, const struct dp_snapshot *s)
 	uint16_t total = 0;
 
 	for (unsigned int d = 0; d < dp_crypto.n_devs && w->inflight; d++) {
-		uint16_t n = rte_cryptodev_dequeue_burst(dp_crypto.devs[d].id, w->id, cop,
-							 DP_MAX_BURST);
+		uint16_t n =
+			rte_cryptodev_dequeue_burst(dp_crypto.devs[d].id, w->id, cop, DP_MAX_BURST);
 		uint32_t ng;
 
 		if (n == 0)

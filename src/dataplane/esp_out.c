@@ -33,8 +33,8 @@ static void out_prepare(const struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n
 		mb[i]->l2_len = RTE_ETHER_HDR_LEN;
 		mb[i]->l3_len = v4 ? rte_ipv4_hdr_len(ip) : sizeof(struct rte_ipv6_hdr);
 		if (sa->copy_df)
-			dp_meta(mb[i])->df =
-				v4 && (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG));
+			dp_meta(mb[i])->df = v4 && (ip->fragment_offset &
+						    rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG));
 	}
 }
 
@@ -58,7 +58,8 @@ void dp_esp_out_async(struct dp_worker *w, const struct dp_snapshot *s, struct d
 	uint16_t k, sent;
 
 	(void)s;
-	if (rte_crypto_op_bulk_alloc(dp_crypto.op_pool, RTE_CRYPTO_OP_TYPE_SYMMETRIC, cop, n) == 0) {
+	if (rte_crypto_op_bulk_alloc(dp_crypto.op_pool, RTE_CRYPTO_OP_TYPE_SYMMETRIC, cop, n) ==
+	    0) {
 		drop_range(w, sa, mb, 0, n, DP_SA_CNT_drop_crypto);
 		return;
 	}
@@ -106,9 +107,8 @@ void dp_esp_out_finish(struct dp_worker *w, const struct dp_snapshot *s, struct 
 		dp_count(w, in, DP_CNT_ipsec_out);
 		dp_output(w, s, in, m, nh, sa->outer_family,
 			  rte_pktmbuf_mtod_offset(m, uint8_t *,
-						  RTE_ETHER_HDR_LEN + (sa->outer_family == AF_INET
-									       ? 16
-									       : 24)));
+						  RTE_ETHER_HDR_LEN +
+							  (sa->outer_family == AF_INET ? 16 : 24)));
 	}
 	dp_sa_count(sa, w->id, DP_SA_CNT_packets, n);
 	dp_sa_count(sa, w->id, DP_SA_CNT_bytes, bytes);

@@ -17,16 +17,16 @@
 #include "dataplane/spd.h"
 #include "dataplane/worker.h"
 
-#define ICMP6_ND_NS 135
-#define ICMP6_ND_NA 136
-#define IKE_PORT 500
+#define ICMP6_ND_NS   135
+#define ICMP6_ND_NA   136
+#define IKE_PORT      500
 #define IKE_NATT_PORT 4500
 
 enum cls {
-	C_DONE,      /* dropped or handed over already */
+	C_DONE,	     /* dropped or handed over already */
 	C_LOCAL,     /* for the gateway: exception TAP */
 	C_LOCAL_ESP, /* ESP or ESP-in-UDP for the gateway: inbound SA */
-	C_FWD,       /* to be forwarded */
+	C_FWD,	     /* to be forwarded */
 };
 
 union acl_key {
@@ -293,7 +293,8 @@ static inline int l3_trim(struct rte_mbuf *m, uint32_t ip_len)
 static inline void ttl_decrement(struct rte_ipv4_hdr *ip)
 {
 	uint16_t old = rte_cpu_to_be_16((uint16_t)(ip->time_to_live << 8 | ip->next_proto_id));
-	uint16_t new = rte_cpu_to_be_16((uint16_t)((ip->time_to_live - 1) << 8 | ip->next_proto_id));
+	uint16_t new =
+		rte_cpu_to_be_16((uint16_t)((ip->time_to_live - 1) << 8 | ip->next_proto_id));
 	uint32_t sum;
 
 	ip->time_to_live--;
@@ -359,8 +360,8 @@ static inline uint8_t route_class(struct dp_worker *w, uint16_t in, struct rte_m
 	return C_FWD;
 }
 
-void dp_fwd4(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
-	     struct rte_mbuf **pkts, uint16_t n, struct dp_sa *via)
+void dp_fwd4(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, struct rte_mbuf **pkts,
+	     uint16_t n, struct dp_sa *via)
 {
 	uint32_t dst[DP_MAX_BURST];
 	uint64_t nhi[DP_MAX_BURST];
@@ -369,8 +370,8 @@ void dp_fwd4(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
 	uint16_t k = 0;
 
 	for (uint16_t i = 0; i < n; i++) {
-		struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(pkts[i], struct rte_ipv4_hdr *,
-								  RTE_ETHER_HDR_LEN);
+		struct rte_ipv4_hdr *ip =
+			rte_pktmbuf_mtod_offset(pkts[i], struct rte_ipv4_hdr *, RTE_ETHER_HDR_LEN);
 		enum dp_counter bad = ip4_check(pkts[i], ip);
 
 		if (unlikely(bad != DP_CNT_MAX)) {
@@ -407,8 +408,8 @@ static inline bool is_nd(struct rte_mbuf *m, const struct rte_ipv6_hdr *ip6)
 	       (icmp[0] == ICMP6_ND_NS || icmp[0] == ICMP6_ND_NA);
 }
 
-void dp_fwd6(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
-	     struct rte_mbuf **pkts, uint16_t n, struct dp_sa *via)
+void dp_fwd6(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, struct rte_mbuf **pkts,
+	     uint16_t n, struct dp_sa *via)
 {
 	uint8_t dst[DP_MAX_BURST][RTE_FIB6_IPV6_ADDR_SIZE];
 	uint64_t nhi[DP_MAX_BURST];

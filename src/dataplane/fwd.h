@@ -26,10 +26,10 @@ void dp_output(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, st
  * @in. @via is NULL for packets that arrived in clear, or the inbound SA
  * that decrypted all of them.
  */
-void dp_fwd4(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
-	     struct rte_mbuf **pkts, uint16_t n, struct dp_sa *via);
-void dp_fwd6(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
-	     struct rte_mbuf **pkts, uint16_t n, struct dp_sa *via);
+void dp_fwd4(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, struct rte_mbuf **pkts,
+	     uint16_t n, struct dp_sa *via);
+void dp_fwd6(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, struct rte_mbuf **pkts,
+	     uint16_t n, struct dp_sa *via);
 
 /** Packets the gateway's kernel sent on @port's TAP: outbound policy, then out. */
 void dp_from_kernel(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,

@@ -53,8 +53,9 @@ static uint32_t tun_template(struct tun_hdr *h, const struct dps_sa *c)
 	return sizeof(h->eth) + sizeof(h->v6);
 }
 
-static void fill_prm(struct rte_ipsec_sa_prm *prm, const struct dps_sa *c, const struct dp_xforms *x,
-		     struct tun_hdr *h, int inner_family, const struct dps_ipsec_defaults *def)
+static void fill_prm(struct rte_ipsec_sa_prm *prm, const struct dps_sa *c,
+		     const struct dp_xforms *x, struct tun_hdr *h, int inner_family,
+		     const struct dps_ipsec_defaults *def)
 {
 	struct rte_security_ipsec_xform *ix = &prm->ipsec_xform;
 	bool out = c->dir == DPS_DIR_OUT;

@@ -26,7 +26,7 @@ struct dp_sa;
 	X(drop_replay, "inbound: sequence number replayed or left of the window")                  \
 	X(drop_pad, "inbound: invalid padding or trailer after decryption")                        \
 	X(drop_len, "inbound: truncated ESP or payload not a multiple of the block size")          \
-	X(drop_policy, "inbound: decrypted packet outside the SA's policy (RFC 4301 5.2)")        \
+	X(drop_policy, "inbound: decrypted packet outside the SA's policy (RFC 4301 5.2)")         \
 	X(drop_crypto, "crypto device refused or failed the operation")                            \
 	X(drop_other, "other processing error (no room for headers, bad inner header)")
 
@@ -34,7 +34,7 @@ enum dp_sa_counter {
 #define DP_SA_CNT_ENUM(n, h) DP_SA_CNT_##n,
 	DP_SA_COUNTERS(DP_SA_CNT_ENUM)
 #undef DP_SA_CNT_ENUM
-	DP_SA_CNT_MAX
+		DP_SA_CNT_MAX
 };
 
 extern const char *const dp_sa_counter_names[DP_SA_CNT_MAX];
@@ -50,19 +50,19 @@ typedef void (*dp_sa_run_t)(struct dp_worker *w, const struct dp_snapshot *s, st
 struct dp_sa {
 	struct rte_ipsec_session ss; /* first: lib/ipsec hands it back from crypto ops */
 	struct rte_ipsec_sa *rsa;
-	dp_sa_run_t run;             /* sync (CPU crypto) or async (cryptodev queue) */
-	uint8_t dev;                 /* index into dp_crypto.devs */
+	dp_sa_run_t run; /* sync (CPU crypto) or async (cryptodev queue) */
+	uint8_t dev;	 /* index into dp_crypto.devs */
 	uint8_t outer_family;
-	uint8_t inner_family;        /* tunnel mode: what the SA carries outbound */
+	uint8_t inner_family; /* tunnel mode: what the SA carries outbound */
 	bool copy_df;
-	uint8_t iv_len;              /* explicit IV bytes in each packet */
+	uint8_t iv_len; /* explicit IV bytes in each packet */
 	uint8_t icv_len;
-	uint8_t block;               /* ciphertext alignment */
+	uint8_t block; /* ciphertext alignment */
 	struct dps_sa cfg;
-	uint32_t id;                 /* store's handle */
-	uint64_t add_ms;             /* for lifetimes */
+	uint32_t id;	 /* store's handle */
+	uint64_t add_ms; /* for lifetimes */
 	volatile uint64_t first_use_ms;
-	struct dp_sa_counters *cnt;  /* [n_workers] */
+	struct dp_sa_counters *cnt; /* [n_workers] */
 };
 
 /**

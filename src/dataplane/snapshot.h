@@ -42,10 +42,10 @@ struct dp_routes {
 
 struct dp_ipsec {
 	unsigned int refs;
-	bool active;                    /* any policy or SA: else plain forwarding */
+	bool active; /* any policy or SA: else plain forwarding */
 	struct dp_spd *spd;
-	struct rte_ipsec_sad *sad[2];   /* inbound SAs by <SPI, destination>, [v6] */
-	uint16_t natt_ports[4];         /* UDP destination ports carrying ESP (RFC 3948) */
+	struct rte_ipsec_sad *sad[2]; /* inbound SAs by <SPI, destination>, [v6] */
+	uint16_t natt_ports[4];	      /* UDP destination ports carrying ESP (RFC 3948) */
 	unsigned int n_natt_ports;
 };
 

@@ -31,12 +31,12 @@ static void defs6_init(void)
 	defs6[F6_PROTO] = (struct rte_acl_field_def){RTE_ACL_FIELD_TYPE_BITMASK, 1, F6_PROTO, 0,
 						     offsetof(struct dp_acl6_key, proto)};
 	for (unsigned int i = 0; i < 4; i++) {
-		defs6[F6_SRC0 + i] = (struct rte_acl_field_def){
-			RTE_ACL_FIELD_TYPE_MASK, 4, F6_SRC0 + i, 1 + i,
-			offsetof(struct dp_acl6_key, src) + 4 * i};
-		defs6[F6_DST0 + i] = (struct rte_acl_field_def){
-			RTE_ACL_FIELD_TYPE_MASK, 4, F6_DST0 + i, 5 + i,
-			offsetof(struct dp_acl6_key, dst) + 4 * i};
+		defs6[F6_SRC0 + i] =
+			(struct rte_acl_field_def){RTE_ACL_FIELD_TYPE_MASK, 4, F6_SRC0 + i, 1 + i,
+						   offsetof(struct dp_acl6_key, src) + 4 * i};
+		defs6[F6_DST0 + i] =
+			(struct rte_acl_field_def){RTE_ACL_FIELD_TYPE_MASK, 4, F6_DST0 + i, 5 + i,
+						   offsetof(struct dp_acl6_key, dst) + 4 * i};
 	}
 	defs6[F6_SPORT] = (struct rte_acl_field_def){RTE_ACL_FIELD_TYPE_RANGE, 2, F6_SPORT, 9,
 						     offsetof(struct dp_acl6_key, sport)};
@@ -252,8 +252,7 @@ static inline void l4_ports(uint8_t proto, const uint8_t *l4, uint32_t avail, ui
 {
 	*sport = 0;
 	*dport = 0;
-	if ((proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP) &&
-	    avail >= 4) {
+	if ((proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP) && avail >= 4) {
 		memcpy(sport, l4, 2);
 		memcpy(dport, l4 + 2, 2);
 	} else if ((proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) && avail >= 2) {
@@ -280,8 +279,7 @@ void dp_spd_key6(struct dp_acl6_key *k, const struct rte_ipv6_hdr *ip6, uint32_t
 	k->proto = ip6->proto;
 	memcpy(k->src, ip6->src_addr, 16);
 	memcpy(k->dst, ip6->dst_addr, 16);
-	l4_ports(k->proto, (const uint8_t *)(ip6 + 1), l3_len - sizeof(*ip6), &k->sport,
-		 &k->dport);
+	l4_ports(k->proto, (const uint8_t *)(ip6 + 1), l3_len - sizeof(*ip6), &k->sport, &k->dport);
 }
 
 void dp_spd_lookup(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx, const uint8_t **keys,

@@ -18,9 +18,9 @@ struct rte_acl_ctx;
 struct dp_sa;
 
 enum dp_spd_ctx {
-	DP_SPD_OUT,   /* forwarded packets about to leave */
-	DP_SPD_IN,    /* packets for the gateway itself */
-	DP_SPD_FWD,   /* packets arriving to be forwarded: fwd policies, then in */
+	DP_SPD_OUT, /* forwarded packets about to leave */
+	DP_SPD_IN,  /* packets for the gateway itself */
+	DP_SPD_FWD, /* packets arriving to be forwarded: fwd policies, then in */
 	DP_SPD_NCTX,
 };
 
@@ -28,26 +28,26 @@ enum dp_spd_ctx {
 enum dp_verdict {
 	DP_V_DISCARD,
 	DP_V_BYPASS,
-	DP_V_PROTECT,     /* out: sa != NULL */
-	DP_V_NO_SA,       /* out: require/unique without SA: drop (and ACQUIRE) */
-	DP_V_REQUIRE_IN,  /* in/fwd: only packets decrypted by an acceptable SA */
-	DP_V_USE_IN,      /* in/fwd: decrypted by an acceptable SA, or plaintext */
+	DP_V_PROTECT,	 /* out: sa != NULL */
+	DP_V_NO_SA,	 /* out: require/unique without SA: drop (and ACQUIRE) */
+	DP_V_REQUIRE_IN, /* in/fwd: only packets decrypted by an acceptable SA */
+	DP_V_USE_IN,	 /* in/fwd: decrypted by an acceptable SA, or plaintext */
 };
 
 struct dp_policy {
-	uint8_t verdict;        /* enum dp_verdict */
+	uint8_t verdict; /* enum dp_verdict */
 	uint8_t dir;
 	uint32_t id;
-	struct dp_sa *sa;       /* out: the SA to apply */
+	struct dp_sa *sa;	  /* out: the SA to apply */
 	struct dps_ipsec_req req; /* in/fwd: what an accepting SA must look like */
-	uint64_t *hits;         /* [n_workers], owned by the store, survives rebuilds */
+	uint64_t *hits;		  /* [n_workers], owned by the store, survives rebuilds */
 };
 
 struct dp_spd {
 	struct rte_acl_ctx *acl[2][DP_SPD_NCTX]; /* [v6][ctx], NULL when empty */
-	uint8_t def_verdict[2];                   /* when nothing matches: discard or bypass */
+	uint8_t def_verdict[2];			 /* when nothing matches: discard or bypass */
 	unsigned int n_pol;
-	struct dp_policy *pol;                    /* ACL userdata = index + 1 */
+	struct dp_policy *pol; /* ACL userdata = index + 1 */
 	uint64_t gen;
 };
 
