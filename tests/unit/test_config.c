@@ -1669,7 +1669,7 @@ static void test_sa_key_spellings(void **state)
 {
 	static const char *const k16[] = {
 		K16,
-		"0x" K16,
+		("0x" K16),
 		"0X000102030405060708090A0B0C0D0E0F",
 		"00:01:02:03:04:05:06:07:08:09:0a:0b:0c:0d:0e:0f",
 		"0x0001:0203:04050607:08090a0b0c0d0e0f",
