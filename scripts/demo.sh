@@ -63,7 +63,7 @@ step "TCP: 20 MB from host A to host B, checked by SHA-256"
 head -c 20000000 /dev/urandom >/tmp/dpsec-demo.bin
 inns demo-b sh -c 'nc -4 -l -N -p 5001 > /tmp/dpsec-demo.out' &
 srv=$!
-sleep 0.3
+for _ in $(seq 100); do inns demo-b ss -Hltn 'sport = :5001' | grep -q . && break; sleep 0.05; done
 start=$(date +%s.%N)
 inns demo-a nc -N 10.2.0.2 5001 </tmp/dpsec-demo.bin
 wait $srv

@@ -101,6 +101,31 @@ static void ll6_from_mac(struct in6_addr *a, const struct rte_ether_addr *mac)
 	a->s6_addr[15] = m[5];
 }
 
+/* The dataplane answers ND for the port's addresses, and the kernel's DAD would
+ * leave the TAP's link-local address tentative (unusable) for a while, or for
+ * good if the TAP's carrier comes up late: the kernel must not do DAD there. */
+static void tap_sysctl(const char *iface, const char *knob, const char *val)
+{
+	char path[128];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/%s", iface, knob);
+	f = fopen(path, "w");
+	if (f == NULL) {
+		DP_LOG(WARNING, "%s: cannot set %s: %s", iface, knob, strerror(errno));
+		return;
+	}
+	fputs(val, f);
+	fclose(f);
+}
+
+static void tap_no_dad(const char *iface)
+{
+	tap_sysctl(iface, "accept_dad", "0");
+	/* The TAP's carrier follows its queues: a flap must not flush its addresses. */
+	tap_sysctl(iface, "keep_addr_on_down", "1");
+}
+
 /* The TAP carries the port's MAC so that what the kernel sends can leave as is. */
 static int tap_setup(uint16_t idx)
 {
@@ -121,6 +146,7 @@ static int tap_setup(uint16_t idx)
 	p->tap_id = id;
 	dp.port_of_eth[id] = idx;
 	dp.eth_is_tap[id] = true;
+	tap_no_dad(p->cfg->exception_iface);
 	rc = queues_setup(id, p->cfg->exception_iface, dp.n_workers, dp.n_workers, 512, 512, 0);
 	if (rc == 0)
 		rc = set_mtu(id, p->cfg->exception_iface, p->mtu);

@@ -30,6 +30,18 @@ def sh(cmd, check=True, ns=None, timeout=60, **kw):
     return r
 
 
+def wait_listening(ns, port, timeout=10):
+    """Wait until a TCP socket listens on port in namespace ns (a fixed sleep races
+    with a busy machine: a refused connection makes nc exit 1 silently)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = sh(["ss", "-Hltn", f"sport = :{port}"], ns=ns, check=False)
+        if r.stdout.strip():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port} in {ns}")
+
+
 class Topology:
     """Namespaces and veth pairs with unique names, torn down on close()."""
 

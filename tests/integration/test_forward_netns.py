@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from dpsec import Daemon, sh
+from dpsec import Daemon, sh, wait_listening
 
 LAN4, LAN6 = "10.1.0.1/24", "fd01::1/64"
 WAN4, WAN6 = "10.2.0.1/24", "fd02::1/64"
@@ -57,7 +57,7 @@ def transfer(src_ns, dst_ns, dst, port, size=12 * 1024 * 1024):
     with tempfile.TemporaryFile() as sink:
         srv = subprocess.Popen(["ip", "netns", "exec", dst_ns, "nc", fam, "-l", "-N", "-p",
                                 str(port)], stdout=sink)
-        time.sleep(0.3)
+        wait_listening(dst_ns, port)
         cli = subprocess.run(["ip", "netns", "exec", src_ns, "nc", "-N", "-w", "10", dst,
                               str(port)], input=data, capture_output=True, timeout=60)
         srv.wait(timeout=60)

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from dpsec import Daemon, sh
+from dpsec import Daemon, sh, wait_listening
 
 LAN4, LAN6 = "10.1.0.1/24", "fd01::1/64"
 WAN4, WAN6 = "10.2.0.1/24", "fd02::1/64"
@@ -86,7 +86,8 @@ def parallel_transfers(workdir, plan, size=SIZE, timeout=25):
                 ["ip", "netns", "exec", dst_ns, "nc", fam, "-d", "-l", "-p", str(port)],
                 stdout=out, stderr=subprocess.PIPE))
             out.close()
-        time.sleep(0.3)
+        for src, dst_ns, dst, port in plan:
+            wait_listening(dst_ns, port)
         for i, (src, dst_ns, dst, port) in enumerate(plan):
             with open(workdir / f"in{i}", "rb") as f:
                 clients.append(subprocess.Popen(
