@@ -5,7 +5,9 @@
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rte_log.h>
@@ -104,6 +106,24 @@ static int route_add(int fd, int ifindex, const struct dps_route_cfg *rc)
 	return nl_talk(fd, &r);
 }
 
+/* A TAP's carrier comes up once the dataplane holds its queues; addresses
+ * given before that can be flushed by the kernel when the carrier settles. */
+static void wait_running(const char *ifname)
+{
+	struct ifreq ifr = {0};
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	for (int i = 0; i < 200; i++) {
+		if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_RUNNING))
+			break;
+		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+	}
+	close(fd);
+}
+
 int dps_hoststack_setup(const struct dps_config *cfg)
 {
 	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
@@ -126,6 +146,7 @@ int dps_hoststack_setup(const struct dps_config *cfg)
 			rc = -1;
 			break;
 		}
+		wait_running(pc->exception_iface);
 		for (unsigned int a = 0; a < pc->n_addrs && rc == 0; a++) {
 			rc = addr_add(fd, ifindex[i], &pc->addrs[a]);
 			if (rc < 0)
