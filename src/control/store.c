@@ -84,7 +84,7 @@ const struct dps_store_sa *dps_store_sa_find(uint32_t spi, const struct dps_addr
 	return i < 0 ? NULL : &st.sas[i];
 }
 
-/* What an outbound tunnel SA carries: the family of a policy that uses it. */
+/* What a tunnel SA carries: the family of a policy of its direction that uses it. */
 static bool req_matches_sa(const struct dps_ipsec_req *r, const struct dps_sa *c,
 			   const struct dps_selector *sel)
 {
@@ -104,7 +104,7 @@ static int inner_family(const struct dps_sa *c)
 	for (unsigned int i = 0; i < st.n_pol; i++) {
 		const struct dps_policy *p = &st.pol[i].p;
 
-		if (p->dir != DPS_DIR_OUT)
+		if ((p->dir == DPS_DIR_OUT) != (c->dir == DPS_DIR_OUT))
 			continue;
 		for (unsigned int r = 0; r < p->n_reqs; r++)
 			if (req_matches_sa(&p->reqs[r], c, &p->sel))
@@ -334,20 +334,21 @@ int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen)
 	int rc;
 
 	st.def = cfg->ipsec;
-	for (unsigned int i = 0; i < cfg->n_sas; i++) {
-		rc = dps_store_sa_add(&cfg->sas[i], why, sizeof(why));
-		if (rc < 0) {
-			snprintf(err, errlen, "%s: sas[%u] (spi 0x%x): %s", cfg->path, i,
-				 cfg->sas[i].spi, why);
-			return -1;
-		}
-	}
+	/* Policies first: they tell which inner family each tunnel SA carries. */
 	for (unsigned int i = 0; i < cfg->n_policies; i++) {
 		struct dps_policy p = cfg->policies[i];
 
 		rc = dps_store_policy_add(&p, why, sizeof(why));
 		if (rc < 0) {
 			snprintf(err, errlen, "%s: policies[%u]: %s", cfg->path, i, why);
+			return -1;
+		}
+	}
+	for (unsigned int i = 0; i < cfg->n_sas; i++) {
+		rc = dps_store_sa_add(&cfg->sas[i], why, sizeof(why));
+		if (rc < 0) {
+			snprintf(err, errlen, "%s: sas[%u] (spi 0x%x): %s", cfg->path, i,
+				 cfg->sas[i].spi, why);
 			return -1;
 		}
 	}

@@ -39,6 +39,7 @@ enum dp_ctrl_kind {
 struct dp_meta {
 	uint8_t kind;	    /* enum dp_ctrl_kind */
 	uint8_t df;	    /* outbound ESP: inner DF bit, for dfbit=copy */
+	uint8_t outer_ecn;  /* inbound ESP: ECN field of the outer header */
 	uint16_t out_port;  /* dataplane port index */
 	uint32_t pre_len;   /* inbound ESP: length before lib/ipsec processing */
 	struct dps_addr nh; /* next hop to resolve */

@@ -127,6 +127,7 @@ static uint16_t esp_only(struct dp_worker *w, uint16_t port, struct rte_mbuf **p
 		}
 		m->l2_len = RTE_ETHER_HDR_LEN;
 		m->l3_len = v6 ? sizeof(struct rte_ipv6_hdr) : rte_ipv4_hdr_len((const void *)ip);
+		dp_meta(m)->outer_ecn = v6 ? (ip[1] >> 4) & 3 : ip[1] & 3;
 		if (rte_pktmbuf_pkt_len(m) < (uint32_t)m->l2_len + m->l3_len + ESP_HDR_LEN) {
 			dp_drop(w, port, m, DP_CNT_drop_esp_malformed);
 			continue;
@@ -235,29 +236,55 @@ static enum dp_sa_counter in_failure(struct rte_mbuf *m)
 	return DP_SA_CNT_drop_replay;
 }
 
-/* Tunnel mode left the inner IP packet at the start: give it an Ethernet header back. */
-static bool inner_l2(struct dp_sa *sa, struct rte_mbuf *m, int *v6)
+/*
+ * Give the decrypted packet the Ethernet header of a frame sent to the port
+ * (tunnel mode left the inner packet at the start; transport kept the outer
+ * frame), so that forwarding and the exception TAP take it as received.
+ * lib/ipsec changes IPv4 fields (ECN on decapsulation, length and protocol in
+ * transport mode) without the checksum: recompute it.
+ */
+#define ECN_NOT_ECT 0
+#define ECN_CE	    3
+
+/* RFC 6040 §4.2: CE outside, Not-ECT inside: the inner packet cannot carry the
+ * congestion mark, so it is dropped. */
+static bool ecn_drop(struct rte_mbuf *m, const uint8_t *ip, int v6)
 {
-	const uint8_t *ip;
+	uint8_t inner = v6 ? (ip[1] >> 4) & 3 : ip[1] & 3;
+
+	return dp_meta(m)->outer_ecn == ECN_CE && inner == ECN_NOT_ECT;
+}
+
+static enum dp_sa_counter inner_l2(struct dp_sa *sa, struct rte_mbuf *m, int *v6)
+{
 	struct rte_ether_hdr *eth;
+	uint8_t *ip;
 
 	if (sa->cfg.mode == DPS_MODE_TUNNEL) {
-		ip = rte_pktmbuf_mtod(m, const uint8_t *);
+		ip = rte_pktmbuf_mtod(m, uint8_t *);
 		if (rte_pktmbuf_data_len(m) < 20 || ((ip[0] >> 4) != 4 && (ip[0] >> 4) != 6))
-			return false;
+			return DP_SA_CNT_drop_other;
 		*v6 = (ip[0] >> 4) == 6;
+		if (dp.cfg->ipsec.ecn && ecn_drop(m, ip, *v6))
+			return DP_SA_CNT_drop_ecn;
 		eth = (struct rte_ether_hdr *)rte_pktmbuf_prepend(m, RTE_ETHER_HDR_LEN);
 		if (eth == NULL)
-			return false;
-		memset(eth, 0, sizeof(*eth));
+			return DP_SA_CNT_drop_other;
+		eth->src_addr = (struct rte_ether_addr){0};
 		eth->ether_type = rte_cpu_to_be_16(*v6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
-		return true;
+	} else {
+		eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+		*v6 = eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV6);
+		ip = (uint8_t *)(eth + 1);
 	}
-	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-	*v6 = eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV6);
-	/* The frame came to our MAC unicast; forwarding must not see it as L2 multicast. */
-	memset(&eth->dst_addr, 0, sizeof(eth->dst_addr));
-	return true;
+	eth->dst_addr = dp.ports[dp.port_of_eth[m->port]].mac;
+	if (!*v6) {
+		struct rte_ipv4_hdr *h = (struct rte_ipv4_hdr *)ip;
+
+		h->hdr_checksum = 0;
+		h->hdr_checksum = rte_ipv4_cksum(h);
+	}
+	return DP_SA_CNT_MAX;
 }
 
 void dp_esp_in_finish(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
@@ -275,10 +302,12 @@ void dp_esp_in_finish(struct dp_worker *w, const struct dp_snapshot *s, struct d
 	if (k && sa->first_use_ms == 0)
 		sa->first_use_ms = dp_now_ms();
 	for (uint16_t i = 0; i < k; i++) {
+		enum dp_sa_counter bad;
 		int v6;
 
-		if (!inner_l2(sa, mb[i], &v6)) {
-			dp_sa_count(sa, w->id, DP_SA_CNT_drop_other, 1);
+		bad = inner_l2(sa, mb[i], &v6);
+		if (bad != DP_SA_CNT_MAX) {
+			dp_sa_count(sa, w->id, bad, 1);
 			rte_pktmbuf_free(mb[i]);
 			continue;
 		}

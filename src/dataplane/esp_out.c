@@ -30,6 +30,7 @@ static void out_prepare(const struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n
 			rte_pktmbuf_mtod_offset(mb[i], struct rte_ipv4_hdr *, RTE_ETHER_HDR_LEN);
 		bool v4 = (ip->version_ihl >> 4) == 4;
 
+		dp_meta(mb[i])->pre_len = rte_pktmbuf_pkt_len(mb[i]) - RTE_ETHER_HDR_LEN;
 		mb[i]->l2_len = RTE_ETHER_HDR_LEN;
 		mb[i]->l3_len = v4 ? rte_ipv4_hdr_len(ip) : sizeof(struct rte_ipv6_hdr);
 		if (sa->copy_df)
@@ -72,15 +73,18 @@ void dp_esp_out_async(struct dp_worker *w, const struct dp_snapshot *s, struct d
 	rte_mempool_put_bulk(dp_crypto.op_pool, (void **)&cop[sent], n - sent);
 }
 
-/* RFC 4301 §8.1: with dfbit=copy the outer DF follows the inner one. */
-static void df_copy(struct rte_mbuf *m)
+/*
+ * lib/ipsec rewrites the length, id and TOS of the outer (tunnel) or the
+ * original (transport) IPv4 header but leaves its checksum alone. With
+ * dfbit=copy the outer DF follows the inner one (RFC 4301 §8.1).
+ */
+static void outer4_fix(const struct dp_sa *sa, struct rte_mbuf *m)
 {
 	struct rte_ipv4_hdr *ip =
 		rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, RTE_ETHER_HDR_LEN);
 
-	if (!dp_meta(m)->df)
-		return;
-	ip->fragment_offset |= rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+	if (sa->copy_df && dp_meta(m)->df)
+		ip->fragment_offset |= rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
 	ip->hdr_checksum = 0;
 	ip->hdr_checksum = rte_ipv4_cksum(ip);
 }
@@ -101,9 +105,9 @@ void dp_esp_out_finish(struct dp_worker *w, const struct dp_snapshot *s, struct 
 		struct rte_mbuf *m = mb[i];
 		uint16_t in = dp.port_of_eth[m->port];
 
-		bytes += rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN;
-		if (sa->copy_df)
-			df_copy(m);
+		bytes += dp_meta(m)->pre_len;
+		if (sa->outer_family == AF_INET)
+			outer4_fix(sa, m);
 		dp_count(w, in, DP_CNT_ipsec_out);
 		dp_output(w, s, in, m, nh, sa->outer_family,
 			  rte_pktmbuf_mtod_offset(m, uint8_t *,

@@ -75,15 +75,18 @@ static void fill_prm(struct rte_ipsec_sa_prm *prm, const struct dps_sa *c,
 	ix->options.ecn = def->ecn;
 	ix->options.copy_dscp = 1;
 	prm->crypto_xform = x->first;
-	if (c->mode != DPS_MODE_TUNNEL)
+	if (c->mode != DPS_MODE_TUNNEL) {
+		/* lib/ipsec reads the IP version of transport SAs from here */
+		prm->trs.proto = c->dst.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
 		return;
+	}
 	ix->tunnel.type = c->dst.family == AF_INET ? RTE_SECURITY_IPSEC_TUNNEL_IPV4
 						   : RTE_SECURITY_IPSEC_TUNNEL_IPV6;
 	/* Inbound UDP encapsulation is removed before lib/ipsec sees the packet. */
 	if (out && c->udp_encap) {
 		ix->options.udp_encap = 1;
-		ix->udp.sport = rte_cpu_to_be_16(c->encap_sport);
-		ix->udp.dport = rte_cpu_to_be_16(c->encap_dport);
+		ix->udp.sport = c->encap_sport; /* host order: lib/ipsec converts */
+		ix->udp.dport = c->encap_dport;
 	}
 	prm->tun.hdr_len = tun_template(h, c);
 	prm->tun.hdr_l3_off = sizeof(struct rte_ether_hdr);
@@ -99,7 +102,10 @@ static int session_create(struct dp_sa *sa, struct dp_xforms *x)
 	if (sa->ss.crypto.ses == NULL)
 		return -rte_errno ? -rte_errno : -ENOMEM;
 	sa->ss.crypto.dev_id = d->id;
-	sa->ss.type = d->cpu_crypto && dp.cfg->crypto.cpu_crypto
+	/* lib/ipsec 22.11 has no synchronous outbound AES-GMAC: use the queue. */
+	bool gmac_out = sa->cfg.enc_alg == DPS_ENC_AES_GMAC && sa->cfg.dir == DPS_DIR_OUT;
+
+	sa->ss.type = d->cpu_crypto && dp.cfg->crypto.cpu_crypto && !gmac_out
 			      ? RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO
 			      : RTE_SECURITY_ACTION_TYPE_NONE;
 	sa->ss.sa = sa->rsa;
@@ -141,7 +147,12 @@ struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
 	sa->cnt = rte_zmalloc(NULL, sizeof(*sa->cnt) * dp.n_workers, RTE_CACHE_LINE_SIZE);
 	fill_prm(&prm, cfg, &x, &h, sa->inner_family, def);
 	sz = rte_ipsec_sa_size(&prm);
-	if (sa->cnt == NULL || sz < 0 || (sa->rsa = rte_zmalloc("dps_rsa", sz, 64)) == NULL)
+	if (sz < 0) {
+		snprintf(err, errlen, "lib/ipsec refused the SA parameters: %s", rte_strerror(-sz));
+		dp_sa_free(sa);
+		return NULL;
+	}
+	if (sa->cnt == NULL || (sa->rsa = rte_zmalloc("dps_rsa", sz, 64)) == NULL)
 		goto nomem;
 	prm.userdata = (uintptr_t)sa;
 	rc = rte_ipsec_sa_init(sa->rsa, &prm, sz);

@@ -27,6 +27,7 @@ struct dp_sa;
 	X(drop_pad, "inbound: invalid padding or trailer after decryption")                        \
 	X(drop_len, "inbound: truncated ESP or payload not a multiple of the block size")          \
 	X(drop_policy, "inbound: decrypted packet outside the SA's policy (RFC 4301 5.2)")         \
+	X(drop_ecn, "inbound: outer CE on a Not-ECT inner packet (RFC 6040 4.2)")                  \
 	X(drop_crypto, "crypto device refused or failed the operation")                            \
 	X(drop_other, "other processing error (no room for headers, bad inner header)")
 
