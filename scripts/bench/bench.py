@@ -1,0 +1,608 @@
+#!/usr/bin/python3
+"""dpsecd single-worker throughput benchmark (driven by scripts/bench.sh).
+
+Every case runs dpsecd with one worker (lcores 0-1, main 0, worker 1),
+idle_backoff off, a net_pcap input replaying a pcap forever (infinite_rx) and
+a net_null output (discard), ESP tunnel AES-128-GCM (gen.py writes the pcaps
+and configurations). After a warm-up the counters are read twice through
+`dpsecctl stats --json`, DURATION seconds apart; the rate is the delta of the
+egress port's tx_packets over the elapsed time. Gbps are of plaintext IP bytes
+(packets x SIZE x 8), SIZE being the plaintext IP packet (outbound) or the
+inner packet (inbound).
+
+The machine may be shared: the worker thread's CPU time (schedstat) is read
+with the counters, so every case also gets a rate per second of worker CPU
+time ("per CPU-second"): what the worker does when it has its core alone.
+
+The ceiling is dpdk-test-crypto-perf's AES-128-GCM encrypt throughput on
+crypto_aesni_mb on lcore 1, same buffer sizes, run before, in the middle of
+and after the dpsecd cases; the best run counts (raw and per CPU-second).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import gen  # noqa: E402
+
+SIZES = (64, 512, 1420)
+SCALE_SIZES = (64, 1420)
+GOAL_64_MPPS = 3.6  # 1.5 x ipsec-secgw's ~2.4 Mpps outbound, one core of this machine (given)
+SECGW_64_MPPS = 2.4
+GOAL_1420_RATIO = 0.90
+GOAL_SCALE_RATIO = 0.85
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def run(cmd, timeout=120, check=True):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def cpu_steal(cpu):
+    """(steal jiffies of cpuN) from /proc/stat: time the hypervisor took away."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                return int(line.split()[8])
+    return 0
+
+
+def thread_of(pid, pattern):
+    """The tid of pid's thread whose name matches pattern."""
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if re.search(pattern, f.read()):
+                    return int(tid)
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def schedstat(pid, tid):
+    """(ns on CPU, ns runnable but waiting) of a thread."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            a = f.read().split()
+        return int(a[0]), int(a[1])
+    except (FileNotFoundError, TypeError):
+        return 0, 0
+
+
+class Daemon:
+    def __init__(self, bins, cfg, workdir, name):
+        self.bins = bins
+        self.prefix = cfg["eal"]["file_prefix"]
+        self.path = os.path.join(workdir, f"{name}.yaml")
+        self.log = os.path.join(workdir, f"{name}.log")
+        gen.write_config(cfg, self.path)
+        self.proc = None
+
+    def ctl(self, *args, check=True):
+        return run([self.bins["dpsecctl"], "-p", self.prefix] + list(args), timeout=30,
+                   check=check)
+
+    def stats(self):
+        """Counters, with the time they were read (midpoint of the call)."""
+        t0 = time.monotonic()
+        r = self.ctl("stats", "--json")
+        t1 = time.monotonic()
+        return (t0 + t1) / 2, json.loads(r.stdout)
+
+    def start(self, timeout=120):
+        self.logf = open(self.log, "w")
+        self.proc = subprocess.Popen([self.bins["dpsecd"], "-c", self.path], stdout=self.logf,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dpsecd exited {self.proc.returncode}:\n{self.read_log()}")
+            if self.ctl("raw", "/dpsec/info", check=False).returncode == 0:
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"dpsecd not ready in {timeout}s:\n{self.read_log()}")
+
+    def read_log(self):
+        with open(self.log) as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.logf.close()
+        return rc
+
+
+def counters_delta(a, b):
+    """b - a for every integer counter in nested dicts."""
+    out = {}
+    for k, v in b.items():
+        if isinstance(v, dict):
+            out[k] = counters_delta(a.get(k, {}), v)
+        elif isinstance(v, int):
+            out[k] = v - a.get(k, 0)
+    return out
+
+
+def start_perf(args, workdir, name, pid, tid):
+    """With --perf: sample the worker thread (cpu-clock: this VM has no PMU)."""
+    if not args.perf or not tid or shutil.which("perf") is None:
+        return None
+    data = os.path.join(workdir, f"{name}.perf.data")
+    p = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-t", str(tid),
+                          "-o", data, "--", "sleep", str(args.duration)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return p, data, os.path.join(workdir, f"{name}.perf.txt")
+
+
+def finish_perf(perf, res):
+    if perf is None:
+        return
+    p, data, txt = perf
+    try:
+        p.wait(timeout=60)
+        r = run(["perf", "report", "-i", data, "--no-children", "--sort", "dso,symbol",
+                 "--stdio", "--percent-limit", "0.5"], timeout=120, check=False)
+        with open(txt, "w") as f:
+            f.write(r.stdout)
+        res["perf_report"] = txt
+        top = [ln.strip() for ln in r.stdout.splitlines() if ln.strip() and
+               not ln.startswith("#")][:12]
+        res["perf_top"] = top
+    except Exception as e:  # diagnostic only
+        res["perf_error"] = str(e)
+
+
+def measure(bins, workdir, case, args):
+    """Run one case; returns its result dict."""
+    name = case["name"]
+    cfg = gen.config(case["kind"], case["pcap"], cpu_crypto=case["cpu"],
+                     prefix=f"dpsbench{os.getpid()}")
+    d = Daemon(bins, cfg, workdir, name)
+    t_start = time.monotonic()
+    d.start()
+    ready_s = time.monotonic() - t_start
+    res = {"name": name, "dir": case["dir"], "size": case["size"], "crypto": case["crypto"],
+           "sas": case["sas"], "traffic": case.get("traffic", ""), "startup_s": round(ready_s, 2)}
+    try:
+        out_port = "wan" if case["dir"] == "out" else "lan"
+        in_port = "lan" if case["dir"] == "out" else "wan"
+        # Traffic must flow before the warm-up counts.
+        deadline = time.time() + 20
+        while d.stats()[1]["ports"][out_port]["tx_packets"] == 0:
+            if time.time() > deadline:
+                raise RuntimeError(f"{name}: no packet left {out_port} in 20 s:\n"
+                                   f"{json.dumps(d.stats()[1], indent=1)}\n{d.read_log()}")
+            time.sleep(0.1)
+        time.sleep(args.warmup)
+        wtid = thread_of(d.proc.pid, r"worker")
+
+        def sample():
+            """Counters, and the worker's schedstat at the same moment (averaged
+            around the telemetry call, which takes a few ms)."""
+            a = schedstat(d.proc.pid, wtid)
+            t, c = d.stats()
+            b = schedstat(d.proc.pid, wtid)
+            return t, c, tuple((x + y) / 2 for x, y in zip(a, b))
+
+        t0, s0, sched0 = sample()
+        st0 = cpu_steal(1)
+        perf = start_perf(args, workdir, name, d.proc.pid, wtid)
+        time.sleep(args.duration)
+        t1, s1, sched1 = sample()
+        st1 = cpu_steal(1)
+        finish_perf(perf, res)
+        dt = t1 - t0
+        delta = counters_delta(s0, s1)
+        op, ip = delta["ports"][out_port], delta["ports"][in_port]
+        pkts = op["tx_packets"]
+        drops = {f"{p}.{k}": v for p, c in delta["ports"].items() for k, v in c.items()
+                 if (k.startswith("drop_") or k.startswith("dev_")) and v}
+        if case["sas"] == 1:
+            try:
+                sa = json.loads(d.ctl("sa", "--json").stdout)
+                res["sa_counters"] = sa
+            except Exception as e:  # diagnostic only
+                res["sa_counters_error"] = str(e)
+        hz = os.sysconf("SC_CLK_TCK")
+        res.update({
+            "elapsed_s": round(dt, 4),
+            "tx_packets": pkts,
+            "rx_packets": ip["rx_packets"],
+            "tx_bytes_l2": op["tx_bytes"],
+            "mpps": pkts / dt / 1e6,
+            "gbps": pkts * case["size"] * 8 / dt / 1e9,
+            # per second of worker CPU time: what a worker alone on its core would do
+            "mpps_per_cpu": (pkts / ((sched1[0] - sched0[0]) / 1e9) / 1e6)
+            if wtid and sched1[0] > sched0[0] else None,
+            "drops": drops,
+            "rx_minus_tx": ip["rx_packets"] - pkts,
+            # Of the time the (always runnable) worker wanted the CPU, the share it got.
+            "worker_cpu_share": ((sched1[0] - sched0[0]) /
+                                 max(1, (sched1[0] - sched0[0]) + (sched1[1] - sched0[1])))
+            if wtid else None,
+            "worker_on_cpu_s": (sched1[0] - sched0[0]) / 1e9 if wtid else None,
+            "cpu1_steal_share": (st1 - st0) / hz / dt,
+            "loadavg": open("/proc/loadavg").read().split()[0],
+            "counters_t0": s0, "counters_t1": s1,
+        })
+    finally:
+        rc = d.stop()
+        res["exit_code"] = rc
+        if rc != 0:
+            res["log_tail"] = d.read_log()[-2000:]
+    return res
+
+
+CP_RE = re.compile(r"^\s*(\d+),(\d+),(\d+),(\d+),(\d+),(\d+),(\d+),([\d.]+),([\d.]+),([\d.]+)")
+
+
+def run_sampled(cmd, pattern, timeout=300):
+    """Run cmd; while it runs, sample the schedstat of its threads named like
+    pattern. Returns (exit code, output, (ns on CPU, ns runnable but waiting)
+    of those threads from their start to the last sample, or None)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last = {}
+    deadline = time.time() + timeout
+    while p.poll() is None and time.time() < deadline:
+        try:
+            for tid in os.listdir(f"/proc/{p.pid}/task"):
+                with open(f"/proc/{p.pid}/task/{tid}/comm") as f:
+                    if not re.search(pattern, f.read()):
+                        continue
+                st = schedstat(p.pid, tid)
+                if st != (0, 0):
+                    last[tid] = st
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        time.sleep(0.01)
+    if p.poll() is None:
+        p.kill()
+    out = p.communicate()[0]
+    if not last:
+        return p.returncode, out, None
+    return p.returncode, out, (sum(v[0] for v in last.values()), sum(v[1] for v in last.values()))
+
+
+def crypto_perf(args, workdir, tag):
+    """dpdk-test-crypto-perf, AES-128-GCM encrypt, on lcore 1 (the dpsecd
+    worker's): {size: {mops, gbps, cycles_per_buf, cpu_share}}, one process
+    per size so that each has its own on-CPU share."""
+    exe = shutil.which("dpdk-test-crypto-perf")
+    if exe is None:
+        log("dpdk-test-crypto-perf not found (Debian package dpdk): no ceiling")
+        return {}
+    out = {}
+    for size in SIZES:
+        cmd = [exe, "-l", "0,1", "--main-lcore", "0", "--vdev", "crypto_aesni_mb", "--no-pci",
+               "--in-memory", "--file-prefix", f"dpsbenchcp{os.getpid()}", "--log-level",
+               "error", "--", "--ptest", "throughput", "--devtype", "crypto_aesni_mb",
+               "--optype", "aead", "--aead-algo", "aes-gcm", "--aead-op", "encrypt",
+               "--aead-key-sz", "16", "--aead-iv-sz", "12", "--aead-aad-sz", "8",
+               "--digest-sz", "16", "--burst-sz", "32", "--buffer-sz", str(size),
+               "--total-ops", str(args.cp_ops if size < 1000 else args.cp_ops // 2),
+               "--silent", "--csv-friendly"]
+        rc, text, sched = run_sampled(cmd, r"worker")
+        with open(os.path.join(workdir, f"crypto-perf-{tag}-{size}.txt"), "w") as f:
+            f.write(" ".join(cmd) + f"\n\nexit {rc}, lcore 1 thread (ns on CPU, ns waiting): "
+                    f"{sched}\n\n" + text)
+        for line in text.splitlines():
+            m = CP_RE.match(line)
+            if m and int(m.group(2)) == size:
+                ops, mops = int(m.group(5)), float(m.group(8))
+                # The lcore-1 thread does nothing but the test loop: ops per second of
+                # its CPU time is the rate it would have alone on the core.
+                per_cpu = ops / (sched[0] / 1e9) / 1e6 if sched and sched[0] else None
+                out[size] = {"mops": mops, "gbps": float(m.group(9)),
+                             "cycles_per_buf": float(m.group(10)), "mops_per_cpu": per_cpu,
+                             "cpu_share": min(1.0, mops / per_cpu) if per_cpu else None}
+        if size not in out:
+            log(f"bench: dpdk-test-crypto-perf {size} B gave no result (exit {rc}):\n{text}")
+    return out
+
+
+def machine():
+    info = {"kernel": platform.release(), "nproc": os.cpu_count()}
+    with open("/proc/cpuinfo") as f:
+        txt = f.read()
+    m = re.search(r"model name\s*:\s*(.*)", txt)
+    info["cpu"] = m.group(1).strip() if m else "?"
+    m = re.search(r"cpu MHz\s*:\s*(.*)", txt)
+    info["cpu_mhz"] = m.group(1).strip() if m else "?"
+    m = re.search(r"^flags\s*:\s*(.*)$", txt, re.M)
+    flags = set(m.group(1).split()) if m else set()
+    info["flags"] = sorted(f for f in flags
+                           if f in ("aes", "avx2", "vaes", "vpclmulqdq", "sha_ni")
+                           or f.startswith("avx512"))
+    info["hypervisor"] = "hypervisor" in flags
+    with open("/proc/loadavg") as f:
+        info["loadavg"] = f.read().split()[0]
+    try:
+        info["dpdk"] = run(["pkg-config", "--modversion", "libdpdk"]).stdout.strip()
+    except Exception:
+        info["dpdk"] = "?"
+    try:
+        info["ipsec_mb"] = run(["dpkg-query", "-W", "-f=${Version}", "libipsec-mb1"],
+                               check=False).stdout.strip()
+    except Exception:
+        info["ipsec_mb"] = "?"
+    try:
+        info["git"] = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).stdout.strip()
+        dirty = run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"]).stdout
+        info["git_dirty_files"] = len(dirty.splitlines())
+    except Exception:
+        info["git"] = "?"
+    return info
+
+
+def build_cases(pcaps, args):
+    """The cases, in order. Names: DIR-SIZE-CRYPTO-NSAsa[-variant]."""
+    cases = []
+    N = gen.N_SCALE
+
+    def add(name, dir_, size, crypto, sas, kind, pcap, group):
+        if args.only and not re.search(args.only, name):
+            return
+        cases.append({"name": name, "dir": dir_, "size": size, "crypto": crypto, "sas": sas,
+                      "kind": kind, "pcap": pcap, "cpu": crypto != "async", "group": group})
+
+    # Main cases: the 2048-frame pcaps (L3-resident; see gen.N_MAIN_PKTS).
+    for size in SIZES:
+        add(f"fwd-{size}", "out", size, "-", 0, "fwd", pcaps[("out", size)], "baseline")
+    for crypto in ("cpu", "async"):
+        for size in SIZES:
+            add(f"out-{size}-{crypto}-1sa", "out", size, crypto, 1, "out", pcaps[("out", size)],
+                "main")
+        for size in SIZES:
+            add(f"in-{size}-{crypto}-1sa", "in", size, crypto, 1, "in", pcaps[("in", size)],
+                "main")
+    # Scale: 10 000-frame pcaps (one frame per remote subnet) for 1 and for N SAs.
+    for size in SCALE_SIZES:
+        add(f"out-{size}-cpu-1sa-spread", "out", size, "cpu", 1, "out",
+            pcaps[("spread", size)], "scale")
+        add(f"out-{size}-cpu-{N}sa-spread", "out", size, "cpu", N, "scale",
+            pcaps[("spread", size)], "scale")
+        if not args.no_diag:
+            add(f"out-{size}-cpu-{N}sa-one", "out", size, "cpu", N, "scale",
+                pcaps[("one", size)], "scale")
+    return cases
+
+
+def pct(x):
+    return f"{x * 100:.0f}%" if x is not None else "?"
+
+
+def ceil_ratio(r, ceiling, norm):
+    c = ceiling.get(r["size"])
+    if not c or r["dir"] == "fwd" or r.get("sas", 0) == 0:
+        return None
+    if norm:
+        return r["mpps_per_cpu"] / c["mops_per_cpu"] if r.get("mpps_per_cpu") and \
+            c.get("mops_per_cpu") else None
+    return r["mpps"] / c["mops"]
+
+
+def fmt_table(results, ceiling):
+    rows = []
+    hdr = ("case", "Mpps", "Gbps", "vs ceil", "on-CPU", "Mpps/CPU", "Gbps/CPU", "vs ceil/CPU",
+           "lost")
+    group = None
+    for r in results:
+        if r.get("group") != group:
+            group = r.get("group")
+            rows.append((f"[{group}]",) + ("",) * (len(hdr) - 1))
+        if "mpps" not in r:
+            rows.append((r["name"], "FAILED") + ("",) * (len(hdr) - 2))
+            continue
+        rr, rn = ceil_ratio(r, ceiling, False), ceil_ratio(r, ceiling, True)
+        inb = r["dir"] == "in"  # decrypts: the ceiling is encrypt, shown in parentheses
+        wrap = (lambda x: f"({x})" if x != "-" else x) if inb else (lambda x: x)
+        ppc = r.get("mpps_per_cpu")
+        lost = sum(r["drops"].values()) + max(0, r.get("rx_minus_tx", 0) - 2048)
+        rows.append((r["name"], f"{r['mpps']:.3f}", f"{r['gbps']:.2f}",
+                     wrap(pct(rr) if rr else "-"), pct(r.get("worker_cpu_share")),
+                     f"{ppc:.3f}" if ppc else "?",
+                     f"{ppc * r['size'] * 8 / 1000:.2f}" if ppc else "?",
+                     wrap(pct(rn) if rn else "-"), str(lost)))
+    w = [max(len(h), *(len(x[i]) for x in rows)) if rows else len(h) for i, h in enumerate(hdr)]
+
+    def line(t):
+        return "  ".join(x.ljust(w[i]) if i == 0 else x.rjust(w[i])
+                         for i, x in enumerate(t)).rstrip()
+    return "\n".join([line(hdr), line(tuple("-" * x for x in w))] + [line(x) for x in rows])
+
+
+def summary(results, ceiling):
+    by = {r["name"]: r for r in results if "mpps" in r}
+    N = gen.N_SCALE
+    lines = []
+
+    def g(n, k="mpps"):
+        return by.get(n, {}).get(k)
+
+    def verdict(ok):
+        return "met" if ok else "NOT met"
+
+    m, n = g("out-64-cpu-1sa"), g("out-64-cpu-1sa", "mpps_per_cpu")
+    if m and n:
+        lines.append(f"goal: 64 B outbound >= {GOAL_64_MPPS} Mpps (1.5 x ipsec-secgw's "
+                     f"{SECGW_64_MPPS}): measured {m:.2f} Mpps ({m / SECGW_64_MPPS:.2f} x), "
+                     f"{verdict(m >= GOAL_64_MPPS)}; per worker CPU-second {n:.2f} Mpps "
+                     f"({n / SECGW_64_MPPS:.2f} x), {verdict(n >= GOAL_64_MPPS)}")
+    r = by.get("out-1420-cpu-1sa")
+    if r and 1420 in ceiling:
+        a, b = ceil_ratio(r, ceiling, False), ceil_ratio(r, ceiling, True)
+        c = ceiling[1420]
+        lines.append(f"goal: 1420 B outbound >= 90% of raw crypto: measured {a * 100:.0f}% "
+                     f"({r['mpps']:.3f} / {c['mops']:.3f}), {verdict(a >= GOAL_1420_RATIO)}; "
+                     + (f"per CPU-second {b * 100:.0f}% ({r['mpps_per_cpu']:.3f} / "
+                        f"{c['mops_per_cpu']:.3f}), {verdict(b >= GOAL_1420_RATIO)}"
+                        if b else "per CPU-second ?"))
+    for size in SCALE_SIZES:
+        for k, label in (("mpps", "measured"), ("mpps_per_cpu", "per CPU-second")):
+            a, b = g(f"out-{size}-cpu-1sa-spread", k), g(f"out-{size}-cpu-{N}sa-spread", k)
+            if a and b:
+                lines.append(f"goal: {size} B, {N} SAs >= 85% of 1 SA: {label} "
+                             f"{b:.3f} / {a:.3f} = {b / a * 100:.0f}%, "
+                             f"{verdict(b / a >= GOAL_SCALE_RATIO)}")
+        a = g(f"out-{size}-cpu-1sa-spread", "mpps_per_cpu")
+        c = g(f"out-{size}-cpu-{N}sa-one", "mpps_per_cpu")
+        if a and c:
+            lines.append(f"  diagnostic: {size} B, {N} SAs configured but all traffic on one: "
+                         f"{c / a * 100:.0f}% of 1 SA (per CPU-second)")
+    for size in SIZES:
+        a = g(f"out-{size}-cpu-1sa", "mpps_per_cpu")
+        b = g(f"out-{size}-async-1sa", "mpps_per_cpu")
+        f = g(f"fwd-{size}", "mpps_per_cpu")
+        if a and b:
+            lines.append(f"{size} B outbound: async cryptodev = {b / a * 100:.0f}% of CPU crypto"
+                         + (f"; plain forwarding (no IPsec) {f:.2f} Mpps per CPU-second" if f
+                            else ""))
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", help="results directory (default /tmp/dpsec-bench-DATE)")
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds between the samples")
+    ap.add_argument("--warmup", type=float, default=2.0, help="seconds of traffic before")
+    ap.add_argument("--cp-ops", type=int, default=10_000_000,
+                    help="dpdk-test-crypto-perf operations (half of it at 1420 B)")
+    ap.add_argument("--only", help="regex: run only the cases whose name matches")
+    ap.add_argument("--no-diag", action="store_true",
+                    help=f"skip the diagnostic {gen.N_SCALE}-SA runs with traffic on one SA")
+    ap.add_argument("--perf", action="store_true",
+                    help="profile the worker with perf record (cpu-clock) in every case")
+    ap.add_argument("--build", default=os.environ.get("DPSEC_BUILD",
+                                                      os.path.join(ROOT, "build")))
+    args = ap.parse_args()
+
+    out = args.out or f"/tmp/dpsec-bench-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    work = os.path.join(out, "work")
+    os.makedirs(work, exist_ok=True)
+    # A private copy of the binaries: a rebuild during the run cannot change them.
+    bins = {}
+    for b in ("dpsecd", "dpsecctl"):
+        src = os.path.join(args.build, "src/control", b)
+        if not os.access(src, os.X_OK):
+            sys.exit(f"bench: {src} missing: run scripts/build.sh first")
+        bins[b] = os.path.join(work, b)
+        shutil.copy2(src, bins[b])
+
+    t_all = time.monotonic()
+    info = machine()
+    log(f"bench: results in {out}; {info['cpu']}, {info['nproc']} CPUs, "
+        f"{' '.join(info['flags'])}")
+
+    # pcaps: (kind, size) -> file; generated for the selected cases only.
+    pcaps = {(k, size): os.path.join(work, f"{k}-{size}.pcap")
+             for k in ("out", "in", "spread", "one") for size in SIZES}
+    cases = build_cases(pcaps, args)
+    log("bench: generating traffic")
+    done = set()
+    for case in cases:
+        key = next(k for k, v in pcaps.items() if v == case["pcap"])
+        if key in done:
+            continue
+        done.add(key)
+        kind, size = key
+        if kind == "in":
+            gen.pcap_in(size, case["pcap"], gen.N_MAIN_PKTS)
+        elif kind == "out":
+            gen.pcap_out(size, case["pcap"], "spread", gen.N_MAIN_PKTS)
+        else:
+            gen.pcap_out(size, case["pcap"], kind, gen.N_SCALE_PKTS)
+    log("bench: dpdk-test-crypto-perf (ceiling), run 1 of 3")
+    cp = [crypto_perf(args, work, "1")]
+    results = []
+    for i, case in enumerate(cases):
+        log(f"bench: [{i + 1}/{len(cases)}] {case['name']}")
+        try:
+            r = measure(bins, work, case, args)
+        except Exception as e:  # keep going: one failed case must not hide the others
+            log(f"bench: {case['name']} FAILED: {e}")
+            r = {k: case[k] for k in ("name", "dir", "size", "crypto", "sas")}
+            r["error"] = str(e)
+        else:
+            log(f"bench:   {r['mpps']:.3f} Mpps {r['gbps']:.2f} Gbps; worker on CPU "
+                f"{pct(r['worker_cpu_share'])} of the time, {r['mpps_per_cpu'] or 0:.3f} Mpps "
+                f"per CPU-second; drops {sum(r['drops'].values())}; startup {r['startup_s']} s")
+        r["group"] = case["group"]
+        results.append(r)
+        if i == len(cases) // 2 - 1:
+            log("bench: dpdk-test-crypto-perf (ceiling), run 2 of 3")
+            cp.append(crypto_perf(args, work, "2"))
+    log("bench: dpdk-test-crypto-perf (ceiling), run 3 of 3")
+    cp.append(crypto_perf(args, work, "3"))
+    ceiling = {}
+    for size in SIZES:
+        runs = [c[size] for c in cp if size in c]
+        if runs:
+            per = [x["mops_per_cpu"] for x in runs if x.get("mops_per_cpu")]
+            ceiling[size] = {"mops": max(x["mops"] for x in runs),
+                             "gbps": max(x["gbps"] for x in runs),
+                             "mops_per_cpu": max(per) if per else None, "runs": runs}
+
+    table = fmt_table(results, ceiling)
+    cp_lines = ["ceiling: dpdk-test-crypto-perf, AES-128-GCM encrypt (16 B tag, 8 B AAD), "
+                "crypto_aesni_mb, lcore 1, best of 3 runs:",
+                f"  {'size':>5}  {'Mops':>7}  {'Gbps':>6}  {'Mops/CPU':>8}  {'Gbps/CPU':>8}  "
+                f"runs (Mops @ on-CPU share)"]
+    for size, c in sorted(ceiling.items()):
+        runs = ", ".join(f"{x['mops']:.2f} @{pct(x.get('cpu_share'))}" for x in c["runs"])
+        mpc = c["mops_per_cpu"] or 0
+        cp_lines.append(f"  {size:5d}  {c['mops']:7.3f}  {c['gbps']:6.2f}  {mpc:8.3f}  "
+                        f"{mpc * size * 8 / 1000:8.2f}  {runs}")
+    text = "\n".join([
+        f"dpsecd benchmark {datetime.datetime.now():%Y-%m-%d %H:%M:%S}, git {info.get('git')} "
+        f"({info.get('git_dirty_files', '?')} modified tracked files)",
+        f"{info['cpu']}, {info['nproc']} CPUs, {' '.join(info['flags'])}; DPDK {info['dpdk']}, "
+        f"intel-ipsec-mb {info['ipsec_mb']}; load average at start {info['loadavg']}",
+        f"one worker (lcore 1), idle_backoff off, ESP tunnel AES-128-GCM, net_pcap infinite_rx "
+        f"-> dpsecd -> net_null; {args.duration:g} s per case after {args.warmup:g} s warm-up",
+        "size = plaintext IP packet (outbound) / inner IP packet (inbound); Gbps of plaintext "
+        "IP bytes; inbound SA replay_window 0",
+        "vs ceil = Mpps / raw crypto Mops at the same size (in parentheses for inbound, which "
+        "decrypts; the ceiling encrypts)",
+        "on-CPU = share of the time the worker wanted the CPU that it got (the machine's other "
+        "load took the rest);",
+        "Mpps/CPU = packets per second of worker CPU time: the rate of a worker alone on its "
+        "core; vs ceil/CPU = both sides per CPU-second",
+        "lost = drop counters + packets received but not sent (beyond those in flight)", "",
+        table, "", *cp_lines, "", summary(results, ceiling), "",
+        f"total time {time.monotonic() - t_all:.0f} s; raw data: {out}/results.json",
+    ])
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump({"machine": info, "args": vars(args), "ceiling": ceiling,
+                   "crypto_perf_runs": cp, "results": results}, f, indent=1, default=str)
+    with open(os.path.join(out, "results.txt"), "w") as f:
+        f.write(text + "\n")
+    print(text)
+    return 0 if all("mpps" in r for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
