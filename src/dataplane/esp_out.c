@@ -93,14 +93,17 @@ void dp_esp_out_finish(struct dp_worker *w, const struct dp_snapshot *s, struct 
 		       struct rte_mbuf **mb, uint16_t n)
 {
 	const struct dp_nexthop *nh;
+	const struct dp_neigh *neigh;
 	uint64_t bytes = 0;
 
 	if (n == 0)
 		return;
 	if (unlikely(sa->first_use_ms == 0))
 		sa->first_use_ms = dp_now_ms();
-	/* Every packet of an SA goes to the same peer: one route lookup per group. */
+	/* Every packet of an SA goes to the same peer: one route and neighbour
+	 * lookup per group. */
 	nh = dp_route1(s, sa->outer_family, &sa->cfg.dst.v4);
+	neigh = dp_output_neigh(nh, sa->outer_family, &sa->cfg.dst.v4);
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = mb[i];
 		uint16_t in = dp.port_of_eth[m->port];
@@ -109,10 +112,7 @@ void dp_esp_out_finish(struct dp_worker *w, const struct dp_snapshot *s, struct 
 		if (sa->outer_family == AF_INET)
 			outer4_fix(sa, m);
 		dp_count(w, in, DP_CNT_ipsec_out);
-		dp_output(w, s, in, m, nh, sa->outer_family,
-			  rte_pktmbuf_mtod_offset(m, uint8_t *,
-						  RTE_ETHER_HDR_LEN +
-							  (sa->outer_family == AF_INET ? 16 : 24)));
+		dp_output_to(w, in, m, nh, neigh, sa->outer_family, &sa->cfg.dst.v4);
 	}
 	dp_sa_count(sa, w->id, DP_SA_CNT_packets, n);
 	dp_sa_count(sa, w->id, DP_SA_CNT_bytes, bytes);

@@ -61,13 +61,24 @@ const struct dp_nexthop *dp_route1(const struct dp_snapshot *s, int family, cons
 	return &s->routes->nh[nh];
 }
 
-void dp_output(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, struct rte_mbuf *m,
-	       const struct dp_nexthop *nh, int family, const void *dst)
+/* Next hop: the gateway of the route, or the destination itself when on-link. */
+static inline const void *nh_addr(const struct dp_nexthop *nh, const void *dst)
 {
-	const struct dp_neigh *n;
+	return nh->type == DP_NH_GATEWAY ? (const void *)&nh->gw.v4 : dst;
+}
+
+const struct dp_neigh *dp_output_neigh(const struct dp_nexthop *nh, int family, const void *dst)
+{
+	if (nh->type != DP_NH_ONLINK && nh->type != DP_NH_GATEWAY)
+		return NULL;
+	return dp_neigh_lookup(dp.neigh, nh->port, family, nh_addr(nh, dst));
+}
+
+void dp_output_to(struct dp_worker *w, uint16_t in, struct rte_mbuf *m, const struct dp_nexthop *nh,
+		  const struct dp_neigh *n, int family, const void *dst)
+{
 	const void *addr;
 
-	(void)s;
 	if (unlikely(nh->type != DP_NH_ONLINK && nh->type != DP_NH_GATEWAY)) {
 		dp_drop(w, in, m, DP_CNT_drop_no_route);
 		return;
@@ -76,9 +87,7 @@ void dp_output(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, st
 		dp_drop(w, in, m, DP_CNT_drop_mtu);
 		return;
 	}
-	/* Next hop: the gateway of the route, or the destination itself when on-link. */
-	addr = nh->type == DP_NH_GATEWAY ? (const void *)&nh->gw.v4 : dst;
-	n = dp_neigh_lookup(dp.neigh, nh->port, family, addr);
+	addr = nh_addr(nh, dst);
 	if (likely(n != NULL)) {
 		struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 
@@ -93,6 +102,13 @@ void dp_output(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, st
 	meta->nh.family = family;
 	memcpy(&meta->nh.v4, addr, family == AF_INET ? 4 : 16);
 	dp_to_control(w, in, m, DP_CTRL_RESOLVE, DP_CNT_neigh_wait);
+}
+
+void dp_output(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, struct rte_mbuf *m,
+	       const struct dp_nexthop *nh, int family, const void *dst)
+{
+	(void)s;
+	dp_output_to(w, in, m, nh, dp_output_neigh(nh, family, dst), family, dst);
 }
 
 static inline const void *ip_dst(struct rte_mbuf *m, int v6)

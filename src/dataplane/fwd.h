@@ -21,6 +21,15 @@ const struct dp_nexthop *dp_route1(const struct dp_snapshot *s, int family, cons
 void dp_output(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, struct rte_mbuf *m,
 	       const struct dp_nexthop *nh, int family, const void *dst);
 
+struct dp_neigh;
+
+/** The neighbour @nh leads to for @dst, or NULL (unresolved, or no route). */
+const struct dp_neigh *dp_output_neigh(const struct dp_nexthop *nh, int family, const void *dst);
+
+/** dp_output() with the neighbour already looked up (a group of packets to one peer). */
+void dp_output_to(struct dp_worker *w, uint16_t in, struct rte_mbuf *m, const struct dp_nexthop *nh,
+		  const struct dp_neigh *n, int family, const void *dst);
+
 /**
  * Forward a burst of IPv4 (dp_fwd4) or IPv6 (dp_fwd6) packets received on
  * @in. @via is NULL for packets that arrived in clear, or the inbound SA

@@ -26,11 +26,13 @@ enum dp_neigh_state {
 	DP_NEIGH_STATIC,     /* from the configuration, never ages */
 };
 
+/* 32 bytes: rte_hash has a vectorised compare for that length, not for 20. */
 struct dp_neigh_key {
 	uint16_t port;
 	uint8_t family;
 	uint8_t pad;
 	uint8_t addr[16];
+	uint8_t pad2[12];
 };
 
 struct dp_neigh {
