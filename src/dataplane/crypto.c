@@ -9,6 +9,7 @@
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "dataplane/port.h"
+#include "dataplane/sa.h"
 
 #define CRYPTO_QP_DESC 2048
 #define CRYPTO_OPS     16384
@@ -308,4 +309,23 @@ int dp_crypto_pick(const struct dp_xforms *x)
 			return (int)i;
 	}
 	return -1;
+}
+
+void dp_crypto_enqueue(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n,
+		       int prep_fail)
+{
+	struct rte_crypto_op *cop[DP_MAX_BURST];
+	uint16_t k, sent;
+
+	if (rte_crypto_op_bulk_alloc(dp_crypto.op_pool, RTE_CRYPTO_OP_TYPE_SYMMETRIC, cop, n) ==
+	    0) {
+		dp_sa_drop(sa, w->id, mb, 0, n, DP_SA_CNT_drop_crypto);
+		return;
+	}
+	k = rte_ipsec_pkt_crypto_prepare(&sa->ss, mb, cop, n);
+	dp_sa_drop(sa, w->id, mb, k, n, prep_fail);
+	sent = rte_cryptodev_enqueue_burst(sa->ss.crypto.dev_id, w->id, cop, k);
+	w->inflight += sent;
+	dp_sa_drop(sa, w->id, mb, sent, k, DP_SA_CNT_drop_crypto);
+	rte_mempool_put_bulk(dp_crypto.op_pool, (void **)&cop[sent], n - sent);
 }

@@ -54,6 +54,18 @@ void dp_crypto_fini(void);
 /** Translate @sa into cryptodev transforms. 0, or -ENOTSUP with @why set. */
 int dp_crypto_xforms(const struct dps_sa *sa, struct dp_xforms *x, const char **why);
 
+struct dp_worker;
+struct dp_sa;
+
+/**
+ * Prepare @n packets of @sa with lib/ipsec and enqueue them on the worker's
+ * queue pair of the SA's device; dp_crypto_poll() completes them. Packets
+ * prepare refuses are counted as @prep_fail, the others that cannot be queued
+ * as drop_crypto.
+ */
+void dp_crypto_enqueue(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n,
+		       int prep_fail);
+
 /** Index (into dp_crypto.devs) of the first device able to run @x, or -1. */
 int dp_crypto_pick(const struct dp_xforms *x);
 

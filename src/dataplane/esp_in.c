@@ -187,38 +187,16 @@ void dp_esp_in_sync(struct dp_worker *w, const struct dp_snapshot *s, struct dp_
 	uint16_t k = rte_ipsec_pkt_cpu_prepare(&sa->ss, mb, n);
 
 	/* Lengths were checked: what prepare refuses is outside the replay window. */
-	if (k < n) {
-		dp_sa_count(sa, w->id, DP_SA_CNT_drop_replay, n - k);
-		rte_pktmbuf_free_bulk(&mb[k], n - k);
-	}
+	dp_sa_drop(sa, w->id, mb, k, n, DP_SA_CNT_drop_replay);
 	dp_esp_in_finish(w, s, sa, mb, rte_ipsec_pkt_process(&sa->ss, mb, k), k);
 }
 
 void dp_esp_in_async(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
 		     struct rte_mbuf **mb, uint16_t n)
 {
-	struct rte_crypto_op *cop[DP_MAX_BURST];
-	uint16_t k, sent;
-
 	(void)s;
-	if (rte_crypto_op_bulk_alloc(dp_crypto.op_pool, RTE_CRYPTO_OP_TYPE_SYMMETRIC, cop, n) ==
-	    0) {
-		dp_sa_count(sa, w->id, DP_SA_CNT_drop_crypto, n);
-		rte_pktmbuf_free_bulk(mb, n);
-		return;
-	}
-	k = rte_ipsec_pkt_crypto_prepare(&sa->ss, mb, cop, n);
-	if (k < n) {
-		dp_sa_count(sa, w->id, DP_SA_CNT_drop_replay, n - k);
-		rte_pktmbuf_free_bulk(&mb[k], n - k);
-	}
-	sent = rte_cryptodev_enqueue_burst(sa->ss.crypto.dev_id, w->id, cop, k);
-	w->inflight += sent;
-	if (sent < k) {
-		dp_sa_count(sa, w->id, DP_SA_CNT_drop_crypto, k - sent);
-		rte_pktmbuf_free_bulk(&mb[sent], k - sent);
-	}
-	rte_mempool_put_bulk(dp_crypto.op_pool, (void **)&cop[sent], n - sent);
+	/* Lengths were checked: what prepare refuses is outside the replay window. */
+	dp_crypto_enqueue(w, sa, mb, n, DP_SA_CNT_drop_replay);
 }
 
 /*

@@ -13,15 +13,6 @@
 #include "dataplane/fwd.h"
 #include "dataplane/worker.h"
 
-static void drop_range(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb, uint16_t from,
-		       uint16_t to, enum dp_sa_counter c)
-{
-	if (from >= to)
-		return;
-	dp_sa_count(sa, w->id, c, to - from);
-	rte_pktmbuf_free_bulk(&mb[from], to - from);
-}
-
 /* lib/ipsec expects l2_len/l3_len; remember the inner DF bit for dfbit=copy. */
 static void out_prepare(const struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n)
 {
@@ -46,31 +37,18 @@ void dp_esp_out_sync(struct dp_worker *w, const struct dp_snapshot *s, struct dp
 
 	out_prepare(sa, mb, n);
 	k = rte_ipsec_pkt_cpu_prepare(&sa->ss, mb, n);
-	drop_range(w, sa, mb, k, n, DP_SA_CNT_drop_other);
+	dp_sa_drop(sa, w->id, mb, k, n, DP_SA_CNT_drop_other);
 	done = rte_ipsec_pkt_process(&sa->ss, mb, k);
-	drop_range(w, sa, mb, done, k, DP_SA_CNT_drop_crypto);
+	dp_sa_drop(sa, w->id, mb, done, k, DP_SA_CNT_drop_crypto);
 	dp_esp_out_finish(w, s, sa, mb, done);
 }
 
 void dp_esp_out_async(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
 		      struct rte_mbuf **mb, uint16_t n)
 {
-	struct rte_crypto_op *cop[DP_MAX_BURST];
-	uint16_t k, sent;
-
 	(void)s;
-	if (rte_crypto_op_bulk_alloc(dp_crypto.op_pool, RTE_CRYPTO_OP_TYPE_SYMMETRIC, cop, n) ==
-	    0) {
-		drop_range(w, sa, mb, 0, n, DP_SA_CNT_drop_crypto);
-		return;
-	}
 	out_prepare(sa, mb, n);
-	k = rte_ipsec_pkt_crypto_prepare(&sa->ss, mb, cop, n);
-	drop_range(w, sa, mb, k, n, DP_SA_CNT_drop_other);
-	sent = rte_cryptodev_enqueue_burst(sa->ss.crypto.dev_id, w->id, cop, k);
-	w->inflight += sent;
-	drop_range(w, sa, mb, sent, k, DP_SA_CNT_drop_crypto);
-	rte_mempool_put_bulk(dp_crypto.op_pool, (void **)&cop[sent], n - sent);
+	dp_crypto_enqueue(w, sa, mb, n, DP_SA_CNT_drop_other);
 }
 
 /*

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include <rte_ipsec.h>
+#include <rte_mbuf.h>
 
 #include "control/ipsec.h"
 
@@ -84,6 +85,16 @@ static inline void dp_sa_count(struct dp_sa *sa, unsigned int worker, enum dp_sa
 			       uint64_t n)
 {
 	sa->cnt[worker].v[c] += n;
+}
+
+/** Free mb[from..to) and count them as @c on @sa. */
+static inline void dp_sa_drop(struct dp_sa *sa, unsigned int worker, struct rte_mbuf **mb,
+			      uint16_t from, uint16_t to, enum dp_sa_counter c)
+{
+	if (from >= to)
+		return;
+	sa->cnt[worker].v[c] += to - from;
+	rte_pktmbuf_free_bulk(&mb[from], to - from);
 }
 
 #endif
