@@ -27,10 +27,41 @@
 #define CONTROL_SLEEP_US 1000
 
 static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t reload_signal;
 
 static void on_signal(int sig)
 {
 	stop_signal = sig;
+}
+
+static void on_hup(int sig)
+{
+	reload_signal = sig;
+}
+
+/*
+ * SIGHUP (systemctl reload): apply the configuration's SAs, policies and
+ * IPsec defaults again; what did not change keeps running untouched. Ports,
+ * workers and routes need a restart.
+ */
+static void reload(const char *path)
+{
+	static struct dps_config next;
+	char err[512];
+
+	reload_signal = 0;
+	sd_notify(0, "RELOADING=1");
+	if (dps_config_load(path, &next, err, sizeof(err)) < 0) {
+		DP_LOG(ERR, "reload: %s (nothing changed)", err);
+	} else {
+		if (dps_store_reload(&next, err, sizeof(err)) < 0)
+			DP_LOG(ERR, "reload: %s (nothing changed)", err);
+		else
+			DP_LOG(NOTICE, "reload: %u SA(s), %u policies from %s", next.n_sas,
+			       next.n_policies, path);
+		dps_config_free(&next);
+	}
+	sd_notify(0, "READY=1");
 }
 
 static void usage(FILE *f, const char *prog)
@@ -136,9 +167,11 @@ static int start(struct dps_config *cfg)
 	return 0;
 }
 
-static void run(void)
+static void run(const char *path)
 {
 	while (!stop_signal) {
+		if (reload_signal)
+			reload(path);
 		dp_control_poll();
 		usleep(CONTROL_SLEEP_US);
 	}
@@ -167,6 +200,7 @@ int main(int argc, char **argv)
 	}
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
+	signal(SIGHUP, on_hup);
 	signal(SIGPIPE, SIG_IGN);
 	snprintf(cfg.path, sizeof(cfg.path), "%s", o.config);
 	if (eal_start(&cfg, argv[0]) < 0) {
@@ -176,7 +210,7 @@ int main(int argc, char **argv)
 	if (start(&cfg) == 0) {
 		DP_LOG(NOTICE, "running: %u port(s), %u worker(s)", dp.n_ports, dp.n_workers);
 		sd_notify(0, "READY=1");
-		run();
+		run(o.config);
 		rc = 0;
 	}
 	sd_notify(0, "STOPPING=1");

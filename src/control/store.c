@@ -99,10 +99,11 @@ static bool req_matches_sa(const struct dps_ipsec_req *r, const struct dps_sa *c
 	       addr_eq(&sel->dst.addr, &c->dst);
 }
 
-static int inner_family(const struct dps_sa *c)
+static int inner_family_in(const struct dps_sa *c, const struct dps_policy *pols, unsigned int n,
+			   size_t stride)
 {
-	for (unsigned int i = 0; i < st.n_pol; i++) {
-		const struct dps_policy *p = &st.pol[i].p;
+	for (unsigned int i = 0; i < n; i++) {
+		const struct dps_policy *p = (const void *)((const char *)pols + i * stride);
 
 		if ((p->dir == DPS_DIR_OUT) != (c->dir == DPS_DIR_OUT))
 			continue;
@@ -113,22 +114,18 @@ static int inner_family(const struct dps_sa *c)
 	return c->dst.family;
 }
 
-int dps_store_sa_add(const struct dps_sa *sa, char *err, size_t errlen)
+static int inner_family(const struct dps_sa *c)
+{
+	if (st.n_pol == 0)
+		return c->dst.family;
+	return inner_family_in(c, &st.pol[0].p, st.n_pol, sizeof(st.pol[0]));
+}
+
+/* Insert an SA whose dataplane object exists already. */
+static int sa_insert(const struct dps_sa *sa, struct dp_sa *d, enum dps_origin origin)
 {
 	struct dps_store_sa *e;
-	struct dp_sa *d;
 
-	if (sa_index(sa->spi, &sa->dst, sa->proto) >= 0) {
-		snprintf(err, errlen, "SA exists");
-		return -EEXIST;
-	}
-	if (sa->dir != DPS_DIR_IN && sa->dir != DPS_DIR_OUT) {
-		snprintf(err, errlen, "SA direction must be in or out");
-		return -EINVAL;
-	}
-	d = dp_sa_create(sa, inner_family(sa), &st.def, err, errlen);
-	if (d == NULL)
-		return -ENOTSUP;
 	pthread_mutex_lock(&st.lock);
 	if (grow((void **)&st.sas, &st.cap_sas, st.n_sas, sizeof(*st.sas)) < 0) {
 		pthread_mutex_unlock(&st.lock);
@@ -137,11 +134,35 @@ int dps_store_sa_add(const struct dps_sa *sa, char *err, size_t errlen)
 	}
 	e = &st.sas[st.n_sas++];
 	e->id = ++st.next_sa_id;
+	e->origin = origin;
 	e->cfg = *sa;
 	e->dp = d;
 	d->id = e->id;
 	pthread_mutex_unlock(&st.lock);
 	return 0;
+}
+
+static struct dp_sa *sa_make(const struct dps_sa *sa, int inner, char *err, size_t errlen)
+{
+	if (sa->dir != DPS_DIR_IN && sa->dir != DPS_DIR_OUT) {
+		snprintf(err, errlen, "SA direction must be in or out");
+		return NULL;
+	}
+	return dp_sa_create(sa, inner, &st.def, err, errlen);
+}
+
+int dps_store_sa_add(const struct dps_sa *sa, enum dps_origin origin, char *err, size_t errlen)
+{
+	struct dp_sa *d;
+
+	if (sa_index(sa->spi, &sa->dst, sa->proto) >= 0) {
+		snprintf(err, errlen, "SA exists");
+		return -EEXIST;
+	}
+	d = sa_make(sa, inner_family(sa), err, errlen);
+	if (d == NULL)
+		return -ENOTSUP;
+	return sa_insert(sa, d, origin);
 }
 
 int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
@@ -167,7 +188,7 @@ static bool sel_eq(const struct dps_selector *a, const struct dps_selector *b)
 	       a->dport_lo == b->dport_lo && a->dport_hi == b->dport_hi;
 }
 
-int dps_store_policy_add(struct dps_policy *p, char *err, size_t errlen)
+int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err, size_t errlen)
 {
 	struct dps_store_policy *e;
 	uint64_t *hits;
@@ -191,6 +212,7 @@ int dps_store_policy_add(struct dps_policy *p, char *err, size_t errlen)
 	p->id = (++st.next_pol_index << 3) | p->dir;
 	e = &st.pol[st.n_pol++];
 	e->p = *p;
+	e->origin = origin;
 	e->seq = ++st.next_seq;
 	e->hits = hits;
 	pthread_mutex_unlock(&st.lock);
@@ -328,6 +350,145 @@ int dps_store_commit(void)
 	return 0;
 }
 
+static bool lifetime_eq(const struct dps_lifetime *a, const struct dps_lifetime *b)
+{
+	return a->bytes == b->bytes && a->packets == b->packets && a->add_s == b->add_s &&
+	       a->use_s == b->use_s;
+}
+
+/* Field by field: padding may differ between two copies of the same SA. */
+static bool sa_same(const struct dps_sa *a, const struct dps_sa *b)
+{
+	return a->spi == b->spi && a->proto == b->proto && a->mode == b->mode && a->dir == b->dir &&
+	       addr_eq(&a->src, &b->src) && addr_eq(&a->dst, &b->dst) && a->reqid == b->reqid &&
+	       a->enc_alg == b->enc_alg && a->enc_key_len == b->enc_key_len &&
+	       memcmp(a->enc_key, b->enc_key, a->enc_key_len) == 0 && a->auth_alg == b->auth_alg &&
+	       a->auth_key_len == b->auth_key_len &&
+	       memcmp(a->auth_key, b->auth_key, a->auth_key_len) == 0 &&
+	       a->replay_window == b->replay_window && a->esn == b->esn &&
+	       a->udp_encap == b->udp_encap && a->encap_sport == b->encap_sport &&
+	       a->encap_dport == b->encap_dport && a->ttl == b->ttl && a->dfbit == b->dfbit &&
+	       lifetime_eq(&a->soft, &b->soft) && lifetime_eq(&a->hard, &b->hard);
+}
+
+static bool req_same(const struct dps_ipsec_req *a, const struct dps_ipsec_req *b)
+{
+	return a->proto == b->proto && a->mode == b->mode && a->level == b->level &&
+	       a->reqid == b->reqid &&
+	       (a->mode != DPS_MODE_TUNNEL ||
+		(addr_eq(&a->tun_src, &b->tun_src) && addr_eq(&a->tun_dst, &b->tun_dst)));
+}
+
+static bool policy_same(const struct dps_policy *a, const struct dps_policy *b)
+{
+	if (a->dir != b->dir || a->priority != b->priority || !sel_eq(&a->sel, &b->sel) ||
+	    a->action != b->action || a->n_reqs != b->n_reqs)
+		return false;
+	for (unsigned int r = 0; r < a->n_reqs; r++)
+		if (!req_same(&a->reqs[r], &b->reqs[r]))
+			return false;
+	return true;
+}
+
+struct reload {
+	bool *sa_keep, *pol_keep; /* [current] unchanged configuration objects */
+	struct dp_sa **made;	  /* [cfg->n_sas] created for new SAs, NULL if kept */
+};
+
+static void reload_free(struct reload *r, unsigned int n_new)
+{
+	for (unsigned int i = 0; r->made != NULL && i < n_new; i++)
+		dp_sa_free(r->made[i]);
+	free(r->sa_keep);
+	free(r->pol_keep);
+	free(r->made);
+}
+
+/* Everything that can fail, before anything changes. */
+static int reload_plan(const struct dps_config *cfg, struct reload *r, char *err, size_t errlen)
+{
+	r->sa_keep = calloc(st.n_sas + 1, sizeof(bool));
+	r->pol_keep = calloc(st.n_pol + 1, sizeof(bool));
+	r->made = calloc(cfg->n_sas + 1, sizeof(*r->made));
+	if (r->sa_keep == NULL || r->pol_keep == NULL || r->made == NULL)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < cfg->n_sas; i++) {
+		const struct dps_sa *c = &cfg->sas[i];
+		int j = sa_index(c->spi, &c->dst, c->proto);
+
+		if (j >= 0 && st.sas[j].origin == DPS_ORIGIN_CONFIG && sa_same(&st.sas[j].cfg, c)) {
+			r->sa_keep[j] = true;
+			continue;
+		}
+		if (j >= 0 && st.sas[j].origin != DPS_ORIGIN_CONFIG) {
+			snprintf(err, errlen, "sas[%u]: SPI 0x%x is taken by a key daemon's SA", i,
+				 c->spi);
+			return -EEXIST;
+		}
+		r->made[i] = sa_make(
+			c,
+			inner_family_in(c, cfg->policies, cfg->n_policies, sizeof(*cfg->policies)),
+			err, errlen);
+		if (r->made[i] == NULL)
+			return -ENOTSUP;
+	}
+	for (unsigned int i = 0; i < cfg->n_policies; i++) {
+		const struct dps_policy *c = &cfg->policies[i];
+
+		for (unsigned int j = 0; j < st.n_pol; j++) {
+			const struct dps_store_policy *e = &st.pol[j];
+
+			if (e->p.dir != c->dir || !sel_eq(&e->p.sel, &c->sel))
+				continue;
+			if (e->origin != DPS_ORIGIN_CONFIG) {
+				snprintf(err, errlen,
+					 "policies[%u]: a key daemon installed this one", i);
+				return -EEXIST;
+			}
+			r->pol_keep[j] = policy_same(&e->p, c);
+		}
+	}
+	return 0;
+}
+
+int dps_store_reload(const struct dps_config *cfg, char *err, size_t errlen)
+{
+	struct reload r = {0};
+	int rc = reload_plan(cfg, &r, err, errlen);
+
+	if (rc < 0) {
+		reload_free(&r, cfg->n_sas);
+		return rc;
+	}
+	for (unsigned int j = st.n_pol; j-- > 0;)
+		if (st.pol[j].origin == DPS_ORIGIN_CONFIG && !r.pol_keep[j])
+			dps_store_policy_delete(st.pol[j].p.id);
+	for (unsigned int j = st.n_sas; j-- > 0;) {
+		const struct dps_sa *c = &st.sas[j].cfg;
+
+		if (st.sas[j].origin == DPS_ORIGIN_CONFIG && !r.sa_keep[j])
+			dps_store_sa_delete(c->spi, &c->dst, c->proto);
+	}
+	st.def = cfg->ipsec;
+	for (unsigned int i = 0; i < cfg->n_policies; i++) {
+		struct dps_policy p = cfg->policies[i];
+		char why[128];
+
+		/* an unchanged one is still there: EEXIST is expected */
+		dps_store_policy_add(&p, DPS_ORIGIN_CONFIG, why, sizeof(why));
+	}
+	for (unsigned int i = 0; i < cfg->n_sas; i++) {
+		if (r.made[i] != NULL && sa_insert(&cfg->sas[i], r.made[i], DPS_ORIGIN_CONFIG) == 0)
+			r.made[i] = NULL;
+	}
+	reload_free(&r, cfg->n_sas);
+	if (dps_store_commit() < 0) {
+		snprintf(err, errlen, "cannot compile the SPD/SAD");
+		return -1;
+	}
+	return 0;
+}
+
 int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen)
 {
 	char why[256];
@@ -338,14 +499,14 @@ int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen)
 	for (unsigned int i = 0; i < cfg->n_policies; i++) {
 		struct dps_policy p = cfg->policies[i];
 
-		rc = dps_store_policy_add(&p, why, sizeof(why));
+		rc = dps_store_policy_add(&p, DPS_ORIGIN_CONFIG, why, sizeof(why));
 		if (rc < 0) {
 			snprintf(err, errlen, "%s: policies[%u]: %s", cfg->path, i, why);
 			return -1;
 		}
 	}
 	for (unsigned int i = 0; i < cfg->n_sas; i++) {
-		rc = dps_store_sa_add(&cfg->sas[i], why, sizeof(why));
+		rc = dps_store_sa_add(&cfg->sas[i], DPS_ORIGIN_CONFIG, why, sizeof(why));
 		if (rc < 0) {
 			snprintf(err, errlen, "%s: sas[%u] (spi 0x%x): %s", cfg->path, i,
 				 cfg->sas[i].spi, why);

@@ -16,14 +16,22 @@
 
 struct dp_sa;
 
+/* Who installed an object: a configuration reload only touches its own. */
+enum dps_origin {
+	DPS_ORIGIN_CONFIG,
+	DPS_ORIGIN_PFKEY,
+};
+
 struct dps_store_sa {
 	uint32_t id;
+	uint8_t origin;
 	struct dps_sa cfg;
 	struct dp_sa *dp;
 };
 
 struct dps_store_policy {
 	struct dps_policy p;
+	uint8_t origin;
 	uint64_t seq;	/* insertion order: ties of priority go to the oldest */
 	uint64_t *hits; /* [n_workers] */
 };
@@ -35,7 +43,7 @@ int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen);
 void dps_store_fini(void);
 
 /** Add an SA. -EEXIST if <spi, dst, proto> exists, -ENOTSUP/-EINVAL with @err. */
-int dps_store_sa_add(const struct dps_sa *sa, char *err, size_t errlen);
+int dps_store_sa_add(const struct dps_sa *sa, enum dps_origin origin, char *err, size_t errlen);
 
 /** Delete an SA. -ESRCH if absent. */
 int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto);
@@ -45,7 +53,15 @@ const struct dps_store_sa *dps_store_sa_find(uint32_t spi, const struct dps_addr
 					     uint8_t proto);
 
 /** Add a policy; its id is assigned and written back. -EEXIST for a duplicate. */
-int dps_store_policy_add(struct dps_policy *p, char *err, size_t errlen);
+int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err, size_t errlen);
+
+/**
+ * Make the configuration's SAs, policies and defaults those of @cfg: what is
+ * unchanged stays as it is (sequence numbers, replay windows, counters), what
+ * changed or went away is removed, what is new is added; one commit. All or
+ * nothing: on error nothing changed. Objects PF_KEY installed are not touched.
+ */
+int dps_store_reload(const struct dps_config *cfg, char *err, size_t errlen);
 
 /** Delete a policy by id. -ENOENT if absent. */
 int dps_store_policy_delete(uint32_t id);
