@@ -7,6 +7,7 @@
 #include <rte_cryptodev.h>
 #include <rte_ip.h>
 #include <rte_ipsec.h>
+#include <rte_udp.h>
 
 #include "dataplane/crypto.h"
 #include "dataplane/esp.h"
@@ -67,12 +68,57 @@ static void outer4_fix(const struct dp_sa *sa, struct rte_mbuf *m)
 	ip->hdr_checksum = rte_ipv4_cksum(ip);
 }
 
+/*
+ * RFC 3948 in transport mode, which lib/ipsec 22.11 only does for tunnels:
+ * a UDP header goes between the IP header and ESP.
+ */
+static bool trs_udp_encap(const struct dp_sa *sa, struct rte_mbuf *m)
+{
+	uint32_t hl = m->l3_len;
+	uint8_t *old = rte_pktmbuf_mtod(m, uint8_t *);
+	uint8_t *p = (uint8_t *)rte_pktmbuf_prepend(m, sizeof(struct rte_udp_hdr));
+	struct rte_udp_hdr *udp;
+
+	if (p == NULL)
+		return false;
+	memmove(p, old, RTE_ETHER_HDR_LEN + hl);
+	udp = (struct rte_udp_hdr *)(p + RTE_ETHER_HDR_LEN + hl);
+	udp->src_port = rte_cpu_to_be_16(sa->cfg.encap_sport);
+	udp->dst_port = rte_cpu_to_be_16(sa->cfg.encap_dport);
+	udp->dgram_len = rte_cpu_to_be_16(rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN - hl);
+	udp->dgram_cksum = 0; /* IPv4: RFC 3948 §2.1; IPv6: filled by udp6_cksum() */
+	if (sa->outer_family == AF_INET) {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(p + RTE_ETHER_HDR_LEN);
+
+		ip->next_proto_id = IPPROTO_UDP;
+		ip->total_length = rte_cpu_to_be_16(rte_be_to_cpu_16(ip->total_length) + 8);
+	} else {
+		struct rte_ipv6_hdr *ip6 = (struct rte_ipv6_hdr *)(p + RTE_ETHER_HDR_LEN);
+
+		ip6->proto = IPPROTO_UDP;
+		ip6->payload_len = rte_cpu_to_be_16(rte_be_to_cpu_16(ip6->payload_len) + 8);
+	}
+	return true;
+}
+
+/* RFC 8200 §8.1: over IPv6 a UDP checksum of 0 is invalid (lib/ipsec leaves 0). */
+static void udp6_cksum(struct rte_mbuf *m)
+{
+	struct rte_ipv6_hdr *ip6 =
+		rte_pktmbuf_mtod_offset(m, struct rte_ipv6_hdr *, RTE_ETHER_HDR_LEN);
+	struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip6 + 1);
+
+	udp->dgram_cksum = 0;
+	udp->dgram_cksum = rte_ipv6_udptcp_cksum(ip6, udp);
+}
+
 void dp_esp_out_finish(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
 		       struct rte_mbuf **mb, uint16_t n)
 {
 	const struct dp_nexthop *nh;
 	const struct dp_neigh *neigh;
 	uint64_t bytes = 0;
+	uint16_t sent = 0, mtu;
 
 	if (n == 0)
 		return;
@@ -82,16 +128,31 @@ void dp_esp_out_finish(struct dp_worker *w, const struct dp_snapshot *s, struct 
 	 * lookup per group. */
 	nh = dp_route1(s, sa->outer_family, &sa->cfg.dst.v4);
 	neigh = dp_output_neigh(nh, sa->outer_family, &sa->cfg.dst.v4);
+	mtu = nh->type == DP_NH_ONLINK || nh->type == DP_NH_GATEWAY ? dp.ports[nh->port].mtu
+								    : UINT16_MAX;
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = mb[i];
 		uint16_t in = dp.port_of_eth[m->port];
 
-		bytes += dp_meta(m)->pre_len;
+		if (sa->cfg.udp_encap && sa->cfg.mode == DPS_MODE_TRANSPORT &&
+		    !trs_udp_encap(sa, m)) {
+			dp_sa_drop(sa, w->id, &mb[i], 0, 1, DP_SA_CNT_drop_other);
+			continue;
+		}
+		/* Too big once protected: not sent, so neither counted as protected. */
+		if (unlikely(rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN > mtu)) {
+			dp_drop(w, in, m, DP_CNT_drop_mtu);
+			continue;
+		}
 		if (sa->outer_family == AF_INET)
 			outer4_fix(sa, m);
+		else if (sa->cfg.udp_encap)
+			udp6_cksum(m);
+		bytes += dp_meta(m)->pre_len;
+		sent++;
 		dp_count(w, in, DP_CNT_ipsec_out);
 		dp_output_to(w, in, m, nh, neigh, sa->outer_family, &sa->cfg.dst.v4);
 	}
-	dp_sa_count(sa, w->id, DP_SA_CNT_packets, n);
+	dp_sa_count(sa, w->id, DP_SA_CNT_packets, sent);
 	dp_sa_count(sa, w->id, DP_SA_CNT_bytes, bytes);
 }
