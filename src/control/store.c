@@ -25,7 +25,7 @@ static struct {
 	unsigned int n_dead, cap_dead;
 	struct dp_sa **dead; /* replaced or deleted: freed after the next publish */
 	unsigned int n_dead_hits, cap_dead_hits;
-	uint64_t **dead_hits; /* counters of deleted policies, likewise */
+	struct dp_hits **dead_hits; /* counters of deleted policies, likewise */
 	uint32_t next_sa_id;
 	uint32_t next_pol_index;
 	uint64_t next_seq;
@@ -191,7 +191,7 @@ static bool sel_eq(const struct dps_selector *a, const struct dps_selector *b)
 int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err, size_t errlen)
 {
 	struct dps_store_policy *e;
-	uint64_t *hits;
+	struct dp_hits *hits;
 
 	for (unsigned int i = 0; i < st.n_pol; i++) {
 		if (st.pol[i].p.dir == p->dir && sel_eq(&st.pol[i].p.sel, &p->sel)) {

@@ -15,6 +15,7 @@
 #include "control/config.h"
 
 struct dp_sa;
+struct dp_hits;
 
 /* Who installed an object: a configuration reload only touches its own. */
 enum dps_origin {
@@ -32,8 +33,8 @@ struct dps_store_sa {
 struct dps_store_policy {
 	struct dps_policy p;
 	uint8_t origin;
-	uint64_t seq;	/* insertion order: ties of priority go to the oldest */
-	uint64_t *hits; /* [n_workers] */
+	uint64_t seq;	      /* insertion order: ties of priority go to the oldest */
+	struct dp_hits *hits; /* [n_workers] */
 };
 
 /** Take the system defaults; load the SAs and policies of @cfg and commit. */

@@ -13,6 +13,7 @@
 #include "dataplane/dp.h"
 #include "dataplane/neigh.h"
 #include "dataplane/sa.h"
+#include "dataplane/spd.h"
 
 static volatile bool live;
 
@@ -268,7 +269,7 @@ static int policy_one(const struct dps_store_policy *e, void *arg)
 		}
 	}
 	for (unsigned int w = 0; w < dp.n_workers; w++)
-		hits += __atomic_load_n(&e->hits[w], __ATOMIC_RELAXED);
+		hits += __atomic_load_n(&e->hits[w].n, __ATOMIC_RELAXED);
 	rte_tel_data_add_dict_u64(d, "hits", hits);
 	snprintf(key, sizeof(key), "policy%u", p->id);
 	if (rte_tel_data_add_dict_container(pg->out, key, d, 0) < 0)

@@ -132,7 +132,7 @@ static inline uint8_t verdict_of(const struct dp_spd *spd, const struct dp_polic
 {
 	if (p == NULL)
 		return spd->def_verdict[v6];
-	p->hits[wid]++;
+	p->hits[wid].n++;
 	return p->verdict;
 }
 

@@ -17,6 +17,12 @@
 struct rte_acl_ctx;
 struct dp_sa;
 
+/* A policy's hit count of one worker, alone on its cache line: workers count
+ * every packet, and must not bounce a shared line between cores. */
+struct dp_hits {
+	uint64_t n;
+} __rte_cache_aligned;
+
 enum dp_spd_ctx {
 	DP_SPD_OUT, /* forwarded packets about to leave */
 	DP_SPD_IN,  /* packets for the gateway itself */
@@ -40,7 +46,7 @@ struct dp_policy {
 	uint32_t id;
 	struct dp_sa *sa;	  /* out: the SA to apply */
 	struct dps_ipsec_req req; /* in/fwd: what an accepting SA must look like */
-	uint64_t *hits;		  /* [n_workers], owned by the store, survives rebuilds */
+	struct dp_hits *hits;	  /* [n_workers], owned by the store, survives rebuilds */
 };
 
 struct dp_spd {
@@ -74,7 +80,7 @@ struct dp_acl6_key {
 struct dp_spd_entry {
 	const struct dps_policy *p;
 	struct dp_sa *out_sa; /* resolved by the store for out policies */
-	uint64_t *hits;
+	struct dp_hits *hits;
 };
 
 /**
