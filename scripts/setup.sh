@@ -17,7 +17,7 @@ PKGS=(
 	# tests and demo
 	python3 python3-pytest python3-scapy python3-yaml iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool kmod procps
 	# strongSwan interop
-	strongswan-charon strongswan-swanctl libcharon-extra-plugins
+	strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
 )
 
 missing=()
@@ -55,4 +55,7 @@ mountpoint -q /dev/hugepages || mount -t hugetlbfs -o pagesize=2M nodev /dev/hug
 	die "/dev/net/tun is missing and cannot be created: net_tap needs it"
 
 mkdir -p /run/dpsec
+
+# charon's kernel-pfkey plugin (Debian does not ship it), built from Debian's source of the installed version.
+bash "$(dirname "$0")/strongswan-pfkey.sh" || die "building strongSwan's kernel-pfkey plugin failed"
 echo "setup: ok ($have hugepages of 2 MB, packages present)"

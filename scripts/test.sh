@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up the machine, build, and run every test: unit tests (normal and
-# ASan/UBSan builds) and the integration tests on real DPDK devices.
+# ASan/UBSan builds), a bounded run of the PF_KEY codec fuzzer, and the
+# integration tests on real DPDK devices.
 # Extra arguments go to pytest, e.g. `scripts/test.sh -m interop` for the slow
 # interop tests alone, or `scripts/test.sh -k pcap`.
 set -uo pipefail
@@ -32,6 +33,26 @@ fi
 ninja -C build-asan >"$log/asan-build.txt" || { cat "$log/asan-build.txt"; exit 1; }
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C build-asan --print-errorlogs | tee "$log/asan.txt"
 count_meson "$log/asan.txt"
+
+echo "== PF_KEY codec fuzzer (libFuzzer, 60 s)"
+# The seeds are copied: libFuzzer adds what it finds to its corpus directory.
+if [ ! -f build-fuzz/build.ninja ]; then
+	CC=clang meson setup build-fuzz -Ddataplane=false -Dfuzz=true -Db_lundef=false \
+		>"$log/fuzz-setup.txt" || { cat "$log/fuzz-setup.txt"; exit 1; }
+fi
+ninja -C build-fuzz tests/fuzz_pfkey >"$log/fuzz-build.txt" || { cat "$log/fuzz-build.txt"; exit 1; }
+fuzz_corpus=$(mktemp -d /tmp/dpsec-fuzz.XXXXXX)
+cp tests/fuzz/corpus/* "$fuzz_corpus"/
+if build-fuzz/tests/fuzz_pfkey -max_total_time=60 -artifact_prefix="$log/" "$fuzz_corpus" \
+	>"$log/fuzz.txt" 2>&1; then
+	tail -1 "$log/fuzz.txt"
+	passed=$((passed + 1))
+else
+	tail -40 "$log/fuzz.txt"
+	echo "fuzz_pfkey failed; reproducer in $log/"
+	failed=$((failed + 1))
+fi
+rm -rf "$fuzz_corpus"
 
 echo "== integration tests"
 /usr/bin/python3 -m pytest -v -p no:cacheprovider "$@" | tee "$log/pytest.txt"

@@ -4,6 +4,7 @@
 #define DPS_ADDR_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,9 @@ int dps_addr_parse(const char *s, struct dps_addr *out);
 
 /** Parse "addr/len" into @out (len defaults to the full length). Returns 0 or -1. */
 int dps_prefix_parse(const char *s, struct dps_prefix *out);
+
+/** True if @a and @b are the same family and address. */
+bool dps_addr_eq(const struct dps_addr *a, const struct dps_addr *b);
 
 /** Format @a into @buf (INET6_ADDRSTRLEN is enough). */
 const char *dps_addr_str(const struct dps_addr *a, char *buf, size_t len);

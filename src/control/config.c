@@ -1505,6 +1505,39 @@ static int dps_top_check(struct dps_ctx *ctx, yaml_node_t *map, void *obj)
 	return cfg->n_workers ? 0 : dps_default_worker(ctx);
 }
 
+static const char *dps_valid_socket(const char *s)
+{
+	return s[0] == '/' ? NULL : "must be an absolute path";
+}
+
+static const struct dps_field dps_pfkey_fields[] = {
+	{.key = "enabled", .parse = dps_parse_bool, DPS_AT(struct dps_pfkey_cfg, enabled)},
+	{.key = "socket",
+	 .parse = dps_parse_str,
+	 DPS_AT(struct dps_pfkey_cfg, socket),
+	 .min = 2,
+	 .valid = dps_valid_socket},
+	{.key = "group", .parse = dps_parse_str, DPS_AT(struct dps_pfkey_cfg, group)},
+	{.key = "acquire_retry_s",
+	 .parse = dps_parse_uint,
+	 DPS_AT(struct dps_pfkey_cfg, acquire_retry_s),
+	 .min = 1,
+	 .max = 3600},
+	{.key = "acquire_rate",
+	 .parse = dps_parse_uint,
+	 DPS_AT(struct dps_pfkey_cfg, acquire_rate),
+	 .min = 1,
+	 .max = 100000},
+	{.key = "larval_s",
+	 .parse = dps_parse_uint,
+	 DPS_AT(struct dps_pfkey_cfg, larval_s),
+	 .min = 1,
+	 .max = 3600},
+	{0},
+};
+
+DPS_SCHEMA(dps_pfkey_schema, dps_pfkey_fields, NULL);
+
 /* Order matters: see the top of this file. */
 static const struct dps_field dps_top_fields[] = {
 	{.key = "eal",
@@ -1537,6 +1570,10 @@ static const struct dps_field dps_top_fields[] = {
 	 .map = &dps_ipsec_schema},
 	{.key = "sas", .parse = dps_parse_seq, .seq = &dps_sas_seq},
 	{.key = "policies", .parse = dps_parse_seq, .seq = &dps_policies_seq},
+	{.key = "pfkey",
+	 .parse = dps_parse_map,
+	 .off = offsetof(struct dps_config, pfkey),
+	 .map = &dps_pfkey_schema},
 	{0},
 };
 
@@ -1577,6 +1614,11 @@ void dps_config_defaults(struct dps_config *cfg)
 	cfg->ipsec.ecn = true;
 	cfg->ipsec.ah_cleartos = true;
 	cfg->ipsec.replay_window = 64;
+	cfg->pfkey.enabled = true;
+	dps_strlcpy(cfg->pfkey.socket, "/run/dpsec/pfkey.sock", sizeof(cfg->pfkey.socket));
+	cfg->pfkey.acquire_retry_s = 30; /* Linux: XFRM_ACQ_EXPIRES */
+	cfg->pfkey.acquire_rate = 100;
+	cfg->pfkey.larval_s = 30;
 }
 
 void dps_config_free(struct dps_config *cfg)

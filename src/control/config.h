@@ -16,15 +16,15 @@
 #include "control/addr.h"
 #include "control/ipsec.h"
 
-#define DPS_MAX_PORTS 16
-#define DPS_MAX_WORKERS 16
+#define DPS_MAX_PORTS	   16
+#define DPS_MAX_WORKERS	   16
 #define DPS_MAX_PORT_ADDRS 8
 #define DPS_MAX_WORKER_RXQ 32
-#define DPS_MAX_QUEUES 16
-#define DPS_MAX_EAL_EXTRA 16
-#define DPS_NAME_LEN 32
-#define DPS_IFNAME_LEN 16 /* IFNAMSIZ */
-#define DPS_DEVICE_LEN 256
+#define DPS_MAX_QUEUES	   16
+#define DPS_MAX_EAL_EXTRA  16
+#define DPS_NAME_LEN	   32
+#define DPS_IFNAME_LEN	   16 /* IFNAMSIZ */
+#define DPS_DEVICE_LEN	   256
 
 /* Log levels, numerically equal to DPDK's RTE_LOG_* levels. */
 enum dps_log_level {
@@ -44,29 +44,29 @@ enum dps_port_role {
 };
 
 struct dps_eal_cfg {
-	char lcores[64];          /* DPDK -l list, e.g. "0-1" */
-	unsigned int main_lcore;  /* control thread */
-	bool hugepages;           /* false: --no-huge */
-	unsigned int memory_mb;   /* -m; 0 = DPDK default */
-	char file_prefix[64];     /* --file-prefix; also names the telemetry dir */
-	bool in_memory;           /* --in-memory */
+	char lcores[64];	 /* DPDK -l list, e.g. "0-1" */
+	unsigned int main_lcore; /* control thread */
+	bool hugepages;		 /* false: --no-huge */
+	unsigned int memory_mb;	 /* -m; 0 = DPDK default */
+	char file_prefix[64];	 /* --file-prefix; also names the telemetry dir */
+	bool in_memory;		 /* --in-memory */
 	unsigned int n_extra;
 	char extra[DPS_MAX_EAL_EXTRA][128]; /* passed verbatim, after ours */
 };
 
 struct dps_dataplane_cfg {
-	unsigned int mbufs;       /* mbufs in the packet pool */
-	unsigned int burst;       /* rx/tx burst size, 1..64 */
-	bool idle_backoff;        /* sleep after a run of empty polls */
-	unsigned int idle_polls;  /* empty polls before sleeping */
+	unsigned int mbufs;	 /* mbufs in the packet pool */
+	unsigned int burst;	 /* rx/tx burst size, 1..64 */
+	bool idle_backoff;	 /* sleep after a run of empty polls */
+	unsigned int idle_polls; /* empty polls before sleeping */
 	unsigned int idle_sleep_us;
 };
 
 struct dps_neigh_params {
 	unsigned int reachable_ms; /* a learned entry is trusted this long */
 	unsigned int retrans_ms;   /* between two probes */
-	unsigned int probes;       /* unanswered probes before giving up */
-	unsigned int queue_len;    /* packets held per unresolved neighbour */
+	unsigned int probes;	   /* unanswered probes before giving up */
+	unsigned int queue_len;	   /* packets held per unresolved neighbour */
 	unsigned int max_entries;
 };
 
@@ -80,7 +80,7 @@ struct dps_port_cfg {
 	uint16_t rx_queues;
 	uint16_t rx_desc;
 	uint16_t tx_desc;
-	bool exception;              /* kernel TAP for traffic to the gateway */
+	bool exception; /* kernel TAP for traffic to the gateway */
 	char exception_iface[DPS_IFNAME_LEN];
 	unsigned int n_addrs;
 	struct dps_prefix addrs[DPS_MAX_PORT_ADDRS];
@@ -99,9 +99,9 @@ struct dps_worker_cfg {
 
 struct dps_route_cfg {
 	struct dps_prefix dst;
-	bool has_via;        /* false: destination is on-link on port */
+	bool has_via; /* false: destination is on-link on port */
 	struct dps_addr via;
-	uint16_t port;       /* index into dps_config.ports */
+	uint16_t port; /* index into dps_config.ports */
 };
 
 struct dps_neigh_cfg {
@@ -117,8 +117,19 @@ struct dps_neigh_cfg {
 struct dps_crypto_cfg {
 	unsigned int n_devices;
 	char devices[DPS_MAX_CRYPTODEVS][DPS_DEVICE_LEN];
-	bool cpu_crypto; /* synchronous CPU crypto where the device offers it */
+	bool cpu_crypto;       /* synchronous CPU crypto where the device offers it */
 	unsigned int sessions; /* session pool size */
+};
+
+/* The PF_KEY v2 server that key daemons (charon) talk to. */
+struct dps_pfkey_cfg {
+	bool enabled;
+	char socket[108];	  /* sun_path */
+	char group[DPS_NAME_LEN]; /* besides root, members of this group may use it; "" = root only
+				   */
+	unsigned int acquire_retry_s; /* a policy's ACQUIRE is repeated after this if no SA came */
+	unsigned int acquire_rate;    /* ACQUIREs per second at most, all policies together */
+	unsigned int larval_s;	      /* a GETSPI reservation without UPDATE expires after this */
 };
 
 struct dps_config {
@@ -141,6 +152,7 @@ struct dps_config {
 	struct dps_sa *sas;
 	unsigned int n_policies;
 	struct dps_policy *policies;
+	struct dps_pfkey_cfg pfkey;
 };
 
 /** Fill @cfg with defaults (no ports, no workers, no routes). */

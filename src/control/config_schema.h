@@ -120,7 +120,6 @@ yaml_node_t *dps_map_get(struct dps_ctx *ctx, yaml_node_t *map, const char *key)
 yaml_node_t *dps_seq_item(struct dps_ctx *ctx, yaml_node_t *seq, size_t i);
 const char *dps_want_str(struct dps_ctx *ctx, yaml_node_t *node);
 void dps_store_uint(void *p, size_t size, unsigned long long v);
-bool dps_addr_eq(const struct dps_addr *a, const struct dps_addr *b);
 int dps_hexval(char c);
 
 /* ---- generic parsers (config.c) -------------------------------------------- */

@@ -62,7 +62,7 @@ struct query {
 	const char *name; /* key in the --json output */
 	const char *cmd;  /* telemetry command */
 	const struct layout *layout;
-	bool paged;       /* replies are pages: the parameter is the start index */
+	bool paged; /* replies are pages: the parameter is the start index */
 };
 
 struct ctl;
@@ -730,8 +730,8 @@ static const struct layout neigh_rows = {
 static const struct layout sa_rows = {
 	.kind = LAYOUT_ROWS,
 	.corner = "SA",
-	.columns = (const char *const[]){"spi", "dir", "mode", "src", "dst", "reqid", "enc",
-					 "auth", "encap", "crypto", "packets", "bytes", NULL},
+	.columns = (const char *const[]){"spi", "dir", "mode", "src", "dst", "reqid", "enc", "auth",
+					 "encap", "crypto", "origin", "packets", "bytes", NULL},
 	.sort_rows = true,
 	.empty = "no SAs",
 };
@@ -740,7 +740,7 @@ static const struct layout policy_rows = {
 	.kind = LAYOUT_ROWS,
 	.corner = "POLICY",
 	.columns = (const char *const[]){"dir", "priority", "src", "dst", "proto", "action",
-					 "level", "reqid", "hits", NULL},
+					 "level", "reqid", "origin", "hits", NULL},
 	.sort_rows = true,
 	.empty = "no policies",
 };

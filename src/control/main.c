@@ -18,10 +18,12 @@
 #include "control/config.h"
 #include "control/eal.h"
 #include "control/hoststack.h"
+#include "control/lifetime.h"
 #include "control/store.h"
 #include "control/telemetry.h"
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
+#include "pfkey_emul/server.h"
 
 #define DEFAULT_CONFIG	 "/etc/dpsec/dpsec.yaml"
 #define CONTROL_SLEEP_US 1000
@@ -162,7 +164,8 @@ static int start(struct dps_config *cfg)
 		DP_LOG(ERR, "%s", err);
 		return -1;
 	}
-	if (dp_start() < 0 || dps_hoststack_setup(cfg) < 0 || dps_telemetry_init() < 0)
+	if (dp_start() < 0 || dps_hoststack_setup(cfg) < 0 || dps_telemetry_init() < 0 ||
+	    pfk_server_init(cfg) < 0)
 		return -1;
 	return 0;
 }
@@ -173,6 +176,8 @@ static void run(const char *path)
 		if (reload_signal)
 			reload(path);
 		dp_control_poll();
+		pfk_server_poll(dp_now_ms());
+		dps_lifetime_poll(dp_now_ms());
 		usleep(CONTROL_SLEEP_US);
 	}
 	DP_LOG(NOTICE, "signal %d: shutting down", (int)stop_signal);
@@ -214,6 +219,7 @@ int main(int argc, char **argv)
 		rc = 0;
 	}
 	sd_notify(0, "STOPPING=1");
+	pfk_server_fini();
 	dps_telemetry_stop();
 	dp_halt();
 	dps_store_fini();

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <rte_malloc.h>
 
@@ -188,6 +189,55 @@ static bool sel_eq(const struct dps_selector *a, const struct dps_selector *b)
 	       a->dport_lo == b->dport_lo && a->dport_hi == b->dport_hi;
 }
 
+/*
+ * lib/ipsec fixes an outbound tunnel SA's inner family (the ESP next header)
+ * when the SA is made. A key daemon adds SAs before their policies, so an SA
+ * made with a guess is made again, the right way, when the policy that uses it
+ * arrives -- unless it already carried traffic (its sequence numbers must not
+ * start over), which is logged.
+ */
+static void rebind_unused(const struct dps_policy *p)
+{
+	int fam = p->sel.src.addr.family;
+
+	if (p->dir != DPS_DIR_OUT || p->action != DPS_ACTION_PROTECT)
+		return;
+	for (unsigned int i = 0; i < st.n_sas; i++) {
+		struct dps_store_sa *s = &st.sas[i];
+		struct dp_sa_counters c;
+		struct dp_sa *d;
+		char why[128];
+		bool uses = false;
+
+		if (s->cfg.dir != DPS_DIR_OUT || s->cfg.mode != DPS_MODE_TUNNEL ||
+		    s->dp->inner_family == fam)
+			continue;
+		for (unsigned int r = 0; r < p->n_reqs; r++)
+			uses |= req_matches_sa(&p->reqs[r], &s->cfg, &p->sel);
+		if (!uses)
+			continue;
+		dp_sa_counters(s->dp, &c);
+		if (c.v[DP_SA_CNT_packets] || c.v[DP_SA_CNT_drop_crypto] ||
+		    c.v[DP_SA_CNT_drop_other]) {
+			DP_LOG(WARNING,
+			       "SA 0x%x carries another family already: policy %u cannot use it",
+			       s->cfg.spi, p->id);
+			continue;
+		}
+		d = sa_make(&s->cfg, fam, why, sizeof(why));
+		if (d == NULL || bury(s->dp) < 0) {
+			DP_LOG(ERR, "SA 0x%x: cannot remake it for policy %u: %s", s->cfg.spi,
+			       p->id, d == NULL ? why : "out of memory");
+			dp_sa_free(d);
+			continue;
+		}
+		d->id = s->id;
+		pthread_mutex_lock(&st.lock);
+		s->dp = d;
+		pthread_mutex_unlock(&st.lock);
+	}
+}
+
 int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err, size_t errlen)
 {
 	struct dps_store_policy *e;
@@ -215,8 +265,105 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 	e->origin = origin;
 	e->seq = ++st.next_seq;
 	e->hits = hits;
+	e->add_time = (uint64_t)time(NULL);
 	pthread_mutex_unlock(&st.lock);
+	rebind_unused(p);
 	return 0;
+}
+
+static int policy_index(uint8_t dir, const struct dps_selector *sel)
+{
+	for (unsigned int i = 0; i < st.n_pol; i++)
+		if (st.pol[i].p.dir == dir && sel_eq(&st.pol[i].p.sel, sel))
+			return (int)i;
+	return -1;
+}
+
+const struct dps_store_policy *dps_store_policy_find(uint8_t dir, const struct dps_selector *sel)
+{
+	int i = policy_index(dir, sel);
+
+	return i < 0 ? NULL : &st.pol[i];
+}
+
+const struct dps_store_policy *dps_store_policy_get(uint32_t id)
+{
+	for (unsigned int i = 0; i < st.n_pol; i++)
+		if (st.pol[i].p.id == id)
+			return &st.pol[i];
+	return NULL;
+}
+
+int dps_store_policy_update(struct dps_policy *p, enum dps_origin origin)
+{
+	int i = policy_index(p->dir, &p->sel);
+
+	if (i < 0)
+		return -ENOENT;
+	if (st.pol[i].origin != origin)
+		return -EEXIST;
+	p->id = st.pol[i].p.id;
+	pthread_mutex_lock(&st.lock);
+	st.pol[i].p = *p;
+	pthread_mutex_unlock(&st.lock);
+	rebind_unused(p);
+	return 0;
+}
+
+uint64_t dps_store_policy_no_sa(const struct dps_store_policy *p)
+{
+	uint64_t n = 0;
+
+	for (unsigned int w = 0; w < dp.n_workers; w++)
+		n += p->hits[w].no_sa;
+	return n;
+}
+
+unsigned int dps_store_sa_flush(uint8_t proto, enum dps_origin origin)
+{
+	unsigned int n = 0;
+
+	for (unsigned int j = st.n_sas; j-- > 0;) {
+		const struct dps_sa *c = &st.sas[j].cfg;
+
+		if (st.sas[j].origin == origin && (proto == 0 || c->proto == proto) &&
+		    dps_store_sa_delete(c->spi, &c->dst, c->proto) == 0)
+			n++;
+	}
+	return n;
+}
+
+unsigned int dps_store_policy_flush(enum dps_origin origin)
+{
+	unsigned int n = 0;
+
+	for (unsigned int j = st.n_pol; j-- > 0;)
+		if (st.pol[j].origin == origin && dps_store_policy_delete(st.pol[j].p.id) == 0)
+			n++;
+	return n;
+}
+
+int dps_store_sa_set_lifetimes(uint32_t id, const struct dps_lifetime *soft,
+			       const struct dps_lifetime *hard)
+{
+	for (unsigned int i = 0; i < st.n_sas; i++) {
+		if (st.sas[i].id != id)
+			continue;
+		pthread_mutex_lock(&st.lock);
+		st.sas[i].cfg.soft = *soft;
+		st.sas[i].cfg.hard = *hard;
+		st.sas[i].soft_expired = false;
+		pthread_mutex_unlock(&st.lock);
+		return 0;
+	}
+	return -ESRCH;
+}
+
+void dps_store_sa_set_soft_expired(uint32_t id)
+{
+	for (unsigned int i = 0; i < st.n_sas; i++)
+		if (st.sas[i].id == id)
+			st.sas[i].soft_expired = true;
 }
 
 int dps_store_policy_delete(uint32_t id)

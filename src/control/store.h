@@ -26,6 +26,7 @@ enum dps_origin {
 struct dps_store_sa {
 	uint32_t id;
 	uint8_t origin;
+	bool soft_expired; /* the soft lifetime ran out and was reported */
 	struct dps_sa cfg;
 	struct dp_sa *dp;
 };
@@ -33,6 +34,7 @@ struct dps_store_sa {
 struct dps_store_policy {
 	struct dps_policy p;
 	uint8_t origin;
+	uint64_t add_time;    /* seconds since the epoch */
 	uint64_t seq;	      /* insertion order: ties of priority go to the oldest */
 	struct dp_hits *hits; /* [n_workers] */
 };
@@ -66,6 +68,36 @@ int dps_store_reload(const struct dps_config *cfg, char *err, size_t errlen);
 
 /** Delete a policy by id. -ENOENT if absent. */
 int dps_store_policy_delete(uint32_t id);
+
+/** The policy of direction @dir with exactly selector @sel, or NULL. */
+const struct dps_store_policy *dps_store_policy_find(uint8_t dir, const struct dps_selector *sel);
+
+/** The policy with id @id, or NULL. */
+const struct dps_store_policy *dps_store_policy_get(uint32_t id);
+
+/**
+ * Replace the policy of @p's direction and selector in place: it keeps its
+ * id (written back to @p), hit counters and age, as Linux keeps the index on
+ * SPDUPDATE. -ENOENT if there is none, -EEXIST if it belongs to @origin's
+ * counterpart (a key daemon cannot rewrite the configuration's policies).
+ */
+int dps_store_policy_update(struct dps_policy *p, enum dps_origin origin);
+
+/** Delete the SAs of @origin with protocol @proto (0: all). Returns how many. */
+unsigned int dps_store_sa_flush(uint8_t proto, enum dps_origin origin);
+
+/** Delete the policies of @origin. Returns how many. */
+unsigned int dps_store_policy_flush(enum dps_origin origin);
+
+/** Change the lifetimes of SA @id (PF_KEY UPDATE of a mature SA). -ESRCH if absent. */
+int dps_store_sa_set_lifetimes(uint32_t id, const struct dps_lifetime *soft,
+			       const struct dps_lifetime *hard);
+
+/** Remember that @id's soft lifetime was reported. */
+void dps_store_sa_set_soft_expired(uint32_t id);
+
+/** Sum of a policy's no-SA drops over the workers (what ACQUIRE is raised for). */
+uint64_t dps_store_policy_no_sa(const struct dps_store_policy *p);
 
 /** Publish pending changes to the workers. 0 or -1 (the old state stays). */
 int dps_store_commit(void);

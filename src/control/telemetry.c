@@ -197,6 +197,8 @@ static int sa_one(const struct dps_store_sa *e, void *arg)
 		return 1;
 	rte_tel_data_start_dict(d);
 	rte_tel_data_add_dict_u64(d, "id", e->id);
+	rte_tel_data_add_dict_string(d, "origin",
+				     e->origin == DPS_ORIGIN_PFKEY ? "pfkey" : "config");
 	snprintf(buf, sizeof(buf), "0x%08x", c->spi);
 	rte_tel_data_add_dict_string(d, "spi", buf);
 	rte_tel_data_add_dict_string(d, "dir", dir_names[c->dir % 3]);
@@ -245,6 +247,8 @@ static int policy_one(const struct dps_store_policy *e, void *arg)
 		return 1;
 	rte_tel_data_start_dict(d);
 	rte_tel_data_add_dict_u64(d, "id", p->id);
+	rte_tel_data_add_dict_string(d, "origin",
+				     e->origin == DPS_ORIGIN_PFKEY ? "pfkey" : "config");
 	rte_tel_data_add_dict_string(d, "dir", dir_names[p->dir % 3]);
 	rte_tel_data_add_dict_u64(d, "priority", p->priority);
 	add_prefix(d, "src", &p->sel.src);

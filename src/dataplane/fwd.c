@@ -205,6 +205,7 @@ static void outbound(struct dp_worker *w, const struct dp_snapshot *s, uint16_t 
 			protect(g, &ng, pol[i]->sa, m);
 			break;
 		case DP_V_NO_SA:
+			pol[i]->hits[w->id].no_sa++; /* seen by the PF_KEY server: ACQUIRE */
 			dp_drop(w, in, m, DP_CNT_drop_no_sa);
 			break;
 		default:

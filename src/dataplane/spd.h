@@ -21,6 +21,7 @@ struct dp_sa;
  * every packet, and must not bounce a shared line between cores. */
 struct dp_hits {
 	uint64_t n;
+	uint64_t no_sa; /* out: packets dropped for want of an SA; the control thread ACQUIREs */
 } __rte_cache_aligned;
 
 enum dp_spd_ctx {

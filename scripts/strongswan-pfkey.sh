@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Build and install strongSwan's kernel-pfkey plugin, which Debian's charon is shipped without, from
+# Debian's own source package of the installed version. Idempotent: does nothing when the installed
+# plugin's stamp names the installed strongSwan version. Run as root (scripts/setup.sh calls it).
+#
+# Only the plugin is compiled: a plugin of a non-monolithic strongSwan is not linked against
+# libstrongswan/libcharon (charon resolves its symbols at dlopen time), so a ./configure that
+# reproduces the ABI-relevant choices of Debian's build plus the plugin directory's make is enough.
+set -euo pipefail
+
+die() { echo "strongswan-pfkey: $*" >&2; exit 1; }
+say() { echo "strongswan-pfkey: $*"; }
+[ "$(id -u)" -eq 0 ] || die "must run as root (apt-get source, installs into /usr/lib/ipsec/plugins)"
+
+PLUGIN=/usr/lib/ipsec/plugins/libstrongswan-kernel-pfkey.so
+CHARON=/usr/lib/ipsec/charon
+STAMP=/var/lib/dpsec/strongswan-kernel-pfkey.stamp
+CACHE=${DPSEC_STRONGSWAN_CACHE:-/var/cache/dpsec/strongswan}
+SRC_LIST=/etc/apt/sources.list.d/dpsec-deb-src
+start=$SECONDS
+
+version_of() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || true; }
+ver=$(version_of strongswan-libcharon)
+[ -n "$ver" ] || die "strongswan-libcharon is not installed (run scripts/setup.sh first)"
+[ -x "$CHARON" ] || die "$CHARON is missing: install strongswan-charon"
+libver=$(version_of libstrongswan)
+[ "$libver" = "$ver" ] || die "libstrongswan $libver and strongswan-libcharon $ver differ: upgrade both first"
+
+if [ -f "$STAMP" ] && [ -f "$PLUGIN" ] && grep -qx "installed=$ver" "$STAMP" &&
+	grep -qx "sha256=$(sha256sum "$PLUGIN" | cut -d' ' -f1)" "$STAMP"; then
+	say "kernel-pfkey plugin for strongSwan $ver already installed ($PLUGIN)"
+	exit 0
+fi
+
+for tool in gcc make dpkg-source dpkg-buildflags python3 unshare; do
+	command -v "$tool" >/dev/null || die "'$tool' is missing (build-essential, dpkg-dev, python3, util-linux)"
+done
+
+# --- deb-src entries derived from the machine's own apt sources --------------------------------
+# Only entries for this release's suites (third-party repositories carry no strongswan source).
+. /etc/os-release
+codename=${VERSION_CODENAME:?no VERSION_CODENAME in /etc/os-release}
+write_src_lists() {
+	local out822=$SRC_LIST.sources outlist=$SRC_LIST.list tmp f
+	tmp=$(mktemp)
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -e "$f" ] && [ "$f" != "$out822" ] || continue
+		# deb822: one stanza per paragraph; keep enabled stanzas of type deb for our suites
+		awk -v cn="$codename" '
+			function flush() {
+				if (n && isdeb && ours && !off) {
+					if (printed++) print ""
+					for (i = 1; i <= n; i++) print (lines[i] ~ /^Types:/ ? "Types: deb-src" : lines[i])
+				}
+				n = 0; isdeb = 0; ours = 0; off = 0
+			}
+			/^[ \t]*$/ { flush(); next }
+			/^#/ { next }
+			{ lines[++n] = $0 }
+			/^Types:/ { for (i = 2; i <= NF; i++) if ($i == "deb") isdeb = 1 }
+			/^Suites:/ { for (i = 2; i <= NF; i++) if ($i == cn || index($i, cn "-") == 1) ours = 1 }
+			/^Enabled:[ \t]*no/ { off = 1 }
+			END { flush() }' "$f" >>"$tmp"
+	done
+	if [ -s "$tmp" ]; then
+		mv "$tmp" "$out822" && chmod 0644 "$out822"
+	else
+		rm -f "$tmp" "$out822"
+	fi
+	tmp=$(mktemp)
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[ -e "$f" ] && [ "$f" != "$outlist" ] || continue
+		# one-line style: "deb [options] URI SUITE COMPONENTS..."
+		awk -v cn="$codename" '$1 == "deb" {
+			s = ($2 ~ /^\[/) ? 4 : 3
+			while ($2 ~ /^\[/ && $(s - 2) !~ /\]$/ && s <= NF) s++
+			if ($s == cn || index($s, cn "-") == 1) { $1 = "deb-src"; print }
+		}' "$f" >>"$tmp"
+	done
+	if [ -s "$tmp" ]; then
+		mv "$tmp" "$outlist" && chmod 0644 "$outlist"
+	else
+		rm -f "$tmp" "$outlist"
+	fi
+	[ -e "$out822" ] || [ -e "$outlist" ] ||
+		die "no apt source for '$codename' found in /etc/apt/sources.list{,.d}: cannot derive a deb-src entry"
+}
+
+mkdir -p "$CACHE"
+src_versions() { apt-cache showsrc strongswan 2>/dev/null | awk '/^Version:/ { print $2 }' | sort -u; }
+if ! src_versions | grep -qx "$ver"; then
+	write_src_lists
+	say "apt-get update (deb-src entries in $SRC_LIST.*)"
+	apt-get update -q >"$CACHE.apt-update.log" 2>&1 || {
+		cat "$CACHE.apt-update.log" >&2
+		die "apt-get update failed"
+	}
+fi
+
+# --- fetch and unpack the source ------------------------------------------------------------------
+# The exact version first. A security archive may index a version whose files it no longer serves;
+# then take the newest other Debian revision of the same upstream release (same ABI, the differences
+# are security patches elsewhere) and say so loudly.
+upstream=${ver%-*}
+candidates=("$ver")
+while read -r v; do
+	[ "$v" != "$ver" ] && [ "${v%-*}" = "$upstream" ] && candidates+=("$v")
+done < <(src_versions | sort -r -V)
+
+srcver=
+for v in "${candidates[@]}"; do
+	dir=$CACHE/strongswan-$v
+	if [ -f "$dir/.dpsec-unpacked" ]; then
+		srcver=$v
+		break
+	fi
+	dl=$CACHE/download-$v
+	mkdir -p "$dl"
+	if (cd "$dl" && apt-get source -q --download-only "strongswan=$v") >"$dl.log" 2>&1; then
+		rm -rf "$dir"
+		dpkg-source -x "$dl/strongswan_${v#*:}.dsc" "$dir" >"$dir.unpack.log" 2>&1 ||
+			die "dpkg-source -x failed for strongswan $v (see $dir.unpack.log)"
+		touch "$dir/.dpsec-unpacked"
+		srcver=$v
+		break
+	fi
+	echo "strongswan-pfkey: warning: cannot fetch the source of strongswan $v:" >&2
+	grep -E '^(E|Err):' "$dl.log" >&2 || tail -3 "$dl.log" >&2
+done
+[ -n "$srcver" ] || die "no source package for strongswan $upstream is available from the configured archives"
+[ "$srcver" = "$ver" ] ||
+	echo "strongswan-pfkey: warning: building from strongswan $srcver, the installed version is $ver" >&2
+dir=$CACHE/strongswan-$srcver
+
+# --- configure and build only the plugin ---------------------------------------------------------
+# Struct layouts in libcharon's headers depend on config.h: ME (mediation) adds members to daemon_t,
+# whose 'kernel' member the plugin uses, so mirror Debian's choice from its debian/rules.
+conf=(--prefix=/usr --sysconfdir=/etc --libdir=/usr/lib --libexecdir=/usr/lib
+	--disable-defaults --disable-dependency-tracking --enable-charon --enable-ikev2 --enable-kernel-pfkey)
+rules=$dir/debian/rules
+[ -f "$rules" ] || die "$rules is missing: not a Debian source tree"
+grep -q -- '--enable-mediation' "$rules" && conf+=(--enable-mediation)
+grep -q -- '--disable-ikev1' "$rules" && conf+=(--disable-ikev1) || conf+=(--enable-ikev1)
+
+confkey=$(printf '%s\n' "${conf[@]}" | sha256sum | cut -c1-16)
+if [ ! -f "$dir/.dpsec-configured-$confkey" ]; then
+	say "configuring strongSwan $srcver (plugin only)"
+	(
+		cd "$dir"
+		eval "$(dpkg-buildflags --export=sh)"
+		./configure -q "${conf[@]}"
+	) >"$dir/dpsec-configure.log" 2>&1 || {
+		tail -30 "$dir/dpsec-configure.log" >&2
+		die "./configure failed (full log: $dir/dpsec-configure.log)"
+	}
+	rm -f "$dir"/.dpsec-configured-*
+	touch "$dir/.dpsec-configured-$confkey"
+fi
+need=(USE_IKEV2)
+grep -q -- '--enable-mediation' "$rules" && need+=(ME)
+for def in "${need[@]}"; do
+	grep -q "^#define $def " "$dir/config.h" || die "config.h lacks $def: the plugin would not match Debian's ABI"
+done
+
+say "building src/libcharon/plugins/kernel_pfkey"
+plugdir=$dir/src/libcharon/plugins/kernel_pfkey
+make -C "$plugdir" -j"$(nproc)" >"$dir/dpsec-make.log" 2>&1 || {
+	tail -30 "$dir/dpsec-make.log" >&2
+	die "make failed (full log: $dir/dpsec-make.log)"
+}
+built=$plugdir/.libs/libstrongswan-kernel-pfkey.so
+[ -f "$built" ] || die "make produced no $built"
+
+# --- check the result against the installed libraries before installing it -----------------------
+python3 - "$built" <<'EOF' || die "the built plugin does not link against the installed libstrongswan/libcharon"
+import ctypes, os, sys
+flags = os.RTLD_NOW | os.RTLD_GLOBAL
+for lib in ("/usr/lib/ipsec/libstrongswan.so.0", "/usr/lib/ipsec/libcharon.so.0"):
+    ctypes.CDLL(lib, mode=flags)
+plugin = ctypes.CDLL(sys.argv[1], mode=flags)   # RTLD_NOW: every undefined symbol must resolve
+plugin.kernel_pfkey_plugin_create               # the constructor charon's plugin loader looks up
+EOF
+
+tmp=$(mktemp "$PLUGIN.XXXXXX")
+install -m 0644 "$built" "$tmp"
+mv -f "$tmp" "$PLUGIN"
+
+# charon itself must load it: run it in private network and mount namespaces (its pid file is the
+# fixed /run/charon.pid) with only this plugin, mandatory. Without AF_KEY in the kernel and without
+# dpsec's preload library the plugin's code runs and reports that it cannot open a PF_KEY socket;
+# with either, charon starts and keeps running until the timeout. A dlopen failure is an error.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cat >"$work/strongswan.conf" <<EOF
+charon {
+	load_modular = no
+	load = random nonce sha1 kernel-pfkey!
+	install_routes = no
+	filelog {
+		check {
+			path = $work/charon.log
+			default = 1
+			lib = 2
+			flush_line = yes
+		}
+	}
+}
+EOF
+STRONGSWAN_CONF=$work/strongswan.conf unshare -m -n --propagation private \
+	sh -c 'mount -t tmpfs tmpfs /run && exec timeout -s TERM 5 "$0"' "$CHARON" >"$work/out" 2>&1 || true
+log=$(cat "$work/charon.log" 2>/dev/null || true)
+if ! echo "$log" | grep -q "plugin 'kernel-pfkey': loaded successfully"; then
+	echo "$log" >&2
+	rm -f "$PLUGIN"
+	die "charon cannot dlopen the plugin (removed it again)"
+fi
+if echo "$log" | grep -q 'unable to create PF_KEY socket'; then
+	say "charon loads the plugin (this kernel has no AF_KEY: it needs dpsec's preload library to work)"
+elif echo "$log" | grep -q 'loaded plugins:.*kernel-pfkey'; then
+	say "charon loads the plugin and opened a PF_KEY socket"
+else
+	echo "$log" >&2
+	cat "$work/out" >&2
+	rm -f "$PLUGIN"
+	die "charon's log does not show the plugin running (removed it again)"
+fi
+
+mkdir -p "$(dirname "$STAMP")"
+printf 'installed=%s\nsource=%s\nsha256=%s\n' "$ver" "$srcver" "$(sha256sum "$PLUGIN" | cut -d' ' -f1)" >"$STAMP"
+say "installed $PLUGIN for strongSwan $ver (built from source $srcver) in $((SECONDS - start)) s"

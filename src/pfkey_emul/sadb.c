@@ -1,0 +1,398 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * SA messages: GETSPI (larval SAs, kept here until UPDATE makes them
+ * mature), ADD, UPDATE, DELETE, GET, FLUSH, DUMP, REGISTER. Mature SAs live
+ * in the store, whoever installed them; PF_KEY sees the configuration's SAs
+ * too (GET, DUMP) but changes only its own.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "control/store.h"
+#include "dataplane/dp.h"
+#include "dataplane/sa.h"
+#include "pfkey_emul/server.h"
+
+#define MAX_LARVAL 4096
+
+struct larval {
+	struct dps_sa sa; /* spi, proto, src, dst */
+	uint64_t expires_ms;
+};
+
+static struct {
+	unsigned int n;
+	struct larval l[MAX_LARVAL];
+	uint8_t buf[PFK_REPLY_MAX];
+} sadb;
+
+static int larval_index(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
+{
+	for (unsigned int i = 0; i < sadb.n; i++) {
+		const struct dps_sa *s = &sadb.l[i].sa;
+
+		if (s->spi == spi && s->proto == proto && dps_addr_eq(&s->dst, dst))
+			return (int)i;
+	}
+	return -1;
+}
+
+static void larval_remove(int i)
+{
+	sadb.l[i] = sadb.l[--sadb.n];
+}
+
+static bool spi_taken(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
+{
+	return dps_store_sa_find(spi, dst, proto) != NULL || larval_index(spi, dst, proto) >= 0;
+}
+
+static uint64_t epoch_of(uint64_t mono_ms)
+{
+	uint64_t now = dp_now_ms();
+
+	return (uint64_t)time(NULL) - (now > mono_ms ? (now - mono_ms) / 1000 : 0);
+}
+
+void pfk_sa_state(const struct dps_store_sa *s, struct pfk_sa_state *st)
+{
+	struct dp_sa_counters c;
+
+	dp_sa_counters(s->dp, &c);
+	st->state = SADB_SASTATE_MATURE;
+	if (s->soft_expired)
+		st->state = SADB_SASTATE_DYING;
+	st->packets = c.v[DP_SA_CNT_packets];
+	st->bytes = c.v[DP_SA_CNT_bytes];
+	st->add_time = epoch_of(s->dp->add_ms);
+	st->use_time = s->dp->first_use_ms ? epoch_of(s->dp->first_use_ms) : 0;
+}
+
+static int addrs(const struct pfk_msg *m, struct dps_addr *src, struct dps_addr *dst)
+{
+	uint8_t plen, proto;
+	uint16_t port;
+
+	if (pfk_address(m->ext[SADB_EXT_ADDRESS_SRC], src, &plen, &proto, &port) < 0 ||
+	    pfk_address(m->ext[SADB_EXT_ADDRESS_DST], dst, &plen, &proto, &port) < 0)
+		return EINVAL;
+	return 0;
+}
+
+static uint32_t ext_spi(const struct pfk_msg *m)
+{
+	return ntohl(((const struct sadb_sa *)m->ext[SADB_EXT_SA])->sadb_sa_spi);
+}
+
+static void send_sa(struct pfk_client *c, const struct sadb_msg *req, const struct dps_sa *sa,
+		    const struct pfk_sa_state *st, bool keys, enum pfk_to to)
+{
+	struct sadb_msg h = *req;
+	long n;
+
+	h.sadb_msg_errno = 0;
+	n = pfk_build_sa(sadb.buf, sizeof(sadb.buf), &h, sa, st, keys);
+	if (n > 0)
+		pfk_send(c, sadb.buf, (size_t)n, to, h.sadb_msg_satype);
+	else
+		DP_LOG(ERR, "pfkey: cannot build the reply for SA 0x%x: %s", sa->spi,
+		       strerror((int)-n));
+}
+
+int pfk_sadb_getspi(struct pfk_client *c, const struct pfk_msg *m)
+{
+	const struct sadb_spirange *r = (const void *)m->ext[SADB_EXT_SPIRANGE];
+	uint8_t proto = pfk_satype_proto(m->hdr->sadb_msg_satype);
+	uint32_t lo = 0x100, hi = 0x0fffffff, spi = 0;
+	struct larval *l;
+	struct pfk_sa_state st = {.state = SADB_SASTATE_LARVAL};
+	int err;
+
+	if (proto == 0)
+		return EINVAL;
+	if (sadb.n == MAX_LARVAL)
+		return ENOBUFS;
+	l = &sadb.l[sadb.n];
+	memset(l, 0, sizeof(*l));
+	err = addrs(m, &l->sa.src, &l->sa.dst);
+	if (err)
+		return err;
+	if (r != NULL) {
+		lo = r->sadb_spirange_min;
+		hi = r->sadb_spirange_max;
+	}
+	if (lo < 256) /* 0..255 are reserved (RFC 4303 §2.1) */
+		lo = 256;
+	if (lo > hi)
+		return EINVAL;
+	if (lo == hi) {
+		if (spi_taken(lo, &l->sa.dst, proto))
+			return EEXIST;
+		spi = lo;
+	} else {
+		for (int tries = 0; tries < 64 && spi == 0; tries++) {
+			uint32_t v;
+
+			if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+				return EIO;
+			v = lo + (uint32_t)(v % ((uint64_t)hi - lo + 1));
+			if (!spi_taken(v, &l->sa.dst, proto))
+				spi = v;
+		}
+		if (spi == 0)
+			return EEXIST;
+	}
+	l->sa.spi = spi;
+	l->sa.proto = proto;
+	l->expires_ms = dp_now_ms() + pfk_cfg()->larval_s * 1000ull;
+	sadb.n++;
+	send_sa(c, m->hdr, &l->sa, &st, false, PFK_TO_ONE);
+	return 0;
+}
+
+/* What PF_KEY does not say: direction, and the defaults YAML SAs get. */
+static void sa_complete(struct dps_sa *sa)
+{
+	sa->dir = pfk_is_local(&sa->dst) ? DPS_DIR_IN : DPS_DIR_OUT;
+	sa->ttl = 64;
+	sa->dfbit = DPS_DF_COPY;
+	if (sa->dir == DPS_DIR_OUT)
+		sa->replay_window = 0; /* only the receiver keeps a window */
+}
+
+/* UPDATE of a mature SA: only the lifetimes may change (as Linux's xfrm_state_update). */
+static int update_mature(const struct dps_store_sa *s, const struct dps_sa *sa)
+{
+	struct dps_sa want = s->cfg;
+
+	want.soft = sa->soft;
+	want.hard = sa->hard;
+	if (memcmp(&want.src, &sa->src, sizeof(sa->src)) != 0 || want.enc_alg != sa->enc_alg ||
+	    want.auth_alg != sa->auth_alg || want.enc_key_len != sa->enc_key_len ||
+	    memcmp(want.enc_key, sa->enc_key, sa->enc_key_len) != 0 ||
+	    want.auth_key_len != sa->auth_key_len ||
+	    memcmp(want.auth_key, sa->auth_key, sa->auth_key_len) != 0)
+		return EINVAL;
+	return dps_store_sa_set_lifetimes(s->id, &sa->soft, &sa->hard) < 0 ? ESRCH : 0;
+}
+
+int pfk_sadb_add(struct pfk_client *c, const struct pfk_msg *m)
+{
+	bool update = m->hdr->sadb_msg_type == SADB_UPDATE;
+	const struct dps_store_sa *s;
+	struct pfk_sa_state st;
+	struct dps_sa sa;
+	char why[256];
+	int li, err, rc;
+
+	memset(&sa, 0, sizeof(sa));
+	err = pfk_sa_from_msg(m, &sa);
+	if (err)
+		return err;
+	if (sa.proto != DPS_PROTO_ESP)
+		return ENOSYS; /* AH and IPComp SAs: not in the dataplane yet */
+	sa_complete(&sa);
+	li = larval_index(sa.spi, &sa.dst, sa.proto);
+	s = dps_store_sa_find(sa.spi, &sa.dst, sa.proto);
+	if (update && li < 0) {
+		if (s == NULL)
+			return ESRCH;
+		if (s->origin != DPS_ORIGIN_PFKEY)
+			return EPERM;
+		err = update_mature(s, &sa);
+		if (err)
+			return err;
+	} else {
+		if (!update && s != NULL)
+			return EEXIST;
+		rc = dps_store_sa_add(&sa, DPS_ORIGIN_PFKEY, why, sizeof(why));
+		if (rc < 0) {
+			DP_LOG(NOTICE, "pfkey: SA 0x%x refused: %s", sa.spi, why);
+			return rc == -EEXIST ? EEXIST : rc == -ENOMEM ? ENOMEM : ENOSYS;
+		}
+		/* ADD of a reserved SPI (charon's inbound SAs) takes the reservation too */
+		if (li >= 0)
+			larval_remove(li);
+		pfk_store_dirty();
+	}
+	s = dps_store_sa_find(sa.spi, &sa.dst, sa.proto);
+	pfk_sa_state(s, &st);
+	send_sa(c, m->hdr, &s->cfg, &st, false, PFK_TO_ALL);
+	return 0;
+}
+
+int pfk_sadb_delete(struct pfk_client *c, const struct pfk_msg *m)
+{
+	uint8_t proto = pfk_satype_proto(m->hdr->sadb_msg_satype);
+	struct dps_addr src, dst;
+	const struct dps_store_sa *s;
+	struct sadb_msg h = *m->hdr;
+	uint32_t spi = ext_spi(m);
+	long n;
+	int li, err = addrs(m, &src, &dst);
+
+	if (err)
+		return err;
+	li = larval_index(spi, &dst, proto);
+	if (li >= 0) {
+		larval_remove(li);
+	} else {
+		s = dps_store_sa_find(spi, &dst, proto);
+		if (s == NULL)
+			return ESRCH;
+		if (s->origin != DPS_ORIGIN_PFKEY)
+			return EPERM; /* the configuration's: change the YAML */
+		if (dps_store_sa_delete(spi, &dst, proto) < 0)
+			return ENOMEM;
+		pfk_store_dirty();
+	}
+	/* the reply is the request with SA and addresses (RFC 2367 §3.1.4) */
+	h.sadb_msg_errno = 0;
+	n = pfk_build_sa(sadb.buf, sizeof(sadb.buf), &h,
+			 &(struct dps_sa){.spi = spi, .proto = proto, .src = src, .dst = dst},
+			 &(struct pfk_sa_state){.state = SADB_SASTATE_DEAD}, false);
+	if (n > 0)
+		pfk_send(c, sadb.buf, (size_t)n, PFK_TO_ALL, h.sadb_msg_satype);
+	return 0;
+}
+
+int pfk_sadb_get(struct pfk_client *c, const struct pfk_msg *m)
+{
+	uint8_t proto = pfk_satype_proto(m->hdr->sadb_msg_satype);
+	struct dps_addr src, dst;
+	const struct dps_store_sa *s;
+	struct pfk_sa_state st;
+	uint32_t spi = ext_spi(m);
+	int li, err = addrs(m, &src, &dst);
+
+	if (err)
+		return err;
+	s = dps_store_sa_find(spi, &dst, proto);
+	if (s != NULL) {
+		pfk_sa_state(s, &st);
+		send_sa(c, m->hdr, &s->cfg, &st, true, PFK_TO_ONE);
+		return 0;
+	}
+	li = larval_index(spi, &dst, proto);
+	if (li < 0)
+		return ESRCH;
+	st = (struct pfk_sa_state){.state = SADB_SASTATE_LARVAL};
+	send_sa(c, m->hdr, &sadb.l[li].sa, &st, false, PFK_TO_ONE);
+	return 0;
+}
+
+int pfk_sadb_flush(struct pfk_client *c, const struct pfk_msg *m)
+{
+	uint8_t satype = m->hdr->sadb_msg_satype;
+	uint8_t proto = pfk_satype_proto(satype);
+	struct sadb_msg h = *m->hdr;
+
+	if (satype != SADB_SATYPE_UNSPEC && proto == 0)
+		return EINVAL;
+	for (unsigned int i = sadb.n; i-- > 0;)
+		if (proto == 0 || sadb.l[i].sa.proto == proto)
+			larval_remove((int)i);
+	if (dps_store_sa_flush(proto, DPS_ORIGIN_PFKEY) > 0)
+		pfk_store_dirty();
+	h.sadb_msg_errno = 0;
+	h.sadb_msg_len = sizeof(h) / 8;
+	pfk_send(c, &h, sizeof(h), PFK_TO_ALL, satype);
+	return 0;
+}
+
+struct dump {
+	struct pfk_client *c;
+	struct sadb_msg h;
+	uint8_t proto;
+	unsigned int left; /* messages still to send: the last carries seq 0 */
+	bool count;
+};
+
+static int dump_one(const struct dps_store_sa *s, void *arg)
+{
+	struct dump *d = arg;
+	struct pfk_sa_state st;
+	struct sadb_msg h = d->h;
+
+	if (d->proto && s->cfg.proto != d->proto)
+		return 0;
+	if (d->count) {
+		d->left++;
+		return 0;
+	}
+	pfk_sa_state(s, &st);
+	h.sadb_msg_satype = pfk_proto_satype(s->cfg.proto);
+	h.sadb_msg_seq = --d->left;
+	send_sa(d->c, &h, &s->cfg, &st, true, PFK_TO_ONE);
+	return 0;
+}
+
+int pfk_sadb_dump(struct pfk_client *c, const struct pfk_msg *m)
+{
+	uint8_t satype = m->hdr->sadb_msg_satype;
+	struct dump d = {.c = c, .h = *m->hdr, .proto = pfk_satype_proto(satype), .count = true};
+	struct pfk_sa_state st = {.state = SADB_SASTATE_LARVAL};
+
+	if (satype != SADB_SATYPE_UNSPEC && d.proto == 0)
+		return EINVAL;
+	d.h.sadb_msg_errno = 0;
+	dps_store_walk_sas(dump_one, &d);
+	for (unsigned int i = 0; i < sadb.n; i++)
+		d.left += d.proto == 0 || sadb.l[i].sa.proto == d.proto;
+	if (d.left == 0)
+		return ENOENT;
+	d.count = false;
+	dps_store_walk_sas(dump_one, &d);
+	for (unsigned int i = 0; i < sadb.n; i++) {
+		struct sadb_msg h = d.h;
+
+		if (d.proto && sadb.l[i].sa.proto != d.proto)
+			continue;
+		h.sadb_msg_satype = pfk_proto_satype(sadb.l[i].sa.proto);
+		h.sadb_msg_seq = --d.left;
+		send_sa(c, &h, &sadb.l[i].sa, &st, false, PFK_TO_ONE);
+	}
+	return 0;
+}
+
+int pfk_sadb_register(struct pfk_client *c, const struct pfk_msg *m)
+{
+	uint8_t satype = m->hdr->sadb_msg_satype;
+	static const struct pfk_algs none;
+	struct sadb_msg h = *m->hdr;
+	struct pfk_out o;
+	long n;
+
+	if (satype != SADB_SATYPE_UNSPEC && pfk_satype_proto(satype) == 0)
+		return EINVAL;
+	if (satype != SADB_SATYPE_UNSPEC)
+		pfk_client_register(c, satype);
+	h.sadb_msg_errno = 0;
+	pfk_out_begin(&o, sadb.buf, sizeof(sadb.buf), &h);
+	/* the dataplane runs ESP only: AH and IPComp registrations learn of no algorithm */
+	pfk_out_supported(&o, satype == SADB_SATYPE_ESP ? pfk_algs() : &none);
+	n = pfk_out_end(&o);
+	if (n < 0)
+		return (int)-n;
+	if (satype == SADB_SATYPE_UNSPEC)
+		pfk_send(c, sadb.buf, (size_t)n, PFK_TO_ONE, 0);
+	else
+		pfk_send(c, sadb.buf, (size_t)n, PFK_TO_REGISTERED, satype);
+	return 0;
+}
+
+/* GETSPI reservations that no UPDATE completed in time just disappear. */
+void pfk_sadb_timer(uint64_t now_ms)
+{
+	for (unsigned int i = sadb.n; i-- > 0;)
+		if (sadb.l[i].expires_ms <= now_ms)
+			larval_remove((int)i);
+}
+
+void pfk_sadb_fini(void)
+{
+	sadb.n = 0;
+}

@@ -1,0 +1,409 @@
+"""dpsecd's PF_KEY v2 server, driven over its socket by an independent client
+(tests/integration/pfkey.py, written from RFC 2367 with struct), on a live
+gateway:
+
+    host A ---- [lan] dpsecd [wan] ---- host B
+    10.1.0.2   10.1.0.1    10.2.0.1    10.2.0.2      routes: 10.9.0.0/16 via host B
+
+Every message type a key daemon uses, their replies and errno values, who
+receives what (sender, all, registered), DUMP of many SAs without loss, bad
+messages answered and harmless, the kernel-originated ACQUIRE (from traffic
+that matches a policy with no SA: dropped, never in clear) and EXPIRE (from
+packet lifetimes counted by the workers), access control by credentials,
+and what PF_KEY installs shown by dpsecctl beside the configuration's own.
+"""
+import errno
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+import pytest
+from scapy.all import ESP, IP, UDP, rdpcap
+
+import pfkey as K
+from dpsec import Daemon, sh
+
+GW_LAN, GW_WAN, HOST_B = "10.1.0.1", "10.2.0.1", "10.2.0.2"
+KEY = bytes(range(20))  # AES-128 key + 4-byte salt
+
+SENDER = r"""
+import socket, sys, time
+dst, n, gap = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(n):
+    s.sendto(b"plaintext-%06d" % i, (dst, 9000))
+    time.sleep(gap)
+"""
+
+
+def config(ga, gb, tag, sock):
+    return {
+        "ports": [
+            {"name": "lan", "device": f"net_af_packet0,iface={ga}", "role": "protected",
+             "exception_iface": f"pl{tag}", "addresses": [GW_LAN + "/24"]},
+            {"name": "wan", "device": f"net_af_packet1,iface={gb}", "role": "unprotected",
+             "exception_iface": f"pw{tag}", "addresses": [GW_WAN + "/24"]},
+        ],
+        "routes": [{"prefix": "10.9.0.0/16", "via": HOST_B, "port": "wan"}],
+        # one configuration SA and policy: PF_KEY sees them, may not change them
+        "sas": [{"spi": 0x777, "direction": "out", "src": GW_WAN, "dst": HOST_B, "reqid": 77,
+                 "encryption": {"algorithm": "aes-gcm-128", "key": "0x" + "ab" * 20}}],
+        "policies": [{"direction": "out", "src": "10.1.0.0/24", "dst": "10.9.7.0/24", "action": "protect",
+                      "ipsec": [{"proto": "esp", "mode": "tunnel", "level": "require", "reqid": 77,
+                                 "tunnel": {"src": GW_WAN, "dst": HOST_B}}]}],
+        "pfkey": {"socket": sock, "acquire_retry_s": 2, "larval_s": 3},
+    }
+
+
+@pytest.fixture
+def gw(topo, tmp_path):
+    ha, g, hb = topo.ns("ha"), topo.ns("gw"), topo.ns("hb")
+    va, ga = topo.link(ha, g)
+    vb, gb = topo.link(hb, g)
+    topo.host(ha, va, ["10.1.0.2/24"], [GW_LAN])
+    topo.host(hb, vb, [HOST_B + "/24"])
+    topo.dataplane_owned(g, ga)
+    topo.dataplane_owned(g, gb)
+    # a directory others may traverse: the access test runs a client as nobody
+    sockdir = tempfile.mkdtemp(prefix="dpsec-pfk-")
+    os.chmod(sockdir, 0o755)
+    sock = os.path.join(sockdir, "pfkey.sock")
+    d = Daemon(config(ga, gb, topo.tag, sock), str(tmp_path), ns=g).start()
+    d.sock, d.ha, d.hb, d.vb, d.tmp = sock, ha, hb, vb, tmp_path
+    clients = []
+
+    def client():
+        c = K.Client(sock, pid=os.getpid() + (len(clients) << 22))
+        clients.append(c)
+        return c
+
+    d.client = client
+    yield d
+    for c in clients:
+        c.close()
+    rc = d.stop()
+    shutil.rmtree(sockdir, ignore_errors=True)
+    assert rc == 0, d.read_log()
+
+
+def sas_by_spi(d):
+    return {int(s["spi"], 16): s for s in d.ctl_json("sa")["sas"].values()}
+
+
+def out_policy(net="10.9.1.0/24", reqid=5, level=K.LEVEL_UNIQUE, mtype=K.SPDADD, priority=1000):
+    return K.spd(mtype, K.DIR_OUT, "10.1.0.0/24", net,
+                 requests=[K.ipsecrequest(50, K.MODE_TUNNEL, level, reqid, (GW_WAN, HOST_B))],
+                 priority=priority)
+
+
+# ---------------------------------------------------------------- registration
+
+
+def test_register_lists_what_the_crypto_devices_run(gw):
+    c = gw.client()
+    rep = c.request(K.msg(K.REGISTER, K.ESP))
+    assert rep.errno == 0 and rep.type == K.REGISTER
+    enc = {a[0]: a for a in rep.ext[K.SUP_ENC].algs}
+    auth = {a[0]: a for a in rep.ext[K.SUP_AUTH].algs}
+    # crypto_aesni_mb runs AES-GCM (key+salt 160..288 bits), AES-CBC 128..256, HMAC-SHA2-256
+    assert enc[K.EALG_GCM16][2:] == (160, 288)
+    assert enc[K.EALG_AESCBC][2:] == (128, 256)
+    assert auth[K.AALG_SHA256][2:] == (256, 256)
+    assert K.EALG_3DES not in enc
+    # AH is registered (charon does it) but the dataplane offers nothing for it
+    rep = c.request(K.msg(K.REGISTER, K.AH))
+    assert rep.errno == 0 and K.SUP_ENC not in rep.ext
+
+
+# ---------------------------------------------------------------- SAs
+
+
+def test_getspi_update_get_delete_lifecycle(gw):
+    c = gw.client()
+    rep = c.request(K.msg(K.GETSPI, K.ESP, [K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN),
+                                            K.spirange(0xc0000000, 0xcfffffff)]))
+    assert rep.errno == 0
+    spi = rep.ext[K.SA].spi
+    assert 0xc0000000 <= spi <= 0xcfffffff and rep.ext[K.SA].state == K.LARVAL
+    # the same SPI cannot be reserved twice
+    again = c.request(K.msg(K.GETSPI, K.ESP, [K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN),
+                                              K.spirange(spi, spi)]))
+    assert again.errno == errno.EEXIST
+    # larval -> mature
+    rep = c.request(K.gcm_add(spi, HOST_B, GW_WAN, 9, KEY, mtype=K.UPDATE, hard=(0, 0, 3600),
+                              soft=(0, 0, 3000), encap=(4500, 4500)))
+    assert rep.errno == 0 and K.KEY_ENC not in rep.ext  # no keys in the broadcast
+    got = c.request(K.msg(K.GET, K.ESP, [K.sa(spi), K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN)]))
+    assert got.errno == 0
+    # everything charon copies from a GET reply into an UPDATE
+    assert got.ext[K.SA].spi == spi and got.ext[K.SA].state == K.MATURE
+    assert got.ext[K.SA].enc == K.EALG_GCM16 and got.ext[K.SA].replay == 32
+    assert got.ext[K.SA2].reqid == 9 and got.ext[K.SA2].mode == K.MODE_TUNNEL
+    assert got.ext[K.SRC].addr == HOST_B and got.ext[K.DST].addr == GW_WAN
+    assert got.ext[K.KEY_ENC].bits == 160 and got.ext[K.KEY_ENC].key == KEY
+    assert got.ext[K.LT_HARD].addtime == 3600 and got.ext[K.LT_SOFT].addtime == 3000
+    assert got.ext[K.LT_CURRENT].packets == 0 and got.ext[K.LT_CURRENT].addtime > 1.6e9
+    assert got.ext[K.NATT_TYPE].natt == 2 and got.ext[K.NATT_SPORT].port == 4500
+    s = sas_by_spi(gw)[spi]
+    assert s["dir"] == "in" and s["origin"] == "pfkey" and s["reqid"] == 9 and s["encap"] == "udp:4500:4500"
+    rep = c.request(K.msg(K.DELETE, K.ESP, [K.sa(spi), K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN)]))
+    assert rep.errno == 0
+    assert spi not in sas_by_spi(gw)
+    rep = c.request(K.msg(K.GET, K.ESP, [K.sa(spi), K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN)]))
+    assert rep.errno == errno.ESRCH
+    rep = c.request(K.msg(K.DELETE, K.ESP, [K.sa(spi), K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN)]))
+    assert rep.errno == errno.ESRCH
+
+
+def test_larval_sa_expires_without_update(gw):
+    c = gw.client()
+    rep = c.request(K.msg(K.GETSPI, K.ESP, [K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN),
+                                            K.spirange(0x4000, 0x4000)]))
+    assert rep.errno == 0 and rep.ext[K.SA].spi == 0x4000
+    time.sleep(4)  # larval_s: 3
+    rep = c.request(K.gcm_add(0x4000, HOST_B, GW_WAN, 1, KEY, mtype=K.UPDATE))
+    assert rep.errno == errno.ESRCH
+
+
+def test_add_errors(gw):
+    c = gw.client()
+    ok = K.gcm_add(0x5001, GW_WAN, HOST_B, 3, KEY)
+    assert c.request(ok).errno == 0
+    assert c.request(ok).errno == errno.EEXIST
+    # 3DES: not implemented by the dataplane
+    des = K.msg(K.ADD, K.ESP, [K.sa(0x5002, enc=K.EALG_3DES, auth=K.AALG_SHA1), K.sa2(K.MODE_TUNNEL, 1),
+                               K.address(K.SRC, GW_WAN), K.address(K.DST, HOST_B),
+                               K.key(K.KEY_ENC, bytes(24)), K.key(K.KEY_AUTH, bytes(20))])
+    assert c.request(des).errno == errno.ENOSYS
+    # a GCM key of the wrong size
+    bad = K.gcm_add(0x5003, GW_WAN, HOST_B, 3, bytes(17))
+    assert c.request(bad).errno in (errno.EINVAL, errno.ENOSYS)
+    # SRC and DST of different families
+    mixed = K.msg(K.ADD, K.ESP, [K.sa(0x5004), K.sa2(K.MODE_TUNNEL, 1), K.address(K.SRC, GW_WAN),
+                                 K.address(K.DST, "2001:db8::2"), K.key(K.KEY_ENC, KEY)])
+    assert c.request(mixed).errno == errno.EINVAL
+    # UPDATE of an SA nobody reserved
+    assert c.request(K.gcm_add(0x5005, GW_WAN, HOST_B, 3, KEY, mtype=K.UPDATE)).errno == errno.ESRCH
+    # the configuration's SA cannot be deleted through PF_KEY
+    rep = c.request(K.msg(K.DELETE, K.ESP, [K.sa(0x777), K.address(K.SRC, GW_WAN), K.address(K.DST, HOST_B)]))
+    assert rep.errno == errno.EPERM
+    spis = sas_by_spi(gw)
+    assert set(spis) == {0x777, 0x5001}
+    assert spis[0x5001]["dir"] == "out" and spis[0x777]["origin"] == "config"
+
+
+def test_malformed_messages_get_errors_and_change_nothing(gw):
+    c = gw.client()
+    before = sas_by_spi(gw)
+    good = bytearray(K.gcm_add(0x6001, GW_WAN, HOST_B, 3, KEY))
+    cases = []
+    m = bytearray(good)
+    m[0] = 1  # version
+    cases.append(bytes(m))
+    m = bytearray(good)
+    struct.pack_into("=H", m, 4, len(good) // 8 + 1)  # length beyond the datagram
+    cases.append(bytes(m))
+    m = bytearray(good)
+    struct.pack_into("=H", m, 16, 0)  # first extension of length 0
+    cases.append(bytes(m))
+    m = bytearray(good)
+    struct.pack_into("=H", m, 16, 200)  # extension beyond the message
+    cases.append(bytes(m))
+    cases.append(K.msg(K.ADD, K.ESP, [K.sa(0x6001), K.sa(0x6002), K.address(K.SRC, GW_WAN),
+                                      K.address(K.DST, HOST_B), K.key(K.KEY_ENC, KEY)]))  # duplicate
+    cases.append(K.msg(K.ADD, K.ESP, [K.sa(0x6001), K.address(K.SRC, GW_WAN)]))  # no DST
+    cases.append(K.msg(K.ADD, K.ESP, [K.sa(0x6001), K.address(K.SRC, GW_WAN), K.address(K.DST, HOST_B),
+                                      K.key(K.KEY_ENC, KEY, bits=400)]))  # more bits than bytes
+    cases.append(K.msg(K.GETSPI, K.ESP, [K.address(K.SRC, GW_WAN), K.address(K.DST, HOST_B),
+                                         K.spirange(0x9000, 0x8000)]))  # inverted range
+    cases.append(K.msg(K.SPDADD, K.UNSPEC, [K.policy(K.DIR_OUT, K.POL_IPSEC,
+                                                     [struct.pack("=HHBBHII", 8, 50, 2, 2, 0, 0, 0)]),
+                                            K.address(K.SRC, "10.1.0.0", 24), K.address(K.DST, "10.9.0.0", 16)]))
+    cases.append(b"\x02\x03")  # shorter than a header
+    cases.append(K.msg(200, K.ESP))  # unknown type
+    for i, data in enumerate(cases):
+        c.send(data)
+        rep = c.recv()
+        assert rep.errno != 0, f"case {i} accepted"
+        assert rep.type == (data[1] if len(data) > 1 else 0), f"case {i}: reply type {rep.type}"
+    assert sas_by_spi(gw).keys() == before.keys()
+    assert gw.proc.poll() is None
+    # the same connection still works
+    assert c.request(K.msg(K.REGISTER, K.ESP)).errno == 0
+
+
+def test_add_is_broadcast_without_keys_get_is_not(gw):
+    a, b = gw.client(), gw.client()
+    assert a.request(K.gcm_add(0x7001, GW_WAN, HOST_B, 3, KEY)).errno == 0
+    seen = b.wait_for(lambda m: m.type == K.ADD)
+    assert seen.ext[K.SA].spi == 0x7001 and K.KEY_ENC not in seen.ext and seen.pid == a.pid
+    assert a.request(K.msg(K.GET, K.ESP, [K.sa(0x7001), K.address(K.SRC, GW_WAN),
+                                          K.address(K.DST, HOST_B)])).errno == 0
+    assert [m for m in b.drain(0.5) if m.type == K.GET] == []
+
+
+def test_dump_returns_every_sa_last_with_seq_zero(gw):
+    c = gw.client()
+    n = 300
+    for i in range(n):
+        assert c.request(K.gcm_add(0x10000 + i, GW_WAN, HOST_B, 1000 + i, KEY)).errno == 0
+    c.drain()
+    c.send(K.msg(K.DUMP, K.ESP, seq=0))
+    got = []
+    while True:
+        m = c.recv()
+        assert m.type == K.DUMP and m.errno == 0
+        got.append(m)
+        if m.seq == 0:
+            break
+    spis = {m.ext[K.SA].spi for m in got}
+    assert spis == {0x10000 + i for i in range(n)} | {0x777}
+    assert all(K.KEY_ENC in m.ext and K.SA2 in m.ext for m in got)
+    # FLUSH removes what PF_KEY installed, not the configuration's SA
+    assert c.request(K.msg(K.FLUSH, K.ESP)).errno == 0
+    assert set(sas_by_spi(gw)) == {0x777}
+
+
+# ---------------------------------------------------------------- policies
+
+
+def test_policy_add_update_get_dump_delete(gw):
+    c = gw.client()
+    rep = c.request(out_policy())
+    assert rep.errno == 0
+    pid = rep.ext[K.POLICY].id
+    assert pid & 7 == K.DIR_OUT - 1  # Linux numbering: charon keeps this id
+    assert rep.ext[K.POLICY].requests[0] == {"proto": 50, "mode": K.MODE_TUNNEL, "level": K.LEVEL_UNIQUE,
+                                             "reqid": 5, "tun": (GW_WAN, HOST_B)}
+    assert c.request(out_policy()).errno == errno.EEXIST
+    rep = c.request(out_policy(reqid=6, mtype=K.SPDUPDATE))
+    assert rep.errno == 0 and rep.ext[K.POLICY].id == pid
+    got = c.request(K.msg(K.SPDGET, K.UNSPEC, [K.policy(K.DIR_OUT, pid=pid)]))
+    assert got.errno == 0 and got.ext[K.POLICY].requests[0]["reqid"] == 6
+    assert got.ext[K.SRC].addr == "10.1.0.0" and got.ext[K.SRC].prefixlen == 24
+    assert got.ext[K.DST].addr == "10.9.1.0" and got.ext[K.DST].prefixlen == 24
+    assert K.LT_CURRENT in got.ext
+    fwd = K.spd(K.SPDADD, K.DIR_FWD, "10.9.1.0/24", "10.1.0.0/24",
+                requests=[K.ipsecrequest(50, K.MODE_TUNNEL, K.LEVEL_REQUIRE, 6, (HOST_B, GW_WAN))])
+    fid = c.request(fwd).ext[K.POLICY].id
+    assert fid & 7 == K.DIR_FWD - 1
+    pols = {p["id"]: p for p in gw.ctl_json("policy")["policies"].values()}
+    assert pols[pid]["origin"] == "pfkey" and pols[pid]["dir"] == "out"
+    assert pols[fid]["dir"] == "fwd"
+    assert [p for p in pols.values() if p["origin"] == "config"]
+    c.send(K.msg(K.SPDDUMP))
+    ids = set()
+    while True:
+        m = c.recv()
+        ids.add(m.ext[K.POLICY].id)
+        if m.seq == 0:
+            break
+    assert ids == set(pols)
+    rep = c.request(K.spd(K.SPDDELETE, K.DIR_OUT, "10.1.0.0/24", "10.9.1.0/24"))
+    assert rep.errno == 0 and rep.ext[K.POLICY].id == pid
+    assert c.request(K.msg(K.SPDGET, K.UNSPEC, [K.policy(K.DIR_OUT, pid=pid)])).errno == errno.ENOENT
+    assert c.request(K.msg(K.SPDDELETE2, K.UNSPEC, [K.policy(K.DIR_FWD, pid=fid)])).errno == 0
+    assert c.request(K.msg(K.SPDDELETE2, K.UNSPEC, [K.policy(K.DIR_FWD, pid=fid)])).errno == errno.ENOENT
+    assert c.request(K.msg(K.SPDFLUSH)).errno == 0
+    assert {p["origin"] for p in gw.ctl_json("policy")["policies"].values()} == {"config"}
+
+
+# ---------------------------------------------------------------- ACQUIRE and EXPIRE
+
+
+def capture(gw):
+    cap = gw.tmp / "wire.pcap"
+    p = subprocess.Popen(["ip", "netns", "exec", gw.hb, "tcpdump", "-i", gw.vb, "-w", str(cap),
+                          "--immediate-mode", "-U", "esp or udp"], stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    return p, cap
+
+
+def send_udp(gw, dst, n, gap):
+    return subprocess.Popen(["ip", "netns", "exec", gw.ha, "/usr/bin/python3", "-c", SENDER, dst, str(n),
+                             str(gap)])
+
+
+def test_acquire_on_traffic_without_sa_then_esp_once_keyed(gw):
+    ev = gw.client()  # charon's event socket: registered, waits for pid 0 messages
+    assert ev.request(K.msg(K.REGISTER, K.ESP)).errno == 0
+    q = gw.client()
+    pid = q.request(out_policy(level=K.LEVEL_REQUIRE)).ext[K.POLICY].id
+    ev.drain()
+    dump, cap = capture(gw)
+    sender = send_udp(gw, "10.9.1.5", 400, 0.01)  # 4 s of traffic
+    acq = ev.wait_for(lambda m: m.type == K.ACQUIRE)
+    t0 = time.time()
+    assert acq.pid == 0 and acq.satype == K.ESP and acq.errno == 0
+    assert acq.ext[K.POLICY].id == pid and acq.ext[K.POLICY].dir == K.DIR_OUT
+    assert acq.ext[K.SRC].addr == GW_WAN and acq.ext[K.DST].addr == HOST_B
+    assert K.PROPOSAL in acq.ext and (0, K.EALG_GCM16) in acq.ext[K.PROPOSAL].combs
+    # one ACQUIRE outstanding per policy: the next only after acquire_retry_s (2 s)
+    again = ev.wait_for(lambda m: m.type == K.ACQUIRE, timeout=5)
+    assert time.time() - t0 >= 1.5 and again.ext[K.POLICY].id == pid and again.seq != acq.seq
+    lan = gw.port_stats()["lan"]
+    assert lan["drop_no_sa"] > 50
+    # keyed: traffic leaves as ESP of the new SA
+    assert q.request(K.gcm_add(0x8001, GW_WAN, HOST_B, 5, KEY, replay=0)).errno == 0
+    assert sender.wait(timeout=30) == 0
+    time.sleep(0.5)
+    dump.send_signal(2)
+    dump.wait(timeout=10)
+    wire = rdpcap(str(cap))
+    esp = [p for p in wire if ESP in p and p[ESP].spi == 0x8001]
+    assert esp and [p[ESP].seq for p in esp] == list(range(1, len(esp) + 1))
+    assert not [p for p in wire if UDP in p and IP in p and p[IP].dst.startswith("10.9.")]
+    assert sas_by_spi(gw)[0x8001]["packets"] == len(esp)
+
+
+def test_expire_soft_then_hard_from_packet_lifetimes(gw):
+    ev = gw.client()
+    assert ev.request(K.msg(K.REGISTER, K.ESP)).errno == 0
+    q = gw.client()
+    q.request(out_policy(level=K.LEVEL_REQUIRE))
+    assert q.request(K.gcm_add(0x8101, GW_WAN, HOST_B, 5, KEY, replay=0, soft=(20, 0, 0),
+                               hard=(40, 0, 0))).errno == 0
+    ev.drain()
+    sender = send_udp(gw, "10.9.1.5", 100, 0.02)
+    soft = ev.wait_for(lambda m: m.type == K.EXPIRE)
+    assert soft.pid == 0 and soft.ext[K.SA].spi == 0x8101
+    assert K.LT_SOFT in soft.ext and K.LT_HARD not in soft.ext and K.KEY_ENC not in soft.ext
+    assert soft.ext[K.LT_CURRENT].packets >= 20 and soft.ext[K.SA2].reqid == 5
+    hard = ev.wait_for(lambda m: m.type == K.EXPIRE)
+    assert K.LT_HARD in hard.ext and hard.ext[K.SA].spi == 0x8101
+    assert hard.ext[K.LT_CURRENT].packets >= 40
+    assert sender.wait(timeout=30) == 0
+    assert 0x8101 not in sas_by_spi(gw)
+    rep = q.request(K.msg(K.GET, K.ESP, [K.sa(0x8101), K.address(K.SRC, GW_WAN), K.address(K.DST, HOST_B)]))
+    assert rep.errno == errno.ESRCH
+
+
+# ---------------------------------------------------------------- access
+
+
+def test_unprivileged_client_is_refused(gw):
+    probe = (f"import socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); "
+             f"s.connect({gw.sock!r}); s.send(bytes([2, 7, 0, 3, 2, 0, 0, 0] + [0] * 8)); "
+             f"print(repr(s.recv(4096)))")
+    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", probe]
+    # the socket file is root's, mode 0600: the kernel refuses the connect
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0 and "PermissionError" in r.stderr
+    # with the file opened up, dpsecd's SO_PEERCRED check still refuses: connection closed, no reply
+    os.chmod(gw.sock, 0o666)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    assert r.stdout.strip() in ("b''", "") and "refused a client" in gw.read_log()
+    # root still gets answers
+    assert gw.client().request(K.msg(K.REGISTER, K.ESP)).errno == 0
+
+
+def test_many_clients_at_once(gw):
+    cs = [gw.client() for _ in range(20)]
+    for i, c in enumerate(cs):
+        assert c.request(K.gcm_add(0x9000 + i, GW_WAN, HOST_B, 1, KEY)).errno == 0
+    missing = {0x9000 + i for i in range(20)} - set(sas_by_spi(gw))
+    assert not missing, sorted(missing)
