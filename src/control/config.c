@@ -1518,6 +1518,7 @@ static const struct dps_field dps_pfkey_fields[] = {
 	 .min = 2,
 	 .valid = dps_valid_socket},
 	{.key = "group", .parse = dps_parse_str, DPS_AT(struct dps_pfkey_cfg, group)},
+	{.key = "state", .parse = dps_parse_str, DPS_AT(struct dps_pfkey_cfg, state)},
 	{.key = "acquire_retry_s",
 	 .parse = dps_parse_uint,
 	 DPS_AT(struct dps_pfkey_cfg, acquire_retry_s),
@@ -1616,6 +1617,7 @@ void dps_config_defaults(struct dps_config *cfg)
 	cfg->ipsec.replay_window = 64;
 	cfg->pfkey.enabled = true;
 	dps_strlcpy(cfg->pfkey.socket, "/run/dpsec/pfkey.sock", sizeof(cfg->pfkey.socket));
+	dps_strlcpy(cfg->pfkey.state, "/run/dpsec/pfkey.state", sizeof(cfg->pfkey.state));
 	cfg->pfkey.acquire_retry_s = 30; /* Linux: XFRM_ACQ_EXPIRES */
 	cfg->pfkey.acquire_rate = 100;
 	cfg->pfkey.larval_s = 30;

@@ -125,6 +125,7 @@ struct dps_crypto_cfg {
 struct dps_pfkey_cfg {
 	bool enabled;
 	char socket[108];	  /* sun_path */
+	char state[256];	  /* SAs/policies kept across restarts; "" = none */
 	char group[DPS_NAME_LEN]; /* besides root, members of this group may use it; "" = root only
 				   */
 	unsigned int acquire_retry_s; /* a policy's ACQUIRE is repeated after this if no SA came */

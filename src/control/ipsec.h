@@ -99,6 +99,10 @@ struct dps_sa {
 	uint8_t ttl;      /* outer TTL/hop limit in tunnel mode */
 	uint8_t dfbit;    /* enum dps_dfbit */
 	struct dps_lifetime soft, hard;
+	/* Sequence number the SA starts from: out, the last one already used;
+	 * in, the replay window's right edge. 0 for a new SA; set when a
+	 * restarted dpsecd restores a key daemon's SAs (pfkey_emul/state.c). */
+	uint64_t seq_start;
 };
 
 struct dps_selector {

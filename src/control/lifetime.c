@@ -15,6 +15,7 @@
 #include "dataplane/dp.h"
 #include "dataplane/sa.h"
 #include "pfkey_emul/server.h"
+#include "pfkey_emul/state.h"
 
 #define CHECK_EVERY_MS 100
 
@@ -93,6 +94,7 @@ void dps_lifetime_poll(uint64_t now_ms)
 		DP_LOG(INFO, "SA 0x%x: hard lifetime reached, removed", x.v[i].spi);
 		if (dps_store_sa_delete(x.v[i].spi, &x.v[i].dst, x.v[i].proto) == 0)
 			changed = true;
+		pfk_state_dirty();
 	}
 	free(x.v);
 	if (changed && dps_store_commit() < 0)

@@ -156,6 +156,8 @@ int dps_store_sa_add(const struct dps_sa *sa, enum dps_origin origin, char *err,
 {
 	struct dp_sa *d;
 
+	if (origin == DPS_ORIGIN_RESTORED)
+		origin = DPS_ORIGIN_PFKEY;
 	if (sa_index(sa->spi, &sa->dst, sa->proto) >= 0) {
 		snprintf(err, errlen, "SA exists");
 		return -EEXIST;
@@ -258,8 +260,16 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 		rte_free(hits);
 		return -ENOMEM;
 	}
-	/* Linux numbering: index in steps of 8, the direction in the low bits. */
-	p->id = (++st.next_pol_index << 3) | p->dir;
+	/* Linux numbering: index in steps of 8, the direction in the low bits. A
+	 * restored policy keeps the id its key daemon knows it by. */
+	if (origin == DPS_ORIGIN_RESTORED && p->id && dps_store_policy_get(p->id) == NULL) {
+		if ((p->id >> 3) > st.next_pol_index)
+			st.next_pol_index = p->id >> 3;
+		origin = DPS_ORIGIN_PFKEY;
+	} else {
+		p->id = (++st.next_pol_index << 3) | p->dir;
+		origin = origin == DPS_ORIGIN_RESTORED ? DPS_ORIGIN_PFKEY : origin;
+	}
 	e = &st.pol[st.n_pol++];
 	e->p = *p;
 	e->origin = origin;

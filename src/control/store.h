@@ -21,6 +21,7 @@ struct dp_hits;
 enum dps_origin {
 	DPS_ORIGIN_CONFIG,
 	DPS_ORIGIN_PFKEY,
+	DPS_ORIGIN_RESTORED, /* for add only: a key daemon's object brought back after a restart */
 };
 
 struct dps_store_sa {

@@ -71,6 +71,7 @@ static void fill_prm(struct rte_ipsec_sa_prm *prm, const struct dps_sa *c,
 					      : RTE_SECURITY_IPSEC_SA_MODE_TRANSPORT;
 	ix->replay_win_sz = c->replay_window;
 	ix->options.esn = c->esn;
+	ix->esn.value = c->seq_start; /* lib/ipsec: first outbound SQN, inbound window edge */
 	/* RFC 6040 normal mode and DSCP copy on encapsulation and decapsulation. */
 	ix->options.ecn = def->ecn;
 	ix->options.copy_dscp = 1;

@@ -26,7 +26,7 @@ struct pol_state {
 
 static struct {
 	unsigned int n, cap;
-	struct pol_state *v; /* sorted by id: the store hands out increasing ids */
+	struct pol_state *v; /* sorted by id */
 	unsigned int n_next, cap_next;
 	struct pol_state *next;
 	uint32_t seq;
@@ -34,8 +34,14 @@ static struct {
 	uint64_t last_ms;
 	uint8_t buf[PFK_REPLY_MAX];
 	uint64_t now_ms;
-	unsigned int cursor;
 } ev;
+
+static int by_id(const void *a, const void *b)
+{
+	uint32_t x = ((const struct pol_state *)a)->id, y = ((const struct pol_state *)b)->id;
+
+	return x < y ? -1 : x > y;
+}
 
 static struct pol_state *find(uint32_t id)
 {
@@ -59,14 +65,6 @@ uint64_t pfk_events_policy_use(uint32_t id)
 	const struct pol_state *s = find(id);
 
 	return s ? s->use_time : 0;
-}
-
-void pfk_events_forget(uint32_t id)
-{
-	struct pol_state *s = find(id);
-
-	if (s != NULL)
-		s->id = 0; /* dropped at the next poll */
 }
 
 /* The SA endpoints to negotiate: tunnel endpoints, or the selector's hosts. */
@@ -122,10 +120,7 @@ static int visit(const struct dps_store_policy *e, void *arg)
 	(void)arg;
 	for (unsigned int w = 0; w < dp.n_workers; w++)
 		hits += e->hits[w].n;
-	/* merge: both lists are in increasing id order */
-	while (ev.cursor < ev.n && ev.v[ev.cursor].id < e->p.id)
-		ev.cursor++;
-	old = ev.cursor < ev.n && ev.v[ev.cursor].id == e->p.id ? &ev.v[ev.cursor] : NULL;
+	old = find(e->p.id);
 	if (ev.n_next == ev.cap_next) {
 		unsigned int cap = ev.cap_next ? ev.cap_next * 2 : 256;
 		void *v = realloc(ev.next, cap * sizeof(*ev.next));
@@ -165,9 +160,9 @@ void pfk_events_poll(uint64_t now_ms)
 	if (ev.tokens > rate)
 		ev.tokens = rate;
 	ev.last_ms = now_ms;
-	ev.cursor = 0;
 	ev.n_next = 0;
 	dps_store_walk_policies(visit, NULL);
+	qsort(ev.next, ev.n_next, sizeof(*ev.next), by_id);
 	/* swap: deleted policies are gone from the new list */
 	t = ev.v;
 	ev.v = ev.next;

@@ -20,6 +20,7 @@
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "pfkey_emul/server.h"
+#include "pfkey_emul/state.h"
 
 #define MAX_CLIENTS  64
 #define BATCH	     256	  /* messages run between two commits */
@@ -71,6 +72,7 @@ const struct pfk_algs *pfk_algs(void)
 void pfk_store_dirty(void)
 {
 	srv.dirty = true;
+	pfk_state_dirty();
 }
 
 int pfk_is_local(const struct dps_addr *a)
@@ -342,6 +344,7 @@ void pfk_server_poll(uint64_t now_ms)
 	commit();
 	for (unsigned int i = 0; i < srv.n_clients; i++)
 		flush_client(&srv.clients[i]);
+	pfk_state_poll(now_ms);
 }
 
 /* ---- algorithms the devices offer ---- */
@@ -482,6 +485,13 @@ int pfk_server_init(const struct dps_config *cfg)
 	if (srv.rx == NULL)
 		return -1;
 	algs_probe();
+	/* a previous dpsecd's SAs and policies are back before any client may ask */
+	if (pfk_state_init(srv.cfg.state) < 0) {
+		DP_LOG(ERR, "pfkey: cannot restore %s", srv.cfg.state);
+		free(srv.rx);
+		srv.rx = NULL;
+		return -1;
+	}
 	srv.lfd = listen_on(srv.cfg.socket);
 	if (srv.lfd < 0) {
 		free(srv.rx);
@@ -502,6 +512,7 @@ void pfk_server_fini(void)
 	close(srv.lfd);
 	unlink(srv.cfg.socket);
 	srv.lfd = -1;
+	pfk_state_fini();
 	pfk_sadb_fini();
 	free(srv.rx);
 	srv.rx = NULL;

@@ -82,8 +82,6 @@ void pfk_client_register(struct pfk_client *c, uint8_t satype);
 void pfk_events_poll(uint64_t now_ms);
 /** Seconds since the epoch of a policy's last use, 0 if never. */
 uint64_t pfk_events_policy_use(uint32_t id);
-/** Forget what the events know of @id (policy deleted). */
-void pfk_events_forget(uint32_t id);
 
 struct dps_store_sa;
 /** What PF_KEY reports of a stored SA: state, current lifetime. */

@@ -86,7 +86,6 @@ int pfk_spdb_delete(struct pfk_client *c, const struct pfk_msg *m)
 	gone = *e;
 	if (dps_store_policy_delete(gone.p.id) < 0)
 		return ENOMEM;
-	pfk_events_forget(gone.p.id);
 	pfk_store_dirty();
 	send_policy(c, m->hdr, &gone, PFK_TO_ALL);
 	return 0;

@@ -107,6 +107,11 @@ class Daemon:
         eal.setdefault("in_memory", True)
         eal["file_prefix"] = self.prefix
         cfg["eal"] = eal
+        # each daemon its own PF_KEY socket and state file: never another test's
+        pfkey = dict(cfg.get("pfkey", {}))
+        pfkey.setdefault("socket", os.path.join(workdir, f"{name}.pfkey.sock"))
+        pfkey.setdefault("state", os.path.join(workdir, f"{name}.pfkey.state"))
+        cfg["pfkey"] = pfkey
         self.cfg = cfg
         self.ns = ns
         self.path = os.path.join(workdir, f"{name}.yaml")

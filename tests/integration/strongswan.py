@@ -28,7 +28,6 @@ import time
 
 CHARON = "/usr/lib/ipsec/charon"
 SWANCTL = "/usr/sbin/swanctl"
-PLUGIN_DIR = "/usr/lib/ipsec/plugins"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("DPSEC_BUILD", os.path.join(ROOT, "build"))
 # the preload library in the build tree; `meson install` (prefix /usr/local) puts it at

@@ -82,6 +82,7 @@ def gw(topo, tmp_path):
         return c
 
     d.client = client
+    d.clients = clients
     yield d
     for c in clients:
         c.close()
@@ -407,3 +408,39 @@ def test_many_clients_at_once(gw):
         assert c.request(K.gcm_add(0x9000 + i, GW_WAN, HOST_B, 1, KEY)).errno == 0
     missing = {0x9000 + i for i in range(20)} - set(sas_by_spi(gw))
     assert not missing, sorted(missing)
+
+
+# ---------------------------------------------------------------- restart
+
+
+def test_restart_brings_back_what_pfkey_installed(gw):
+    q = gw.client()
+    pid = q.request(out_policy(level=K.LEVEL_REQUIRE)).ext[K.POLICY].id
+    assert q.request(K.gcm_add(0x8201, GW_WAN, HOST_B, 5, KEY, replay=0, hard=(0, 0, 3600),
+                               soft=(0, 0, 3000))).errno == 0
+    assert q.request(K.gcm_add(0x8202, HOST_B, GW_WAN, 5, KEY)).errno == 0
+    dump, cap = capture(gw)
+    assert send_udp(gw, "10.9.1.5", 30, 0.01).wait(timeout=30) == 0
+    gw.wait_for(lambda: sas_by_spi(gw)[0x8201]["packets"] == 30, what="30 packets out")
+    q.close()
+    gw.clients.remove(q)
+    assert gw.stop() == 0
+    gw.start()
+    sas = sas_by_spi(gw)
+    assert sas[0x8201]["origin"] == "pfkey" and sas[0x8201]["dir"] == "out"
+    assert sas[0x8202]["origin"] == "pfkey" and sas[0x8202]["dir"] == "in"
+    assert sas[0x777]["origin"] == "config"
+    pols = {p["id"]: p for p in gw.ctl_json("policy")["policies"].values()}
+    assert pols[pid]["origin"] == "pfkey"  # the id charon knows it by
+    assert send_udp(gw, "10.9.1.5", 20, 0.01).wait(timeout=30) == 0
+    gw.wait_for(lambda: sas_by_spi(gw)[0x8201]["packets"] == 20, what="20 packets out")
+    time.sleep(0.5)
+    dump.send_signal(2)
+    dump.wait(timeout=10)
+    seqs = [p[ESP].seq for p in rdpcap(str(cap)) if ESP in p and p[ESP].spi == 0x8201]
+    # before: 1..30; after: past a margin, so the peer's replay window never sees one again
+    assert seqs[:30] == list(range(1, 31))
+    assert len(seqs) == 50 and all(b > a for a, b in zip(seqs, seqs[1:])) and seqs[30] > 30 + (1 << 20)
+    c = gw.client()
+    got = c.request(K.msg(K.GET, K.ESP, [K.sa(0x8201), K.address(K.SRC, GW_WAN), K.address(K.DST, HOST_B)]))
+    assert got.errno == 0 and got.ext[K.KEY_ENC].key == KEY and 3500 <= got.ext[K.LT_HARD].addtime <= 3600
