@@ -1,84 +1,143 @@
 #!/usr/bin/env bash
-# The main job: set up, build, and show dpsecd as a gateway between two hosts
-# living in network namespaces, with its counters and neighbour table.
+# The main job: set up, build, and show a working two-site VPN. Gateway A is
+# dpsecd keyed by strongSwan's charon over PF_KEY; gateway B is a stock
+# strongSwan (userspace ESP). Every host is a network namespace:
+#
+#   site A host -- [lan] dpsecd + charon A [wan] == internet == charon B -- site B host
+#   10.1.0.2       10.1.0.1        192.0.2.1           192.0.2.2  10.2.0.1   10.2.0.2
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 bash scripts/setup.sh
 bash scripts/build.sh >/dev/null
 
-NS=(demo-a demo-gw demo-b)
+NS=(demo-a demo-gwa demo-gwb demo-b)
 DPSECD=build/src/control/dpsecd
 DPSECCTL="build/src/control/dpsecctl -c config/demo.yaml"
-pid=
+PRELOAD=$ROOT/build/src/pfkey_emul/libdpsec_pfkey.so
+DIR=/tmp/dpsec-demo
+pids=()
 
 cleanup() {
-	if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	pids=()
 	for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
 	return 0
 }
 trap cleanup EXIT
 cleanup
+pkill -TERM -f "$DPSECD -c config/demo.yaml" 2>/dev/null && sleep 2 # an interrupted demo's
+rm -rf "$DIR"
+mkdir -p "$DIR"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 inns() { local n=$1; shift; ip netns exec "$n" "$@"; }
-
-step "topology: host A (demo-a) -- dpsecd (demo-gw) -- host B (demo-b)"
-for n in "${NS[@]}"; do ip netns add "$n"; inns "$n" ip link set lo up; done
-ip link add demo-a0 type veth peer name demo-gw-a
-ip link add demo-b0 type veth peer name demo-gw-b
-ip link set demo-a0 netns demo-a; ip link set demo-gw-a netns demo-gw
-ip link set demo-b0 netns demo-b; ip link set demo-gw-b netns demo-gw
-for x in "demo-a demo-a0" "demo-b demo-b0" "demo-gw demo-gw-a" "demo-gw demo-gw-b"; do
-	set -- $x
-	inns "$1" ip link set "$2" up
+veth() { # veth NS_A IF_A NS_B IF_B
+	ip link add "$2" type veth peer name "$4"
+	ip link set "$2" netns "$1"; ip link set "$4" netns "$3"
+	inns "$1" ip link set "$2" up; inns "$3" ip link set "$4" up
 	inns "$1" ethtool -K "$2" tx off rx off >/dev/null 2>&1 || true
-done
-# The gateway's kernel must leave the dataplane's interfaces alone.
-for i in demo-gw-a demo-gw-b; do
-	inns demo-gw sysctl -qw net.ipv4.conf.$i.arp_ignore=8 net.ipv4.conf.$i.rp_filter=1 \
+	inns "$3" ethtool -K "$4" tx off rx off >/dev/null 2>&1 || true
+}
+
+# charon NAME NS KERNEL-PLUGINS [ENV...]: one charon with a private /run (its pid
+# file is fixed there), its own strongswan.conf, vici socket and log in $DIR.
+charon() {
+	local name=$1 ns=$2 kernel=$3 routes=$4; shift 4
+	sed -e "s#@NAME@#$name#g; s#@DIR@#$DIR#g; s#@KERNEL@#$kernel#; s#@ROUTES@#$routes#" \
+		config/demo/strongswan.conf.in >"$DIR/$name.conf"
+	STRONGSWAN_CONF=$DIR/$name.conf ip netns exec "$ns" \
+		sh -c 'mount -t tmpfs tmpfs /run && exec env "$@" /usr/lib/ipsec/charon' charon "$@" \
+		>"$DIR/$name.out" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 100); do
+		swan "$name" --stats >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	# (swanctl also looks for credential directories beside the file: none here, its complaints go to a log)
+	swan "$name" --load-all --noprompt --file "$ROOT/config/demo/swanctl-$name.conf" >"$DIR/$name.load" 2>&1 ||
+		{ cat "$DIR/$name.load" "$DIR/$name.log" "$DIR/$name.out"; exit 1; }
+}
+swan() { local name=$1; shift; STRONGSWAN_CONF=$DIR/$name.conf swanctl "$@" --uri "unix://$DIR/$name.vici"; }
+
+step "topology: site A -- gateway A (dpsecd) -- internet -- gateway B (strongSwan) -- site B"
+for n in "${NS[@]}"; do ip netns add "$n"; inns "$n" ip link set lo up; done
+veth demo-a demo-a0 demo-gwa demo-gwa-l
+veth demo-gwa demo-gwa-w demo-gwb demo-gwb-w
+veth demo-gwb demo-gwb-l demo-b demo-b0
+# dpsecd owns gateway A's interfaces: that namespace's kernel must leave them alone
+for i in demo-gwa-l demo-gwa-w; do
+	inns demo-gwa sysctl -qw net.ipv4.conf.$i.arp_ignore=8 net.ipv4.conf.$i.rp_filter=1 \
 		net.ipv6.conf.$i.disable_ipv6=1
 done
-inns demo-a ip addr add 10.1.0.2/24 dev demo-a0; inns demo-a ip addr add fd01::2/64 dev demo-a0 nodad
-inns demo-b ip addr add 10.2.0.2/24 dev demo-b0; inns demo-b ip addr add fd02::2/64 dev demo-b0 nodad
-inns demo-a ip route add default via 10.1.0.1; inns demo-a ip -6 route add default via fd01::1
-inns demo-b ip route add default via 10.2.0.1; inns demo-b ip -6 route add default via fd02::1
+inns demo-a ip addr add 10.1.0.2/24 dev demo-a0
+inns demo-b ip addr add 10.2.0.2/24 dev demo-b0
+inns demo-gwb ip addr add 192.0.2.2/24 dev demo-gwb-w
+inns demo-gwb ip addr add 10.2.0.1/24 dev demo-gwb-l
+inns demo-gwb sysctl -qw net.ipv4.ip_forward=1
+# dpsecd sends no ICMP "packet too big" yet: the hosts' routes carry an MSS that fits the tunnel
+inns demo-a ip route add default via 10.1.0.1 advmss 1300
+inns demo-b ip route add default via 10.2.0.1 advmss 1300
 
-step "dpsecd --check -c config/demo.yaml"
+step "dpsecd --check -c config/demo.yaml; start dpsecd in gateway A"
 $DPSECD --check -c config/demo.yaml
+ip netns exec demo-gwa $DPSECD -c config/demo.yaml >"$DIR/dpsecd.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do $DPSECCTL raw /dpsec/info >/dev/null 2>&1 && [ -S "$DIR/pfkey.sock" ] && break; sleep 0.2; done
+grep -E "pfkey|running" "$DIR/dpsecd.log"
 
-step "start dpsecd in demo-gw"
-ip netns exec demo-gw $DPSECD -c config/demo.yaml &
-pid=$!
-for _ in $(seq 50); do $DPSECCTL raw /dpsec/info >/dev/null 2>&1 && break; sleep 0.2; done
-$DPSECCTL raw /dpsec/info
+step "charon B (stock strongSwan, kernel-libipsec) and charon A (kernel-pfkey -> dpsecd via $(basename "$PRELOAD"))"
+charon b demo-gwb "kernel-libipsec kernel-netlink" yes
+charon a demo-gwa "kernel-pfkey! kernel-netlink" no LD_PRELOAD="$PRELOAD" DPSEC_PFKEY_SOCKET="$DIR/pfkey.sock"
 
-step "ping across the gateway (IPv4 and IPv6, both ways)"
+step "dpsecctl policy: charon A's trap policies, installed over PF_KEY"
+$DPSECCTL policy
+
+step "first packets from site A: dpsecd drops them (never in clear) and ACQUIREs; IKE keys the tunnel"
+inns demo-a ping -c 2 -W 1 10.2.0.2 >/dev/null 2>&1 || true
+for _ in $(seq 100); do swan a --list-sas 2>/dev/null | grep -q INSTALLED && break; sleep 0.1; done
+grep -m1 "ACQUIRE" "$DIR/dpsecd.log" || true
+grep -m2 -E "SADB_ACQUIRE|creating acquire job" "$DIR/a.log" | sed 's/^/charon A: /' || true
+swan a --list-sas
+
+step "ping through the tunnel, both ways"
 inns demo-a ping -c 3 -i 0.2 10.2.0.2
-inns demo-b ping -c 3 -i 0.2 fd01::2
+inns demo-b ping -c 3 -i 0.2 10.1.0.2
 
-step "ping the gateway itself (answered by its kernel through the exception TAP)"
-inns demo-a ping -c 2 -i 0.2 10.1.0.1
+step "the internet link carries only IKE and ESP in UDP (tcpdump on gateway B's outside)"
+inns demo-gwb tcpdump -n -i demo-gwb-w -c 6 udp 2>/dev/null &
+td=$!
+sleep 0.5
+inns demo-a ping -c 3 -i 0.2 10.2.0.2 >/dev/null
+wait $td || true
 
-step "TCP: 20 MB from host A to host B, checked by SHA-256"
-head -c 20000000 /dev/urandom >/tmp/dpsec-demo.bin
-inns demo-b sh -c 'nc -4 -l -N -p 5001 > /tmp/dpsec-demo.out' &
+step "TCP: 20 MB from site A to site B through the tunnel, checked by SHA-256"
+head -c 20000000 /dev/urandom >"$DIR/payload"
+inns demo-b sh -c "nc -4 -l -N -p 5001 > $DIR/received" &
 srv=$!
 for _ in $(seq 100); do inns demo-b ss -Hltn 'sport = :5001' | grep -q . && break; sleep 0.05; done
 start=$(date +%s.%N)
-inns demo-a nc -N 10.2.0.2 5001 </tmp/dpsec-demo.bin
+inns demo-a nc -N 10.2.0.2 5001 <"$DIR/payload"
 wait $srv
 end=$(date +%s.%N)
-a=$(sha256sum </tmp/dpsec-demo.bin | cut -c1-64); b=$(sha256sum </tmp/dpsec-demo.out | cut -c1-64)
+a=$(sha256sum <"$DIR/payload" | cut -c1-64); b=$(sha256sum <"$DIR/received" | cut -c1-64)
 echo "sent $a"; echo "recv $b"
 [ "$a" = "$b" ] || { echo "MISMATCH"; exit 1; }
-awk -v s="$start" -v e="$end" 'BEGIN { printf "20 MB in %.2f s (%.0f Mbit/s, veth + af_packet)\n", e - s, 160 / (e - s) }'
-rm -f /tmp/dpsec-demo.bin /tmp/dpsec-demo.out
+awk -v s="$start" -v e="$end" 'BEGIN { printf "20 MB in %.2f s (%.0f Mbit/s; veth + af_packet, strongSwan userspace ESP on the far side)\n", e - s, 160 / (e - s) }'
+rm -f "$DIR/payload" "$DIR/received"
 
+step "dpsecctl sa: the SAs charon installed, with their counters"
+$DPSECCTL sa
 step "dpsecctl stats"
 $DPSECCTL stats
-step "dpsecctl neigh (learned by the dataplane's ARP/ND)"
-$DPSECCTL neigh
 
-step "stop (SIGTERM)"
-kill -TERM "$pid"; wait "$pid"; pid=
-echo "dpsecd exited cleanly"
+step "swanctl --terminate: charon deletes the SAs from dpsecd (the trap policies stay)"
+swan a --terminate --ike site >/dev/null
+for _ in $(seq 50); do $DPSECCTL sa | grep -q "no SAs" && break; sleep 0.1; done
+$DPSECCTL sa
+$DPSECCTL policy
+
+step "stop"
+cleanup
+echo "demo done: dpsecd and both charons exited"

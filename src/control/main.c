@@ -178,7 +178,7 @@ static void run(const char *path)
 		dp_control_poll();
 		pfk_server_poll(dp_now_ms());
 		dps_lifetime_poll(dp_now_ms());
-		usleep(CONTROL_SLEEP_US);
+		pfk_server_wait(CONTROL_SLEEP_US); /* wakes early for a PF_KEY message */
 	}
 	DP_LOG(NOTICE, "signal %d: shutting down", (int)stop_signal);
 }

@@ -396,21 +396,80 @@ int dps_store_policy_delete(uint32_t id)
 }
 
 /* The newest outbound SA a policy's ESP request matches (the newest wins a rekey). */
-static struct dp_sa *out_sa(const struct dps_policy *p)
+/* Outbound SAs by reqid, built once per commit: binding policies to SAs is
+ * then a binary search, not a walk of every SA for every policy. */
+struct by_reqid {
+	unsigned int n;
+	const struct dps_store_sa **v; /* out SAs with a reqid, sorted by reqid */
+	unsigned int n_any;
+	const struct dps_store_sa **any; /* out SAs without one */
+};
+
+static int reqid_cmp(const void *a, const void *b)
+{
+	const struct dps_store_sa *x = *(const struct dps_store_sa *const *)a;
+	const struct dps_store_sa *y = *(const struct dps_store_sa *const *)b;
+
+	return x->cfg.reqid < y->cfg.reqid ? -1 : x->cfg.reqid > y->cfg.reqid;
+}
+
+static int by_reqid_build(struct by_reqid *x)
+{
+	x->n = x->n_any = 0;
+	x->v = calloc(st.n_sas + 1, sizeof(*x->v));
+	x->any = calloc(st.n_sas + 1, sizeof(*x->any));
+	if (x->v == NULL || x->any == NULL)
+		return -1;
+	for (unsigned int i = 0; i < st.n_sas; i++) {
+		if (st.sas[i].cfg.dir != DPS_DIR_OUT)
+			continue;
+		if (st.sas[i].cfg.reqid)
+			x->v[x->n++] = &st.sas[i];
+		x->any[x->n_any++] = &st.sas[i]; /* a request without reqid may take any */
+	}
+	qsort(x->v, x->n, sizeof(*x->v), reqid_cmp);
+	return 0;
+}
+
+static void by_reqid_free(struct by_reqid *x)
+{
+	free(x->v);
+	free(x->any);
+}
+
+static void consider(struct dp_sa **best, const struct dps_ipsec_req *r, const struct dps_policy *p,
+		     const struct dps_store_sa *s)
+{
+	if (req_matches_sa(r, &s->cfg, &p->sel) && (*best == NULL || s->id > (*best)->id))
+		*best = s->dp;
+}
+
+/* The newest outbound SA a policy's ESP request matches (the newest wins a rekey). */
+static struct dp_sa *out_sa(const struct dps_policy *p, const struct by_reqid *x)
 {
 	struct dp_sa *best = NULL;
 
 	for (unsigned int r = 0; r < p->n_reqs; r++) {
-		if (p->reqs[r].proto != DPS_PROTO_ESP)
-			continue;
-		for (unsigned int i = 0; i < st.n_sas; i++) {
-			const struct dps_store_sa *s = &st.sas[i];
+		const struct dps_ipsec_req *q = &p->reqs[r];
+		unsigned int lo = 0, hi = x->n;
 
-			if (s->cfg.dir == DPS_DIR_OUT &&
-			    req_matches_sa(&p->reqs[r], &s->cfg, &p->sel) &&
-			    (best == NULL || s->id > best->id))
-				best = s->dp;
+		if (q->proto != DPS_PROTO_ESP)
+			continue;
+		if (q->reqid == 0) {
+			for (unsigned int i = 0; i < x->n_any; i++)
+				consider(&best, q, p, x->any[i]);
+			continue;
 		}
+		while (lo < hi) { /* first SA with this reqid */
+			unsigned int mid = (lo + hi) / 2;
+
+			if (x->v[mid]->cfg.reqid < q->reqid)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (; lo < x->n && x->v[lo]->cfg.reqid == q->reqid; lo++)
+			consider(&best, q, p, x->v[lo]);
 	}
 	return best;
 }
@@ -432,15 +491,20 @@ static int entry_cmp(const void *a, const void *b)
 static struct dp_spd *spd_build(void)
 {
 	struct dp_spd_entry *e = calloc(st.n_pol ? st.n_pol : 1, sizeof(*e));
+	struct by_reqid x = {0};
 	struct dp_spd *spd;
 
-	if (e == NULL)
+	if (e == NULL || by_reqid_build(&x) < 0) {
+		free(e);
+		by_reqid_free(&x);
 		return NULL;
+	}
 	for (unsigned int i = 0; i < st.n_pol; i++) {
 		e[i].p = &st.pol[i].p;
 		e[i].hits = st.pol[i].hits;
-		e[i].out_sa = st.pol[i].p.dir == DPS_DIR_OUT ? out_sa(&st.pol[i].p) : NULL;
+		e[i].out_sa = st.pol[i].p.dir == DPS_DIR_OUT ? out_sa(&st.pol[i].p, &x) : NULL;
 	}
+	by_reqid_free(&x);
 	qsort(e, st.n_pol, sizeof(*e), entry_cmp);
 	spd = dp_spd_build(e, st.n_pol, &st.def, st.gen);
 	free(e);

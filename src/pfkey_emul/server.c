@@ -26,6 +26,7 @@
 #define BATCH	     256	  /* messages run between two commits */
 #define QUEUE_LIMIT  (256u << 20) /* bytes waiting for one client */
 #define EVENTS_EVERY 100	  /* ms between two event polls */
+#define COMMIT_EVERY 5		  /* ms at least between two publishes */
 
 struct out_msg {
 	struct out_msg *next;
@@ -54,6 +55,7 @@ static struct {
 	uint8_t *rx;
 	bool dirty;
 	uint64_t next_events;
+	uint64_t next_commit;
 	struct pfk_algs algs;
 	unsigned int n_local;
 	struct dps_addr local[DPS_MAX_PORTS * DPS_MAX_PORT_ADDRS];
@@ -312,13 +314,27 @@ static bool read_client(struct pfk_client *c, unsigned int *budget)
 	return true;
 }
 
-static void commit(void)
+/*
+ * Publish what the messages changed, and only then answer them: when a key
+ * daemon has its reply, the workers apply the change (a trap policy installed
+ * is a policy in force: not one packet in clear after it). Publishing compiles
+ * the whole SPD, which takes long for tens of thousands of policies, so the
+ * messages that arrive meanwhile wait and share the next publish: at most
+ * half of the control thread's time goes to compiling, and a key daemon that
+ * installs thousands of tunnels at once pays a few compilations, not one per
+ * message.
+ */
+static void commit(uint64_t now_ms)
 {
-	if (!srv.dirty)
+	uint64_t took;
+
+	if (!srv.dirty || now_ms < srv.next_commit)
 		return;
 	srv.dirty = false;
 	if (dps_store_commit() < 0)
 		DP_LOG(ERR, "pfkey: cannot publish the SPD/SAD; the workers keep the previous one");
+	took = dp_now_ms() - now_ms;
+	srv.next_commit = dp_now_ms() + took;
 }
 
 void pfk_server_poll(uint64_t now_ms)
@@ -341,10 +357,35 @@ void pfk_server_poll(uint64_t now_ms)
 		pfk_sadb_timer(now_ms);
 		pfk_events_poll(now_ms);
 	}
-	commit();
-	for (unsigned int i = 0; i < srv.n_clients; i++)
-		flush_client(&srv.clients[i]);
+	commit(now_ms);
+	if (!srv.dirty) /* replies to changes not yet in force wait for the publish */
+		for (unsigned int i = 0; i < srv.n_clients; i++)
+			flush_client(&srv.clients[i]);
 	pfk_state_poll(now_ms);
+}
+
+void pfk_server_wait(unsigned int timeout_us)
+{
+	struct pollfd p[MAX_CLIENTS + 1];
+	nfds_t n = 0;
+	int ms = (int)((timeout_us + 999) / 1000);
+
+	if (srv.lfd < 0) {
+		usleep(timeout_us);
+		return;
+	}
+	if (srv.dirty) { /* a publish is due: come back for it */
+		uint64_t now = dp_now_ms();
+		int due = srv.next_commit > now ? (int)(srv.next_commit - now) : 0;
+
+		ms = due < ms ? due : ms;
+	}
+	p[n++] = (struct pollfd){.fd = srv.lfd, .events = POLLIN};
+	for (unsigned int i = 0; i < srv.n_clients; i++)
+		p[n++] = (struct pollfd){
+			.fd = srv.clients[i].fd,
+			.events = POLLIN | (srv.clients[i].head && !srv.dirty ? POLLOUT : 0)};
+	poll(p, n, ms);
 }
 
 /* ---- algorithms the devices offer ---- */

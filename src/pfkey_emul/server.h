@@ -21,10 +21,13 @@ int pfk_server_init(const struct dps_config *cfg);
 
 /**
  * Accept clients, run the messages they sent, publish the changes with one
- * store commit, send the replies; then the events (ACQUIRE, larval SA
- * expiry). Never blocks.
+ * store commit, then send the replies; the events (ACQUIRE, larval SA
+ * expiry) and the state file. Never blocks.
  */
 void pfk_server_poll(uint64_t now_ms);
+
+/** Sleep up to @timeout_us, or less when a client sends or can take its replies. */
+void pfk_server_wait(unsigned int timeout_us);
 
 /** Close every client and the socket, remove the socket file. */
 void pfk_server_fini(void);

@@ -1,0 +1,215 @@
+#!/usr/bin/python3
+"""PF_KEY install rate (driven by scripts/bench.sh --pfkey, or alone as root).
+
+Topology: host A -- dpsecd (one worker, af_packet) -- host B, namespaces.
+While host A sends two steady UDP flows through the gateway -- one in clear
+(bypass: the SPD is consulted and lets it pass), one protected by an SA and
+policy from the YAML configuration -- a PF_KEY client installs TUNNELS
+tunnels (an outbound and an inbound SA, an outbound and a fwd policy each),
+the way a key daemon does, over dpsecd's socket:
+
+* sequential: one message, wait for its reply, the next (charon's way):
+  SADB_ADD per second for the first 2000 SAs;
+* pipelined: up to WINDOW messages in flight on one socket, for the whole set.
+
+Host B counts what arrived of each flow (the plaintext one by a UDP socket,
+the protected one as ESP by a raw socket, by sequence number): every datagram
+sent during the installation must arrive. Prints one JSON object; the figures
+go to docs/PERFORMANCE.md.
+"""
+import argparse
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import pfkey as K  # noqa: E402
+from dpsec import Daemon, Topology, sh  # noqa: E402
+
+KEY = bytes(range(20))
+
+SENDER = r"""
+import socket, sys, time
+rate, secs = int(sys.argv[1]), float(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+n, t0 = 0, time.time()
+while True:
+    now = time.time()
+    if now - t0 > secs:
+        break
+    want = int((now - t0) * rate)
+    while n < want:
+        s.sendto(b"%08d" % n, ("10.2.0.2", 9000))
+        s.sendto(b"%08d" % n, ("10.9.7.5", 9000))
+        n += 1
+    time.sleep(0.001)
+print(n)
+"""
+
+RECEIVER = r"""
+import socket, struct, sys, select, time
+secs = float(sys.argv[1])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 9000))
+e = socket.socket(socket.AF_INET, socket.SOCK_RAW, 50)
+plain, esp = set(), set()
+end = time.time() + secs
+print("ready", flush=True)
+while time.time() < end:
+    r, _, _ = select.select([u, e], [], [], 0.2)
+    if u in r:
+        plain.add(int(u.recv(64)))
+    if e in r:
+        d = e.recv(2048)
+        ihl = (d[0] & 15) * 4
+        spi, seq = struct.unpack("!II", d[ihl:ihl + 8])
+        esp.add(seq)
+print(len(plain), len(esp), max(plain or [0]), max(esp or [0]))
+"""
+
+
+def config(ga, gb, tag, sock):
+    return {
+        "log_level": "notice",
+        "ports": [
+            {"name": "lan", "device": f"net_af_packet0,iface={ga}", "role": "protected",
+             "exception_iface": f"bl{tag}", "addresses": ["10.1.0.1/24"]},
+            {"name": "wan", "device": f"net_af_packet1,iface={gb}", "role": "unprotected",
+             "exception_iface": f"bw{tag}", "addresses": ["10.2.0.1/24"]},
+        ],
+        "routes": [{"prefix": "10.9.0.0/16", "via": "10.2.0.2", "port": "wan"},
+                   {"prefix": "172.16.0.0/12", "via": "10.2.0.2", "port": "wan"}],
+        "crypto": {"sessions": 65536},
+        "sas": [{"spi": 0x777, "direction": "out", "src": "10.2.0.1", "dst": "10.2.0.2", "reqid": 77,
+                 "encryption": {"algorithm": "aes-gcm-128", "key": "0x" + "ab" * 20}}],
+        "policies": [{"direction": "out", "src": "10.1.0.0/24", "dst": "10.9.7.0/24", "action": "protect",
+                      "ipsec": [{"proto": "esp", "mode": "tunnel", "level": "require", "reqid": 77,
+                                 "tunnel": {"src": "10.2.0.1", "dst": "10.2.0.2"}}]}],
+        "pfkey": {"socket": sock, "state": ""},
+    }
+
+
+def tunnel_msgs(i):
+    """Tunnel i: remote site 172.16.0.0/12 split into /28s, peer 100.64.x.y (not local)."""
+    peer = f"100.{64 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}"
+    net = f"172.{16 + (i >> 12)}.{(i >> 4) & 255}.{(i & 15) << 4}/28"
+    reqid = 1000 + i
+    out_sa = K.gcm_add(0x10000000 + 2 * i, "10.2.0.1", peer, reqid, KEY, replay=0)
+    in_sa = K.gcm_add(0x10000001 + 2 * i, peer, "10.2.0.1", reqid, KEY)
+    out_pol = K.spd(K.SPDADD, K.DIR_OUT, "10.1.0.0/24", net,
+                    requests=[K.ipsecrequest(50, K.MODE_TUNNEL, K.LEVEL_UNIQUE, reqid, ("10.2.0.1", peer))])
+    fwd_pol = K.spd(K.SPDADD, K.DIR_FWD, net, "10.1.0.0/24",
+                    requests=[K.ipsecrequest(50, K.MODE_TUNNEL, K.LEVEL_UNIQUE, reqid, (peer, "10.2.0.1"))])
+    return [out_sa, in_sa, out_pol, fwd_pol]
+
+
+def with_seq(m, seq, pid):
+    b = bytearray(m)
+    struct.pack_into("=II", b, 8, seq, pid)
+    return bytes(b)
+
+
+def pipelined(path, msgs, window):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(path)
+    pid = os.getpid()
+    sent = done = errors = 0
+    t0 = time.time()
+    while done < len(msgs):
+        while sent < len(msgs) and sent - done < window:
+            s.send(with_seq(msgs[sent], sent + 1, pid))
+            sent += 1
+        d = s.recv(65536)
+        if struct.unpack_from("=II", d, 8)[1] != pid:
+            continue
+        errors += d[2] != 0
+        done += 1
+    t = time.time() - t0
+    s.close()
+    return t, errors
+
+
+def sequential(path, msgs):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(path)
+    pid = os.getpid()
+    errors = 0
+    t0 = time.time()
+    for i, m in enumerate(msgs):
+        s.send(with_seq(m, i + 1, pid))
+        while True:
+            d = s.recv(65536)
+            if struct.unpack_from("=II", d, 8) == (i + 1, pid):
+                break
+        errors += d[2] != 0
+    t = time.time() - t0
+    s.close()
+    return t, errors
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tunnels", type=int, default=10000)
+    ap.add_argument("--window", type=int, default=256)
+    ap.add_argument("--rate", type=int, default=5000, help="datagrams/s of each background flow")
+    args = ap.parse_args()
+    topo = Topology()
+    work = tempfile.mkdtemp(prefix="dpsec-pfkey-bench-")
+    res = {"tunnels": args.tunnels, "window": args.window}
+    try:
+        ha, gw, hb = topo.ns("ha"), topo.ns("gw"), topo.ns("hb")
+        va, ga = topo.link(ha, gw)
+        vb, gb = topo.link(hb, gw)
+        topo.host(ha, va, ["10.1.0.2/24"], ["10.1.0.1"])
+        topo.host(hb, vb, ["10.2.0.2/24"])
+        topo.dataplane_owned(gw, ga)
+        topo.dataplane_owned(gw, gb)
+        sock = os.path.join(work, "pfkey.sock")
+        d = Daemon(config(ga, gb, topo.tag, sock), work, ns=gw).start()
+        all_msgs = [tunnel_msgs(i) for i in range(args.tunnels)]
+        # sequential SADB_ADD rate on a fresh SADB (2000 SAs, then flushed)
+        adds = [m for t in all_msgs[:1000] for m in t[:2]]
+        t, err = sequential(sock, adds)
+        res["sequential_add_per_s"] = round(len(adds) / t)
+        res["sequential_errors"] = err
+        sequential(sock, [K.msg(K.FLUSH, K.ESP)])
+        # the background flows, then everything at once
+        secs = 12.0
+        rx = subprocess.Popen(["ip", "netns", "exec", hb, "/usr/bin/python3", "-c", RECEIVER, str(secs + 6)],
+                              stdout=subprocess.PIPE, text=True)
+        assert rx.stdout.readline().strip() == "ready"
+        tx = subprocess.Popen(["ip", "netns", "exec", ha, "/usr/bin/python3", "-c", SENDER, str(args.rate),
+                               str(secs)], stdout=subprocess.PIPE, text=True)
+        time.sleep(3)
+        msgs = [m for t in all_msgs for m in t]
+        t, err = pipelined(sock, msgs, args.window)
+        t_pub = time.time()
+        # published: the last tunnel's SA is in the workers' snapshot once dpsecctl's count agrees
+        res["install_s"] = round(t, 3)
+        res["messages"] = len(msgs)
+        res["messages_per_s"] = round(len(msgs) / t)
+        res["install_errors"] = err
+        n_sent = int(tx.communicate(timeout=60)[0])
+        plain, esp, _, _ = map(int, rx.communicate(timeout=60)[0].split())
+        res["background_sent_each"] = n_sent
+        res["plain_received"] = plain
+        res["esp_received"] = esp
+        res["lost"] = 2 * n_sent - plain - esp
+        info = d.ctl_json("policy")["policies"]
+        res["policies_after"] = len(info)
+        res["check_s"] = round(time.time() - t_pub, 1)
+        assert d.stop() == 0
+    finally:
+        topo.close()
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
