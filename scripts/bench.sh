@@ -4,6 +4,7 @@
 # against the raw crypto ceiling of dpdk-test-crypto-perf. About 5 minutes.
 #
 #   scripts/bench.sh [--out DIR] [--duration S] [--only REGEX] [--perf] ...
+#   scripts/bench.sh --pfkey [--tunnels N] [--window W]   (PF_KEY install rate)
 #
 # Runs scripts/setup.sh and scripts/build.sh first (DPSEC_BENCH_NO_SETUP=1 skips
 # them). Prints a table; raw results go to DIR (default /tmp/dpsec-bench-DATE):
@@ -22,5 +23,9 @@ command -v dpdk-test-crypto-perf >/dev/null ||
 if pgrep -x dpsecd >/dev/null || pgrep -f dpdk-test-crypto-perf >/dev/null; then
 	echo "bench: warning: other DPDK processes are running; they share the cores" >&2
 	echo "bench: (the per-CPU-second columns correct for it, the raw rates do not)" >&2
+fi
+if [ "${1:-}" = "--pfkey" ]; then # PF_KEY install rate (scripts/bench/pfkey_rate.py --help)
+	shift
+	exec /usr/bin/python3 -B scripts/bench/pfkey_rate.py "$@"
 fi
 exec /usr/bin/python3 -B scripts/bench/bench.py "$@"

@@ -58,6 +58,8 @@ import socket, struct, sys, select, time
 secs = float(sys.argv[1])
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 9000))
 e = socket.socket(socket.AF_INET, socket.SOCK_RAW, 50)
+for s in (u, e):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
 plain, esp = set(), set()
 end = time.time() + secs
 print("ready", flush=True)
@@ -201,6 +203,11 @@ def main():
         res["plain_received"] = plain
         res["esp_received"] = esp
         res["lost"] = 2 * n_sent - plain - esp
+        cfg_sa = [s for s in d.ctl_json("sa")["sas"].values() if s["spi"] == "0x00000777"][0]
+        res["esp_sent_by_dpsecd"] = cfg_sa["packets"]
+        ports = d.port_stats()
+        res["port_drops"] = {p: {k: v for k, v in c.items() if k.startswith("drop") and v}
+                             for p, c in ports.items()}
         info = d.ctl_json("policy")["policies"]
         res["policies_after"] = len(info)
         res["check_s"] = round(time.time() - t_pub, 1)

@@ -24,6 +24,7 @@
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "pfkey_emul/server.h"
+#include "pfkey_emul/state.h"
 
 #define DEFAULT_CONFIG	 "/etc/dpsec/dpsec.yaml"
 #define CONTROL_SLEEP_US 1000
@@ -162,6 +163,12 @@ static int start(struct dps_config *cfg)
 		return -1;
 	if (dps_store_init(cfg, err, sizeof(err)) < 0) {
 		DP_LOG(ERR, "%s", err);
+		return -1;
+	}
+	/* A previous dpsecd's PF_KEY SAs and policies are back before the first
+	 * packet is forwarded: a restart never lets a protected flow out in clear. */
+	if (cfg->pfkey.enabled && pfk_state_init(cfg->pfkey.state) < 0) {
+		DP_LOG(ERR, "pfkey: cannot restore %s", cfg->pfkey.state);
 		return -1;
 	}
 	if (dp_start() < 0 || dps_hoststack_setup(cfg) < 0 || dps_telemetry_init() < 0 ||

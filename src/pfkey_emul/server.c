@@ -526,13 +526,6 @@ int pfk_server_init(const struct dps_config *cfg)
 	if (srv.rx == NULL)
 		return -1;
 	algs_probe();
-	/* a previous dpsecd's SAs and policies are back before any client may ask */
-	if (pfk_state_init(srv.cfg.state) < 0) {
-		DP_LOG(ERR, "pfkey: cannot restore %s", srv.cfg.state);
-		free(srv.rx);
-		srv.rx = NULL;
-		return -1;
-	}
 	srv.lfd = listen_on(srv.cfg.socket);
 	if (srv.lfd < 0) {
 		free(srv.rx);

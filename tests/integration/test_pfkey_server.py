@@ -383,6 +383,74 @@ def test_expire_soft_then_hard_from_packet_lifetimes(gw):
     assert rep.errno == errno.ESRCH
 
 
+def test_expire_from_add_time_and_bytes(gw):
+    """Time lifetimes run without traffic; byte lifetimes count the SA's bytes."""
+    ev = gw.client()
+    assert ev.request(K.msg(K.REGISTER, K.ESP)).errno == 0
+    q = gw.client()
+    q.request(out_policy(level=K.LEVEL_REQUIRE))
+    t0 = time.time()
+    assert q.request(K.gcm_add(0x8301, GW_WAN, HOST_B, 5, KEY, replay=0, soft=(0, 0, 1),
+                               hard=(0, 0, 2))).errno == 0
+    soft = ev.wait_for(lambda m: m.type == K.EXPIRE)
+    assert K.LT_SOFT in soft.ext and soft.ext[K.SA].spi == 0x8301 and 0.9 <= time.time() - t0 < 1.9
+    hard = ev.wait_for(lambda m: m.type == K.EXPIRE)
+    assert K.LT_HARD in hard.ext and 1.9 <= time.time() - t0 < 3
+    assert 0x8301 not in sas_by_spi(gw)
+    # bytes: 30 datagrams of 44-byte IP packets = 1320 bytes; soft at 400, hard at 1000
+    assert q.request(K.gcm_add(0x8302, GW_WAN, HOST_B, 5, KEY, replay=0, soft=(0, 400, 0),
+                               hard=(0, 1000, 0))).errno == 0
+    assert send_udp(gw, "10.9.1.5", 30, 0.02).wait(timeout=30) == 0
+    soft = ev.wait_for(lambda m: m.type == K.EXPIRE)
+    assert K.LT_SOFT in soft.ext and soft.ext[K.LT_CURRENT].bytes >= 400
+    hard = ev.wait_for(lambda m: m.type == K.EXPIRE)
+    assert K.LT_HARD in hard.ext and hard.ext[K.LT_CURRENT].bytes >= 1000
+    assert 0x8302 not in sas_by_spi(gw)
+
+
+def test_acquire_is_rate_limited_across_policies(topo, tmp_path):
+    """acquire_rate: 2 per second, 8 policies dropping packets at once: about 2 ACQUIREs a
+    second, and each policy gets its turn."""
+    ha, g, hb = topo.ns("ha"), topo.ns("gw"), topo.ns("hb")
+    va, ga = topo.link(ha, g)
+    vb, gb = topo.link(hb, g)
+    topo.host(ha, va, ["10.1.0.2/24"], [GW_LAN])
+    topo.host(hb, vb, [HOST_B + "/24"])
+    topo.dataplane_owned(g, ga)
+    topo.dataplane_owned(g, gb)
+    cfg = config(ga, gb, topo.tag, str(tmp_path / "pfkey.sock"))
+    cfg["pfkey"]["acquire_rate"] = 2
+    cfg["pfkey"]["acquire_retry_s"] = 60
+    d = Daemon(cfg, str(tmp_path), ns=g).start()
+    try:
+        ev, q = K.Client(d.cfg["pfkey"]["socket"]), K.Client(d.cfg["pfkey"]["socket"], pid=1)
+        assert ev.request(K.msg(K.REGISTER, K.ESP)).errno == 0
+        ids = {q.request(out_policy(f"10.9.{10 + i}.0/24", reqid=100 + i, level=K.LEVEL_REQUIRE))
+               .ext[K.POLICY].id for i in range(8)}
+        ev.drain()
+        senders = [subprocess.Popen(["ip", "netns", "exec", ha, "/usr/bin/python3", "-c", SENDER,
+                                     f"10.9.{10 + i}.5", "300", "0.01"]) for i in range(8)]
+        t0 = time.time()
+        got = []
+        while time.time() - t0 < 2.6:
+            try:
+                m = ev.recv(timeout=0.2)
+            except socket.timeout:
+                continue
+            if m.type == K.ACQUIRE:
+                got.append((time.time() - t0, m.ext[K.POLICY].id))
+        for p in senders:
+            p.kill()
+            p.wait()
+        # a bucket of 2, refilled at 2/s: 2 at once, then one every half second
+        assert 5 <= len(got) <= 8, got
+        assert len({i for _, i in got}) == len(got) and {i for _, i in got} <= ids
+        ev.close()
+        q.close()
+    finally:
+        assert d.stop() == 0
+
+
 # ---------------------------------------------------------------- access
 
 
