@@ -52,10 +52,12 @@ uint16_t dp_esp_out_fit(struct dp_worker *w, const struct dp_snapshot *s, uint16
 			mb[k++] = m;
 			continue;
 		}
-		if (mtu >= h + sa->overhead + sa->block)
-			dp_icmp_too_big(w, in, m,
-					h + RTE_ALIGN_FLOOR(mtu - sa->overhead - h, sa->block) - 2,
-					hop_done);
+		/* a link too small for any packet: icmp.c announces the minimum */
+		dp_icmp_too_big(w, in, m,
+				mtu >= h + sa->overhead + sa->block
+					? h + RTE_ALIGN_FLOOR(mtu - sa->overhead - h, sa->block) - 2
+					: 0,
+				hop_done);
 		dp_drop(w, in, m, DP_CNT_drop_mtu);
 	}
 	return k;
@@ -186,7 +188,8 @@ void dp_esp_out_finish(struct dp_worker *w, const struct dp_snapshot *s, struct 
 			dp_sa_drop(sa, w->id, &mb[i], 0, 1, DP_SA_CNT_drop_other);
 			continue;
 		}
-		/* Too big once protected: not sent, so neither counted as protected. */
+		/* dp_esp_out_fit() kept only packets that fit: a safety net. Too big
+		 * once protected: not sent, so neither counted as protected. */
 		if (unlikely(rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN > mtu)) {
 			dp_drop(w, in, m, DP_CNT_drop_mtu);
 			continue;
