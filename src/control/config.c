@@ -947,6 +947,16 @@ static const struct dps_field dps_dataplane_fields[] = {
 	 DPS_AT(struct dps_dataplane_cfg, idle_sleep_us),
 	 .min = 1,
 	 .max = 100000},
+	{.key = "icmp_rate",
+	 .parse = dps_parse_uint,
+	 DPS_AT(struct dps_dataplane_cfg, icmp_rate),
+	 .min = 0,
+	 .max = 1000000},
+	{.key = "icmp_burst",
+	 .parse = dps_parse_uint,
+	 DPS_AT(struct dps_dataplane_cfg, icmp_burst),
+	 .min = 1,
+	 .max = 1000000},
 	{0},
 };
 
@@ -1595,6 +1605,8 @@ void dps_config_defaults(struct dps_config *cfg)
 	cfg->dataplane.idle_backoff = true;
 	cfg->dataplane.idle_polls = 64;
 	cfg->dataplane.idle_sleep_us = 100;
+	cfg->dataplane.icmp_rate = 100;
+	cfg->dataplane.icmp_burst = 50;
 	cfg->neigh.reachable_ms = 30000;
 	cfg->neigh.retrans_ms = 1000;
 	cfg->neigh.probes = 3;

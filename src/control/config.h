@@ -60,6 +60,8 @@ struct dps_dataplane_cfg {
 	bool idle_backoff;	 /* sleep after a run of empty polls */
 	unsigned int idle_polls; /* empty polls before sleeping */
 	unsigned int idle_sleep_us;
+	unsigned int icmp_rate;	 /* ICMP errors per second per worker; 0 = none */
+	unsigned int icmp_burst; /* token bucket depth */
 };
 
 struct dps_neigh_params {

@@ -4,6 +4,7 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -124,6 +125,27 @@ static void wait_running(const char *ifname)
 	close(fd);
 }
 
+/*
+ * The dataplane tells the kernel the path MTU of what it sends into an SA
+ * with an ICMP error from the port's own address (icmp.c), which the kernel
+ * holds too: without accept_local it would drop it as a martian source.
+ */
+static void accept_local(const char *ifname)
+{
+	char path[96];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/accept_local", ifname);
+	f = fopen(path, "we");
+	if (f != NULL) {
+		int bad = fputs("1", f) < 0;
+
+		if (fclose(f) == 0 && !bad)
+			return;
+	}
+	DP_LOG(WARNING, "%s: cannot set accept_local: %s", ifname, strerror(errno));
+}
+
 int dps_hoststack_setup(const struct dps_config *cfg)
 {
 	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
@@ -147,6 +169,7 @@ int dps_hoststack_setup(const struct dps_config *cfg)
 			break;
 		}
 		wait_running(pc->exception_iface);
+		accept_local(pc->exception_iface);
 		for (unsigned int a = 0; a < pc->n_addrs && rc == 0; a++) {
 			rc = addr_add(fd, ifindex[i], &pc->addrs[a]);
 			if (rc < 0)

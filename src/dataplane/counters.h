@@ -37,7 +37,9 @@
 	X(drop_plaintext, "dropped: plaintext where the inbound policy requires IPsec")            \
 	X(drop_unknown_spi, "dropped: ESP for an SPI with no inbound SA")                          \
 	X(drop_esp_malformed, "dropped: ESP or ESP-in-UDP too short to carry an SPI")              \
-	X(drop_tx_full, "dropped: transmit queue full")
+	X(drop_tx_full, "dropped: transmit queue full")                                            \
+	X(icmp_ptb_sent, "ICMP fragmentation needed / ICMPv6 packet too big sent to a sender")     \
+	X(icmp_ratelimited, "ICMP errors not sent: over dataplane.icmp_rate")
 
 enum dp_counter {
 #define DP_CNT_ENUM(name, help) DP_CNT_##name,

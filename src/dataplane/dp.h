@@ -18,8 +18,9 @@
 #include "control/config.h"
 #include "dataplane/counters.h"
 
-#define DP_MAX_BURST 64
-#define DP_NO_PORT   UINT16_MAX
+#define DP_MAX_BURST  64
+#define DP_NO_PORT    UINT16_MAX
+#define DP_ICMP_QUEUE 32 /* ICMP errors one worker may queue in one loop */
 
 extern int dp_logtype;
 #define DP_LOG(level, fmt, ...)                                                                    \
@@ -81,6 +82,13 @@ struct dp_worker {
 	uint32_t inflight;	 /* crypto operations enqueued, not yet dequeued */
 	struct dp_counters *cnt; /* [n_ports], written by this worker only */
 	struct dp_txbuf *tx;	 /* [RTE_MAX_ETHPORTS] staging, by ethdev id */
+	/* ICMP errors (icmp.c): a token bucket in TSC cycles, and this loop's queue */
+	uint64_t icmp_cost;
+	uint64_t icmp_tokens;
+	uint64_t icmp_last;
+	uint16_t n_icmp;
+	uint16_t icmp_port[DP_ICMP_QUEUE];
+	struct rte_mbuf *icmp[DP_ICMP_QUEUE];
 } __rte_cache_aligned;
 
 struct dp {

@@ -18,6 +18,13 @@ struct dp_snapshot;
 dp_sa_run_t dp_esp_runner(const struct dp_sa *sa);
 
 /* esp_out.c */
+/**
+ * Drop (drop_mtu) the packets of @mb that would not fit the egress link once
+ * protected by @sa, telling their senders the path MTU (icmp.c); the others
+ * are moved to the front. Returns how many remain.
+ */
+uint16_t dp_esp_out_fit(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
+			const struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n, bool hop_done);
 void dp_esp_out_sync(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
 		     struct rte_mbuf **mb, uint16_t n);
 void dp_esp_out_async(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,

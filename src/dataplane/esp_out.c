@@ -12,7 +12,56 @@
 #include "dataplane/crypto.h"
 #include "dataplane/esp.h"
 #include "dataplane/fwd.h"
+#include "dataplane/icmp.h"
 #include "dataplane/worker.h"
+
+/* The IP header ESP goes behind: none in tunnel mode (it goes in front of
+ * the whole packet), the packet's own in transport mode. */
+static inline uint32_t kept_hdr(const struct dp_sa *sa, const struct rte_mbuf *m)
+{
+	const struct rte_ipv4_hdr *ip =
+		rte_pktmbuf_mtod_offset(m, const struct rte_ipv4_hdr *, RTE_ETHER_HDR_LEN);
+
+	if (sa->cfg.mode == DPS_MODE_TUNNEL)
+		return 0;
+	return (ip->version_ihl >> 4) == 4 ? rte_ipv4_hdr_len(ip) : sizeof(struct rte_ipv6_hdr);
+}
+
+/*
+ * RFC 4301 §8.2.1: a packet that will not fit the path once protected is
+ * discarded before crypto is spent on it, and its sender is told the largest
+ * packet that fits: the link MTU less the SA's overhead, with the payload
+ * plus its 2-byte trailer rounded down to the cipher's block (RFC 4303 §2.4),
+ * as Linux's esp4_get_mtu() does. IPv4 without DF is not fragmented: drop_mtu.
+ */
+uint16_t dp_esp_out_fit(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
+			const struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n, bool hop_done)
+{
+	const struct dp_nexthop *nh = dp_route1(s, sa->outer_family, &sa->cfg.dst.v4);
+	uint32_t mtu;
+	uint16_t k = 0;
+
+	if (nh->type != DP_NH_ONLINK && nh->type != DP_NH_GATEWAY)
+		return n; /* counted drop_no_route after the crypto */
+	mtu = dp.ports[nh->port].mtu;
+	for (uint16_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = mb[i];
+		uint32_t h = kept_hdr(sa, m), l3 = rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN;
+
+		if (likely(h + sa->overhead + RTE_ALIGN_CEIL(l3 - h + 2, sa->block) <= mtu)) {
+			mb[k++] = m;
+			continue;
+		}
+		/* a link too small for any packet: icmp.c announces the minimum */
+		dp_icmp_too_big(w, in, m,
+				mtu >= h + sa->overhead + sa->block
+					? h + RTE_ALIGN_FLOOR(mtu - sa->overhead - h, sa->block) - 2
+					: 0,
+				hop_done);
+		dp_drop(w, in, m, DP_CNT_drop_mtu);
+	}
+	return k;
+}
 
 /* lib/ipsec expects l2_len/l3_len; remember the inner DF bit for dfbit=copy. */
 static void out_prepare(const struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n)
@@ -139,7 +188,8 @@ void dp_esp_out_finish(struct dp_worker *w, const struct dp_snapshot *s, struct 
 			dp_sa_drop(sa, w->id, &mb[i], 0, 1, DP_SA_CNT_drop_other);
 			continue;
 		}
-		/* Too big once protected: not sent, so neither counted as protected. */
+		/* dp_esp_out_fit() kept only packets that fit: a safety net. Too big
+		 * once protected: not sent, so neither counted as protected. */
 		if (unlikely(rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN > mtu)) {
 			dp_drop(w, in, m, DP_CNT_drop_mtu);
 			continue;

@@ -12,6 +12,7 @@
 
 #include "dataplane/esp.h"
 #include "dataplane/fwd.h"
+#include "dataplane/icmp.h"
 #include "dataplane/neigh.h"
 #include "dataplane/sa.h"
 #include "dataplane/spd.h"
@@ -212,8 +213,12 @@ static void outbound(struct dp_worker *w, const struct dp_snapshot *s, uint16_t 
 			dp_drop(w, in, m, DP_CNT_drop_policy);
 		}
 	}
-	for (uint16_t i = 0; i < ng; i++)
-		g[i].sa->run(w, s, g[i].sa, g[i].m, g[i].n);
+	for (uint16_t i = 0; i < ng; i++) {
+		uint16_t k = dp_esp_out_fit(w, s, in, g[i].sa, g[i].m, g[i].n, routed);
+
+		if (k)
+			g[i].sa->run(w, s, g[i].sa, g[i].m, k);
+	}
 }
 
 /* ESP (protocol 50) or ESP-in-UDP on one of the NAT-T ports, for the gateway. */
@@ -371,6 +376,7 @@ static inline uint8_t route_class(struct dp_worker *w, uint16_t in, struct rte_m
 	}
 	/* Too big already before any IPsec overhead: no need to go further. */
 	if (unlikely(rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN > dp.ports[nh->port].mtu)) {
+		dp_icmp_too_big(w, in, m, dp.ports[nh->port].mtu, false);
 		dp_drop(w, in, m, DP_CNT_drop_mtu);
 		return C_DONE;
 	}
@@ -514,4 +520,29 @@ void dp_from_kernel(struct dp_worker *w, const struct dp_snapshot *s, uint16_t p
 	for (int v6 = 0; v6 < 2; v6++)
 		if (b[v6].n)
 			outbound(w, s, port, v6, &b[v6], false);
+}
+
+void dp_fwd_local(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
+		  struct rte_mbuf *m)
+{
+	int v6 = rte_pktmbuf_mtod(m, struct rte_ether_hdr *)->ether_type ==
+		 RTE_BE16(RTE_ETHER_TYPE_IPV6);
+	const struct dp_nexthop *nh = dp_route1(s, v6 ? AF_INET6 : AF_INET, ip_dst(m, v6));
+	union acl_key key;
+	struct burst b;
+
+	if (nh->type == DP_NH_LOCAL) { /* the gateway's kernel sent the packet */
+		dp_punt(w, port, m);
+		return;
+	}
+	if (!s->ipsec->active) {
+		dp_output(w, s, port, m, nh, v6 ? AF_INET6 : AF_INET, ip_dst(m, v6));
+		return;
+	}
+	build_key(m, v6, &key);
+	b.n = 1;
+	b.m[0] = m;
+	b.nh[0] = nh;
+	b.key[0] = (const uint8_t *)&key;
+	outbound(w, s, port, v6, &b, true);
 }

@@ -40,6 +40,15 @@ void dp_fwd4(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, stru
 void dp_fwd6(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, struct rte_mbuf **pkts,
 	     uint16_t n, struct dp_sa *via);
 
+/**
+ * A packet the dataplane originates for the gateway (an ICMP error, from
+ * port @port's address): routed, then the outbound SPD like the gateway's own
+ * packets (bypass, discard or protect); to the port's TAP when it is for the
+ * gateway's kernel.
+ */
+void dp_fwd_local(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
+		  struct rte_mbuf *m);
+
 /** Packets the gateway's kernel sent on @port's TAP: outbound policy, then out. */
 void dp_from_kernel(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 		    struct rte_mbuf **pkts, uint16_t n);

@@ -3,9 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <rte_esp.h>
 #include <rte_ether.h>
 #include <rte_ip.h>
 #include <rte_malloc.h>
+#include <rte_udp.h>
 
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
@@ -144,6 +146,14 @@ struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
 	sa->iv_len = x.iv_len;
 	sa->icv_len = x.icv_len;
 	sa->block = x.block;
+	/* Outer IP (tunnel), UDP (NAT-T), ESP header, IV and ICV: what an
+	 * outbound packet grows by, besides padding and the 2-byte trailer. */
+	sa->overhead = (cfg->mode == DPS_MODE_TUNNEL
+				? (cfg->dst.family == AF_INET ? sizeof(struct rte_ipv4_hdr)
+							      : sizeof(struct rte_ipv6_hdr))
+				: 0) +
+		       (cfg->udp_encap ? sizeof(struct rte_udp_hdr) : 0) +
+		       sizeof(struct rte_esp_hdr) + x.iv_len + x.icv_len;
 	sa->add_ms = dp_now_ms();
 	sa->cnt = rte_zmalloc(NULL, sizeof(*sa->cnt) * dp.n_workers, RTE_CACHE_LINE_SIZE);
 	fill_prm(&prm, cfg, &x, &h, sa->inner_family, def);

@@ -59,7 +59,8 @@ struct dp_sa {
 	bool copy_df;
 	uint8_t iv_len; /* explicit IV bytes in each packet */
 	uint8_t icv_len;
-	uint8_t block; /* ciphertext alignment */
+	uint8_t block;	   /* ciphertext alignment */
+	uint16_t overhead; /* outbound: bytes added besides padding and trailer (esp_out.c) */
 	struct dps_sa cfg;
 	uint32_t id;	 /* store's handle */
 	uint64_t add_ms; /* for lifetimes */

@@ -10,6 +10,7 @@
 
 #include "dataplane/esp.h"
 #include "dataplane/fwd.h"
+#include "dataplane/icmp.h"
 #include "dataplane/worker.h"
 
 #define CRYPTO_DRAIN_SPINS 100000
@@ -149,6 +150,7 @@ int dp_worker_main(void *arg)
 
 	rte_rcu_qsbr_thread_register(dp.rcu, w->id);
 	rte_rcu_qsbr_thread_online(dp.rcu, w->id);
+	dp_icmp_init(w);
 	DP_LOG(INFO, "worker %u on lcore %u polls %u queue(s)", w->id, w->lcore, w->n_rxq);
 	while (!__atomic_load_n(&dp.quit, __ATOMIC_RELAXED)) {
 		const struct dp_snapshot *s = __atomic_load_n(&dp.snap, __ATOMIC_ACQUIRE);
@@ -165,6 +167,9 @@ int dp_worker_main(void *arg)
 		}
 		work += poll_taps(w, s, pkts, burst);
 		work += drain_inject(w, pkts, burst);
+		/* Before the crypto drain: an error may itself be protected. */
+		if (w->n_icmp)
+			dp_icmp_flush(w, s);
 		/* No crypto operation may outlive the snapshot (and SAs) it started
 		 * with: collect them all before reporting a quiescent state. */
 		for (unsigned int spin = 0; w->inflight && spin < CRYPTO_DRAIN_SPINS; spin++)

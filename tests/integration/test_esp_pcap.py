@@ -36,6 +36,10 @@ Scenarios (each run once, cached by the `runs` fixture):
   discard, NAT-T oddities; every bad packet between good ones;
 * transport_fwd[cpu|async]: transport mode on the forwarding path (the LAN
   host to the peer host itself).
+* pmtu[cpu|async]: packets one byte larger than fits once encrypted (RFC 4301
+  8.2.1): the ICMP "fragmentation needed" / ICMPv6 "packet too big" the LAN
+  host gets, byte for byte, with the largest size that fits; IPv6 never told
+  less than 1280.
 
 Inbound transport mode always ends at the gateway itself (its own address is
 the destination), so it needs the exception TAP: the live scenarios run
@@ -59,7 +63,7 @@ import time
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from scapy.all import IP, UDP, Ether, IPv6, Raw, rdpcap, wrpcap
+from scapy.all import ICMP, IP, UDP, Ether, ICMPv6PacketTooBig, IPv6, Raw, rdpcap, wrpcap
 from scapy.compat import raw
 from scapy.layers.ipsec import CRYPT_ALGOS, ESP, CryptAlgo, _ESPPlain
 
@@ -1009,6 +1013,106 @@ def test_outer_ce_on_a_not_ect_inner_packet_is_dropped(runs, path, fam):
     r = runs("ecn", path)
     assert not [f for f in r.lan_out if Ether(f).haslayer(UDP) and Ether(f)[UDP].dport == 102
                 and Ether(f).type == (0x800 if fam == 4 else 0x86dd)]
+
+
+# ---- path MTU: packets that do not fit once encrypted (RFC 4301 8.2.1) -----------------------
+
+
+# algorithm -> (IV bytes, ICV bytes, block the ESP payload is padded to)
+PMTU_ESP = {"aes-gcm-128": (8, 16, 4), "aes-cbc-128": (16, 0, 16)}
+
+
+class PmtuRun(PcapRun):
+    """From the LAN host, per tunnel: the largest packet whose ESP fits the wan
+    MTU (with DF), one byte more with DF (IPv4) or IPv6, and one byte more
+    without DF. Tunnels: 4in4 AES-GCM (block 4), 4in4 AES-CBC + HMAC-SHA2-256 in
+    UDP (block 16), 6in6 AES-GCM; with wan_mtu 1300 only 6in6, whose largest
+    packet (1226) is under IPv6's minimum MTU."""
+
+    def __init__(self, workdir, path, wan_mtu=1500):
+        ts = [Tunnel(50, "aes-gcm-128", inner=6, n_out=0, n_in=0)]
+        if wan_mtu == 1500:
+            ts = [Tunnel(48, "aes-gcm-128", n_out=0, n_in=0),
+                  Tunnel(49, "aes-cbc-128", "hmac-sha2-256-128", encap=True, n_out=0, n_in=0)] + ts
+        cfg = base_config(workdir, cpu=path == "cpu")
+        cfg["ports"][1]["mtu"] = wan_mtu
+        self.tunnels, self.sent, lan = ts, {}, []
+        for t in ts:
+            cfg["sas"] += t.sas()
+            cfg["policies"] += t.policies()
+            iv, icv, block = PMTU_ESP[t.enc]
+            fixed = (20 if t.outer == 4 else 40) + (8 if t.encap else 0) + 8 + iv + \
+                (AUTH[t.auth][2] if t.auth else icv)
+            # RFC 4303 2.4: payload + pad length + next header, a multiple of the block
+            t.max_ip = (wan_mtu - fixed) // block * block - 2
+            kinds = [("fits", t.max_ip, True), ("big", t.max_ip + 1, True)]
+            if t.inner == 4:
+                kinds.append(("nodf", t.max_ip + 1, False))
+            for kind, size, df in kinds:
+                hdr = 28 if t.inner == 4 else 48
+                kw = {"flags": "DF" if df else 0, "id": 7} if t.inner == 4 else {}
+                p = raw(ip(t.inner, src=HOST[t.inner], dst=remote_host(t.inner, t.i), ttl=64, **kw) /
+                        UDP(sport=5000 + t.i, dport=6000) / Raw(f"{t.name}/{kind}/".encode().ljust(size - hdr, b"p")))
+                assert len(p) == size
+                self.sent[(t.name, kind)] = p
+                lan.append(frame_from_host(IP(p) if t.inner == 4 else IPv6(p)))
+        super().__init__(workdir, cfg, lan, [])
+
+    def expected_icmp(self, t):
+        """Built by scapy: the error the LAN host must get for tunnel t's "big"
+        packet, quoting it as it was sent (TTL 64, not the decremented 63)."""
+        p = self.sent[(t.name, "big")]
+        if t.inner == 4:
+            return raw(Ether(src=LAN_MAC, dst=HOST_MAC) /
+                       IP(src=LAN4, dst=HOST4, tos=0xc0, ttl=64, id=0, flags=0) /
+                       ICMP(type=3, code=4, nexthopmtu=t.max_ip) / Raw(p[:576 - 28]))
+        return raw(Ether(src=LAN_MAC, dst=HOST_MAC) / IPv6(src=LAN6, dst=HOST6, hlim=64) /
+                   ICMPv6PacketTooBig(mtu=max(t.max_ip, 1280)) / Raw(p[:1280 - 48]))
+
+
+RUN_KINDS["pmtu"] = PmtuRun
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_esp_pmtu_too_big_for_the_sa_gets_an_icmp_error_with_the_mtu_that_fits(runs, path):
+    """IPv4 with DF and IPv6 one byte larger than fits once encrypted: the LAN
+    host gets, byte for byte, ICMP 3/4 (or ICMPv6 2) from the gateway's lan
+    address whose MTU is the largest packet that fits (the one that did go
+    out), quoting the packet; nothing for the one without DF."""
+    r = runs("pmtu", path)
+    assert r.lan_out == [r.expected_icmp(t) for t in r.tunnels]
+    assert [Ether(f)[ICMP].nexthopmtu if Ether(f).haslayer(ICMP) else Ether(f)[ICMPv6PacketTooBig].mtu
+            for f in r.lan_out] == [1446, 1422, 1426]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_esp_pmtu_only_the_packets_that_fit_are_encrypted_and_sent(runs, path):
+    """The largest packet that fits leaves as ESP within a block of the wan MTU
+    (GCM: exactly 1500), decrypting to it; the others are not encrypted (the
+    SA counts one packet each) and are counted drop_mtu on lan, the three
+    errors icmp_ptb_sent."""
+    r = runs("pmtu", path)
+    for t in r.tunnels:
+        out = r.esp_out(t.spi_out)
+        block = PMTU_ESP[t.enc][2]
+        assert len(out) == 1 and 1500 - block < len(out[0][0]) - 14 <= 1500, \
+            (t.name, [len(o[0]) for o in out])
+        assert r.sa(t.spi_out)["packets"] == 1
+        assert t.sa_out.decrypt(out[0][2]).payload == forwarded(r.sent[(t.name, "fits")])
+    lan = r.stats["lan"]
+    assert (lan["drop_mtu"], lan["icmp_ptb_sent"], lan["icmp_ratelimited"]) == (5, 3, 0)
+    assert len(r.wan_out) == 3
+
+
+@pytest.mark.parametrize("path", ["cpu"])
+def test_esp_pmtu_ipv6_error_never_announces_less_than_1280(runs, path):
+    """wan MTU 1300: the largest 6in6 GCM packet that fits is 1226 bytes, under
+    IPv6's minimum link MTU; the error announces 1280 (RFC 8201 4)."""
+    r = runs("pmtu", path, 1300)
+    t = r.tunnels[0]
+    assert t.max_ip == 1226
+    assert r.lan_out == [r.expected_icmp(t)]
+    assert Ether(r.lan_out[0])[ICMPv6PacketTooBig].mtu == 1280
 
 
 # ---- bad input, interleaved with good packets ---------------------------------------------------

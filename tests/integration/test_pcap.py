@@ -14,8 +14,8 @@ import os
 import time
 
 import pytest
-from scapy.all import (ARP, IP, UDP, Ether, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr,
-                       ICMPv6NDOptSrcLLAddr, IPv6)
+from scapy.all import (ARP, ICMP, IP, UDP, Ether, ICMPv6DestUnreach, ICMPv6ND_NA, ICMPv6ND_NS,
+                       ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, ICMPv6PacketTooBig, IPv6, Raw)
 
 import pcaps as P
 from dpsec import Daemon
@@ -25,8 +25,13 @@ PROBES = 2
 WAN_MTU_SMALL = 1280
 
 
-def gateway_config(workdir, wan_mtu=1500):
-    return {
+# The lan host's static entries: ICMP errors the gateway sends it need no ARP/ND.
+HOST_NEIGHBOURS = [{"address": P.HOST4, "mac": P.HOST_MAC, "port": "lan"},
+                   {"address": P.HOST6, "mac": P.HOST_MAC, "port": "lan"}]
+
+
+def gateway_config(workdir, wan_mtu=1500, neighbours=(), dataplane=None):
+    cfg = {
         "log_level": "info",
         "neighbour": {"reachable_ms": 30000, "retrans_ms": RETRANS_MS, "probes": PROBES},
         "ports": [
@@ -39,8 +44,11 @@ def gateway_config(workdir, wan_mtu=1500):
         ],
         "workers": [{"lcore": 1, "rx": [{"port": "lan", "queue": 0}, {"port": "wan", "queue": 0}]}],
         "routes": P.ROUTES,
-        "neighbours": P.NEIGHBOURS,
+        "neighbours": P.NEIGHBOURS + list(neighbours),
     }
+    if dataplane:
+        cfg["dataplane"] = dataplane
+    return cfg
 
 
 def telemetry_macs(d):
@@ -74,11 +82,11 @@ def settle(pred, timeout):
 class Run:
     """The outcome of one daemon run over a list of P.Case."""
 
-    def __init__(self, workdir, cases, wan_mtu=1500, expect_unresolved=0):
+    def __init__(self, workdir, cases, wan_mtu=1500, expect_unresolved=0, **cfg):
         self.cases = cases
         P.write_pcap(workdir / "IN.pcap", [c.raw for c in cases])
         P.write_pcap(workdir / "EMPTY.pcap", [])
-        d = Daemon(gateway_config(workdir, wan_mtu), str(workdir))
+        d = Daemon(gateway_config(workdir, wan_mtu, **cfg), str(workdir))
         d.start()
         try:
             self.macs = telemetry_macs(d)
@@ -323,7 +331,8 @@ def mtu_cases():
 
 @pytest.fixture(scope="module")
 def mtu_run(tmp_path_factory):
-    run = Run(tmp_path_factory.mktemp("mtu"), mtu_cases(), wan_mtu=WAN_MTU_SMALL)
+    run = Run(tmp_path_factory.mktemp("mtu"), mtu_cases(), wan_mtu=WAN_MTU_SMALL,
+              neighbours=HOST_NEIGHBOURS)
     assert run.rc == 0, run.log
     return run
 
@@ -332,7 +341,9 @@ def test_ipv4_packet_larger_than_wan_mtu_is_dropped_and_counted_drop_mtu(mtu_run
     assert mtu_run.stats["lan"]["drop_mtu"] == 3  # v4 1400, v4 1281, v6 1400
     sent = [c.name for f, c in mtu_run.wan_data()]
     assert "v4_1400" not in sent and "v4_mtu_plus1" not in sent
-    assert not mtu_run.lan_out
+    # without DF no ICMP error (and no fragmentation); IPv6 always gets one
+    assert [(f.haslayer(IPv6), f.haslayer(ICMPv6PacketTooBig)) for f in mtu_run.lan_out] == \
+        [(True, True)]
 
 
 def test_ipv6_packet_larger_than_wan_mtu_is_dropped_and_counted_drop_mtu(mtu_run):
@@ -349,6 +360,105 @@ def test_packets_exactly_as_long_as_the_wan_mtu_are_forwarded(mtu_run):
         assert (frame[Ether].src, frame[Ether].dst) == (P.WAN_MAC, case.nh_mac)
     st = mtu_run.stats
     assert (st["lan"]["fwd_ipv4"], st["lan"]["fwd_ipv6"], st["wan"]["tx_packets"]) == (1, 1, 2)
+
+
+# ---- path MTU: ICMP errors for packets that do not fit (RFC 1191, RFC 8201) -------------
+#
+# A plain router's duty, before any IPsec: an IPv4 packet with DF, or any IPv6 packet,
+# larger than the egress MTU is dropped and its sender gets an ICMP "fragmentation
+# needed" (type 3 code 4) / ICMPv6 "packet too big" (type 2) with the egress MTU, from
+# the gateway's address on the port it came in on, quoting as much of it as RFC 1812
+# 4.3.2.3 (576 bytes in all) / RFC 4443 2.4(c) (1280) allow. Never about an ICMP error.
+
+
+def big4(name, size=1400, **kw):
+    return P.to_lan(P.ip4("10.1.0.5", **kw) / UDP(sport=7000, dport=7001) / P.payload(name, size - 28))
+
+
+def ptb_cases():
+    return [
+        P.Case("v4_df", big4("v4_df", flags="DF"), "drop_mtu"),
+        P.Case("v4_nodf", big4("v4_nodf"), "drop_mtu"),
+        P.Case("v6_big", P.sized_ip6("v6_big", "2001:db8:a::5", 1400), "drop_mtu"),
+        P.Case("v4_df_fits", big4("v4_df_fits", WAN_MTU_SMALL, flags="DF"), "fwd", P.NH4A_MAC),
+        # ICMP errors that do not fit: dropped, never answered with another error
+        P.Case("v4_icmp_err", P.to_lan(P.ip4("10.1.0.5", flags="DF") / ICMP(type=3, code=1) /
+                                        P.payload("v4_icmp_err", 1400 - 28)), "drop_mtu"),
+        P.Case("v6_icmp_err", P.to_lan(P.ip6("2001:db8:a::5") / ICMPv6DestUnreach(code=3) /
+                                        P.payload("v6_icmp_err", 1400 - 48)), "drop_mtu"),
+    ]
+
+
+def expected_frag_needed(case, mtu, src=P.LAN4):
+    """Built by scapy: what the LAN host must receive for case (IPv4, DF)."""
+    ip = case.raw[P.ETH_LEN:]
+    return bytes(Ether(src=P.LAN_MAC, dst=P.HOST_MAC) /
+                 IP(src=src, dst=P.HOST4, tos=0xc0, ttl=64, id=0, flags=0) /
+                 ICMP(type=3, code=4, nexthopmtu=mtu) / Raw(ip[:576 - 28]))
+
+
+def expected_too_big(case, mtu, src=P.LAN6):
+    ip = case.raw[P.ETH_LEN:]
+    return bytes(Ether(src=P.LAN_MAC, dst=P.HOST_MAC) / IPv6(src=src, dst=P.HOST6, hlim=64) /
+                 ICMPv6PacketTooBig(mtu=mtu) / Raw(ip[:1280 - 48]))
+
+
+@pytest.fixture(scope="module")
+def ptb_run(tmp_path_factory):
+    run = Run(tmp_path_factory.mktemp("ptb"), ptb_cases(), wan_mtu=WAN_MTU_SMALL,
+              neighbours=HOST_NEIGHBOURS)
+    assert run.rc == 0, run.log
+    return run
+
+
+def test_ipv4_df_packet_too_big_gets_icmp_fragmentation_needed_with_the_egress_mtu(ptb_run):
+    """Byte for byte: Ethernet to the host from the lan MAC, IPv4 from the lan
+    address (TOS 0xc0, TTL 64, valid checksum, 576 bytes), ICMP 3/4 with MTU
+    1280 and a valid checksum, quoting the first 548 bytes of the packet as sent."""
+    case = next(c for c in ptb_run.cases if c.name == "v4_df")
+    got = [bytes(f) for f in ptb_run.lan_out if f.haslayer(IP)]
+    assert got == [expected_frag_needed(case, WAN_MTU_SMALL)]
+    f = Ether(got[0])
+    assert len(f[IP]) == 576 and f[ICMP].nexthopmtu == WAN_MTU_SMALL
+
+
+def test_ipv6_packet_too_big_gets_icmpv6_packet_too_big_with_the_egress_mtu(ptb_run):
+    case = next(c for c in ptb_run.cases if c.name == "v6_big")
+    got = [bytes(f) for f in ptb_run.lan_out if f.haslayer(IPv6)]
+    assert got == [expected_too_big(case, WAN_MTU_SMALL)]
+    f = Ether(got[0])
+    assert len(f[IPv6]) == 1280 and f[ICMPv6PacketTooBig].mtu == WAN_MTU_SMALL
+
+
+def test_oversized_packets_themselves_do_not_leave(ptb_run):
+    """Only the DF packet that fits goes out on wan; without DF no ICMP (and no
+    fragmentation: drop_mtu); no error about an ICMP error."""
+    assert [c.name for f, c in ptb_run.wan_data()] == ["v4_df_fits"]
+    lan = ptb_run.stats["lan"]
+    assert (lan["drop_mtu"], lan["icmp_ptb_sent"], lan["icmp_ratelimited"]) == (5, 2, 0)
+    assert lan["tx_packets"] == len(ptb_run.lan_out) == 2
+    assert ptb_run.stats["wan"]["icmp_ptb_sent"] == 0
+
+
+@pytest.fixture(scope="module")
+def ratelimit_run(tmp_path_factory):
+    """Eight DF packets too big at once, one token per second and a bucket of 3."""
+    cases = [P.Case(f"rl{i}", big4(f"rl{i}", flags="DF"), "drop_mtu") for i in range(8)]
+    run = Run(tmp_path_factory.mktemp("ratelimit"), cases, wan_mtu=WAN_MTU_SMALL,
+              neighbours=HOST_NEIGHBOURS, dataplane={"icmp_rate": 1, "icmp_burst": 3})
+    assert run.rc == 0, run.log
+    return run
+
+
+def test_icmp_errors_are_rate_limited_by_the_token_bucket(ratelimit_run):
+    """dataplane.icmp_rate / icmp_burst: the first three get an error (the full
+    bucket), the other five only count icmp_ratelimited (the capture is read
+    within the second that would refill one token)."""
+    lan = ratelimit_run.stats["lan"]
+    assert (lan["drop_mtu"], lan["icmp_ptb_sent"], lan["icmp_ratelimited"]) == (8, 3, 5)
+    want = [expected_frag_needed(c, WAN_MTU_SMALL) for c in ratelimit_run.cases[:3]]
+    assert [bytes(f) for f in ratelimit_run.lan_out] == want
+    assert not ratelimit_run.wan_data()
 
 
 # ---- known daemon bugs: these assert the correct behaviour -------------------------------
