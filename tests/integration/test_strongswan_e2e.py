@@ -52,7 +52,7 @@ class Env:
     pass
 
 
-def dpsecd_config(e):
+def dpsecd_config(e, name):
     return {
         "log_level": "info",
         "ports": [
@@ -62,7 +62,7 @@ def dpsecd_config(e):
              "exception_iface": e.tap_wan, "addresses": [GWA + "/24"]},
         ],
         "routes": [{"prefix": NET_B, "via": GWB, "port": "wan"}],
-        "pfkey": {"socket": e.sock, "state": str(e.dir / "pfkey.state"), "acquire_retry_s": 5},
+        "pfkey": {"socket": e.sock, "state": str(e.dir / f"{name}.state"), "acquire_retry_s": 5},
     }
 
 
@@ -118,7 +118,7 @@ def vpn(request, topo):
     e = topo
     e.esp = request.param
     e.cap = Capture(e.gwb, e.out_if, str(e.dir / f"wire-{e.esp}.pcap")).start()
-    e.d = Daemon(dpsecd_config(e), str(e.dir), ns=e.gwa, name=f"dpsecd-{e.esp}").start()
+    e.d = Daemon(dpsecd_config(e, e.esp), str(e.dir), ns=e.gwa, name=f"dpsecd-{e.esp}").start()
     done = []
 
     def down():
@@ -136,7 +136,7 @@ def vpn(request, topo):
     e.down = down
     try:
         # byte and packet limits are the kernel's to count: charon rekeys on its EXPIRE
-        start_charons(e, e.esp, rekey_packets=3000, life_packets=6000)
+        start_charons(e, e.esp, rekey_packets=3000, life_packets=6000, rand_packets=100)
         yield e
     finally:
         down()
@@ -266,9 +266,11 @@ def test_continuous_traffic_through_rekeys_every_10s(topo):
     if getattr(e, "down", None):
         e.down()  # the last vpn parameter's gateways
     e.cap = Capture(e.gwb, e.out_if, str(e.dir / "wire-rekey.pcap")).start()
-    e.d = Daemon(dpsecd_config(e), str(e.dir), ns=e.gwa, name="dpsecd-rekey").start()
+    e.d = Daemon(dpsecd_config(e, "rekey"), str(e.dir), ns=e.gwa, name="dpsecd-rekey").start()
     try:
-        start_charons(e, "aes128gcm16", rekey_time="10s", life_time="30s")
+        # rand_time: charon's default (life_time - rekey_time) exceeds rekey_time, and the
+        # jittered soft lifetime then wraps around: no rekey before the hard expiry
+        start_charons(e, "aes128gcm16", rekey_time="10s", life_time="30s", rand_time="2s")
         ping(e.ha, B, count=3, check=False)
         e.ca.wait_child("net", timeout=30)
         ping(e.ha, B, count=3)
