@@ -31,8 +31,10 @@ static struct {
 	uint32_t next_pol_index;
 	uint64_t next_seq;
 	uint64_t gen;
+	/* since the last publish: the classifiers / the inbound SA tables must be rebuilt */
+	bool rules_changed, in_changed;
 	pthread_mutex_t lock;
-} st = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} st = {.lock = PTHREAD_MUTEX_INITIALIZER, .rules_changed = true, .in_changed = true};
 
 static int grow(void **v, unsigned int *cap, unsigned int n, size_t elt)
 {
@@ -134,12 +136,11 @@ static int sa_insert(const struct dps_sa *sa, struct dp_sa *d, enum dps_origin o
 		return -ENOMEM;
 	}
 	e = &st.sas[st.n_sas++];
-	e->id = ++st.next_sa_id;
-	e->origin = origin;
-	e->cfg = *sa;
-	e->dp = d;
+	/* every field: the slot may have held a deleted SA (soft_expired...) */
+	*e = (struct dps_store_sa){.id = ++st.next_sa_id, .origin = origin, .cfg = *sa, .dp = d};
 	d->id = e->id;
 	pthread_mutex_unlock(&st.lock);
+	st.in_changed |= sa->dir == DPS_DIR_IN;
 	return 0;
 }
 
@@ -176,6 +177,7 @@ int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 		return -ESRCH;
 	if (bury(st.sas[i].dp) < 0)
 		return -ENOMEM;
+	st.in_changed |= st.sas[i].cfg.dir == DPS_DIR_IN;
 	pthread_mutex_lock(&st.lock);
 	memmove(&st.sas[i], &st.sas[i + 1], (st.n_sas - i - 1) * sizeof(*st.sas));
 	st.n_sas--;
@@ -277,6 +279,7 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 	e->hits = hits;
 	e->add_time = (uint64_t)time(NULL);
 	pthread_mutex_unlock(&st.lock);
+	st.rules_changed = true;
 	rebind_unused(p);
 	return 0;
 }
@@ -304,6 +307,8 @@ const struct dps_store_policy *dps_store_policy_get(uint32_t id)
 	return NULL;
 }
 
+static bool policy_same(const struct dps_policy *a, const struct dps_policy *b);
+
 int dps_store_policy_update(struct dps_policy *p, enum dps_origin origin)
 {
 	int i = policy_index(p->dir, &p->sel);
@@ -313,9 +318,12 @@ int dps_store_policy_update(struct dps_policy *p, enum dps_origin origin)
 	if (st.pol[i].origin != origin)
 		return -EEXIST;
 	p->id = st.pol[i].p.id;
+	if (policy_same(&st.pol[i].p, p))
+		return 0; /* charon updates every policy of each new CHILD_SA with itself */
 	pthread_mutex_lock(&st.lock);
 	st.pol[i].p = *p;
 	pthread_mutex_unlock(&st.lock);
+	st.rules_changed = true;
 	rebind_unused(p);
 	return 0;
 }
@@ -386,6 +394,7 @@ int dps_store_policy_delete(uint32_t id)
 			 sizeof(*st.dead_hits)) < 0)
 			return -ENOMEM;
 		st.dead_hits[st.n_dead_hits++] = st.pol[i].hits;
+		st.rules_changed = true;
 		pthread_mutex_lock(&st.lock);
 		memmove(&st.pol[i], &st.pol[i + 1], (st.n_pol - i - 1) * sizeof(*st.pol));
 		st.n_pol--;
@@ -506,7 +515,8 @@ static struct dp_spd *spd_build(void)
 	}
 	by_reqid_free(&x);
 	qsort(e, st.n_pol, sizeof(*e), entry_cmp);
-	spd = dp_spd_build(e, st.n_pol, &st.def, st.gen);
+	spd = dp_spd_build(e, st.n_pol, &st.def, st.gen,
+			   st.rules_changed ? NULL : dp.snap->ipsec->spd);
 	free(e);
 	return spd;
 }
@@ -535,9 +545,23 @@ static int sad_build(struct dp_ipsec *ipsec)
 		if (!known && ipsec->n_natt_ports < RTE_DIM(ipsec->natt_ports))
 			ipsec->natt_ports[ipsec->n_natt_ports++] = port;
 	}
-	rc = dp_sad_build(in, n, st.gen, ipsec->sad);
+	if (!st.in_changed && dp.snap->ipsec->sad_set != NULL) {
+		ipsec->sad_set = dp.snap->ipsec->sad_set;
+		ipsec->sad_set->refs++;
+	} else {
+		ipsec->sad_set = calloc(1, sizeof(*ipsec->sad_set));
+		rc = ipsec->sad_set ? dp_sad_build(in, n, st.gen, ipsec->sad_set->sad) : -1;
+		if (rc < 0) {
+			free(ipsec->sad_set);
+			ipsec->sad_set = NULL;
+			free(in);
+			return -1;
+		}
+		ipsec->sad_set->refs = 1;
+	}
+	memcpy(ipsec->sad, ipsec->sad_set->sad, sizeof(ipsec->sad));
 	free(in);
-	return rc;
+	return 0;
 }
 
 int dps_store_commit(void)
@@ -563,6 +587,7 @@ int dps_store_commit(void)
 		return -1;
 	}
 	dp_snapshot_publish(snap); /* returns after every worker let go of the old one */
+	st.rules_changed = st.in_changed = false;
 	for (unsigned int i = 0; i < st.n_dead; i++)
 		dp_sa_free(st.dead[i]);
 	for (unsigned int i = 0; i < st.n_dead_hits; i++)

@@ -48,8 +48,11 @@ void dp_ipsec_free(struct dp_ipsec *ipsec)
 	if (ipsec == NULL)
 		return;
 	dp_spd_free(ipsec->spd);
-	rte_ipsec_sad_destroy(ipsec->sad[0]);
-	rte_ipsec_sad_destroy(ipsec->sad[1]);
+	if (ipsec->sad_set != NULL && --ipsec->sad_set->refs == 0) {
+		rte_ipsec_sad_destroy(ipsec->sad_set->sad[0]);
+		rte_ipsec_sad_destroy(ipsec->sad_set->sad[1]);
+		free(ipsec->sad_set);
+	}
 	free(ipsec);
 }
 

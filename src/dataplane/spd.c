@@ -205,8 +205,40 @@ static void policy_resolve(struct dp_policy *dp, const struct dp_spd_entry *e,
 		dp->verdict = use && !missing ? DP_V_BYPASS : DP_V_NO_SA;
 }
 
+static struct dp_acl_set *acl_set_build(const struct dp_spd_entry *e, unsigned int n, uint64_t gen)
+{
+	struct dp_acl_set *set = calloc(1, sizeof(*set));
+
+	if (set == NULL)
+		return NULL;
+	set->refs = 1;
+	for (int v6 = 0; v6 < 2; v6++) {
+		for (int c = 0; c < DP_SPD_NCTX; c++) {
+			set->acl[v6][c] = ctx_build(e, n, v6, c, gen);
+			if (set->acl[v6][c] == (struct rte_acl_ctx *)-1) {
+				set->acl[v6][c] = NULL;
+				DP_LOG(ERR, "cannot compile the SPD");
+				dp_acl_set_put(set);
+				return NULL;
+			}
+		}
+	}
+	return set;
+}
+
+void dp_acl_set_put(struct dp_acl_set *set)
+{
+	if (set == NULL || --set->refs > 0)
+		return;
+	for (int v6 = 0; v6 < 2; v6++)
+		for (int c = 0; c < DP_SPD_NCTX; c++)
+			rte_acl_free(set->acl[v6][c]);
+	free(set);
+}
+
 struct dp_spd *dp_spd_build(const struct dp_spd_entry *e, unsigned int n,
-			    const struct dps_ipsec_defaults *def, uint64_t gen)
+			    const struct dps_ipsec_defaults *def, uint64_t gen,
+			    const struct dp_spd *same_rules)
 {
 	struct dp_spd *spd = calloc(1, sizeof(*spd));
 
@@ -220,16 +252,15 @@ struct dp_spd *dp_spd_build(const struct dp_spd_entry *e, unsigned int n,
 	spd->def_verdict[1] = def->def_policy6 == DPS_ACTION_DISCARD ? DP_V_DISCARD : DP_V_BYPASS;
 	for (unsigned int i = 0; i < n; i++)
 		policy_resolve(&spd->pol[i], &e[i], def);
-	for (int v6 = 0; v6 < 2; v6++) {
-		for (int c = 0; c < DP_SPD_NCTX; c++) {
-			spd->acl[v6][c] = ctx_build(e, n, v6, c, gen);
-			if (spd->acl[v6][c] == (struct rte_acl_ctx *)-1) {
-				spd->acl[v6][c] = NULL;
-				DP_LOG(ERR, "cannot compile the SPD");
-				goto fail;
-			}
-		}
+	if (same_rules != NULL && same_rules->set != NULL && same_rules->n_pol == n) {
+		spd->set = same_rules->set;
+		spd->set->refs++;
+	} else {
+		spd->set = acl_set_build(e, n, gen);
+		if (spd->set == NULL)
+			goto fail;
 	}
+	memcpy(spd->acl, spd->set->acl, sizeof(spd->acl));
 	return spd;
 fail:
 	dp_spd_free(spd);
@@ -240,9 +271,7 @@ void dp_spd_free(struct dp_spd *spd)
 {
 	if (spd == NULL)
 		return;
-	for (int v6 = 0; v6 < 2; v6++)
-		for (int c = 0; c < DP_SPD_NCTX; c++)
-			rte_acl_free(spd->acl[v6][c]);
+	dp_acl_set_put(spd->set);
 	free(spd->pol);
 	free(spd);
 }

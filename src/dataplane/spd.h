@@ -50,9 +50,17 @@ struct dp_policy {
 	struct dp_hits *hits;	  /* [n_workers], owned by the store, survives rebuilds */
 };
 
+/* The compiled classifiers, shared by successive SPDs whose policies did not
+ * change (only their SAs or the defaults did): compiling is the slow part. */
+struct dp_acl_set {
+	unsigned int refs; /* control thread only */
+	struct rte_acl_ctx *acl[2][DP_SPD_NCTX];
+};
+
 struct dp_spd {
-	struct rte_acl_ctx *acl[2][DP_SPD_NCTX]; /* [v6][ctx], NULL when empty */
-	uint8_t def_verdict[2];			 /* when nothing matches: discard or bypass */
+	struct rte_acl_ctx *acl[2][DP_SPD_NCTX]; /* [v6][ctx], NULL when empty; set's */
+	struct dp_acl_set *set;
+	uint8_t def_verdict[2]; /* when nothing matches: discard or bypass */
 	unsigned int n_pol;
 	struct dp_policy *pol; /* ACL userdata = index + 1 */
 	uint64_t gen;
@@ -85,12 +93,18 @@ struct dp_spd_entry {
 };
 
 /**
- * Compile @n entries (already sorted: first wins) into a new SPD.
- * NULL on failure (logged).
+ * Compile @n entries (already sorted: first wins) into a new SPD. With
+ * @same_rules, an SPD built from the same policies in the same order, its
+ * classifiers are shared instead of compiled again (only the verdicts and SA
+ * bindings are new). NULL on failure (logged).
  */
 struct dp_spd *dp_spd_build(const struct dp_spd_entry *e, unsigned int n,
-			    const struct dps_ipsec_defaults *def, uint64_t gen);
+			    const struct dps_ipsec_defaults *def, uint64_t gen,
+			    const struct dp_spd *same_rules);
 void dp_spd_free(struct dp_spd *spd);
+
+/** Drop a reference to compiled classifiers; the last one frees them. */
+void dp_acl_set_put(struct dp_acl_set *set);
 
 /** Fill an IPv4 key from the IP header at @ip (L4 ports or ICMP type/code if present). */
 void dp_spd_key4(struct dp_acl4_key *k, const struct rte_ipv4_hdr *ip, uint32_t l3_len);
