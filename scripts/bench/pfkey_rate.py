@@ -174,6 +174,8 @@ def main():
         topo.dataplane_owned(gw, gb)
         sock = os.path.join(work, "pfkey.sock")
         d = Daemon(config(ga, gb, topo.tag, sock), work, ns=gw).start()
+        # resolve host B before the flows start: their first datagrams would wait on ARP
+        sh(["ping", "-c", "2", "-i", "0.2", "10.2.0.2"], ns=ha, check=False)  # no route back: ARP is all
         all_msgs = [tunnel_msgs(i) for i in range(args.tunnels)]
         # sequential SADB_ADD rate on a fresh SADB (2000 SAs, then flushed)
         adds = [m for t in all_msgs[:1000] for m in t[:2]]

@@ -33,6 +33,9 @@ static struct {
 	uint64_t gen;
 	/* since the last publish: the classifiers / the inbound SA tables must be rebuilt */
 	bool rules_changed, in_changed;
+	/* shortcuts past whole-table scans: policies by [out][v6] selector family, and
+	 * outbound tunnel SAs by [v6] inner family */
+	unsigned int pol_fam[2][2], out_inner[2];
 	pthread_mutex_t lock;
 } st = {.lock = PTHREAD_MUTEX_INITIALIZER, .rules_changed = true, .in_changed = true};
 
@@ -68,8 +71,118 @@ static bool addr_eq(const struct dps_addr *a, const struct dps_addr *b)
 				    : memcmp(&a->v6, &b->v6, sizeof(a->v6)) == 0;
 }
 
+/*
+ * Positions in st.sas / st.pol by key (open addressing), so that a key
+ * daemon installing tens of thousands of SAs and policies does not scan them
+ * all for every message. Appends are indexed at once; a deletion moves the
+ * entries after it, so it only marks the index stale: the next lookup
+ * rebuilds it.
+ */
+struct pos_index {
+	uint32_t cap;  /* power of two, > 2 * entries */
+	int32_t *slot; /* position + 1, 0 = empty */
+	bool stale;
+};
+
+static struct pos_index sa_ix = {.stale = true}, pol_ix = {.stale = true};
+
+static uint32_t mix(uint32_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 16777619u; /* FNV-1a */
+	return h;
+}
+
+static uint32_t addr_hash(uint32_t h, const struct dps_addr *a)
+{
+	h = mix(h, &a->family, 1);
+	return a->family == AF_INET ? mix(h, &a->v4, 4) : mix(h, &a->v6, 16);
+}
+
+static uint32_t sa_key_hash(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
+{
+	return addr_hash(mix(mix(2166136261u, &spi, 4), &proto, 1), dst);
+}
+
+static uint32_t pol_key_hash(uint8_t dir, const struct dps_selector *sel)
+{
+	uint32_t h = mix(2166136261u, &dir, 1);
+
+	h = addr_hash(mix(h, &sel->src.len, 1), &sel->src.addr);
+	h = addr_hash(mix(h, &sel->dst.len, 1), &sel->dst.addr);
+	h = mix(h, &sel->proto, 1);
+	h = mix(h, &sel->sport_lo, 2);
+	h = mix(h, &sel->sport_hi, 2);
+	h = mix(h, &sel->dport_lo, 2);
+	return mix(h, &sel->dport_hi, 2);
+}
+
+static uint32_t entry_hash(const struct pos_index *ix, unsigned int i)
+{
+	if (ix == &sa_ix)
+		return sa_key_hash(st.sas[i].cfg.spi, &st.sas[i].cfg.dst, st.sas[i].cfg.proto);
+	return pol_key_hash(st.pol[i].p.dir, &st.pol[i].p.sel);
+}
+
+static void ix_put(struct pos_index *ix, uint32_t h, unsigned int pos)
+{
+	uint32_t k = h & (ix->cap - 1);
+
+	while (ix->slot[k])
+		k = (k + 1) & (ix->cap - 1);
+	ix->slot[k] = (int32_t)pos + 1;
+}
+
+/* Rebuild for @n entries; false (and the caller scans) if memory is short. */
+static bool ix_rebuild(struct pos_index *ix, unsigned int n)
+{
+	uint32_t cap = 64;
+	int32_t *slot;
+
+	while (cap < 2 * n + 2)
+		cap *= 2;
+	slot = calloc(cap, sizeof(*slot));
+	if (slot == NULL)
+		return false;
+	free(ix->slot);
+	ix->slot = slot;
+	ix->cap = cap;
+	for (unsigned int i = 0; i < n; i++)
+		ix_put(ix, entry_hash(ix, i), i);
+	ix->stale = false;
+	return true;
+}
+
+/* Entry @pos was appended to an array of @n entries (pos = n - 1). */
+static void ix_appended(struct pos_index *ix, unsigned int n)
+{
+	if (ix->stale || 2 * n + 2 > ix->cap)
+		ix->stale = true;
+	else
+		ix_put(ix, entry_hash(ix, n - 1), n - 1);
+}
+
+static void ix_free(struct pos_index *ix)
+{
+	free(ix->slot);
+	*ix = (struct pos_index){.stale = true};
+}
+
 static int sa_index(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 {
+	if (!sa_ix.stale || ix_rebuild(&sa_ix, st.n_sas)) {
+		uint32_t k = sa_key_hash(spi, dst, proto) & (sa_ix.cap - 1);
+
+		for (; sa_ix.slot[k]; k = (k + 1) & (sa_ix.cap - 1)) {
+			const struct dps_sa *c = &st.sas[sa_ix.slot[k] - 1].cfg;
+
+			if (c->spi == spi && c->proto == proto && addr_eq(&c->dst, dst))
+				return sa_ix.slot[k] - 1;
+		}
+		return -1;
+	}
 	for (unsigned int i = 0; i < st.n_sas; i++) {
 		const struct dps_sa *c = &st.sas[i].cfg;
 
@@ -119,7 +232,8 @@ static int inner_family_in(const struct dps_sa *c, const struct dps_policy *pols
 
 static int inner_family(const struct dps_sa *c)
 {
-	if (st.n_pol == 0)
+	/* no policy of the other family on this side: the answer cannot differ */
+	if (st.pol_fam[c->dir == DPS_DIR_OUT][c->dst.family == AF_INET] == 0)
 		return c->dst.family;
 	return inner_family_in(c, &st.pol[0].p, st.n_pol, sizeof(st.pol[0]));
 }
@@ -140,6 +254,9 @@ static int sa_insert(const struct dps_sa *sa, struct dp_sa *d, enum dps_origin o
 	*e = (struct dps_store_sa){.id = ++st.next_sa_id, .origin = origin, .cfg = *sa, .dp = d};
 	d->id = e->id;
 	pthread_mutex_unlock(&st.lock);
+	ix_appended(&sa_ix, st.n_sas);
+	if (sa->dir == DPS_DIR_OUT && sa->mode == DPS_MODE_TUNNEL)
+		st.out_inner[d->inner_family == AF_INET6]++;
 	st.in_changed |= sa->dir == DPS_DIR_IN;
 	return 0;
 }
@@ -178,6 +295,9 @@ int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 	if (bury(st.sas[i].dp) < 0)
 		return -ENOMEM;
 	st.in_changed |= st.sas[i].cfg.dir == DPS_DIR_IN;
+	if (st.sas[i].cfg.dir == DPS_DIR_OUT && st.sas[i].cfg.mode == DPS_MODE_TUNNEL)
+		st.out_inner[st.sas[i].dp->inner_family == AF_INET6]--;
+	sa_ix.stale = true;
 	pthread_mutex_lock(&st.lock);
 	memmove(&st.sas[i], &st.sas[i + 1], (st.n_sas - i - 1) * sizeof(*st.sas));
 	st.n_sas--;
@@ -204,7 +324,8 @@ static void rebind_unused(const struct dps_policy *p)
 {
 	int fam = p->sel.src.addr.family;
 
-	if (p->dir != DPS_DIR_OUT || p->action != DPS_ACTION_PROTECT)
+	if (p->dir != DPS_DIR_OUT || p->action != DPS_ACTION_PROTECT ||
+	    st.out_inner[fam == AF_INET] == 0) /* no SA carries the other family */
 		return;
 	for (unsigned int i = 0; i < st.n_sas; i++) {
 		struct dps_store_sa *s = &st.sas[i];
@@ -236,10 +357,31 @@ static void rebind_unused(const struct dps_policy *p)
 			continue;
 		}
 		d->id = s->id;
+		st.out_inner[s->dp->inner_family == AF_INET6]--;
+		st.out_inner[d->inner_family == AF_INET6]++;
 		pthread_mutex_lock(&st.lock);
 		s->dp = d;
 		pthread_mutex_unlock(&st.lock);
 	}
+}
+
+static int policy_index(uint8_t dir, const struct dps_selector *sel)
+{
+	if (!pol_ix.stale || ix_rebuild(&pol_ix, st.n_pol)) {
+		uint32_t k = pol_key_hash(dir, sel) & (pol_ix.cap - 1);
+
+		for (; pol_ix.slot[k]; k = (k + 1) & (pol_ix.cap - 1)) {
+			const struct dps_policy *q = &st.pol[pol_ix.slot[k] - 1].p;
+
+			if (q->dir == dir && sel_eq(&q->sel, sel))
+				return pol_ix.slot[k] - 1;
+		}
+		return -1;
+	}
+	for (unsigned int i = 0; i < st.n_pol; i++)
+		if (st.pol[i].p.dir == dir && sel_eq(&st.pol[i].p.sel, sel))
+			return (int)i;
+	return -1;
 }
 
 int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err, size_t errlen)
@@ -247,11 +389,9 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 	struct dps_store_policy *e;
 	struct dp_hits *hits;
 
-	for (unsigned int i = 0; i < st.n_pol; i++) {
-		if (st.pol[i].p.dir == p->dir && sel_eq(&st.pol[i].p.sel, &p->sel)) {
-			snprintf(err, errlen, "a policy with this direction and selector exists");
-			return -EEXIST;
-		}
+	if (policy_index(p->dir, &p->sel) >= 0) {
+		snprintf(err, errlen, "a policy with this direction and selector exists");
+		return -EEXIST;
 	}
 	hits = rte_zmalloc(NULL, sizeof(*hits) * dp.n_workers, RTE_CACHE_LINE_SIZE);
 	if (hits == NULL)
@@ -279,17 +419,11 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 	e->hits = hits;
 	e->add_time = (uint64_t)time(NULL);
 	pthread_mutex_unlock(&st.lock);
+	ix_appended(&pol_ix, st.n_pol);
+	st.pol_fam[p->dir == DPS_DIR_OUT][p->sel.src.addr.family == AF_INET6]++;
 	st.rules_changed = true;
 	rebind_unused(p);
 	return 0;
-}
-
-static int policy_index(uint8_t dir, const struct dps_selector *sel)
-{
-	for (unsigned int i = 0; i < st.n_pol; i++)
-		if (st.pol[i].p.dir == dir && sel_eq(&st.pol[i].p.sel, sel))
-			return (int)i;
-	return -1;
 }
 
 const struct dps_store_policy *dps_store_policy_find(uint8_t dir, const struct dps_selector *sel)
@@ -323,7 +457,7 @@ int dps_store_policy_update(struct dps_policy *p, enum dps_origin origin)
 	pthread_mutex_lock(&st.lock);
 	st.pol[i].p = *p;
 	pthread_mutex_unlock(&st.lock);
-	st.rules_changed = true;
+	st.rules_changed = true; /* same direction and selector: pol_fam unchanged */
 	rebind_unused(p);
 	return 0;
 }
@@ -395,6 +529,9 @@ int dps_store_policy_delete(uint32_t id)
 			return -ENOMEM;
 		st.dead_hits[st.n_dead_hits++] = st.pol[i].hits;
 		st.rules_changed = true;
+		pol_ix.stale = true;
+		st.pol_fam[st.pol[i].p.dir == DPS_DIR_OUT]
+			  [st.pol[i].p.sel.src.addr.family == AF_INET6]--;
 		pthread_mutex_lock(&st.lock);
 		memmove(&st.pol[i], &st.pol[i + 1], (st.n_pol - i - 1) * sizeof(*st.pol));
 		st.n_pol--;
@@ -776,6 +913,10 @@ void dps_store_fini(void)
 		dp_sa_free(st.dead[i]);
 	for (unsigned int i = 0; i < st.n_dead_hits; i++)
 		rte_free(st.dead_hits[i]);
+	ix_free(&sa_ix);
+	ix_free(&pol_ix);
+	memset(st.pol_fam, 0, sizeof(st.pol_fam));
+	memset(st.out_inner, 0, sizeof(st.out_inner));
 	free(st.sas);
 	free(st.pol);
 	free(st.dead);
