@@ -158,7 +158,7 @@ def sequential(path, msgs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tunnels", type=int, default=10000)
-    ap.add_argument("--window", type=int, default=256)
+    ap.add_argument("--window", type=int, default=40000, help="messages in flight (default: all)")
     ap.add_argument("--rate", type=int, default=5000, help="datagrams/s of each background flow")
     args = ap.parse_args()
     topo = Topology()

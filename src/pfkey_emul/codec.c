@@ -812,6 +812,24 @@ static int policy_requests(const struct sadb_x_policy *pol, struct dps_policy *p
 	return p->n_reqs || !install ? 0 : EINVAL;
 }
 
+/* KAME/Linux IPSEC_DIR_* as the store's direction. */
+static int policy_dir(uint8_t sadb_dir, uint8_t *dir)
+{
+	switch (sadb_dir) {
+	case IPSEC_DIR_INBOUND:
+		*dir = DPS_DIR_IN;
+		return 0;
+	case IPSEC_DIR_OUTBOUND:
+		*dir = DPS_DIR_OUT;
+		return 0;
+	case IPSEC_DIR_FWD:
+		*dir = DPS_DIR_FWD;
+		return 0;
+	default:
+		return EINVAL;
+	}
+}
+
 int pfk_policy_from_msg(const struct pfk_msg *m, struct dps_policy *p)
 {
 	const struct sadb_x_policy *pol = (const void *)m->ext[SADB_X_EXT_POLICY];
@@ -819,19 +837,8 @@ int pfk_policy_from_msg(const struct pfk_msg *m, struct dps_policy *p)
 	memset(p, 0, sizeof(*p));
 	if (!pol)
 		return EINVAL;
-	switch (pol->sadb_x_policy_dir) {
-	case IPSEC_DIR_INBOUND:
-		p->dir = DPS_DIR_IN;
-		break;
-	case IPSEC_DIR_OUTBOUND:
-		p->dir = DPS_DIR_OUT;
-		break;
-	case IPSEC_DIR_FWD:
-		p->dir = DPS_DIR_FWD;
-		break;
-	default:
+	if (policy_dir(pol->sadb_x_policy_dir, &p->dir))
 		return EINVAL;
-	}
 	p->id = pol->sadb_x_policy_id;
 	p->priority = pol->sadb_x_policy_priority;
 	if (policy_selector(m, &p->sel))
@@ -853,7 +860,6 @@ int pfk_policy_from_msg(const struct pfk_msg *m, struct dps_policy *p)
 
 int pfk_policy_key(const struct pfk_msg *m, uint8_t *dir, struct dps_selector *sel)
 {
-	struct dps_policy p;
 	const struct sadb_x_policy *pol = (const void *)m->ext[SADB_X_EXT_POLICY];
 
 	/* SPDDELETE names a policy by direction and selector; its type and requests do not matter
@@ -861,19 +867,7 @@ int pfk_policy_key(const struct pfk_msg *m, uint8_t *dir, struct dps_selector *s
 	if (pol == NULL || m->ext[SADB_EXT_ADDRESS_SRC] == NULL ||
 	    m->ext[SADB_EXT_ADDRESS_DST] == NULL)
 		return EINVAL;
-	memset(&p, 0, sizeof(p));
-	switch (pol->sadb_x_policy_dir) {
-	case IPSEC_DIR_INBOUND:
-		*dir = DPS_DIR_IN;
-		break;
-	case IPSEC_DIR_OUTBOUND:
-		*dir = DPS_DIR_OUT;
-		break;
-	case IPSEC_DIR_FWD:
-		*dir = DPS_DIR_FWD;
-		break;
-	default:
+	if (policy_dir(pol->sadb_x_policy_dir, dir))
 		return EINVAL;
-	}
 	return policy_selector(m, sel) ? EINVAL : 0;
 }

@@ -59,8 +59,8 @@ def config(ga, gb, tag, sock):
     }
 
 
-@pytest.fixture
-def gw(topo, tmp_path):
+def hosts_and_gateway(topo):
+    """host A -- gateway namespace (dpsecd's af_packet ends) -- host B."""
     ha, g, hb = topo.ns("ha"), topo.ns("gw"), topo.ns("hb")
     va, ga = topo.link(ha, g)
     vb, gb = topo.link(hb, g)
@@ -68,6 +68,12 @@ def gw(topo, tmp_path):
     topo.host(hb, vb, [HOST_B + "/24"])
     topo.dataplane_owned(g, ga)
     topo.dataplane_owned(g, gb)
+    return ha, g, hb, ga, gb, vb
+
+
+@pytest.fixture
+def gw(topo, tmp_path):
+    ha, g, hb, ga, gb, vb = hosts_and_gateway(topo)
     # a directory others may traverse: the access test runs a client as nobody
     sockdir = tempfile.mkdtemp(prefix="dpsec-pfk-")
     os.chmod(sockdir, 0o755)
@@ -413,13 +419,7 @@ def test_expire_from_add_time_and_bytes(gw):
 def test_acquire_is_rate_limited_across_policies(topo, tmp_path):
     """acquire_rate: 2 per second, 8 policies dropping packets at once: about 2 ACQUIREs a
     second, and each policy gets its turn."""
-    ha, g, hb = topo.ns("ha"), topo.ns("gw"), topo.ns("hb")
-    va, ga = topo.link(ha, g)
-    vb, gb = topo.link(hb, g)
-    topo.host(ha, va, ["10.1.0.2/24"], [GW_LAN])
-    topo.host(hb, vb, [HOST_B + "/24"])
-    topo.dataplane_owned(g, ga)
-    topo.dataplane_owned(g, gb)
+    ha, g, hb, ga, gb, _ = hosts_and_gateway(topo)
     cfg = config(ga, gb, topo.tag, str(tmp_path / "pfkey.sock"))
     cfg["pfkey"]["acquire_rate"] = 2
     cfg["pfkey"]["acquire_retry_s"] = 60
