@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pwd.h>
 #include <stdlib.h>
@@ -335,6 +336,7 @@ static void commit(uint64_t now_ms)
 		DP_LOG(ERR, "pfkey: cannot publish the SPD/SAD; the workers keep the previous one");
 	took = dp_now_ms() - now_ms;
 	srv.next_commit = dp_now_ms() + took;
+	DP_LOG(DEBUG, "pfkey: published in %" PRIu64 " ms", took);
 }
 
 void pfk_server_poll(uint64_t now_ms)
