@@ -170,7 +170,7 @@ static int update_mature(const struct dps_store_sa *s, const struct dps_sa *sa)
 
 	want.soft = sa->soft;
 	want.hard = sa->hard;
-	if (memcmp(&want.src, &sa->src, sizeof(sa->src)) != 0 || want.enc_alg != sa->enc_alg ||
+	if (!dps_addr_eq(&want.src, &sa->src) || want.enc_alg != sa->enc_alg ||
 	    want.auth_alg != sa->auth_alg || want.enc_key_len != sa->enc_key_len ||
 	    memcmp(want.enc_key, sa->enc_key, sa->enc_key_len) != 0 ||
 	    want.auth_key_len != sa->auth_key_len ||

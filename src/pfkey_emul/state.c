@@ -50,6 +50,7 @@ struct saved_sa {
 static struct {
 	char path[sizeof(((struct dps_pfkey_cfg *)0)->state)];
 	bool dirty;
+	bool failing; /* the last write failed: said once, not every second */
 	uint64_t next_save;
 	uint64_t last_total; /* packets over all PF_KEY SAs at the last save */
 } sv;
@@ -159,9 +160,13 @@ void pfk_state_poll(uint64_t now_ms)
 	if (!sv.dirty && pfkey_packets() == sv.last_total)
 		return;
 	rc = save();
-	if (rc < 0)
-		DP_LOG(ERR, "pfkey: cannot write %s: %s", sv.path, strerror(-rc));
-	else
+	if (rc < 0 && !sv.failing)
+		DP_LOG(ERR, "pfkey: cannot write %s: %s (retrying every second)", sv.path,
+		       strerror(-rc));
+	else if (rc == 0 && sv.failing)
+		DP_LOG(NOTICE, "pfkey: %s written again", sv.path);
+	sv.failing = rc < 0;
+	if (rc == 0)
 		sv.dirty = false;
 }
 
@@ -239,6 +244,15 @@ int pfk_state_init(const char *path)
 	snprintf(sv.path, sizeof(sv.path), "%s", path);
 	if (!sv.path[0])
 		return 0;
+	char dir[sizeof(sv.path)], *slash;
+
+	snprintf(dir, sizeof(dir), "%s", sv.path);
+	slash = strrchr(dir, '/');
+	if (slash != NULL && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			DP_LOG(WARNING, "pfkey: cannot create %s: %s", dir, strerror(errno));
+	}
 	f = fopen(sv.path, "re");
 	if (f == NULL)
 		return errno == ENOENT ? 0 : -errno;
