@@ -63,14 +63,6 @@ static int bury(struct dp_sa *sa)
 	return 0;
 }
 
-static bool addr_eq(const struct dps_addr *a, const struct dps_addr *b)
-{
-	if (a->family != b->family)
-		return false;
-	return a->family == AF_INET ? a->v4.s_addr == b->v4.s_addr
-				    : memcmp(&a->v6, &b->v6, sizeof(a->v6)) == 0;
-}
-
 /*
  * Positions in st.sas / st.pol by key (open addressing), so that a key
  * daemon installing tens of thousands of SAs and policies does not scan them
@@ -170,26 +162,41 @@ static void ix_free(struct pos_index *ix)
 	*ix = (struct pos_index){.stale = true};
 }
 
-static int sa_index(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
+/* Position of the entry @match accepts among @n, through @ix (a scan if it cannot be built). */
+static int ix_find(struct pos_index *ix, unsigned int n, uint32_t h,
+		   bool (*match)(unsigned int pos, const void *key), const void *key)
 {
-	if (!sa_ix.stale || ix_rebuild(&sa_ix, st.n_sas)) {
-		uint32_t k = sa_key_hash(spi, dst, proto) & (sa_ix.cap - 1);
-
-		for (; sa_ix.slot[k]; k = (k + 1) & (sa_ix.cap - 1)) {
-			const struct dps_sa *c = &st.sas[sa_ix.slot[k] - 1].cfg;
-
-			if (c->spi == spi && c->proto == proto && addr_eq(&c->dst, dst))
-				return sa_ix.slot[k] - 1;
-		}
+	if (ix->stale && !ix_rebuild(ix, n)) {
+		for (unsigned int i = 0; i < n; i++)
+			if (match(i, key))
+				return (int)i;
 		return -1;
 	}
-	for (unsigned int i = 0; i < st.n_sas; i++) {
-		const struct dps_sa *c = &st.sas[i].cfg;
-
-		if (c->spi == spi && c->proto == proto && addr_eq(&c->dst, dst))
-			return (int)i;
-	}
+	for (uint32_t k = h & (ix->cap - 1); ix->slot[k]; k = (k + 1) & (ix->cap - 1))
+		if (match((unsigned int)ix->slot[k] - 1, key))
+			return ix->slot[k] - 1;
 	return -1;
+}
+
+struct sa_key {
+	uint32_t spi;
+	const struct dps_addr *dst;
+	uint8_t proto;
+};
+
+static bool sa_match(unsigned int pos, const void *key)
+{
+	const struct sa_key *k = key;
+	const struct dps_sa *c = &st.sas[pos].cfg;
+
+	return c->spi == k->spi && c->proto == k->proto && dps_addr_eq(&c->dst, k->dst);
+}
+
+static int sa_index(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
+{
+	struct sa_key k = {spi, dst, proto};
+
+	return ix_find(&sa_ix, st.n_sas, sa_key_hash(spi, dst, proto), sa_match, &k);
 }
 
 const struct dps_store_sa *dps_store_sa_find(uint32_t spi, const struct dps_addr *dst,
@@ -209,10 +216,10 @@ static bool req_matches_sa(const struct dps_ipsec_req *r, const struct dps_sa *c
 	if (r->reqid)
 		return r->reqid == c->reqid;
 	if (r->mode == DPS_MODE_TUNNEL)
-		return addr_eq(&r->tun_src, &c->src) && addr_eq(&r->tun_dst, &c->dst);
+		return dps_addr_eq(&r->tun_src, &c->src) && dps_addr_eq(&r->tun_dst, &c->dst);
 	/* transport without reqid: the selector names the peer host */
 	return sel->dst.len == (sel->dst.addr.family == AF_INET ? 32 : 128) &&
-	       addr_eq(&sel->dst.addr, &c->dst);
+	       dps_addr_eq(&sel->dst.addr, &c->dst);
 }
 
 static int inner_family_in(const struct dps_sa *c, const struct dps_policy *pols, unsigned int n,
@@ -307,8 +314,8 @@ int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 
 static bool sel_eq(const struct dps_selector *a, const struct dps_selector *b)
 {
-	return addr_eq(&a->src.addr, &b->src.addr) && a->src.len == b->src.len &&
-	       addr_eq(&a->dst.addr, &b->dst.addr) && a->dst.len == b->dst.len &&
+	return dps_addr_eq(&a->src.addr, &b->src.addr) && a->src.len == b->src.len &&
+	       dps_addr_eq(&a->dst.addr, &b->dst.addr) && a->dst.len == b->dst.len &&
 	       a->proto == b->proto && a->sport_lo == b->sport_lo && a->sport_hi == b->sport_hi &&
 	       a->dport_lo == b->dport_lo && a->dport_hi == b->dport_hi;
 }
@@ -365,23 +372,23 @@ static void rebind_unused(const struct dps_policy *p)
 	}
 }
 
+struct pol_key {
+	uint8_t dir;
+	const struct dps_selector *sel;
+};
+
+static bool pol_match(unsigned int pos, const void *key)
+{
+	const struct pol_key *k = key;
+
+	return st.pol[pos].p.dir == k->dir && sel_eq(&st.pol[pos].p.sel, k->sel);
+}
+
 static int policy_index(uint8_t dir, const struct dps_selector *sel)
 {
-	if (!pol_ix.stale || ix_rebuild(&pol_ix, st.n_pol)) {
-		uint32_t k = pol_key_hash(dir, sel) & (pol_ix.cap - 1);
+	struct pol_key k = {dir, sel};
 
-		for (; pol_ix.slot[k]; k = (k + 1) & (pol_ix.cap - 1)) {
-			const struct dps_policy *q = &st.pol[pol_ix.slot[k] - 1].p;
-
-			if (q->dir == dir && sel_eq(&q->sel, sel))
-				return pol_ix.slot[k] - 1;
-		}
-		return -1;
-	}
-	for (unsigned int i = 0; i < st.n_pol; i++)
-		if (st.pol[i].p.dir == dir && sel_eq(&st.pol[i].p.sel, sel))
-			return (int)i;
-	return -1;
+	return ix_find(&pol_ix, st.n_pol, pol_key_hash(dir, sel), pol_match, &k);
 }
 
 int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err, size_t errlen)
@@ -743,8 +750,9 @@ static bool lifetime_eq(const struct dps_lifetime *a, const struct dps_lifetime 
 static bool sa_same(const struct dps_sa *a, const struct dps_sa *b)
 {
 	return a->spi == b->spi && a->proto == b->proto && a->mode == b->mode && a->dir == b->dir &&
-	       addr_eq(&a->src, &b->src) && addr_eq(&a->dst, &b->dst) && a->reqid == b->reqid &&
-	       a->enc_alg == b->enc_alg && a->enc_key_len == b->enc_key_len &&
+	       dps_addr_eq(&a->src, &b->src) && dps_addr_eq(&a->dst, &b->dst) &&
+	       a->reqid == b->reqid && a->enc_alg == b->enc_alg &&
+	       a->enc_key_len == b->enc_key_len &&
 	       memcmp(a->enc_key, b->enc_key, a->enc_key_len) == 0 && a->auth_alg == b->auth_alg &&
 	       a->auth_key_len == b->auth_key_len &&
 	       memcmp(a->auth_key, b->auth_key, a->auth_key_len) == 0 &&
@@ -759,7 +767,7 @@ static bool req_same(const struct dps_ipsec_req *a, const struct dps_ipsec_req *
 	return a->proto == b->proto && a->mode == b->mode && a->level == b->level &&
 	       a->reqid == b->reqid &&
 	       (a->mode != DPS_MODE_TUNNEL ||
-		(addr_eq(&a->tun_src, &b->tun_src) && addr_eq(&a->tun_dst, &b->tun_dst)));
+		(dps_addr_eq(&a->tun_src, &b->tun_src) && dps_addr_eq(&a->tun_dst, &b->tun_dst)));
 }
 
 static bool policy_same(const struct dps_policy *a, const struct dps_policy *b)

@@ -253,8 +253,7 @@ def test_shipped_pfkey_config_makes_kernel_pfkey_mandatory(net, workdir, request
 def test_shipped_pfkey_config_keys_through_preload(net, workdir, request):
     """With the preload library and a PF_KEY server on its socket, charon starts with the shipped
     configuration and kernel-pfkey (not kernel-netlink) is its kernel-ipsec interface."""
-    if not os.path.exists(PRELOAD):
-        pytest.skip(f"{PRELOAD} not built")
+    assert os.path.exists(PRELOAD), f"{PRELOAD} not built: run scripts/build.sh"
     server = RegisterOnlyPfkey(os.path.join(workdir, "pfkey.sock"))
     c = snippet_charon(net, workdir, request, env=pfkey_env(server.path))
     request.addfinalizer(server.close)      # finalizers run last-in first-out: charon stops first
