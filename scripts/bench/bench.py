@@ -496,9 +496,12 @@ def main():
                     help=f"skip the diagnostic {gen.N_SCALE}-SA runs with traffic on one SA")
     ap.add_argument("--perf", action="store_true",
                     help="profile the worker with perf record (cpu-clock) in every case")
+    ap.add_argument("--frames", type=int, default=gen.N_MAIN_PKTS,
+                    help="distinct frames in the main cases' pcaps (see gen.N_MAIN_PKTS)")
     ap.add_argument("--build", default=os.environ.get("DPSEC_BUILD",
                                                       os.path.join(ROOT, "build")))
     args = ap.parse_args()
+    gen.N_MAIN_PKTS = args.frames
 
     out = args.out or f"/tmp/dpsec-bench-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     work = os.path.join(out, "work")
