@@ -22,7 +22,7 @@ static inline uint32_t kept_hdr(const struct dp_sa *sa, const struct rte_mbuf *m
 	const struct rte_ipv4_hdr *ip =
 		rte_pktmbuf_mtod_offset(m, const struct rte_ipv4_hdr *, RTE_ETHER_HDR_LEN);
 
-	if (sa->cfg.mode == DPS_MODE_TUNNEL)
+	if (sa->mode == DPS_MODE_TUNNEL)
 		return 0;
 	return (ip->version_ihl >> 4) == 4 ? rte_ipv4_hdr_len(ip) : sizeof(struct rte_ipv6_hdr);
 }
@@ -37,7 +37,7 @@ static inline uint32_t kept_hdr(const struct dp_sa *sa, const struct rte_mbuf *m
 uint16_t dp_esp_out_fit(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
 			const struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n, bool hop_done)
 {
-	const struct dp_nexthop *nh = dp_route1(s, sa->outer_family, &sa->cfg.dst.v4);
+	const struct dp_nexthop *nh = dp_route1(s, sa->outer_family, sa->dst);
 	uint32_t mtu;
 	uint16_t k = 0;
 
@@ -175,16 +175,15 @@ void dp_esp_out_finish(struct dp_worker *w, const struct dp_snapshot *s, struct 
 		sa->first_use_ms = dp_now_ms();
 	/* Every packet of an SA goes to the same peer: one route and neighbour
 	 * lookup per group. */
-	nh = dp_route1(s, sa->outer_family, &sa->cfg.dst.v4);
-	neigh = dp_output_neigh(nh, sa->outer_family, &sa->cfg.dst.v4);
+	nh = dp_route1(s, sa->outer_family, sa->dst);
+	neigh = dp_output_neigh(nh, sa->outer_family, sa->dst);
 	mtu = nh->type == DP_NH_ONLINK || nh->type == DP_NH_GATEWAY ? dp.ports[nh->port].mtu
 								    : UINT16_MAX;
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = mb[i];
 		uint16_t in = dp.port_of_eth[m->port];
 
-		if (sa->cfg.udp_encap && sa->cfg.mode == DPS_MODE_TRANSPORT &&
-		    !trs_udp_encap(sa, m)) {
+		if (sa->udp_encap && sa->mode == DPS_MODE_TRANSPORT && !trs_udp_encap(sa, m)) {
 			dp_sa_drop(sa, w->id, &mb[i], 0, 1, DP_SA_CNT_drop_other);
 			continue;
 		}
@@ -196,12 +195,12 @@ void dp_esp_out_finish(struct dp_worker *w, const struct dp_snapshot *s, struct 
 		}
 		if (sa->outer_family == AF_INET)
 			outer4_fix(sa, m);
-		else if (sa->cfg.udp_encap)
+		else if (sa->udp_encap)
 			udp6_cksum(m);
 		bytes += dp_meta(m)->pre_len;
 		sent++;
 		dp_count(w, in, DP_CNT_ipsec_out);
-		dp_output_to(w, in, m, nh, neigh, sa->outer_family, &sa->cfg.dst.v4);
+		dp_output_to(w, in, m, nh, neigh, sa->outer_family, sa->dst);
 	}
 	dp_sa_count(sa, w->id, DP_SA_CNT_packets, sent);
 	dp_sa_count(sa, w->id, DP_SA_CNT_bytes, bytes);

@@ -167,18 +167,55 @@ struct sa_group {
 	struct rte_mbuf *m[DP_MAX_BURST];
 };
 
-static void protect(struct sa_group *g, uint16_t *ng, struct dp_sa *sa, struct rte_mbuf *m)
-{
-	uint16_t i;
+/* Group distance at which the crypto state of a later SA group is prefetched. */
+#define SA_PREFETCH_AHEAD 4
 
-	for (i = 0; i < *ng && g[i].sa != sa; i++)
-		;
-	if (i == *ng) {
+/*
+ * Append @m to @sa's group of the burst. The worker's slot in the SA's
+ * counters remembers which group that is (stamped with the burst's @gen), so
+ * a burst spread over many SAs costs no search; a stale stamp is caught by
+ * checking the group really holds @sa.
+ */
+static inline void protect(struct sa_group *g, uint16_t *ng, uint32_t gen, unsigned int wid,
+			   struct dp_sa *sa, struct rte_mbuf *m)
+{
+	struct dp_sa_counters *c = &sa->cnt[wid];
+	uint16_t i = c->grp;
+
+	if (c->grp_gen != gen || i >= *ng || g[i].sa != sa) {
+		i = (*ng)++;
 		g[i].sa = sa;
 		g[i].n = 0;
-		(*ng)++;
+		c->grp_gen = gen;
+		c->grp = i;
 	}
 	g[i].m[g[i].n++] = m;
+}
+
+/*
+ * With thousands of SAs in use, a packet's policy, SA, counters, lib/ipsec
+ * SA and crypto session are all likely cold, and each is found through the
+ * previous one. Missing on them one packet at a time costs a chain of memory
+ * latencies per packet; asking for a whole burst's lines one stage at a time
+ * overlaps them.
+ */
+static void prefetch_policies(const struct dp_policy **pol, uint16_t n, unsigned int wid)
+{
+	for (uint16_t i = 0; i < n; i++)
+		if (pol[i] != NULL)
+			rte_prefetch0(pol[i]);
+	for (uint16_t i = 0; i < n; i++) {
+		if (pol[i] == NULL)
+			continue;
+		rte_prefetch0(&pol[i]->hits[wid]);
+		if (pol[i]->sa != NULL) {
+			rte_prefetch0(pol[i]->sa);
+			rte_prefetch0((const uint8_t *)pol[i]->sa + RTE_CACHE_LINE_SIZE);
+		}
+	}
+	for (uint16_t i = 0; i < n; i++)
+		if (pol[i] != NULL && pol[i]->sa != NULL)
+			rte_prefetch0(&pol[i]->sa->cnt[wid]);
 }
 
 /* The outbound SPD for packets about to leave: bypass, discard, or protect. */
@@ -188,9 +225,12 @@ static void outbound(struct dp_worker *w, const struct dp_snapshot *s, uint16_t 
 	const struct dp_spd *spd = s->ipsec->spd;
 	const struct dp_policy *pol[DP_MAX_BURST];
 	static __thread struct sa_group g[DP_MAX_BURST];
+	static __thread uint32_t gen;
 	uint16_t ng = 0;
 
 	dp_spd_lookup(spd, v6, DP_SPD_OUT, b->key, pol, b->n);
+	prefetch_policies(pol, b->n, w->id);
+	gen++;
 	for (uint16_t i = 0; i < b->n; i++) {
 		struct rte_mbuf *m = b->m[i];
 
@@ -203,7 +243,7 @@ static void outbound(struct dp_worker *w, const struct dp_snapshot *s, uint16_t 
 				dp_tx(w, dp.ports[in].eth_id, m);
 			break;
 		case DP_V_PROTECT:
-			protect(g, &ng, pol[i]->sa, m);
+			protect(g, &ng, gen, w->id, pol[i]->sa, m);
 			break;
 		case DP_V_NO_SA:
 			pol[i]->hits[w->id].no_sa++; /* seen by the PF_KEY server: ACQUIRE */
@@ -213,9 +253,14 @@ static void outbound(struct dp_worker *w, const struct dp_snapshot *s, uint16_t 
 			dp_drop(w, in, m, DP_CNT_drop_policy);
 		}
 	}
+	for (uint16_t i = 0; i < ng && i < SA_PREFETCH_AHEAD; i++)
+		dp_sa_prefetch_state(g[i].sa, w->id);
 	for (uint16_t i = 0; i < ng; i++) {
-		uint16_t k = dp_esp_out_fit(w, s, in, g[i].sa, g[i].m, g[i].n, routed);
+		uint16_t k;
 
+		if (i + SA_PREFETCH_AHEAD < ng)
+			dp_sa_prefetch_state(g[i + SA_PREFETCH_AHEAD].sa, w->id);
+		k = dp_esp_out_fit(w, s, in, g[i].sa, g[i].m, g[i].n, routed);
 		if (k)
 			g[i].sa->run(w, s, g[i].sa, g[i].m, k);
 	}

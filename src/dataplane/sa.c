@@ -7,6 +7,7 @@
 #include <rte_ether.h>
 #include <rte_ip.h>
 #include <rte_malloc.h>
+#include <rte_mempool.h>
 #include <rte_udp.h>
 
 #include "dataplane/crypto.h"
@@ -19,6 +20,16 @@ const char *const dp_sa_counter_names[DP_SA_CNT_MAX] = {
 	DP_SA_COUNTERS(DP_SA_CNT_NAME)
 #undef DP_SA_CNT_NAME
 };
+
+/*
+ * How much of lib/ipsec's SA and of the crypto session a worker prefetches
+ * (sa.h): the SA's header, sequence number and tunnel template (an inbound
+ * SA's replay window follows, touched one bucket at a time), and the
+ * session's header and cipher keys, where crypto_aesni_mb keeps the expanded
+ * AES and GHASH keys.
+ */
+#define RSA_PREFETCH_LINES 4u
+#define SES_PREFETCH_LINES 12u
 
 /* Ethernet (addresses filled at transmission) + outer IP header, the template
  * lib/ipsec prepends to every outbound tunnel packet. */
@@ -140,6 +151,9 @@ struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
 	sa->cfg = *cfg;
 	sa->dev = dev;
 	sa->outer_family = cfg->dst.family;
+	memcpy(sa->dst, &cfg->dst.v6, cfg->dst.family == AF_INET ? 4 : 16);
+	sa->mode = cfg->mode;
+	sa->udp_encap = cfg->udp_encap;
 	sa->inner_family = cfg->mode == DPS_MODE_TUNNEL ? inner_family : cfg->dst.family;
 	sa->copy_df = cfg->mode == DPS_MODE_TUNNEL && cfg->dfbit == DPS_DF_COPY &&
 		      cfg->dst.family == AF_INET;
@@ -166,6 +180,11 @@ struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
 	if (sa->cnt == NULL || (sa->rsa = rte_zmalloc("dps_rsa", sz, 64)) == NULL)
 		goto nomem;
 	prm.userdata = (uintptr_t)sa;
+	sa->rsa_lines =
+		RTE_MIN((unsigned int)RTE_ALIGN_CEIL(sz, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE,
+			RSA_PREFETCH_LINES);
+	sa->ses_lines =
+		RTE_MIN(dp_crypto.sess_pool->elt_size / RTE_CACHE_LINE_SIZE, SES_PREFETCH_LINES);
 	rc = rte_ipsec_sa_init(sa->rsa, &prm, sz);
 	if (rc < 0 || (rc = session_create(sa, &x)) < 0) {
 		snprintf(err, errlen, "lib/ipsec refused the SA: %s", rte_strerror(-rc));

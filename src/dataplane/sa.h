@@ -13,6 +13,7 @@
 
 #include <rte_ipsec.h>
 #include <rte_mbuf.h>
+#include <rte_prefetch.h>
 
 #include "control/ipsec.h"
 
@@ -41,7 +42,11 @@ enum dp_sa_counter {
 
 extern const char *const dp_sa_counter_names[DP_SA_CNT_MAX];
 
+/* One worker's counters of an SA, on its own cache lines. @grp_gen/@grp are
+ * that worker's scratch while it groups a burst by SA (fwd.c). */
 struct dp_sa_counters {
+	uint32_t grp_gen;
+	uint16_t grp;
 	uint64_t v[DP_SA_CNT_MAX];
 } __rte_cache_aligned;
 
@@ -49,24 +54,47 @@ struct dp_sa_counters {
 typedef void (*dp_sa_run_t)(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
 			    struct rte_mbuf **mb, uint16_t n);
 
+/*
+ * The first two cache lines are all a worker reads for an outbound packet:
+ * with thousands of SAs in use they are cold, and fwd.c prefetches them (and
+ * the lib/ipsec SA and crypto session they point to) a burst stage ahead.
+ */
 struct dp_sa {
 	struct rte_ipsec_session ss; /* first: lib/ipsec hands it back from crypto ops */
 	struct rte_ipsec_sa *rsa;
-	dp_sa_run_t run; /* sync (CPU crypto) or async (cryptodev queue) */
-	uint8_t dev;	 /* index into dp_crypto.devs */
+	dp_sa_run_t run;	    /* sync (CPU crypto) or async (cryptodev queue) */
+	struct dp_sa_counters *cnt; /* [n_workers] */
+	volatile uint64_t first_use_ms;
+	uint8_t dst[16];   /* outbound: where the ESP packets go (cfg.dst) */
+	uint16_t overhead; /* outbound: bytes added besides padding and trailer (esp_out.c) */
+	uint8_t dev;	   /* index into dp_crypto.devs */
 	uint8_t outer_family;
 	uint8_t inner_family; /* tunnel mode: what the SA carries outbound */
+	uint8_t mode;	      /* cfg.mode */
+	bool udp_encap;	      /* cfg.udp_encap */
 	bool copy_df;
 	uint8_t iv_len; /* explicit IV bytes in each packet */
 	uint8_t icv_len;
 	uint8_t block;	   /* ciphertext alignment */
-	uint16_t overhead; /* outbound: bytes added besides padding and trailer (esp_out.c) */
+	uint8_t rsa_lines; /* cache lines of *rsa, to prefetch */
+	uint8_t ses_lines; /* of the crypto session: its header and keys */
+	/* Control thread, and the rare paths. */
 	struct dps_sa cfg;
 	uint32_t id;	 /* store's handle */
 	uint64_t add_ms; /* for lifetimes */
-	volatile uint64_t first_use_ms;
-	struct dp_sa_counters *cnt; /* [n_workers] */
 };
+
+/** Prefetch what a worker reads of @sa after its first two lines. */
+static inline void dp_sa_prefetch_state(const struct dp_sa *sa, unsigned int worker)
+{
+	const uint8_t *r = (const uint8_t *)sa->rsa, *c = (const uint8_t *)sa->ss.crypto.ses;
+
+	rte_prefetch0(&sa->cnt[worker]);
+	for (unsigned int i = 0; i < sa->rsa_lines; i++)
+		rte_prefetch0(r + i * RTE_CACHE_LINE_SIZE);
+	for (unsigned int i = 0; i < sa->ses_lines; i++)
+		rte_prefetch0(c + i * RTE_CACHE_LINE_SIZE);
+}
 
 /**
  * Create the dataplane SA for @cfg. @inner_family is the family of the

@@ -41,13 +41,14 @@ enum dp_verdict {
 	DP_V_USE_IN,	 /* in/fwd: decrypted by an acceptable SA, or plaintext */
 };
 
+/* What a worker reads for every packet comes first, on one cache line. */
 struct dp_policy {
 	uint8_t verdict; /* enum dp_verdict */
 	uint8_t dir;
 	uint32_t id;
 	struct dp_sa *sa;	  /* out: the SA to apply */
-	struct dps_ipsec_req req; /* in/fwd: what an accepting SA must look like */
 	struct dp_hits *hits;	  /* [n_workers], owned by the store, survives rebuilds */
+	struct dps_ipsec_req req; /* in/fwd: what an accepting SA must look like */
 };
 
 /* The compiled classifiers, shared by successive SPDs whose policies did not
