@@ -57,7 +57,8 @@ struct dp_sa {
 	uint8_t outer_family;
 	uint8_t inner_family; /* tunnel mode: what the SA carries outbound */
 	bool copy_df;
-	uint8_t iv_len; /* explicit IV bytes in each packet */
+	bool frag_outer; /* outbound: the protected packet may leave without DF (frag.c) */
+	uint8_t iv_len;	 /* explicit IV bytes in each packet */
 	uint8_t icv_len;
 	uint8_t block;	   /* ciphertext alignment */
 	uint16_t overhead; /* outbound: bytes added besides padding and trailer (esp_out.c) */
