@@ -923,6 +923,25 @@ static const struct dps_enum dps_log_levels[] = {
 	{"info", DPS_LOG_INFO},	  {"debug", DPS_LOG_DEBUG},	{NULL, 0},
 };
 
+/* RFC 791 §3.2 leaves the reassembly timer to the implementation (Linux:
+ * ipfrag_time, 30 s). What rides in ESP retransmits on its own; a short
+ * default frees a lost datagram's entry and mbufs sooner. */
+static const struct dps_field dps_reasm_fields[] = {
+	{.key = "max_flows",
+	 .parse = dps_parse_uint,
+	 DPS_AT(struct dps_reasm_cfg, max_flows),
+	 .min = 1,
+	 .max = 1048576},
+	{.key = "timeout_ms",
+	 .parse = dps_parse_uint,
+	 DPS_AT(struct dps_reasm_cfg, timeout_ms),
+	 .min = 10,
+	 .max = 120000},
+	{0},
+};
+
+DPS_SCHEMA(dps_reasm_schema, dps_reasm_fields, NULL);
+
 static const struct dps_field dps_dataplane_fields[] = {
 	{.key = "mbufs",
 	 .parse = dps_parse_uint,
@@ -957,6 +976,10 @@ static const struct dps_field dps_dataplane_fields[] = {
 	 DPS_AT(struct dps_dataplane_cfg, icmp_burst),
 	 .min = 1,
 	 .max = 1000000},
+	{.key = "reassembly",
+	 .parse = dps_parse_map,
+	 .off = offsetof(struct dps_dataplane_cfg, reasm),
+	 .map = &dps_reasm_schema},
 	{0},
 };
 
@@ -1607,6 +1630,8 @@ void dps_config_defaults(struct dps_config *cfg)
 	cfg->dataplane.idle_sleep_us = 100;
 	cfg->dataplane.icmp_rate = 100;
 	cfg->dataplane.icmp_burst = 50;
+	cfg->dataplane.reasm.max_flows = 4096;
+	cfg->dataplane.reasm.timeout_ms = 2000;
 	cfg->neigh.reachable_ms = 30000;
 	cfg->neigh.retrans_ms = 1000;
 	cfg->neigh.probes = 3;

@@ -54,6 +54,12 @@ struct dps_eal_cfg {
 	char extra[DPS_MAX_EAL_EXTRA][128]; /* passed verbatim, after ours */
 };
 
+/* Reassembly of fragments for the gateway (dataplane/frag.c). */
+struct dps_reasm_cfg {
+	unsigned int max_flows;	 /* datagrams being reassembled at once, per worker */
+	unsigned int timeout_ms; /* an incomplete datagram is discarded after this */
+};
+
 struct dps_dataplane_cfg {
 	unsigned int mbufs;	 /* mbufs in the packet pool */
 	unsigned int burst;	 /* rx/tx burst size, 1..64 */
@@ -62,6 +68,7 @@ struct dps_dataplane_cfg {
 	unsigned int idle_sleep_us;
 	unsigned int icmp_rate;	 /* ICMP errors per second per worker; 0 = none */
 	unsigned int icmp_burst; /* token bucket depth */
+	struct dps_reasm_cfg reasm;
 };
 
 struct dps_neigh_params {

@@ -23,12 +23,17 @@
 	X(ipsec_in, "ESP packets for the gateway handed to an inbound SA")                         \
 	X(ipsec_out, "packets protected by an outbound SA and sent")                               \
 	X(natt_keepalive, "NAT-T keepalives absorbed (RFC 3948 2.3)")                              \
+	X(frag_out, "packets sent as fragments: IPv4 without DF, or ESP once protected")           \
+	X(frag_created, "fragments sent for them")                                                 \
+	X(reasm_done, "ESP and UDP datagrams for the gateway reassembled from fragments")          \
 	X(drop_no_route, "dropped: no route to the destination")                                   \
 	X(drop_ttl_expired, "dropped: TTL or hop limit exhausted")                                 \
 	X(drop_malformed, "dropped: truncated or invalid Ethernet/IP header")                      \
 	X(drop_bad_cksum, "dropped: IPv4 header checksum invalid")                                 \
 	X(drop_l2_other, "dropped: unsupported ethertype or frame not addressed to us")            \
 	X(drop_mtu, "dropped: larger than the egress MTU")                                         \
+	X(drop_frag, "dropped: could not be fragmented (no mbufs, too many fragments)")            \
+	X(drop_reasm, "fragments dropped by reassembly: timed out, table full, invalid")           \
 	X(drop_no_exception, "dropped: for the gateway but the port has no exception TAP")         \
 	X(drop_unresolved, "dropped: next hop could not be resolved or its queue was full")        \
 	X(drop_ctrl_full, "dropped: control ring full")                                            \

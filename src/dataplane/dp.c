@@ -11,6 +11,7 @@
 #include <rte_malloc.h>
 
 #include "dataplane/dp.h"
+#include "dataplane/frag.h"
 #include "dataplane/neigh.h"
 #include "dataplane/port.h"
 #include "dataplane/snapshot.h"
@@ -116,7 +117,8 @@ int dp_init(const struct dps_config *cfg)
 {
 	dp.cfg = cfg;
 	memset(dp.port_of_eth, -1, sizeof(dp.port_of_eth));
-	if (pool_create(cfg) < 0 || workers_create(cfg) < 0 || rcu_create() < 0)
+	if (pool_create(cfg) < 0 || workers_create(cfg) < 0 || rcu_create() < 0 ||
+	    dp_frag_init(cfg) < 0)
 		return -1;
 	dp.n_ports = cfg->n_ports;
 	for (uint16_t i = 0; i < cfg->n_ports; i++) {
@@ -185,6 +187,7 @@ void dp_stop(void)
 	for (uint16_t i = 0; i < dp.n_ports; i++)
 		dp_port_close(i);
 	dp_snapshot_free(dp.snap);
+	dp_frag_fini(); /* holds mbufs of dp.pool */
 	rte_free(dp.rcu);
 	rte_mempool_free(dp.pool);
 	memset(&dp, 0, sizeof(dp));

@@ -28,6 +28,8 @@ extern int dp_logtype;
 
 struct dp_snapshot;
 struct dp_neigh_table;
+struct rte_ip_frag_tbl;
+struct rte_ip_frag_death_row;
 
 /* Why a packet travels from a worker to the control thread. */
 enum dp_ctrl_kind {
@@ -56,6 +58,7 @@ struct dp_port {
 	uint16_t tap_id; /* ethdev port id of the exception TAP, or DP_NO_PORT */
 	uint16_t mtu;
 	uint16_t nb_rxq;
+	bool tx_multiseg; /* the device sends chained mbufs (fragments, frag.c) */
 	struct rte_ether_addr mac;
 	struct in6_addr ll6; /* link-local address derived from mac */
 	const struct dps_port_cfg *cfg;
@@ -89,6 +92,9 @@ struct dp_worker {
 	uint16_t n_icmp;
 	uint16_t icmp_port[DP_ICMP_QUEUE];
 	struct rte_mbuf *icmp[DP_ICMP_QUEUE];
+	/* reassembly of fragments for the gateway (frag.c) */
+	struct rte_ip_frag_tbl *reasm;
+	struct rte_ip_frag_death_row *death_row;
 } __rte_cache_aligned;
 
 struct dp {

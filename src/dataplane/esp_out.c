@@ -11,6 +11,7 @@
 
 #include "dataplane/crypto.h"
 #include "dataplane/esp.h"
+#include "dataplane/frag.h"
 #include "dataplane/fwd.h"
 #include "dataplane/icmp.h"
 #include "dataplane/worker.h"
@@ -32,7 +33,9 @@ static inline uint32_t kept_hdr(const struct dp_sa *sa, const struct rte_mbuf *m
  * discarded before crypto is spent on it, and its sender is told the largest
  * packet that fits: the link MTU less the SA's overhead, with the payload
  * plus its 2-byte trailer rounded down to the cipher's block (RFC 4303 §2.4),
- * as Linux's esp4_get_mtu() does. IPv4 without DF is not fragmented: drop_mtu.
+ * as Linux's esp4_get_mtu() does. IPv4 without DF goes on when the SA's
+ * outer header may lack DF: it is fragmented once protected (RFC 4301 §8.1,
+ * as the BSD and Linux kernels do; dp_esp_out_finish()).
  */
 uint16_t dp_esp_out_fit(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
 			const struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n, bool hop_done)
@@ -49,6 +52,10 @@ uint16_t dp_esp_out_fit(struct dp_worker *w, const struct dp_snapshot *s, uint16
 		uint32_t h = kept_hdr(sa, m), l3 = rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN;
 
 		if (likely(h + sa->overhead + RTE_ALIGN_CEIL(l3 - h + 2, sa->block) <= mtu)) {
+			mb[k++] = m;
+			continue;
+		}
+		if (sa->frag_outer && dp_may_fragment4(m)) {
 			mb[k++] = m;
 			continue;
 		}
@@ -168,6 +175,7 @@ void dp_esp_out_finish(struct dp_worker *w, const struct dp_snapshot *s, struct 
 	const struct dp_neigh *neigh;
 	uint64_t bytes = 0;
 	uint16_t sent = 0, mtu;
+	bool big;
 
 	if (n == 0)
 		return;
@@ -187,9 +195,11 @@ void dp_esp_out_finish(struct dp_worker *w, const struct dp_snapshot *s, struct 
 			dp_sa_drop(sa, w->id, &mb[i], 0, 1, DP_SA_CNT_drop_other);
 			continue;
 		}
-		/* dp_esp_out_fit() kept only packets that fit: a safety net. Too big
-		 * once protected: not sent, so neither counted as protected. */
-		if (unlikely(rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN > mtu)) {
+		/* dp_esp_out_fit() kept only packets that fit or may be fragmented:
+		 * a safety net. Too big once protected: not sent, so neither counted
+		 * as protected. */
+		big = rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN > mtu;
+		if (unlikely(big && !sa->frag_outer)) {
 			dp_drop(w, in, m, DP_CNT_drop_mtu);
 			continue;
 		}
@@ -200,7 +210,10 @@ void dp_esp_out_finish(struct dp_worker *w, const struct dp_snapshot *s, struct 
 		bytes += dp_meta(m)->pre_len;
 		sent++;
 		dp_count(w, in, DP_CNT_ipsec_out);
-		dp_output_to(w, in, m, nh, neigh, sa->outer_family, sa->dst);
+		if (unlikely(big)) /* outer IPv4 with DF set (dfbit=copy): drop_mtu there */
+			dp_frag_output(w, in, m, nh, neigh, sa->outer_family, sa->dst);
+		else
+			dp_output_to(w, in, m, nh, neigh, sa->outer_family, sa->dst);
 	}
 	dp_sa_count(sa, w->id, DP_SA_CNT_packets, sent);
 	dp_sa_count(sa, w->id, DP_SA_CNT_bytes, bytes);

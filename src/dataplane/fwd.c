@@ -3,7 +3,9 @@
  * Forwarding of a burst: header checks, one bulk FIB lookup, TTL or hop-limit
  * decrement, then the policy engine (RFC 4301 §5: inbound check, outbound
  * discard/bypass/protect) and output through the neighbour table. Packets for
- * the gateway go to the exception TAP, ESP for the gateway to its SA.
+ * the gateway go to the exception TAP, ESP for the gateway to its SA (whole:
+ * fragments of it are reassembled first, frag.c). IPv4 without DF that does
+ * not fit the egress link leaves as fragments.
  */
 #include <rte_fib.h>
 #include <rte_fib6.h>
@@ -11,6 +13,7 @@
 #include <rte_udp.h>
 
 #include "dataplane/esp.h"
+#include "dataplane/frag.h"
 #include "dataplane/fwd.h"
 #include "dataplane/icmp.h"
 #include "dataplane/neigh.h"
@@ -84,8 +87,13 @@ void dp_output_to(struct dp_worker *w, uint16_t in, struct rte_mbuf *m, const st
 		dp_drop(w, in, m, DP_CNT_drop_no_route);
 		return;
 	}
+	/* RFC 791 §2.3: IPv4 without DF is fragmented on the way; a router never
+	 * fragments IPv6 (RFC 8200 §5). */
 	if (unlikely(rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN > dp.ports[nh->port].mtu)) {
-		dp_drop(w, in, m, DP_CNT_drop_mtu);
+		if (family == AF_INET)
+			dp_frag_output(w, in, m, nh, n, family, dst);
+		else
+			dp_drop(w, in, m, DP_CNT_drop_mtu);
 		return;
 	}
 	addr = nh_addr(nh, dst);
@@ -316,9 +324,15 @@ static void policy_stage(struct dp_worker *w, const struct dp_snapshot *s, uint1
 
 		if (cls[i] == C_DONE)
 			continue;
-		if (cls[i] == C_LOCAL_ESP && via == NULL && is_esp(ipsec, pkts[i], v6)) {
-			esp[nesp++] = pkts[i];
-			continue;
+		if (cls[i] == C_LOCAL_ESP && via == NULL) {
+			/* RFC 4303 §3.4.1: ESP is reassembled before it is processed. */
+			if (unlikely(dp_is_fragment(pkts[i], v6)) &&
+			    (pkts[i] = dp_reasm(w, in, pkts[i], v6)) == NULL)
+				continue;
+			if (is_esp(ipsec, pkts[i], v6)) {
+				esp[nesp++] = pkts[i];
+				continue;
+			}
 		}
 		build_key(pkts[i], v6, &keys[i]);
 		b->key[b->n] = (const uint8_t *)&keys[i];
@@ -419,8 +433,10 @@ static inline uint8_t route_class(struct dp_worker *w, uint16_t in, struct rte_m
 		dp_drop(w, in, m, DP_CNT_drop_ttl_expired);
 		return C_DONE;
 	}
-	/* Too big already before any IPsec overhead: no need to go further. */
-	if (unlikely(rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN > dp.ports[nh->port].mtu)) {
+	/* Too big already before any IPsec overhead: no need to go further,
+	 * unless it may be fragmented (dp_output_to(), or once protected). */
+	if (unlikely(rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN > dp.ports[nh->port].mtu) &&
+	    !dp_may_fragment4(m)) {
 		dp_icmp_too_big(w, in, m, dp.ports[nh->port].mtu, false);
 		dp_drop(w, in, m, DP_CNT_drop_mtu);
 		return C_DONE;

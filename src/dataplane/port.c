@@ -45,12 +45,23 @@ static int find_ethdev(const char *dev, uint16_t *id)
 	return rte_eth_dev_get_port_by_name(full, id);
 }
 
+/* Fragments are chained mbufs (frag.c): sent as such where the device can. */
+static uint64_t tx_offloads(uint16_t id)
+{
+	struct rte_eth_dev_info info;
+
+	if (rte_eth_dev_info_get(id, &info) != 0)
+		return 0;
+	return info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+}
+
 static int queues_setup(uint16_t id, const char *what, uint16_t nb_rxq, uint16_t nb_txq,
 			uint16_t rx_desc, uint16_t tx_desc, uint64_t rss)
 {
 	struct rte_eth_conf conf = {0};
 	int rc;
 
+	conf.txmode.offloads = tx_offloads(id);
 	if (nb_rxq > 1 && rss) {
 		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
 		conf.rx_adv_conf.rss_conf.rss_hf = rss;
@@ -196,6 +207,10 @@ int dp_port_setup(uint16_t idx)
 			return rc;
 		}
 	}
+	p->tx_multiseg = (tx_offloads(id) & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) != 0;
+	if (!p->tx_multiseg)
+		DP_LOG(NOTICE, "port %s: device cannot send chained mbufs; fragments are copied",
+		       pc->name);
 	rte_eth_macaddr_get(id, &p->mac);
 	ll6_from_mac(&p->ll6, &p->mac);
 	if (set_mtu(id, pc->name, pc->mtu) < 0)

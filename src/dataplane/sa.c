@@ -157,6 +157,15 @@ struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
 	sa->inner_family = cfg->mode == DPS_MODE_TUNNEL ? inner_family : cfg->dst.family;
 	sa->copy_df = cfg->mode == DPS_MODE_TUNNEL && cfg->dfbit == DPS_DF_COPY &&
 		      cfg->dst.family == AF_INET;
+	/* Whether an IPv4 packet without DF may be protected even when its ESP
+	 * will not fit the link, and be fragmented once protected (RFC 4301 §8.1):
+	 * the outer IPv4 header lacks DF unless dfbit is set; transport mode
+	 * keeps the packet's own header; the gateway is the source of an outer
+	 * IPv6 header, which it may fragment (RFC 8200 §4.5). */
+	sa->frag_outer = cfg->dir == DPS_DIR_OUT &&
+			 (cfg->mode == DPS_MODE_TUNNEL
+				  ? cfg->dst.family == AF_INET6 || cfg->dfbit != DPS_DF_SET
+				  : cfg->dst.family == AF_INET);
 	sa->iv_len = x.iv_len;
 	sa->icv_len = x.icv_len;
 	sa->block = x.block;

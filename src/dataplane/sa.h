@@ -73,7 +73,8 @@ struct dp_sa {
 	uint8_t mode;	      /* cfg.mode */
 	bool udp_encap;	      /* cfg.udp_encap */
 	bool copy_df;
-	uint8_t iv_len; /* explicit IV bytes in each packet */
+	bool frag_outer; /* outbound: the protected packet may leave without DF (frag.c) */
+	uint8_t iv_len;	 /* explicit IV bytes in each packet */
 	uint8_t icv_len;
 	uint8_t block;	   /* ciphertext alignment */
 	uint8_t rsa_lines; /* cache lines of *rsa, to prefetch */

@@ -9,6 +9,7 @@
 #include <rte_ethdev.h>
 
 #include "dataplane/esp.h"
+#include "dataplane/frag.h"
 #include "dataplane/fwd.h"
 #include "dataplane/icmp.h"
 #include "dataplane/worker.h"
@@ -174,6 +175,7 @@ int dp_worker_main(void *arg)
 		 * with: collect them all before reporting a quiescent state. */
 		for (unsigned int spin = 0; w->inflight && spin < CRYPTO_DRAIN_SPINS; spin++)
 			work += dp_crypto_poll(w, s);
+		dp_reasm_tick(w);
 		flush(w);
 		rte_rcu_qsbr_quiescent(dp.rcu, w->id);
 		w->loops++;

@@ -8,7 +8,8 @@ import struct
 from dataclasses import dataclass, field
 
 from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoRequest, ICMPv6ND_NS,
-                       ICMPv6NDOptSrcLLAddr, IPOption, IPv6, IPv6ExtHdrDestOpt, in6_getnsma,
+                       ICMPv6NDOptSrcLLAddr, IPOption, IPv6, IPv6ExtHdrDestOpt,
+                       IPv6ExtHdrFragment, in6_getnsma,
                        in6_getnsmac, rdpcap)
 
 # net_pcap cannot change a port's MAC (rte_eth_dev_default_mac_addr_set returns
@@ -316,6 +317,13 @@ def is_arp(frame):
 
 def is_ns(frame):
     return ICMPv6ND_NS in frame
+
+
+def is_fragment(frame):
+    """An IPv4 fragment (MF or an offset) or an IPv6 packet with a Fragment header."""
+    if IP in frame:
+        return bool(frame[IP].flags.MF) or frame[IP].frag != 0
+    return IPv6ExtHdrFragment in frame
 
 
 

@@ -39,7 +39,11 @@ Scenarios (each run once, cached by the `runs` fixture):
 * pmtu[cpu|async]: packets one byte larger than fits once encrypted (RFC 4301
   8.2.1): the ICMP "fragmentation needed" / ICMPv6 "packet too big" the LAN
   host gets, byte for byte, with the largest size that fits; IPv6 never told
-  less than 1280.
+  less than 1280; IPv4 without DF fragmented once protected (RFC 4301 8.1).
+* frag[cpu|async]: outbound fragmentation after encryption under each dfbit,
+  ESP in UDP and an IPv6 outer header (Fragment header); inbound ESP that scapy
+  fragmented (in order, reversed, ESP in UDP, IPv6, an incomplete set),
+  reassembled, decrypted and forwarded; checked with scapy's defragment().
 
 Inbound transport mode always ends at the gateway itself (its own address is
 the destination), so it needs the exception TAP: the live scenarios run
@@ -63,7 +67,8 @@ import time
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from scapy.all import ICMP, IP, UDP, Ether, ICMPv6PacketTooBig, IPv6, Raw, rdpcap, wrpcap
+from scapy.all import (ICMP, IP, UDP, Ether, ICMPv6PacketTooBig, IPv6, IPv6ExtHdrFragment, Raw,
+                       defragment, defragment6, fragment, fragment6, rdpcap, wrpcap)
 from scapy.compat import raw
 from scapy.layers.ipsec import CRYPT_ALGOS, ESP, CryptAlgo, _ESPPlain
 
@@ -247,10 +252,21 @@ class EspSA:
                      padlen, nh, icv)
 
 
+def is_fragment(frame):
+    """An IPv4 fragment or an IPv6 packet with a Fragment header."""
+    e = Ether(frame)
+    if IP in e:
+        return bool(e[IP].flags.MF) or e[IP].frag != 0
+    return IPv6ExtHdrFragment in e
+
+
 def esp_payload(frame):
-    """(outer IP layer, ESP bytes, udp-encapsulated) of an ESP or ESP-in-UDP frame, else None."""
+    """(outer IP layer, ESP bytes, udp-encapsulated) of an ESP or ESP-in-UDP frame
+    (not a fragment of one), else None."""
     e = Ether(frame)
     l3 = e.payload
+    if is_fragment(frame):
+        return None
     if isinstance(l3, IP):
         proto, body = l3.proto, raw(l3)[l3.ihl * 4:l3.len]
     elif isinstance(l3, IPv6):
@@ -349,7 +365,7 @@ def base_config(workdir, cpu=True, extra_addrs=(), ipsec=None):
 class PcapRun:
     """One daemon run: frames in on lan and wan, captures and counters out."""
 
-    def __init__(self, workdir, cfg, lan_in, wan_in):
+    def __init__(self, workdir, cfg, lan_in, wan_in, settle=0.3):
         workdir = str(workdir)
         wrpcap(f"{workdir}/LAN_IN.pcap", [Ether(f) for f in lan_in] or [])
         wrpcap(f"{workdir}/WAN_IN.pcap", [Ether(f) for f in wan_in] or [])
@@ -367,7 +383,7 @@ class PcapRun:
             d.wait_for(lambda: (lambda s: s["lan"]["rx_packets"] >= len(lan_in)
                                 and s["wan"]["rx_packets"] >= len(wan_in))(d.port_stats()),
                        timeout=20, what="every input frame received")
-            time.sleep(0.3)   # the last burst: crypto, forwarding, transmit
+            time.sleep(settle)   # the last burst: crypto, forwarding, transmit
             self.stats = d.port_stats()
             self.sas = {(v["spi"], v["dst"]): v for v in paged(d, "/dpsec/sa").values()}
             self.policies = paged(d, "/dpsec/policy")
@@ -1078,7 +1094,8 @@ def test_esp_pmtu_too_big_for_the_sa_gets_an_icmp_error_with_the_mtu_that_fits(r
     """IPv4 with DF and IPv6 one byte larger than fits once encrypted: the LAN
     host gets, byte for byte, ICMP 3/4 (or ICMPv6 2) from the gateway's lan
     address whose MTU is the largest packet that fits (the one that did go
-    out), quoting the packet; nothing for the one without DF."""
+    out), quoting the packet; nothing for the one without DF (it is fragmented
+    once protected: test_esp_pmtu_ipv4_without_df_is_fragmented_once_protected)."""
     r = runs("pmtu", path)
     assert r.lan_out == [r.expected_icmp(t) for t in r.tunnels]
     assert [Ether(f)[ICMP].nexthopmtu if Ether(f).haslayer(ICMP) else Ether(f)[ICMPv6PacketTooBig].mtu
@@ -1088,20 +1105,59 @@ def test_esp_pmtu_too_big_for_the_sa_gets_an_icmp_error_with_the_mtu_that_fits(r
 @pytest.mark.parametrize("path", PATHS)
 def test_esp_pmtu_only_the_packets_that_fit_are_encrypted_and_sent(runs, path):
     """The largest packet that fits leaves as ESP within a block of the wan MTU
-    (GCM: exactly 1500), decrypting to it; the others are not encrypted (the
-    SA counts one packet each) and are counted drop_mtu on lan, the three
-    errors icmp_ptb_sent."""
+    (GCM: exactly 1500), decrypting to it; the DF and IPv6 ones one byte larger
+    are not encrypted and are counted drop_mtu on lan, the three errors
+    icmp_ptb_sent. The IPv4 ones without DF are encrypted (the SA counts them)
+    and leave as two fragments each."""
     r = runs("pmtu", path)
     for t in r.tunnels:
         out = r.esp_out(t.spi_out)
         block = PMTU_ESP[t.enc][2]
         assert len(out) == 1 and 1500 - block < len(out[0][0]) - 14 <= 1500, \
             (t.name, [len(o[0]) for o in out])
-        assert r.sa(t.spi_out)["packets"] == 1
+        assert r.sa(t.spi_out)["packets"] == (2 if t.inner == 4 else 1)
         assert t.sa_out.decrypt(out[0][2]).payload == forwarded(r.sent[(t.name, "fits")])
     lan = r.stats["lan"]
-    assert (lan["drop_mtu"], lan["icmp_ptb_sent"], lan["icmp_ratelimited"]) == (5, 3, 0)
-    assert len(r.wan_out) == 3
+    assert (lan["drop_mtu"], lan["icmp_ptb_sent"], lan["icmp_ratelimited"]) == (3, 3, 0)
+    assert (lan["frag_out"], lan["frag_created"], lan["drop_frag"]) == (2, 4, 0)
+    assert len(r.wan_out) == 3 + 4
+
+
+def outer_fragments(r, t):
+    """The wan frames that are fragments of tunnel t's outer packets."""
+    fam = IP if t.outer == 4 else IPv6
+    return [e for e in map(Ether, r.wan_out)
+            if is_fragment(raw(e)) and fam in e and e[fam].dst == t.peer]
+
+
+def reassembled_esp(frags, t):
+    """scapy's reassembly of the outer fragments: (outer packet, ESP bytes)."""
+    if t.outer == 4:
+        whole, = defragment([f[IP] for f in frags])
+        body = raw(whole)[whole.ihl * 4:]
+    else:
+        whole = defragment6([f[IPv6] for f in frags])
+        body = raw(whole)[40:]
+    return whole, body[8:] if t.encap else body
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_esp_pmtu_ipv4_without_df_is_fragmented_once_protected(runs, path):
+    """RFC 4301 8.1 with ipsec.dfbit copy: the inner packet one byte larger
+    than fits, without DF, leaves as two outer IPv4 fragments without DF, valid
+    checksums, one id; scapy reassembles them into the ESP packet that decrypts
+    to it (sequence number 2, after the one that fit)."""
+    r = runs("pmtu", path)
+    for t in [t for t in r.tunnels if t.inner == 4]:
+        frags = outer_fragments(r, t)
+        assert [(f[IP].frag, bool(f[IP].flags.MF), bool(f[IP].flags.DF)) for f in frags] == \
+            [(0, True, False), (185, False, False)], t.name
+        assert len({f[IP].id for f in frags}) == 1
+        assert all(ipv4_checksum_ok(raw(f[IP])[:20]) for f in frags)
+        assert len(frags[0][IP]) == 1500
+        _, esp = reassembled_esp(frags, t)
+        p = t.sa_out.decrypt(esp)
+        assert p.seq == 2 and p.payload == forwarded(r.sent[(t.name, "nodf")])
 
 
 @pytest.mark.parametrize("path", ["cpu"])
@@ -1113,6 +1169,198 @@ def test_esp_pmtu_ipv6_error_never_announces_less_than_1280(runs, path):
     assert t.max_ip == 1226
     assert r.lan_out == [r.expected_icmp(t)]
     assert Ether(r.lan_out[0])[ICMPv6PacketTooBig].mtu == 1280
+
+
+# ---- fragmentation: outbound after encryption, inbound reassembly --------------------------------
+
+REASM_TIMEOUT_MS = 100
+LAN_MTU_FRAG = 4000  # the LAN host's big packets arrive whole; wan stays at 1500
+
+
+def udp_inner(fam, src, dst, size, tag, df=False):
+    """An IP/UDP packet of exactly size bytes, DF set or not (IPv4)."""
+    kw = {"flags": "DF" if df else 0, "id": 0x4242} if fam == 4 else {}
+    hdr = 28 if fam == 4 else 48
+    p = raw(ip(fam, src=src, dst=dst, ttl=64, **kw) / UDP(sport=5555, dport=6666) /
+            Raw(tag.encode().ljust(size - hdr, b"f")))
+    assert len(p) == size
+    return p
+
+
+class FragRun(PcapRun):
+    """Fragmentation with the wan MTU at 1500, the lan MTU at 4000.
+
+    Outbound, from the LAN host: 3000 bytes without DF through a 4in4 AES-GCM
+    tunnel with dfbit clear (F1: three outer fragments), 1460 bytes with DF (fits
+    the link, not the ESP: ICMP frag-needed); 3000 bytes without DF through a 4in4 tunnel with dfbit set (F2:
+    drop_mtu, no error: no DF inside); 2000 bytes without DF through a 4in4 AES-CBC
+    ESP-in-UDP tunnel with dfbit copy (F3: two fragments); 3000 bytes without DF
+    through a 4in6 tunnel (F4: three IPv6 fragments with a Fragment header).
+
+    Inbound, ESP that scapy encrypted then fragmented: F1 1400 bytes inside, the
+    ESP in fragments of 512 bytes of payload in order, then 5000 bytes inside in reverse
+    order (forwarded to the LAN as fragments: no DF); F3 1400 bytes ESP-in-UDP
+    fragmented; F4 1400 bytes in IPv6 fragments; and F1's ESP with its last
+    fragment missing: never forwarded, its fragments counted drop_reasm once
+    dataplane.reassembly.timeout_ms has passed."""
+
+    def __init__(self, workdir, path):
+        F1 = Tunnel(61, "aes-gcm-128", n_out=0, n_in=0)
+        F2 = Tunnel(62, "aes-gcm-128", n_out=0, n_in=0)
+        F3 = Tunnel(63, "aes-cbc-128", "hmac-sha2-256-128", encap=True, n_out=0, n_in=0)
+        F4 = Tunnel(64, "aes-gcm-128", inner=4, outer=6, n_out=0, n_in=0)
+        self.tunnels = [F1, F2, F3, F4]
+        cfg = base_config(workdir, cpu=path == "cpu")
+        cfg["dataplane"] = {"reassembly": {"max_flows": 64, "timeout_ms": REASM_TIMEOUT_MS}}
+        cfg["ports"][0]["mtu"] = LAN_MTU_FRAG
+        dfbit = {F1.i: "clear", F2.i: "set", F3.i: "copy", F4.i: "clear"}
+        for t in self.tunnels:
+            cfg["sas"] += t.sas()
+            cfg["policies"] += t.policies()
+        for sa in cfg["sas"]:
+            sa["dfbit"] = dfbit[sa["spi"] & 0xff]
+        self.out = {}   # (tunnel, tag) -> inner packet sent by the LAN host
+        lan = []
+        for t, tag, size, df in ((F1, "big", 3000, False), (F1, "big_df", 1460, True),
+                                 (F2, "big", 3000, False), (F3, "big", 2000, False),
+                                 (F4, "big", 3000, False)):
+            p = udp_inner(4, HOST4, remote_host(4, t.i), size, f"{t.name}/{tag}/", df)
+            self.out[(t.i, tag)] = p
+            lan.append(frame_from_host(IP(p)))
+        self.inb = {}   # (tunnel, tag) -> inner packet inside fragmented ESP
+        wan = []
+        seq = {t.i: 0 for t in self.tunnels}
+
+        def esp_frags(t, tag, size, frag, order=1, drop_last=False):
+            seq[t.i] += 1
+            p = udp_inner(4, remote_host(4, t.i), HOST4, size, f"{t.name}/in/{tag}/")
+            self.inb[(t.i, tag)] = p
+            outer = Ether(t.esp_frame(seq[t.i], p)).payload
+            if t.outer == 4:
+                fr = fragment(outer, fragsize=frag)
+            else:
+                fr = fragment6(IPv6(src=outer.src, dst=outer.dst, hlim=outer.hlim) /
+                               IPv6ExtHdrFragment(nh=outer.nh, id=0x6464) / outer.payload, frag)
+            fr = fr[::order]
+            if drop_last:
+                fr = fr[:-1]
+            wan.extend(frame_to_gw(f) for f in fr)
+            return len(fr)
+
+        self.n_frags = {}
+        self.n_frags["small"] = esp_frags(F1, "small", 1400, 512)
+        self.n_frags["big"] = esp_frags(F1, "big", 5000, 1480, order=-1)
+        self.n_frags["udp"] = esp_frags(F3, "udp", 1400, 800)
+        self.n_frags["v6"] = esp_frags(F4, "v6", 1400, 1280)
+        self.n_frags["lost"] = esp_frags(F1, "lost", 1400, 512, drop_last=True)
+        self.F1, self.F2, self.F3, self.F4 = F1, F2, F3, F4
+        super().__init__(workdir, cfg, lan, wan, settle=2 * REASM_TIMEOUT_MS / 1000 + 0.3)
+
+
+RUN_KINDS["frag"] = FragRun
+
+
+@pytest.fixture(params=PATHS)
+def frag(request, runs):
+    r = runs("frag", request.param)
+    assert r.error is None and r.rc == 0, r.log
+    return r
+
+
+def test_frag_outbound_dfbit_clear_fragments_the_outer_ipv4_packet(frag):
+    """F1, 3000 bytes without DF: three outer fragments (1480-byte payloads), no
+    DF, one id, valid checksums; scapy's reassembly decrypts to the packet as
+    forwarded."""
+    t = frag.F1
+    frags = outer_fragments(frag, t)
+    assert [(len(f[IP]), f[IP].frag, bool(f[IP].flags.MF), bool(f[IP].flags.DF)) for f in frags] \
+        == [(1500, 0, True, False), (1500, 185, True, False), (96, 370, False, False)]
+    assert len({f[IP].id for f in frags}) == 1
+    assert all(ipv4_checksum_ok(raw(f[IP])[:20]) for f in frags)
+    assert all((f.src, f.dst) == (WAN_MAC, PEER_MAC) for f in frags)
+    whole, esp = reassembled_esp(frags, t)
+    assert (whole.src, whole.dst, whole.proto, whole.ttl) == (t.gw, t.peer, 50, t.ttl)
+    p = t.sa_out.decrypt(esp)
+    assert p.seq == 1 and p.payload == forwarded(frag.out[(t.i, "big")])
+
+
+def test_frag_outbound_inner_df_still_gets_icmp_frag_needed(frag):
+    """dfbit clear changes nothing for DF packets: F1's 1460 bytes with DF, and
+    nothing else, get an error with the largest inner packet that fits F1's ESP
+    (1446)."""
+    icmp = [Ether(f) for f in frag.lan_out if Ether(f).haslayer(ICMP)]
+    assert [(e[ICMP].type, e[ICMP].code, e[ICMP].nexthopmtu) for e in icmp] == [(3, 4, 1446)]
+    assert raw(icmp[0][ICMP].payload)[:28] == frag.out[(frag.F1.i, "big_df")][:28]
+
+
+def test_frag_outbound_dfbit_set_drops_without_error(frag):
+    """F2 (dfbit set): the outer header would carry DF, the inner has none: not
+    encrypted, counted drop_mtu, no error (RFC 1191: only DF packets get one)."""
+    assert not frag.esp_out(frag.F2.spi_out) and not outer_fragments(frag, frag.F2)
+    assert frag.sa(frag.F2.spi_out)["packets"] == 0
+
+
+def test_frag_outbound_esp_in_udp_dfbit_copy_fragments(frag):
+    t = frag.F3
+    frags = outer_fragments(frag, t)
+    assert [(f[IP].frag, bool(f[IP].flags.MF), bool(f[IP].flags.DF)) for f in frags] == \
+        [(0, True, False), (185, False, False)]
+    assert frags[0][UDP].sport == frags[0][UDP].dport == 4500
+    whole, esp = reassembled_esp(frags, t)
+    assert whole.proto == 17
+    assert t.sa_out.decrypt(esp).payload == forwarded(frag.out[(t.i, "big")])
+
+
+def test_frag_outbound_ipv6_outer_gets_a_fragment_header(frag):
+    """F4 (4in6), 3000 bytes without DF inside: the gateway is the outer packet's
+    source, so it fragments it (RFC 8200 4.5): 1448-byte fragment payloads, one
+    non-zero identification, next header ESP."""
+    t = frag.F4
+    frags = outer_fragments(frag, t)
+    fh = [f[IPv6ExtHdrFragment] for f in frags]
+    assert [(len(f[IPv6]), h.offset, h.m, h.nh) for f, h in zip(frags, fh)] == \
+        [(1496, 0, 1, 50), (1496, 181, 1, 50), (188, 362, 0, 50)]
+    assert len({h.id for h in fh}) == 1
+    _, esp = reassembled_esp(frags, t)
+    assert t.sa_out.decrypt(esp).payload == forwarded(frag.out[(t.i, "big")])
+
+
+def test_frag_inbound_fragmented_esp_is_reassembled_decrypted_and_forwarded(frag):
+    """F1 in three fragments of at most 512 bytes of payload, F3's ESP-in-UDP in two, F4's IPv6 in two:
+    each inner packet reaches the LAN host byte for byte (TTL - 1)."""
+    whole = [f for f in frag.lan_out if not is_fragment(f) and not Ether(f).haslayer(ICMP)]
+    want = [raw(Ether(src=LAN_MAC, dst=HOST_MAC, type=0x800)) + forwarded(frag.inb[k])
+            for k in ((frag.F1.i, "small"), (frag.F3.i, "udp"), (frag.F4.i, "v6"))]
+    assert whole == want
+
+
+def test_frag_inbound_out_of_order_big_packet_is_forwarded_as_fragments(frag):
+    """F1's 5000 bytes inside ESP whose four fragments came in reverse order:
+    decrypted, then (no DF, lan MTU 4000) forwarded as two fragments that
+    scapy reassembles into the inner packet as forwarded."""
+    frags = [Ether(f) for f in frag.lan_out if is_fragment(f)]
+    assert [(len(f[IP]), f[IP].frag, bool(f[IP].flags.MF)) for f in frags] == \
+        [(3996, 0, True), (1024, 497, False)]
+    whole, = defragment([f[IP] for f in frags])
+    got, want = raw(whole), forwarded(frag.inb[(frag.F1.i, "big")])
+    assert got[:10] + got[12:] == want[:10] + want[12:]
+
+
+def test_frag_counters_are_exact(frag):
+    """lan: 3 packets protected then fragmented into 3 + 2 + 3 fragments, 1
+    drop_mtu with its error and 1 without; wan: 4 datagrams reassembled, the
+    incomplete one's 2 fragments dropped after the timeout, the big inbound
+    packet fragmented into 2 for the LAN."""
+    lan, wan = frag.stats["lan"], frag.stats["wan"]
+    keys = ("frag_out", "frag_created", "drop_frag", "reasm_done", "drop_reasm", "drop_mtu",
+            "icmp_ptb_sent", "ipsec_in", "ipsec_out")
+    assert {k: lan[k] for k in keys} == dict.fromkeys(keys, 0) | {
+        "frag_out": 3, "frag_created": 8, "drop_mtu": 2, "icmp_ptb_sent": 1, "ipsec_out": 3}
+    assert frag.n_frags == {"small": 3, "big": 4, "udp": 2, "v6": 2, "lost": 2}
+    assert {k: wan[k] for k in keys} == dict.fromkeys(keys, 0) | {
+        "frag_out": 1, "frag_created": 2, "reasm_done": 4, "drop_reasm": 2, "ipsec_in": 4}
+    assert frag.sa(frag.F1.spi_in)["packets"] == 2
+    assert frag.sa(frag.F1.spi_in)["drop_replay"] == 0
 
 
 # ---- bad input, interleaved with good packets ---------------------------------------------------

@@ -14,7 +14,7 @@ import os
 import time
 
 import pytest
-from scapy.all import (ARP, ICMP, IP, UDP, Ether, ICMPv6DestUnreach, ICMPv6ND_NA, ICMPv6ND_NS,
+from scapy.all import (ARP, ICMP, IP, UDP, Ether, defragment, ICMPv6DestUnreach, ICMPv6ND_NA, ICMPv6ND_NS,
                        ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, ICMPv6PacketTooBig, IPv6, Raw)
 
 import pcaps as P
@@ -319,10 +319,10 @@ def test_wan_tx_packets_equal_forwarded_packets_plus_arp_and_ns_probes(fwd_run):
 
 def mtu_cases():
     return [
-        P.Case("v4_1400", P.sized_ip4("v4_1400", "10.1.0.5", 1400), "drop_mtu"),
+        P.Case("v4_1400", P.sized_ip4("v4_1400", "10.1.0.5", 1400), "frag", P.NH4A_MAC),
         P.Case("v4_mtu", P.sized_ip4("v4_mtu", "10.1.0.5", WAN_MTU_SMALL), "fwd", P.NH4A_MAC),
         P.Case("v4_mtu_plus1", P.sized_ip4("v4_mtu_plus1", "10.1.0.5", WAN_MTU_SMALL + 1),
-               "drop_mtu"),
+               "frag", P.NH4A_MAC),
         P.Case("v6_1400", P.sized_ip6("v6_1400", "2001:db8:a::5", 1400), "drop_mtu"),
         P.Case("v6_mtu", P.sized_ip6("v6_mtu", "2001:db8:a::5", WAN_MTU_SMALL), "fwd",
                P.NH6A_MAC),
@@ -337,29 +337,33 @@ def mtu_run(tmp_path_factory):
     return run
 
 
-def test_ipv4_packet_larger_than_wan_mtu_is_dropped_and_counted_drop_mtu(mtu_run):
-    assert mtu_run.stats["lan"]["drop_mtu"] == 3  # v4 1400, v4 1281, v6 1400
-    sent = [c.name for f, c in mtu_run.wan_data()]
-    assert "v4_1400" not in sent and "v4_mtu_plus1" not in sent
-    # without DF no ICMP error (and no fragmentation); IPv6 always gets one
+def test_ipv4_without_df_larger_than_wan_mtu_leaves_as_fragments(mtu_run):
+    """RFC 791: 1400 bytes leave as 1276 + 144 (IPv4 header 20 + 1256 = 157 * 8
+    bytes of payload), 1281 bytes as 1276 + 25; no ICMP error for either."""
+    frags = [f for f in mtu_run.wan_out if P.is_fragment(f)]
+    assert [(len(f[IP]), f[IP].frag, bool(f[IP].flags.MF)) for f in frags] == \
+        [(1276, 0, True), (144, 157, False), (1276, 0, True), (25, 157, False)]
+    lan = mtu_run.stats["lan"]
+    assert (lan["frag_out"], lan["frag_created"], lan["drop_frag"]) == (2, 4, 0)
+    # IPv6 always gets an error; IPv4 without DF none
     assert [(f.haslayer(IPv6), f.haslayer(ICMPv6PacketTooBig)) for f in mtu_run.lan_out] == \
         [(True, True)]
 
 
 def test_ipv6_packet_larger_than_wan_mtu_is_dropped_and_counted_drop_mtu(mtu_run):
-    assert "v6_1400" not in [c.name for f, c in mtu_run.wan_data()]
-    assert mtu_run.stats["lan"]["drop_mtu"] == 3
+    assert "v6_1400" not in [c.name for f, c in mtu_run.wan_data() if c]
+    assert mtu_run.stats["lan"]["drop_mtu"] == 1
     assert mtu_run.stats["lan"]["fwd_ipv6"] == 1  # only the one exactly at the MTU
 
 
 def test_packets_exactly_as_long_as_the_wan_mtu_are_forwarded(mtu_run):
-    data = mtu_run.wan_data()
+    data = [(f, c) for f, c in mtu_run.wan_data() if not P.is_fragment(f)]
     assert [c.name for f, c in data] == ["v4_mtu", "v6_mtu"]
     for frame, case in data:
         assert bytes(frame)[P.ETH_LEN:] == P.expected_forwarded_ip(case.raw), case.name
         assert (frame[Ether].src, frame[Ether].dst) == (P.WAN_MAC, case.nh_mac)
     st = mtu_run.stats
-    assert (st["lan"]["fwd_ipv4"], st["lan"]["fwd_ipv6"], st["wan"]["tx_packets"]) == (1, 1, 2)
+    assert (st["lan"]["fwd_ipv4"], st["lan"]["fwd_ipv6"], st["wan"]["tx_packets"]) == (3, 1, 6)
 
 
 # ---- path MTU: ICMP errors for packets that do not fit (RFC 1191, RFC 8201) -------------
@@ -378,7 +382,7 @@ def big4(name, size=1400, **kw):
 def ptb_cases():
     return [
         P.Case("v4_df", big4("v4_df", flags="DF"), "drop_mtu"),
-        P.Case("v4_nodf", big4("v4_nodf"), "drop_mtu"),
+        P.Case("v4_nodf", big4("v4_nodf"), "frag", P.NH4A_MAC),
         P.Case("v6_big", P.sized_ip6("v6_big", "2001:db8:a::5", 1400), "drop_mtu"),
         P.Case("v4_df_fits", big4("v4_df_fits", WAN_MTU_SMALL, flags="DF"), "fwd", P.NH4A_MAC),
         # ICMP errors that do not fit: dropped, never answered with another error
@@ -431,11 +435,12 @@ def test_ipv6_packet_too_big_gets_icmpv6_packet_too_big_with_the_egress_mtu(ptb_
 
 
 def test_oversized_packets_themselves_do_not_leave(ptb_run):
-    """Only the DF packet that fits goes out on wan; without DF no ICMP (and no
-    fragmentation: drop_mtu); no error about an ICMP error."""
-    assert [c.name for f, c in ptb_run.wan_data()] == ["v4_df_fits"]
+    """Only the DF packet that fits goes out on wan whole, the one without DF
+    as fragments and without an ICMP error; no error about an ICMP error."""
+    assert [c.name for f, c in ptb_run.wan_data() if not P.is_fragment(f)] == ["v4_df_fits"]
+    assert [c and c.name for f, c in ptb_run.wan_data() if P.is_fragment(f)] == ["v4_nodf", None]
     lan = ptb_run.stats["lan"]
-    assert (lan["drop_mtu"], lan["icmp_ptb_sent"], lan["icmp_ratelimited"]) == (5, 2, 0)
+    assert (lan["drop_mtu"], lan["icmp_ptb_sent"], lan["icmp_ratelimited"]) == (4, 2, 0)
     assert lan["tx_packets"] == len(ptb_run.lan_out) == 2
     assert ptb_run.stats["wan"]["icmp_ptb_sent"] == 0
 
@@ -506,3 +511,60 @@ def test_unicast_ip_in_link_layer_broadcast_or_multicast_is_not_forwarded(corner
     assert [n for n in ("l2_bcast4", "l2_mcast4", "l2_mcast6") if sent(corner_run, n)] == []
     lan = corner_run.stats["lan"]
     assert (lan["fwd_ipv4"], lan["fwd_ipv6"], lan["drop_l2_other"]) == (1, 0, 3)
+
+
+# ---- fragmentation: IPv4 without DF larger than the egress MTU (RFC 791 2.3) -------------
+
+
+def frag_cases():
+    return [
+        P.Case("frag3000", big4("frag3000", 3000), "frag", P.NH4A_MAC),
+        P.Case("frag3000_df", big4("frag3000_df", 3000, flags="DF"), "drop_mtu"),
+        P.Case("frag_after", big4("frag_after", 100), "fwd", P.NH4A_MAC),
+    ]
+
+
+@pytest.fixture(scope="module")
+def frag_run(tmp_path_factory):
+    run = Run(tmp_path_factory.mktemp("frag"), frag_cases(), neighbours=HOST_NEIGHBOURS)
+    assert run.rc == 0, run.log
+    return run
+
+
+def test_ipv4_without_df_leaves_as_fragments_that_reassemble_to_the_forwarded_packet(frag_run):
+    """3000 bytes through the 1500-byte wan: three fragments of 1500, 1500 and 40
+    bytes (1480 = 185 * 8 bytes of payload each), same id, from the wan MAC to the
+    next hop, each with a valid header checksum; scapy's defragment() gives back
+    the packet as a router forwards it (TTL - 1)."""
+    case = frag_run.cases[0]
+    frags = [f for f in frag_run.wan_out if P.is_fragment(f)]
+    assert [(len(f[IP]), f[IP].frag, bool(f[IP].flags.MF), bool(f[IP].flags.DF)) for f in frags] \
+        == [(1500, 0, True, False), (1500, 185, True, False), (40, 370, False, False)]
+    for f in frags:
+        assert (f[Ether].src, f[Ether].dst) == (P.WAN_MAC, P.NH4A_MAC)
+        assert len(f) == P.ETH_LEN + len(f[IP])
+        ip = P.ip_bytes(f)
+        assert f[IP].chksum == P.ipv4_checksum(ip[:20])
+        assert f[IP].id == IP(P.ip_bytes(case.raw)).id
+    whole, = defragment([IP(P.ip_bytes(f)) for f in frags])
+    want = P.expected_forwarded_ip(case.raw)
+    got = bytes(whole)
+    assert got[:10] + got[12:] == want[:10] + want[12:]
+
+
+def test_ipv4_with_df_too_big_still_gets_icmp_and_counts_drop_mtu(frag_run):
+    case = frag_run.cases[1]
+    assert [bytes(f) for f in frag_run.lan_out] == [expected_frag_needed(case, 1500)]
+    assert not [c for f, c in frag_run.wan_data() if c is case]
+
+
+def test_fragmentation_counters_are_exact(frag_run):
+    lan, wan = frag_run.stats["lan"], frag_run.stats["wan"]
+    assert {k: lan[k] for k in ("fwd_ipv4", "frag_out", "frag_created", "drop_frag", "drop_mtu",
+                                "icmp_ptb_sent", "tx_packets")} == \
+        {"fwd_ipv4": 2, "frag_out": 1, "frag_created": 3, "drop_frag": 0, "drop_mtu": 1,
+         "icmp_ptb_sent": 1, "tx_packets": 1}
+    assert wan["tx_packets"] == len(frag_run.wan_out) == 4
+    # the packet after the big one is not held up or reordered behind its fragments
+    assert [c and c.name for f, c in frag_run.wan_data()] == \
+        ["frag3000", None, None, "frag_after"]

@@ -151,6 +151,8 @@ static void test_minimal_config_gets_defaults(void **state)
 	assert_true(cfg.dataplane.idle_backoff);
 	assert_int_equal(cfg.dataplane.idle_polls, 64);
 	assert_int_equal(cfg.dataplane.idle_sleep_us, 100);
+	assert_int_equal(cfg.dataplane.reasm.max_flows, 4096);
+	assert_int_equal(cfg.dataplane.reasm.timeout_ms, 2000);
 	assert_int_equal(cfg.neigh.reachable_ms, 30000);
 	assert_int_equal(cfg.neigh.retrans_ms, 1000);
 	assert_int_equal(cfg.neigh.probes, 3);
@@ -199,6 +201,9 @@ static const char full_doc[] = "eal:\n"
 			       "  idle_backoff: off\n"
 			       "  idle_polls: 1000\n"
 			       "  idle_sleep_us: 50\n"
+			       "  reassembly:\n"
+			       "    max_flows: 100\n"
+			       "    timeout_ms: 500\n"
 			       "neighbour:\n"
 			       "  reachable_ms: 60000\n"
 			       "  retrans_ms: 500\n"
@@ -274,6 +279,8 @@ static void test_full_config_sets_every_key(void **state)
 	assert_false(cfg.dataplane.idle_backoff);
 	assert_int_equal(cfg.dataplane.idle_polls, 1000);
 	assert_int_equal(cfg.dataplane.idle_sleep_us, 50);
+	assert_int_equal(cfg.dataplane.reasm.max_flows, 100);
+	assert_int_equal(cfg.dataplane.reasm.timeout_ms, 500);
 	assert_int_equal(cfg.neigh.reachable_ms, 60000);
 	assert_int_equal(cfg.neigh.retrans_ms, 500);
 	assert_int_equal(cfg.neigh.probes, 5);
@@ -780,6 +787,34 @@ static void test_rejects_out_of_range_dataplane_values(void **state)
 	assert_parse_error("dataplane:\n"
 			   "  idle_sleep_us: 0\n" PORT_LAN,
 			   2, "dataplane.idle_sleep_us");
+}
+
+static void test_rejects_out_of_range_reassembly_values(void **state)
+{
+	(void)state;
+	assert_parse_error("dataplane:\n"
+			   "  reassembly:\n"
+			   "    max_flows: 0\n" PORT_LAN,
+			   3, "dataplane.reassembly.max_flows");
+	assert_parse_error("dataplane:\n"
+			   "  reassembly:\n"
+			   "    max_flows: 1048577\n" PORT_LAN,
+			   3, "dataplane.reassembly.max_flows");
+	assert_parse_error("dataplane:\n"
+			   "  reassembly:\n"
+			   "    timeout_ms: 9\n" PORT_LAN,
+			   3, "dataplane.reassembly.timeout_ms");
+	assert_parse_error("dataplane:\n"
+			   "  reassembly:\n"
+			   "    timeout_ms: 120001\n" PORT_LAN,
+			   3, "dataplane.reassembly.timeout_ms");
+	assert_parse_error("dataplane:\n"
+			   "  reassembly:\n"
+			   "    max_fragments: 8\n" PORT_LAN,
+			   3, "dataplane.reassembly.max_fragments");
+	assert_parse_error("dataplane:\n"
+			   "  reassembly: 4096\n" PORT_LAN,
+			   2, "dataplane.reassembly");
 }
 
 static void test_rejects_out_of_range_neighbour_params(void **state)
@@ -3030,6 +3065,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_rejects_non_decimal_integer),
 		cmocka_unit_test(test_rejects_bad_boolean),
 		cmocka_unit_test(test_rejects_out_of_range_dataplane_values),
+		cmocka_unit_test(test_rejects_out_of_range_reassembly_values),
 		cmocka_unit_test(test_rejects_out_of_range_neighbour_params),
 		cmocka_unit_test(test_rejects_unknown_log_level),
 		cmocka_unit_test(test_rejects_malformed_lcore_list),
