@@ -97,7 +97,7 @@ deb_src_fetch() {
 		mkdir -p "$dl"
 		if (cd "$dl" && apt-get source -q --download-only "$src=$v") >"$dl.log" 2>&1; then
 			rm -rf "$dir"
-			dpkg-source -x "$dl/${src}_${v#*:}.dsc" "$dir" >"$dir.unpack.log" 2>&1 ||
+			dpkg-source --no-copy -x "$dl/${src}_${v#*:}.dsc" "$dir" >"$dir.unpack.log" 2>&1 ||
 				die "dpkg-source -x failed for $src $v (see $dir.unpack.log)"
 			touch "$dir/.dpsec-unpacked"
 			DEB_SRC_VERSION=$v
