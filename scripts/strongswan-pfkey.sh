@@ -16,7 +16,6 @@ PLUGIN=/usr/lib/ipsec/plugins/libstrongswan-kernel-pfkey.so
 CHARON=/usr/lib/ipsec/charon
 STAMP=/var/lib/dpsec/strongswan-kernel-pfkey.stamp
 CACHE=${DPSEC_STRONGSWAN_CACHE:-/var/cache/dpsec/strongswan}
-SRC_LIST=/etc/apt/sources.list.d/dpsec-deb-src
 start=$SECONDS
 
 version_of() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || true; }
@@ -36,101 +35,11 @@ for tool in gcc make dpkg-source dpkg-buildflags python3 unshare; do
 	command -v "$tool" >/dev/null || die "'$tool' is missing (build-essential, dpkg-dev, python3, util-linux)"
 done
 
-# --- deb-src entries derived from the machine's own apt sources --------------------------------
-# Only entries for this release's suites (third-party repositories carry no strongswan source).
-. /etc/os-release
-codename=${VERSION_CODENAME:?no VERSION_CODENAME in /etc/os-release}
-write_src_lists() {
-	local out822=$SRC_LIST.sources outlist=$SRC_LIST.list tmp f
-	tmp=$(mktemp)
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[ -e "$f" ] && [ "$f" != "$out822" ] || continue
-		# deb822: one stanza per paragraph; keep enabled stanzas of type deb for our suites
-		awk -v cn="$codename" '
-			function flush() {
-				if (n && isdeb && ours && !off) {
-					if (printed++) print ""
-					for (i = 1; i <= n; i++) print (lines[i] ~ /^Types:/ ? "Types: deb-src" : lines[i])
-				}
-				n = 0; isdeb = 0; ours = 0; off = 0
-			}
-			/^[ \t]*$/ { flush(); next }
-			/^#/ { next }
-			{ lines[++n] = $0 }
-			/^Types:/ { for (i = 2; i <= NF; i++) if ($i == "deb") isdeb = 1 }
-			/^Suites:/ { for (i = 2; i <= NF; i++) if ($i == cn || index($i, cn "-") == 1) ours = 1 }
-			/^Enabled:[ \t]*no/ { off = 1 }
-			END { flush() }' "$f" >>"$tmp"
-	done
-	if [ -s "$tmp" ]; then
-		mv "$tmp" "$out822" && chmod 0644 "$out822"
-	else
-		rm -f "$tmp" "$out822"
-	fi
-	tmp=$(mktemp)
-	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-		[ -e "$f" ] && [ "$f" != "$outlist" ] || continue
-		# one-line style: "deb [options] URI SUITE COMPONENTS..."
-		awk -v cn="$codename" '$1 == "deb" {
-			s = ($2 ~ /^\[/) ? 4 : 3
-			while ($2 ~ /^\[/ && $(s - 2) !~ /\]$/ && s <= NF) s++
-			if ($s == cn || index($s, cn "-") == 1) { $1 = "deb-src"; print }
-		}' "$f" >>"$tmp"
-	done
-	if [ -s "$tmp" ]; then
-		mv "$tmp" "$outlist" && chmod 0644 "$outlist"
-	else
-		rm -f "$tmp" "$outlist"
-	fi
-	[ -e "$out822" ] || [ -e "$outlist" ] ||
-		die "no apt source for '$codename' found in /etc/apt/sources.list{,.d}: cannot derive a deb-src entry"
-}
-
-mkdir -p "$CACHE"
-src_versions() { apt-cache showsrc strongswan 2>/dev/null | awk '/^Version:/ { print $2 }' | sort -u; }
-if ! src_versions | grep -qx "$ver"; then
-	write_src_lists
-	say "apt-get update (deb-src entries in $SRC_LIST.*)"
-	apt-get update -q >"$CACHE.apt-update.log" 2>&1 || {
-		cat "$CACHE.apt-update.log" >&2
-		die "apt-get update failed"
-	}
-fi
-
 # --- fetch and unpack the source ------------------------------------------------------------------
-# The exact version first. A security archive may index a version whose files it no longer serves;
-# then take the newest other Debian revision of the same upstream release (same ABI, the differences
-# are security patches elsewhere) and say so loudly.
-upstream=${ver%-*}
-candidates=("$ver")
-while read -r v; do
-	[ "$v" != "$ver" ] && [ "${v%-*}" = "$upstream" ] && candidates+=("$v")
-done < <(src_versions | sort -r -V)
-
-srcver=
-for v in "${candidates[@]}"; do
-	dir=$CACHE/strongswan-$v
-	if [ -f "$dir/.dpsec-unpacked" ]; then
-		srcver=$v
-		break
-	fi
-	dl=$CACHE/download-$v
-	mkdir -p "$dl"
-	if (cd "$dl" && apt-get source -q --download-only "strongswan=$v") >"$dl.log" 2>&1; then
-		rm -rf "$dir"
-		dpkg-source -x "$dl/strongswan_${v#*:}.dsc" "$dir" >"$dir.unpack.log" 2>&1 ||
-			die "dpkg-source -x failed for strongswan $v (see $dir.unpack.log)"
-		touch "$dir/.dpsec-unpacked"
-		srcver=$v
-		break
-	fi
-	echo "strongswan-pfkey: warning: cannot fetch the source of strongswan $v:" >&2
-	grep -E '^(E|Err):' "$dl.log" >&2 || tail -3 "$dl.log" >&2
-done
-[ -n "$srcver" ] || die "no source package for strongswan $upstream is available from the configured archives"
-[ "$srcver" = "$ver" ] ||
-	echo "strongswan-pfkey: warning: building from strongswan $srcver, the installed version is $ver" >&2
-dir=$CACHE/strongswan-$srcver
+. "$(dirname "$0")/deb-src.sh"
+deb_src_fetch strongswan "$ver" "$CACHE"
+srcver=$DEB_SRC_VERSION
+dir=$DEB_SRC_DIR
 
 # --- configure and build only the plugin ---------------------------------------------------------
 # Struct layouts in libcharon's headers depend on config.h: ME (mediation) adds members to daemon_t,
