@@ -209,21 +209,25 @@ static inline void protect(struct sa_group *g, uint16_t *ng, uint32_t gen, unsig
  */
 static void prefetch_policies(const struct dp_policy **pol, uint16_t n, unsigned int wid)
 {
+	const struct dp_policy *p;
+
+	/* A policy already asked for by the previous packet is skipped: the
+	 * common burst of one flow costs a compare per packet and stage. */
 	for (uint16_t i = 0; i < n; i++)
-		if (pol[i] != NULL)
-			rte_prefetch0(pol[i]);
+		if ((p = pol[i]) != NULL && (i == 0 || p != pol[i - 1]))
+			rte_prefetch0(p);
 	for (uint16_t i = 0; i < n; i++) {
-		if (pol[i] == NULL)
+		if ((p = pol[i]) == NULL || (i > 0 && p == pol[i - 1]))
 			continue;
-		rte_prefetch0(&pol[i]->hits[wid]);
-		if (pol[i]->sa != NULL) {
-			rte_prefetch0(pol[i]->sa);
-			rte_prefetch0((const uint8_t *)pol[i]->sa + RTE_CACHE_LINE_SIZE);
+		rte_prefetch0(&p->hits[wid]);
+		if (p->sa != NULL) {
+			rte_prefetch0(p->sa);
+			rte_prefetch0((const uint8_t *)p->sa + RTE_CACHE_LINE_SIZE);
 		}
 	}
 	for (uint16_t i = 0; i < n; i++)
-		if (pol[i] != NULL && pol[i]->sa != NULL)
-			rte_prefetch0(&pol[i]->sa->cnt[wid]);
+		if ((p = pol[i]) != NULL && (i == 0 || p != pol[i - 1]) && p->sa != NULL)
+			rte_prefetch0(&p->sa->cnt[wid]);
 }
 
 /* The outbound SPD for packets about to leave: bypass, discard, or protect. */
@@ -392,6 +396,24 @@ static inline bool l2_multicast(struct rte_mbuf *m)
 	return rte_is_multicast_ether_addr(&rte_pktmbuf_mtod(m, struct rte_ether_hdr *)->dst_addr);
 }
 
+/* RFC 1071: the one's complement sum of a valid header is 0xffff. Options
+ * are rare: the 20-byte header is summed as five words, not byte pairs. */
+static inline bool ip4_cksum_ok(const struct rte_ipv4_hdr *ip, uint32_t hlen)
+{
+	uint32_t w[5];
+	uint64_t sum;
+
+	if (unlikely(hlen != sizeof(*ip)))
+		return rte_raw_cksum(ip, hlen) == 0xffff;
+	memcpy(w, ip, sizeof(w));
+	sum = (uint64_t)w[0] + w[1] + w[2] + w[3] + w[4];
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
+
 static inline enum dp_counter ip4_check(struct rte_mbuf *m, struct rte_ipv4_hdr *ip)
 {
 	uint32_t hlen;
@@ -407,7 +429,7 @@ static inline enum dp_counter ip4_check(struct rte_mbuf *m, struct rte_ipv4_hdr 
 	if ((m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_BAD)
 		return DP_CNT_drop_bad_cksum;
 	if ((m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) != RTE_MBUF_F_RX_IP_CKSUM_GOOD &&
-	    rte_raw_cksum(ip, hlen) != 0xffff)
+	    !ip4_cksum_ok(ip, hlen))
 		return DP_CNT_drop_bad_cksum;
 	return DP_CNT_MAX;
 }
