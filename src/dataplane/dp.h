@@ -30,6 +30,9 @@ struct dp_snapshot;
 struct dp_neigh_table;
 struct rte_ip_frag_tbl;
 struct rte_ip_frag_death_row;
+struct dp_snapshot;
+struct dp_nexthop;
+struct dp_neigh;
 
 /* Why a packet travels from a worker to the control thread. */
 enum dp_ctrl_kind {
@@ -92,6 +95,17 @@ struct dp_worker {
 	uint16_t n_icmp;
 	uint16_t icmp_port[DP_ICMP_QUEUE];
 	struct rte_mbuf *icmp[DP_ICMP_QUEUE];
+	/* The route and neighbour of the last outbound SA's peer, valid for one
+	 * loop (esp_out.c): a burst spread over many SAs to one peer looks them
+	 * up once, not once per SA. */
+	struct {
+		uint64_t loop;
+		const struct dp_snapshot *s;
+		const struct dp_nexthop *nh;
+		const struct dp_neigh *neigh;
+		uint8_t family;
+		uint8_t dst[16];
+	} peer;
 	/* reassembly of fragments for the gateway (frag.c) */
 	struct rte_ip_frag_tbl *reasm;
 	struct rte_ip_frag_death_row *death_row;

@@ -29,6 +29,29 @@ static inline uint32_t kept_hdr(const struct dp_sa *sa, const struct rte_mbuf *m
 }
 
 /*
+ * The next hop and neighbour of @sa's peer. They cannot change within one
+ * loop of the worker (same snapshot, no quiescent state yet), so the last
+ * answer is kept for the SAs that follow to the same peer.
+ */
+static const struct dp_nexthop *peer_route(struct dp_worker *w, const struct dp_snapshot *s,
+					   const struct dp_sa *sa, const struct dp_neigh **neigh)
+{
+	typeof(w->peer) *p = &w->peer;
+
+	if (p->loop != w->loops || p->s != s || p->family != sa->outer_family ||
+	    memcmp(p->dst, sa->dst, sizeof(p->dst)) != 0) {
+		p->loop = w->loops;
+		p->s = s;
+		p->family = sa->outer_family;
+		memcpy(p->dst, sa->dst, sizeof(p->dst));
+		p->nh = dp_route1(s, sa->outer_family, sa->dst);
+		p->neigh = dp_output_neigh(p->nh, sa->outer_family, sa->dst);
+	}
+	*neigh = p->neigh;
+	return p->nh;
+}
+
+/*
  * RFC 4301 §8.2.1: a packet that will not fit the path once protected is
  * discarded before crypto is spent on it, and its sender is told the largest
  * packet that fits: the link MTU less the SA's overhead, with the payload
@@ -40,7 +63,8 @@ static inline uint32_t kept_hdr(const struct dp_sa *sa, const struct rte_mbuf *m
 uint16_t dp_esp_out_fit(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
 			const struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n, bool hop_done)
 {
-	const struct dp_nexthop *nh = dp_route1(s, sa->outer_family, sa->dst);
+	const struct dp_neigh *neigh;
+	const struct dp_nexthop *nh = peer_route(w, s, sa, &neigh);
 	uint32_t mtu;
 	uint16_t k = 0;
 
@@ -182,9 +206,8 @@ void dp_esp_out_finish(struct dp_worker *w, const struct dp_snapshot *s, struct 
 	if (unlikely(sa->first_use_ms == 0))
 		sa->first_use_ms = dp_now_ms();
 	/* Every packet of an SA goes to the same peer: one route and neighbour
-	 * lookup per group. */
-	nh = dp_route1(s, sa->outer_family, sa->dst);
-	neigh = dp_output_neigh(nh, sa->outer_family, sa->dst);
+	 * lookup per group at most. */
+	nh = peer_route(w, s, sa, &neigh);
 	mtu = nh->type == DP_NH_ONLINK || nh->type == DP_NH_GATEWAY ? dp.ports[nh->port].mtu
 								    : UINT16_MAX;
 	for (uint16_t i = 0; i < n; i++) {
