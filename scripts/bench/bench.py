@@ -390,7 +390,7 @@ def build_cases(pcaps, args):
         cases.append({"name": name, "dir": dir_, "size": size, "crypto": crypto, "sas": sas,
                       "kind": kind, "pcap": pcap, "cpu": crypto != "async", "group": group})
 
-    # Main cases: the 2048-frame pcaps (L3-resident; see gen.N_MAIN_PKTS).
+    # Main cases: the small pcaps (cache-resident; see gen.N_MAIN_PKTS).
     for size in SIZES:
         add(f"fwd-{size}", "out", size, "-", 0, "fwd", pcaps[("out", size)], "baseline")
     for crypto in ("cpu", "async"):
