@@ -30,6 +30,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import signal
 import subprocess
 import sys
@@ -554,6 +555,21 @@ def rounds_lines(results, repeat):
         rates = " / ".join(f"{x['mpps_per_cpu']:.3f}" if x.get("mpps_per_cpu") else "-"
                            for x in r.get("rounds", []))
         lines.append(f"  {r['name']:<30} {rates}")
+    # Paired within a round (seconds apart when --only selects just the two), the ratio to
+    # ipsec-secgw is steadier than best against best on a machine whose speed
+    # drifts over minutes.
+    by = {r["name"]: r for r in results}
+    for size in SIZES:
+        a, b = by.get(f"out-{size}-cpu-1sa"), by.get(f"secgw-out-{size}")
+        if not a or not b:
+            continue
+        ratios = [x["mpps_per_cpu"] / y["mpps_per_cpu"]
+                  for x, y in zip(a.get("rounds", []), b.get("rounds", []))
+                  if x.get("mpps_per_cpu") and y.get("mpps_per_cpu")]
+        if ratios:
+            lines.append(f"  {size} B dpsecd / ipsec-secgw, round by round: "
+                         f"{' / '.join(f'{x:.2f}' for x in ratios)}; "
+                         f"median {statistics.median(ratios):.2f} x")
     return lines + [""]
 
 

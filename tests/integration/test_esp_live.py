@@ -780,3 +780,62 @@ def test_oversized_packet_tells_the_sender_the_path_mtu(run):
     run.need("oversize")
     mtu = path_mtu(run)
     assert mtu == run.scn.max_ip(), (mtu, run.route_after, run.oversize_out)
+
+
+def outer_fragments(frames, src):
+    """(total length, offset in bytes, more fragments) of each IPv4 or IPv6
+    fragment sent by @src on the internet link."""
+    out = []
+    for f in frames:
+        et, ip = f[12:14], f[14:]
+        if et == b"\x08\x00" and str(ipaddress.ip_address(ip[12:16])) == src:
+            off = struct.unpack("!H", ip[6:8])[0]
+            if off & 0x3FFF:
+                out.append((struct.unpack("!H", ip[2:4])[0], (off & 0x1FFF) * 8, bool(off & 0x2000)))
+        elif et == b"\x86\xdd" and str(ipaddress.ip_address(ip[8:24])) == src and ip[6] == 44:
+            off = struct.unpack("!H", ip[42:44])[0]
+            out.append((40 + struct.unpack("!H", ip[4:6])[0], off & 0xFFF8, bool(off & 1)))
+    return out
+
+
+@pytest.mark.parametrize("outer,udp,index", [(4, False, 12), (4, True, 13), (6, False, 14)],
+                         ids=["esp4", "esp4-udp", "esp6"])
+def test_ipv4_without_df_is_fragmented_after_encryption(env, outer, udp, index):
+    """A 1500-byte IPv4 ping without DF fits host A's link and the LAN but not
+    the tunnel. With dfbit copy (the default) dpsecd encrypts it and sends the
+    ESP packet in two fragments no larger than the link (RFC 4301 8.1; an IPv6
+    outer header gets a Fragment header, RFC 8200 4.5); the peer reassembles
+    and decrypts them, and every ping is answered. dpsecd counts 3 packets
+    fragmented into 6 fragments and drops nothing."""
+    s = Scenario(f"tun4in{outer}-gcm{'-udp' if udp else ''}-frag", index, inner=4, outer=outer, udp=udp)
+    r = Run(env, s)
+    got = {}
+
+    def big_ping():
+        (a_ns, _), (_, b_addr) = r.endpoints()
+        sh("ip -4 route flush cache", ns=a_ns, check=False)
+        got["before"] = r.dp_state()
+        got["ping"] = sh(["ping", "-n", "-q", "-c", "3", "-i", "0.2", "-w", "10", "-M", "dont",
+                          "-p", PATTERN, "-s", str(MTU - 28), b_addr], ns=a_ns, check=False)
+        got["after"] = r.dp_state()
+        got["peer"] = r.peer.stats()
+
+    r.phase("start", r.start)
+    if "start" not in r.errors:
+        r.phase("frag", big_ping)
+    r.phase("stop", r.stop)
+    r.need("frag", "stop")
+    p = got["ping"]
+    assert "3 packets transmitted, 3 received" in p.stdout, p.stdout + p.stderr
+    before, after = got["before"]["ports"], got["after"]["ports"]
+    delta = {(port, k): after[port][k] - before[port][k] for port in after for k in after[port]
+             if (k.startswith("drop_") or k.startswith("frag_")) and after[port][k] != before[port][k]}
+    assert delta == {("lan", "frag_out"): 3, ("lan", "frag_created"): 6}, delta
+    frags = outer_fragments(r.frames, GWA[outer])
+    assert len(frags) == 6, frags
+    assert all(length <= MTU for length, _, _ in frags), frags
+    assert sorted((off > 0, more) for _, off, more in frags) == [(False, True)] * 3 + [(True, False)] * 3, frags
+    c = got["peer"]["counters"]
+    assert (c["fragments_rx"], c["reassembled"]) == (6, 3), c
+    assert {k: c[k] for k in PEER_ERRORS if k != "fragments_rx" and c[k]} == {}, c
+    assert sum(1 for f in r.frames if bytes.fromhex(PATTERN) * 2 in f) == 0
