@@ -559,17 +559,20 @@ def rounds_lines(results, repeat):
     # ipsec-secgw is steadier than best against best on a machine whose speed
     # drifts over minutes.
     by = {r["name"]: r for r in results}
-    for size in SIZES:
-        a, b = by.get(f"out-{size}-cpu-1sa"), by.get(f"secgw-out-{size}")
+    pairs = [(f"out-{size}-cpu-1sa", f"secgw-out-{size}", f"{size} B dpsecd / ipsec-secgw", "x")
+             for size in SIZES]
+    pairs += [(f"out-{size}-cpu-{gen.N_SCALE}sa-spread", f"out-{size}-cpu-1sa-spread",
+               f"{size} B {gen.N_SCALE} SAs / 1 SA", "of 1 SA") for size in SIZES]
+    for a_name, b_name, label, unit in pairs:
+        a, b = by.get(a_name), by.get(b_name)
         if not a or not b:
             continue
         ratios = [x["mpps_per_cpu"] / y["mpps_per_cpu"]
                   for x, y in zip(a.get("rounds", []), b.get("rounds", []))
                   if x.get("mpps_per_cpu") and y.get("mpps_per_cpu")]
         if ratios:
-            lines.append(f"  {size} B dpsecd / ipsec-secgw, round by round: "
-                         f"{' / '.join(f'{x:.2f}' for x in ratios)}; "
-                         f"median {statistics.median(ratios):.2f} x")
+            lines.append(f"  {label}, round by round: {' / '.join(f'{x:.2f}' for x in ratios)}; "
+                         f"median {statistics.median(ratios):.2f} {unit}")
     return lines + [""]
 
 
