@@ -125,8 +125,10 @@ static uint16_t esp_only(struct dp_worker *w, uint16_t port, struct rte_mbuf **p
 				break;
 			}
 		}
-		m->l2_len = RTE_ETHER_HDR_LEN;
-		m->l3_len = v6 ? sizeof(struct rte_ipv6_hdr) : rte_ipv4_hdr_len((const void *)ip);
+		m->tx_offload = rte_mbuf_tx_offload(RTE_ETHER_HDR_LEN,
+						    v6 ? sizeof(struct rte_ipv6_hdr)
+						       : rte_ipv4_hdr_len((const void *)ip),
+						    0, 0, 0, 0, 0);
 		dp_meta(m)->outer_ecn = v6 ? (ip[1] >> 4) & 3 : ip[1] & 3;
 		if (rte_pktmbuf_pkt_len(m) < (uint32_t)m->l2_len + m->l3_len + ESP_HDR_LEN) {
 			dp_drop(w, port, m, DP_CNT_drop_esp_malformed);

@@ -9,6 +9,7 @@
 #include <rte_ipsec.h>
 #include <rte_udp.h>
 
+#include "dataplane/cksum.h"
 #include "dataplane/crypto.h"
 #include "dataplane/esp.h"
 #include "dataplane/frag.h"
@@ -103,8 +104,11 @@ static void out_prepare(const struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n
 		bool v4 = (ip->version_ihl >> 4) == 4;
 
 		dp_meta(mb[i])->pre_len = rte_pktmbuf_pkt_len(mb[i]) - RTE_ETHER_HDR_LEN;
-		mb[i]->l2_len = RTE_ETHER_HDR_LEN;
-		mb[i]->l3_len = v4 ? rte_ipv4_hdr_len(ip) : sizeof(struct rte_ipv6_hdr);
+		/* One store: setting the two bitfields apart stalls on a store
+		 * forwarding of the first into the second. */
+		mb[i]->tx_offload = rte_mbuf_tx_offload(
+			RTE_ETHER_HDR_LEN, v4 ? rte_ipv4_hdr_len(ip) : sizeof(struct rte_ipv6_hdr),
+			0, 0, 0, 0, 0);
 		if (sa->copy_df)
 			dp_meta(mb[i])->df = v4 && (ip->fragment_offset &
 						    rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG));
@@ -144,8 +148,7 @@ static void outer4_fix(const struct dp_sa *sa, struct rte_mbuf *m)
 
 	if (sa->copy_df && dp_meta(m)->df)
 		ip->fragment_offset |= rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
-	ip->hdr_checksum = 0;
-	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	dp_ip4_cksum_set(ip);
 }
 
 /*

@@ -12,6 +12,7 @@
 #include <rte_ip.h>
 #include <rte_udp.h>
 
+#include "dataplane/cksum.h"
 #include "dataplane/esp.h"
 #include "dataplane/frag.h"
 #include "dataplane/fwd.h"
@@ -396,24 +397,6 @@ static inline bool l2_multicast(struct rte_mbuf *m)
 	return rte_is_multicast_ether_addr(&rte_pktmbuf_mtod(m, struct rte_ether_hdr *)->dst_addr);
 }
 
-/* RFC 1071: the one's complement sum of a valid header is 0xffff. Options
- * are rare: the 20-byte header is summed as five words, not byte pairs. */
-static inline bool ip4_cksum_ok(const struct rte_ipv4_hdr *ip, uint32_t hlen)
-{
-	uint32_t w[5];
-	uint64_t sum;
-
-	if (unlikely(hlen != sizeof(*ip)))
-		return rte_raw_cksum(ip, hlen) == 0xffff;
-	memcpy(w, ip, sizeof(w));
-	sum = (uint64_t)w[0] + w[1] + w[2] + w[3] + w[4];
-	sum = (sum & 0xffffffff) + (sum >> 32);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return sum == 0xffff;
-}
-
 static inline enum dp_counter ip4_check(struct rte_mbuf *m, struct rte_ipv4_hdr *ip)
 {
 	uint32_t hlen;
@@ -429,7 +412,7 @@ static inline enum dp_counter ip4_check(struct rte_mbuf *m, struct rte_ipv4_hdr 
 	if ((m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_BAD)
 		return DP_CNT_drop_bad_cksum;
 	if ((m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) != RTE_MBUF_F_RX_IP_CKSUM_GOOD &&
-	    !ip4_cksum_ok(ip, hlen))
+	    !dp_ip4_cksum_ok(ip, hlen))
 		return DP_CNT_drop_bad_cksum;
 	return DP_CNT_MAX;
 }
