@@ -30,9 +30,9 @@ static void dispatch(struct dp_worker *w, const struct dp_snapshot *s, uint16_t 
 	const struct dp_port *p = &dp.ports[port];
 	uint64_t bytes = 0;
 
-	/* The mbuf's second line (l2_len, l3_len for lib/ipsec; next, pool for
-	 * the free) and its private area (dp_meta) are first written stages
-	 * later, on lines the receive path never touched. */
+	/* Written stages later: the mbuf's private area (dp_meta), which no
+	 * driver touches, and its second line (l2_len, l3_len for lib/ipsec),
+	 * which a driver may have left out of the cache. */
 	for (uint16_t i = 0; i < n; i++) {
 		rte_prefetch0(&pkts[i]->cacheline1);
 		rte_prefetch0(dp_meta(pkts[i]));
