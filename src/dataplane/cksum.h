@@ -2,8 +2,9 @@
 /*
  * The IPv4 header checksum (RFC 791, RFC 1071) of the common header without
  * options, summed as five 32-bit words instead of DPDK's generic loop over
- * 16-bit ones: the dataplane verifies it on every packet it forwards and
- * writes it on every IPv4 packet it encrypts.
+ * 16-bit ones: the dataplane verifies it on every packet it forwards, and
+ * every IPv4 header it builds or changes (outer ESP headers, decrypted and
+ * NAT-T packets, fragments, ICMP errors) gets it from here.
  */
 #ifndef DP_CKSUM_H
 #define DP_CKSUM_H

@@ -13,6 +13,7 @@
 #include <rte_ipsec_sad.h>
 #include <rte_udp.h>
 
+#include "dataplane/cksum.h"
 #include "dataplane/crypto.h"
 #include "dataplane/esp.h"
 #include "dataplane/fwd.h"
@@ -63,8 +64,7 @@ static enum natt_kind natt_decap(struct rte_mbuf *m, int v6)
 
 		h->next_proto_id = IPPROTO_ESP;
 		h->total_length = rte_cpu_to_be_16(rte_be_to_cpu_16(h->total_length) - 8);
-		h->hdr_checksum = 0;
-		h->hdr_checksum = rte_ipv4_cksum(h);
+		dp_ip4_cksum_set(h);
 	}
 	return NATT_ESP;
 }
@@ -261,8 +261,7 @@ static enum dp_sa_counter inner_l2(struct dp_sa *sa, struct rte_mbuf *m, int *v6
 	if (!*v6) {
 		struct rte_ipv4_hdr *h = (struct rte_ipv4_hdr *)ip;
 
-		h->hdr_checksum = 0;
-		h->hdr_checksum = rte_ipv4_cksum(h);
+		dp_ip4_cksum_set(h);
 	}
 	return DP_SA_CNT_MAX;
 }

@@ -12,6 +12,7 @@
 #include <rte_malloc.h>
 #include <rte_random.h>
 
+#include "dataplane/cksum.h"
 #include "dataplane/frag.h"
 #include "dataplane/fwd.h"
 #include "dataplane/worker.h"
@@ -136,7 +137,7 @@ static struct rte_mbuf *frag_finish(struct rte_mbuf *f, const struct rte_ether_h
 	if (family == AF_INET) {
 		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(e + 1);
 
-		ip->hdr_checksum = rte_ipv4_cksum(ip);
+		dp_ip4_cksum_set(ip);
 	} else {
 		struct rte_ipv6_fragment_ext *fh =
 			(struct rte_ipv6_fragment_ext *)((struct rte_ipv6_hdr *)(e + 1) + 1);
@@ -248,7 +249,7 @@ struct rte_mbuf *dp_reasm(struct dp_worker *w, uint16_t in, struct rte_mbuf *m, 
 		struct rte_ipv4_hdr *h =
 			rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, RTE_ETHER_HDR_LEN);
 
-		h->hdr_checksum = rte_ipv4_cksum(h);
+		dp_ip4_cksum_set(h);
 	}
 	dp_count(w, in, DP_CNT_reasm_done);
 	return m;

@@ -2,6 +2,7 @@
 #include <rte_cycles.h>
 #include <rte_ip.h>
 
+#include "dataplane/cksum.h"
 #include "dataplane/fwd.h"
 #include "dataplane/icmp.h"
 #include "dataplane/worker.h"
@@ -169,8 +170,7 @@ static struct rte_mbuf *build4(const struct rte_mbuf *m, uint16_t in, uint32_t m
 		struct rte_ipv4_hdr *qip = (struct rte_ipv4_hdr *)(ic + 1);
 
 		qip->time_to_live++;
-		qip->hdr_checksum = 0;
-		qip->hdr_checksum = rte_ipv4_cksum(qip);
+		dp_ip4_cksum_set(qip);
 	}
 	ip->version_ihl = RTE_IPV4_VHL_DEF;
 	ip->type_of_service = TOS_INTERNETCONTROL;
@@ -180,8 +180,7 @@ static struct rte_mbuf *build4(const struct rte_mbuf *m, uint16_t in, uint32_t m
 	ip->time_to_live = ICMP_ERR_TTL;
 	ip->next_proto_id = IPPROTO_ICMP;
 	ip->dst_addr = oip->src_addr;
-	ip->hdr_checksum = 0;
-	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	dp_ip4_cksum_set(ip);
 	ic->type = ICMP4_UNREACH;
 	ic->code = ICMP4_FRAG_NEEDED;
 	ic->data = rte_cpu_to_be_32(RTE_MAX(mtu, IPV4_MIN_MTU) & 0xffff);
