@@ -329,12 +329,17 @@ def mtu_cases():
     ]
 
 
-@pytest.fixture(scope="module")
-def mtu_run(tmp_path_factory):
-    run = Run(tmp_path_factory.mktemp("mtu"), mtu_cases(), wan_mtu=WAN_MTU_SMALL,
+def small_wan_run(tmp_path_factory, name, cases):
+    """The cases through a dpsecd whose wan port has the small MTU."""
+    run = Run(tmp_path_factory.mktemp(name), cases, wan_mtu=WAN_MTU_SMALL,
               neighbours=HOST_NEIGHBOURS)
     assert run.rc == 0, run.log
     return run
+
+
+@pytest.fixture(scope="module")
+def mtu_run(tmp_path_factory):
+    return small_wan_run(tmp_path_factory, "mtu", mtu_cases())
 
 
 def test_ipv4_without_df_larger_than_wan_mtu_leaves_as_fragments(mtu_run):
@@ -409,10 +414,7 @@ def expected_too_big(case, mtu, src=P.LAN6):
 
 @pytest.fixture(scope="module")
 def ptb_run(tmp_path_factory):
-    run = Run(tmp_path_factory.mktemp("ptb"), ptb_cases(), wan_mtu=WAN_MTU_SMALL,
-              neighbours=HOST_NEIGHBOURS)
-    assert run.rc == 0, run.log
-    return run
+    return small_wan_run(tmp_path_factory, "ptb", ptb_cases())
 
 
 def test_ipv4_df_packet_too_big_gets_icmp_fragmentation_needed_with_the_egress_mtu(ptb_run):
