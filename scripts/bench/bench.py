@@ -414,6 +414,15 @@ def build_cases(pcaps, args):
         if not args.no_diag:
             add(f"out-{size}-cpu-{N}sa-one", "out", size, "cpu", N, "scale",
                 pcaps[("one", size)], "scale")
+    if args.baseline:
+        # Each dpsecd case again with the baseline build, right after it in
+        # the same round: the pair is measured seconds apart.
+        paired = []
+        for c in cases:
+            paired.append(c)
+            if c["kind"] != "secgw":
+                paired.append(dict(c, name="base:" + c["name"], bins="base"))
+        cases = paired
     return cases
 
 
@@ -561,6 +570,8 @@ def rounds_lines(results, repeat):
     by = {r["name"]: r for r in results}
     pairs = [(f"out-{size}-cpu-1sa", f"secgw-out-{size}", f"{size} B dpsecd / ipsec-secgw", "x")
              for size in SIZES]
+    pairs += [(r["name"][5:], r["name"], f"{r['name'][5:]} new / baseline build", "x")
+              for r in results if r["name"].startswith("base:")]
     pairs += [(f"out-{size}-cpu-{gen.N_SCALE}sa-spread", f"out-{size}-cpu-1sa-spread",
                f"{size} B {gen.N_SCALE} SAs / 1 SA", "of 1 SA") for size in SIZES]
     for a_name, b_name, label, unit in pairs:
@@ -605,6 +616,8 @@ def main():
                     help="distinct frames in the main cases' pcaps (see gen.N_MAIN_PKTS)")
     ap.add_argument("--build", default=os.environ.get("DPSEC_BUILD",
                                                       os.path.join(ROOT, "build")))
+    ap.add_argument("--baseline", help="a second build directory (e.g. of the previous "
+                    "commit): every dpsecd case also runs with it, paired round by round")
     args = ap.parse_args()
     gen.N_MAIN_PKTS = args.frames
 
@@ -612,13 +625,16 @@ def main():
     work = os.path.join(out, "work")
     os.makedirs(work, exist_ok=True)
     # A private copy of the binaries: a rebuild during the run cannot change them.
-    bins = {}
-    for b in ("dpsecd", "dpsecctl"):
-        src = os.path.join(args.build, "src/control", b)
-        if not os.access(src, os.X_OK):
-            sys.exit(f"bench: {src} missing: run scripts/build.sh first")
-        bins[b] = os.path.join(work, b)
-        shutil.copy2(src, bins[b])
+    bins = {"main": {}, "base": {}}
+    for tag, build in (("main", args.build), ("base", args.baseline)):
+        if not build:
+            continue
+        for b in ("dpsecd", "dpsecctl"):
+            src = os.path.join(build, "src/control", b)
+            if not os.access(src, os.X_OK):
+                sys.exit(f"bench: {src} missing: run scripts/build.sh first")
+            bins[tag][b] = os.path.join(work, b + ("" if tag == "main" else "-base"))
+            shutil.copy2(src, bins[tag][b])
 
     t_all = time.monotonic()
     info = machine()
@@ -654,7 +670,7 @@ def main():
         results = []
         for i, case in enumerate(cases):
             log(f"bench: [{rnd * len(cases) + i + 1}/{n_all}] {case['name']}")
-            results.append(run_case(bins, work, case, args))
+            results.append(run_case(bins[case.get("bins", "main")], work, case, args))
             if rnd == args.repeat // 2 and i == len(cases) // 2 - 1:
                 log("bench: dpdk-test-crypto-perf (ceiling), run 2 of 3")
                 cp.append(crypto_perf(args, work, "2"))
@@ -696,7 +712,9 @@ def main():
         "load took the rest);",
         "Mpps/CPU = packets per second of worker CPU time: the rate of a worker alone on its "
         "core; vs ceil/CPU = both sides per CPU-second",
-        "lost = drop counters + packets received but not sent (beyond those in flight)", "",
+        "lost = drop counters + packets received but not sent (beyond those in flight)",
+        *([f"base:CASE = the same case with the baseline build {args.baseline}, run right "
+           "after it in each round"] if args.baseline else []), "",
         table, "", *rounds_lines(results, args.repeat), *cp_lines, "", summary(results, ceiling), "",
         f"total time {time.monotonic() - t_all:.0f} s; raw data: {out}/results.json",
     ])
