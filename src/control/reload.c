@@ -56,6 +56,7 @@ bool dps_policy_same(const struct dps_policy *a, const struct dps_policy *b)
 
 struct reload {
 	bool *sa_keep, *pol_keep; /* [current] unchanged configuration objects */
+	bool *pol_kept;		  /* [cfg->n_policies] the same as one in the store */
 	struct dp_sa **made;	  /* [cfg->n_sas] created for new SAs, NULL if kept */
 };
 
@@ -65,20 +66,25 @@ static void reload_free(struct reload *r, unsigned int n_new)
 		dp_sa_free(r->made[i]);
 	free(r->sa_keep);
 	free(r->pol_keep);
+	free(r->pol_kept);
 	free(r->made);
 }
 
-/* Everything that can fail, before anything changes. */
+/* What can be known and made before anything changes: the SAs' dataplane objects. */
 static int reload_plan(const struct dps_config *cfg, struct reload *r, char *err, size_t errlen)
 {
 	r->sa_keep = calloc(dps_store.n_sas + 1, sizeof(bool));
 	r->pol_keep = calloc(dps_store.n_pol + 1, sizeof(bool));
+	r->pol_kept = calloc(cfg->n_policies + 1, sizeof(bool));
 	r->made = calloc(cfg->n_sas + 1, sizeof(*r->made));
-	if (r->sa_keep == NULL || r->pol_keep == NULL || r->made == NULL)
+	if (r->sa_keep == NULL || r->pol_keep == NULL || r->pol_kept == NULL || r->made == NULL) {
+		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
+	}
 	for (unsigned int i = 0; i < cfg->n_sas; i++) {
 		const struct dps_sa *c = &cfg->sas[i];
 		int j = dps_store_sa_pos(c->spi, &c->dst, c->proto);
+		char why[256];
 
 		if (j >= 0 && dps_store.sas[j].origin == DPS_ORIGIN_CONFIG &&
 		    sa_same(&dps_store.sas[j].cfg, c)) {
@@ -94,9 +100,11 @@ static int reload_plan(const struct dps_config *cfg, struct reload *r, char *err
 			dps_store_sa_make(c,
 					  dps_sa_inner_family(c, cfg->policies, cfg->n_policies,
 							      sizeof(*cfg->policies)),
-					  err, errlen);
-		if (r->made[i] == NULL)
+					  &cfg->ipsec, why, sizeof(why));
+		if (r->made[i] == NULL) {
+			snprintf(err, errlen, "sas[%u] (spi 0x%x): %s", i, c->spi, why);
 			return -ENOTSUP;
+		}
 	}
 	for (unsigned int i = 0; i < cfg->n_policies; i++) {
 		const struct dps_policy *c = &cfg->policies[i];
@@ -111,47 +119,96 @@ static int reload_plan(const struct dps_config *cfg, struct reload *r, char *err
 					 "policies[%u]: a key daemon installed this one", i);
 				return -EEXIST;
 			}
-			r->pol_keep[j] = dps_policy_same(&e->p, c);
+			if (!r->pol_keep[j] && dps_policy_same(&e->p, c))
+				r->pol_keep[j] = r->pol_kept[i] = true;
 		}
 	}
 	return 0;
 }
 
-int dps_store_reload(const struct dps_config *cfg, char *err, size_t errlen)
+/* Remove what went away or changed, add what is new; stop at the first failure. */
+static int reload_apply(const struct dps_config *cfg, struct reload *r, char *err, size_t errlen)
 {
-	struct reload r = {0};
-	int rc = reload_plan(cfg, &r, err, errlen);
+	char why[256];
+	int rc;
 
-	if (rc < 0) {
-		reload_free(&r, cfg->n_sas);
-		return rc;
+	for (unsigned int j = dps_store.n_pol; j-- > 0;) {
+		if (dps_store.pol[j].origin != DPS_ORIGIN_CONFIG || r->pol_keep[j])
+			continue;
+		rc = dps_store_policy_delete(dps_store.pol[j].p.id);
+		if (rc < 0) {
+			snprintf(err, errlen, "cannot delete policy %u: %s", dps_store.pol[j].p.id,
+				 strerror(-rc));
+			return rc;
+		}
 	}
-	for (unsigned int j = dps_store.n_pol; j-- > 0;)
-		if (dps_store.pol[j].origin == DPS_ORIGIN_CONFIG && !r.pol_keep[j])
-			dps_store_policy_delete(dps_store.pol[j].p.id);
 	for (unsigned int j = dps_store.n_sas; j-- > 0;) {
 		const struct dps_sa *c = &dps_store.sas[j].cfg;
 
-		if (dps_store.sas[j].origin == DPS_ORIGIN_CONFIG && !r.sa_keep[j])
-			dps_store_sa_delete(c->spi, &c->dst, c->proto);
+		if (dps_store.sas[j].origin != DPS_ORIGIN_CONFIG || r->sa_keep[j])
+			continue;
+		rc = dps_store_sa_delete(c->spi, &c->dst, c->proto);
+		if (rc < 0) {
+			snprintf(err, errlen, "cannot delete SA 0x%x: %s", c->spi, strerror(-rc));
+			return rc;
+		}
 	}
 	dps_store.def = cfg->ipsec;
 	for (unsigned int i = 0; i < cfg->n_policies; i++) {
 		struct dps_policy p = cfg->policies[i];
-		char why[128];
 
-		/* an unchanged one is still there: EEXIST is expected */
-		dps_store_policy_add(&p, DPS_ORIGIN_CONFIG, why, sizeof(why));
+		if (r->pol_kept[i])
+			continue;
+		rc = dps_store_policy_add(&p, DPS_ORIGIN_CONFIG, why, sizeof(why));
+		if (rc < 0) {
+			snprintf(err, errlen, "policies[%u]: %s", i,
+				 rc == -ENOMEM ? "out of memory" : why);
+			return rc;
+		}
 	}
 	for (unsigned int i = 0; i < cfg->n_sas; i++) {
-		if (r.made[i] != NULL &&
-		    dps_store_sa_insert(&cfg->sas[i], r.made[i], DPS_ORIGIN_CONFIG) == 0)
-			r.made[i] = NULL;
-	}
-	reload_free(&r, cfg->n_sas);
-	if (dps_store_commit() < 0) {
-		snprintf(err, errlen, "cannot compile the SPD/SAD");
-		return -1;
+		struct dp_sa *d = r->made[i];
+
+		if (d == NULL)
+			continue;
+		r->made[i] = NULL; /* the store owns it now, or freed it */
+		rc = dps_store_sa_insert(&cfg->sas[i], d, DPS_ORIGIN_CONFIG);
+		if (rc < 0) {
+			snprintf(err, errlen, "sas[%u] (spi 0x%x): %s", i, cfg->sas[i].spi,
+				 rc == -EEXIST ? "SA exists" : "out of memory");
+			return rc;
+		}
 	}
 	return 0;
+}
+
+/*
+ * Everything new is made first; then the store is changed and compiled, and
+ * if any step fails the tables are put back as they were: the SAs and
+ * policies in force stay in force, in the store and in the published
+ * snapshot alike.
+ */
+int dps_store_reload(const struct dps_config *cfg, char *err, size_t errlen)
+{
+	struct dps_store_undo undo;
+	struct reload r = {0};
+	int rc = reload_plan(cfg, &r, err, errlen);
+
+	if (rc == 0 && (rc = dps_store_undo_begin(&undo)) < 0)
+		snprintf(err, errlen, "out of memory");
+	if (rc < 0) {
+		reload_free(&r, cfg->n_sas);
+		return rc;
+	}
+	rc = reload_apply(cfg, &r, err, errlen);
+	if (rc == 0 && dps_store_commit() < 0) {
+		snprintf(err, errlen, "cannot compile the SPD/SAD");
+		rc = -1;
+	}
+	if (rc < 0)
+		dps_store_undo(&undo);
+	else
+		dps_store_undo_end(&undo);
+	reload_free(&r, cfg->n_sas);
+	return rc;
 }

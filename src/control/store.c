@@ -223,13 +223,14 @@ int dps_store_sa_insert(const struct dps_sa *sa, struct dp_sa *d, enum dps_origi
 	return 0;
 }
 
-struct dp_sa *dps_store_sa_make(const struct dps_sa *sa, int inner, char *err, size_t errlen)
+struct dp_sa *dps_store_sa_make(const struct dps_sa *sa, int inner,
+				const struct dps_ipsec_defaults *def, char *err, size_t errlen)
 {
 	if (sa->dir != DPS_DIR_IN && sa->dir != DPS_DIR_OUT) {
 		snprintf(err, errlen, "SA direction must be in or out");
 		return NULL;
 	}
-	return dp_sa_create(sa, inner, &dps_store.def, err, errlen);
+	return dp_sa_create(sa, inner, def, err, errlen);
 }
 
 int dps_store_sa_add(const struct dps_sa *sa, enum dps_origin origin, char *err, size_t errlen)
@@ -242,7 +243,7 @@ int dps_store_sa_add(const struct dps_sa *sa, enum dps_origin origin, char *err,
 		snprintf(err, errlen, "SA exists");
 		return -EEXIST;
 	}
-	d = dps_store_sa_make(sa, inner_family(sa), err, errlen);
+	d = dps_store_sa_make(sa, inner_family(sa), &dps_store.def, err, errlen);
 	if (d == NULL)
 		return -ENOTSUP;
 	return dps_store_sa_insert(sa, d, origin);
@@ -312,7 +313,7 @@ static void rebind_unused(const struct dps_policy *p)
 			       s->cfg.spi, p->id);
 			continue;
 		}
-		d = dps_store_sa_make(&s->cfg, fam, why, sizeof(why));
+		d = dps_store_sa_make(&s->cfg, fam, &dps_store.def, why, sizeof(why));
 		if (d == NULL || bury(s->dp) < 0) {
 			DP_LOG(ERR, "SA 0x%x: cannot remake it for policy %u: %s", s->cfg.spi,
 			       p->id, d == NULL ? why : "out of memory");
@@ -535,6 +536,109 @@ int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+static int ptr_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static bool ptr_in(void *const *sorted, unsigned int n, const void *p)
+{
+	return p != NULL && bsearch(&p, sorted, n, sizeof(*sorted), ptr_cmp) != NULL;
+}
+
+int dps_store_undo_begin(struct dps_store_undo *u)
+{
+	const struct dps_store_state *s = &dps_store;
+
+	*u = (struct dps_store_undo){
+		.def = s->def,
+		.n_sas = s->n_sas,
+		.n_pol = s->n_pol,
+		.n_dead = s->n_dead,
+		.n_dead_hits = s->n_dead_hits,
+		.next_sa_id = s->next_sa_id,
+		.next_pol_index = s->next_pol_index,
+		.next_seq = s->next_seq,
+	};
+	memcpy(u->pol_fam, s->pol_fam, sizeof(u->pol_fam));
+	memcpy(u->out_inner, s->out_inner, sizeof(u->out_inner));
+	u->sas = malloc((s->n_sas + 1) * sizeof(*u->sas));
+	u->pol = malloc((s->n_pol + 1) * sizeof(*u->pol));
+	u->dp = malloc((s->n_sas + 1) * sizeof(*u->dp));
+	u->hits = malloc((s->n_pol + 1) * sizeof(*u->hits));
+	if (u->sas == NULL || u->pol == NULL || u->dp == NULL || u->hits == NULL) {
+		dps_store_undo_end(u);
+		return -ENOMEM;
+	}
+	memcpy(u->sas, s->sas, s->n_sas * sizeof(*u->sas));
+	memcpy(u->pol, s->pol, s->n_pol * sizeof(*u->pol));
+	for (unsigned int i = 0; i < s->n_sas; i++)
+		u->dp[i] = s->sas[i].dp;
+	for (unsigned int i = 0; i < s->n_pol; i++)
+		u->hits[i] = s->pol[i].hits;
+	qsort(u->dp, s->n_sas, sizeof(*u->dp), ptr_cmp);
+	qsort(u->hits, s->n_pol, sizeof(*u->hits), ptr_cmp);
+	return 0;
+}
+
+/*
+ * What was made since dps_store_undo_begin() is freed: it was never
+ * published. What was deleted or replaced since then sits in the dead lists,
+ * to be freed after the next publish; it is still in force, so it goes back
+ * into the tables instead.
+ */
+void dps_store_undo(struct dps_store_undo *u)
+{
+	struct dps_store_state *s = &dps_store;
+
+	for (unsigned int i = 0; i < s->n_sas; i++)
+		if (!ptr_in((void *const *)u->dp, u->n_sas, s->sas[i].dp))
+			dp_sa_free(s->sas[i].dp);
+	for (unsigned int i = u->n_dead; i < s->n_dead; i++)
+		if (!ptr_in((void *const *)u->dp, u->n_sas, s->dead[i]))
+			dp_sa_free(s->dead[i]);
+	for (unsigned int i = 0; i < s->n_pol; i++)
+		if (!ptr_in((void *const *)u->hits, u->n_pol, s->pol[i].hits))
+			rte_free(s->pol[i].hits);
+	for (unsigned int i = u->n_dead_hits; i < s->n_dead_hits; i++)
+		if (!ptr_in((void *const *)u->hits, u->n_pol, s->dead_hits[i]))
+			rte_free(s->dead_hits[i]);
+	/* capacities only grow: the saved tables fit */
+	pthread_mutex_lock(&s->lock);
+	memcpy(s->sas, u->sas, u->n_sas * sizeof(*s->sas));
+	memcpy(s->pol, u->pol, u->n_pol * sizeof(*s->pol));
+	s->n_sas = u->n_sas;
+	s->n_pol = u->n_pol;
+	pthread_mutex_unlock(&s->lock);
+	s->n_dead = u->n_dead;
+	s->n_dead_hits = u->n_dead_hits;
+	s->def = u->def;
+	s->next_sa_id = u->next_sa_id;
+	s->next_pol_index = u->next_pol_index;
+	s->next_seq = u->next_seq;
+	memcpy(s->pol_fam, u->pol_fam, sizeof(s->pol_fam));
+	memcpy(s->out_inner, u->out_inner, sizeof(s->out_inner));
+	s->rules_changed = s->in_changed = true; /* the next commit compiles afresh */
+	sa_ix.stale = pol_ix.stale = true;
+	dps_store_undo_end(u);
+}
+
+void dps_store_undo_end(struct dps_store_undo *u)
+{
+	if (u->sas != NULL) /* keys */
+		explicit_bzero(u->sas, u->n_sas * sizeof(*u->sas));
+	free(u->sas);
+	free(u->pol);
+	free(u->dp);
+	free(u->hits);
+	u->sas = NULL;
+	u->pol = NULL;
+	u->dp = NULL;
+	u->hits = NULL;
 }
 
 void dps_store_fini(void)

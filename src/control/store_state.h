@@ -46,13 +46,37 @@ extern struct dps_store_state dps_store;
 /* Position of SA <spi, dst, proto> in dps_store.sas, or -1. */
 int dps_store_sa_pos(uint32_t spi, const struct dps_addr *dst, uint8_t proto);
 
-/* The dataplane object of SA @sa carrying inner family @inner, or NULL with @err. */
-struct dp_sa *dps_store_sa_make(const struct dps_sa *sa, int inner, char *err, size_t errlen);
+/* The dataplane object of SA @sa carrying inner family @inner under the
+ * defaults @def, or NULL with @err. */
+struct dp_sa *dps_store_sa_make(const struct dps_sa *sa, int inner,
+				const struct dps_ipsec_defaults *def, char *err, size_t errlen);
 
 /* Insert an SA whose dataplane object @d exists already (freed on failure). */
 int dps_store_sa_insert(const struct dps_sa *sa, struct dp_sa *d, enum dps_origin origin);
 
 bool dps_selector_eq(const struct dps_selector *a, const struct dps_selector *b);
+
+/*
+ * A change of several steps (a reload) that must happen whole or not at all:
+ * dps_store_undo_begin() copies the tables, dps_store_undo() puts them back
+ * and frees what was made in between, dps_store_undo_end() keeps the change.
+ */
+struct dps_store_undo {
+	struct dps_ipsec_defaults def;
+	unsigned int n_sas, n_pol, n_dead, n_dead_hits;
+	struct dps_store_sa *sas; /* copies of the tables */
+	struct dps_store_policy *pol;
+	struct dp_sa **dp;     /* the SAs' dataplane objects, sorted */
+	struct dp_hits **hits; /* the policies' counters, sorted */
+	uint32_t next_sa_id;
+	uint32_t next_pol_index;
+	uint64_t next_seq;
+	unsigned int pol_fam[2][2], out_inner[2];
+};
+
+int dps_store_undo_begin(struct dps_store_undo *u);
+void dps_store_undo(struct dps_store_undo *u);
+void dps_store_undo_end(struct dps_store_undo *u);
 
 /* ---- SA binding (binding.c) ------------------------------------------------ */
 
