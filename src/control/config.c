@@ -271,8 +271,8 @@ static int dps_parse_doc(struct dps_ctx *ctx, yaml_parser_t *parser, const char 
 	return rc;
 }
 
-int dps_config_parse(const char *text, size_t len, const char *name, struct dps_config *cfg,
-		     char *err, size_t errlen)
+static int dps_config_parse_as(const char *text, size_t len, const char *name,
+			       struct dps_config *cfg, bool runnable, char *err, size_t errlen)
 {
 	struct dps_config tmp;
 	struct dps_ctx ctx = {
@@ -280,6 +280,7 @@ int dps_config_parse(const char *text, size_t len, const char *name, struct dps_
 		.name = name ? name : "<config>",
 		.err = err,
 		.errlen = errlen,
+		.runnable = runnable,
 	};
 	yaml_parser_t parser;
 	int rc;
@@ -307,6 +308,12 @@ int dps_config_parse(const char *text, size_t len, const char *name, struct dps_
 	}
 	*cfg = tmp;
 	return 0;
+}
+
+int dps_config_parse(const char *text, size_t len, const char *name, struct dps_config *cfg,
+		     char *err, size_t errlen)
+{
+	return dps_config_parse_as(text, len, name, cfg, false, err, errlen);
 }
 
 static int dps_read_file(const char *path, char **text, size_t *len)
@@ -366,7 +373,7 @@ int dps_config_load(const char *path, struct dps_config *cfg, char *err, size_t 
 			snprintf(err, errlen, "%s: cannot read: %s", path, strerror(e));
 		return -1;
 	}
-	rc = dps_config_parse(text, len, path, cfg, err, errlen);
+	rc = dps_config_parse_as(text, len, path, cfg, true, err, errlen);
 	explicit_bzero(text, len); /* it may hold SA keys */
 	free(text);
 	return rc;

@@ -133,6 +133,13 @@ static int dps_eal_check(struct dps_ctx *ctx, yaml_node_t *map, void *obj)
 {
 	struct dps_eal_cfg *eal = obj;
 
+	/* Without hugepages EAL runs in legacy memory mode, which it refuses to
+	 * combine with --in-memory. */
+	if (eal->in_memory && !eal->hugepages)
+		return dps_err_key(
+			ctx, map, dps_map_get(ctx, map, "in_memory") ? "in_memory" : "hugepages",
+			"in_memory needs hugepages (DPDK runs without them only in legacy "
+			"memory mode, which --in-memory excludes)");
 	if (dps_lcore_in(ctx, eal->main_lcore))
 		return 0;
 	/* Blame main_lcore if it was given, else the list that leaves out the default. */

@@ -32,6 +32,7 @@ struct dps_ctx {
 	uint64_t lcores[DPS_MAX_LCORE / 64]; /* eal.lcores as a set */
 	yaml_node_t *lcores_node;	     /* where eal.lcores was given, if it was */
 	yaml_node_t *root;
+	bool runnable; /* also refuse what this build's dataplane cannot run yet */
 };
 
 struct dps_field;
