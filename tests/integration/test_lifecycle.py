@@ -12,6 +12,7 @@
 The running daemons use net_null devices with no-rx=1 (silent ports that need
 neither a namespace nor a kernel interface) unless a test needs a namespace.
 """
+import glob
 import json
 import os
 import random
@@ -297,6 +298,16 @@ def test_start_refuses_what_check_refuses_in_the_same_words(tmp_path, case):
     assert reason in checked.stderr
     assert started.stderr == checked.stderr
     assert not os.path.exists(runtime_dir(prefix))
+
+
+SHIPPED = sorted(glob.glob(os.path.join(ROOT, "config", "*.yaml")) +
+                 glob.glob(os.path.join(ROOT, "config", "examples", "*.yaml")))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[os.path.relpath(p, ROOT) for p in SHIPPED])
+def test_check_accepts_every_shipped_config(path):
+    r = check(path)
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"{path}: ok\n", "")
 
 
 def test_check_missing_file_cannot_read(tmp_path):
