@@ -609,6 +609,8 @@ void dps_store_undo(struct dps_store_undo *u)
 			rte_free(s->dead_hits[i]);
 	/* capacities only grow: the saved tables fit */
 	pthread_mutex_lock(&s->lock);
+	if (s->n_sas > u->n_sas) /* the keys of SAs added since */
+		explicit_bzero(&s->sas[u->n_sas], (s->n_sas - u->n_sas) * sizeof(*s->sas));
 	memcpy(s->sas, u->sas, u->n_sas * sizeof(*s->sas));
 	memcpy(s->pol, u->pol, u->n_pol * sizeof(*s->pol));
 	s->n_sas = u->n_sas;
