@@ -30,6 +30,12 @@ int dps_prefix_parse(const char *s, struct dps_prefix *out);
 /** True if @a and @b are the same family and address. */
 bool dps_addr_eq(const struct dps_addr *a, const struct dps_addr *b);
 
+/** Why @a cannot be a host's address (interface, next hop, neighbour), or NULL. */
+const char *dps_addr_unusable(const struct dps_addr *a);
+
+/** True if @p has bits set beyond its length, i.e. is not a network prefix. */
+bool dps_prefix_has_host_bits(const struct dps_prefix *p);
+
 /** Format @a into @buf (INET6_ADDRSTRLEN is enough). */
 const char *dps_addr_str(const struct dps_addr *a, char *buf, size_t len);
 

@@ -175,7 +175,12 @@ void dps_config_defaults(struct dps_config *cfg);
 int dps_config_parse(const char *text, size_t len, const char *name, struct dps_config *cfg,
 		     char *err, size_t errlen);
 
-/** Read @path and parse it as dps_config_parse() does. */
+/**
+ * Read @path and parse it as dps_config_parse() does; also refuse what
+ * dpsecd would refuse to run although the file describes it well (AH and
+ * IPComp SAs, until the dataplane runs them), as start-up, --check and a
+ * reload must agree.
+ */
 int dps_config_load(const char *path, struct dps_config *cfg, char *err, size_t errlen);
 
 /** Release what dps_config_parse() allocated. */

@@ -549,7 +549,12 @@ static int dps_sa_check(struct dps_ctx *ctx, yaml_node_t *map, void *obj)
 		sa->dfbit = ctx->cfg->ipsec.dfbit;
 	if (!sa->udp_encap)
 		sa->encap_sport = sa->encap_dport = 0;
-	return dps_sa_check_unique(ctx, map, sa);
+	if (dps_sa_check_unique(ctx, map, sa))
+		return -1;
+	/* Until AH and IPComp run: dpsecd refuses them with dp_crypto_xforms()'s words. */
+	if (ctx->runnable && sa->proto != DPS_PROTO_ESP)
+		return dps_err_key(ctx, map, "proto", "only ESP SAs run on the dataplane so far");
+	return 0;
 }
 
 static void dps_sa_init(void *elem)
@@ -814,10 +819,10 @@ static int dps_policy_check(struct dps_ctx *ctx, yaml_node_t *map, void *obj)
 	for (i = 0; i < cfg->n_policies; i++) {
 		const struct dps_policy *o = &cfg->policies[i];
 
-		if (o->dir == pol->dir && o->priority == pol->priority &&
-		    dps_sel_eq(&o->sel, &pol->sel))
-			return dps_err(ctx, map,
-				       "same direction, selector and priority as policies[%u]", i);
+		/* The SPD holds one policy per direction and selector, as Linux's does
+		 * (PF_KEY finds policies by them), whatever their priorities. */
+		if (o->dir == pol->dir && dps_sel_eq(&o->sel, &pol->sel))
+			return dps_err(ctx, map, "same direction and selector as policies[%u]", i);
 	}
 	return 0;
 }

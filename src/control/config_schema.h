@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The configuration loader's private interface: the schema types that the
- * walk in config.c runs on, and the generic handlers and error helpers that
- * the section tables are built with. The IPsec sections (config_ipsec.c) use
- * it; nothing outside src/control/config*.c includes it, and it is not
+ * walk in yaml.c runs on, and the generic handlers and error helpers that
+ * the section tables are built with. The gateway sections (config_gateway.c)
+ * and the IPsec sections (config_ipsec.c) use it; nothing outside the
+ * configuration loader (config*.c, yaml.c) includes it, and it is not
  * installed: the public API is control/config.h. The functions are described
- * where config.c defines them.
+ * where they are defined.
  */
 #ifndef DPS_CONFIG_SCHEMA_H
 #define DPS_CONFIG_SCHEMA_H
@@ -31,6 +32,7 @@ struct dps_ctx {
 	uint64_t lcores[DPS_MAX_LCORE / 64]; /* eal.lcores as a set */
 	yaml_node_t *lcores_node;	     /* where eal.lcores was given, if it was */
 	yaml_node_t *root;
+	bool runnable; /* also refuse what this build's dataplane cannot run yet */
 };
 
 struct dps_field;
@@ -94,8 +96,10 @@ struct dps_seq {
 
 #define DPS_Q(node) dps_quote((node), (char[48]){0}, 48)
 
-/* ---- error reporting and the key path (config.c) --------------------------- */
+/* ---- error reporting and the key path (yaml.c) ----------------------------- */
 
+int __attribute__((format(printf, 3, 4)))
+dps_err_mark(struct dps_ctx *ctx, const yaml_mark_t *mark, const char *fmt, ...);
 int __attribute__((format(printf, 3, 4)))
 dps_err(struct dps_ctx *ctx, const yaml_node_t *node, const char *fmt, ...);
 int __attribute__((format(printf, 4, 5)))
@@ -105,6 +109,9 @@ dps_err_at_key(struct dps_ctx *ctx, yaml_node_t *map, const char *key, const cha
 int __attribute__((format(printf, 5, 6)))
 dps_err_sub(struct dps_ctx *ctx, yaml_node_t *map, const char *key, const char *sub,
 	    const char *fmt, ...);
+int __attribute__((format(printf, 5, 6)))
+dps_err_item(struct dps_ctx *ctx, yaml_node_t *map, const char *key, size_t i, const char *fmt,
+	     ...);
 int __attribute__((format(printf, 4, 5)))
 dps_err_index(struct dps_ctx *ctx, yaml_node_t *seq, size_t i, const char *fmt, ...);
 size_t dps_push_key(struct dps_ctx *ctx, const char *key, size_t len);
@@ -112,8 +119,9 @@ size_t dps_push_index(struct dps_ctx *ctx, size_t i);
 void dps_pop(struct dps_ctx *ctx, size_t old);
 const char *dps_quote(const yaml_node_t *node, char *buf, size_t len);
 
-/* ---- small helpers (config.c) ---------------------------------------------- */
+/* ---- small helpers (yaml.c) ------------------------------------------------ */
 
+void dps_strlcpy(char *dst, const char *src, size_t size);
 const char *dps_str(const yaml_node_t *node);
 yaml_node_pair_t *dps_map_pair(struct dps_ctx *ctx, yaml_node_t *map, const char *key);
 yaml_node_t *dps_map_get(struct dps_ctx *ctx, yaml_node_t *map, const char *key);
@@ -122,11 +130,12 @@ const char *dps_want_str(struct dps_ctx *ctx, yaml_node_t *node);
 void dps_store_uint(void *p, size_t size, unsigned long long v);
 int dps_hexval(char c);
 
-/* ---- generic parsers (config.c) -------------------------------------------- */
+/* ---- generic parsers (yaml.c) ---------------------------------------------- */
 
 int dps_get_uint(struct dps_ctx *ctx, yaml_node_t *node, unsigned long long min,
 		 unsigned long long max, unsigned long long *out);
 int dps_parse_uint(struct dps_ctx *ctx, const struct dps_field *f, yaml_node_t *node, void *obj);
+int dps_parse_pow2(struct dps_ctx *ctx, const struct dps_field *f, yaml_node_t *node, void *obj);
 int dps_parse_xuint(struct dps_ctx *ctx, const struct dps_field *f, yaml_node_t *node, void *obj);
 int dps_parse_window(struct dps_ctx *ctx, const struct dps_field *f, yaml_node_t *node, void *obj);
 int dps_parse_range(struct dps_ctx *ctx, const struct dps_field *f, yaml_node_t *node, void *obj);
@@ -141,11 +150,23 @@ int dps_walk_map(struct dps_ctx *ctx, const struct dps_schema *schema, yaml_node
 int dps_parse_map(struct dps_ctx *ctx, const struct dps_field *f, yaml_node_t *node, void *obj);
 int dps_parse_seq(struct dps_ctx *ctx, const struct dps_field *f, yaml_node_t *node, void *obj);
 
-/* ---- values shared with the gateway sections (config.c) -------------------- */
+/* ---- gateway sections (config_gateway.c) ----------------------------------- */
 
 const char *dps_valid_device(const char *s);
 int dps_parse_addr(struct dps_ctx *ctx, const struct dps_field *f, yaml_node_t *node, void *obj);
 int dps_parse_net(struct dps_ctx *ctx, const struct dps_field *f, yaml_node_t *node, void *obj);
+int dps_lcores_set(const char *s, uint64_t *set);
+int dps_default_worker(struct dps_ctx *ctx);
+
+/* Rows of the top-level table. */
+extern const struct dps_enum dps_log_levels[];
+extern const struct dps_schema dps_eal_schema;
+extern const struct dps_schema dps_dataplane_schema;
+extern const struct dps_schema dps_neigh_schema;
+extern const struct dps_seq dps_ports_seq;
+extern const struct dps_seq dps_workers_seq;
+extern const struct dps_seq dps_routes_seq;
+extern const struct dps_seq dps_neighbours_seq;
 
 /* ---- IPsec sections (config_ipsec.c), rows of the top-level table ----------- */
 

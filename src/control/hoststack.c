@@ -13,8 +13,8 @@
 
 #include <rte_log.h>
 
+#include "common/log.h"
 #include "control/hoststack.h"
-#include "dataplane/dp.h"
 
 struct nl_req {
 	struct nlmsghdr nh;

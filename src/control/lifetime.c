@@ -10,14 +10,19 @@
  */
 #include <stdlib.h>
 
+#include "common/log.h"
 #include "control/lifetime.h"
 #include "control/store.h"
-#include "dataplane/dp.h"
 #include "dataplane/sa.h"
-#include "pfkey_emul/server.h"
-#include "pfkey_emul/state.h"
 
 #define CHECK_EVERY_MS 100
+
+static dps_lifetime_report_fn report;
+
+void dps_lifetime_set_report(dps_lifetime_report_fn fn)
+{
+	report = fn;
+}
 
 struct expiry {
 	unsigned int n, cap;
@@ -86,7 +91,8 @@ void dps_lifetime_poll(uint64_t now_ms)
 
 		if (s == NULL || s->id != x.v[i].id)
 			continue;
-		pfk_events_expire(s, x.v[i].hard);
+		if (report != NULL)
+			report(s, x.v[i].hard);
 		if (!x.v[i].hard) {
 			dps_store_sa_set_soft_expired(s->id);
 			continue;
@@ -94,7 +100,6 @@ void dps_lifetime_poll(uint64_t now_ms)
 		DP_LOG(INFO, "SA 0x%x: hard lifetime reached, removed", x.v[i].spi);
 		if (dps_store_sa_delete(x.v[i].spi, &x.v[i].dst, x.v[i].proto) == 0)
 			changed = true;
-		pfk_state_dirty();
 	}
 	free(x.v);
 	if (changed && dps_store_commit() < 0)

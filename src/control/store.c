@@ -9,35 +9,15 @@
 #include <rte_malloc.h>
 
 #include "control/store.h"
+#include "control/store_state.h"
 #include "dataplane/dp.h"
 #include "dataplane/sa.h"
 #include "dataplane/sad.h"
 #include "dataplane/snapshot.h"
 #include "dataplane/spd.h"
 
-#define NATT_DEFAULT_PORT 4500
-
-static struct {
-	struct dps_ipsec_defaults def;
-	unsigned int n_sas, cap_sas;
-	struct dps_store_sa *sas;
-	unsigned int n_pol, cap_pol;
-	struct dps_store_policy *pol;
-	unsigned int n_dead, cap_dead;
-	struct dp_sa **dead; /* replaced or deleted: freed after the next publish */
-	unsigned int n_dead_hits, cap_dead_hits;
-	struct dp_hits **dead_hits; /* counters of deleted policies, likewise */
-	uint32_t next_sa_id;
-	uint32_t next_pol_index;
-	uint64_t next_seq;
-	uint64_t gen;
-	/* since the last publish: the classifiers / the inbound SA tables must be rebuilt */
-	bool rules_changed, in_changed;
-	/* shortcuts past whole-table scans: policies by [out][v6] selector family, and
-	 * outbound tunnel SAs by [v6] inner family */
-	unsigned int pol_fam[2][2], out_inner[2];
-	pthread_mutex_t lock;
-} st = {.lock = PTHREAD_MUTEX_INITIALIZER, .rules_changed = true, .in_changed = true};
+struct dps_store_state dps_store = {
+	.lock = PTHREAD_MUTEX_INITIALIZER, .rules_changed = true, .in_changed = true};
 
 static int grow(void **v, unsigned int *cap, unsigned int n, size_t elt)
 {
@@ -57,14 +37,15 @@ static int bury(struct dp_sa *sa)
 {
 	if (sa == NULL)
 		return 0;
-	if (grow((void **)&st.dead, &st.cap_dead, st.n_dead, sizeof(*st.dead)) < 0)
+	if (grow((void **)&dps_store.dead, &dps_store.cap_dead, dps_store.n_dead,
+		 sizeof(*dps_store.dead)) < 0)
 		return -ENOMEM;
-	st.dead[st.n_dead++] = sa;
+	dps_store.dead[dps_store.n_dead++] = sa;
 	return 0;
 }
 
 /*
- * Positions in st.sas / st.pol by key (open addressing), so that a key
+ * Positions in dps_store.sas / dps_store.pol by key (open addressing), so that a key
  * daemon installing tens of thousands of SAs and policies does not scan them
  * all for every message. Appends are indexed at once; a deletion moves the
  * entries after it, so it only marks the index stale: the next lookup
@@ -114,8 +95,9 @@ static uint32_t pol_key_hash(uint8_t dir, const struct dps_selector *sel)
 static uint32_t entry_hash(const struct pos_index *ix, unsigned int i)
 {
 	if (ix == &sa_ix)
-		return sa_key_hash(st.sas[i].cfg.spi, &st.sas[i].cfg.dst, st.sas[i].cfg.proto);
-	return pol_key_hash(st.pol[i].p.dir, &st.pol[i].p.sel);
+		return sa_key_hash(dps_store.sas[i].cfg.spi, &dps_store.sas[i].cfg.dst,
+				   dps_store.sas[i].cfg.proto);
+	return pol_key_hash(dps_store.pol[i].p.dir, &dps_store.pol[i].p.sel);
 }
 
 static void ix_put(struct pos_index *ix, uint32_t h, unsigned int pos)
@@ -187,94 +169,68 @@ struct sa_key {
 static bool sa_match(unsigned int pos, const void *key)
 {
 	const struct sa_key *k = key;
-	const struct dps_sa *c = &st.sas[pos].cfg;
+	const struct dps_sa *c = &dps_store.sas[pos].cfg;
 
 	return c->spi == k->spi && c->proto == k->proto && dps_addr_eq(&c->dst, k->dst);
 }
 
-static int sa_index(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
+int dps_store_sa_pos(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 {
 	struct sa_key k = {spi, dst, proto};
 
-	return ix_find(&sa_ix, st.n_sas, sa_key_hash(spi, dst, proto), sa_match, &k);
+	return ix_find(&sa_ix, dps_store.n_sas, sa_key_hash(spi, dst, proto), sa_match, &k);
 }
 
 const struct dps_store_sa *dps_store_sa_find(uint32_t spi, const struct dps_addr *dst,
 					     uint8_t proto)
 {
-	int i = sa_index(spi, dst, proto);
+	int i = dps_store_sa_pos(spi, dst, proto);
 
-	return i < 0 ? NULL : &st.sas[i];
-}
-
-/* What a tunnel SA carries: the family of a policy of its direction that uses it. */
-static bool req_matches_sa(const struct dps_ipsec_req *r, const struct dps_sa *c,
-			   const struct dps_selector *sel)
-{
-	if (r->proto != c->proto || r->mode != c->mode)
-		return false;
-	if (r->reqid)
-		return r->reqid == c->reqid;
-	if (r->mode == DPS_MODE_TUNNEL)
-		return dps_addr_eq(&r->tun_src, &c->src) && dps_addr_eq(&r->tun_dst, &c->dst);
-	/* transport without reqid: the selector names the peer host */
-	return sel->dst.len == (sel->dst.addr.family == AF_INET ? 32 : 128) &&
-	       dps_addr_eq(&sel->dst.addr, &c->dst);
-}
-
-static int inner_family_in(const struct dps_sa *c, const struct dps_policy *pols, unsigned int n,
-			   size_t stride)
-{
-	for (unsigned int i = 0; i < n; i++) {
-		const struct dps_policy *p = (const void *)((const char *)pols + i * stride);
-
-		if ((p->dir == DPS_DIR_OUT) != (c->dir == DPS_DIR_OUT))
-			continue;
-		for (unsigned int r = 0; r < p->n_reqs; r++)
-			if (req_matches_sa(&p->reqs[r], c, &p->sel))
-				return p->sel.src.addr.family;
-	}
-	return c->dst.family;
+	return i < 0 ? NULL : &dps_store.sas[i];
 }
 
 static int inner_family(const struct dps_sa *c)
 {
 	/* no policy of the other family on this side: the answer cannot differ */
-	if (st.pol_fam[c->dir == DPS_DIR_OUT][c->dst.family == AF_INET] == 0)
+	if (dps_store.pol_fam[c->dir == DPS_DIR_OUT][c->dst.family == AF_INET] == 0)
 		return c->dst.family;
-	return inner_family_in(c, &st.pol[0].p, st.n_pol, sizeof(st.pol[0]));
+	return dps_sa_inner_family(c, &dps_store.pol[0].p, dps_store.n_pol,
+				   sizeof(dps_store.pol[0]));
 }
 
 /* Insert an SA whose dataplane object exists already. */
-static int sa_insert(const struct dps_sa *sa, struct dp_sa *d, enum dps_origin origin)
+int dps_store_sa_insert(const struct dps_sa *sa, struct dp_sa *d, enum dps_origin origin)
 {
 	struct dps_store_sa *e;
 
-	pthread_mutex_lock(&st.lock);
-	if (grow((void **)&st.sas, &st.cap_sas, st.n_sas, sizeof(*st.sas)) < 0) {
-		pthread_mutex_unlock(&st.lock);
+	pthread_mutex_lock(&dps_store.lock);
+	if (grow((void **)&dps_store.sas, &dps_store.cap_sas, dps_store.n_sas,
+		 sizeof(*dps_store.sas)) < 0) {
+		pthread_mutex_unlock(&dps_store.lock);
 		dp_sa_free(d);
 		return -ENOMEM;
 	}
-	e = &st.sas[st.n_sas++];
+	e = &dps_store.sas[dps_store.n_sas++];
 	/* every field: the slot may have held a deleted SA (soft_expired...) */
-	*e = (struct dps_store_sa){.id = ++st.next_sa_id, .origin = origin, .cfg = *sa, .dp = d};
+	*e = (struct dps_store_sa){
+		.id = ++dps_store.next_sa_id, .origin = origin, .cfg = *sa, .dp = d};
 	d->id = e->id;
-	pthread_mutex_unlock(&st.lock);
-	ix_appended(&sa_ix, st.n_sas);
+	pthread_mutex_unlock(&dps_store.lock);
+	ix_appended(&sa_ix, dps_store.n_sas);
 	if (sa->dir == DPS_DIR_OUT && sa->mode == DPS_MODE_TUNNEL)
-		st.out_inner[d->inner_family == AF_INET6]++;
-	st.in_changed |= sa->dir == DPS_DIR_IN;
+		dps_store.out_inner[d->inner_family == AF_INET6]++;
+	dps_store.in_changed |= sa->dir == DPS_DIR_IN;
 	return 0;
 }
 
-static struct dp_sa *sa_make(const struct dps_sa *sa, int inner, char *err, size_t errlen)
+struct dp_sa *dps_store_sa_make(const struct dps_sa *sa, int inner,
+				const struct dps_ipsec_defaults *def, char *err, size_t errlen)
 {
 	if (sa->dir != DPS_DIR_IN && sa->dir != DPS_DIR_OUT) {
 		snprintf(err, errlen, "SA direction must be in or out");
 		return NULL;
 	}
-	return dp_sa_create(sa, inner, &st.def, err, errlen);
+	return dp_sa_create(sa, inner, def, err, errlen);
 }
 
 int dps_store_sa_add(const struct dps_sa *sa, enum dps_origin origin, char *err, size_t errlen)
@@ -283,36 +239,37 @@ int dps_store_sa_add(const struct dps_sa *sa, enum dps_origin origin, char *err,
 
 	if (origin == DPS_ORIGIN_RESTORED)
 		origin = DPS_ORIGIN_PFKEY;
-	if (sa_index(sa->spi, &sa->dst, sa->proto) >= 0) {
+	if (dps_store_sa_pos(sa->spi, &sa->dst, sa->proto) >= 0) {
 		snprintf(err, errlen, "SA exists");
 		return -EEXIST;
 	}
-	d = sa_make(sa, inner_family(sa), err, errlen);
+	d = dps_store_sa_make(sa, inner_family(sa), &dps_store.def, err, errlen);
 	if (d == NULL)
 		return -ENOTSUP;
-	return sa_insert(sa, d, origin);
+	return dps_store_sa_insert(sa, d, origin);
 }
 
 int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 {
-	int i = sa_index(spi, dst, proto);
+	int i = dps_store_sa_pos(spi, dst, proto);
 
 	if (i < 0)
 		return -ESRCH;
-	if (bury(st.sas[i].dp) < 0)
+	if (bury(dps_store.sas[i].dp) < 0)
 		return -ENOMEM;
-	st.in_changed |= st.sas[i].cfg.dir == DPS_DIR_IN;
-	if (st.sas[i].cfg.dir == DPS_DIR_OUT && st.sas[i].cfg.mode == DPS_MODE_TUNNEL)
-		st.out_inner[st.sas[i].dp->inner_family == AF_INET6]--;
+	dps_store.in_changed |= dps_store.sas[i].cfg.dir == DPS_DIR_IN;
+	if (dps_store.sas[i].cfg.dir == DPS_DIR_OUT && dps_store.sas[i].cfg.mode == DPS_MODE_TUNNEL)
+		dps_store.out_inner[dps_store.sas[i].dp->inner_family == AF_INET6]--;
 	sa_ix.stale = true;
-	pthread_mutex_lock(&st.lock);
-	memmove(&st.sas[i], &st.sas[i + 1], (st.n_sas - i - 1) * sizeof(*st.sas));
-	st.n_sas--;
-	pthread_mutex_unlock(&st.lock);
+	pthread_mutex_lock(&dps_store.lock);
+	memmove(&dps_store.sas[i], &dps_store.sas[i + 1],
+		(dps_store.n_sas - i - 1) * sizeof(*dps_store.sas));
+	dps_store.n_sas--;
+	pthread_mutex_unlock(&dps_store.lock);
 	return 0;
 }
 
-static bool sel_eq(const struct dps_selector *a, const struct dps_selector *b)
+bool dps_selector_eq(const struct dps_selector *a, const struct dps_selector *b)
 {
 	return dps_addr_eq(&a->src.addr, &b->src.addr) && a->src.len == b->src.len &&
 	       dps_addr_eq(&a->dst.addr, &b->dst.addr) && a->dst.len == b->dst.len &&
@@ -332,10 +289,10 @@ static void rebind_unused(const struct dps_policy *p)
 	int fam = p->sel.src.addr.family;
 
 	if (p->dir != DPS_DIR_OUT || p->action != DPS_ACTION_PROTECT ||
-	    st.out_inner[fam == AF_INET] == 0) /* no SA carries the other family */
+	    dps_store.out_inner[fam == AF_INET] == 0) /* no SA carries the other family */
 		return;
-	for (unsigned int i = 0; i < st.n_sas; i++) {
-		struct dps_store_sa *s = &st.sas[i];
+	for (unsigned int i = 0; i < dps_store.n_sas; i++) {
+		struct dps_store_sa *s = &dps_store.sas[i];
 		struct dp_sa_counters c;
 		struct dp_sa *d;
 		char why[128];
@@ -345,7 +302,7 @@ static void rebind_unused(const struct dps_policy *p)
 		    s->dp->inner_family == fam)
 			continue;
 		for (unsigned int r = 0; r < p->n_reqs; r++)
-			uses |= req_matches_sa(&p->reqs[r], &s->cfg, &p->sel);
+			uses |= dps_req_matches_sa(&p->reqs[r], &s->cfg, &p->sel);
 		if (!uses)
 			continue;
 		dp_sa_counters(s->dp, &c);
@@ -356,7 +313,7 @@ static void rebind_unused(const struct dps_policy *p)
 			       s->cfg.spi, p->id);
 			continue;
 		}
-		d = sa_make(&s->cfg, fam, why, sizeof(why));
+		d = dps_store_sa_make(&s->cfg, fam, &dps_store.def, why, sizeof(why));
 		if (d == NULL || bury(s->dp) < 0) {
 			DP_LOG(ERR, "SA 0x%x: cannot remake it for policy %u: %s", s->cfg.spi,
 			       p->id, d == NULL ? why : "out of memory");
@@ -364,11 +321,11 @@ static void rebind_unused(const struct dps_policy *p)
 			continue;
 		}
 		d->id = s->id;
-		st.out_inner[s->dp->inner_family == AF_INET6]--;
-		st.out_inner[d->inner_family == AF_INET6]++;
-		pthread_mutex_lock(&st.lock);
+		dps_store.out_inner[s->dp->inner_family == AF_INET6]--;
+		dps_store.out_inner[d->inner_family == AF_INET6]++;
+		pthread_mutex_lock(&dps_store.lock);
 		s->dp = d;
-		pthread_mutex_unlock(&st.lock);
+		pthread_mutex_unlock(&dps_store.lock);
 	}
 }
 
@@ -381,14 +338,15 @@ static bool pol_match(unsigned int pos, const void *key)
 {
 	const struct pol_key *k = key;
 
-	return st.pol[pos].p.dir == k->dir && sel_eq(&st.pol[pos].p.sel, k->sel);
+	return dps_store.pol[pos].p.dir == k->dir &&
+	       dps_selector_eq(&dps_store.pol[pos].p.sel, k->sel);
 }
 
 static int policy_index(uint8_t dir, const struct dps_selector *sel)
 {
 	struct pol_key k = {dir, sel};
 
-	return ix_find(&pol_ix, st.n_pol, pol_key_hash(dir, sel), pol_match, &k);
+	return ix_find(&pol_ix, dps_store.n_pol, pol_key_hash(dir, sel), pol_match, &k);
 }
 
 int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err, size_t errlen)
@@ -403,32 +361,33 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 	hits = rte_zmalloc(NULL, sizeof(*hits) * dp.n_workers, RTE_CACHE_LINE_SIZE);
 	if (hits == NULL)
 		return -ENOMEM;
-	pthread_mutex_lock(&st.lock);
-	if (grow((void **)&st.pol, &st.cap_pol, st.n_pol, sizeof(*st.pol)) < 0) {
-		pthread_mutex_unlock(&st.lock);
+	pthread_mutex_lock(&dps_store.lock);
+	if (grow((void **)&dps_store.pol, &dps_store.cap_pol, dps_store.n_pol,
+		 sizeof(*dps_store.pol)) < 0) {
+		pthread_mutex_unlock(&dps_store.lock);
 		rte_free(hits);
 		return -ENOMEM;
 	}
 	/* Linux numbering: index in steps of 8, the direction in the low bits. A
 	 * restored policy keeps the id its key daemon knows it by. */
 	if (origin == DPS_ORIGIN_RESTORED && p->id && dps_store_policy_get(p->id) == NULL) {
-		if ((p->id >> 3) > st.next_pol_index)
-			st.next_pol_index = p->id >> 3;
+		if ((p->id >> 3) > dps_store.next_pol_index)
+			dps_store.next_pol_index = p->id >> 3;
 		origin = DPS_ORIGIN_PFKEY;
 	} else {
-		p->id = (++st.next_pol_index << 3) | p->dir;
+		p->id = (++dps_store.next_pol_index << 3) | p->dir;
 		origin = origin == DPS_ORIGIN_RESTORED ? DPS_ORIGIN_PFKEY : origin;
 	}
-	e = &st.pol[st.n_pol++];
+	e = &dps_store.pol[dps_store.n_pol++];
 	e->p = *p;
 	e->origin = origin;
-	e->seq = ++st.next_seq;
+	e->seq = ++dps_store.next_seq;
 	e->hits = hits;
 	e->add_time = (uint64_t)time(NULL);
-	pthread_mutex_unlock(&st.lock);
-	ix_appended(&pol_ix, st.n_pol);
-	st.pol_fam[p->dir == DPS_DIR_OUT][p->sel.src.addr.family == AF_INET6]++;
-	st.rules_changed = true;
+	pthread_mutex_unlock(&dps_store.lock);
+	ix_appended(&pol_ix, dps_store.n_pol);
+	dps_store.pol_fam[p->dir == DPS_DIR_OUT][p->sel.src.addr.family == AF_INET6]++;
+	dps_store.rules_changed = true;
 	rebind_unused(p);
 	return 0;
 }
@@ -437,18 +396,16 @@ const struct dps_store_policy *dps_store_policy_find(uint8_t dir, const struct d
 {
 	int i = policy_index(dir, sel);
 
-	return i < 0 ? NULL : &st.pol[i];
+	return i < 0 ? NULL : &dps_store.pol[i];
 }
 
 const struct dps_store_policy *dps_store_policy_get(uint32_t id)
 {
-	for (unsigned int i = 0; i < st.n_pol; i++)
-		if (st.pol[i].p.id == id)
-			return &st.pol[i];
+	for (unsigned int i = 0; i < dps_store.n_pol; i++)
+		if (dps_store.pol[i].p.id == id)
+			return &dps_store.pol[i];
 	return NULL;
 }
-
-static bool policy_same(const struct dps_policy *a, const struct dps_policy *b);
 
 int dps_store_policy_update(struct dps_policy *p, enum dps_origin origin)
 {
@@ -456,15 +413,15 @@ int dps_store_policy_update(struct dps_policy *p, enum dps_origin origin)
 
 	if (i < 0)
 		return -ENOENT;
-	if (st.pol[i].origin != origin)
+	if (dps_store.pol[i].origin != origin)
 		return -EEXIST;
-	p->id = st.pol[i].p.id;
-	if (policy_same(&st.pol[i].p, p))
+	p->id = dps_store.pol[i].p.id;
+	if (dps_policy_same(&dps_store.pol[i].p, p))
 		return 0; /* charon updates every policy of each new CHILD_SA with itself */
-	pthread_mutex_lock(&st.lock);
-	st.pol[i].p = *p;
-	pthread_mutex_unlock(&st.lock);
-	st.rules_changed = true; /* same direction and selector: pol_fam unchanged */
+	pthread_mutex_lock(&dps_store.lock);
+	dps_store.pol[i].p = *p;
+	pthread_mutex_unlock(&dps_store.lock);
+	dps_store.rules_changed = true; /* same direction and selector: pol_fam unchanged */
 	rebind_unused(p);
 	return 0;
 }
@@ -482,10 +439,10 @@ unsigned int dps_store_sa_flush(uint8_t proto, enum dps_origin origin)
 {
 	unsigned int n = 0;
 
-	for (unsigned int j = st.n_sas; j-- > 0;) {
-		const struct dps_sa *c = &st.sas[j].cfg;
+	for (unsigned int j = dps_store.n_sas; j-- > 0;) {
+		const struct dps_sa *c = &dps_store.sas[j].cfg;
 
-		if (st.sas[j].origin == origin && (proto == 0 || c->proto == proto) &&
+		if (dps_store.sas[j].origin == origin && (proto == 0 || c->proto == proto) &&
 		    dps_store_sa_delete(c->spi, &c->dst, c->proto) == 0)
 			n++;
 	}
@@ -496,8 +453,9 @@ unsigned int dps_store_policy_flush(enum dps_origin origin)
 {
 	unsigned int n = 0;
 
-	for (unsigned int j = st.n_pol; j-- > 0;)
-		if (st.pol[j].origin == origin && dps_store_policy_delete(st.pol[j].p.id) == 0)
+	for (unsigned int j = dps_store.n_pol; j-- > 0;)
+		if (dps_store.pol[j].origin == origin &&
+		    dps_store_policy_delete(dps_store.pol[j].p.id) == 0)
 			n++;
 	return n;
 }
@@ -505,14 +463,14 @@ unsigned int dps_store_policy_flush(enum dps_origin origin)
 int dps_store_sa_set_lifetimes(uint32_t id, const struct dps_lifetime *soft,
 			       const struct dps_lifetime *hard)
 {
-	for (unsigned int i = 0; i < st.n_sas; i++) {
-		if (st.sas[i].id != id)
+	for (unsigned int i = 0; i < dps_store.n_sas; i++) {
+		if (dps_store.sas[i].id != id)
 			continue;
-		pthread_mutex_lock(&st.lock);
-		st.sas[i].cfg.soft = *soft;
-		st.sas[i].cfg.hard = *hard;
-		st.sas[i].soft_expired = false;
-		pthread_mutex_unlock(&st.lock);
+		pthread_mutex_lock(&dps_store.lock);
+		dps_store.sas[i].cfg.soft = *soft;
+		dps_store.sas[i].cfg.hard = *hard;
+		dps_store.sas[i].soft_expired = false;
+		pthread_mutex_unlock(&dps_store.lock);
 		return 0;
 	}
 	return -ESRCH;
@@ -520,364 +478,33 @@ int dps_store_sa_set_lifetimes(uint32_t id, const struct dps_lifetime *soft,
 
 void dps_store_sa_set_soft_expired(uint32_t id)
 {
-	for (unsigned int i = 0; i < st.n_sas; i++)
-		if (st.sas[i].id == id)
-			st.sas[i].soft_expired = true;
+	for (unsigned int i = 0; i < dps_store.n_sas; i++)
+		if (dps_store.sas[i].id == id)
+			dps_store.sas[i].soft_expired = true;
 }
 
 int dps_store_policy_delete(uint32_t id)
 {
-	for (unsigned int i = 0; i < st.n_pol; i++) {
-		if (st.pol[i].p.id != id)
+	for (unsigned int i = 0; i < dps_store.n_pol; i++) {
+		if (dps_store.pol[i].p.id != id)
 			continue;
 		/* Workers count hits into it until the next publish. */
-		if (grow((void **)&st.dead_hits, &st.cap_dead_hits, st.n_dead_hits,
-			 sizeof(*st.dead_hits)) < 0)
+		if (grow((void **)&dps_store.dead_hits, &dps_store.cap_dead_hits,
+			 dps_store.n_dead_hits, sizeof(*dps_store.dead_hits)) < 0)
 			return -ENOMEM;
-		st.dead_hits[st.n_dead_hits++] = st.pol[i].hits;
-		st.rules_changed = true;
+		dps_store.dead_hits[dps_store.n_dead_hits++] = dps_store.pol[i].hits;
+		dps_store.rules_changed = true;
 		pol_ix.stale = true;
-		st.pol_fam[st.pol[i].p.dir == DPS_DIR_OUT]
-			  [st.pol[i].p.sel.src.addr.family == AF_INET6]--;
-		pthread_mutex_lock(&st.lock);
-		memmove(&st.pol[i], &st.pol[i + 1], (st.n_pol - i - 1) * sizeof(*st.pol));
-		st.n_pol--;
-		pthread_mutex_unlock(&st.lock);
+		dps_store.pol_fam[dps_store.pol[i].p.dir == DPS_DIR_OUT]
+				 [dps_store.pol[i].p.sel.src.addr.family == AF_INET6]--;
+		pthread_mutex_lock(&dps_store.lock);
+		memmove(&dps_store.pol[i], &dps_store.pol[i + 1],
+			(dps_store.n_pol - i - 1) * sizeof(*dps_store.pol));
+		dps_store.n_pol--;
+		pthread_mutex_unlock(&dps_store.lock);
 		return 0;
 	}
 	return -ENOENT;
-}
-
-/* The newest outbound SA a policy's ESP request matches (the newest wins a rekey). */
-/* Outbound SAs by reqid, built once per commit: binding policies to SAs is
- * then a binary search, not a walk of every SA for every policy. */
-struct by_reqid {
-	unsigned int n;
-	const struct dps_store_sa **v; /* out SAs with a reqid, sorted by reqid */
-	unsigned int n_any;
-	const struct dps_store_sa **any; /* out SAs without one */
-};
-
-static int reqid_cmp(const void *a, const void *b)
-{
-	const struct dps_store_sa *x = *(const struct dps_store_sa *const *)a;
-	const struct dps_store_sa *y = *(const struct dps_store_sa *const *)b;
-
-	return x->cfg.reqid < y->cfg.reqid ? -1 : x->cfg.reqid > y->cfg.reqid;
-}
-
-static int by_reqid_build(struct by_reqid *x)
-{
-	x->n = x->n_any = 0;
-	x->v = calloc(st.n_sas + 1, sizeof(*x->v));
-	x->any = calloc(st.n_sas + 1, sizeof(*x->any));
-	if (x->v == NULL || x->any == NULL)
-		return -1;
-	for (unsigned int i = 0; i < st.n_sas; i++) {
-		if (st.sas[i].cfg.dir != DPS_DIR_OUT)
-			continue;
-		if (st.sas[i].cfg.reqid)
-			x->v[x->n++] = &st.sas[i];
-		x->any[x->n_any++] = &st.sas[i]; /* a request without reqid may take any */
-	}
-	qsort(x->v, x->n, sizeof(*x->v), reqid_cmp);
-	return 0;
-}
-
-static void by_reqid_free(struct by_reqid *x)
-{
-	free(x->v);
-	free(x->any);
-}
-
-static void consider(struct dp_sa **best, const struct dps_ipsec_req *r, const struct dps_policy *p,
-		     const struct dps_store_sa *s)
-{
-	if (req_matches_sa(r, &s->cfg, &p->sel) && (*best == NULL || s->id > (*best)->id))
-		*best = s->dp;
-}
-
-/* The newest outbound SA a policy's ESP request matches (the newest wins a rekey). */
-static struct dp_sa *out_sa(const struct dps_policy *p, const struct by_reqid *x)
-{
-	struct dp_sa *best = NULL;
-
-	for (unsigned int r = 0; r < p->n_reqs; r++) {
-		const struct dps_ipsec_req *q = &p->reqs[r];
-		unsigned int lo = 0, hi = x->n;
-
-		if (q->proto != DPS_PROTO_ESP)
-			continue;
-		if (q->reqid == 0) {
-			for (unsigned int i = 0; i < x->n_any; i++)
-				consider(&best, q, p, x->any[i]);
-			continue;
-		}
-		while (lo < hi) { /* first SA with this reqid */
-			unsigned int mid = (lo + hi) / 2;
-
-			if (x->v[mid]->cfg.reqid < q->reqid)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		for (; lo < x->n && x->v[lo]->cfg.reqid == q->reqid; lo++)
-			consider(&best, q, p, x->v[lo]);
-	}
-	return best;
-}
-
-static int entry_cmp(const void *a, const void *b)
-{
-	const struct dps_policy *pa = ((const struct dp_spd_entry *)a)->p;
-	const struct dps_policy *pb = ((const struct dp_spd_entry *)b)->p;
-	const struct dps_store_policy *sa =
-		(const void *)((const char *)pa - offsetof(struct dps_store_policy, p));
-	const struct dps_store_policy *sb =
-		(const void *)((const char *)pb - offsetof(struct dps_store_policy, p));
-
-	if (pa->priority != pb->priority)
-		return pa->priority < pb->priority ? -1 : 1;
-	return sa->seq < sb->seq ? -1 : sa->seq > sb->seq;
-}
-
-static struct dp_spd *spd_build(void)
-{
-	struct dp_spd_entry *e = calloc(st.n_pol ? st.n_pol : 1, sizeof(*e));
-	struct by_reqid x = {0};
-	struct dp_spd *spd;
-
-	if (e == NULL || by_reqid_build(&x) < 0) {
-		free(e);
-		by_reqid_free(&x);
-		return NULL;
-	}
-	for (unsigned int i = 0; i < st.n_pol; i++) {
-		e[i].p = &st.pol[i].p;
-		e[i].hits = st.pol[i].hits;
-		e[i].out_sa = st.pol[i].p.dir == DPS_DIR_OUT ? out_sa(&st.pol[i].p, &x) : NULL;
-	}
-	by_reqid_free(&x);
-	qsort(e, st.n_pol, sizeof(*e), entry_cmp);
-	spd = dp_spd_build(e, st.n_pol, &st.def, st.gen,
-			   st.rules_changed ? NULL : dp.snap->ipsec->spd);
-	free(e);
-	return spd;
-}
-
-static int sad_build(struct dp_ipsec *ipsec)
-{
-	struct dp_sa **in = calloc(st.n_sas ? st.n_sas : 1, sizeof(*in));
-	unsigned int n = 0;
-	int rc;
-
-	if (in == NULL)
-		return -1;
-	for (unsigned int i = 0; i < st.n_sas; i++) {
-		const struct dps_sa *c = &st.sas[i].cfg;
-
-		if (c->dir != DPS_DIR_IN)
-			continue;
-		in[n++] = st.sas[i].dp;
-		if (!c->udp_encap)
-			continue;
-		uint16_t port = rte_cpu_to_be_16(c->encap_dport);
-		bool known = false;
-
-		for (unsigned int p = 0; p < ipsec->n_natt_ports; p++)
-			known |= ipsec->natt_ports[p] == port;
-		if (!known && ipsec->n_natt_ports < RTE_DIM(ipsec->natt_ports))
-			ipsec->natt_ports[ipsec->n_natt_ports++] = port;
-	}
-	if (!st.in_changed && dp.snap->ipsec->sad_set != NULL) {
-		ipsec->sad_set = dp.snap->ipsec->sad_set;
-		ipsec->sad_set->refs++;
-	} else {
-		ipsec->sad_set = calloc(1, sizeof(*ipsec->sad_set));
-		rc = ipsec->sad_set ? dp_sad_build(in, n, st.gen, ipsec->sad_set->sad) : -1;
-		if (rc < 0) {
-			free(ipsec->sad_set);
-			ipsec->sad_set = NULL;
-			free(in);
-			return -1;
-		}
-		ipsec->sad_set->refs = 1;
-	}
-	memcpy(ipsec->sad, ipsec->sad_set->sad, sizeof(ipsec->sad));
-	free(in);
-	return 0;
-}
-
-int dps_store_commit(void)
-{
-	struct dp_ipsec *ipsec = calloc(1, sizeof(*ipsec));
-	struct dp_snapshot *snap;
-
-	if (ipsec == NULL)
-		return -1;
-	st.gen++;
-	/* ESP-in-UDP on 4500 is always recognised, so IKE's port is never mistaken. */
-	ipsec->natt_ports[ipsec->n_natt_ports++] = rte_cpu_to_be_16(NATT_DEFAULT_PORT);
-	ipsec->active = st.n_pol || st.n_sas || st.def.def_policy4 == DPS_ACTION_DISCARD ||
-			st.def.def_policy6 == DPS_ACTION_DISCARD;
-	ipsec->spd = spd_build();
-	if (ipsec->spd == NULL || sad_build(ipsec) < 0) {
-		dp_ipsec_free(ipsec);
-		return -1;
-	}
-	snap = dp_snapshot_with_ipsec(ipsec);
-	if (snap == NULL) {
-		dp_ipsec_free(ipsec);
-		return -1;
-	}
-	dp_snapshot_publish(snap); /* returns after every worker let go of the old one */
-	st.rules_changed = st.in_changed = false;
-	for (unsigned int i = 0; i < st.n_dead; i++)
-		dp_sa_free(st.dead[i]);
-	for (unsigned int i = 0; i < st.n_dead_hits; i++)
-		rte_free(st.dead_hits[i]);
-	st.n_dead = st.n_dead_hits = 0;
-	return 0;
-}
-
-static bool lifetime_eq(const struct dps_lifetime *a, const struct dps_lifetime *b)
-{
-	return a->bytes == b->bytes && a->packets == b->packets && a->add_s == b->add_s &&
-	       a->use_s == b->use_s;
-}
-
-/* Field by field: padding may differ between two copies of the same SA. */
-static bool sa_same(const struct dps_sa *a, const struct dps_sa *b)
-{
-	return a->spi == b->spi && a->proto == b->proto && a->mode == b->mode && a->dir == b->dir &&
-	       dps_addr_eq(&a->src, &b->src) && dps_addr_eq(&a->dst, &b->dst) &&
-	       a->reqid == b->reqid && a->enc_alg == b->enc_alg &&
-	       a->enc_key_len == b->enc_key_len &&
-	       memcmp(a->enc_key, b->enc_key, a->enc_key_len) == 0 && a->auth_alg == b->auth_alg &&
-	       a->auth_key_len == b->auth_key_len &&
-	       memcmp(a->auth_key, b->auth_key, a->auth_key_len) == 0 &&
-	       a->replay_window == b->replay_window && a->esn == b->esn &&
-	       a->udp_encap == b->udp_encap && a->encap_sport == b->encap_sport &&
-	       a->encap_dport == b->encap_dport && a->ttl == b->ttl && a->dfbit == b->dfbit &&
-	       lifetime_eq(&a->soft, &b->soft) && lifetime_eq(&a->hard, &b->hard);
-}
-
-static bool req_same(const struct dps_ipsec_req *a, const struct dps_ipsec_req *b)
-{
-	return a->proto == b->proto && a->mode == b->mode && a->level == b->level &&
-	       a->reqid == b->reqid &&
-	       (a->mode != DPS_MODE_TUNNEL ||
-		(dps_addr_eq(&a->tun_src, &b->tun_src) && dps_addr_eq(&a->tun_dst, &b->tun_dst)));
-}
-
-static bool policy_same(const struct dps_policy *a, const struct dps_policy *b)
-{
-	if (a->dir != b->dir || a->priority != b->priority || !sel_eq(&a->sel, &b->sel) ||
-	    a->action != b->action || a->n_reqs != b->n_reqs)
-		return false;
-	for (unsigned int r = 0; r < a->n_reqs; r++)
-		if (!req_same(&a->reqs[r], &b->reqs[r]))
-			return false;
-	return true;
-}
-
-struct reload {
-	bool *sa_keep, *pol_keep; /* [current] unchanged configuration objects */
-	struct dp_sa **made;	  /* [cfg->n_sas] created for new SAs, NULL if kept */
-};
-
-static void reload_free(struct reload *r, unsigned int n_new)
-{
-	for (unsigned int i = 0; r->made != NULL && i < n_new; i++)
-		dp_sa_free(r->made[i]);
-	free(r->sa_keep);
-	free(r->pol_keep);
-	free(r->made);
-}
-
-/* Everything that can fail, before anything changes. */
-static int reload_plan(const struct dps_config *cfg, struct reload *r, char *err, size_t errlen)
-{
-	r->sa_keep = calloc(st.n_sas + 1, sizeof(bool));
-	r->pol_keep = calloc(st.n_pol + 1, sizeof(bool));
-	r->made = calloc(cfg->n_sas + 1, sizeof(*r->made));
-	if (r->sa_keep == NULL || r->pol_keep == NULL || r->made == NULL)
-		return -ENOMEM;
-	for (unsigned int i = 0; i < cfg->n_sas; i++) {
-		const struct dps_sa *c = &cfg->sas[i];
-		int j = sa_index(c->spi, &c->dst, c->proto);
-
-		if (j >= 0 && st.sas[j].origin == DPS_ORIGIN_CONFIG && sa_same(&st.sas[j].cfg, c)) {
-			r->sa_keep[j] = true;
-			continue;
-		}
-		if (j >= 0 && st.sas[j].origin != DPS_ORIGIN_CONFIG) {
-			snprintf(err, errlen, "sas[%u]: SPI 0x%x is taken by a key daemon's SA", i,
-				 c->spi);
-			return -EEXIST;
-		}
-		r->made[i] = sa_make(
-			c,
-			inner_family_in(c, cfg->policies, cfg->n_policies, sizeof(*cfg->policies)),
-			err, errlen);
-		if (r->made[i] == NULL)
-			return -ENOTSUP;
-	}
-	for (unsigned int i = 0; i < cfg->n_policies; i++) {
-		const struct dps_policy *c = &cfg->policies[i];
-
-		for (unsigned int j = 0; j < st.n_pol; j++) {
-			const struct dps_store_policy *e = &st.pol[j];
-
-			if (e->p.dir != c->dir || !sel_eq(&e->p.sel, &c->sel))
-				continue;
-			if (e->origin != DPS_ORIGIN_CONFIG) {
-				snprintf(err, errlen,
-					 "policies[%u]: a key daemon installed this one", i);
-				return -EEXIST;
-			}
-			r->pol_keep[j] = policy_same(&e->p, c);
-		}
-	}
-	return 0;
-}
-
-int dps_store_reload(const struct dps_config *cfg, char *err, size_t errlen)
-{
-	struct reload r = {0};
-	int rc = reload_plan(cfg, &r, err, errlen);
-
-	if (rc < 0) {
-		reload_free(&r, cfg->n_sas);
-		return rc;
-	}
-	for (unsigned int j = st.n_pol; j-- > 0;)
-		if (st.pol[j].origin == DPS_ORIGIN_CONFIG && !r.pol_keep[j])
-			dps_store_policy_delete(st.pol[j].p.id);
-	for (unsigned int j = st.n_sas; j-- > 0;) {
-		const struct dps_sa *c = &st.sas[j].cfg;
-
-		if (st.sas[j].origin == DPS_ORIGIN_CONFIG && !r.sa_keep[j])
-			dps_store_sa_delete(c->spi, &c->dst, c->proto);
-	}
-	st.def = cfg->ipsec;
-	for (unsigned int i = 0; i < cfg->n_policies; i++) {
-		struct dps_policy p = cfg->policies[i];
-		char why[128];
-
-		/* an unchanged one is still there: EEXIST is expected */
-		dps_store_policy_add(&p, DPS_ORIGIN_CONFIG, why, sizeof(why));
-	}
-	for (unsigned int i = 0; i < cfg->n_sas; i++) {
-		if (r.made[i] != NULL && sa_insert(&cfg->sas[i], r.made[i], DPS_ORIGIN_CONFIG) == 0)
-			r.made[i] = NULL;
-	}
-	reload_free(&r, cfg->n_sas);
-	if (dps_store_commit() < 0) {
-		snprintf(err, errlen, "cannot compile the SPD/SAD");
-		return -1;
-	}
-	return 0;
 }
 
 int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen)
@@ -885,7 +512,7 @@ int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen)
 	char why[256];
 	int rc;
 
-	st.def = cfg->ipsec;
+	dps_store.def = cfg->ipsec;
 	/* Policies first: they tell which inner family each tunnel SA carries. */
 	for (unsigned int i = 0; i < cfg->n_policies; i++) {
 		struct dps_policy p = cfg->policies[i];
@@ -911,46 +538,151 @@ int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+static int ptr_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static bool ptr_in(void *const *sorted, unsigned int n, const void *p)
+{
+	return p != NULL && bsearch(&p, sorted, n, sizeof(*sorted), ptr_cmp) != NULL;
+}
+
+int dps_store_undo_begin(struct dps_store_undo *u)
+{
+	const struct dps_store_state *s = &dps_store;
+
+	*u = (struct dps_store_undo){
+		.def = s->def,
+		.n_sas = s->n_sas,
+		.n_pol = s->n_pol,
+		.n_dead = s->n_dead,
+		.n_dead_hits = s->n_dead_hits,
+		.next_sa_id = s->next_sa_id,
+		.next_pol_index = s->next_pol_index,
+		.next_seq = s->next_seq,
+	};
+	memcpy(u->pol_fam, s->pol_fam, sizeof(u->pol_fam));
+	memcpy(u->out_inner, s->out_inner, sizeof(u->out_inner));
+	u->sas = malloc((s->n_sas + 1) * sizeof(*u->sas));
+	u->pol = malloc((s->n_pol + 1) * sizeof(*u->pol));
+	u->dp = malloc((s->n_sas + 1) * sizeof(*u->dp));
+	u->hits = malloc((s->n_pol + 1) * sizeof(*u->hits));
+	if (u->sas == NULL || u->pol == NULL || u->dp == NULL || u->hits == NULL) {
+		dps_store_undo_end(u);
+		return -ENOMEM;
+	}
+	memcpy(u->sas, s->sas, s->n_sas * sizeof(*u->sas));
+	memcpy(u->pol, s->pol, s->n_pol * sizeof(*u->pol));
+	for (unsigned int i = 0; i < s->n_sas; i++)
+		u->dp[i] = s->sas[i].dp;
+	for (unsigned int i = 0; i < s->n_pol; i++)
+		u->hits[i] = s->pol[i].hits;
+	qsort(u->dp, s->n_sas, sizeof(*u->dp), ptr_cmp);
+	qsort(u->hits, s->n_pol, sizeof(*u->hits), ptr_cmp);
+	return 0;
+}
+
+/*
+ * What was made since dps_store_undo_begin() is freed: it was never
+ * published. What was deleted or replaced since then sits in the dead lists,
+ * to be freed after the next publish; it is still in force, so it goes back
+ * into the tables instead.
+ */
+void dps_store_undo(struct dps_store_undo *u)
+{
+	struct dps_store_state *s = &dps_store;
+
+	for (unsigned int i = 0; i < s->n_sas; i++)
+		if (!ptr_in((void *const *)u->dp, u->n_sas, s->sas[i].dp))
+			dp_sa_free(s->sas[i].dp);
+	for (unsigned int i = u->n_dead; i < s->n_dead; i++)
+		if (!ptr_in((void *const *)u->dp, u->n_sas, s->dead[i]))
+			dp_sa_free(s->dead[i]);
+	for (unsigned int i = 0; i < s->n_pol; i++)
+		if (!ptr_in((void *const *)u->hits, u->n_pol, s->pol[i].hits))
+			rte_free(s->pol[i].hits);
+	for (unsigned int i = u->n_dead_hits; i < s->n_dead_hits; i++)
+		if (!ptr_in((void *const *)u->hits, u->n_pol, s->dead_hits[i]))
+			rte_free(s->dead_hits[i]);
+	/* capacities only grow: the saved tables fit */
+	pthread_mutex_lock(&s->lock);
+	if (s->n_sas > u->n_sas) /* the keys of SAs added since */
+		explicit_bzero(&s->sas[u->n_sas], (s->n_sas - u->n_sas) * sizeof(*s->sas));
+	memcpy(s->sas, u->sas, u->n_sas * sizeof(*s->sas));
+	memcpy(s->pol, u->pol, u->n_pol * sizeof(*s->pol));
+	s->n_sas = u->n_sas;
+	s->n_pol = u->n_pol;
+	pthread_mutex_unlock(&s->lock);
+	s->n_dead = u->n_dead;
+	s->n_dead_hits = u->n_dead_hits;
+	s->def = u->def;
+	s->next_sa_id = u->next_sa_id;
+	s->next_pol_index = u->next_pol_index;
+	s->next_seq = u->next_seq;
+	memcpy(s->pol_fam, u->pol_fam, sizeof(s->pol_fam));
+	memcpy(s->out_inner, u->out_inner, sizeof(s->out_inner));
+	s->rules_changed = s->in_changed = true; /* the next commit compiles afresh */
+	sa_ix.stale = pol_ix.stale = true;
+	dps_store_undo_end(u);
+}
+
+void dps_store_undo_end(struct dps_store_undo *u)
+{
+	if (u->sas != NULL) /* keys */
+		explicit_bzero(u->sas, u->n_sas * sizeof(*u->sas));
+	free(u->sas);
+	free(u->pol);
+	free(u->dp);
+	free(u->hits);
+	u->sas = NULL;
+	u->pol = NULL;
+	u->dp = NULL;
+	u->hits = NULL;
+}
+
 void dps_store_fini(void)
 {
-	for (unsigned int i = 0; i < st.n_sas; i++)
-		dp_sa_free(st.sas[i].dp);
-	for (unsigned int i = 0; i < st.n_pol; i++)
-		rte_free(st.pol[i].hits);
-	for (unsigned int i = 0; i < st.n_dead; i++)
-		dp_sa_free(st.dead[i]);
-	for (unsigned int i = 0; i < st.n_dead_hits; i++)
-		rte_free(st.dead_hits[i]);
+	for (unsigned int i = 0; i < dps_store.n_sas; i++)
+		dp_sa_free(dps_store.sas[i].dp);
+	for (unsigned int i = 0; i < dps_store.n_pol; i++)
+		rte_free(dps_store.pol[i].hits);
+	for (unsigned int i = 0; i < dps_store.n_dead; i++)
+		dp_sa_free(dps_store.dead[i]);
+	for (unsigned int i = 0; i < dps_store.n_dead_hits; i++)
+		rte_free(dps_store.dead_hits[i]);
 	ix_free(&sa_ix);
 	ix_free(&pol_ix);
-	memset(st.pol_fam, 0, sizeof(st.pol_fam));
-	memset(st.out_inner, 0, sizeof(st.out_inner));
-	free(st.sas);
-	free(st.pol);
-	free(st.dead);
-	free(st.dead_hits);
-	st.sas = NULL;
-	st.pol = NULL;
-	st.dead = NULL;
-	st.dead_hits = NULL;
-	st.n_sas = st.n_pol = st.n_dead = st.n_dead_hits = 0;
-	st.cap_sas = st.cap_pol = st.cap_dead = st.cap_dead_hits = 0;
+	memset(dps_store.pol_fam, 0, sizeof(dps_store.pol_fam));
+	memset(dps_store.out_inner, 0, sizeof(dps_store.out_inner));
+	free(dps_store.sas);
+	free(dps_store.pol);
+	free(dps_store.dead);
+	free(dps_store.dead_hits);
+	dps_store.sas = NULL;
+	dps_store.pol = NULL;
+	dps_store.dead = NULL;
+	dps_store.dead_hits = NULL;
+	dps_store.n_sas = dps_store.n_pol = dps_store.n_dead = dps_store.n_dead_hits = 0;
+	dps_store.cap_sas = dps_store.cap_pol = dps_store.cap_dead = dps_store.cap_dead_hits = 0;
 }
 
 void dps_store_walk_sas(int (*fn)(const struct dps_store_sa *, void *), void *arg)
 {
-	pthread_mutex_lock(&st.lock);
-	for (unsigned int i = 0; i < st.n_sas; i++)
-		if (fn(&st.sas[i], arg))
+	pthread_mutex_lock(&dps_store.lock);
+	for (unsigned int i = 0; i < dps_store.n_sas; i++)
+		if (fn(&dps_store.sas[i], arg))
 			break;
-	pthread_mutex_unlock(&st.lock);
+	pthread_mutex_unlock(&dps_store.lock);
 }
 
 void dps_store_walk_policies(int (*fn)(const struct dps_store_policy *, void *), void *arg)
 {
-	pthread_mutex_lock(&st.lock);
-	for (unsigned int i = 0; i < st.n_pol; i++)
-		if (fn(&st.pol[i], arg))
+	pthread_mutex_lock(&dps_store.lock);
+	for (unsigned int i = 0; i < dps_store.n_pol; i++)
+		if (fn(&dps_store.pol[i], arg))
 			break;
-	pthread_mutex_unlock(&st.lock);
+	pthread_mutex_unlock(&dps_store.lock);
 }

@@ -15,16 +15,13 @@
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
+#include "common/log.h"
 #include "control/config.h"
 #include "dataplane/counters.h"
 
 #define DP_MAX_BURST  64
 #define DP_NO_PORT    UINT16_MAX
 #define DP_ICMP_QUEUE 32 /* ICMP errors one worker may queue in one loop */
-
-extern int dp_logtype;
-#define DP_LOG(level, fmt, ...)                                                                    \
-	rte_log(RTE_LOG_##level, dp_logtype, "dpsec: " fmt "\n", ##__VA_ARGS__)
 
 struct dp_snapshot;
 struct dp_neigh_table;
@@ -160,8 +157,5 @@ static inline void dp_ctl_count(uint16_t port, enum dp_counter c, uint64_t n)
 	if (port < DPS_MAX_PORTS)
 		dp.ctl_cnt[port].v[c] += n;
 }
-
-/** Monotonic milliseconds, for the control thread's timers. */
-uint64_t dp_now_ms(void);
 
 #endif

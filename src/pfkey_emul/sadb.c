@@ -11,8 +11,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "common/log.h"
 #include "control/store.h"
-#include "dataplane/dp.h"
 #include "dataplane/sa.h"
 #include "pfkey_emul/server.h"
 

@@ -17,9 +17,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/log.h"
+#include "control/lifetime.h"
 #include "control/store.h"
 #include "dataplane/crypto.h"
-#include "dataplane/dp.h"
 #include "pfkey_emul/server.h"
 #include "pfkey_emul/state.h"
 
@@ -505,6 +506,15 @@ static int listen_on(const char *path)
 	return fd;
 }
 
+/* A soft expiry asks the key daemons to rekey; a hard one also changes what
+ * the state file must hold (the SA is removed after this returns). */
+static void lifetime_report(const struct dps_store_sa *s, bool hard)
+{
+	pfk_events_expire(s, hard);
+	if (hard)
+		pfk_state_dirty();
+}
+
 int pfk_server_init(const struct dps_config *cfg)
 {
 	srv.cfg = cfg->pfkey;
@@ -534,6 +544,7 @@ int pfk_server_init(const struct dps_config *cfg)
 		srv.rx = NULL;
 		return -1;
 	}
+	dps_lifetime_set_report(lifetime_report);
 	DP_LOG(NOTICE, "pfkey: listening on %s (%u encryption, %u integrity algorithms)",
 	       srv.cfg.socket, srv.algs.n_enc, srv.algs.n_auth);
 	return 0;
@@ -543,6 +554,7 @@ void pfk_server_fini(void)
 {
 	if (srv.lfd < 0)
 		return;
+	dps_lifetime_set_report(NULL);
 	while (srv.n_clients)
 		client_free(srv.n_clients - 1);
 	close(srv.lfd);

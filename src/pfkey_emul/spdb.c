@@ -7,8 +7,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "control/store.h"
-#include "dataplane/dp.h"
 #include "pfkey_emul/server.h"
 
 static uint8_t buf[PFK_REPLY_MAX];

@@ -24,8 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "control/store.h"
-#include "dataplane/dp.h"
 #include "dataplane/sa.h"
 #include "pfkey_emul/server.h"
 #include "pfkey_emul/state.h"

@@ -16,6 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUILD = os.environ.get("DPSEC_BUILD", os.path.join(ROOT, "build"))
 DPSECD = os.path.join(BUILD, "src/control/dpsecd")
 DPSECCTL = os.path.join(BUILD, "src/control/dpsecctl")
+FAULTS = os.path.join(BUILD, "tests/libdpsec_faults.so")  # tests/integration/faults.c
 
 
 def sh(cmd, check=True, ns=None, timeout=60, **kw):
@@ -98,7 +99,8 @@ class Topology:
 class Daemon:
     """dpsecd started from a configuration dict, optionally inside a namespace."""
 
-    def __init__(self, cfg, workdir, ns=None, name="dpsecd"):
+    def __init__(self, cfg, workdir, ns=None, name="dpsecd", env=None):
+        self.env = dict(os.environ, **env) if env else None
         self.prefix = f"t{uuid.uuid4().hex[:10]}"
         cfg = dict(cfg)
         eal = dict(cfg.get("eal", {}))
@@ -125,7 +127,8 @@ class Daemon:
         if self.ns:
             cmd = ["ip", "netns", "exec", self.ns] + cmd
         self.logf = open(self.log, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT,
+                                     env=self.env)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

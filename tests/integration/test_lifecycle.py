@@ -12,6 +12,7 @@
 The running daemons use net_null devices with no-rx=1 (silent ports that need
 neither a namespace nor a kernel interface) unless a test needs a namespace.
 """
+import glob
 import json
 import os
 import random
@@ -207,6 +208,40 @@ BAD = {
     "no_lcore_for_default_worker": ('lcores: "0-1"', 'lcores: "0"', "eal.lcores", '"0"', ""),
 }
 
+# Files that parsed but that start-up refused (issue 9, defect 6): --check
+# must refuse them, with the words start-up uses.
+AH_SA = """\
+sas:
+  - spi: 0x1001
+    direction: out
+    proto: ah
+    src: 10.2.0.1
+    dst: 10.2.0.2
+    integrity: {algorithm: hmac-sha2-256-128, key: "0x%s"}
+""" % ("ab" * 32)
+IPCOMP_SA = """\
+sas:
+  - {spi: 0x1001, direction: out, proto: ipcomp, mode: transport, src: 10.2.0.1, dst: 10.2.0.2}
+"""
+TWO_POLICIES = """\
+policies:
+  - {direction: out, dst: 10.9.0.0/16, action: bypass}
+  - {direction: out, dst: 10.9.0.0/16, action: discard, priority: 5}
+"""
+REFUSED_AT_START = {
+    "in_memory_without_hugepages": ('lcores: "0-1"\n', 'lcores: "0-1"\n  hugepages: false\n'
+                                    '  in_memory: true\n', "eal.in_memory", "true",
+                                    "in_memory needs hugepages"),
+    "ah_sa": ("routes:\n", AH_SA + "routes:\n", "sas[0].proto", "ah\n",
+              "only ESP SAs run on the dataplane so far"),
+    "ipcomp_sa": ("routes:\n", IPCOMP_SA + "routes:\n", "sas[0].proto", "ipcomp,",
+                  "only ESP SAs run on the dataplane so far"),
+    "policy_same_selector_other_priority": ("routes:\n", TWO_POLICIES + "routes:\n",
+                                            "policies[1]", "{direction: out, dst: 10.9.0.0/16,"
+                                            " action: discard", "same direction and selector"),
+}
+BAD.update(REFUSED_AT_START)
+
 
 def position(text, needle):
     """1-based (line, column) of the first occurrence of needle in text."""
@@ -248,6 +283,31 @@ def test_check_reports_first_error_with_position_and_key(tmp_path, case):
         f"expected {path}:{line}:{col}: {key}: ..., got {r.stderr!r}"
     assert reason in r.stderr
     assert not os.path.exists(runtime_dir(prefix)), "--check started DPDK"
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_AT_START))
+def test_start_refuses_what_check_refuses_in_the_same_words(tmp_path, case):
+    old, new, key, at, reason = REFUSED_AT_START[case]
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(GOOD.format(prefix=prefix).replace(old, new, 1))
+    checked = check(path)
+    started = subprocess.run([DPSECD, "-c", str(path)], capture_output=True, text=True,
+                             timeout=30)
+    assert checked.returncode == 1 and started.returncode == 1, (checked, started)
+    assert reason in checked.stderr
+    assert started.stderr == checked.stderr
+    assert not os.path.exists(runtime_dir(prefix))
+
+
+SHIPPED = sorted(glob.glob(os.path.join(ROOT, "config", "*.yaml")) +
+                 glob.glob(os.path.join(ROOT, "config", "examples", "*.yaml")))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[os.path.relpath(p, ROOT) for p in SHIPPED])
+def test_check_accepts_every_shipped_config(path):
+    r = check(path)
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"{path}: ok\n", "")
 
 
 def test_check_missing_file_cannot_read(tmp_path):

@@ -14,7 +14,7 @@ import time
 import pytest
 from scapy.all import ESP, IP, UDP, rdpcap
 
-from dpsec import Daemon, sh
+from dpsec import FAULTS, Daemon, sh
 
 SPI1, SPI2 = 0x101, 0x102
 KEY1 = "0x" + "11" * 20
@@ -148,3 +148,104 @@ def test_bad_reload_changes_nothing(net, tmp_path):
     assert sa_stats(d).keys() == before.keys()
     assert len(d.ctl_json("policy")["policies"]) == 3
     assert d.stop() == 0
+
+
+# ---- a reload that fails half-way changes nothing ---------------------------------
+#
+# dpsecd runs with tests/integration/faults.c preloaded: while a flag file
+# exists, one DPDK call fails as it would when memory runs out. The reload is
+# refused only once the store has started to change (a policy deleted, an SA
+# deleted), so these tests see whether the change is undone whole.
+
+SPI3 = 0x103
+
+
+def faulty_daemon(net, tmp_path):
+    topo, ha, gw, hb, ga, gb, vb = net
+    flags = {k: str(tmp_path / k) for k in ("zmalloc", "acl_build", "count")}
+    env = {"LD_PRELOAD": FAULTS, "DPSEC_FAULT_ZMALLOC": flags["zmalloc"],
+           "DPSEC_FAULT_ACL_BUILD": flags["acl_build"], "DPSEC_FAULT_COUNT": flags["count"]}
+    d = Daemon(config(ga, gb, topo.tag, True), str(tmp_path), ns=gw, env=env).start()
+    return d, flags
+
+
+def reload_with_fault(d, flag, count_file):
+    """SIGHUP while @flag exists; returns the reload's log line."""
+    before = d.read_log().count("reload:")
+    open(flag, "w").close()
+    try:
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_for(lambda: d.read_log().count("reload:") > before, timeout=10, what="reload")
+    finally:
+        os.unlink(flag)
+    assert os.path.exists(count_file), "the fault was never hit"
+    return [l for l in d.read_log().splitlines() if "reload:" in l][-1]
+
+
+def carried(net, tmp_path, dst, n=20):
+    """Send @n datagrams from host A to @dst; the SPIs of the ESP host B receives."""
+    topo, ha, gw, hb, ga, gb, vb = net
+    cap = tmp_path / f"carried-{dst}-{time.monotonic_ns()}.pcap"
+    dump = subprocess.Popen(["ip", "netns", "exec", hb, "tcpdump", "-i", vb, "-w", str(cap),
+                             "--immediate-mode", "-U", "esp or udp"],
+                            stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    sender = SENDER.replace('("10.9.1.5", "10.9.2.5")', f'("{dst}",)')
+    sh(["/usr/bin/python3", "-c", sender, str(n), "0.01"], ns=ha)
+    time.sleep(1)
+    dump.send_signal(signal.SIGINT)
+    dump.wait(timeout=10)
+    wire = rdpcap(str(cap))
+    assert not [p for p in wire if UDP in p and IP in p and p[IP].dst == dst], "sent in clear"
+    return [p[ESP].spi for p in wire if ESP in p]
+
+
+def policy_dsts(d):
+    return sorted(p["dst"] for p in d.ctl_json("policy")["policies"].values())
+
+
+def test_reload_failing_at_a_policy_insertion_changes_nothing(net, tmp_path):
+    d, flags = faulty_daemon(net, tmp_path)
+    topo, ha, gw, hb, ga, gb, vb = net
+    pols_before = policy_dsts(d)
+    # The new file drops SA 2 and its policy and adds a policy: the policy's
+    # counters cannot be allocated, after SA 2 and its policy were deleted.
+    new = config(ga, gb, topo.tag, False)
+    new["policies"].append(policy("10.9.3.0/24", SPI1))
+    write(d, new)
+    line = reload_with_fault(d, flags["zmalloc"], flags["count"])
+    assert "policies[2]: out of memory (nothing changed)" in line, line
+    assert sorted(sa_stats(d)) == [SPI1, SPI2]
+    assert policy_dsts(d) == pols_before
+    # SA 2 still carries its flow, and the store still works: the same file
+    # is applied whole once memory is back.
+    assert carried(net, tmp_path, "10.9.2.5") == [SPI2] * 20
+    assert sa_stats(d)[SPI2]["packets"] == 20
+    reload_and_wait(d, 1)
+    assert sorted(sa_stats(d)) == [SPI1]
+    assert "10.9.3.0/24" in policy_dsts(d) and "10.9.2.0/24" not in policy_dsts(d)
+    assert carried(net, tmp_path, "10.9.3.5") == [SPI1] * 20
+    assert d.stop() == 0, d.read_log()
+
+
+def test_reload_failing_at_the_commit_changes_nothing(net, tmp_path):
+    d, flags = faulty_daemon(net, tmp_path)
+    topo, ha, gw, hb, ga, gb, vb = net
+    pols_before = policy_dsts(d)
+    # SA 2 and its policy go, SA 3 and its policy come: all of it is applied
+    # to the store, then the SPD cannot be compiled.
+    new = config(ga, gb, topo.tag, False)
+    new["sas"].append(sa(SPI3, "0x" + "33" * 20))
+    new["policies"].append(policy("10.9.3.0/24", SPI3))
+    write(d, new)
+    line = reload_with_fault(d, flags["acl_build"], flags["count"])
+    assert "cannot compile the SPD/SAD (nothing changed)" in line, line
+    assert sorted(sa_stats(d)) == [SPI1, SPI2]
+    assert policy_dsts(d) == pols_before
+    assert carried(net, tmp_path, "10.9.2.5") == [SPI2] * 20
+    assert carried(net, tmp_path, "10.9.3.5") == []  # no policy: dropped by default
+    reload_and_wait(d, 2)
+    assert sorted(sa_stats(d)) == [SPI1, SPI3]
+    assert carried(net, tmp_path, "10.9.3.5") == [SPI3] * 20
+    assert carried(net, tmp_path, "10.9.2.5") == []
+    assert d.stop() == 0, d.read_log()

@@ -192,7 +192,7 @@ static const char full_doc[] = "eal:\n"
 			       "  hugepages: no\n"
 			       "  memory_mb: 512\n"
 			       "  file_prefix: gw_1\n"
-			       "  in_memory: on\n"
+			       "  in_memory: off\n"
 			       "  extra_args: [\"--log-level=pmd.*:debug\", --no-telemetry]\n"
 			       "log_level: debug\n"
 			       "dataplane:\n"
@@ -269,7 +269,7 @@ static void test_full_config_sets_every_key(void **state)
 	assert_false(cfg.eal.hugepages);
 	assert_int_equal(cfg.eal.memory_mb, 512);
 	assert_string_equal(cfg.eal.file_prefix, "gw_1");
-	assert_true(cfg.eal.in_memory);
+	assert_false(cfg.eal.in_memory); /* it needs hugepages: test_in_memory_needs_hugepages */
 	assert_int_equal(cfg.eal.n_extra, 2);
 	assert_string_equal(cfg.eal.extra[0], "--log-level=pmd.*:debug");
 	assert_string_equal(cfg.eal.extra[1], "--no-telemetry");
@@ -629,6 +629,28 @@ static void test_rejects_duplicate_key(void **state)
 			      "  in_memory: false\n"
 			      "  hugepages: false\n" PORT_LAN,
 			      4, 3, "eal.hugepages");
+}
+
+/* EAL refuses --in-memory with --no-huge (legacy memory mode): so does the file. */
+static void test_in_memory_needs_hugepages(void **state)
+{
+	struct dps_config cfg;
+
+	(void)state;
+	parse_ok("eal:\n"
+		 "  in_memory: on\n" PORT_LAN,
+		 &cfg);
+	assert_true(cfg.eal.in_memory);
+	assert_true(cfg.eal.hugepages);
+	dps_config_free(&cfg);
+	assert_parse_error_at("eal:\n"
+			      "  hugepages: false\n"
+			      "  in_memory: true\n" PORT_LAN,
+			      3, 14, "eal.in_memory");
+	assert_parse_error_at("eal:\n"
+			      "  in_memory: true\n"
+			      "  hugepages: false\n" PORT_LAN,
+			      2, 14, "eal.in_memory");
 }
 
 static void test_rejects_duplicate_top_level_key(void **state)
@@ -1736,6 +1758,57 @@ static void test_sa_key_spellings(void **state)
 	dps_config_free(&cfg);
 }
 
+/* Write @doc to a temporary file and load it; the file is removed. */
+static int load_doc(const char *doc, struct dps_config *cfg, char *err, size_t errlen)
+{
+	char path[] = "/tmp/dps-test-config-XXXXXX";
+	int fd = mkstemp(path), rc;
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, doc, strlen(doc)), (ssize_t)strlen(doc));
+	close(fd);
+	rc = dps_config_load(path, cfg, err, errlen);
+	if (rc == 0)
+		assert_string_equal(cfg->path, path);
+	else /* "PATH:LINE:COL: ..." -> "LINE:COL: ..." */
+		memmove(err, err + strlen(path) + 1, strlen(err + strlen(path) + 1) + 1);
+	unlink(path);
+	return rc;
+}
+
+/* The schema describes AH and IPComp SAs; dpsecd does not run them yet, and
+ * loading a file for dpsecd (start-up, --check, reload) says so where they are. */
+static void test_load_refuses_sas_the_dataplane_cannot_run(void **state)
+{
+	static const char ah[] =
+		PORT_LAN "sas:\n"
+			 "  - spi: 0x1001\n"
+			 "    direction: out\n"
+			 "    proto: ah\n"
+			 "    src: 192.0.2.1\n"
+			 "    dst: 198.51.100.1\n"
+			 "    integrity: {algorithm: hmac-sha2-256-128, key: \"0x" K32 "\"}\n";
+	static const char ipcomp[] =
+		PORT_LAN "sas:\n"
+			 "  - {spi: 0xffff, direction: in, proto: ipcomp,\n"
+			 "     mode: transport, src: 192.0.2.2, dst: 192.0.2.1}\n";
+	struct dps_config cfg;
+	char err[512];
+
+	(void)state;
+	parse_ok(ah, &cfg);
+	dps_config_free(&cfg);
+	assert_int_equal(load_doc(ah, &cfg, err, sizeof(err)), -1);
+	assert_string_equal(err, "8:12: sas[0].proto: only ESP SAs run on the dataplane so far");
+	parse_ok(ipcomp, &cfg);
+	dps_config_free(&cfg);
+	assert_int_equal(load_doc(ipcomp, &cfg, err, sizeof(err)), -1);
+	assert_string_equal(err, "6:41: sas[0].proto: only ESP SAs run on the dataplane so far");
+	assert_int_equal(load_doc(PORT_LAN SA_OUT ENC_GCM, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.sas[0].proto, DPS_PROTO_ESP);
+	dps_config_free(&cfg);
+}
+
 static void test_sa_ipcomp_and_transport(void **state)
 {
 	struct dps_config cfg;
@@ -1897,7 +1970,7 @@ static void test_policy_defaults(void **state)
 	dps_config_free(&cfg);
 }
 
-static void test_policies_differing_only_in_priority_or_direction(void **state)
+static void test_policies_differing_only_in_direction_or_selector(void **state)
 {
 	struct dps_config cfg;
 
@@ -1905,14 +1978,30 @@ static void test_policies_differing_only_in_priority_or_direction(void **state)
 	parse_ok(PORT_LAN
 		 "policies:\n"
 		 "  - {direction: out, dst: 10.0.0.0/8, action: bypass}\n"
-		 "  - {direction: out, dst: 10.0.0.0/8, action: discard, priority: 1}\n"
 		 "  - {direction: in, dst: 10.0.0.0/8, action: discard}\n"
 		 "  - {direction: fwd, dst: 10.0.0.0/8, action: discard}\n"
 		 "  - {direction: out, dst: 10.0.0.0/8, proto: udp, action: discard}\n"
 		 "  - {direction: out, dst: 10.0.0.0/8, proto: udp, dport: 53, action: bypass}\n",
 		 &cfg);
-	assert_int_equal(cfg.n_policies, 6);
+	assert_int_equal(cfg.n_policies, 5);
 	dps_config_free(&cfg);
+}
+
+/* One policy per direction and selector, as in Linux's SPD: the store and
+ * PF_KEY find policies by them, so a priority cannot tell two apart. */
+static void test_policy_priority_does_not_tell_policies_apart(void **state)
+{
+	(void)state;
+	assert_parse_error_at(
+		PORT_LAN "policies:\n"
+			 "  - {direction: out, dst: 10.0.0.0/8, action: bypass}\n"
+			 "  - {direction: out, dst: 10.0.0.0/8, action: discard, priority: 1}\n",
+		7, 5, "policies[1]");
+	assert_error_says(PORT_LAN
+			  "policies:\n"
+			  "  - {direction: out, dst: 10.0.0.0/8, action: bypass, priority: 7}\n"
+			  "  - {direction: out, dst: 10.0.0.0/8, action: discard}\n",
+			  "same direction and selector as policies[0]");
 }
 
 /* ---- IPsec: the examples --------------------------------------------------------- */
@@ -2900,7 +2989,7 @@ static void test_rejects_duplicate_policy(void **state)
 	assert_error_says(PORT_LAN "policies:\n"
 				   "  - {direction: out, family: ipv6, action: bypass}\n"
 				   "  - {direction: out, family: ipv6, action: discard}\n",
-			  "same direction, selector and priority as policies[0]");
+			  "same direction and selector as policies[0]");
 }
 
 /* ---- address helpers ---------------------------------------------------------- */
@@ -3031,6 +3120,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_accepts_anchors_and_aliases),
 		cmocka_unit_test(test_load_reads_a_file),
 		cmocka_unit_test(test_load_reports_unreadable_file),
+		cmocka_unit_test(test_load_refuses_sas_the_dataplane_cannot_run),
 		cmocka_unit_test(test_error_is_truncated_safely),
 
 		cmocka_unit_test(test_rejects_empty_document),
@@ -3047,6 +3137,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_rejects_unknown_rx_key),
 		cmocka_unit_test(test_rejects_duplicate_key),
 		cmocka_unit_test(test_rejects_duplicate_top_level_key),
+		cmocka_unit_test(test_in_memory_needs_hugepages),
 		cmocka_unit_test(test_rejects_missing_ports),
 		cmocka_unit_test(test_rejects_empty_port_list),
 		cmocka_unit_test(test_rejects_missing_port_name),
@@ -3126,7 +3217,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_sa_spi_is_unique_per_destination_and_proto),
 		cmocka_unit_test(test_policy_sets_every_key),
 		cmocka_unit_test(test_policy_defaults),
-		cmocka_unit_test(test_policies_differing_only_in_priority_or_direction),
+		cmocka_unit_test(test_policies_differing_only_in_direction_or_selector),
+		cmocka_unit_test(test_policy_priority_does_not_tell_policies_apart),
 		cmocka_unit_test(test_examples_validate),
 		cmocka_unit_test(test_rejects_duplicate_crypto_device),
 		cmocka_unit_test(test_rejects_bad_crypto_device),

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Logging and the control thread's clock, shared by the dataplane, the
+ * control plane and the PF_KEY server: what code outside src/dataplane needs
+ * of it without the dataplane's types. Defined in dataplane/dp.c.
+ */
+#ifndef DPS_COMMON_LOG_H
+#define DPS_COMMON_LOG_H
+
+#include <stdint.h>
+
+#include <rte_log.h>
+
+/** dpsec's DPDK log type (registered by main.c with the configured level). */
+extern int dp_logtype;
+
+/** Log one line at RTE_LOG_@level, prefixed "dpsec: ". */
+#define DP_LOG(level, fmt, ...)                                                                    \
+	rte_log(RTE_LOG_##level, dp_logtype, "dpsec: " fmt "\n", ##__VA_ARGS__)
+
+/** Monotonic milliseconds, for the control thread's timers. */
+uint64_t dp_now_ms(void);
+
+#endif
