@@ -880,6 +880,11 @@ int dps_store_reload(const struct dps_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+const struct dps_ipsec_defaults *dps_store_defaults(void)
+{
+	return &st.def;
+}
+
 int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen)
 {
 	char why[256];

@@ -153,14 +153,25 @@ int pfk_sadb_getspi(struct pfk_client *c, const struct pfk_msg *m)
 	return 0;
 }
 
-/* What PF_KEY does not say: direction, and the defaults YAML SAs get. */
+/*
+ * What PF_KEY does not say: direction, and the defaults a YAML SA that does
+ * not set them gets (TTL 64, ipsec.dfbit, ipsec.replay_window), as in force
+ * now. The client's replay window wins when it gives one: RFC 2367 reads 0
+ * as "no window", but Linux still drops replays then (it accepts only
+ * increasing numbers), so 0 takes the configured window rather than turning
+ * anti-replay off (docs/config.md).
+ */
 static void sa_complete(struct dps_sa *sa)
 {
+	const struct dps_ipsec_defaults *def = dps_store_defaults();
+
 	sa->dir = pfk_is_local(&sa->dst) ? DPS_DIR_IN : DPS_DIR_OUT;
 	sa->ttl = 64;
-	sa->dfbit = DPS_DF_COPY;
+	sa->dfbit = def->dfbit;
 	if (sa->dir == DPS_DIR_OUT)
 		sa->replay_window = 0; /* only the receiver keeps a window */
+	else if (sa->replay_window == 0)
+		sa->replay_window = def->replay_window;
 }
 
 /* UPDATE of a mature SA: only the lifetimes may change (as Linux's xfrm_state_update). */
