@@ -556,6 +556,8 @@ struct by_reqid {
 	const struct dps_store_sa **v; /* out SAs with a reqid, sorted by reqid */
 	unsigned int n_any;
 	const struct dps_store_sa **any; /* out SAs without one */
+	unsigned int n_uniq;
+	uint32_t *uniq; /* reqids of outbound unique ESP requests, sorted */
 };
 
 static int reqid_cmp(const void *a, const void *b)
@@ -566,12 +568,47 @@ static int reqid_cmp(const void *a, const void *b)
 	return x->cfg.reqid < y->cfg.reqid ? -1 : x->cfg.reqid > y->cfg.reqid;
 }
 
+static int u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static bool u32_in(const uint32_t *v, unsigned int n, uint32_t k)
+{
+	return n && bsearch(&k, v, n, sizeof(*v), u32_cmp) != NULL;
+}
+
+/*
+ * The seeds' level unique (KAME setkey "unique:N", ipsec(4)): the policy has
+ * an SA of its own, the one with its reqid, which no other policy takes.
+ * Collect the reqids outbound unique ESP requests own.
+ */
+static int unique_reqids(struct by_reqid *x)
+{
+	x->n_uniq = 0;
+	x->uniq = calloc(st.n_pol + 1, sizeof(*x->uniq));
+	if (x->uniq == NULL)
+		return -1;
+	for (unsigned int i = 0; i < st.n_pol; i++) {
+		const struct dps_policy *p = &st.pol[i].p;
+
+		for (unsigned int r = 0; p->dir == DPS_DIR_OUT && r < p->n_reqs; r++)
+			if (p->reqs[r].proto == DPS_PROTO_ESP &&
+			    p->reqs[r].level == DPS_LEVEL_UNIQUE && p->reqs[r].reqid)
+				x->uniq[x->n_uniq++] = p->reqs[r].reqid;
+	}
+	qsort(x->uniq, x->n_uniq, sizeof(*x->uniq), u32_cmp);
+	return 0;
+}
+
 static int by_reqid_build(struct by_reqid *x)
 {
 	x->n = x->n_any = 0;
 	x->v = calloc(st.n_sas + 1, sizeof(*x->v));
 	x->any = calloc(st.n_sas + 1, sizeof(*x->any));
-	if (x->v == NULL || x->any == NULL)
+	if (x->v == NULL || x->any == NULL || unique_reqids(x) < 0)
 		return -1;
 	for (unsigned int i = 0; i < st.n_sas; i++) {
 		if (st.sas[i].cfg.dir != DPS_DIR_OUT)
@@ -588,12 +625,23 @@ static void by_reqid_free(struct by_reqid *x)
 {
 	free(x->v);
 	free(x->any);
+	free(x->uniq);
 }
 
-static void consider(struct dp_sa **best, const struct dps_ipsec_req *r, const struct dps_policy *p,
-		     const struct dps_store_sa *s)
+/* An SA a unique request owns goes to the unique requests with its reqid only. */
+static bool sa_owned_by_other(const struct by_reqid *x, const struct dps_ipsec_req *r,
+			      const struct dps_sa *c)
 {
-	if (req_matches_sa(r, &s->cfg, &p->sel) && (*best == NULL || s->id > (*best)->id))
+	if (!c->reqid || !u32_in(x->uniq, x->n_uniq, c->reqid))
+		return false;
+	return r->level != DPS_LEVEL_UNIQUE || r->reqid != c->reqid;
+}
+
+static void consider(struct dp_sa **best, const struct by_reqid *x, const struct dps_ipsec_req *r,
+		     const struct dps_policy *p, const struct dps_store_sa *s)
+{
+	if (req_matches_sa(r, &s->cfg, &p->sel) && !sa_owned_by_other(x, r, &s->cfg) &&
+	    (*best == NULL || s->id > (*best)->id))
 		*best = s->dp;
 }
 
@@ -610,7 +658,7 @@ static struct dp_sa *out_sa(const struct dps_policy *p, const struct by_reqid *x
 			continue;
 		if (q->reqid == 0) {
 			for (unsigned int i = 0; i < x->n_any; i++)
-				consider(&best, q, p, x->any[i]);
+				consider(&best, x, q, p, x->any[i]);
 			continue;
 		}
 		while (lo < hi) { /* first SA with this reqid */
@@ -622,7 +670,7 @@ static struct dp_sa *out_sa(const struct dps_policy *p, const struct by_reqid *x
 				hi = mid;
 		}
 		for (; lo < x->n && x->v[lo]->cfg.reqid == q->reqid; lo++)
-			consider(&best, q, p, x->v[lo]);
+			consider(&best, x, q, p, x->v[lo]);
 	}
 	return best;
 }
