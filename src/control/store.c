@@ -9,6 +9,7 @@
 #include <rte_malloc.h>
 
 #include "control/store.h"
+#include "control/wipe.h"
 #include "dataplane/dp.h"
 #include "dataplane/sa.h"
 #include "dataplane/sad.h"
@@ -45,7 +46,8 @@ static int grow(void **v, unsigned int *cap, unsigned int n, size_t elt)
 
 	if (n < *cap)
 		return 0;
-	p = realloc(*v, (*cap ? *cap * 2 : 64) * elt);
+	/* st.sas holds keys: the old array must not stay behind in freed memory */
+	p = dps_realloc_wiped(*v, *cap * elt, (*cap ? *cap * 2 : 64) * elt);
 	if (p == NULL)
 		return -ENOMEM;
 	*v = p;
@@ -257,8 +259,13 @@ static int sa_insert(const struct dps_sa *sa, struct dp_sa *d, enum dps_origin o
 		return -ENOMEM;
 	}
 	e = &st.sas[st.n_sas++];
-	/* every field: the slot may have held a deleted SA (soft_expired...) */
-	*e = (struct dps_store_sa){.id = ++st.next_sa_id, .origin = origin, .cfg = *sa, .dp = d};
+	/* every field: the slot may have held a deleted SA (soft_expired...); the
+	 * keys copied straight in, not through a temporary on the stack */
+	memset(e, 0, sizeof(*e));
+	e->id = ++st.next_sa_id;
+	e->origin = origin;
+	e->cfg = *sa;
+	e->dp = d;
 	d->id = e->id;
 	pthread_mutex_unlock(&st.lock);
 	ix_appended(&sa_ix, st.n_sas);
@@ -308,6 +315,8 @@ int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 	pthread_mutex_lock(&st.lock);
 	memmove(&st.sas[i], &st.sas[i + 1], (st.n_sas - i - 1) * sizeof(*st.sas));
 	st.n_sas--;
+	dps_wipe(&st.sas[st.n_sas],
+		 sizeof(*st.sas)); /* the last one moved down, or the deleted one */
 	pthread_mutex_unlock(&st.lock);
 	return 0;
 }
@@ -978,7 +987,7 @@ void dps_store_fini(void)
 	ix_free(&pol_ix);
 	memset(st.pol_fam, 0, sizeof(st.pol_fam));
 	memset(st.out_inner, 0, sizeof(st.out_inner));
-	free(st.sas);
+	dps_free_wiped(st.sas, st.cap_sas * sizeof(*st.sas));
 	free(st.pol);
 	free(st.dead);
 	free(st.dead_hits);
