@@ -315,8 +315,8 @@ int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 	pthread_mutex_lock(&st.lock);
 	memmove(&st.sas[i], &st.sas[i + 1], (st.n_sas - i - 1) * sizeof(*st.sas));
 	st.n_sas--;
-	dps_wipe(&st.sas[st.n_sas],
-		 sizeof(*st.sas)); /* the last one moved down, or the deleted one */
+	/* the slot left behind: the last SA moved down, or the deleted one */
+	dps_wipe(&st.sas[st.n_sas], sizeof(*st.sas));
 	pthread_mutex_unlock(&st.lock);
 	return 0;
 }
