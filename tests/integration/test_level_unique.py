@@ -93,3 +93,33 @@ def test_policy_without_its_own_sa_is_not_given_a_unique_one(tmp_path):
     assert r.sa(SPI_A)["packets"] == 6
     # require without an SA: dropped for want of one (what raises an ACQUIRE)
     assert r.stats["lan"]["drop_no_sa"] == 3
+
+
+def test_pfkey_unique_without_reqid_gets_one_of_its_own(tmp_path):
+    """As Linux (af_key.c gen_reqid) and KAME do: a unique request without a reqid
+    is given a fresh one, which no policy or SA uses, so no SA installed before
+    it (here one with its endpoints and reqid 0) is taken for it."""
+    import pfkey as K
+    from dpsec import Daemon
+    from scapy.all import Ether, wrpcap
+    from test_esp_pcap import forget_runtime_dir
+    wrpcap(f"{tmp_path}/LAN_IN.pcap", [Ether(f) for f in frames()[:1]])
+    wrpcap(f"{tmp_path}/WAN_IN.pcap", [])
+    d = Daemon(base_config(str(tmp_path)), str(tmp_path)).start()
+    c = K.Client(d.cfg["pfkey"]["socket"])
+    try:
+        assert c.request(K.gcm_add(SPI_B, WAN4, PEER, 0, KEY_B)).errno == 0
+        got = []
+        for net in ("10.1.0.0/24", "10.2.0.0/24"):
+            rq = K.ipsecrequest(50, K.MODE_TUNNEL, K.LEVEL_UNIQUE, 0, (WAN4, PEER))
+            rep = c.request(K.spd(K.SPDADD, K.DIR_OUT, "192.168.10.0/24", net, requests=[rq]))
+            assert rep.errno == 0
+            got.append(rep.ext[K.POLICY].requests[0]["reqid"])
+        assert all(r > 0x3fff for r in got) and got[0] != got[1]
+        pols = d.ctl_json("policy")["policies"].values()
+        assert sorted(p["reqid"] for p in pols if p.get("level") == "unique") == sorted(got)
+    finally:
+        c.close()
+        rc = d.stop()
+        forget_runtime_dir(d)
+        assert rc == 0, d.read_log()
