@@ -121,10 +121,12 @@ def stop():
         assert rc == 0, d.read_log()
 
 
-def test_reload_wipes_the_keys_of_a_deleted_sa(tmp_path, stop):
+@pytest.mark.parametrize("device", ["crypto_aesni_mb", "crypto_openssl"])
+def test_reload_wipes_the_keys_of_a_deleted_sa(tmp_path, stop, device):
     enc, auth = keys()
     keep_enc, keep_auth = keys()
     cfg = base_config(str(tmp_path))
+    cfg["crypto"]["devices"] = [device]
     cfg["sas"] = [sa_cfg(0x5001, keep_enc, keep_auth), sa_cfg(0x5002, enc, auth)]
     cfg["policies"] = [policy(0x5001, "10.1.0.0/24"), policy(0x5002, "10.2.0.0/24")]
     d = run(tmp_path, cfg, traffic(["10.1.0", "10.2.0"]))
