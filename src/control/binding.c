@@ -48,7 +48,8 @@ static int reqid_cmp(const void *a, const void *b)
 
 int dps_by_reqid_build(struct dps_by_reqid *x, const struct dps_store_sa *sas, unsigned int n)
 {
-	x->n = x->n_any = 0;
+	x->n = x->n_any = x->n_uniq = 0;
+	x->uniq = NULL;
 	x->v = calloc(n + 1, sizeof(*x->v));
 	x->any = calloc(n + 1, sizeof(*x->any));
 	if (x->v == NULL || x->any == NULL)
@@ -64,16 +65,64 @@ int dps_by_reqid_build(struct dps_by_reqid *x, const struct dps_store_sa *sas, u
 	return 0;
 }
 
+static int u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static bool u32_in(const uint32_t *v, unsigned int n, uint32_t k)
+{
+	return n && bsearch(&k, v, n, sizeof(*v), u32_cmp) != NULL;
+}
+
+/*
+ * The seeds' level unique (KAME setkey "unique:N", ipsec(4)): the policy has
+ * an SA of its own, the one with its reqid, which no other policy takes.
+ * Collect the reqids outbound unique ESP requests own.
+ */
+int dps_by_reqid_unique(struct dps_by_reqid *x, const struct dps_policy *pols, unsigned int n,
+			size_t stride)
+{
+	x->n_uniq = 0;
+	x->uniq = calloc(n + 1, sizeof(*x->uniq));
+	if (x->uniq == NULL)
+		return -1;
+	for (unsigned int i = 0; i < n; i++) {
+		const struct dps_policy *p = (const void *)((const char *)pols + i * stride);
+
+		for (unsigned int r = 0; p->dir == DPS_DIR_OUT && r < p->n_reqs; r++)
+			if (p->reqs[r].proto == DPS_PROTO_ESP &&
+			    p->reqs[r].level == DPS_LEVEL_UNIQUE && p->reqs[r].reqid)
+				x->uniq[x->n_uniq++] = p->reqs[r].reqid;
+	}
+	qsort(x->uniq, x->n_uniq, sizeof(*x->uniq), u32_cmp);
+	return 0;
+}
+
 void dps_by_reqid_free(struct dps_by_reqid *x)
 {
 	free(x->v);
 	free(x->any);
+	free(x->uniq);
 }
 
-static void consider(const struct dps_store_sa **best, const struct dps_ipsec_req *r,
-		     const struct dps_policy *p, const struct dps_store_sa *s)
+/* An SA a unique request owns goes to the unique requests with its reqid only. */
+static bool sa_owned_by_other(const struct dps_by_reqid *x, const struct dps_ipsec_req *r,
+			      const struct dps_sa *c)
 {
-	if (dps_req_matches_sa(r, &s->cfg, &p->sel) && (*best == NULL || s->id > (*best)->id))
+	if (!c->reqid || !u32_in(x->uniq, x->n_uniq, c->reqid))
+		return false;
+	return r->level != DPS_LEVEL_UNIQUE || r->reqid != c->reqid;
+}
+
+static void consider(const struct dps_store_sa **best, const struct dps_by_reqid *x,
+		     const struct dps_ipsec_req *r, const struct dps_policy *p,
+		     const struct dps_store_sa *s)
+{
+	if (dps_req_matches_sa(r, &s->cfg, &p->sel) && !sa_owned_by_other(x, r, &s->cfg) &&
+	    (*best == NULL || s->id > (*best)->id))
 		*best = s;
 }
 
@@ -90,7 +139,7 @@ const struct dps_store_sa *dps_policy_out_sa(const struct dps_policy *p,
 			continue;
 		if (q->reqid == 0) {
 			for (unsigned int i = 0; i < x->n_any; i++)
-				consider(&best, q, p, x->any[i]);
+				consider(&best, x, q, p, x->any[i]);
 			continue;
 		}
 		while (lo < hi) { /* first SA with this reqid */
@@ -102,7 +151,7 @@ const struct dps_store_sa *dps_policy_out_sa(const struct dps_policy *p,
 				hi = mid;
 		}
 		for (; lo < x->n && x->v[lo]->cfg.reqid == q->reqid; lo++)
-			consider(&best, q, p, x->v[lo]);
+			consider(&best, x, q, p, x->v[lo]);
 	}
 	return best;
 }

@@ -40,7 +40,9 @@ static struct dp_spd *spd_build(void)
 	struct dps_by_reqid x = {0};
 	struct dp_spd *spd;
 
-	if (e == NULL || dps_by_reqid_build(&x, dps_store.sas, dps_store.n_sas) < 0) {
+	if (e == NULL || dps_by_reqid_build(&x, dps_store.sas, dps_store.n_sas) < 0 ||
+	    dps_by_reqid_unique(&x, dps_store.n_pol ? &dps_store.pol[0].p : NULL, dps_store.n_pol,
+				sizeof(*dps_store.pol)) < 0) {
 		free(e);
 		dps_by_reqid_free(&x);
 		return NULL;

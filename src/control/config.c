@@ -28,6 +28,7 @@
  */
 #include "control/config.h"
 #include "control/config_schema.h"
+#include "control/wipe.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -175,6 +176,15 @@ void dps_config_defaults(struct dps_config *cfg)
 	cfg->pfkey.larval_s = 30;
 }
 
+void dps_config_drop_sas(struct dps_config *cfg)
+{
+	if (cfg->sas) /* keys */
+		explicit_bzero(cfg->sas, cfg->n_sas * sizeof(*cfg->sas));
+	free(cfg->sas);
+	cfg->sas = NULL;
+	cfg->n_sas = 0;
+}
+
 void dps_config_free(struct dps_config *cfg)
 {
 	if (!cfg)
@@ -185,11 +195,7 @@ void dps_config_free(struct dps_config *cfg)
 	free(cfg->neighs);
 	cfg->neighs = NULL;
 	cfg->n_neighs = 0;
-	if (cfg->sas) /* keys */
-		explicit_bzero(cfg->sas, cfg->n_sas * sizeof(*cfg->sas));
-	free(cfg->sas);
-	cfg->sas = NULL;
-	cfg->n_sas = 0;
+	dps_config_drop_sas(cfg);
 	free(cfg->policies);
 	cfg->policies = NULL;
 	cfg->n_policies = 0;
@@ -230,6 +236,22 @@ static int dps_yaml_error(struct dps_ctx *ctx, const yaml_parser_t *parser, cons
 	return -1;
 }
 
+/* Key strings (hex) are scalars of the document: wiped before libyaml frees them. */
+static void dps_yaml_doc_wipe(yaml_document_t *doc)
+{
+	for (yaml_node_t *n = doc->nodes.start; n != NULL && n < doc->nodes.top; n++)
+		if (n->type == YAML_SCALAR_NODE)
+			dps_wipe(n->data.scalar.value, n->data.scalar.length);
+}
+
+/* The parser's copies of the text, likewise. */
+static void dps_yaml_parser_wipe(yaml_parser_t *parser)
+{
+	dps_wipe(parser->raw_buffer.start,
+		 (size_t)(parser->raw_buffer.end - parser->raw_buffer.start));
+	dps_wipe(parser->buffer.start, (size_t)(parser->buffer.end - parser->buffer.start));
+}
+
 /* A stream holds one configuration: a second document is most likely a mistake. */
 static int dps_want_end(struct dps_ctx *ctx, yaml_parser_t *parser, const char *text, size_t len)
 {
@@ -246,6 +268,7 @@ static int dps_want_end(struct dps_ctx *ctx, yaml_parser_t *parser, const char *
 		rc = dps_err_mark(ctx, &next.start_mark, "only one document is allowed");
 		dps_pop(ctx, old);
 	}
+	dps_yaml_doc_wipe(&next);
 	yaml_document_delete(&next);
 	return rc;
 }
@@ -267,6 +290,7 @@ static int dps_parse_doc(struct dps_ctx *ctx, yaml_parser_t *parser, const char 
 		rc = dps_want_end(ctx, parser, text, len);
 	ctx->doc = NULL;
 	ctx->root = NULL;
+	dps_yaml_doc_wipe(&doc);
 	yaml_document_delete(&doc);
 	return rc;
 }
@@ -299,6 +323,7 @@ static int dps_config_parse_as(const char *text, size_t len, const char *name,
 		yaml_parser_set_input_string(&parser, (const unsigned char *)(text ? text : ""),
 					     text ? len : 0);
 		rc = dps_parse_doc(&ctx, &parser, text ? text : "", text ? len : 0);
+		dps_yaml_parser_wipe(&parser);
 		yaml_parser_delete(&parser);
 	}
 	if (rc) {
@@ -334,7 +359,8 @@ static int dps_read_file(const char *path, char **text, size_t *len)
 				errno = EFBIG;
 				goto fail;
 			}
-			if (!(nb = realloc(buf, cap)))
+			/* the text may hold keys: no copy left in freed memory */
+			if (!(nb = dps_realloc_wiped(buf, buf ? cap / 2 : 0, cap)))
 				goto fail;
 			buf = nb;
 		}
@@ -353,7 +379,7 @@ static int dps_read_file(const char *path, char **text, size_t *len)
 	return 0;
 fail:
 	e = errno;
-	free(buf);
+	dps_free_wiped(buf, n);
 	close(fd);
 	errno = e;
 	return -1;

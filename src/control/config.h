@@ -186,4 +186,7 @@ int dps_config_load(const char *path, struct dps_config *cfg, char *err, size_t 
 /** Release what dps_config_parse() allocated. */
 void dps_config_free(struct dps_config *cfg);
 
+/** Wipe and free the SAs of @cfg (their keys), leaving the rest. */
+void dps_config_drop_sas(struct dps_config *cfg);
+
 #endif

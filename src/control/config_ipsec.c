@@ -856,7 +856,13 @@ static const struct dps_rule dps_req_mode_rules[] = {
 
 static int dps_req_check(struct dps_ctx *ctx, yaml_node_t *map, void *obj)
 {
-	return dps_check_rules(ctx, map, dps_req_mode_rules, ((struct dps_ipsec_req *)obj)->mode);
+	const struct dps_ipsec_req *r = obj;
+
+	/* unique binds the policy to the SA with its reqid (setkey "unique:N") */
+	if (r->level == DPS_LEVEL_UNIQUE && r->reqid == 0)
+		return dps_err_key(ctx, map, "level",
+				   "unique needs a reqid: the SA it binds this policy to");
+	return dps_check_rules(ctx, map, dps_req_mode_rules, r->mode);
 }
 
 static const struct dps_field dps_req_fields[] = {

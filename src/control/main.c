@@ -165,6 +165,9 @@ static int start(struct dps_config *cfg)
 		DP_LOG(ERR, "%s", err);
 		return -1;
 	}
+	/* The store has the SAs: no second copy of their keys for the daemon's
+	 * life (a reload that deletes one must leave none behind). */
+	dps_config_drop_sas(cfg);
 	/* A previous dpsecd's PF_KEY SAs and policies are back before the first
 	 * packet is forwarded: a restart never lets a protected flow out in clear. */
 	if (cfg->pfkey.enabled && pfk_state_init(cfg->pfkey.state) < 0) {

@@ -10,6 +10,7 @@
 
 #include "control/store.h"
 #include "control/store_state.h"
+#include "control/wipe.h"
 #include "dataplane/dp.h"
 #include "dataplane/sa.h"
 #include "dataplane/sad.h"
@@ -25,7 +26,8 @@ static int grow(void **v, unsigned int *cap, unsigned int n, size_t elt)
 
 	if (n < *cap)
 		return 0;
-	p = realloc(*v, (*cap ? *cap * 2 : 64) * elt);
+	/* st.sas holds keys: the old array must not stay behind in freed memory */
+	p = dps_realloc_wiped(*v, *cap * elt, (*cap ? *cap * 2 : 64) * elt);
 	if (p == NULL)
 		return -ENOMEM;
 	*v = p;
@@ -211,9 +213,13 @@ int dps_store_sa_insert(const struct dps_sa *sa, struct dp_sa *d, enum dps_origi
 		return -ENOMEM;
 	}
 	e = &dps_store.sas[dps_store.n_sas++];
-	/* every field: the slot may have held a deleted SA (soft_expired...) */
-	*e = (struct dps_store_sa){
-		.id = ++dps_store.next_sa_id, .origin = origin, .cfg = *sa, .dp = d};
+	/* every field: the slot may have held a deleted SA (soft_expired...); the
+	 * keys copied straight in, not through a temporary on the stack */
+	memset(e, 0, sizeof(*e));
+	e->id = ++dps_store.next_sa_id;
+	e->origin = origin;
+	e->cfg = *sa;
+	e->dp = d;
 	d->id = e->id;
 	pthread_mutex_unlock(&dps_store.lock);
 	ix_appended(&sa_ix, dps_store.n_sas);
@@ -262,9 +268,10 @@ int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 		dps_store.out_inner[dps_store.sas[i].dp->inner_family == AF_INET6]--;
 	sa_ix.stale = true;
 	pthread_mutex_lock(&dps_store.lock);
-	memmove(&dps_store.sas[i], &dps_store.sas[i + 1],
-		(dps_store.n_sas - i - 1) * sizeof(*dps_store.sas));
+	memmove(&dps_store.sas[i], &dps_store.sas[i + 1], (dps_store.n_sas - i - 1) * sizeof(*dps_store.sas));
 	dps_store.n_sas--;
+	/* the slot left behind: the last SA moved down, or the deleted one */
+	dps_wipe(&dps_store.sas[dps_store.n_sas], sizeof(*dps_store.sas));
 	pthread_mutex_unlock(&dps_store.lock);
 	return 0;
 }
@@ -507,6 +514,11 @@ int dps_store_policy_delete(uint32_t id)
 	return -ENOENT;
 }
 
+const struct dps_ipsec_defaults *dps_store_defaults(void)
+{
+	return &dps_store.def;
+}
+
 int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen)
 {
 	char why[256];
@@ -657,7 +669,7 @@ void dps_store_fini(void)
 	ix_free(&pol_ix);
 	memset(dps_store.pol_fam, 0, sizeof(dps_store.pol_fam));
 	memset(dps_store.out_inner, 0, sizeof(dps_store.out_inner));
-	free(dps_store.sas);
+	dps_free_wiped(dps_store.sas, dps_store.cap_sas * sizeof(*dps_store.sas));
 	free(dps_store.pol);
 	free(dps_store.dead);
 	free(dps_store.dead_hits);

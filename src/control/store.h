@@ -40,6 +40,9 @@ struct dps_store_policy {
 	struct dp_hits *hits; /* [n_workers] */
 };
 
+/** The system defaults in force (ipsec section, as last loaded or reloaded). */
+const struct dps_ipsec_defaults *dps_store_defaults(void);
+
 /** Take the system defaults; load the SAs and policies of @cfg and commit. */
 int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen);
 

@@ -96,10 +96,16 @@ struct dps_by_reqid {
 	const struct dps_store_sa **v; /* out SAs with a reqid, sorted by reqid */
 	unsigned int n_any;
 	const struct dps_store_sa **any; /* out SAs without one */
+	unsigned int n_uniq;
+	uint32_t *uniq; /* reqids of outbound unique ESP requests, sorted */
 };
 
 /* Index the outbound SAs among the @n at @sas. 0 or -1 (out of memory). */
 int dps_by_reqid_build(struct dps_by_reqid *x, const struct dps_store_sa *sas, unsigned int n);
+/* Note the reqids that outbound unique requests of the @n policies at @pols
+ * (@stride bytes apart) own: their SAs go to those requests only. 0 or -1. */
+int dps_by_reqid_unique(struct dps_by_reqid *x, const struct dps_policy *pols, unsigned int n,
+			size_t stride);
 void dps_by_reqid_free(struct dps_by_reqid *x);
 
 /* The newest outbound SA a policy's ESP request matches (the newest wins a rekey), or NULL. */

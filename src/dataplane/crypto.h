@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <rte_crypto.h>
 #include <rte_cryptodev.h>
@@ -29,6 +30,12 @@ struct dp_xforms {
 	uint8_t cipher_key[DPS_MAX_KEY_LEN];
 	uint8_t auth_key[DPS_MAX_KEY_LEN];
 };
+
+/** Wipe @x, keys included (its copies must not outlive the SA's creation). */
+static inline void dp_xforms_wipe(struct dp_xforms *x)
+{
+	explicit_bzero(x, sizeof(*x));
+}
 
 struct dp_crypto_dev {
 	uint8_t id;

@@ -130,7 +130,8 @@ struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
 			   const struct dps_ipsec_defaults *def, char *err, size_t errlen)
 {
 	struct rte_ipsec_sa_prm prm;
-	struct dp_xforms x;
+	/* on every way out: the keys live on only in the session */
+	struct dp_xforms x __attribute__((cleanup(dp_xforms_wipe)));
 	struct tun_hdr h;
 	const char *why;
 	struct dp_sa *sa;
@@ -201,7 +202,6 @@ struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
 		return NULL;
 	}
 	sa->run = dp_esp_runner(sa);
-	memset(&x, 0, sizeof(x)); /* keys live on only in the session */
 	return sa;
 nomem:
 	snprintf(err, errlen, "out of memory");
@@ -209,6 +209,15 @@ nomem:
 	return NULL;
 }
 
+/*
+ * The keys go with the SA. DPDK 22.11's rte_cryptodev_sym_session_free has
+ * the PMD clear the session (sym_session_clear; the public
+ * rte_cryptodev_sym_session_clear of older releases is gone) and then zeroes
+ * the session's private data, where crypto_aesni_mb keeps the expanded keys
+ * (whose first round keys are the key itself) and crypto_openssl its copy.
+ * rte_free zeroes only memory it knows to be clean (not a "dirty" hugepage
+ * segment): the copy in sa->cfg is wiped here.
+ */
 void dp_sa_free(struct dp_sa *sa)
 {
 	if (sa == NULL)
@@ -220,6 +229,7 @@ void dp_sa_free(struct dp_sa *sa)
 		rte_free(sa->rsa);
 	}
 	rte_free(sa->cnt);
+	explicit_bzero(sa, sizeof(*sa));
 	rte_free(sa);
 }
 

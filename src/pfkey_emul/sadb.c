@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "control/store.h"
+#include "control/wipe.h"
 #include "dataplane/sa.h"
 #include "pfkey_emul/server.h"
 
@@ -100,6 +101,8 @@ static void send_sa(struct pfk_client *c, const struct sadb_msg *req, const stru
 	else
 		DP_LOG(ERR, "pfkey: cannot build the reply for SA 0x%x: %s", sa->spi,
 		       strerror((int)-n));
+	if (keys) /* the queued copy is wiped when sent */
+		dps_wipe(sadb.buf, sizeof(sadb.buf));
 }
 
 int pfk_sadb_getspi(struct pfk_client *c, const struct pfk_msg *m)
@@ -153,64 +156,84 @@ int pfk_sadb_getspi(struct pfk_client *c, const struct pfk_msg *m)
 	return 0;
 }
 
-/* What PF_KEY does not say: direction, and the defaults YAML SAs get. */
+/*
+ * What PF_KEY does not say: direction, and the defaults a YAML SA that does
+ * not set them gets (TTL 64, ipsec.dfbit, ipsec.replay_window), as in force
+ * now. The client's replay window wins when it gives one: RFC 2367 reads 0
+ * as "no window", but Linux still drops replays then (it accepts only
+ * increasing numbers), so 0 takes the configured window rather than turning
+ * anti-replay off (docs/config.md).
+ */
 static void sa_complete(struct dps_sa *sa)
 {
+	const struct dps_ipsec_defaults *def = dps_store_defaults();
+
 	sa->dir = pfk_is_local(&sa->dst) ? DPS_DIR_IN : DPS_DIR_OUT;
 	sa->ttl = 64;
-	sa->dfbit = DPS_DF_COPY;
+	sa->dfbit = def->dfbit;
 	if (sa->dir == DPS_DIR_OUT)
 		sa->replay_window = 0; /* only the receiver keeps a window */
+	else if (sa->replay_window == 0)
+		sa->replay_window = def->replay_window;
 }
 
 /* UPDATE of a mature SA: only the lifetimes may change (as Linux's xfrm_state_update). */
 static int update_mature(const struct dps_store_sa *s, const struct dps_sa *sa)
 {
-	struct dps_sa want = s->cfg;
+	const struct dps_sa *want = &s->cfg;
 
-	want.soft = sa->soft;
-	want.hard = sa->hard;
-	if (!dps_addr_eq(&want.src, &sa->src) || want.enc_alg != sa->enc_alg ||
-	    want.auth_alg != sa->auth_alg || want.enc_key_len != sa->enc_key_len ||
-	    memcmp(want.enc_key, sa->enc_key, sa->enc_key_len) != 0 ||
-	    want.auth_key_len != sa->auth_key_len ||
-	    memcmp(want.auth_key, sa->auth_key, sa->auth_key_len) != 0)
+	if (!dps_addr_eq(&want->src, &sa->src) || want->enc_alg != sa->enc_alg ||
+	    want->auth_alg != sa->auth_alg || want->enc_key_len != sa->enc_key_len ||
+	    memcmp(want->enc_key, sa->enc_key, sa->enc_key_len) != 0 ||
+	    want->auth_key_len != sa->auth_key_len ||
+	    memcmp(want->auth_key, sa->auth_key, sa->auth_key_len) != 0)
 		return EINVAL;
 	return dps_store_sa_set_lifetimes(s->id, &sa->soft, &sa->hard) < 0 ? ESRCH : 0;
 }
 
+static int sadb_add(struct pfk_client *c, const struct pfk_msg *m, struct dps_sa *sa);
+
 int pfk_sadb_add(struct pfk_client *c, const struct pfk_msg *m)
+{
+	struct dps_sa sa;
+	int err;
+
+	memset(&sa, 0, sizeof(sa));
+	err = sadb_add(c, m, &sa);
+	dps_wipe(&sa, sizeof(sa)); /* the store has its own copy of the keys */
+	return err;
+}
+
+static int sadb_add(struct pfk_client *c, const struct pfk_msg *m, struct dps_sa *sa)
 {
 	bool update = m->hdr->sadb_msg_type == SADB_UPDATE;
 	const struct dps_store_sa *s;
 	struct pfk_sa_state st;
-	struct dps_sa sa;
 	char why[256];
 	int li, err, rc;
 
-	memset(&sa, 0, sizeof(sa));
-	err = pfk_sa_from_msg(m, &sa);
+	err = pfk_sa_from_msg(m, sa);
 	if (err)
 		return err;
-	if (sa.proto != DPS_PROTO_ESP)
+	if (sa->proto != DPS_PROTO_ESP)
 		return ENOSYS; /* AH and IPComp SAs: not in the dataplane yet */
-	sa_complete(&sa);
-	li = larval_index(sa.spi, &sa.dst, sa.proto);
-	s = dps_store_sa_find(sa.spi, &sa.dst, sa.proto);
+	sa_complete(sa);
+	li = larval_index(sa->spi, &sa->dst, sa->proto);
+	s = dps_store_sa_find(sa->spi, &sa->dst, sa->proto);
 	if (update && li < 0) {
 		if (s == NULL)
 			return ESRCH;
 		if (s->origin != DPS_ORIGIN_PFKEY)
 			return EPERM;
-		err = update_mature(s, &sa);
+		err = update_mature(s, sa);
 		if (err)
 			return err;
 	} else {
 		if (!update && s != NULL)
 			return EEXIST;
-		rc = dps_store_sa_add(&sa, DPS_ORIGIN_PFKEY, why, sizeof(why));
+		rc = dps_store_sa_add(sa, DPS_ORIGIN_PFKEY, why, sizeof(why));
 		if (rc < 0) {
-			DP_LOG(NOTICE, "pfkey: SA 0x%x refused: %s", sa.spi, why);
+			DP_LOG(NOTICE, "pfkey: SA 0x%x refused: %s", sa->spi, why);
 			return rc == -EEXIST ? EEXIST : rc == -ENOMEM ? ENOMEM : ENOSYS;
 		}
 		/* ADD of a reserved SPI (charon's inbound SAs) takes the reservation too */
@@ -218,7 +241,7 @@ int pfk_sadb_add(struct pfk_client *c, const struct pfk_msg *m)
 			larval_remove(li);
 		pfk_store_dirty();
 	}
-	s = dps_store_sa_find(sa.spi, &sa.dst, sa.proto);
+	s = dps_store_sa_find(sa->spi, &sa->dst, sa->proto);
 	pfk_sa_state(s, &st);
 	send_sa(c, m->hdr, &s->cfg, &st, false, PFK_TO_ALL);
 	return 0;

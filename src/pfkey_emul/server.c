@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "control/lifetime.h"
 #include "control/store.h"
+#include "control/wipe.h"
 #include "dataplane/crypto.h"
 #include "pfkey_emul/server.h"
 #include "pfkey_emul/state.h"
@@ -121,6 +122,12 @@ static void enqueue(struct pfk_client *c, const void *msg, size_t len)
 	c->queued += len;
 }
 
+/* A reply may carry keys (GET, DUMP): none stays in freed memory. */
+static void out_free(struct out_msg *o)
+{
+	dps_free_wiped(o, sizeof(*o) + o->len);
+}
+
 static void flush_client(struct pfk_client *c)
 {
 	while (c->head != NULL) {
@@ -134,7 +141,7 @@ static void flush_client(struct pfk_client *c)
 		if (c->head == NULL)
 			c->tail = NULL;
 		c->queued -= o->len;
-		free(o);
+		out_free(o);
 	}
 }
 
@@ -171,7 +178,7 @@ static void client_free(unsigned int i)
 		struct out_msg *o = c->head;
 
 		c->head = o->next;
-		free(o);
+		out_free(o);
 	}
 	close(c->fd);
 	srv.clients[i] = srv.clients[--srv.n_clients];
@@ -312,6 +319,8 @@ static bool read_client(struct pfk_client *c, unsigned int *budget)
 			reply_error(c, srv.rx, PFK_MSG_MAX, EMSGSIZE);
 		else
 			run_message(c, (size_t)n);
+		/* ADD and UPDATE carry keys: not left for the next message to half cover */
+		dps_wipe(srv.rx, (size_t)n > PFK_MSG_MAX ? PFK_MSG_MAX : (size_t)n);
 	}
 	return true;
 }

@@ -33,6 +33,64 @@ static uint32_t ext_id(const struct pfk_msg *m)
 	return ((const struct sadb_x_policy *)m->ext[SADB_X_EXT_POLICY])->sadb_x_policy_id;
 }
 
+/* Linux's gen_reqid (af_key.c): reqids above those setkey's "unique:N" may name. */
+#define MANUAL_REQID_MAX 0x3fff
+
+struct reqid_probe {
+	uint32_t reqid;
+	bool used;
+};
+
+static int policy_uses(const struct dps_store_policy *p, void *arg)
+{
+	struct reqid_probe *q = arg;
+
+	for (unsigned int r = 0; r < p->p.n_reqs; r++)
+		q->used |= p->p.reqs[r].reqid == q->reqid;
+	return q->used;
+}
+
+static int sa_uses(const struct dps_store_sa *s, void *arg)
+{
+	struct reqid_probe *q = arg;
+
+	q->used |= s->cfg.reqid == q->reqid;
+	return q->used;
+}
+
+/*
+ * A unique request without a reqid gets one of its own, as Linux and KAME
+ * give it (the policy is then bound to the SA a key daemon installs with
+ * it): one no policy or SA uses. 0 if none is left.
+ */
+static uint32_t new_reqid(void)
+{
+	static uint32_t last = MANUAL_REQID_MAX;
+
+	for (unsigned int tries = 0; tries < 1024; tries++) {
+		struct reqid_probe q;
+
+		if (++last == 0)
+			last = MANUAL_REQID_MAX + 1;
+		q = (struct reqid_probe){.reqid = last};
+		dps_store_walk_policies(policy_uses, &q);
+		if (!q.used)
+			dps_store_walk_sas(sa_uses, &q);
+		if (!q.used)
+			return last;
+	}
+	return 0;
+}
+
+static int unique_reqids(struct dps_policy *p)
+{
+	for (unsigned int r = 0; r < p->n_reqs; r++)
+		if (p->reqs[r].level == DPS_LEVEL_UNIQUE && p->reqs[r].reqid == 0 &&
+		    (p->reqs[r].reqid = new_reqid()) == 0)
+			return ENOBUFS;
+	return 0;
+}
+
 int pfk_spdb_add(struct pfk_client *c, const struct pfk_msg *m)
 {
 	const struct dps_store_policy *e;
@@ -42,6 +100,8 @@ int pfk_spdb_add(struct pfk_client *c, const struct pfk_msg *m)
 
 	memset(&p, 0, sizeof(p));
 	err = pfk_policy_from_msg(m, &p);
+	if (err == 0)
+		err = unique_reqids(&p);
 	if (err)
 		return err;
 	e = dps_store_policy_find(p.dir, &p.sel);

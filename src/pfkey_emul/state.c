@@ -26,6 +26,7 @@
 
 #include "common/log.h"
 #include "control/store.h"
+#include "control/wipe.h"
 #include "dataplane/sa.h"
 #include "pfkey_emul/server.h"
 #include "pfkey_emul/state.h"
@@ -46,6 +47,15 @@ struct saved_sa {
 	uint64_t packets, bytes; /* out: sent; in: accepted */
 	uint64_t age_s, used_s;	 /* used_s: 0 = never used */
 };
+
+/* stdio's buffer for the file, ours so that it is wiped: it holds keys */
+static char iobuf[BUFSIZ];
+
+static void close_wiped(FILE *f)
+{
+	fclose(f);
+	dps_wipe(iobuf, sizeof(iobuf));
+}
 
 static struct {
 	char path[sizeof(((struct dps_pfkey_cfg *)0)->state)];
@@ -68,6 +78,7 @@ static int write_sa(const struct dps_store_sa *s, void *arg)
 	struct dp_sa_counters c;
 	struct saved_sa r;
 	uint64_t now = dp_now_ms();
+	int rc;
 
 	if (s->origin != DPS_ORIGIN_PFKEY)
 		return 0;
@@ -82,7 +93,9 @@ static int write_sa(const struct dps_store_sa *s, void *arg)
 	r.bytes = c.v[DP_SA_CNT_bytes];
 	r.age_s = (now - s->dp->add_ms) / 1000;
 	r.used_s = s->dp->first_use_ms ? (now - s->dp->first_use_ms) / 1000 + 1 : 0;
-	return fwrite(&r, sizeof(r), 1, w->f) != 1;
+	rc = fwrite(&r, sizeof(r), 1, w->f) != 1;
+	dps_wipe(&r, sizeof(r));
+	return rc;
 }
 
 static int write_pol(const struct dps_store_policy *p, void *arg)
@@ -119,17 +132,18 @@ static int save(void)
 		unlink(tmp);
 		return -ENOMEM;
 	}
+	setvbuf(sas.f, iobuf, _IOFBF, sizeof(iobuf));
 	/* counts first, then the records: the walks may not change in between (one thread) */
 	fwrite(&h, sizeof(h), 1, sas.f);
 	dps_store_walk_sas(write_sa, &sas);
 	dps_store_walk_policies(write_pol, &pols);
 	sv.last_total = sas.total;
 	if (fflush(sas.f) != 0 || ferror(sas.f) || sas.n != h.n_sas || pols.n != h.n_pols) {
-		fclose(sas.f);
+		close_wiped(sas.f);
 		unlink(tmp);
 		return -EIO;
 	}
-	fclose(sas.f);
+	close_wiped(sas.f);
 	if (rename(tmp, sv.path) < 0) {
 		unlink(tmp);
 		return -errno;
@@ -186,6 +200,7 @@ static void restore_sa(struct saved_sa *r, unsigned int *n)
 	if (sa.seq_start > UINT32_MAX && !sa.esn) {
 		DP_LOG(WARNING, "pfkey: SA 0x%x not restored: its sequence numbers are spent",
 		       sa.spi);
+		dps_wipe(&sa, sizeof(sa));
 		return;
 	}
 	/* the clock of time lifetimes does not restart; byte and packet ones count what was used */
@@ -195,11 +210,11 @@ static void restore_sa(struct saved_sa *r, unsigned int *n)
 	sa.soft.bytes = left(sa.soft.bytes, r->bytes);
 	sa.hard.packets = left(sa.hard.packets, r->packets - r->cfg.seq_start);
 	sa.soft.packets = left(sa.soft.packets, r->packets - r->cfg.seq_start);
-	if (dps_store_sa_add(&sa, DPS_ORIGIN_RESTORED, why, sizeof(why)) < 0) {
+	if (dps_store_sa_add(&sa, DPS_ORIGIN_RESTORED, why, sizeof(why)) < 0)
 		DP_LOG(WARNING, "pfkey: SA 0x%x not restored: %s", sa.spi, why);
-		return;
-	}
-	(*n)++;
+	else
+		(*n)++;
+	dps_wipe(&sa, sizeof(sa));
 }
 
 static int restore(FILE *f, unsigned int *n_sas, unsigned int *n_pols)
@@ -228,10 +243,13 @@ static int restore(FILE *f, unsigned int *n_sas, unsigned int *n_pols)
 	if (fseek(f, sizeof(h), SEEK_SET) < 0)
 		return -EINVAL;
 	for (uint32_t i = 0; i < h.n_sas; i++) {
-		if (fread(&r, sizeof(r), 1, f) != 1)
+		if (fread(&r, sizeof(r), 1, f) != 1) {
+			dps_wipe(&r, sizeof(r));
 			return -EINVAL;
+		}
 		restore_sa(&r, n_sas);
 	}
+	dps_wipe(&r, sizeof(r));
 	return 0;
 }
 
@@ -256,8 +274,9 @@ int pfk_state_init(const char *path)
 	f = fopen(sv.path, "re");
 	if (f == NULL)
 		return errno == ENOENT ? 0 : -errno;
+	setvbuf(f, iobuf, _IOFBF, sizeof(iobuf));
 	rc = restore(f, &n_sas, &n_pols);
-	fclose(f);
+	close_wiped(f);
 	if (rc < 0)
 		DP_LOG(WARNING, "pfkey: %s is not a state file of this dpsecd: ignored", sv.path);
 	if (n_sas || n_pols) {

@@ -2715,6 +2715,16 @@ static void test_rejects_bad_policy_enums(void **state)
 			      10, 5, "policies[0].id");
 }
 
+static void test_rejects_unique_without_reqid(void **state)
+{
+	(void)state;
+	/* unique binds the policy to the SA with its reqid: without one it binds nothing */
+	assert_parse_error(PORT_LAN POL_OUT "    action: protect\n"
+					    "    ipsec: [{proto: esp, level: unique, tunnel: "
+					    "{src: 192.0.2.1, dst: 198.51.100.1}}]\n",
+			   10, "policies[0].ipsec[0].level");
+}
+
 static void test_rejects_selector_of_two_families(void **state)
 {
 	(void)state;
@@ -3248,6 +3258,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_rejects_bad_sas_section),
 		cmocka_unit_test(test_rejects_policy_without_required_keys),
 		cmocka_unit_test(test_rejects_bad_policy_enums),
+		cmocka_unit_test(test_rejects_unique_without_reqid),
 		cmocka_unit_test(test_rejects_selector_of_two_families),
 		cmocka_unit_test(test_rejects_bad_selector_prefix),
 		cmocka_unit_test(test_rejects_bad_selector_proto),

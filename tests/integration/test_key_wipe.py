@@ -1,0 +1,190 @@
+"""Keys do not outlive their SA: once an SA is deleted, no copy of its keys is
+left anywhere in dpsecd's memory.
+
+The test gives an SA fresh random keys (AES-CBC-256 and HMAC-SHA2-256-128,
+32 bytes each), lets it protect traffic, and reads the daemon's memory
+through /proc/PID/maps and /proc/PID/mem: every readable mapping -- heap,
+stacks, the binary's data, and DPDK's hugepage memory (in_memory: memfd
+mappings) -- while the SA exists, where the keys must be found (the scanner
+works: they are in the store, the dataplane SA and the crypto session), and
+after the SA is deleted, where they must not. Two ways in and out: the YAML
+file (SIGHUP reload without the SA) and PF_KEY (ADD, GET, DUMP, DELETE).
+
+What is searched is the raw key. crypto_aesni_mb keeps expanded round keys
+in its session, and the first round keys of AES are the key itself: the
+session's copy is found while the SA lives, and must be gone after.
+"""
+import os
+import signal
+import struct
+import time
+
+import pytest
+from scapy.all import IP, UDP, Raw
+
+import pfkey as K
+from dpsec import Daemon
+from test_esp_pcap import HOST4, WAN4, base_config, forget_runtime_dir, frame_from_host
+
+PEER = "198.51.100.1"
+
+
+def scan(pid, needles):
+    """{needle: [mapping of each occurrence]} over every readable mapping of pid."""
+    found = {n: [] for n in needles}
+    longest = max(len(n) for n in needles)
+    with open(f"/proc/{pid}/maps") as f:
+        maps = f.read().splitlines()
+    with open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            fields = line.split(None, 5)
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            name = fields[5] if len(fields) > 5 else "[anon]"
+            if not fields[1].startswith("r") or name in ("[vvar]", "[vsyscall]"):
+                continue
+            tail = b""
+            for off in range(lo, hi, 1 << 24):
+                try:
+                    mem.seek(off)
+                    chunk = mem.read(min(1 << 24, hi - off))
+                except OSError:
+                    tail = b""
+                    continue
+                data = tail + chunk
+                for n in needles:
+                    i = data.find(n)
+                    while i >= 0:
+                        found[n].append(f"{name} @ {off - len(tail) + i:#x}")
+                        i = data.find(n, i + 1)
+                tail = chunk[-(longest - 1):]
+    return found
+
+
+def daemon_pid(d):
+    return d.proc.pid  # started without a namespace: the dpsecd process itself
+
+
+def keys():
+    """Fresh random keys; redrawn if one holds a run of equal bytes (not distinctive)."""
+    while True:
+        enc, auth = os.urandom(32), os.urandom(32)
+        if len(set(enc)) > 20 and len(set(auth)) > 20:
+            return enc, auth
+
+
+def sa_cfg(spi, enc, auth):
+    return {"spi": spi, "direction": "out", "src": WAN4, "dst": PEER, "reqid": spi,
+            "encryption": {"algorithm": "aes-cbc-256", "key": "0x" + enc.hex()},
+            "integrity": {"algorithm": "hmac-sha2-256-128", "key": "0x" + auth.hex()}}
+
+
+def policy(spi, net):
+    return {"direction": "out", "src": "192.168.10.0/24", "dst": net, "action": "protect",
+            "ipsec": [{"proto": "esp", "mode": "tunnel", "level": "require", "reqid": spi,
+                       "tunnel": {"src": WAN4, "dst": PEER}}]}
+
+
+def traffic(nets):
+    return [frame_from_host(IP(src=HOST4, dst=f"{net}.{k + 1}") / UDP(sport=1, dport=2) /
+                            Raw(b"x" * (40 * k))) for net in nets for k in range(4)]
+
+
+def run(workdir, cfg, frames):
+    from scapy.all import Ether, wrpcap
+    wrpcap(f"{workdir}/LAN_IN.pcap", [Ether(f) for f in frames])
+    wrpcap(f"{workdir}/WAN_IN.pcap", [])
+    d = Daemon(cfg, str(workdir)).start()
+    d.wait_for(lambda: d.port_stats()["lan"]["rx_packets"] >= len(frames), what="the traffic")
+    return d
+
+
+def assert_found(pid, named):
+    hits = scan(pid, list(named.values()))
+    for what, k in named.items():
+        assert hits[k], f"{what}: not found while its SA exists: the scan does not see it"
+    return hits
+
+
+def assert_gone(pid, named):
+    hits = scan(pid, list(named.values()))
+    left = {what: hits[k] for what, k in named.items() if hits[k]}
+    assert not left, f"keys of a deleted SA are still in dpsecd's memory: {left}"
+
+
+@pytest.fixture
+def stop():
+    made = []
+    yield made.append
+    for d in made:
+        rc = d.stop()
+        forget_runtime_dir(d)
+        assert rc == 0, d.read_log()
+
+
+@pytest.mark.parametrize("device", ["crypto_aesni_mb", "crypto_openssl"])
+def test_reload_wipes_the_keys_of_a_deleted_sa(tmp_path, stop, device):
+    enc, auth = keys()
+    keep_enc, keep_auth = keys()
+    cfg = base_config(str(tmp_path))
+    cfg["crypto"]["devices"] = [device]
+    cfg["sas"] = [sa_cfg(0x5001, keep_enc, keep_auth), sa_cfg(0x5002, enc, auth)]
+    cfg["policies"] = [policy(0x5001, "10.1.0.0/24"), policy(0x5002, "10.2.0.0/24")]
+    d = run(tmp_path, cfg, traffic(["10.1.0", "10.2.0"]))
+    stop(d)
+    sas = {int(s["spi"], 16): s for s in d.ctl_json("sa")["sas"].values()}
+    assert sas[0x5002]["packets"] == 4  # the SA was used
+    pid = daemon_pid(d)
+    assert_found(pid, {"encryption key": enc, "integrity key": auth})
+    # reload without the SA (and its policy)
+    cfg["sas"], cfg["policies"] = cfg["sas"][:1], cfg["policies"][:1]
+    import yaml
+    with open(d.path, "w") as f:
+        yaml.safe_dump(dict(cfg, eal=d.cfg["eal"], pfkey=d.cfg["pfkey"]), f, sort_keys=False)
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_for(lambda: "reload: 1 SA(s)" in d.read_log(), timeout=10, what="the reload")
+    assert [int(s["spi"], 16) for s in d.ctl_json("sa")["sas"].values()] == [0x5001]
+    # nor the keys as the file writes them (libyaml's scalars and buffers)
+    assert_gone(pid, {"encryption key": enc, "integrity key": auth,
+                      "encryption key in hex": enc.hex().encode(),
+                      "integrity key in hex": auth.hex().encode()})
+    # the SA that stays keeps its keys (the wipe took only the deleted one's)
+    assert_found(pid, {"kept encryption key": keep_enc})
+
+
+def pfkey_add(spi, enc, auth, reqid):
+    return K.msg(K.ADD, K.ESP, [K.sa(spi, auth=K.AALG_SHA256, enc=K.EALG_AESCBC, replay=0),
+                                K.sa2(K.MODE_TUNNEL, reqid), K.address(K.SRC, WAN4),
+                                K.address(K.DST, PEER), K.key(K.KEY_AUTH, auth),
+                                K.key(K.KEY_ENC, enc)])
+
+
+def sa_id(spi):
+    return [K.sa(spi), K.address(K.SRC, WAN4), K.address(K.DST, PEER)]
+
+
+def test_pfkey_delete_wipes_the_keys_of_the_sa(tmp_path, stop):
+    enc, auth = keys()
+    keep_enc, keep_auth = keys()
+    cfg = base_config(str(tmp_path))
+    d = run(tmp_path, cfg, [])
+    stop(d)
+    c = K.Client(d.cfg["pfkey"]["socket"])
+    try:
+        assert c.request(pfkey_add(0x6001, keep_enc, keep_auth, 61)).errno == 0
+        assert c.request(pfkey_add(0x6002, enc, auth, 62)).errno == 0
+        # GET and DUMP replies carry the keys (as Linux's do): their buffers too must go
+        got = c.request(K.msg(K.GET, K.ESP, sa_id(0x6002)))
+        assert got.errno == 0 and got.ext[K.KEY_ENC].key == enc
+        c.send(K.msg(K.DUMP, K.ESP, seq=77, pid=c.pid))
+        dumped = [c.recv() for _ in range(2)]
+        assert {m.ext[K.SA].spi for m in dumped} == {0x6001, 0x6002}
+        time.sleep(1.5)  # the state file is written (once a second) with the keys
+        pid = daemon_pid(d)
+        assert_found(pid, {"encryption key": enc, "integrity key": auth})
+        assert c.request(K.msg(K.DELETE, K.ESP, sa_id(0x6002))).errno == 0
+        time.sleep(1.5)  # ... and again without them
+        assert c.request(K.msg(K.GET, K.ESP, sa_id(0x6002))).errno == K.ERRNO.ESRCH
+        assert_gone(pid, {"encryption key": enc, "integrity key": auth})
+        assert_found(pid, {"kept encryption key": keep_enc})
+    finally:
+        c.close()
