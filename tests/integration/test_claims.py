@@ -20,7 +20,7 @@ import struct
 import time
 
 import pytest
-from scapy.all import IP, UDP, Ether, IPv6, Raw
+from scapy.all import IP, UDP, Ether, Raw
 from scapy.compat import raw
 
 import pfkey as K
