@@ -21,8 +21,8 @@ The tests check:
   got it, and every replayed copy (sent to the other worker) is dropped and
   counted as a replay (the window is larger than the whole run, so no packet
   is too old however the workers interleave);
-* a hard packet lifetime that neither worker reaches alone is reached by the
-  sum: the SA is removed.
+* hard packet and byte lifetimes that neither worker reaches alone are
+  reached by the sums: the SAs are removed.
 
 lib/ipsec lets one thread at a time update an inbound SA's window
 (rte_ipsec_sa.h, RTE_IPSEC_SAFLAG_SQN_ATOM); dpsecd does not serialise the
@@ -199,26 +199,35 @@ def test_inbound_one_sa_on_both_workers_no_false_drops_replays_dropped(tmp_path)
     assert sa["drop_replay"] == len(replay_a) + len(replay_b), sa
 
 
-def test_hard_packet_lifetime_counts_both_workers(tmp_path):
-    """60 packets per worker, hard limit 100: only the sum reaches it."""
+def test_hard_packet_and_byte_lifetimes_count_both_workers(tmp_path):
+    """120 packets per SA, half on each worker: hard limits of 100 packets and of 80 % of
+    the bytes are reached only by the sums; a limit above the total is not."""
     t = P.Tunnel(1, "aes-gcm-128", n_out=120, n_in=0)
-    keep = P.Tunnel(2, "aes-gcm-128", n_out=120, n_in=0)
+    tb = P.Tunnel(2, "aes-gcm-128", n_out=120, n_in=0)
+    keep = P.Tunnel(3, "aes-gcm-128", n_out=120, n_in=0)
+    total = sum(len(p) for p in tb.out_inner)
+    halves = [sum(len(p) for p in tb.out_inner[k::2]) for k in (0, 1)]
+    limit = total * 8 // 10
+    assert max(halves) < limit
 
     def lifetimes(cfg):
         for s in cfg["sas"]:
             if s["spi"] == t.spi_out:
                 s["lifetime"] = {"hard": {"packets": 100}}
+            if s["spi"] == tb.spi_out:
+                s["lifetime"] = {"hard": {"bytes": limit}}
             if s["spi"] == keep.spi_out:
                 s["lifetime"] = {"hard": {"packets": 121}}
     inputs = {"lan0": [], "lan1": []}
-    for tun in (t, keep):
+    for tun in (t, tb, keep):
         a, b = split(tun.lan_frames())
         inputs["lan0"] += a
         inputs["lan1"] += [to_port(f, "lan1") for f in b]
-    r = Run(tmp_path, [t, keep], inputs, lifetimes)
+    r = Run(tmp_path, [t, tb, keep], inputs, lifetimes)
     assert r.rc == 0, r.log
-    assert f"SA 0x{t.spi_out:x}: hard lifetime reached, removed" in r.log
-    assert not [k for k in r.sas if k[0] == f"0x{t.spi_out:08x}"]
+    for gone in (t, tb):
+        assert f"SA 0x{gone.spi_out:x}: hard lifetime reached, removed" in r.log
+        assert not [k for k in r.sas if k[0] == f"0x{gone.spi_out:08x}"]
     assert r.sa(keep.spi_out)["packets"] == 120
     assert f"SA 0x{keep.spi_out:x}: hard lifetime" not in r.log
 
