@@ -76,9 +76,10 @@ inns demo-b ip addr add 10.2.0.2/24 dev demo-b0
 inns demo-gwb ip addr add 192.0.2.2/24 dev demo-gwb-w
 inns demo-gwb ip addr add 10.2.0.1/24 dev demo-gwb-l
 inns demo-gwb sysctl -qw net.ipv4.ip_forward=1
-# dpsecd sends no ICMP "packet too big" yet: the hosts' routes carry an MSS that fits the tunnel
-inns demo-a ip route add default via 10.1.0.1 advmss 1300
-inns demo-b ip route add default via 10.2.0.1 advmss 1300
+# No MSS clamping: TCP finds the tunnel's MTU by path MTU discovery; dpsecd answers
+# site A's too-big packets with ICMP "fragmentation needed" (src/dataplane/icmp.c).
+inns demo-a ip route add default via 10.1.0.1
+inns demo-b ip route add default via 10.2.0.1
 
 step "dpsecd --check -c config/demo.yaml; start dpsecd in gateway A"
 $DPSECD --check -c config/demo.yaml

@@ -44,7 +44,7 @@ enum dps_port_role {
 };
 
 struct dps_eal_cfg {
-	char lcores[64];	 /* DPDK -l list, e.g. "0-1" */
+	char lcores[64];	 /* DPDK -l list, e.g. "0-1"; --lcores with "N@C" */
 	unsigned int main_lcore; /* control thread */
 	bool hugepages;		 /* false: --no-huge */
 	unsigned int memory_mb;	 /* -m; 0 = DPDK default */

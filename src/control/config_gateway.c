@@ -90,10 +90,12 @@ static int dps_lcore_num(const char **s, unsigned int *out)
 	return 0;
 }
 
-/* Parse DPDK's "-l" syntax restricted to "N" and "N-M" items, comma separated. */
+/* Parse DPDK's "-l" syntax restricted to "N" and "N-M" items, comma separated,
+ * and "N@C" items of DPDK's "--lcores" (lcore N runs on CPU C: more lcores than
+ * CPUs). */
 int dps_lcores_set(const char *s, uint64_t *set)
 {
-	unsigned int a, b;
+	unsigned int a, b, cpu;
 
 	memset(set, 0, DPS_MAX_LCORE / 8);
 	for (;;) {
@@ -101,6 +103,8 @@ int dps_lcores_set(const char *s, uint64_t *set)
 			return -1;
 		b = a;
 		if (*s == '-' && (s++, dps_lcore_num(&s, &b) || b < a))
+			return -1;
+		if (*s == '@' && (b != a || (s++, dps_lcore_num(&s, &cpu))))
 			return -1;
 		for (; a <= b; a++)
 			set[a / 64] |= 1ull << (a % 64);
@@ -122,9 +126,10 @@ static int dps_parse_lcores(struct dps_ctx *ctx, const struct dps_field *f, yaml
 	if (dps_parse_str(ctx, f, node, obj))
 		return -1;
 	if (dps_lcores_set(dps_str(node), ctx->lcores))
-		return dps_err(ctx, node,
-			       "%s is not an lcore list (N or N-M items below %u, comma separated)",
-			       DPS_Q(node), DPS_MAX_LCORE);
+		return dps_err(
+			ctx, node,
+			"%s is not an lcore list (N, N-M or N@CPU items below %u, comma separated)",
+			DPS_Q(node), DPS_MAX_LCORE);
 	ctx->lcores_node = node;
 	return 0;
 }

@@ -941,18 +941,23 @@ static void usage(FILE *f)
 		fprintf(f, "  %-18s %s\n", s, c->help);
 		free(s);
 	}
-	fprintf(f, "\n"
-		   "Options:\n"
-		   "  -c, --config FILE       read eal.file_prefix from FILE\n"
-		   "                          (default " DEFAULT_CONFIG
-		   ", or prefix \"" DEFAULT_PREFIX "\" without it)\n"
-		   "  -p, --file-prefix NAME  DPDK file prefix of dpsecd (overrides -c)\n"
-		   "  -s, --socket PATH       telemetry socket (overrides -c and -p)\n"
-		   "  -j, --json              machine-readable output\n"
-		   "  -a, --all               stats: also show drop counters that are zero\n"
-		   "  -h, --help              show this help\n"
-		   "\n"
-		   "Exit status: 0 ok, 1 error, 2 bad usage.\n");
+	fprintf(f,
+		"\n"
+		"Options:\n"
+		"  -c, --config FILE       read eal.file_prefix from FILE\n"
+		"                          (default " DEFAULT_CONFIG ", or prefix \"" DEFAULT_PREFIX
+		"\" without it)\n"
+		"  -p, --file-prefix NAME  DPDK file prefix of dpsecd (overrides -c)\n"
+		"  -s, --socket PATH       telemetry socket (overrides -c and -p)\n"
+		"  -j, --json              machine-readable output\n"
+		"  -a, --all               stats: also show drop counters that are zero\n"
+		"      --from-file FILE    answer from FILE instead of dpsecd (offline reading,\n"
+		"                          tests): a JSON object of telemetry command -> reply\n"
+		"                          value; \"/cmd,ARG\" falls back to \"/cmd\"; a command\n"
+		"                          not in FILE is unknown\n"
+		"  -h, --help              show this help\n"
+		"\n"
+		"Exit status: 0 ok, 1 error, 2 bad usage.\n");
 }
 
 /* Work out the telemetry socket path from -s, -p or the configuration. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "control/eal.h"
 #include "dataplane/port.h"
@@ -26,7 +27,8 @@ void dps_eal_args_build(struct dps_eal_args *a, const struct dps_config *cfg, co
 
 	a->argc = 0;
 	arg(a, "%s", prog);
-	arg(a, "-l");
+	/* "N@C" items map lcores to CPUs, which only --lcores understands. */
+	arg(a, strchr(e->lcores, '@') ? "--lcores" : "-l");
 	arg(a, "%s", e->lcores);
 	arg(a, "--main-lcore=%u", e->main_lcore);
 	arg(a, "--file-prefix=%s", e->file_prefix);

@@ -166,18 +166,20 @@ static void learn(struct dp_neigh_table *t, uint16_t port, int family, const voi
 		return;
 	dp_neigh_key_make(&k, port, family, addr);
 	n = entry_find(t, &k);
-	if (n == NULL && (!create || (n = entry_new(t, &k)) == NULL))
+	switch (dp_neigh_learn_step(n != NULL, n ? n->state : 0, create,
+				    n && rte_is_same_ether_addr(&n->mac, mac))) {
+	case DP_NEIGH_LEARN_IGNORE:
 		return;
-	if (n->state == DP_NEIGH_STATIC)
-		return;
-	if (n->state != DP_NEIGH_INCOMPLETE && !rte_is_same_ether_addr(&n->mac, mac)) {
-		/* The MAC moved: workers must never see a half-written address,
-		 * so re-resolve through a fresh entry. */
+	case DP_NEIGH_LEARN_REPLACE:
+		/* Workers must never see a half-written address. */
 		entry_delete(t, n);
-		n = entry_new(t, &k);
-		if (n == NULL)
-			return;
+		n = NULL;
+		break;
+	case DP_NEIGH_LEARN_CONFIRM:
+		break;
 	}
+	if (n == NULL && (n = entry_new(t, &k)) == NULL)
+		return;
 	n->mac = *mac;
 	n->confirmed_ms = dp_now_ms();
 	n->probes = 0;
@@ -491,7 +493,7 @@ void dp_neigh_resolve(struct dp_neigh_table *t, struct rte_mbuf *m)
 			goto drop;
 		}
 	}
-	if (n->n_held >= params->queue_len)
+	if (!dp_neigh_may_hold(n->n_held, params))
 		goto drop;
 	n->held[n->n_held++] = m;
 	if (n->state != DP_NEIGH_INCOMPLETE)
@@ -507,29 +509,22 @@ void dp_neigh_timer(struct dp_neigh_table *t, uint64_t now)
 	struct dp_neigh *n = entries, *next;
 
 	for (; n != NULL; n = next) {
+		uint8_t state = n->state;
+
 		next = n->next;
-		switch (n->state) {
-		case DP_NEIGH_STATIC:
+		switch (dp_neigh_timer_step(&state, &n->probes, n->used, n->confirmed_ms,
+					    n->probe_ms, now, params)) {
+		case DP_NEIGH_KEEP:
 			break;
-		case DP_NEIGH_REACHABLE:
-			if (now - n->confirmed_ms < params->reachable_ms)
-				break;
-			if (!n->used) {
-				entry_delete(t, n); /* aged out unused */
-				break;
-			}
-			n->state = DP_NEIGH_PROBE;
-			n->probes = 0;
+		case DP_NEIGH_REMOVE:
+			entry_delete(t, n);
+			break;
+		case DP_NEIGH_PROBE_BCAST:
+			probe(n, false);
+			break;
+		case DP_NEIGH_PROBE_UNICAST:
+			n->state = state;
 			probe(n, true);
-			break;
-		case DP_NEIGH_INCOMPLETE:
-		case DP_NEIGH_PROBE:
-			if (now - n->probe_ms < params->retrans_ms)
-				break;
-			if (n->probes >= params->probes)
-				entry_delete(t, n);
-			else
-				probe(n, n->state == DP_NEIGH_PROBE);
 			break;
 		}
 	}

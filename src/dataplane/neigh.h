@@ -18,13 +18,7 @@
 #include <rte_hash.h>
 
 #include "control/config.h"
-
-enum dp_neigh_state {
-	DP_NEIGH_INCOMPLETE, /* being resolved: packets wait in the control thread */
-	DP_NEIGH_REACHABLE,  /* confirmed within reachable_ms */
-	DP_NEIGH_PROBE,	     /* reachable time passed while in use: re-probing */
-	DP_NEIGH_STATIC,     /* from the configuration, never ages */
-};
+#include "dataplane/neigh_state.h"
 
 /* 32 bytes: rte_hash has a vectorised compare for that length, not for 20. */
 struct dp_neigh_key {

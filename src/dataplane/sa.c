@@ -85,9 +85,12 @@ static void fill_prm(struct rte_ipsec_sa_prm *prm, const struct dps_sa *c,
 	ix->replay_win_sz = c->replay_window;
 	ix->options.esn = c->esn;
 	ix->esn.value = c->seq_start; /* lib/ipsec: first outbound SQN, inbound window edge */
-	/* RFC 6040 normal mode and DSCP copy on encapsulation and decapsulation. */
+	/* RFC 6040 normal mode, and the DSCP copied out on encapsulation. lib/ipsec
+	 * 22.11 applies the decapsulation ECN rule when either option is on: an
+	 * inbound SA never asks for DSCP (its inner DSCP is kept anyway), so that
+	 * ecn: false leaves the inner ECN field alone. */
 	ix->options.ecn = def->ecn;
-	ix->options.copy_dscp = 1;
+	ix->options.copy_dscp = out;
 	prm->crypto_xform = x->first;
 	if (c->mode != DPS_MODE_TUNNEL) {
 		/* lib/ipsec reads the IP version of transport SAs from here */

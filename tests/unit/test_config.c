@@ -407,6 +407,28 @@ static void test_distributes_rx_queues_round_robin(void **state)
 	dps_config_free(&cfg);
 }
 
+/* More lcores than CPUs: "N@C" items (DPDK --lcores) put lcores 1 and 2 on CPU 1. */
+static void test_maps_lcores_onto_cpus(void **state)
+{
+	struct dps_config cfg;
+
+	(void)state;
+	parse_ok("eal:\n"
+		 "  lcores: \"0@0,1@1,2@1\"\n" PORTS_LAN_WAN "workers:\n"
+		 "  - lcore: 1\n"
+		 "  - lcore: 2\n",
+		 &cfg);
+	assert_string_equal(cfg.eal.lcores, "0@0,1@1,2@1");
+	assert_int_equal(cfg.n_workers, 2);
+	assert_int_equal(cfg.workers[1].lcore, 2);
+	dps_config_free(&cfg);
+	/* The CPU is not an lcore: lcore 3 is still not in the list. */
+	assert_parse_error_at("eal:\n"
+			      "  lcores: \"0@0,1@3\"\n" PORTS_LAN_WAN "workers:\n"
+			      "  - lcore: 3\n",
+			      12, 12, "workers[0].lcore");
+}
+
 static void test_default_worker_polls_every_queue(void **state)
 {
 	struct dps_config cfg;
@@ -863,8 +885,9 @@ static void test_rejects_unknown_log_level(void **state)
 
 static void test_rejects_malformed_lcore_list(void **state)
 {
-	static const char *const bad[] = {"0-",	 "-1", "0,,1", "0,",  "1-0",
-					  "0 1", "a",  "01",   "1024"};
+	static const char *const bad[] = {"0-", "-1",	"0,,1", "0,",	 "1-0",	  "0 1",
+					  "a",	"01",	"1024", "1-2@0", "1@",	  "1@a",
+					  "@1", "1@@1", "1@01", "1@1-2", "1@1024"};
 	char doc[256];
 
 	(void)state;
@@ -3170,6 +3193,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_rejects_out_of_range_neighbour_params),
 		cmocka_unit_test(test_rejects_unknown_log_level),
 		cmocka_unit_test(test_rejects_malformed_lcore_list),
+		cmocka_unit_test(test_maps_lcores_onto_cpus),
 		cmocka_unit_test(test_rejects_main_lcore_outside_lcores),
 		cmocka_unit_test(test_rejects_bad_file_prefix),
 		cmocka_unit_test(test_rejects_too_many_extra_args),
