@@ -34,7 +34,10 @@
 	 EXT_LIFETIMES | B(SADB_EXT_KEY_AUTH) | B(SADB_EXT_KEY_ENCRYPT) |                          \
 	 B(SADB_EXT_IDENTITY_SRC) | B(SADB_EXT_IDENTITY_DST) | B(SADB_EXT_SENSITIVITY) |           \
 	 EXT_NATT | B(SADB_X_EXT_SEC_CTX))
-#define EXT_SPD_ALL (B(SADB_X_EXT_POLICY) | EXT_ADDRESSES | EXT_LIFETIMES | B(SADB_X_EXT_SEC_CTX))
+/* dpsec's extensions (pfkeyv2_ext.h) an ADD/UPDATE may carry. */
+#define EXT_SA_REPLAY B(SADB_X_EXT_SA_REPLAY)
+#define EXT_NEW_ADDRS (B(SADB_X_EXT_NEW_ADDRESS_SRC) | B(SADB_X_EXT_NEW_ADDRESS_DST))
+#define EXT_SPD_ALL   (B(SADB_X_EXT_POLICY) | EXT_ADDRESSES | EXT_LIFETIMES | B(SADB_X_EXT_SEC_CTX))
 
 /* Which SA types a message type accepts. */
 enum pfk_satype_rule {
@@ -46,21 +49,27 @@ enum pfk_satype_rule {
 };
 
 struct pfk_msg_rule {
-	uint32_t allowed, required; /* bitmaps of extension types */
-	uint8_t satype;		    /* enum pfk_satype_rule */
+	uint32_t used, required; /* bitmaps of extension types */
+	uint8_t satype;		 /* enum pfk_satype_rule */
 };
 
 /*
- * Allowed sets include what the kernel's own messages of that type carry
+ * Linux's af_key.c has no per-message allowed sets: parse_exthdrs accepts
+ * every extension type in every message (generic checks only) and each
+ * handler looks at the ones it needs. So do we: an extension outside a
+ * message type's "used" set passes the generic checks and is dropped.
+ * Used sets include what the kernel's own messages of that type carry
  * (GET/DUMP replies, ADD broadcasts, EXPIRE, ACQUIRE), so that everything
- * the builders produce parses again. Required sets are what the handlers
- * need; af_key.c checks the same presences, scattered over its handlers.
- * SADB_X_PCHANGE has no handler in Linux: it stays SAT_UNKNOWN.
+ * the builders produce parses again with its extensions. Required sets are
+ * what the handlers need; af_key.c checks the same presences, scattered
+ * over its handlers. SADB_X_PCHANGE has no handler in Linux: it stays
+ * SAT_UNKNOWN.
  */
 static const struct pfk_msg_rule pfk_rules[SADB_MAX + 1] = {
 	[SADB_GETSPI] = {EXT_SA_ALL | B(SADB_EXT_SPIRANGE), EXT_ADDRESSES, SAT_REAL},
-	[SADB_UPDATE] = {EXT_SA_ALL, B(SADB_EXT_SA) | EXT_ADDRESSES, SAT_REAL},
-	[SADB_ADD] = {EXT_SA_ALL, B(SADB_EXT_SA) | EXT_ADDRESSES, SAT_REAL},
+	[SADB_UPDATE] = {EXT_SA_ALL | EXT_SA_REPLAY | EXT_NEW_ADDRS, B(SADB_EXT_SA) | EXT_ADDRESSES,
+			 SAT_REAL},
+	[SADB_ADD] = {EXT_SA_ALL | EXT_SA_REPLAY, B(SADB_EXT_SA) | EXT_ADDRESSES, SAT_REAL},
 	[SADB_DELETE] = {EXT_SA_ALL, B(SADB_EXT_SA) | EXT_ADDRESSES, SAT_REAL},
 	[SADB_GET] = {EXT_SA_ALL, B(SADB_EXT_SA) | EXT_ADDRESSES, SAT_REAL},
 	/* From a daemon: a bare header reporting a failed negotiation. */
@@ -96,7 +105,7 @@ static const struct pfk_msg_rule pfk_rules[SADB_MAX + 1] = {
 };
 
 /* Smallest valid size of each extension, in bytes (its fixed part). */
-static const uint8_t pfk_ext_min[SADB_EXT_MAX + 1] = {
+static const uint8_t pfk_ext_min[PFK_EXT_MAX + 1] = {
 	[SADB_EXT_SA] = sizeof(struct sadb_sa),
 	[SADB_EXT_LIFETIME_CURRENT] = sizeof(struct sadb_lifetime),
 	[SADB_EXT_LIFETIME_HARD] = sizeof(struct sadb_lifetime),
@@ -123,6 +132,9 @@ static const uint8_t pfk_ext_min[SADB_EXT_MAX + 1] = {
 	[SADB_X_EXT_SEC_CTX] = sizeof(struct sadb_x_sec_ctx),
 	[SADB_X_EXT_KMADDRESS] = sizeof(struct sadb_x_kmaddress),
 	[SADB_X_EXT_FILTER] = sizeof(struct sadb_x_filter),
+	[SADB_X_EXT_SA_REPLAY] = sizeof(struct sadb_x_sa_replay),
+	[SADB_X_EXT_NEW_ADDRESS_SRC] = sizeof(struct sadb_address),
+	[SADB_X_EXT_NEW_ADDRESS_DST] = sizeof(struct sadb_address),
 };
 
 static size_t ext_bytes(const struct sadb_ext *e)
@@ -333,14 +345,25 @@ static int check_policy(const struct sadb_ext *e, const struct sadb_msg *h)
 
 typedef int (*pfk_ext_check)(const struct sadb_ext *e, const struct sadb_msg *h);
 
-static const pfk_ext_check pfk_ext_checks[SADB_EXT_MAX + 1] = {
-	[SADB_EXT_ADDRESS_SRC] = check_address,	  [SADB_EXT_ADDRESS_DST] = check_address,
-	[SADB_EXT_ADDRESS_PROXY] = check_address, [SADB_X_EXT_NAT_T_OA] = check_address,
-	[SADB_EXT_KEY_AUTH] = check_key,	  [SADB_EXT_KEY_ENCRYPT] = check_key,
+/* af_key.c parse_exthdrs: run on every extension of every message. */
+static const pfk_ext_check pfk_ext_generic[PFK_EXT_MAX + 1] = {
+	[SADB_EXT_ADDRESS_SRC] = check_address,
+	[SADB_EXT_ADDRESS_DST] = check_address,
+	[SADB_EXT_ADDRESS_PROXY] = check_address,
+	[SADB_X_EXT_NAT_T_OA] = check_address,
+	[SADB_EXT_KEY_AUTH] = check_key,
+	[SADB_EXT_KEY_ENCRYPT] = check_key,
+	[SADB_X_EXT_SEC_CTX] = check_sec_ctx,
+	[SADB_X_EXT_NEW_ADDRESS_SRC] = check_address,
+	[SADB_X_EXT_NEW_ADDRESS_DST] = check_address,
+};
+
+/* Contents: only when the message type uses the extension (Linux's handlers check them there). */
+static const pfk_ext_check pfk_ext_content[PFK_EXT_MAX + 1] = {
 	[SADB_EXT_SPIRANGE] = check_spirange,	  [SADB_X_EXT_SA2] = check_sa2,
 	[SADB_EXT_SENSITIVITY] = check_sens,	  [SADB_EXT_PROPOSAL] = check_proposal,
-	[SADB_X_EXT_SEC_CTX] = check_sec_ctx,	  [SADB_X_EXT_KMADDRESS] = check_kmaddress,
-	[SADB_X_EXT_FILTER] = check_filter,	  [SADB_X_EXT_POLICY] = check_policy,
+	[SADB_X_EXT_KMADDRESS] = check_kmaddress, [SADB_X_EXT_FILTER] = check_filter,
+	[SADB_X_EXT_POLICY] = check_policy,
 };
 
 static int check_header(const struct sadb_msg *h, size_t len)
@@ -373,8 +396,9 @@ static int check_satype(const struct sadb_msg *h)
 	}
 }
 
-/* Walk the extensions: lengths, types, duplicates, per-type contents. */
-static int parse_exts(const uint8_t *p, size_t left, struct pfk_msg *m, uint32_t *seen)
+/* Walk the extensions: lengths, types, duplicates, generic checks; keep the used ones. */
+static int parse_exts(const uint8_t *p, size_t left, struct pfk_msg *m, uint32_t used,
+		      uint32_t *seen)
 {
 	while (left > 0) {
 		const struct sadb_ext *e = (const void *)p;
@@ -388,18 +412,24 @@ static int parse_exts(const uint8_t *p, size_t left, struct pfk_msg *m, uint32_t
 		type = e->sadb_ext_type;
 		if (len < 8 || len > left || type == SADB_EXT_RESERVED)
 			return EINVAL;
-		/* dpsec: Linux skips types above SADB_EXT_MAX; charon rejects them, so do we. */
-		if (type > SADB_EXT_MAX || m->ext[type])
-			return EINVAL;
-		if (len < pfk_ext_min[type])
-			return EINVAL;
-		if (pfk_ext_checks[type]) {
-			err = pfk_ext_checks[type](e, m->hdr);
-			if (err)
-				return err;
+		/* As Linux: unknown types are skipped (dpsec's own end at PFK_EXT_MAX). */
+		if (type <= PFK_EXT_MAX) {
+			if ((*seen & B(type)) || len < pfk_ext_min[type])
+				return EINVAL;
+			if (pfk_ext_generic[type]) {
+				err = pfk_ext_generic[type](e, m->hdr);
+				if (err)
+					return err;
+			}
+			if ((used & B(type)) && pfk_ext_content[type]) {
+				err = pfk_ext_content[type](e, m->hdr);
+				if (err)
+					return err;
+			}
+			if (used & B(type))
+				m->ext[type] = e;
+			*seen |= B(type);
 		}
-		m->ext[type] = e;
-		*seen |= B(type);
 		p += len;
 		left -= len;
 	}
@@ -431,10 +461,10 @@ int pfk_parse(const void *buf, size_t len, struct pfk_msg *m)
 	if (err)
 		return err;
 	err = parse_exts((const uint8_t *)buf + sizeof(struct sadb_msg),
-			 len - sizeof(struct sadb_msg), m, &seen);
+			 len - sizeof(struct sadb_msg), m, rule->used, &seen);
 	if (err)
 		return err;
-	if ((seen & rule->required) != rule->required || (seen & ~rule->allowed))
+	if ((seen & rule->required) != rule->required)
 		return EINVAL;
 	/* af_key.c present_and_same_family, for every message that has both. */
 	if (m->ext[SADB_EXT_ADDRESS_SRC] && m->ext[SADB_EXT_ADDRESS_DST] &&

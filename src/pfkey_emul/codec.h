@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <linux/pfkeyv2.h>
+#include "pfkey_emul/pfkeyv2_ext.h"
 
 #include "control/ipsec.h"
 
@@ -25,18 +25,27 @@
 /* Extension types charon understands; we never send a higher one. */
 #define PFK_EXT_SEND_MAX 25
 
-/** A validated message: pointers into the caller's buffer, by extension type. */
+/**
+ * A validated message: pointers into the caller's buffer, by extension
+ * type. Only the extensions its message type uses are set: the others
+ * were validated as Linux does and are ignored (NULL), as is any type
+ * above PFK_EXT_MAX.
+ */
 struct pfk_msg {
 	const struct sadb_msg *hdr;
-	const struct sadb_ext *ext[SADB_EXT_MAX + 1]; /* NULL when absent */
+	const struct sadb_ext *ext[PFK_EXT_MAX + 1]; /* NULL when absent or ignored */
 };
 
 /**
  * Validate @len bytes at @buf as one PF_KEY message: version, length in
  * words equal to @len, reserved fields, every extension's length and type,
- * no duplicates, the extensions the message type allows and requires,
- * address families and prefix lengths, SPIRANGE order, key bits against
- * the key length, X_POLICY with its ipsecrequests. Returns 0, or the
+ * no duplicates, the extensions the message type requires. As Linux's
+ * af_key.c parse_exthdrs, every extension type gets the generic checks
+ * (minimum size, address length of its family and prefix length, key bits
+ * within the extension, SEC_CTX length) in every message type; types above
+ * PFK_EXT_MAX are skipped. The extensions a message type uses are also
+ * checked in content (SPIRANGE order, SA2 mode, X_POLICY with its
+ * ipsecrequests...); the others are ignored. Returns 0, or the
  * positive errno to reply with (EINVAL, EMSGSIZE, EOPNOTSUPP for unknown
  * types). On error @m is unspecified.
  * As Linux: EMSGSIZE for a short message or a length mismatch, EINVAL for
@@ -98,10 +107,10 @@ long pfk_out_end(struct pfk_out *o);
 
 /** What the "kernel" knows of an SA besides its configuration. */
 struct pfk_sa_state {
-	uint8_t state;		/* SADB_SASTATE_* */
+	uint8_t state;		 /* SADB_SASTATE_* */
 	uint64_t packets, bytes; /* LIFETIME_CURRENT allocations and bytes */
-	uint64_t add_time;	/* seconds since the epoch */
-	uint64_t use_time;	/* 0 = never used */
+	uint64_t add_time;	 /* seconds since the epoch */
+	uint64_t use_time;	 /* 0 = never used */
 };
 
 /** SA + X_SA2 + SRC + DST (+ NAT-T) of @sa. */
@@ -114,9 +123,10 @@ void pfk_out_keys(struct pfk_out *o, const struct dps_sa *sa);
 /** One lifetime extension of type @type. */
 void pfk_out_lifetime(struct pfk_out *o, uint16_t type, const struct dps_lifetime *l);
 /** An address extension. */
-void pfk_out_address(struct pfk_out *o, uint16_t type, const struct dps_addr *a,
-		     uint8_t prefixlen, uint8_t proto, uint16_t port);
-/** SRC, DST (selector) and X_POLICY of @p; @use_time in seconds (0 = never), for LIFETIME_CURRENT. */
+void pfk_out_address(struct pfk_out *o, uint16_t type, const struct dps_addr *a, uint8_t prefixlen,
+		     uint8_t proto, uint16_t port);
+/** SRC, DST (selector) and X_POLICY of @p; @use_time in seconds (0 = never), for LIFETIME_CURRENT.
+ */
 void pfk_out_policy(struct pfk_out *o, const struct dps_policy *p, uint64_t add_time,
 		    uint64_t use_time);
 /** SA extension alone, larval (GETSPI reply). */
@@ -137,8 +147,8 @@ void pfk_out_proposal(struct pfk_out *o, const struct pfk_algs *a);
 long pfk_build_sa(void *buf, size_t cap, const struct sadb_msg *hdr, const struct dps_sa *sa,
 		  const struct pfk_sa_state *st, bool keys);
 /** A whole reply for one policy (SPDADD/SPDGET/SPDDUMP...). */
-long pfk_build_policy(void *buf, size_t cap, const struct sadb_msg *hdr,
-		      const struct dps_policy *p, uint64_t add_time, uint64_t use_time);
+long pfk_build_policy(void *buf, size_t cap, const struct sadb_msg *hdr, const struct dps_policy *p,
+		      uint64_t add_time, uint64_t use_time);
 /** EXPIRE for @sa: @hard selects LIFETIME_HARD, else LIFETIME_SOFT; CURRENT always. */
 long pfk_build_expire(void *buf, size_t cap, uint32_t seq, const struct dps_sa *sa,
 		      const struct pfk_sa_state *st, bool hard);

@@ -21,6 +21,11 @@ SATYPE_UNSPEC, SATYPE_AH, SATYPE_ESP, SATYPE_IPCOMP = 0, 2, 3, 9
 EXT_SA, LT_CUR, LT_HARD, LT_SOFT, ADDR_SRC, ADDR_DST = 1, 2, 3, 4, 5, 6
 KEY_AUTH, KEY_ENC, SPIRANGE, X_POLICY, X_SA2 = 8, 9, 16, 18, 19
 NATT_TYPE, NATT_SPORT, NATT_DPORT, KMADDRESS = 20, 21, 22, 25
+ADDR_PROXY, IDENT_SRC, SENS, PROPOSAL, SEC_CTX = 7, 10, 12, 13, 24
+# dpsec's extensions (src/pfkey_emul/pfkeyv2_ext.h): FreeBSD's ids and flag.
+X_SA_REPLAY, X_NEW_ADDR_SRC, X_NEW_ADDR_DST = 27, 28, 29
+SAFLAGS_ESN = 0x400
+EALG_CHACHA20POLY1305 = 28
 
 
 def pad8(b):
@@ -51,8 +56,13 @@ def address(etype, ip, prefixlen=0, proto=0, port=0):
     return ext(etype, struct.pack("<BBH", proto, prefixlen, 0) + sockaddr(ip, port))
 
 
-def sa(spi, auth, enc, replay=32, state=1):
-    return ext(EXT_SA, struct.pack(">I", spi) + struct.pack("<BBBBI", replay, state, auth, enc, 0))
+def sa(spi, auth, enc, replay=32, state=1, flags=0):
+    return ext(EXT_SA, struct.pack(">I", spi) +
+               struct.pack("<BBBBI", replay, state, auth, enc, flags))
+
+
+def sa_replay(window):
+    return ext(X_SA_REPLAY, struct.pack("<I", window))
 
 
 def sa2(mode, reqid):
@@ -138,6 +148,39 @@ SEEDS = {
                           request(50, 2, 3, 7, "192.0.2.1", "198.51.100.2"),
                           request(50, 2, 3, 7, "192.0.2.1", "198.51.100.77")),
                    ext(KMADDRESS, bytes(4) + sockaddr("192.0.2.1") + sockaddr("198.51.100.77"))),
+    # openiked: SA2 in SPDUPDATE/SPDDELETE (Linux ignores it, so does dpsecd).
+    "iked_spdupdate_sa2": msg(SPDUPDATE, SATYPE_ESP, address(ADDR_SRC, "10.1.0.0", 16, 255),
+                              address(ADDR_DST, "10.2.0.0", 16, 255), sa2(2, 0),
+                              policy(2, 2, 0, 0,
+                                     request(50, 2, 2, 0, "192.0.2.1", "198.51.100.2"))),
+    "iked_spddelete_sa2": msg(SPDDELETE, SATYPE_ESP, address(ADDR_SRC, "10.1.0.0", 16, 255),
+                              address(ADDR_DST, "10.2.0.0", 16, 255), sa2(2, 0),
+                              policy(2, 2)),
+    # Extensions a message does not use, and types above the last: accepted, ignored.
+    "delete_ignored_exts": msg(DELETE, SATYPE_ESP, sa(0xc0000001, 0, 0),
+                               address(ADDR_SRC, "198.51.100.2"), address(ADDR_DST, "192.0.2.1"),
+                               address(ADDR_PROXY, "203.0.113.1", 32),
+                               ext(IDENT_SRC, bytes(12)), ext(SENS, bytes(12)),
+                               ext(PROPOSAL, bytes(4)), ext(SPIRANGE, struct.pack("<III", 2, 1, 0)),
+                               policy(77, 99), ext(SEC_CTX, struct.pack("<BBH", 1, 1, 3) + b"abc"),
+                               ext(30, bytes(4)), ext(200, bytes(12))),
+    "flush_ignored_sa": msg(FLUSH, SATYPE_UNSPEC, sa(1, 0, 0), key(KEY_AUTH, 16)),
+    # charon built with pfkeyv2_ext.h: window 1024, ESN, ChaCha20-Poly1305, MOBIKE update.
+    "add_chacha_esn_replay": msg(ADD, SATYPE_ESP,
+                                 sa(0xc1a2b3c5, 0, EALG_CHACHA20POLY1305, flags=SAFLAGS_ESN),
+                                 sa_replay(1024), sa2(2, 7),
+                                 address(ADDR_SRC, "198.51.100.2"), address(ADDR_DST, "192.0.2.1"),
+                                 key(KEY_ENC, 36)),
+    "add_cbc_esn_replay4096": msg(ADD, SATYPE_ESP, sa(0xc1a2b3c6, 5, 12, flags=SAFLAGS_ESN),
+                                  sa_replay(4096), sa2(2, 7),
+                                  address(ADDR_SRC, "198.51.100.2"),
+                                  address(ADDR_DST, "192.0.2.1"),
+                                  key(KEY_ENC, 16), key(KEY_AUTH, 32)),
+    "update_new_addresses": msg(UPDATE, SATYPE_ESP, sa(0xc1a2b3c4, 0, 20), sa2(2, 7),
+                                address(ADDR_SRC, "198.51.100.2"), address(ADDR_DST, "192.0.2.1"),
+                                key(KEY_ENC, 20), natt(4500, 4500),
+                                address(X_NEW_ADDR_SRC, "198.51.100.99"),
+                                address(X_NEW_ADDR_DST, "192.0.2.1")),
 }
 
 

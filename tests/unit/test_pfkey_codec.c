@@ -694,6 +694,210 @@ static void test_parse_accepts_every_message_type(void **state)
 	assert_ptr_equal(pm.ext[SADB_X_EXT_KMADDRESS], kma);
 }
 
+/* ---- which extensions Linux accepts, per message type (af_key.c) ---- */
+
+#define X(t)  (1u << (t))
+#define ADDRS (X(SADB_EXT_ADDRESS_SRC) | X(SADB_EXT_ADDRESS_DST))
+
+/*
+ * From Linux's net/key/af_key.c (read, not copied): parse_exthdrs accepts
+ * every extension type 1..SADB_EXT_MAX in every message (minimum size,
+ * duplicates, address length/prefix, key bits and SEC_CTX length are its
+ * only checks) and skips higher types; the handler then needs these:
+ * pfkey_getspi SRC+DST of one family; pfkey_add (ADD, UPDATE) via
+ * pfkey_msg2xfrm_state SA+SRC+DST; pfkey_delete and pfkey_get SA+SRC+DST;
+ * pfkey_spdadd (SPDADD, SPDUPDATE, SPDSETIDX) and pfkey_spddelete
+ * X_POLICY+SRC+DST; pfkey_spdget (SPDGET, SPDDELETE2) X_POLICY;
+ * pfkey_migrate X_POLICY+SRC+DST; pfkey_acquire, pfkey_register,
+ * pfkey_flush, pfkey_dump, pfkey_promisc, pfkey_spddump, pfkey_spdflush
+ * nothing. EXPIRE, SPDACQUIRE, SPDEXPIRE and NAT_T_NEW_MAPPING have no
+ * handler (EOPNOTSUPP from the server); the codec parses them as the
+ * kernel sends them (what its builders produce), with the extensions
+ * those carry required.
+ */
+static const struct linux_rule {
+	uint8_t type, satype;
+	uint32_t required;
+} linux_rules[] = {
+	{SADB_GETSPI, SADB_SATYPE_ESP, ADDRS},
+	{SADB_UPDATE, SADB_SATYPE_ESP, X(SADB_EXT_SA) | ADDRS},
+	{SADB_ADD, SADB_SATYPE_ESP, X(SADB_EXT_SA) | ADDRS},
+	{SADB_DELETE, SADB_SATYPE_ESP, X(SADB_EXT_SA) | ADDRS},
+	{SADB_GET, SADB_SATYPE_ESP, X(SADB_EXT_SA) | ADDRS},
+	{SADB_ACQUIRE, SADB_SATYPE_ESP, 0},
+	{SADB_REGISTER, SADB_SATYPE_ESP, 0},
+	{SADB_EXPIRE, SADB_SATYPE_ESP, X(SADB_EXT_SA) | ADDRS | X(SADB_EXT_LIFETIME_CURRENT)},
+	{SADB_FLUSH, SADB_SATYPE_UNSPEC, 0},
+	{SADB_DUMP, SADB_SATYPE_UNSPEC, 0},
+	{SADB_X_PROMISC, 1, 0},
+	{SADB_X_SPDUPDATE, 0, X(SADB_X_EXT_POLICY) | ADDRS},
+	{SADB_X_SPDADD, 0, X(SADB_X_EXT_POLICY) | ADDRS},
+	{SADB_X_SPDDELETE, 0, X(SADB_X_EXT_POLICY) | ADDRS},
+	{SADB_X_SPDGET, 0, X(SADB_X_EXT_POLICY)},
+	{SADB_X_SPDACQUIRE, 0, X(SADB_X_EXT_POLICY)},
+	{SADB_X_SPDDUMP, 0, 0},
+	{SADB_X_SPDFLUSH, 0, 0},
+	{SADB_X_SPDSETIDX, 0, X(SADB_X_EXT_POLICY) | ADDRS},
+	{SADB_X_SPDEXPIRE, 0, X(SADB_X_EXT_POLICY)},
+	{SADB_X_SPDDELETE2, 0, X(SADB_X_EXT_POLICY)},
+	{SADB_X_NAT_T_NEW_MAPPING, SADB_SATYPE_ESP,
+	 X(SADB_EXT_SA) | ADDRS | X(SADB_X_EXT_NAT_T_SPORT) | X(SADB_X_EXT_NAT_T_DPORT)},
+	{SADB_X_MIGRATE, 0, X(SADB_X_EXT_POLICY) | ADDRS},
+};
+
+/* A valid extension of @type (generic content only), IPv4 where it is an address. */
+static void m_any_ext(struct msg *m, uint16_t type)
+{
+	struct sadb_x_sec_ctx *ctx;
+
+	switch (type) {
+	case SADB_EXT_ADDRESS_SRC:
+	case SADB_EXT_ADDRESS_DST:
+	case SADB_EXT_ADDRESS_PROXY:
+	case SADB_X_EXT_NAT_T_OA:
+	case SADB_X_EXT_NEW_ADDRESS_SRC:
+	case SADB_X_EXT_NEW_ADDRESS_DST:
+		m_addr(m, type, "192.0.2.9", 32, 0, 0);
+		return;
+	case SADB_EXT_KEY_AUTH:
+	case SADB_EXT_KEY_ENCRYPT:
+		m_key(m, type, 0, 0);
+		return;
+	case SADB_X_EXT_SEC_CTX:
+		ctx = m_ext(m, type, sizeof(*ctx) + 3);
+		ctx->sadb_x_ctx_len = 3;
+		return;
+	case SADB_EXT_LIFETIME_CURRENT:
+	case SADB_EXT_LIFETIME_HARD:
+	case SADB_EXT_LIFETIME_SOFT:
+		m_ext(m, type, sizeof(struct sadb_lifetime));
+		return;
+	case SADB_EXT_IDENTITY_SRC:
+	case SADB_EXT_IDENTITY_DST:
+		m_ext(m, type, sizeof(struct sadb_ident));
+		return;
+	case SADB_EXT_SENSITIVITY:
+		m_ext(m, type, sizeof(struct sadb_sens));
+		return;
+	case SADB_EXT_SA:
+	case SADB_EXT_SPIRANGE:
+	case SADB_X_EXT_POLICY:
+		m_ext(m, type, 16);
+		return;
+	case SADB_X_EXT_SA2:
+		m_ext(m, type, sizeof(struct sadb_x_sa2));
+		return;
+	case SADB_X_EXT_FILTER:
+		m_ext(m, type, sizeof(struct sadb_x_filter));
+		return;
+	case SADB_X_EXT_KMADDRESS:
+		m_ext(m, type, sizeof(struct sadb_x_kmaddress) + 2 * sizeof(struct sockaddr_in));
+		put_sockaddr(m->b + m->len - 2 * sizeof(struct sockaddr_in), "192.0.2.1", 0);
+		put_sockaddr(m->b + m->len - sizeof(struct sockaddr_in), "192.0.2.2", 0);
+		return;
+	default: /* PROPOSAL, SUPPORTED_*, KMPRIVATE, NAT_T_TYPE/PORTS, SA_REPLAY */
+		m_ext(m, type, 8);
+		return;
+	}
+}
+
+/* The smallest valid message of @r's type: its required extensions, in ascending order. */
+static void linux_base(struct msg *m, const struct linux_rule *r, uint32_t without)
+{
+	uint32_t want = r->required & ~without;
+
+	m_init(m, r->type, r->satype);
+	for (uint16_t t = 1; t <= PFK_EXT_MAX; t++) {
+		if (!(want & X(t)))
+			continue;
+		if (t == SADB_EXT_SA)
+			m_sa(m, 0xc0000001, SADB_X_AALG_SHA2_256HMAC, SADB_X_EALG_AESCBC);
+		else if (t == SADB_X_EXT_POLICY)
+			m_policy(m, IPSEC_POLICY_DISCARD, IPSEC_DIR_OUTBOUND, 8 + 1, 0);
+		else if (t == SADB_X_EXT_NAT_T_SPORT || t == SADB_X_EXT_NAT_T_DPORT)
+			((struct sadb_x_nat_t_port *)m_ext(m, t, 8))->sadb_x_nat_t_port_port =
+				htons(4500);
+		else
+			m_any_ext(m, t);
+	}
+}
+
+static void test_linux_acceptance_table(void **state)
+{
+	struct pfk_msg pm;
+	struct msg m;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(linux_rules) / sizeof(linux_rules[0]); i++) {
+		const struct linux_rule *r = &linux_rules[i];
+
+		print_message("message type %u\n", r->type);
+		linux_base(&m, r, 0);
+		assert_int_equal(parse(&m, &pm), 0);
+		/* Every extension type Linux knows (and dpsec's own), added to it: accepted. */
+		for (uint16_t t = 1; t <= PFK_EXT_MAX; t++) {
+			if (r->required & X(t))
+				continue;
+			linux_base(&m, r, 0);
+			m_any_ext(&m, t);
+			if (parse(&m, &pm) != 0)
+				fail_msg("message type %u refuses extension type %u", r->type, t);
+		}
+		/* Beyond them: skipped, as parse_exthdrs does. */
+		linux_base(&m, r, 0);
+		m_ext(&m, PFK_EXT_MAX + 1, 8);
+		m_ext(&m, 200, 24);
+		assert_int_equal(parse(&m, &pm), 0);
+		/* Every required extension missing: EINVAL, the handlers' answer. */
+		for (uint16_t t = 1; t <= PFK_EXT_MAX; t++) {
+			if (!(r->required & X(t)))
+				continue;
+			linux_base(&m, r, X(t));
+			if (parse(&m, &pm) != EINVAL)
+				fail_msg("message type %u accepts a missing extension %u", r->type,
+					 t);
+		}
+		/* What parse_exthdrs rejects, in any message: a duplicate, a bad address. */
+		linux_base(&m, r, 0);
+		m_any_ext(&m, SADB_EXT_ADDRESS_PROXY);
+		m_any_ext(&m, SADB_EXT_ADDRESS_PROXY);
+		assert_int_equal(parse(&m, &pm), EINVAL);
+		linux_base(&m, r, 0);
+		m_addr(&m, SADB_X_EXT_NAT_T_OA, "192.0.2.1", 40, 0, 0);
+		assert_int_equal(parse(&m, &pm), EINVAL);
+	}
+}
+
+/*
+ * openiked (OpenBSD's iked on Linux) sends SADB_X_EXT_SA2 in SPDUPDATE and
+ * SPDDELETE: Linux ignores it, so do we (it was refused with EINVAL).
+ */
+static void test_parse_iked_sa2_in_spd_messages(void **state)
+{
+	static const uint8_t types[] = {SADB_X_SPDUPDATE, SADB_X_SPDADD, SADB_X_SPDDELETE};
+	struct dps_policy pol;
+	struct pfk_msg pm;
+	struct msg m;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(types); i++) {
+		struct sadb_x_policy *p;
+
+		m_init(&m, types[i], SADB_SATYPE_ESP);
+		m_addr(&m, SADB_EXT_ADDRESS_SRC, "10.1.0.0", 16, IPSEC_PROTO_ANY, 0);
+		m_addr(&m, SADB_EXT_ADDRESS_DST, "10.2.0.0", 16, IPSEC_PROTO_ANY, 0);
+		m_sa2(&m, IPSEC_MODE_TUNNEL, 5);
+		p = m_policy(&m, IPSEC_POLICY_IPSEC, IPSEC_DIR_OUTBOUND, 0, 0);
+		m_req(&m, p, IPPROTO_ESP, IPSEC_MODE_TUNNEL, IPSEC_LEVEL_REQUIRE, 0, "192.0.2.1",
+		      "198.51.100.2");
+		assert_int_equal(parse(&m, &pm), 0);
+		assert_null(pm.ext[SADB_X_EXT_SA2]);
+		assert_int_equal(pfk_policy_from_msg(&pm, &pol), 0);
+		assert_int_equal(pol.dir, DPS_DIR_OUT);
+		assert_int_equal(pol.n_reqs, 1);
+	}
+}
+
 /* ---- every error of pfk_parse ---- */
 
 /* A valid DELETE to break in one place. */
@@ -812,15 +1016,19 @@ static void test_parse_rejects_extension_type_0(void **state)
 	assert_int_equal(parse(&m, &pm), EINVAL);
 }
 
-static void test_parse_rejects_extension_type_above_max(void **state)
+/* Linux's parse_exthdrs skips types above its SADB_EXT_MAX; dpsec's own end at PFK_EXT_MAX. */
+static void test_parse_skips_extension_type_above_max(void **state)
 {
 	struct pfk_msg pm;
 	struct msg m;
 
 	(void)state;
 	valid_delete(&m);
-	m_ext(&m, SADB_EXT_MAX + 1, 8);
-	assert_int_equal(parse(&m, &pm), EINVAL);
+	m_ext(&m, PFK_EXT_MAX + 1, 8);
+	m_ext(&m, 0xffff, 16);
+	m_ext(&m, 0xffff, 8); /* not even a duplicate: Linux never records them */
+	assert_int_equal(parse(&m, &pm), 0);
+	assert_non_null(pm.ext[SADB_EXT_SA]);
 }
 
 static void test_parse_rejects_duplicate_extension(void **state)
@@ -850,20 +1058,41 @@ static void test_parse_rejects_missing_required_extension(void **state)
 	assert_int_equal(parse(&m, &pm), EINVAL);
 }
 
-static void test_parse_rejects_extension_not_allowed(void **state)
+/*
+ * An extension a message type does not use is accepted and ignored, its
+ * contents unchecked (af_key.c's handlers never look at it): only the
+ * generic checks of parse_exthdrs apply.
+ */
+static void test_parse_ignores_extension_not_used(void **state)
 {
+	struct sadb_x_policy *pol;
+	struct sadb_spirange *r;
+	struct sadb_key *k;
 	struct pfk_msg pm;
 	struct msg m;
-	struct sadb_spirange *r;
 
 	(void)state;
 	valid_delete(&m);
 	r = m_ext(&m, SADB_EXT_SPIRANGE, sizeof(*r));
-	r->sadb_spirange_min = 1;
-	r->sadb_spirange_max = 2;
-	assert_int_equal(parse(&m, &pm), EINVAL);
+	r->sadb_spirange_min = 2; /* inverted: GETSPI would refuse it */
+	r->sadb_spirange_max = 1;
+	pol = m_policy(&m, 77, 99, 0, 0); /* type and dir out of range */
+	assert_int_equal(parse(&m, &pm), 0);
+	assert_null(pm.ext[SADB_EXT_SPIRANGE]);
+	assert_null(pm.ext[SADB_X_EXT_POLICY]);
+	assert_non_null(pm.ext[SADB_EXT_SA]);
+	(void)pol;
 	m_init(&m, SADB_FLUSH, SADB_SATYPE_UNSPEC);
 	m_sa(&m, 1, 0, 0);
+	assert_int_equal(parse(&m, &pm), 0);
+	assert_null(pm.ext[SADB_EXT_SA]);
+	/* The generic checks still apply to ignored extensions. */
+	m_init(&m, SADB_FLUSH, SADB_SATYPE_UNSPEC);
+	k = m_key(&m, SADB_EXT_KEY_AUTH, 64, 0);
+	k->sadb_key_bits = 65; /* beyond its 8 bytes */
+	assert_int_equal(parse(&m, &pm), EINVAL);
+	m_init(&m, SADB_X_SPDFLUSH, SADB_SATYPE_UNSPEC);
+	m_addr(&m, SADB_EXT_ADDRESS_PROXY, "192.0.2.1", 33, 0, 0);
 	assert_int_equal(parse(&m, &pm), EINVAL);
 }
 
@@ -1817,6 +2046,8 @@ int main(void)
 		cmocka_unit_test(test_sa_rejects_one_lifetime_limit_alone),
 		cmocka_unit_test(test_sa_natt_types_and_ports),
 		cmocka_unit_test(test_parse_accepts_every_message_type),
+		cmocka_unit_test(test_linux_acceptance_table),
+		cmocka_unit_test(test_parse_iked_sa2_in_spd_messages),
 		cmocka_unit_test(test_parse_rejects_short_header),
 		cmocka_unit_test(test_parse_rejects_wrong_version),
 		cmocka_unit_test(test_parse_rejects_nonzero_reserved),
@@ -1826,10 +2057,10 @@ int main(void)
 		cmocka_unit_test(test_parse_rejects_zero_length_extension),
 		cmocka_unit_test(test_parse_rejects_extension_beyond_message),
 		cmocka_unit_test(test_parse_rejects_extension_type_0),
-		cmocka_unit_test(test_parse_rejects_extension_type_above_max),
+		cmocka_unit_test(test_parse_skips_extension_type_above_max),
 		cmocka_unit_test(test_parse_rejects_duplicate_extension),
 		cmocka_unit_test(test_parse_rejects_missing_required_extension),
-		cmocka_unit_test(test_parse_rejects_extension_not_allowed),
+		cmocka_unit_test(test_parse_ignores_extension_not_used),
 		cmocka_unit_test(test_parse_rejects_extension_shorter_than_its_struct),
 		cmocka_unit_test(test_parse_rejects_bad_address_family),
 		cmocka_unit_test(test_parse_rejects_address_length_not_of_its_family),
