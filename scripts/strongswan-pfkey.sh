@@ -6,6 +6,12 @@
 # Only the plugin is compiled: a plugin of a non-monolithic strongSwan is not linked against
 # libstrongswan/libcharon (charon resolves its symbols at dlopen time), so a ./configure that
 # reproduces the ABI-relevant choices of Debian's build plus the plugin directory's make is enough.
+#
+# The plugin is compiled with dpsec's PF_KEY extension header forced in (-include
+# src/pfkey_emul/pfkeyv2_ext.h): it defines SADB_X_EXT_SA_REPLAY, SADB_X_SAFLAGS_ESN,
+# SADB_X_EXT_NEW_ADDRESS_SRC/DST and SADB_X_EALG_CHACHA20POLY1305, so that the plugin's own
+# #ifdef'd code for replay windows > 32, ESN, MOBIKE address updates and ChaCha20-Poly1305 is built
+# (docs/strongswan.md). DPSEC_PFKEY_PLAIN=1 builds it against the plain Linux header instead.
 set -euo pipefail
 
 die() { echo "strongswan-pfkey: $*" >&2; exit 1; }
@@ -17,6 +23,13 @@ CHARON=/usr/lib/ipsec/charon
 STAMP=/var/lib/dpsec/strongswan-kernel-pfkey.stamp
 CACHE=${DPSEC_STRONGSWAN_CACHE:-/var/cache/dpsec/strongswan}
 start=$SECONDS
+EXT_HDR=$(cd "$(dirname "$0")/.." && pwd)/src/pfkey_emul/pfkeyv2_ext.h
+if [ "${DPSEC_PFKEY_PLAIN:-0}" = 1 ]; then
+	ext_id=plain
+else
+	[ -f "$EXT_HDR" ] || die "$EXT_HDR is missing"
+	ext_id=$(sha256sum "$EXT_HDR" | cut -d' ' -f1)
+fi
 
 version_of() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || true; }
 ver=$(version_of strongswan-libcharon)
@@ -26,6 +39,7 @@ libver=$(version_of libstrongswan)
 [ "$libver" = "$ver" ] || die "libstrongswan $libver and strongswan-libcharon $ver differ: upgrade both first"
 
 if [ -f "$STAMP" ] && [ -f "$PLUGIN" ] && grep -qx "installed=$ver" "$STAMP" &&
+	grep -qx "ext=$ext_id" "$STAMP" &&
 	grep -qx "sha256=$(sha256sum "$PLUGIN" | cut -d' ' -f1)" "$STAMP"; then
 	say "kernel-pfkey plugin for strongSwan $ver already installed ($PLUGIN)"
 	exit 0
@@ -73,12 +87,20 @@ done
 
 say "building src/libcharon/plugins/kernel_pfkey"
 plugdir=$dir/src/libcharon/plugins/kernel_pfkey
-make -C "$plugdir" -j"$(nproc)" >"$dir/dpsec-make.log" 2>&1 || {
+# Only this directory's objects are removed: a CPPFLAGS change is not tracked by make.
+make -C "$plugdir" clean >/dev/null 2>&1 || true
+cppflags=()
+[ "$ext_id" = plain ] || cppflags=("CPPFLAGS=$(dpkg-buildflags --get CPPFLAGS) -include $EXT_HDR")
+make -C "$plugdir" -j"$(nproc)" "${cppflags[@]}" >"$dir/dpsec-make.log" 2>&1 || {
 	tail -30 "$dir/dpsec-make.log" >&2
 	die "make failed (full log: $dir/dpsec-make.log)"
 }
 built=$plugdir/.libs/libstrongswan-kernel-pfkey.so
 [ -f "$built" ] || die "make produced no $built"
+# With the extensions, charon's code for them must be in: its 'not supported by kernel' message is not.
+if [ "$ext_id" != plain ] && grep -q "extended sequence numbers (ESN) not supported" "$built"; then
+	die "the plugin was built without pfkeyv2_ext.h's extensions"
+fi
 
 # --- check the result against the installed libraries before installing it -----------------------
 python3 - "$built" <<'EOF' || die "the built plugin does not link against the installed libstrongswan/libcharon"
@@ -135,5 +157,6 @@ else
 fi
 
 mkdir -p "$(dirname "$STAMP")"
-printf 'installed=%s\nsource=%s\nsha256=%s\n' "$ver" "$srcver" "$(sha256sum "$PLUGIN" | cut -d' ' -f1)" >"$STAMP"
+printf 'installed=%s\nsource=%s\next=%s\nsha256=%s\n' "$ver" "$srcver" "$ext_id" \
+	"$(sha256sum "$PLUGIN" | cut -d' ' -f1)" >"$STAMP"
 say "installed $PLUGIN for strongSwan $ver (built from source $srcver) in $((SECONDS - start)) s"

@@ -535,6 +535,8 @@ static const struct pfk_alg_map pfk_ealgs[] = {
 	{SADB_X_EALG_AESCTR, DPS_ENC_AES_CTR, {160, 224, 288}},
 	{SADB_X_EALG_AES_GCM_ICV16, DPS_ENC_AES_GCM, {160, 224, 288}},
 	{SADB_X_EALG_NULL_AES_GMAC, DPS_ENC_AES_GMAC, {160, 224, 288}},
+	/* dpsec's id (pfkeyv2_ext.h); 256-bit key + 32-bit salt (RFC 7634 §2). */
+	{SADB_X_EALG_CHACHA20POLY1305, DPS_ENC_CHACHA20_POLY1305, {288}},
 };
 
 static const struct pfk_alg_map pfk_aalgs[] = {
@@ -580,7 +582,7 @@ uint8_t pfk_sadb_ealg(uint8_t dps_enc_alg)
 	for (size_t i = 0; i < sizeof(pfk_ealgs) / sizeof(pfk_ealgs[0]); i++)
 		if (pfk_ealgs[i].dps == dps_enc_alg)
 			return pfk_ealgs[i].sadb;
-	return SADB_EALG_NONE; /* no PF_KEY id (ChaCha20-Poly1305): as Linux, report 0 */
+	return SADB_EALG_NONE; /* no PF_KEY id: as Linux, report 0 */
 }
 
 uint8_t pfk_sadb_aalg(uint8_t dps_auth_alg)
@@ -632,7 +634,8 @@ static int sa_esp_algs(const struct pfk_msg *m, const struct sadb_sa *s, struct 
 		err = pfk_auth_alg(s->sadb_sa_auth, key_bits(ka), &sa->auth_alg, &sa->auth_key_len);
 	if (err)
 		return err;
-	combined = sa->enc_alg == DPS_ENC_AES_GCM || sa->enc_alg == DPS_ENC_AES_GMAC;
+	combined = sa->enc_alg == DPS_ENC_AES_GCM || sa->enc_alg == DPS_ENC_AES_GMAC ||
+		   sa->enc_alg == DPS_ENC_CHACHA20_POLY1305;
 	if (combined && sa->auth_alg != DPS_AUTH_NONE)
 		return EINVAL;
 	if (!combined && sa->auth_alg == DPS_AUTH_NONE)
@@ -740,6 +743,15 @@ int pfk_sa_from_msg(const struct pfk_msg *m, struct dps_sa *sa)
 	 * sadb_sa_state is ignored as in Linux: setkey sends LARVAL in ADD.
 	 */
 	sa->replay_window = s->sadb_sa_replay;
+	/* dpsec's extensions (pfkeyv2_ext.h): a window beyond 8 bits, 64-bit sequence numbers. */
+	if (m->ext[SADB_X_EXT_SA_REPLAY]) {
+		const struct sadb_x_sa_replay *r = (const void *)m->ext[SADB_X_EXT_SA_REPLAY];
+
+		if (r->sadb_x_sa_replay_replay > PFK_REPLAY_MAX)
+			return EINVAL;
+		sa->replay_window = r->sadb_x_sa_replay_replay;
+	}
+	sa->esn = (s->sadb_sa_flags & SADB_X_SAFLAGS_ESN) != 0;
 	err = sa_mode(m, sa);
 	if (!err)
 		err = sa_algs(m, s, sa);
@@ -752,6 +764,23 @@ int pfk_sa_from_msg(const struct pfk_msg *m, struct dps_sa *sa)
 		lifetime_get(m->ext[SADB_EXT_LIFETIME_SOFT], &sa->soft);
 	}
 	return 0;
+}
+
+int pfk_new_addresses(const struct pfk_msg *m, struct dps_addr *src, struct dps_addr *dst)
+{
+	struct dps_addr a;
+
+	if (m->ext[SADB_X_EXT_NEW_ADDRESS_SRC]) {
+		if (pfk_address(m->ext[SADB_X_EXT_NEW_ADDRESS_SRC], &a, NULL, NULL, NULL))
+			return EINVAL;
+		*src = a;
+	}
+	if (m->ext[SADB_X_EXT_NEW_ADDRESS_DST]) {
+		if (pfk_address(m->ext[SADB_X_EXT_NEW_ADDRESS_DST], &a, NULL, NULL, NULL))
+			return EINVAL;
+		*dst = a;
+	}
+	return src->family == dst->family ? 0 : EINVAL;
 }
 
 /* ---- policy translation ---- */

@@ -22,6 +22,8 @@
 #define PFK_MSG_MAX (65535 * 8)
 /* charon reads into 4096-byte buffers: every reply we build for one object fits. */
 #define PFK_REPLY_MAX 4096
+/* Largest replay window SADB_X_EXT_SA_REPLAY may set (as ipsec.replay_window in YAML). */
+#define PFK_REPLAY_MAX 65536
 /* Extension types charon understands; we never send a higher one. */
 #define PFK_EXT_SEND_MAX 25
 
@@ -66,12 +68,22 @@ int pfk_address(const struct sadb_ext *e, struct dps_addr *a, uint8_t *prefixlen
 /**
  * The SA an ADD or UPDATE describes: SPI, protocol from the SA type, mode
  * and reqid (X_SA2), endpoints, algorithms and keys (salt included for
- * GCM/CTR/GMAC, RFC 4106 §8.1), replay window, lifetimes (allocations =
- * packets), NAT-T. The direction is not part of PF_KEY: the caller sets it.
+ * GCM/CTR/GMAC/ChaCha20-Poly1305, RFC 4106 §8.1), replay window
+ * (sadb_sa_replay, or SADB_X_EXT_SA_REPLAY up to PFK_REPLAY_MAX), ESN
+ * (SADB_X_SAFLAGS_ESN), lifetimes (allocations = packets), NAT-T.
+ * NEW_ADDRESS_SRC/DST are the caller's (pfk_new_addresses). The direction
+ * is not part of PF_KEY: the caller sets it.
  * Returns 0, EINVAL for inconsistent input, ENOSYS for an algorithm or key
  * size dpsec does not implement.
  */
 int pfk_sa_from_msg(const struct pfk_msg *m, struct dps_sa *sa);
+
+/**
+ * The endpoints an UPDATE moves an SA to (SADB_X_EXT_NEW_ADDRESS_SRC/DST,
+ * each optional): @src/@dst are replaced by them. Returns 0, or EINVAL
+ * when the resulting endpoints are of two families.
+ */
+int pfk_new_addresses(const struct pfk_msg *m, struct dps_addr *src, struct dps_addr *dst);
 
 /**
  * The policy an X_SPDADD/X_SPDUPDATE/X_SPDDELETE describes: direction,

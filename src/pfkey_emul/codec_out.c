@@ -153,6 +153,8 @@ static void out_sa(struct pfk_out *o, const struct dps_sa *sa, uint8_t state)
 		return;
 	s->sadb_sa_spi = htonl(sa->spi);
 	s->sadb_sa_replay = sa->replay_window > 255 ? 255 : (uint8_t)sa->replay_window;
+	if (sa->esn) /* dpsec's flag (pfkeyv2_ext.h): charon's UPDATE copies it back */
+		s->sadb_sa_flags |= SADB_X_SAFLAGS_ESN;
 	s->sadb_sa_state = state;
 	s->sadb_sa_auth = pfk_sadb_aalg(sa->auth_alg);
 	/* KAME overloads sadb_sa_encrypt with the compression algorithm; AH has none. */

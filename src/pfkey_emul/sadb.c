@@ -191,6 +191,100 @@ static int update_mature(const struct dps_store_sa *s, const struct dps_sa *sa)
 	return dps_store_sa_set_lifetimes(s->id, &sa->soft, &sa->hard) < 0 ? ESRCH : 0;
 }
 
+/* What is left of limit @limit after @used (0 = unlimited stays so; a spent one keeps 1). */
+static uint64_t left(uint64_t limit, uint64_t used)
+{
+	if (limit == 0)
+		return 0;
+	return limit > used ? limit - used : 1;
+}
+
+/* Sequence numbers an outbound SA may still send before the new snapshot replaces it. */
+#define MOVE_SEQ_MARGIN (1u << 20)
+
+/*
+ * UPDATE moving a mature SA to new endpoints (SADB_X_EXT_NEW_ADDRESS_SRC/DST,
+ * charon's MOBIKE update_sa) or to new UDP encapsulation ports (NAT mapping
+ * change): the store keys SAs by destination, so the SA is deleted and
+ * added again in one batch (one snapshot: the workers see the old or the
+ * new, never neither). What the SA has consumed carries over: its sequence
+ * numbers (outbound resumes past what it sent, with a margin for packets
+ * still in flight on the old snapshot; inbound starts its window at the
+ * count it accepted, at or below the peer's real counter) and its lifetimes.
+ */
+static int update_move(const struct dps_store_sa *s, const struct dps_sa *sa,
+		       const struct dps_addr *src, const struct dps_addr *dst)
+{
+	struct dps_sa old = s->cfg, n = s->cfg;
+	uint64_t age_s = (dp_now_ms() - s->dp->add_ms) / 1000;
+	struct dp_sa_counters c;
+	char why[256];
+	int rc;
+
+	dp_sa_counters(s->dp, &c);
+	n.src = *src;
+	n.dst = *dst;
+	n.dir = pfk_is_local(&n.dst) ? DPS_DIR_IN : DPS_DIR_OUT;
+	if (n.dir != old.dir)
+		goto einval; /* an SA does not change direction */
+	n.udp_encap = sa->udp_encap;
+	n.encap_sport = sa->encap_sport;
+	n.encap_dport = sa->encap_dport;
+	n.soft = sa->soft;
+	n.hard = sa->hard;
+	n.soft.packets = left(n.soft.packets, c.v[DP_SA_CNT_packets]);
+	n.hard.packets = left(n.hard.packets, c.v[DP_SA_CNT_packets]);
+	n.soft.bytes = left(n.soft.bytes, c.v[DP_SA_CNT_bytes]);
+	n.hard.bytes = left(n.hard.bytes, c.v[DP_SA_CNT_bytes]);
+	n.soft.add_s = left(n.soft.add_s, age_s);
+	n.hard.add_s = left(n.hard.add_s, age_s);
+	n.seq_start = old.seq_start + c.v[DP_SA_CNT_packets];
+	if (n.dir == DPS_DIR_OUT)
+		n.seq_start += MOVE_SEQ_MARGIN;
+	if (n.seq_start > UINT32_MAX && !n.esn) {
+		DP_LOG(NOTICE, "pfkey: SA 0x%x not moved: its sequence numbers are spent", n.spi);
+		goto einval;
+	}
+	if (dps_store_sa_delete(old.spi, &old.dst, old.proto) < 0)
+		goto einval;
+	rc = dps_store_sa_add(&n, DPS_ORIGIN_PFKEY, why, sizeof(why));
+	if (rc < 0) {
+		DP_LOG(NOTICE, "pfkey: SA 0x%x not moved: %s", n.spi, why);
+		if (dps_store_sa_add(&old, DPS_ORIGIN_PFKEY, why, sizeof(why)) < 0)
+			DP_LOG(ERR, "pfkey: SA 0x%x lost while moving it: %s", old.spi, why);
+	}
+	pfk_store_dirty();
+	dps_wipe(&old, sizeof(old));
+	dps_wipe(&n, sizeof(n));
+	return rc < 0 ? (rc == -EEXIST ? EEXIST : EINVAL) : 0;
+einval:
+	dps_wipe(&old, sizeof(old));
+	dps_wipe(&n, sizeof(n));
+	return EINVAL;
+}
+
+static bool encap_changed(const struct dps_sa *a, const struct dps_sa *b)
+{
+	return a->udp_encap != b->udp_encap || (a->udp_encap && (a->encap_sport != b->encap_sport ||
+								 a->encap_dport != b->encap_dport));
+}
+
+/* UPDATE of a mature SA: lifetimes (as Linux's xfrm_state_update), endpoints and NAT-T ports. */
+static int update_sa(const struct pfk_msg *m, const struct dps_store_sa *s, const struct dps_sa *sa)
+{
+	struct dps_addr src = sa->src, dst = sa->dst;
+	int err = pfk_new_addresses(m, &src, &dst);
+
+	if (!err)
+		err = update_mature(s, sa); /* same keys, same source: the SA it names */
+	if (err)
+		return err;
+	if (dps_addr_eq(&src, &s->cfg.src) && dps_addr_eq(&dst, &s->cfg.dst) &&
+	    !encap_changed(&s->cfg, sa))
+		return 0;
+	return update_move(s, sa, &src, &dst);
+}
+
 static int sadb_add(struct pfk_client *c, const struct pfk_msg *m, struct dps_sa *sa);
 
 int pfk_sadb_add(struct pfk_client *c, const struct pfk_msg *m)
@@ -225,7 +319,7 @@ static int sadb_add(struct pfk_client *c, const struct pfk_msg *m, struct dps_sa
 			return ESRCH;
 		if (s->origin != DPS_ORIGIN_PFKEY)
 			return EPERM;
-		err = update_mature(s, sa);
+		err = update_sa(m, s, sa);
 		if (err)
 			return err;
 	} else {
@@ -242,6 +336,14 @@ static int sadb_add(struct pfk_client *c, const struct pfk_msg *m, struct dps_sa
 		pfk_store_dirty();
 	}
 	s = dps_store_sa_find(sa->spi, &sa->dst, sa->proto);
+	if (s == NULL) { /* moved by update_sa */
+		struct dps_addr src = sa->src, dst = sa->dst;
+
+		if (pfk_new_addresses(m, &src, &dst) == 0)
+			s = dps_store_sa_find(sa->spi, &dst, sa->proto);
+		if (s == NULL)
+			return ESRCH;
+	}
 	pfk_sa_state(s, &st);
 	send_sa(c, m->hdr, &s->cfg, &st, false, PFK_TO_ALL);
 	return 0;

@@ -425,7 +425,7 @@ static void algs_probe(void)
 	} enc[] = {
 		{DPS_ENC_NULL, 0, 0, 0},	 {DPS_ENC_AES_CBC, 128, 256, 0},
 		{DPS_ENC_AES_CTR, 128, 256, 4},	 {DPS_ENC_AES_GCM, 128, 256, 4},
-		{DPS_ENC_AES_GMAC, 128, 256, 4},
+		{DPS_ENC_AES_GMAC, 128, 256, 4}, {DPS_ENC_CHACHA20_POLY1305, 256, 256, 4},
 	};
 	static const struct {
 		uint8_t alg;
@@ -449,7 +449,8 @@ static void algs_probe(void)
 		};
 	}
 	for (unsigned int i = 0; i < RTE_DIM(enc); i++) {
-		bool aead = enc[i].alg == DPS_ENC_AES_GCM || enc[i].alg == DPS_ENC_AES_GMAC;
+		bool aead = enc[i].alg == DPS_ENC_AES_GCM || enc[i].alg == DPS_ENC_AES_GMAC ||
+			    enc[i].alg == DPS_ENC_CHACHA20_POLY1305;
 		uint8_t au = aead ? DPS_AUTH_NONE : DPS_AUTH_HMAC_SHA256_128;
 		uint8_t aul = aead ? 0 : 32;
 		uint16_t lo = 0, hi = 0;

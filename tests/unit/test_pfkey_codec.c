@@ -451,6 +451,10 @@ static void test_enc_and_auth_alg_mapping(void **state)
 		{SADB_X_EALG_NULL_AES_GMAC, 160, 0, DPS_ENC_AES_GMAC, 20},
 		{SADB_EALG_DESCBC, 64, ENOSYS, 0, 0},
 		{SADB_X_EALG_CAMELLIACBC, 128, ENOSYS, 0, 0},
+		{28, 288, 0, DPS_ENC_CHACHA20_POLY1305, 36}, /* dpsec's id: RFC 7634's IKEv2 one */
+		{28, 256, ENOSYS, 0, 0},		     /* salt missing */
+		{SADB_X_EALG_AES_CCM_ICV12, 288, ENOSYS, 0,
+		 0}, /* FreeBSD's ChaCha id is Linux's CCM */
 	};
 	static const struct {
 		uint8_t id;
@@ -488,7 +492,6 @@ static void test_enc_and_auth_alg_mapping(void **state)
 			assert_int_equal(pfk_sadb_aalg(alg), auth[i].id);
 		}
 	}
-	assert_int_equal(pfk_sadb_ealg(DPS_ENC_CHACHA20_POLY1305), SADB_EALG_NONE);
 }
 
 static void test_satype_proto_mapping(void **state)
@@ -692,6 +695,205 @@ static void test_parse_accepts_every_message_type(void **state)
 	      "198.51.100.77");
 	assert_int_equal(parse(&m, &pm), 0);
 	assert_ptr_equal(pm.ext[SADB_X_EXT_KMADDRESS], kma);
+}
+
+/* ---- dpsec's extensions (pfkeyv2_ext.h) ---- */
+
+static void valid_delete(struct msg *m);
+
+/* The values strongSwan's kernel-pfkey compiles in from pfkeyv2_ext.h (FreeBSD's where free). */
+static void test_ext_header_ids(void **state)
+{
+	(void)state;
+	assert_int_equal(SADB_X_EXT_SA_REPLAY, 27);
+	assert_int_equal(SADB_X_EXT_NEW_ADDRESS_SRC, 28);
+	assert_int_equal(SADB_X_EXT_NEW_ADDRESS_DST, 29);
+	assert_int_equal(SADB_X_SAFLAGS_ESN, 0x400);
+	assert_int_equal(SADB_X_EALG_CHACHA20POLY1305, 28);
+	assert_int_equal(sizeof(struct sadb_x_sa_replay), 8);
+	/* None collides with Linux's own. */
+	assert_true(SADB_X_EXT_SA_REPLAY > SADB_X_EXT_FILTER);
+	assert_int_equal(SADB_X_SAFLAGS_ESN & (SADB_SAFLAGS_PFS | SADB_SAFLAGS_NOPMTUDISC |
+					       SADB_SAFLAGS_DECAP_DSCP | SADB_SAFLAGS_NOECN),
+			 0);
+}
+
+static struct sadb_x_sa_replay *m_replay(struct msg *m, uint32_t window)
+{
+	struct sadb_x_sa_replay *r = m_ext(m, SADB_X_EXT_SA_REPLAY, sizeof(*r));
+
+	r->sadb_x_sa_replay_replay = window;
+	return r;
+}
+
+/* charon (built with pfkeyv2_ext.h) add_sa: replay_window = 1024, esn, ChaCha20-Poly1305. */
+static void charon_add_chacha_esn_1024(struct msg *m)
+{
+	struct sadb_sa *s;
+
+	m_init(m, SADB_ADD, SADB_SATYPE_ESP);
+	s = m_sa(m, 0xc1a2b3c5, SADB_AALG_NONE, 28);
+	s->sadb_sa_replay = 32; /* min(window, 32): what it puts in sadb_sa on Linux */
+	s->sadb_sa_flags = 0x400;
+	m_replay(m, 1024);
+	m_sa2(m, IPSEC_MODE_TUNNEL, 7);
+	m_addr(m, SADB_EXT_ADDRESS_SRC, "198.51.100.2", 0, 0, 0);
+	m_addr(m, SADB_EXT_ADDRESS_DST, "192.0.2.1", 0, 0, 0);
+	m_key(m, SADB_EXT_KEY_ENCRYPT, 288, 0x30);
+}
+
+static void test_sa_replay_esn_chacha_from_charon(void **state)
+{
+	struct pfk_msg pm;
+	struct dps_sa sa;
+	struct msg m;
+
+	(void)state;
+	charon_add_chacha_esn_1024(&m);
+	assert_int_equal(parse(&m, &pm), 0);
+	assert_int_equal(pfk_sa_from_msg(&pm, &sa), 0);
+	assert_int_equal(sa.replay_window, 1024);
+	assert_true(sa.esn);
+	assert_int_equal(sa.enc_alg, DPS_ENC_CHACHA20_POLY1305);
+	assert_int_equal(sa.enc_key_len, 36);
+	assert_int_equal(sa.enc_key[35], 0x30 + 35);
+	assert_int_equal(sa.auth_alg, DPS_AUTH_NONE);
+	/* Up to 65536 (ipsec.replay_window's limit in YAML), 4096 among them. */
+	((struct sadb_x_sa_replay *)pm.ext[SADB_X_EXT_SA_REPLAY])->sadb_x_sa_replay_replay = 4096;
+	assert_int_equal(pfk_sa_from_msg(&pm, &sa), 0);
+	assert_int_equal(sa.replay_window, 4096);
+	((struct sadb_x_sa_replay *)pm.ext[SADB_X_EXT_SA_REPLAY])->sadb_x_sa_replay_replay = 65536;
+	assert_int_equal(pfk_sa_from_msg(&pm, &sa), 0);
+	((struct sadb_x_sa_replay *)pm.ext[SADB_X_EXT_SA_REPLAY])->sadb_x_sa_replay_replay = 65537;
+	assert_int_equal(pfk_sa_from_msg(&pm, &sa), EINVAL);
+	/* ChaCha20-Poly1305 is an AEAD: an integrity algorithm with it is refused. */
+	charon_add_chacha_esn_1024(&m);
+	((struct sadb_sa *)(m.b + sizeof(struct sadb_msg)))->sadb_sa_auth =
+		SADB_X_AALG_SHA2_256HMAC;
+	m_key(&m, SADB_EXT_KEY_AUTH, 256, 1);
+	assert_int_equal(parse(&m, &pm), 0);
+	assert_int_equal(pfk_sa_from_msg(&pm, &sa), EINVAL);
+	/* A plain-Linux plugin: no SA_REPLAY, no flag: sadb_sa_replay, no ESN. */
+	charon_add_gcm_natt(&m);
+	assert_int_equal(parse(&m, &pm), 0);
+	assert_int_equal(pfk_sa_from_msg(&pm, &sa), 0);
+	assert_int_equal(sa.replay_window, 32);
+	assert_false(sa.esn);
+}
+
+/* SA_REPLAY and NEW_ADDRESS_* are used by ADD/UPDATE only; elsewhere ignored. */
+static void test_ext_sets_of_dpsec_extensions(void **state)
+{
+	struct pfk_msg pm;
+	struct msg m;
+
+	(void)state;
+	charon_add_chacha_esn_1024(&m);
+	m_addr(&m, SADB_X_EXT_NEW_ADDRESS_SRC, "198.51.100.9", 0, 0, 0);
+	assert_int_equal(parse(&m, &pm), 0);
+	assert_non_null(pm.ext[SADB_X_EXT_SA_REPLAY]);
+	assert_null(pm.ext[SADB_X_EXT_NEW_ADDRESS_SRC]); /* ADD has no endpoints to move */
+	m_hdr(&m)->sadb_msg_type = SADB_UPDATE;
+	assert_int_equal(parse(&m, &pm), 0);
+	assert_non_null(pm.ext[SADB_X_EXT_NEW_ADDRESS_SRC]);
+	valid_delete(&m);
+	m_replay(&m, 1024);
+	assert_int_equal(parse(&m, &pm), 0);
+	assert_null(pm.ext[SADB_X_EXT_SA_REPLAY]);
+	/* A NEW_ADDRESS is an address: checked as one in every message. */
+	valid_delete(&m);
+	m_addr(&m, SADB_X_EXT_NEW_ADDRESS_DST, "192.0.2.1", 33, 0, 0);
+	assert_int_equal(parse(&m, &pm), EINVAL);
+}
+
+/* charon's MOBIKE update_sa: the GET reply's extensions, then NEW_ADDRESS_SRC/DST if changed. */
+static void test_new_addresses_from_charon_update(void **state)
+{
+	struct dps_addr src, dst;
+	struct pfk_msg pm;
+	struct dps_sa sa;
+	struct msg m;
+
+	(void)state;
+	charon_add_gcm_natt(&m);
+	m_hdr(&m)->sadb_msg_type = SADB_UPDATE;
+	m_addr(&m, SADB_X_EXT_NEW_ADDRESS_SRC, "198.51.100.77", 0, 0, 0);
+	assert_int_equal(parse(&m, &pm), 0);
+	assert_int_equal(pfk_sa_from_msg(&pm, &sa), 0);
+	addr_is(&sa.src, "198.51.100.2"); /* the SA it names */
+	src = sa.src;
+	dst = sa.dst;
+	assert_int_equal(pfk_new_addresses(&pm, &src, &dst), 0);
+	addr_is(&src, "198.51.100.77");
+	addr_is(&dst, "192.0.2.1");
+	/* Only DST moves. */
+	charon_add_gcm_natt(&m);
+	m_hdr(&m)->sadb_msg_type = SADB_UPDATE;
+	m_addr(&m, SADB_X_EXT_NEW_ADDRESS_DST, "192.0.2.200", 0, 0, 0);
+	assert_int_equal(parse(&m, &pm), 0);
+	assert_int_equal(pfk_sa_from_msg(&pm, &sa), 0);
+	src = sa.src;
+	dst = sa.dst;
+	assert_int_equal(pfk_new_addresses(&pm, &src, &dst), 0);
+	addr_is(&src, "198.51.100.2");
+	addr_is(&dst, "192.0.2.200");
+	/* A move to the other family for one end only. */
+	charon_add_gcm_natt(&m);
+	m_hdr(&m)->sadb_msg_type = SADB_UPDATE;
+	m_addr(&m, SADB_X_EXT_NEW_ADDRESS_DST, "2001:db8::1", 0, 0, 0);
+	assert_int_equal(parse(&m, &pm), 0);
+	assert_int_equal(pfk_sa_from_msg(&pm, &sa), 0);
+	src = sa.src;
+	dst = sa.dst;
+	assert_int_equal(pfk_new_addresses(&pm, &src, &dst), EINVAL);
+	/* Neither: nothing moves. */
+	charon_add_gcm_natt(&m);
+	m_hdr(&m)->sadb_msg_type = SADB_UPDATE;
+	assert_int_equal(parse(&m, &pm), 0);
+	assert_int_equal(pfk_sa_from_msg(&pm, &sa), 0);
+	src = sa.src;
+	dst = sa.dst;
+	assert_int_equal(pfk_new_addresses(&pm, &src, &dst), 0);
+	addr_is(&src, "198.51.100.2");
+	addr_is(&dst, "192.0.2.1");
+}
+
+/* The GET reply charon's update_sa copies: ESN in sadb_sa_flags, window clamped to 8 bits, no ext
+ * > 25. */
+static void test_build_sa_reports_esn_and_clamped_window(void **state)
+{
+	struct pfk_sa_state st = {SADB_SASTATE_MATURE, 1, 2, 3, 4};
+	struct sadb_msg h = {.sadb_msg_version = PF_KEY_V2,
+			     .sadb_msg_type = SADB_GET,
+			     .sadb_msg_satype = SADB_SATYPE_ESP};
+	const struct sadb_sa *s;
+	struct pfk_msg pm;
+	struct dps_sa sa;
+	struct msg m;
+	long n;
+
+	(void)state;
+	charon_add_chacha_esn_1024(&m);
+	assert_int_equal(parse(&m, &pm), 0);
+	assert_int_equal(pfk_sa_from_msg(&pm, &sa), 0);
+	n = pfk_build_sa(m.b, sizeof(m.b), &h, &sa, &st, true);
+	assert_true(n > 0);
+	assert_int_equal(pfk_parse(m.b, (size_t)n, &pm), 0);
+	s = (const void *)pm.ext[SADB_EXT_SA];
+	assert_int_equal(s->sadb_sa_flags, 0x400);
+	assert_int_equal(s->sadb_sa_replay, 255);
+	assert_int_equal(s->sadb_sa_encrypt, 28);
+	assert_null(pm.ext[SADB_X_EXT_SA_REPLAY]);
+	for (size_t off = sizeof(struct sadb_msg); off < (size_t)n;) {
+		const struct sadb_ext *e = (const void *)(m.b + off);
+
+		assert_true(e->sadb_ext_type <= PFK_EXT_SEND_MAX);
+		off += e->sadb_ext_len * 8u;
+	}
+	sa.esn = false;
+	n = pfk_build_sa(m.b, sizeof(m.b), &h, &sa, &st, true);
+	assert_int_equal(pfk_parse(m.b, (size_t)n, &pm), 0);
+	assert_int_equal(((const struct sadb_sa *)pm.ext[SADB_EXT_SA])->sadb_sa_flags, 0);
 }
 
 /* ---- which extensions Linux accepts, per message type (af_key.c) ---- */
@@ -2047,6 +2249,11 @@ int main(void)
 		cmocka_unit_test(test_sa_natt_types_and_ports),
 		cmocka_unit_test(test_parse_accepts_every_message_type),
 		cmocka_unit_test(test_linux_acceptance_table),
+		cmocka_unit_test(test_ext_header_ids),
+		cmocka_unit_test(test_sa_replay_esn_chacha_from_charon),
+		cmocka_unit_test(test_ext_sets_of_dpsec_extensions),
+		cmocka_unit_test(test_new_addresses_from_charon_update),
+		cmocka_unit_test(test_build_sa_reports_esn_and_clamped_window),
 		cmocka_unit_test(test_parse_iked_sa2_in_spd_messages),
 		cmocka_unit_test(test_parse_rejects_short_header),
 		cmocka_unit_test(test_parse_rejects_wrong_version),
