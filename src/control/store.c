@@ -268,13 +268,16 @@ static int sa_insert(const struct dps_sa *sa, struct dp_sa *d, enum dps_origin o
 	return 0;
 }
 
-static struct dp_sa *sa_make(const struct dps_sa *sa, int inner, char *err, size_t errlen)
+/* @def: the ipsec(4) knobs the SA keeps for its life (those of the
+ * configuration that adds it: a reload's own for the SAs it adds). */
+static struct dp_sa *sa_make(const struct dps_sa *sa, int inner,
+			     const struct dps_ipsec_defaults *def, char *err, size_t errlen)
 {
 	if (sa->dir != DPS_DIR_IN && sa->dir != DPS_DIR_OUT) {
 		snprintf(err, errlen, "SA direction must be in or out");
 		return NULL;
 	}
-	return dp_sa_create(sa, inner, &st.def, err, errlen);
+	return dp_sa_create(sa, inner, def, err, errlen);
 }
 
 int dps_store_sa_add(const struct dps_sa *sa, enum dps_origin origin, char *err, size_t errlen)
@@ -287,7 +290,7 @@ int dps_store_sa_add(const struct dps_sa *sa, enum dps_origin origin, char *err,
 		snprintf(err, errlen, "SA exists");
 		return -EEXIST;
 	}
-	d = sa_make(sa, inner_family(sa), err, errlen);
+	d = sa_make(sa, inner_family(sa), &st.def, err, errlen);
 	if (d == NULL)
 		return -ENOTSUP;
 	return sa_insert(sa, d, origin);
@@ -356,7 +359,7 @@ static void rebind_unused(const struct dps_policy *p)
 			       s->cfg.spi, p->id);
 			continue;
 		}
-		d = sa_make(&s->cfg, fam, why, sizeof(why));
+		d = sa_make(&s->cfg, fam, &st.def, why, sizeof(why));
 		if (d == NULL || bury(s->dp) < 0) {
 			DP_LOG(ERR, "SA 0x%x: cannot remake it for policy %u: %s", s->cfg.spi,
 			       p->id, d == NULL ? why : "out of memory");
@@ -819,7 +822,7 @@ static int reload_plan(const struct dps_config *cfg, struct reload *r, char *err
 		r->made[i] = sa_make(
 			c,
 			inner_family_in(c, cfg->policies, cfg->n_policies, sizeof(*cfg->policies)),
-			err, errlen);
+			&cfg->ipsec, err, errlen);
 		if (r->made[i] == NULL)
 			return -ENOTSUP;
 	}

@@ -85,9 +85,11 @@ static void fill_prm(struct rte_ipsec_sa_prm *prm, const struct dps_sa *c,
 	ix->replay_win_sz = c->replay_window;
 	ix->options.esn = c->esn;
 	ix->esn.value = c->seq_start; /* lib/ipsec: first outbound SQN, inbound window edge */
-	/* RFC 6040 normal mode and DSCP copy on encapsulation and decapsulation. */
+	/* RFC 6040 normal mode and DSCP copy on encapsulation. On decapsulation
+	 * lib/ipsec 22.11 copies CE inward when either flag is set (and copies no
+	 * DSCP): with ecn off, both stay off inbound, and nothing is propagated. */
 	ix->options.ecn = ecn;
-	ix->options.copy_dscp = 1;
+	ix->options.copy_dscp = out || ecn;
 	prm->crypto_xform = x->first;
 	if (c->mode != DPS_MODE_TUNNEL) {
 		/* lib/ipsec reads the IP version of transport SAs from here */
