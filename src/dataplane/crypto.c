@@ -343,7 +343,7 @@ void dp_crypto_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_s
 	}
 	k = rte_ipsec_pkt_cpu_prepare(&sa->ss, mb, n);
 	dp_sa_drop(sa, w->id, mb, k, n, sa->prep_fail);
-	sa->xf.finish(w, s, sa, mb, rte_ipsec_pkt_process(&sa->ss, mb, k), k);
+	sa->xf->finish(w, s, sa, mb, rte_ipsec_pkt_process(&sa->ss, mb, k), k);
 }
 
 uint16_t dp_crypto_poll(struct dp_worker *w, const struct dp_snapshot *s)
@@ -371,8 +371,8 @@ uint16_t dp_crypto_poll(struct dp_worker *w, const struct dp_snapshot *s)
 			struct dp_sa *sa = grp[g].id.ptr; /* the session is the SA's first member */
 			uint16_t cnt = grp[g].cnt;
 
-			sa->xf.finish(w, s, sa, grp[g].m,
-				      rte_ipsec_pkt_process(&sa->ss, grp[g].m, cnt), cnt);
+			sa->xf->finish(w, s, sa, grp[g].m,
+				       rte_ipsec_pkt_process(&sa->ss, grp[g].m, cnt), cnt);
 		}
 	}
 	return total;

@@ -15,10 +15,10 @@ struct dp_snapshot;
 
 /** The transform of outbound ESP SA @sa: its mode, UDP encapsulation, outer
  * family and dfbit decide. */
-struct dp_xform_ops dp_esp_out_ops(const struct dp_sa *sa);
+const struct dp_xform_ops *dp_esp_out_ops(const struct dp_sa *sa);
 
 /** The transform of inbound ESP SA @sa: its mode and ECN knob decide. */
-struct dp_xform_ops dp_esp_in_ops(const struct dp_sa *sa);
+const struct dp_xform_ops *dp_esp_in_ops(const struct dp_sa *sa);
 
 /**
  * The inbound transforms' entry: ESP (or ESP-in-UDP) packets for the

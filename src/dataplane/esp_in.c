@@ -304,13 +304,13 @@ static void esp_inb_trs_finish(struct dp_worker *w, const struct dp_snapshot *s,
 	esp_inb_finish(w, sa, mb, k, n, false, false);
 }
 
-struct dp_xform_ops dp_esp_in_ops(const struct dp_sa *sa)
-{
-	struct dp_xform_ops ops = {.prepare = esp_inb_prepare};
+static const struct dp_xform_ops esp_inb_tun = {esp_inb_prepare, esp_inb_tun_finish};
+static const struct dp_xform_ops esp_inb_tun_ecn = {esp_inb_prepare, esp_inb_tun_ecn_finish};
+static const struct dp_xform_ops esp_inb_trs = {esp_inb_prepare, esp_inb_trs_finish};
 
+const struct dp_xform_ops *dp_esp_in_ops(const struct dp_sa *sa)
+{
 	if (sa->mode != DPS_MODE_TUNNEL)
-		ops.finish = esp_inb_trs_finish;
-	else
-		ops.finish = sa->ecn ? esp_inb_tun_ecn_finish : esp_inb_tun_finish;
-	return ops;
+		return &esp_inb_trs;
+	return sa->ecn ? &esp_inb_tun_ecn : &esp_inb_tun;
 }

@@ -115,8 +115,7 @@ static inline void udp6_cksum(struct rte_mbuf *m)
 /*
  * The finish of every outbound ESP SA, specialised by the constant flags
  * (outer family, dfbit=copy, RFC 3948 in transport mode): header fix-ups,
- * then the group goes to the SA's peer (output.c), or to the next SA of its
- * bundle.
+ * then the group goes to the SA's peer (output.c).
  */
 static inline void esp_outb_finish(struct dp_worker *w, const struct dp_snapshot *s,
 				   struct dp_sa *sa, struct rte_mbuf **mb, uint16_t k, uint16_t n,
@@ -134,14 +133,6 @@ static inline void esp_outb_finish(struct dp_worker *w, const struct dp_snapshot
 		return;
 	if (unlikely(sa->first_use_ms == 0))
 		sa->first_use_ms = dp_now_ms();
-	if (unlikely(sa->outer != NULL)) { /* a bundle: the next SA protects it again */
-		for (uint16_t i = 0; i < k; i++)
-			bytes += dp_meta(mb[i])->pre_len;
-		dp_sa_count(sa, w->id, DP_SA_CNT_packets, k);
-		dp_sa_count(sa, w->id, DP_SA_CNT_bytes, bytes);
-		dp_xform_run(w, s, sa->outer, mb, k);
-		return;
-	}
 	/* Every packet of an SA goes to the same peer: one route and neighbour
 	 * lookup per group at most. */
 	nh = dp_output_peer(w, s, sa, &neigh);
@@ -193,20 +184,24 @@ ESP_OUTB_FINISH(esp_outb_ip6_finish, false, false, false, false)
 ESP_OUTB_FINISH(esp_outb_tun6_udp_finish, false, false, false, true)
 ESP_OUTB_FINISH(esp_outb_trs6_udp_finish, false, false, true, true)
 
-struct dp_xform_ops dp_esp_out_ops(const struct dp_sa *sa)
-{
-	bool v4 = sa->outer_family == AF_INET, tun = sa->mode == DPS_MODE_TUNNEL;
-	struct dp_xform_ops ops = {
-		.prepare = sa->copy_df ? esp_outb_copydf_prepare : esp_outb_prepare,
-	};
+static const struct dp_xform_ops esp_outb_ip4 = {esp_outb_prepare, esp_outb_ip4_finish};
+static const struct dp_xform_ops esp_outb_tun4_copydf = {esp_outb_copydf_prepare,
+							 esp_outb_tun4_copydf_finish};
+static const struct dp_xform_ops esp_outb_trs4_udp = {esp_outb_prepare, esp_outb_trs4_udp_finish};
+static const struct dp_xform_ops esp_outb_ip6 = {esp_outb_prepare, esp_outb_ip6_finish};
+static const struct dp_xform_ops esp_outb_tun6_udp = {esp_outb_prepare, esp_outb_tun6_udp_finish};
+static const struct dp_xform_ops esp_outb_trs6_udp = {esp_outb_prepare, esp_outb_trs6_udp_finish};
 
+const struct dp_xform_ops *dp_esp_out_ops(const struct dp_sa *sa)
+{
+	bool v4 = sa->outer_family == AF_INET;
+
+	/* copy_df only in tunnel mode over IPv4 (dp_sa_create) */
+	if (v4 && sa->copy_df)
+		return &esp_outb_tun4_copydf;
 	if (!sa->udp_encap)
-		ops.finish = v4 ? (sa->copy_df ? esp_outb_tun4_copydf_finish : esp_outb_ip4_finish)
-				: esp_outb_ip6_finish;
-	else if (tun)
-		ops.finish = v4 ? (sa->copy_df ? esp_outb_tun4_copydf_finish : esp_outb_ip4_finish)
-				: esp_outb_tun6_udp_finish;
-	else
-		ops.finish = v4 ? esp_outb_trs4_udp_finish : esp_outb_trs6_udp_finish;
-	return ops;
+		return v4 ? &esp_outb_ip4 : &esp_outb_ip6;
+	if (sa->mode == DPS_MODE_TUNNEL)
+		return v4 ? &esp_outb_ip4 : &esp_outb_tun6_udp; /* lib/ipsec adds the UDP header */
+	return v4 ? &esp_outb_trs4_udp : &esp_outb_trs6_udp;
 }

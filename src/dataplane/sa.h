@@ -93,26 +93,25 @@ struct dp_xform_ops {
 struct dp_sa {
 	struct rte_ipsec_session ss; /* first: lib/ipsec hands it back from crypto ops */
 	struct rte_ipsec_sa *rsa;
-	struct dp_xform_ops xf;	    /* this SA's transform */
-	struct dp_sa *outer;	    /* out: the SA of a bundle applied after this one, or NULL
-				     * (bound with the bundle; only ESP alone runs so far) */
-	struct dp_sa_counters *cnt; /* [n_workers] */
+	const struct dp_xform_ops *xf; /* this SA's transform (a static table) */
+	struct dp_sa_counters *cnt;    /* [n_workers] */
 	volatile uint64_t first_use_ms;
 	uint8_t dst[16];   /* outbound: where the ESP packets go (cfg.dst) */
 	uint16_t overhead; /* outbound: bytes added besides padding and trailer (mtu.h) */
-	uint8_t dev;	   /* index into dp_crypto.devs */
 	uint8_t outer_family;
-	uint8_t inner_family; /* tunnel mode: what the SA carries outbound */
-	uint8_t mode;	      /* cfg.mode */
-	bool udp_encap;	      /* cfg.udp_encap */
-	bool sync;	      /* CPU crypto, else the worker's cryptodev queue pair */
-	uint8_t prep_fail;    /* enum dp_sa_counter for what lib/ipsec's prepare refuses */
-	bool frag_outer;      /* outbound: the protected packet may leave without DF (frag.c) */
-	uint8_t iv_len;	      /* explicit IV bytes in each packet */
+	uint8_t mode;	   /* cfg.mode */
+	bool sync;	   /* CPU crypto, else the worker's cryptodev queue pair */
+	uint8_t prep_fail; /* enum dp_sa_counter for what lib/ipsec's prepare refuses */
+	bool frag_outer;   /* outbound: the protected packet may leave without DF (frag.c) */
+	uint8_t iv_len;	   /* explicit IV bytes in each packet */
 	uint8_t icv_len;
 	uint8_t block;	   /* ciphertext alignment */
 	uint8_t rsa_lines; /* cache lines of *rsa, to prefetch */
 	uint8_t ses_lines; /* of the crypto session: its header and keys */
+	/* Control thread, the choice of the transform, and the rare paths. */
+	uint8_t dev;	      /* index into dp_crypto.devs */
+	uint8_t inner_family; /* tunnel mode: what the SA carries outbound */
+	bool udp_encap;	      /* cfg.udp_encap */
 	/* The knobs of ipsec(4) as they were when the SA was made: a reload
 	 * changes them for new SAs only, never under a packet. */
 	bool ecn;	  /* RFC 6040 on encapsulation and decapsulation */
@@ -120,7 +119,11 @@ struct dp_sa {
 	uint8_t dfbit;	  /* enum dps_dfbit */
 	uint8_t ttl;	  /* outer TTL / hop limit (tunnel) */
 	bool ah_cleartos; /* AH: TOS out of the ICV (the AH issue's) */
-	/* Control thread, and the rare paths. */
+	/* Out, in a bundle: the SA applied after this one (RFC 4301 §4.5). Set
+	 * when a policy binds a bundle, which also gives this SA a finish that
+	 * hands its packets to that SA's transform instead of the output stage;
+	 * NULL so far (only ESP alone runs). */
+	struct dp_sa *outer;
 	struct dps_sa cfg;
 	uint32_t id;	 /* store's handle */
 	uint64_t add_ms; /* for lifetimes */

@@ -18,7 +18,7 @@ struct dp_snapshot;
 static inline void dp_xform_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
 				struct rte_mbuf **mb, uint16_t n)
 {
-	n = sa->xf.prepare(w, sa, mb, n);
+	n = sa->xf->prepare(w, sa, mb, n);
 	if (n)
 		dp_crypto_run(w, s, sa, mb, n);
 }
