@@ -285,6 +285,10 @@ int dp_worker_main(void *arg)
 		const struct dp_snapshot *s = __atomic_load_n(&dp.snap, __ATOMIC_ACQUIRE);
 		unsigned int work = 0;
 
+		/* First what the control thread sends, among it the packets it
+		 * held for a neighbour now resolved: a packet received after the
+		 * resolution must not overtake them. */
+		work += drain_inject(w, pkts, burst);
 		for (unsigned int q = 0; q < w->n_rxq; q++) {
 			uint16_t n =
 				rte_eth_rx_burst(w->rxq[q].eth_id, w->rxq[q].queue, pkts, burst);
@@ -295,7 +299,6 @@ int dp_worker_main(void *arg)
 			}
 		}
 		work += poll_taps(w, s, pkts, burst);
-		work += drain_inject(w, pkts, burst);
 		/* Before the crypto drain: an error may itself be protected. */
 		if (w->n_icmp)
 			originate(w, s);
