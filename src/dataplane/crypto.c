@@ -313,6 +313,22 @@ int dp_crypto_pick(const struct dp_xforms *x)
 	return -1;
 }
 
+/* lib/ipsec's process: integrity and replay window for inbound SAs. */
+static inline uint16_t sa_process(struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n)
+{
+	uint16_t k;
+
+	if (likely(!sa->serial))
+		return rte_ipsec_pkt_process(&sa->ss, mb, n);
+	/* One inbound SA on several workers (RSS keeps one SA on one queue, so
+	 * this is uncontended unless the peer's packets arrive on two ports):
+	 * lib/ipsec allows one updater of the window at a time. */
+	rte_spinlock_lock(&sa->lock);
+	k = rte_ipsec_pkt_process(&sa->ss, mb, n);
+	rte_spinlock_unlock(&sa->lock);
+	return k;
+}
+
 void dp_crypto_enqueue(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n,
 		       int prep_fail)
 {
@@ -343,7 +359,7 @@ void dp_crypto_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_s
 	}
 	k = rte_ipsec_pkt_cpu_prepare(&sa->ss, mb, n);
 	dp_sa_drop(sa, w->id, mb, k, n, sa->prep_fail);
-	sa->xf->finish(w, s, sa, mb, rte_ipsec_pkt_process(&sa->ss, mb, k), k);
+	sa->xf->finish(w, s, sa, mb, sa_process(sa, mb, k), k);
 }
 
 uint16_t dp_crypto_poll(struct dp_worker *w, const struct dp_snapshot *s)
@@ -371,8 +387,7 @@ uint16_t dp_crypto_poll(struct dp_worker *w, const struct dp_snapshot *s)
 			struct dp_sa *sa = grp[g].id.ptr; /* the session is the SA's first member */
 			uint16_t cnt = grp[g].cnt;
 
-			sa->xf->finish(w, s, sa, grp[g].m,
-				       rte_ipsec_pkt_process(&sa->ss, grp[g].m, cnt), cnt);
+			sa->xf->finish(w, s, sa, grp[g].m, sa_process(sa, grp[g].m, cnt), cnt);
 		}
 	}
 	return total;

@@ -10,11 +10,11 @@
 #include <rte_mempool.h>
 #include <rte_udp.h>
 
+#include "control/wipe.h"
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "dataplane/esp.h"
 #include "dataplane/mtu.h"
-#include "control/wipe.h"
 #include "dataplane/sa.h"
 
 const char *const dp_sa_counter_names[DP_SA_CNT_MAX] = {
@@ -75,8 +75,10 @@ static void fill_prm(struct rte_ipsec_sa_prm *prm, const struct dps_sa *c,
 	bool out = c->dir == DPS_DIR_OUT;
 
 	memset(prm, 0, sizeof(*prm));
-	/* Several workers may send on one outbound SA: atomic sequence numbers. */
-	prm->flags = dp.n_workers > 1 && out ? RTE_IPSEC_SAFLAG_SQN_ATOM : 0;
+	/* Several workers may send on one outbound SA (atomic sequence numbers)
+	 * or receive for one inbound SA: the replay window is then read through
+	 * lib/ipsec's reader copy while one worker at a time updates it (sa->lock). */
+	prm->flags = dp.n_workers > 1 ? RTE_IPSEC_SAFLAG_SQN_ATOM : 0;
 	ix->spi = c->spi;
 	ix->salt = x->salt;
 	ix->proto = RTE_SECURITY_IPSEC_SA_PROTO_ESP;
@@ -205,6 +207,8 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 		return NULL;
 	}
 	sa->sync = sa->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO;
+	sa->serial = cfg->dir == DPS_DIR_IN && dp.n_workers > 1;
+	rte_spinlock_init(&sa->lock);
 	/* Lengths were checked before (esp_in.c): what lib/ipsec's prepare
 	 * refuses inbound is outside the replay window. */
 	sa->prep_fail = cfg->dir == DPS_DIR_IN ? DP_SA_CNT_drop_replay : DP_SA_CNT_drop_other;

@@ -15,6 +15,7 @@
 #include <rte_ipsec.h>
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
+#include <rte_spinlock.h>
 
 #include "control/ipsec.h"
 
@@ -108,6 +109,7 @@ struct dp_sa {
 	uint8_t block;	   /* ciphertext alignment */
 	uint8_t rsa_lines; /* cache lines of *rsa, to prefetch */
 	uint8_t ses_lines; /* of the crypto session: its header and keys */
+	bool serial;	   /* in, several workers: process() one worker at a time (lock) */
 	/* Control thread, the choice of the transform, and the rare paths. */
 	uint8_t dev;	      /* index into dp_crypto.devs */
 	uint8_t inner_family; /* tunnel mode: what the SA carries outbound */
@@ -124,6 +126,9 @@ struct dp_sa {
 	 * hands its packets to that SA's transform instead of the output stage;
 	 * NULL so far (only ESP alone runs). */
 	struct dp_sa *outer;
+	/* Inbound with several workers: lib/ipsec lets one thread at a time run
+	 * rte_ipsec_pkt_process() (the replay window's update) on an SA. */
+	rte_spinlock_t lock;
 	struct dps_sa cfg;
 	uint32_t id;	 /* store's handle */
 	uint64_t add_ms; /* for lifetimes */
