@@ -51,12 +51,14 @@ class Charon:
     NETLINK = ("kernel-netlink",)                     # the kernel's XFRM (needs ESP in the kernel)
 
     def __init__(self, name, ns, workdir, plugins=LIBIPSEC, env=None, keep_run=("dpsec",),
-                 settings="", log_levels=None, include=()):
+                 settings="", log_levels=None, include=(), binds=None):
         """plugins: None loads plugins the way Debian's /etc/strongswan.conf does (load_modular,
         /etc/strongswan.d/charon/*.conf).  env: extra environment for charon only (e.g. LD_PRELOAD,
         DPSEC_PFKEY_SOCKET).  keep_run: subdirectories of the host's /run to bind into the private
         /run.  settings: extra text inside the charon { } section of strongswan.conf.  include:
-        strongswan.conf fragments included at its end (as Debian includes strongswan.d/*.conf)."""
+        strongswan.conf fragments included at its end (as Debian includes strongswan.d/*.conf).
+        binds: {path: replacement} files bind-mounted in charon's own mount namespace only (e.g. a
+        kernel-pfkey plugin built with dpsec's PF_KEY extensions over the installed one)."""
         self.name, self.ns = name, ns
         self.dir = os.path.join(workdir, f"charon-{name}")
         os.makedirs(self.dir, exist_ok=True)
@@ -64,6 +66,7 @@ class Charon:
         self.include = list(include)
         self.env = dict(env or {})
         self.keep_run = keep_run
+        self.binds = dict(binds or {})
         self.settings = settings
         self.log_levels = {"default": 1, "ike": 2, "knl": 2, "net": 1, "esp": 2, "lib": 1}
         self.log_levels.update(log_levels or {})
@@ -161,6 +164,7 @@ swanctl {{
         # In the instance's own mount namespace: keep a view of the host's /run, hide it behind a
         # tmpfs, bind back the directories asked for, then become charon.
         script = ['set -e', 'mount --bind /run "$HOSTRUN"', 'mount -t tmpfs -o mode=0755 tmpfs /run']
+        script += [f'mount --bind {shlex.quote(new)} {shlex.quote(old)}' for old, new in self.binds.items()]
         for sub in self.keep_run:
             if os.path.isdir(os.path.join("/run", sub)):
                 script += [f'mkdir -p "/run/{sub}"', f'mount --bind "$HOSTRUN/{sub}" "/run/{sub}"']
