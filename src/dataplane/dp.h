@@ -48,6 +48,9 @@ struct dp_meta {
 	uint32_t pre_len;   /* inbound ESP: length before lib/ipsec processing */
 	struct dps_addr nh; /* next hop to resolve */
 	struct dp_sa *via;  /* decrypted: the inbound SA (RFC 4301 §5.2 check) */
+	/* Inbound ESP-in-UDP: the outer source, for NAT mapping changes (esp_in.c). */
+	uint16_t natt_sport;  /* host order; 0: not UDP-encapsulated */
+	uint8_t natt_src[16]; /* IPv4 in the first 4 bytes */
 };
 
 static inline struct dp_meta *dp_meta(struct rte_mbuf *m)

@@ -100,7 +100,14 @@ static uint16_t esp_only(struct dp_worker *w, uint16_t port, struct rte_mbuf **p
 		const uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, RTE_ETHER_HDR_LEN);
 		uint8_t proto = v6 ? ip[6] : ip[9];
 
+		dp_meta(m)->natt_sport = 0;
 		if (proto == IPPROTO_UDP) {
+			const uint8_t *udp = ip + (v6 ? sizeof(struct rte_ipv6_hdr)
+						      : rte_ipv4_hdr_len((const void *)ip));
+
+			/* The outer source before the UDP header goes (NAT mapping changes). */
+			memcpy(dp_meta(m)->natt_src, ip + (v6 ? 8 : 12), v6 ? 16 : 4);
+			dp_meta(m)->natt_sport = (uint16_t)(udp[0] << 8 | udp[1]);
 			switch (natt_decap(m, v6)) {
 			case NATT_KEEPALIVE:
 				dp_drop(w, port, m, DP_CNT_natt_keepalive);
@@ -247,6 +254,40 @@ static inline enum dp_sa_counter inner_l2(struct rte_mbuf *m, int *v6, const boo
 	return DP_SA_CNT_MAX;
 }
 
+/*
+ * An authenticated, non-replayed ESP-in-UDP packet (it passed lib/ipsec's
+ * ICV and replay checks) from another address or port than the SA's peer:
+ * the peer's NAT mapping changed (RFC 3948 §5, Linux's xfrm km_new_mapping).
+ * The worker notes it in its own slot, once per change and at most once per
+ * DP_NATT_REPORT_MS; the control thread polls the slots and tells the key
+ * daemons (SADB_X_NAT_T_NEW_MAPPING). No logging, no syscall here.
+ */
+static inline void natt_seen(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf *m)
+{
+	const struct dp_meta *md = dp_meta(m);
+	struct dp_sa_counters *c = &sa->cnt[w->id];
+	size_t alen = sa->cfg.src.family == AF_INET6 ? 16 : 4;
+	uint64_t now;
+
+	if (md->natt_sport == 0 || (md->natt_sport == sa->cfg.encap_sport &&
+				    memcmp(md->natt_src, &sa->cfg.src.v6, alen) == 0))
+		return;
+	if (c->nat_seq && md->natt_sport == c->nat_sport &&
+	    memcmp(md->natt_src, c->nat_src, alen) == 0)
+		return; /* reported already */
+	now = dp_now_ms();
+	if (c->nat_seq && now - c->nat_ms < DP_NATT_REPORT_MS)
+		return;
+	__atomic_store_n(&c->nat_seq, c->nat_seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	memset(c->nat_src, 0, sizeof(c->nat_src));
+	memcpy(c->nat_src, md->natt_src, alen);
+	c->nat_sport = md->natt_sport;
+	c->nat_ms = now;
+	__atomic_store_n(&c->nat_seq, c->nat_seq + 1, __ATOMIC_RELEASE);
+	c->v[DP_SA_CNT_natt_remap]++;
+}
+
 /* The finish of every inbound ESP SA, specialised by the constant flags. The
  * decrypted packets go back to the worker, which feeds them to the input
  * stage as a new sub-burst. */
@@ -267,6 +308,8 @@ static inline void esp_inb_finish(struct dp_worker *w, struct dp_sa *sa, struct 
 		enum dp_sa_counter bad;
 		int v6;
 
+		if (sa->udp_encap)
+			natt_seen(w, sa, mb[i]);
 		bad = inner_l2(mb[i], &v6, tunnel, ecn);
 		if (unlikely(bad != DP_SA_CNT_MAX || st->n_again == DP_MAX_BURST)) {
 			dp_sa_count(sa, w->id, bad != DP_SA_CNT_MAX ? bad : DP_SA_CNT_drop_other,

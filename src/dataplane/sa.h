@@ -33,7 +33,9 @@ struct dp_sa;
 	X(drop_policy, "inbound: decrypted packet outside the SA's policy (RFC 4301 5.2)")         \
 	X(drop_ecn, "inbound: outer CE on a Not-ECT inner packet (RFC 6040 4.2)")                  \
 	X(drop_crypto, "crypto device refused or failed the operation")                            \
-	X(drop_other, "other processing error (no room for headers, bad inner header)")
+	X(drop_other, "other processing error (no room for headers, bad inner header)")            \
+	X(natt_remap, "inbound: authenticated ESP-in-UDP from a new peer address or port, "        \
+		      "reported")
 
 enum dp_sa_counter {
 #define DP_SA_CNT_ENUM(n, h) DP_SA_CNT_##n,
@@ -50,7 +52,17 @@ struct dp_sa_counters {
 	uint32_t grp_gen;
 	uint16_t grp;
 	uint64_t v[DP_SA_CNT_MAX];
+	/* Inbound ESP-in-UDP: the last new peer mapping this worker saw after
+	 * authentication (esp_in.c), for the control thread (a seqlock: odd
+	 * @nat_seq while the worker writes). */
+	uint32_t nat_seq;
+	uint16_t nat_sport;
+	uint8_t nat_src[16];
+	uint64_t nat_ms;
 } __rte_cache_aligned;
+
+/* A worker reports an SA's new peer mapping at most this often. */
+#define DP_NATT_REPORT_MS 1000
 
 /**
  * The packet work of one SA before its crypto: lengths and offsets lib/ipsec
@@ -130,6 +142,11 @@ struct dp_sa {
 	 * rte_ipsec_pkt_process() (the replay window's update) on an SA. */
 	rte_spinlock_t lock;
 	struct dps_sa cfg;
+	/* Control thread: NAT mapping reports seen (sum of the workers' nat_seq)
+	 * and the mapping last sent to the key daemons (pfkey_emul/events.c). */
+	uint64_t nat_seen;
+	uint16_t nat_sent_sport;
+	uint8_t nat_sent_src[16];
 	uint32_t id;	 /* store's handle */
 	uint64_t add_ms; /* for lifetimes */
 };

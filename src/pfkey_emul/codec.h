@@ -172,6 +172,14 @@ long pfk_build_expire(void *buf, size_t cap, uint32_t seq, const struct dps_sa *
 long pfk_build_acquire(void *buf, size_t cap, uint32_t seq, uint8_t satype,
 		       const struct dps_addr *src, const struct dps_addr *dst,
 		       const struct dps_policy *p, const struct pfk_algs *a);
+/**
+ * X_NAT_T_NEW_MAPPING for inbound UDP-encapsulated @sa whose peer now sends
+ * from @new_src port @new_sport, as Linux's af_key.c lays it out: SA,
+ * ADDRESS_SRC + NAT_T_SPORT (the SA's peer and port), ADDRESS_DST +
+ * NAT_T_DPORT (the new ones); plus X_SA2 (mode, reqid), which charon needs.
+ */
+long pfk_build_new_mapping(void *buf, size_t cap, uint32_t seq, const struct dps_sa *sa,
+			   const struct dps_addr *new_src, uint16_t new_sport);
 /** An error reply: the request's header with @err in sadb_msg_errno, no extensions. */
 long pfk_build_error(void *buf, size_t cap, const struct sadb_msg *req, int err);
 

@@ -313,6 +313,40 @@ long pfk_build_expire(void *buf, size_t cap, uint32_t seq, const struct dps_sa *
 	return pfk_out_end(&o);
 }
 
+long pfk_build_new_mapping(void *buf, size_t cap, uint32_t seq, const struct dps_sa *sa,
+			   const struct dps_addr *new_src, uint16_t new_sport)
+{
+	struct sadb_msg h = {
+		.sadb_msg_version = PF_KEY_V2,
+		.sadb_msg_type = SADB_X_NAT_T_NEW_MAPPING,
+		.sadb_msg_satype = SADB_SATYPE_ESP,
+		.sadb_msg_seq = seq,
+	};
+	struct sadb_x_nat_t_port *port;
+	struct sadb_x_sa2 *sa2;
+	struct pfk_out o;
+
+	pfk_out_begin(&o, buf, cap, &h);
+	out_sa(&o, sa, SADB_SASTATE_MATURE);
+	/* dpsec: Linux sends no SA2; charon's kernel-pfkey drops the message without it. */
+	sa2 = out_ext(&o, SADB_X_EXT_SA2, sizeof(*sa2));
+	if (sa2) {
+		sa2->sadb_x_sa2_mode =
+			sa->mode == DPS_MODE_TUNNEL ? IPSEC_MODE_TUNNEL : IPSEC_MODE_TRANSPORT;
+		sa2->sadb_x_sa2_reqid = sa->reqid;
+	}
+	/* af_key.c pfkey_send_new_mapping: old source and its port, new source and its port. */
+	pfk_out_address(&o, SADB_EXT_ADDRESS_SRC, &sa->src, full_prefix(sa->src.family), 0, 0);
+	port = out_ext(&o, SADB_X_EXT_NAT_T_SPORT, sizeof(*port));
+	if (port)
+		port->sadb_x_nat_t_port_port = htons(sa->encap_sport);
+	pfk_out_address(&o, SADB_EXT_ADDRESS_DST, new_src, full_prefix(new_src->family), 0, 0);
+	port = out_ext(&o, SADB_X_EXT_NAT_T_DPORT, sizeof(*port));
+	if (port)
+		port->sadb_x_nat_t_port_port = htons(new_sport);
+	return pfk_out_end(&o);
+}
+
 /* ---- policies ---- */
 
 static uint8_t policy_type(uint8_t action)

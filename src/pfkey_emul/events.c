@@ -7,6 +7,9 @@
  * while no SA arrives, and at most acquire_rate per second overall. EXPIRE:
  * built for the lifetime checks of the control plane. Also the last-use
  * time of each policy (SPDGET's LIFETIME_CURRENT), from its hit counters.
+ * X_NAT_T_NEW_MAPPING: workers note, per inbound ESP-in-UDP SA, an
+ * authenticated packet from a new peer address or port (esp_in.c); this
+ * thread sends one message per SA and new mapping to registered clients.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +17,7 @@
 
 #include "control/store.h"
 #include "dataplane/dp.h"
+#include "dataplane/sa.h"
 #include "dataplane/spd.h"
 #include "pfkey_emul/server.h"
 
@@ -147,6 +151,76 @@ static int visit(const struct dps_store_policy *e, void *arg)
 	return 0;
 }
 
+/* One worker's report, read under its seqlock; false while it is being written or if none. */
+static bool nat_report(const struct dp_sa_counters *c, uint8_t src[16], uint16_t *sport,
+		       uint64_t *ms)
+{
+	uint32_t s1 = __atomic_load_n(&c->nat_seq, __ATOMIC_ACQUIRE);
+
+	if (s1 == 0 || (s1 & 1))
+		return false;
+	memcpy(src, c->nat_src, 16);
+	*sport = c->nat_sport;
+	*ms = c->nat_ms;
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(&c->nat_seq, __ATOMIC_RELAXED) == s1;
+}
+
+static int nat_visit(const struct dps_store_sa *e, void *arg)
+{
+	const struct dps_sa *sa = &e->cfg;
+	struct dp_sa *d = e->dp;
+	uint8_t src[16], best_src[16];
+	uint16_t sport, best_sport = 0;
+	uint64_t sum = 0, ms, best_ms = 0;
+	struct dps_addr a;
+	bool found = false;
+	long n;
+
+	(void)arg;
+	if (e->origin != DPS_ORIGIN_PFKEY || sa->dir != DPS_DIR_IN || !sa->udp_encap)
+		return 0;
+	for (unsigned int w = 0; w < dp.n_workers; w++)
+		sum += __atomic_load_n(&d->cnt[w].nat_seq, __ATOMIC_ACQUIRE);
+	if (sum == d->nat_seen)
+		return 0;
+	/* The newest complete report; one being written is taken at the next poll. */
+	for (unsigned int w = 0; w < dp.n_workers; w++) {
+		if (!nat_report(&d->cnt[w], src, &sport, &ms)) {
+			if (__atomic_load_n(&d->cnt[w].nat_seq, __ATOMIC_RELAXED) & 1)
+				return 0;
+			continue;
+		}
+		if (!found || ms > best_ms) {
+			memcpy(best_src, src, sizeof(src));
+			best_sport = sport;
+			best_ms = ms;
+			found = true;
+		}
+	}
+	d->nat_seen = sum;
+	if (!found || (best_sport == d->nat_sent_sport &&
+		       memcmp(best_src, d->nat_sent_src, sizeof(best_src)) == 0))
+		return 0; /* the change already sent (another worker saw it too) */
+	memcpy(d->nat_sent_src, best_src, sizeof(best_src));
+	d->nat_sent_sport = best_sport;
+	memset(&a, 0, sizeof(a));
+	a.family = sa->src.family;
+	memcpy(a.family == AF_INET ? (void *)&a.v4 : (void *)&a.v6, best_src,
+	       a.family == AF_INET ? 4 : 16);
+	if (!pfk_registered(SADB_SATYPE_ESP))
+		return 0;
+	n = pfk_build_new_mapping(ev.buf, sizeof(ev.buf), ++ev.seq, sa, &a, best_sport);
+	if (n < 0) {
+		DP_LOG(ERR, "pfkey: cannot build NEW_MAPPING for SA 0x%x", sa->spi);
+		return 0;
+	}
+	DP_LOG(INFO, "pfkey: NAT mapping of SA 0x%x changed: port %u -> %u", sa->spi,
+	       sa->encap_sport, best_sport);
+	pfk_send(NULL, ev.buf, (size_t)n, PFK_TO_REGISTERED, SADB_SATYPE_ESP);
+	return 0;
+}
+
 void pfk_events_poll(uint64_t now_ms)
 {
 	double rate = pfk_cfg()->acquire_rate;
@@ -161,6 +235,7 @@ void pfk_events_poll(uint64_t now_ms)
 		ev.tokens = rate;
 	ev.last_ms = now_ms;
 	ev.n_next = 0;
+	dps_store_walk_sas(nat_visit, NULL);
 	dps_store_walk_policies(visit, NULL);
 	qsort(ev.next, ev.n_next, sizeof(*ev.next), by_id);
 	/* swap: deleted policies are gone from the new list */
