@@ -18,6 +18,8 @@ PKGS=(
 	python3 python3-pytest python3-scapy python3-yaml iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool kmod procps
 	# strongSwan interop
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
+	# a second PF_KEY key daemon (OpenBSD's iked): docs/iked.md
+	openiked
 )
 
 missing=()
@@ -36,6 +38,7 @@ fi
 # Debian enables some strongSwan services on install; dpsec's tests start charon themselves.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 	systemctl disable --now strongswan-starter strongswan >/dev/null 2>&1 || true
+	systemctl disable --now openiked iked >/dev/null 2>&1 || true
 fi
 
 # Hugepages: 2 MB pages for the daemon, its tests and the benchmark (several EAL instances at once).
