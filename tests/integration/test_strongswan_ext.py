@@ -133,3 +133,56 @@ def test_replay_window_1024_through_charon(topo, esp):
         cb.stop()
         rc = d.stop()
         assert rc == 0, d.read_log()
+
+
+GWB2 = "192.0.2.3"
+
+
+def test_mobike_gateway_b_moves_mid_transfer(topo):
+    """Gateway B (stock charon, MOBIKE) moves from 192.0.2.2 to 192.0.2.3 during a TCP
+    transfer each way: charon A follows through PF_KEY (GET + UPDATE with
+    SADB_X_EXT_NEW_ADDRESS_SRC/DST, policies updated) and the transfers complete intact."""
+    e = topo
+    d = Daemon(dpsecd_config(e, "mobike"), str(e.dir), ns=e.gwa, name="dpsecd-mobike").start()
+    psk = secrets.token_hex(16)
+    cb = Charon("b-mobike", e.gwb, str(e.dir), plugins=Charon.LIBIPSEC)
+    ca = Charon("a-mobike", e.gwa, str(e.dir), plugins=Charon.PFKEY, env=pfkey_env(e.sock),
+                settings="\tinstall_routes = no\n", binds=e.binds)
+    moved = False
+    try:
+        # B initiates from whichever address routing gives it; A accepts B by its identity
+        cb.add_conn("site", ikev2_psk("%any", GWA, NET_B, NET_A, psk, child="net",
+                                      local_id=GWB, start_action="start"))
+        ca.add_conn("site", ikev2_psk(GWA, "%any", NET_A, NET_B, psk, child="net", remote_id=GWB))
+        ca.start()
+        cb.start()
+        ca.wait_child("net", timeout=30)
+        d.wait_for(lambda: len(sas(d)) == 2, what="an SA pair in dpsecd")
+        ping(e.ha, B, count=3)
+        ab = TcpTransfer(e.ha, e.hb, B, 5101, e.data, str(e.dir / "mobike-ab.out")).start()
+        ba = TcpTransfer(e.hb, e.ha, A, 5102, e.data, str(e.dir / "mobike-ba.out")).start()
+        # the new address is a secondary one: promoted when the primary goes, not deleted with it
+        sh(["sysctl", "-qw", f"net.ipv4.conf.{e.out_if}.promote_secondaries=1"], ns=e.gwb)
+        sh(["ip", "addr", "add", GWB2 + "/24", "dev", e.out_if], ns=e.gwb)
+        sh(["ip", "addr", "del", GWB + "/24", "dev", e.out_if], ns=e.gwb)
+        moved = True
+
+        def followed():
+            s = list(sas(d).values())
+            by = {x["dir"]: x for x in s}
+            return len(s) == 2 and by["out"]["dst"] == GWB2 and by["in"]["src"] == GWB2 and by
+        by = d.wait_for(followed, timeout=30, what="dpsecd's SAs moved to gateway B's new address")
+        assert ab.wait(timeout=120) == e.data_sha
+        assert ba.wait(timeout=120) == e.data_sha
+        assert all(x["drop_auth"] == 0 for x in by.values())
+        ping(e.ha, B, count=3)
+        ping(e.hb, A, count=3)
+        assert "updating SAD entry" in ca.log() and "address changes are not supported" not in ca.log()
+    finally:
+        ca.stop()
+        cb.stop()
+        if moved:
+            sh(["ip", "addr", "del", GWB2 + "/24", "dev", e.out_if], ns=e.gwb, check=False)
+            sh(["ip", "addr", "add", GWB + "/24", "dev", e.out_if], ns=e.gwb, check=False)
+        rc = d.stop()
+        assert rc == 0, d.read_log()
