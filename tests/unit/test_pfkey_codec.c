@@ -896,6 +896,75 @@ static void test_build_sa_reports_esn_and_clamped_window(void **state)
 	assert_int_equal(((const struct sadb_sa *)pm.ext[SADB_EXT_SA])->sadb_sa_flags, 0);
 }
 
+/* af_key.c pfkey_send_new_mapping's layout, plus X_SA2 for charon; read byte by byte. */
+static void test_build_new_mapping_as_linux_plus_sa2(void **state)
+{
+	struct dps_sa sa = {.spi = 0xc1a2b3c4,
+			    .proto = DPS_PROTO_ESP,
+			    .mode = DPS_MODE_TUNNEL,
+			    .reqid = 7,
+			    .udp_encap = true,
+			    .encap_sport = 4500,
+			    .encap_dport = 4500};
+	static const uint16_t want[] = {SADB_EXT_SA,	      SADB_X_EXT_SA2,
+					SADB_EXT_ADDRESS_SRC, SADB_X_EXT_NAT_T_SPORT,
+					SADB_EXT_ADDRESS_DST, SADB_X_EXT_NAT_T_DPORT};
+	const struct sadb_msg *h;
+	struct dps_addr nsrc = {0};
+	struct sockaddr_in sin;
+	struct pfk_msg pm;
+	uint8_t b[512] __attribute__((aligned(8)));
+	size_t off = sizeof(struct sadb_msg), i = 0;
+	long n;
+
+	(void)state;
+	sa.src.family = sa.dst.family = nsrc.family = AF_INET;
+	inet_pton(AF_INET, "198.51.100.2", &sa.src.v4);
+	inet_pton(AF_INET, "192.0.2.1", &sa.dst.v4);
+	inet_pton(AF_INET, "203.0.113.9", &nsrc.v4);
+	n = pfk_build_new_mapping(b, sizeof(b), 99, &sa, &nsrc, 61000);
+	assert_true(n > 0);
+	h = (const void *)b;
+	assert_int_equal(h->sadb_msg_type, 23);
+	assert_int_equal(h->sadb_msg_satype, SADB_SATYPE_ESP);
+	assert_int_equal(h->sadb_msg_pid, 0);
+	assert_int_equal(h->sadb_msg_seq, 99);
+	assert_int_equal(h->sadb_msg_len * 8, n);
+	while (off < (size_t)n) {
+		const struct sadb_ext *e = (const void *)(b + off);
+
+		assert_true(i < 6);
+		assert_int_equal(e->sadb_ext_type, want[i]);
+		switch (e->sadb_ext_type) {
+		case SADB_EXT_SA:
+			assert_int_equal(ntohl(((const struct sadb_sa *)e)->sadb_sa_spi),
+					 0xc1a2b3c4);
+			break;
+		case SADB_X_EXT_SA2:
+			assert_int_equal(((const struct sadb_x_sa2 *)e)->sadb_x_sa2_reqid, 7);
+			assert_int_equal(((const struct sadb_x_sa2 *)e)->sadb_x_sa2_mode,
+					 IPSEC_MODE_TUNNEL);
+			break;
+		case SADB_EXT_ADDRESS_SRC:
+		case SADB_EXT_ADDRESS_DST:
+			memcpy(&sin, (const uint8_t *)e + sizeof(struct sadb_address), sizeof(sin));
+			assert_int_equal(sin.sin_family, AF_INET);
+			assert_int_equal(ntohl(sin.sin_addr.s_addr),
+					 e->sadb_ext_type == SADB_EXT_ADDRESS_SRC ? 0xc6336402
+										  : 0xcb007109);
+			break;
+		default:
+			assert_int_equal(ntohs(((const struct sadb_x_nat_t_port *)e)
+						       ->sadb_x_nat_t_port_port),
+					 e->sadb_ext_type == SADB_X_EXT_NAT_T_SPORT ? 4500 : 61000);
+		}
+		off += e->sadb_ext_len * 8u;
+		i++;
+	}
+	assert_int_equal(i, 6);
+	assert_int_equal(pfk_parse(b, (size_t)n, &pm), 0);
+}
+
 /* ---- which extensions Linux accepts, per message type (af_key.c) ---- */
 
 #define X(t)  (1u << (t))
@@ -2254,6 +2323,7 @@ int main(void)
 		cmocka_unit_test(test_ext_sets_of_dpsec_extensions),
 		cmocka_unit_test(test_new_addresses_from_charon_update),
 		cmocka_unit_test(test_build_sa_reports_esn_and_clamped_window),
+		cmocka_unit_test(test_build_new_mapping_as_linux_plus_sa2),
 		cmocka_unit_test(test_parse_iked_sa2_in_spd_messages),
 		cmocka_unit_test(test_parse_rejects_short_header),
 		cmocka_unit_test(test_parse_rejects_wrong_version),
