@@ -1,10 +1,12 @@
 """charon over dpsec's PF_KEY extensions (src/pfkey_emul/pfkeyv2_ext.h) end to end:
 replay_window = 1024 (SADB_X_EXT_SA_REPLAY) with AES-GCM and ChaCha20-Poly1305
-(dpsec's algorithm id), in force on dpsecd's dataplane. ESN cannot be
-negotiated here: the only peer this kernel allows, charon with
-kernel-libipsec, refuses it ("IPsec SA: ESN not supported", libipsec's
-ipsec_sa.c); ESN through PF_KEY is tested against scapy in
-test_pfkey_ext.py. Same topology as test_strongswan_e2e.py:
+(dpsec's algorithm id), in force on dpsecd's dataplane, and MOBIKE. Stock
+charon with kernel-libipsec (the only other peer this kernel allows) refuses
+ESN ("IPsec SA: ESN not supported", libipsec's ipsec_sa.c), so ESN runs
+between two dpsecd gateways, each keyed by charon over PF_KEY
+(test_esn_and_window_1024_between_two_dpsecd_gateways; ESN's wire format is
+checked against scapy in test_pfkey_ext.py). Otherwise the topology of
+test_strongswan_e2e.py:
 
     site A host ---- [lan] dpsecd [wan] ====== internet ====== gateway B ---- site B host
     10.1.0.2        10.1.0.1     192.0.2.1                    192.0.2.2  10.2.0.1   10.2.0.2
@@ -186,3 +188,86 @@ def test_mobike_gateway_b_moves_mid_transfer(topo):
             sh(["ip", "addr", "add", GWB + "/24", "dev", e.out_if], ns=e.gwb, check=False)
         rc = d.stop()
         assert rc == 0, d.read_log()
+
+
+def gateway_config(lan_if, wan_if, tap_lan, tap_wan, lan, wan, remote_net, remote_gw, sock, name, workdir):
+    return {
+        "log_level": "info",
+        "ports": [
+            {"name": "lan", "device": f"net_af_packet0,iface={lan_if}", "role": "protected",
+             "exception_iface": tap_lan, "addresses": [lan + "/24"]},
+            {"name": "wan", "device": f"net_af_packet1,iface={wan_if}", "role": "unprotected",
+             "exception_iface": tap_wan, "addresses": [wan + "/24"]},
+        ],
+        "routes": [{"prefix": remote_net, "via": remote_gw, "port": "wan"}],
+        "pfkey": {"socket": sock, "state": os.path.join(workdir, f"{name}.state")},
+    }
+
+
+@pytest.mark.parametrize("esp", ["aes128gcm16-esn", "chacha20poly1305-esn"])
+def test_esn_and_window_1024_between_two_dpsecd_gateways(tmp_path, esp):
+    """ESN needs a peer that runs it, which charon's libipsec does not: both gateways are
+    dpsecd keyed by charon over PF_KEY with the extensions. ESN and a 1024-packet window
+    are negotiated and in force on both dataplanes; pings and TCP each way cross."""
+    net = Netns("sz")
+    made = []
+    try:
+        ha, gwa, gwb, hb = net.ns("ha"), net.ns("gwa"), net.ns("gwb"), net.ns("hb")
+        a_if, alan_if = net.link(ha, gwa, kernel_off=(gwa,))
+        awan_if, bwan_if = net.link(gwa, gwb, kernel_off=(gwa, gwb))
+        blan_if, b_if = net.link(gwb, hb, kernel_off=(gwb,))
+        net.addrs(ha, a_if, [A + "/24"])
+        net.addrs(hb, b_if, [B + "/24"])
+        for ns, gw in ((ha, LAN_A), (hb, LAN_B)):
+            sh(["ip", "route", "replace", "default", "via", gw], ns=ns)
+        for ns in (gwa, gwb):
+            sh(["sysctl", "-qw", "net.ipv6.conf.default.router_solicitations=0"], ns=ns)
+        plugin = ext_plugin(str(tmp_path))
+        binds = {PLUGIN: plugin} if plugin else {}
+        data = str(tmp_path / "payload")
+        data_sha = make_payload(data, 4 << 20)
+        psk = secrets.token_hex(16)
+        side = {}
+        for tag, ns, lan_if, wan_if, lan, wan, rnet, rgw in (
+                ("a", gwa, alan_if, awan_if, LAN_A, GWA, NET_B, GWB),
+                ("b", gwb, blan_if, bwan_if, LAN_B, GWB, NET_A, GWA)):
+            sock = str(tmp_path / f"pfkey-{tag}.sock")
+            cfg = gateway_config(lan_if, wan_if, f"z{tag}l{net.tag}"[:15], f"z{tag}w{net.tag}"[:15], lan,
+                                 wan, rnet, rgw, sock, f"dpsecd-{tag}", str(tmp_path))
+            d = Daemon(cfg, str(tmp_path), ns=ns, name=f"dpsecd-{tag}").start()
+            made.append(d)
+            c = Charon(f"{tag}-esn", ns, str(tmp_path), plugins=Charon.PFKEY, env=pfkey_env(sock),
+                       settings="\tinstall_routes = no\n", binds=binds)
+            made.append(c)
+            side[tag] = (d, c)
+        (da, ca), (db, cb) = side["a"], side["b"]
+        cb.add_conn("site", ikev2_psk(GWB, GWA, NET_B, NET_A, psk, child="net", esp_proposals=esp,
+                                      replay_window=1024))
+        cb.start()
+        ca.add_conn("site", ikev2_psk(GWA, GWB, NET_A, NET_B, psk, child="net", esp_proposals=esp,
+                                      start_action="start", replay_window=1024))
+        ca.start()
+        ca.wait_child("net", timeout=40)
+        enc = "aes-gcm" if "gcm" in esp else "chacha20-poly1305"
+        for d, c in ((da, ca), (db, cb)):
+            live = d.wait_for(lambda: len(sas(d)) == 2 and sas(d), what="an SA pair")
+            by = {s["dir"]: s for s in live.values()}
+            assert by["in"]["esn"] == 1 and by["out"]["esn"] == 1
+            assert by["in"]["replay_window"] == 1024 and by["in"]["enc"] == enc
+            assert "using extended sequence numbers (ESN)" in c.log()
+        ping(ha, B, count=5)
+        ping(hb, A, count=5)
+        ab = TcpTransfer(ha, hb, B, 5201, data, str(tmp_path / "ab.out")).start()
+        ba = TcpTransfer(hb, ha, A, 5202, data, str(tmp_path / "ba.out")).start()
+        assert ab.wait(timeout=120) == data_sha and ba.wait(timeout=120) == data_sha
+        for d in (da, db):
+            assert all(s["drop_auth"] == 0 and s["packets"] > 0 for s in sas(d).values())
+    finally:
+        errs = []
+        for x in reversed(made):
+            if isinstance(x, Charon):
+                x.stop()
+            elif x.stop() != 0:
+                errs.append(x.read_log())
+        net.close()
+        assert not errs, errs
