@@ -193,3 +193,21 @@ def test_update_new_address_moves_the_sa(start):
         K.address(K.SRC, GW_WAN), K.address(K.DST, HOST_B2), K.key(K.KEY_ENC, KEY),
         K.address(X_NEW_ADDR_DST, GW_WAN)])
     assert c.request(bad).errno == K.ERRNO.EINVAL
+
+
+def test_iked_style_spd_messages_with_sa2_accepted(start):
+    # openiked puts SADB_X_EXT_SA2 in SPDUPDATE and SPDDELETE (and sets satype ESP):
+    # Linux ignores it; dpsecd refused these flows with EINVAL before issue 14
+    d = start({})
+    c = d.client
+    req = K.ipsecrequest(50, K.MODE_TUNNEL, K.LEVEL_REQUIRE, 0, (GW_WAN, HOST_B))
+    sel = [K.address(K.SRC, "10.1.0.0", 24), K.address(K.DST, "10.9.1.0", 24)]
+    for mtype in (K.SPDUPDATE, K.SPDADD):
+        rep = c.request(K.msg(mtype, K.ESP, sel + [K.sa2(K.MODE_TUNNEL, 0),
+                                                   K.policy(K.DIR_OUT, requests=[req])]))
+        assert rep.errno == (0 if mtype == K.SPDUPDATE else K.ERRNO.EEXIST)
+    pols = [p for p in d.ctl_json("policy")["policies"].values() if p["origin"] == "pfkey"]
+    assert [(p["dir"], p["src"], p["dst"]) for p in pols] == [("out", "10.1.0.0/24", "10.9.1.0/24")]
+    rep = c.request(K.msg(K.SPDDELETE, K.ESP, sel + [K.sa2(K.MODE_TUNNEL, 0), K.policy(K.DIR_OUT)]))
+    assert rep.errno == 0
+    assert not [p for p in d.ctl_json("policy")["policies"].values() if p["origin"] == "pfkey"]
