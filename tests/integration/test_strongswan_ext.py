@@ -20,7 +20,6 @@ own mount namespace only.
 """
 import glob
 import os
-import re
 import secrets
 import subprocess
 import sys
