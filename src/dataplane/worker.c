@@ -22,8 +22,8 @@ static inline bool l2_for_us(const struct rte_ether_hdr *eth, const struct dp_po
 	       rte_is_same_ether_addr(&eth->dst_addr, &p->mac);
 }
 
-static void dispatch(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
-		     struct rte_mbuf **pkts, uint16_t n)
+void dp_worker_rx(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
+		  struct rte_mbuf **pkts, uint16_t n)
 {
 	struct rte_mbuf *v4[DP_MAX_BURST], *v6[DP_MAX_BURST];
 	uint16_t n4 = 0, n6 = 0;
@@ -135,6 +135,23 @@ static void flush(struct dp_worker *w)
 	}
 }
 
+unsigned int dp_worker_finish(struct dp_worker *w, const struct dp_snapshot *s,
+			      struct rte_mbuf **pkts, uint16_t burst)
+{
+	unsigned int work = drain_inject(w, pkts, burst);
+
+	/* Before the crypto drain: an error may itself be protected. */
+	if (w->n_icmp)
+		dp_icmp_flush(w, s);
+	/* No crypto operation may outlive the snapshot (and SAs) it started
+	 * with: collect them all before reporting a quiescent state. */
+	for (unsigned int spin = 0; w->inflight && spin < CRYPTO_DRAIN_SPINS; spin++)
+		work += dp_crypto_poll(w, s);
+	dp_reasm_tick(w);
+	flush(w);
+	return work;
+}
+
 /* A short sleep after a run of empty polls keeps an idle daemon off the CPU.
  * The worker is RCU-offline while asleep so writers never wait for it. */
 static void idle(struct dp_worker *w, unsigned int *empty)
@@ -169,21 +186,12 @@ int dp_worker_main(void *arg)
 				rte_eth_rx_burst(w->rxq[q].eth_id, w->rxq[q].queue, pkts, burst);
 
 			if (n) {
-				dispatch(w, s, w->rxq[q].port, pkts, n);
+				dp_worker_rx(w, s, w->rxq[q].port, pkts, n);
 				work += n;
 			}
 		}
 		work += poll_taps(w, s, pkts, burst);
-		work += drain_inject(w, pkts, burst);
-		/* Before the crypto drain: an error may itself be protected. */
-		if (w->n_icmp)
-			dp_icmp_flush(w, s);
-		/* No crypto operation may outlive the snapshot (and SAs) it started
-		 * with: collect them all before reporting a quiescent state. */
-		for (unsigned int spin = 0; w->inflight && spin < CRYPTO_DRAIN_SPINS; spin++)
-			work += dp_crypto_poll(w, s);
-		dp_reasm_tick(w);
-		flush(w);
+		work += dp_worker_finish(w, s, pkts, burst);
 		rte_rcu_qsbr_quiescent(dp.rcu, w->id);
 		w->loops++;
 		if (work)

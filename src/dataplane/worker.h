@@ -9,6 +9,22 @@
 /** The worker loop, launched on each worker lcore; @arg is its struct dp_worker. */
 int dp_worker_main(void *arg);
 
+/**
+ * Receive entry: @n frames that arrived on dataplane port @port, sorted by
+ * ethertype and forwarded under snapshot @s.
+ */
+void dp_worker_rx(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
+		  struct rte_mbuf **pkts, uint16_t n);
+
+/**
+ * What one loop does after receiving: frames the control thread injected,
+ * queued ICMP errors, every crypto operation in flight, reassembly timeouts,
+ * and the transmit staging of every port. @pkts is scratch for @burst mbufs.
+ * Returns the number of packets handled.
+ */
+unsigned int dp_worker_finish(struct dp_worker *w, const struct dp_snapshot *s,
+			      struct rte_mbuf **pkts, uint16_t burst);
+
 static inline void dp_count(struct dp_worker *w, uint16_t port, enum dp_counter c)
 {
 	w->cnt[port].v[c]++;

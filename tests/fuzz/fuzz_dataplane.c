@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: BSD-3-Clause
+/*
+ * libFuzzer harness for the packet path: every input is one or more Ethernet
+ * frames given to the worker's receive entry, dp_worker_rx, on the real
+ * dataplane (EAL without hugepages or PCI, net_null ports, the
+ * crypto_aesni_mb device), followed by what the worker loop does after
+ * receiving (dp_worker_finish: ICMP errors, crypto completions, reassembly
+ * timeouts, transmission, which net_null frees) and by one pass of the
+ * control thread (ARP, neighbour discovery, resolution).
+ *
+ * The gateway is tests/fuzz/dataplane.yaml (written by gen_dataplane.py with
+ * the seed corpus): SAs of every mode, policies of every action, reassembly.
+ * Another file may be named with DPS_FUZZ_CONFIG. Input format, repeated:
+ *     port (1 byte, modulo the number of ports) | length (2 bytes, big
+ *     endian, cut to what is left) | frame
+ *
+ * At exit the dataplane is torn down as dpsecd does, so that LeakSanitizer
+ * only sees what nothing freed.
+ */
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_eal.h>
+#include <rte_mbuf.h>
+
+#include "control/config.h"
+#include "control/eal.h"
+#include "control/store.h"
+#include "dataplane/crypto.h"
+#include "dataplane/dp.h"
+#include "dataplane/icmp.h"
+#include "dataplane/port.h"
+#include "dataplane/worker.h"
+
+#ifndef DPS_FUZZ_CONFIG
+#define DPS_FUZZ_CONFIG "tests/fuzz/dataplane.yaml"
+#endif
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static struct dps_config cfg;
+static struct dp_worker *worker;
+
+static void fail(const char *what)
+{
+	fprintf(stderr, "fuzz_dataplane: %s\n", what);
+	exit(1);
+}
+
+/* DPS_FUZZ_STATS=1: the port counters at exit, to see what the corpus reaches. */
+static void print_counters(void)
+{
+	fprintf(stderr, "mbufs free %u of %u\n", rte_mempool_avail_count(dp.pool), dp.pool->size);
+	for (unsigned int p = 0; p < dp.n_ports; p++) {
+		struct dp_counters c;
+
+		dp_port_counters(p, &c);
+		for (unsigned int i = 0; i < DP_CNT_MAX; i++) {
+			if (c.v[i])
+				fprintf(stderr, "%s %s %" PRIu64 "\n", cfg.ports[p].name,
+					dp_counter_names[i], c.v[i]);
+		}
+	}
+}
+
+static void teardown(void)
+{
+	if (getenv("DPS_FUZZ_STATS"))
+		print_counters();
+	dps_store_fini();
+	dp_crypto_fini();
+	dp_stop();
+	rte_eal_cleanup();
+	dps_config_free(&cfg);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	static struct dps_eal_args eal;
+	const char *path = getenv("DPS_FUZZ_CONFIG");
+	char err[512];
+
+	(void)argc;
+	if (dps_config_load(path ? path : DPS_FUZZ_CONFIG, &cfg, err, sizeof(err)) < 0)
+		fail(err);
+	dps_eal_args_build(&eal, &cfg, (*argv)[0]);
+	if (rte_eal_init(eal.argc, eal.argv) < 0)
+		fail("EAL initialisation failed");
+	dp_logtype = rte_log_register_type_and_pick_level("dpsec", (uint32_t)cfg.log_level);
+	if (dp_logtype < 0)
+		dp_logtype = RTE_LOGTYPE_USER1;
+	if (dp_init(&cfg) < 0 || dp_crypto_init(&cfg.crypto, cfg.n_workers) < 0)
+		fail("dataplane initialisation failed");
+	if (dps_store_init(&cfg, err, sizeof(err)) < 0)
+		fail(err);
+	for (uint16_t i = 0; i < dp.n_ports; i++) {
+		if (dp_port_start(i) < 0)
+			fail("cannot start a port");
+	}
+	/* The worker runs here, on the main lcore: it is never launched. */
+	worker = &dp.workers[0];
+	dp_icmp_init(worker);
+	atexit(teardown);
+	return 0;
+}
+
+static void finish(const struct dp_snapshot *s)
+{
+	struct rte_mbuf *scratch[DP_MAX_BURST];
+
+	dp_worker_finish(worker, s, scratch, DP_MAX_BURST);
+	dp_control_poll();
+	/* What the control thread injected (ARP and NA replies, probes) */
+	dp_worker_finish(worker, s, scratch, DP_MAX_BURST);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const struct dp_snapshot *s = dp.snap;
+	uint16_t burst = (uint16_t)cfg.dataplane.burst;
+	struct rte_mbuf *pkts[DP_MAX_BURST];
+	uint16_t n = 0, port = 0;
+	size_t off = 0;
+
+	while (off + 3 <= size) {
+		uint16_t p = (uint16_t)(data[off] % dp.n_ports);
+		size_t len = (size_t)data[off + 1] << 8 | data[off + 2];
+		struct rte_mbuf *m;
+		uint16_t clen;
+
+		off += 3;
+		if (len > size - off)
+			len = size - off;
+		if (n && (p != port || n == burst)) {
+			dp_worker_rx(worker, s, port, pkts, n);
+			n = 0;
+		}
+		port = p;
+		m = rte_pktmbuf_alloc(dp.pool);
+		if (m == NULL)
+			break;
+		/* One segment, as the drivers deliver it: longer frames are cut. */
+		clen = (uint16_t)RTE_MIN(len, (size_t)rte_pktmbuf_tailroom(m));
+		memcpy(rte_pktmbuf_append(m, clen), data + off, clen);
+		m->port = dp.ports[p].eth_id;
+		pkts[n++] = m;
+		off += len;
+	}
+	if (n)
+		dp_worker_rx(worker, s, port, pkts, n);
+	finish(s);
+	return 0;
+}
