@@ -57,6 +57,8 @@ def config(ts):
                   "file_prefix": "dpsfuzz"}
     cfg["dataplane"] = {"mbufs": 4095, "burst": 32, "icmp_rate": 100000, "icmp_burst": 1000,
                         "reassembly": {"max_flows": 64, "timeout_ms": 100}}
+    # few held packets per unresolved neighbour: fuzz_dataplane bounds the mbufs in use
+    cfg["neighbour"] = {"max_entries": 64, "queue_len": 4}
     for p, dev, mac in zip(cfg["ports"], ("net_null0", "net_null1"), (T.LAN_MAC, T.WAN_MAC)):
         p["device"], p["mac"] = dev, mac
     for t in ts:
