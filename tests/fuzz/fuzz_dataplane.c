@@ -12,8 +12,10 @@
  * the seed corpus): SAs of every mode, policies of every action, reassembly.
  * Another file may be named with DPS_FUZZ_CONFIG; DPS_FUZZ_ASYNC=1 takes the
  * cryptodev queue path instead of CPU crypto. Input format, repeated:
- *     port (1 byte, modulo the number of ports) | length (2 bytes, big
- *     endian, cut to what is left) | frame
+ *     port (1 byte) | length (2 bytes, big endian, cut to what is left) | body
+ * port below 0x80: body is a frame received on port (modulo the number of
+ * ports). 0x80 + k: body is a sequence number and an ESP plaintext, sealed
+ * into a frame from the peer of the k-th inbound AES-GCM SA (seal()).
  *
  * At exit the dataplane is torn down as dpsecd does, so that LeakSanitizer
  * only sees what nothing freed.
@@ -24,9 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
 #include <rte_eal.h>
+#include <rte_ip.h>
 #include <rte_ip_frag.h>
 #include <rte_mbuf.h>
+#include <rte_udp.h>
 
 #include "control/config.h"
 #include "control/eal.h"
@@ -46,6 +51,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct dps_config cfg;
 static struct dp_worker *worker;
+
+/* Inbound AES-GCM SAs (no ESN) that the harness seals frames for. */
+#define MAX_SEAL 32
+static const struct dps_sa *seal_sa[MAX_SEAL];
+static unsigned int n_seal;
+static uint16_t seal_port; /* the first unprotected port: where ESP arrives */
+static EVP_CIPHER_CTX *gcm;
 
 static void fail(const char *what)
 {
@@ -73,6 +85,7 @@ static void teardown(void)
 {
 	if (getenv("DPS_FUZZ_STATS"))
 		print_counters();
+	EVP_CIPHER_CTX_free(gcm);
 	dps_store_fini();
 	dp_crypto_fini();
 	dp_stop();
@@ -106,6 +119,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		if (dp_port_start(i) < 0)
 			fail("cannot start a port");
 	}
+	for (unsigned int i = 0; i < cfg.n_sas && n_seal < MAX_SEAL; i++) {
+		const struct dps_sa *sa = &cfg.sas[i];
+
+		if (sa->dir == DPS_DIR_IN && sa->enc_alg == DPS_ENC_AES_GCM && !sa->esn)
+			seal_sa[n_seal++] = sa;
+	}
+	for (uint16_t i = 0; i < cfg.n_ports; i++) {
+		if (cfg.ports[i].role == DPS_ROLE_UNPROTECTED) {
+			seal_port = i;
+			break;
+		}
+	}
+	gcm = EVP_CIPHER_CTX_new();
+	if (gcm == NULL)
+		fail("EVP_CIPHER_CTX_new");
 	/* The worker runs here, on the main lcore: it is never launched. */
 	worker = &dp.workers[0];
 	dp_icmp_init(worker);
@@ -146,6 +174,86 @@ static void finish(const struct dp_snapshot *s)
 	check_mbufs();
 }
 
+/*
+ * A frame from @sa's peer carrying ESP sealed with @sa's key (RFC 4106:
+ * nonce = salt | IV, AAD = SPI | sequence number): @body is the 32-bit
+ * sequence number and then the whole plaintext, trailer included, so that
+ * what lies behind a valid ICV (inner packet, padding, next header) is the
+ * fuzzer's. Encrypted with OpenSSL, independently of the dataplane.
+ */
+static bool seal(struct rte_mbuf *m, const struct dps_sa *sa, const uint8_t *body, size_t len)
+{
+	const size_t eth = sizeof(struct rte_ether_hdr), v4 = sa->dst.family == AF_INET;
+	const size_t ip = v4 ? sizeof(struct rte_ipv4_hdr) : sizeof(struct rte_ipv6_hdr);
+	const size_t udp = sa->udp_encap ? sizeof(struct rte_udp_hdr) : 0;
+	const EVP_CIPHER *c = sa->enc_key_len == 20   ? EVP_aes_128_gcm()
+			      : sa->enc_key_len == 28 ? EVP_aes_192_gcm()
+						      : EVP_aes_256_gcm();
+	uint8_t nonce[12], *esp, *p;
+	size_t plain, total;
+	uint32_t spi;
+	int n;
+
+	if (len < 4)
+		return false;
+	plain = len - 4;
+	total = eth + ip + udp + 16 + plain + 16;
+	if (total > rte_pktmbuf_tailroom(m))
+		return false;
+	p = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)total);
+	struct rte_ether_hdr *e = (void *)p;
+
+	e->dst_addr = dp.ports[seal_port].mac;
+	memset(&e->src_addr, 0x02, sizeof(e->src_addr));
+	e->ether_type = rte_cpu_to_be_16(v4 ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6);
+	if (v4) {
+		struct rte_ipv4_hdr *h = (void *)(p + eth);
+
+		memset(h, 0, sizeof(*h));
+		h->version_ihl = 0x45;
+		h->total_length = rte_cpu_to_be_16((uint16_t)(total - eth));
+		h->time_to_live = 64;
+		h->next_proto_id = udp ? IPPROTO_UDP : IPPROTO_ESP;
+		h->src_addr = sa->src.v4.s_addr;
+		h->dst_addr = sa->dst.v4.s_addr;
+		h->hdr_checksum = rte_ipv4_cksum(h);
+	} else {
+		struct rte_ipv6_hdr *h = (void *)(p + eth);
+
+		h->vtc_flow = rte_cpu_to_be_32(0x60000000);
+		h->payload_len = rte_cpu_to_be_16((uint16_t)(total - eth - ip));
+		h->proto = udp ? IPPROTO_UDP : IPPROTO_ESP;
+		h->hop_limits = 64;
+		memcpy(h->src_addr, &sa->src.v6, 16);
+		memcpy(h->dst_addr, &sa->dst.v6, 16);
+	}
+	if (udp) {
+		struct rte_udp_hdr *u = (void *)(p + eth + ip);
+
+		u->src_port = rte_cpu_to_be_16(sa->encap_sport);
+		u->dst_port = rte_cpu_to_be_16(sa->encap_dport);
+		u->dgram_len = rte_cpu_to_be_16((uint16_t)(total - eth - ip));
+		u->dgram_cksum = 0;
+	}
+	esp = p + eth + ip + udp;
+	spi = rte_cpu_to_be_32(sa->spi);
+	memcpy(esp, &spi, 4);
+	memcpy(esp + 4, body, 4); /* sequence number */
+	memset(esp + 8, 0, 4);	  /* IV: unique per sequence number */
+	memcpy(esp + 12, body, 4);
+	memcpy(nonce, sa->enc_key + sa->enc_key_len - 4, 4);
+	memcpy(nonce + 4, esp + 8, 8);
+	if (EVP_EncryptInit_ex(gcm, c, NULL, NULL, NULL) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(gcm, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) != 1 ||
+	    EVP_EncryptInit_ex(gcm, NULL, NULL, sa->enc_key, nonce) != 1 ||
+	    EVP_EncryptUpdate(gcm, NULL, &n, esp, 8) != 1 ||
+	    (plain && EVP_EncryptUpdate(gcm, esp + 16, &n, body + 4, (int)plain) != 1) ||
+	    EVP_EncryptFinal_ex(gcm, esp + 16 + plain, &n) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(gcm, EVP_CTRL_GCM_GET_TAG, 16, esp + 16 + plain) != 1)
+		fail("AES-GCM");
+	return true;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const struct dp_snapshot *s = dp.snap;
@@ -155,7 +263,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t off = 0;
 
 	while (off + 3 <= size) {
-		uint16_t p = (uint16_t)(data[off] % dp.n_ports);
+		bool sealed = data[off] & 0x80 && n_seal;
+		uint16_t p = sealed ? seal_port : (uint16_t)(data[off] % dp.n_ports);
 		size_t len = (size_t)data[off + 1] << 8 | data[off + 2];
 		struct rte_mbuf *m;
 		uint16_t clen;
@@ -171,9 +280,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		m = rte_pktmbuf_alloc(dp.pool);
 		if (m == NULL)
 			break;
-		/* One segment, as the drivers deliver it: longer frames are cut. */
-		clen = (uint16_t)RTE_MIN(len, (size_t)rte_pktmbuf_tailroom(m));
-		memcpy(rte_pktmbuf_append(m, clen), data + off, clen);
+		if (sealed) {
+			if (!seal(m, seal_sa[(data[off - 3] & 0x7f) % n_seal], data + off, len)) {
+				rte_pktmbuf_free(m);
+				off += len;
+				continue;
+			}
+		} else {
+			/* One segment, as drivers deliver it: longer frames are cut. */
+			clen = (uint16_t)RTE_MIN(len, (size_t)rte_pktmbuf_tailroom(m));
+			memcpy(rte_pktmbuf_append(m, clen), data + off, clen);
+		}
 		m->port = dp.ports[p].eth_id;
 		pkts[n++] = m;
 		off += len;

@@ -14,11 +14,12 @@ HMAC, ChaCha20-Poly1305, AES-GMAC, ESN), ESP in UDP (NAT-T), transport mode on
 the forwarding path, plus bypass and discard policies and the levels use and
 unique.
 
-DIR/corpus_dataplane/*: one or more frames per file, each as
+DIR/corpus_dataplane/*: one or more records per file, each as
     port (1 byte: 0 lan, 1 wan) | length (2 bytes, big endian) | frame
 the format fuzz_dataplane.c reads: the LAN host's packets for each outbound
 SA, the peers' ESP for each inbound SA (whole, fragmented, tampered,
-replayed), test_pcap.py's forwarding cases, ARP and neighbour discovery.
+replayed), test_pcap.py's forwarding cases, ARP and neighbour discovery;
+and records the harness seals with an inbound AES-GCM SA (see sealed()).
 """
 import os
 import struct
@@ -64,6 +65,11 @@ def config(ts):
     for t in ts:
         cfg["sas"] += t.sas()
         cfg["policies"] += t.policies()
+        if t.mode == "transport":  # inbound transport mode: the peer host to the gateway
+            cfg["sas"].append(t._sa_cfg(t.spi_in, "in", t.peer, t.gw, *t.keys["in"]))
+            bits = 32 if t.inner == 4 else 128
+            cfg["policies"].append({"direction": "in", "src": f"{t.peer}/{bits}", "dst": f"{t.gw}/{bits}",
+                                    "action": "protect", "ipsec": t._req(None, None)})
     # levels other than require: use on one tunnel's outbound policy, unique on another's
     for pol in cfg["policies"]:
         if pol["direction"] == "out" and pol["ipsec"][0]["reqid"] == 1:
@@ -104,8 +110,34 @@ def frag_frames(t, seq):
     return [T.frame_to_gw(p) for p in parts]
 
 
-def seeds(ts):
+def sealed(cfg, ts):
+    """Records that fuzz_dataplane seals (port 0x80 + k): for the k-th inbound
+    AES-GCM SA without ESN of the configuration, a sequence number and the ESP
+    plaintext: the inner packet (tunnel) or UDP datagram (transport), padding
+    1, 2, 3... to 4 bytes, pad length, next header (RFC 4303)."""
+    by_spi = {t.spi_in: t for t in ts}
+    sas = [sa for sa in cfg["sas"] if sa["direction"] == "in" and
+           sa["encryption"]["algorithm"].startswith("aes-gcm") and not sa.get("esn")]
     out = {}
+    for k, sa in enumerate(sas):
+        t = by_spi[sa["spi"]]
+        fam = t.inner
+        if t.mode == "tunnel":
+            body = raw(T.ip(fam, src=T.remote_host(fam, t.i), dst=T.HOST[fam], ttl=64) /
+                       UDP(sport=3000 + t.i, dport=4000) / Raw(f"sealed/{t.name}".encode()))
+            nh = 4 if fam == 4 else 41
+        else:
+            body = raw(UDP(sport=500, dport=500, chksum=0) / Raw(f"sealed/{t.name}".encode()))
+            nh = 17
+        pad = -(len(body) + 2) % 4
+        plain = body + bytes(range(1, pad + 1)) + bytes([pad, nh])
+        rec_ = struct.pack("!BH", 0x80 + k, 4 + len(plain)) + struct.pack("!I", 1000 + k) + plain
+        out[f"sealed-{t.name}"] = [rec_]
+    return out
+
+
+def seeds(ts, cfg):
+    out = sealed(cfg, ts)
     for t in ts:
         out[f"out-{t.name}"] = [rec(LAN, f) for f in t.lan_frames()]
         if t.in_frames:
@@ -140,14 +172,15 @@ def seeds(ts):
 def main():
     d = sys.argv[1] if len(sys.argv) > 1 else HERE
     ts = tunnels()
+    cfg = config(ts)
     with open(os.path.join(d, "dataplane.yaml"), "w") as f:
         f.write("# Written by tests/fuzz/gen_dataplane.py: fuzz_dataplane's gateway. Test keys only.\n")
-        yaml.safe_dump(config(ts), f, sort_keys=False, default_flow_style=None, width=120)
+        yaml.safe_dump(cfg, f, sort_keys=False, default_flow_style=None, width=120)
     cdir = os.path.join(d, "corpus_dataplane")
     os.makedirs(cdir, exist_ok=True)
     for name in os.listdir(cdir):
         os.unlink(os.path.join(cdir, name))
-    for name, recs in seeds(ts).items():
+    for name, recs in seeds(ts, cfg).items():
         with open(os.path.join(cdir, name), "wb") as f:
             f.write(b"".join(recs))
 
