@@ -48,6 +48,7 @@ struct dp_meta {
 	uint8_t outer_ecn;  /* inbound ESP: ECN field of the outer header */
 	uint16_t out_port;  /* dataplane port index */
 	uint32_t pre_len;   /* inbound ESP: length before lib/ipsec processing */
+	uint32_t esp_sqn;   /* inbound ESP: sequence number (replay.h) */
 	struct dps_addr nh; /* next hop to resolve */
 };
 

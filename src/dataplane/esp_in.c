@@ -17,6 +17,7 @@
 #include "dataplane/crypto.h"
 #include "dataplane/esp.h"
 #include "dataplane/fwd.h"
+#include "dataplane/replay.h"
 #include "dataplane/worker.h"
 
 #define ESP_HDR_LEN 8 /* SPI + sequence number */
@@ -139,6 +140,16 @@ static uint16_t esp_only(struct dp_worker *w, uint16_t port, struct rte_mbuf **p
 	return k;
 }
 
+/* The ESP header is there: esp_only checked the length. */
+static inline uint32_t esp_sqn(const struct rte_mbuf *m)
+{
+	uint32_t buf;
+	const uint32_t *sqn =
+		rte_pktmbuf_read(m, (uint32_t)m->l2_len + m->l3_len + 4, sizeof(buf), &buf);
+
+	return rte_be_to_cpu_32(*sqn);
+}
+
 void dp_esp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 	       struct rte_mbuf **pkts, uint16_t n, int v6)
 {
@@ -177,6 +188,7 @@ void dp_esp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 		cur = x;
 		dp_count(w, port, DP_CNT_ipsec_in);
 		dp_meta(pkts[i])->pre_len = rte_pktmbuf_pkt_len(pkts[i]);
+		dp_meta(pkts[i])->esp_sqn = esp_sqn(pkts[i]);
 		grp[ng++] = pkts[i];
 	}
 	if (ng)
@@ -266,6 +278,15 @@ static enum dp_sa_counter inner_l2(struct dp_sa *sa, struct rte_mbuf *m, int *v6
 	return DP_SA_CNT_MAX;
 }
 
+/* lib/ipsec accepted @m (integrity checked, within its window): accepted before? */
+static inline bool replay_ok(struct dp_sa *sa, struct rte_mbuf *m)
+{
+	uint32_t low = dp_meta(m)->esp_sqn;
+
+	return dp_replay_accept(sa->replay,
+				sa->cfg.esn ? dp_replay_esn(sa->replay, low) : (uint64_t)low);
+}
+
 void dp_esp_in_finish(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
 		      struct rte_mbuf **mb, uint16_t k, uint16_t n)
 {
@@ -284,6 +305,11 @@ void dp_esp_in_finish(struct dp_worker *w, const struct dp_snapshot *s, struct d
 		enum dp_sa_counter bad;
 		int v6;
 
+		if (sa->replay != NULL && !replay_ok(sa, mb[i])) {
+			dp_sa_count(sa, w->id, DP_SA_CNT_drop_replay, 1);
+			rte_pktmbuf_free(mb[i]);
+			continue;
+		}
 		bad = inner_l2(sa, mb[i], &v6);
 		if (bad != DP_SA_CNT_MAX) {
 			dp_sa_count(sa, w->id, bad, 1);

@@ -13,6 +13,7 @@
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "dataplane/esp.h"
+#include "dataplane/replay.h"
 #include "dataplane/sa.h"
 
 const char *const dp_sa_counter_names[DP_SA_CNT_MAX] = {
@@ -188,6 +189,13 @@ struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
 	}
 	if (sa->cnt == NULL || (sa->rsa = rte_zmalloc("dps_rsa", sz, 64)) == NULL)
 		goto nomem;
+	if (cfg->dir == DPS_DIR_IN && cfg->replay_window) {
+		sa->replay = rte_malloc("dps_replay", dp_replay_size(cfg->replay_window),
+					RTE_CACHE_LINE_SIZE);
+		if (sa->replay == NULL)
+			goto nomem;
+		dp_replay_init(sa->replay, cfg->replay_window, cfg->seq_start);
+	}
 	prm.userdata = (uintptr_t)sa;
 	sa->rsa_lines =
 		RTE_MIN((unsigned int)RTE_ALIGN_CEIL(sz, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE,
@@ -219,6 +227,7 @@ void dp_sa_free(struct dp_sa *sa)
 		rte_ipsec_sa_fini(sa->rsa);
 		rte_free(sa->rsa);
 	}
+	rte_free(sa->replay);
 	rte_free(sa->cnt);
 	rte_free(sa);
 }

@@ -20,6 +20,7 @@
 struct dp_worker;
 struct dp_snapshot;
 struct dp_sa;
+struct dp_replay;
 
 #define DP_SA_COUNTERS(X)                                                                          \
 	X(packets, "packets protected (out) or accepted (in)")                                     \
@@ -79,6 +80,8 @@ struct dp_sa {
 	uint8_t block;	   /* ciphertext alignment */
 	uint8_t rsa_lines; /* cache lines of *rsa, to prefetch */
 	uint8_t ses_lines; /* of the crypto session: its header and keys */
+	/* Inbound with a replay window: replays lib/ipsec misses (replay.h). */
+	struct dp_replay *replay;
 	/* Control thread, and the rare paths. */
 	struct dps_sa cfg;
 	uint32_t id;	 /* store's handle */
