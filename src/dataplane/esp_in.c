@@ -143,11 +143,11 @@ static uint16_t esp_only(struct dp_worker *w, uint16_t port, struct rte_mbuf **p
 /* The ESP header is there: esp_only checked the length. */
 static inline uint32_t esp_sqn(const struct rte_mbuf *m)
 {
-	uint32_t buf;
-	const uint32_t *sqn =
-		rte_pktmbuf_read(m, (uint32_t)m->l2_len + m->l3_len + 4, sizeof(buf), &buf);
+	uint32_t buf, sqn;
+	const void *p = rte_pktmbuf_read(m, (uint32_t)m->l2_len + m->l3_len + 4, 4, &buf);
 
-	return rte_be_to_cpu_32(*sqn);
+	memcpy(&sqn, p, 4); /* unaligned behind an IPv4 header */
+	return rte_be_to_cpu_32(sqn);
 }
 
 void dp_esp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
