@@ -40,6 +40,7 @@
 #include "dataplane/dp.h"
 #include "dataplane/icmp.h"
 #include "dataplane/port.h"
+#include "dataplane/sa.h"
 #include "dataplane/worker.h"
 
 #ifndef DPS_FUZZ_CONFIG
@@ -52,9 +53,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static struct dps_config cfg;
 static struct dp_worker *worker;
 
-/* Inbound AES-GCM SAs (no ESN) that the harness seals frames for. */
-#define MAX_SEAL 32
+/* Inbound AES-GCM SAs (no ESN) that the harness seals frames for, their
+ * dataplane SAs, and which sequence numbers below ORACLE_SEQS each accepted. */
+#define MAX_SEAL    32
+#define ORACLE_SEQS 65536
 static const struct dps_sa *seal_sa[MAX_SEAL];
+static struct dp_sa *seal_dp[MAX_SEAL];
+static uint64_t *accepted[MAX_SEAL];
 static unsigned int n_seal;
 static uint16_t seal_port; /* the first unprotected port: where ESP arrives */
 static EVP_CIPHER_CTX *gcm;
@@ -86,6 +91,8 @@ static void teardown(void)
 	if (getenv("DPS_FUZZ_STATS"))
 		print_counters();
 	EVP_CIPHER_CTX_free(gcm);
+	for (unsigned int i = 0; i < n_seal; i++)
+		free(accepted[i]);
 	dps_store_fini();
 	dp_crypto_fini();
 	dp_stop();
@@ -122,8 +129,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	for (unsigned int i = 0; i < cfg.n_sas && n_seal < MAX_SEAL; i++) {
 		const struct dps_sa *sa = &cfg.sas[i];
 
-		if (sa->dir == DPS_DIR_IN && sa->enc_alg == DPS_ENC_AES_GCM && !sa->esn)
-			seal_sa[n_seal++] = sa;
+		const struct dps_store_sa *st;
+
+		if (sa->dir != DPS_DIR_IN || sa->enc_alg != DPS_ENC_AES_GCM || sa->esn)
+			continue;
+		st = dps_store_sa_find(sa->spi, &sa->dst, sa->proto);
+		accepted[n_seal] = calloc(ORACLE_SEQS / 64, sizeof(uint64_t));
+		if (st == NULL || st->dp == NULL || accepted[n_seal] == NULL)
+			fail("a sealing SA is not in the store");
+		seal_dp[n_seal] = st->dp;
+		seal_sa[n_seal++] = sa;
 	}
 	for (uint16_t i = 0; i < cfg.n_ports; i++) {
 		if (cfg.ports[i].role == DPS_ROLE_UNPROTECTED) {
@@ -254,6 +269,35 @@ static bool seal(struct rte_mbuf *m, const struct dps_sa *sa, const uint8_t *bod
 	return true;
 }
 
+static uint64_t sa_packets(unsigned int k)
+{
+	struct dp_sa_counters c;
+
+	dp_sa_counters(seal_dp[k], &c);
+	return c.v[DP_SA_CNT_packets];
+}
+
+/*
+ * Anti-replay oracle (RFC 4303 3.4.3): a sealed record goes through the
+ * worker alone, and if its SA's packet count grew, ESP processing accepted
+ * its sequence number, which it must never do twice.
+ */
+static void rx_sealed(const struct dp_snapshot *s, unsigned int k, uint32_t seq, struct rte_mbuf *m)
+{
+	uint64_t before = sa_packets(k);
+
+	dp_worker_rx(worker, s, seal_port, &m, 1);
+	finish(s);
+	if (sa_packets(k) == before || seq >= ORACLE_SEQS)
+		return;
+	if (accepted[k][seq / 64] & UINT64_C(1) << (seq % 64)) {
+		fprintf(stderr, "fuzz_dataplane: SA 0x%x accepted sequence number %u twice\n",
+			seal_sa[k]->spi, seq);
+		abort();
+	}
+	accepted[k][seq / 64] |= UINT64_C(1) << (seq % 64);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const struct dp_snapshot *s = dp.snap;
@@ -280,18 +324,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		m = rte_pktmbuf_alloc(dp.pool);
 		if (m == NULL)
 			break;
+		m->port = dp.ports[p].eth_id;
 		if (sealed) {
-			if (!seal(m, seal_sa[(data[off - 3] & 0x7f) % n_seal], data + off, len)) {
-				rte_pktmbuf_free(m);
-				off += len;
-				continue;
+			unsigned int k = (data[off - 3] & 0x7f) % n_seal;
+
+			if (n) {
+				dp_worker_rx(worker, s, port, pkts, n);
+				n = 0;
 			}
+			if (seal(m, seal_sa[k], data + off, len))
+				rx_sealed(s, k,
+					  (uint32_t)data[off] << 24 | data[off + 1] << 16 |
+						  data[off + 2] << 8 | data[off + 3],
+					  m);
+			else
+				rte_pktmbuf_free(m);
+			off += len;
+			continue;
 		} else {
 			/* One segment, as drivers deliver it: longer frames are cut. */
 			clen = (uint16_t)RTE_MIN(len, (size_t)rte_pktmbuf_tailroom(m));
 			memcpy(rte_pktmbuf_append(m, clen), data + off, clen);
 		}
-		m->port = dp.ports[p].eth_id;
 		pkts[n++] = m;
 		off += len;
 	}
