@@ -17,8 +17,10 @@
  * ports). 0x80 + k: body is a sequence number and an ESP plaintext, sealed
  * into a frame from the peer of the k-th inbound AES-GCM SA (seal()).
  *
- * At exit the dataplane is torn down as dpsecd does, so that LeakSanitizer
- * only sees what nothing freed.
+ * Besides ASan/UBSan/LeakSanitizer, an input fails when mbufs go missing from
+ * the pool (check_mbufs) or when an SA accepts a sealed sequence number twice
+ * (rx_sealed). At exit the dataplane is torn down as dpsecd does, so that
+ * LeakSanitizer only sees what nothing freed.
  */
 #include <inttypes.h>
 #include <stdint.h>
