@@ -46,6 +46,7 @@ struct dp_meta {
 	uint8_t outer_ecn;  /* inbound ESP: ECN field of the outer header */
 	uint16_t out_port;  /* dataplane port index */
 	uint32_t pre_len;   /* inbound ESP: length before lib/ipsec processing */
+	uint32_t esp_seq;   /* inbound ESP: the sequence number field, host order */
 	struct dps_addr nh; /* next hop to resolve */
 	struct dp_sa *via;  /* decrypted: the inbound SA (RFC 4301 §5.2 check) */
 };
