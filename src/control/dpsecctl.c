@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "control/config.h"
+#include "control/dpsecctl_view.h"
 
 #define DEFAULT_CONFIG "/etc/dpsec/dpsec.yaml"
 #define DEFAULT_PREFIX "dpsec"
@@ -84,6 +85,7 @@ struct ctl {
 	char *buf;
 	bool json;
 	bool all;
+	bool verbose;
 	FILE *out;
 };
 
@@ -829,6 +831,119 @@ static int cmd_show(struct ctl *ctl, const struct command *c, int argc, char **a
 	return ret;
 }
 
+/*
+ * @arg names objects of a listing: "0xSPI" the SAs with that SPI, "ID" (or
+ * "saID", "policyID") the one with that id. Returns the matching subset.
+ */
+static json_t *select_objects(const json_t *v, const char *arg, const char *prefix, bool by_spi)
+{
+	json_t *sel = json_object(), *obj;
+	unsigned long want;
+	const char *key;
+	bool spi = false;
+	char *end;
+
+	if (!sel)
+		oom();
+	if (by_spi && (!strncmp(arg, "0x", 2) || !strncmp(arg, "0X", 2))) {
+		spi = true;
+		arg += 2;
+	} else if (!strncmp(arg, prefix, strlen(prefix))) {
+		arg += strlen(prefix);
+	}
+	errno = 0;
+	want = strtoul(arg, &end, spi ? 16 : 10);
+	if (!*arg || *end || errno || arg[0] == '-') {
+		json_decref(sel);
+		return NULL;
+	}
+	json_object_foreach((json_t *)v, key, obj)
+	{
+		bool hit;
+
+		if (spi)
+			hit = strtoul(json_string_value(json_object_get(obj, "spi")) ?: "", NULL,
+				      16) == want;
+		else
+			hit = json_integer_value(json_object_get(obj, "id")) == (json_int_t)want;
+		if (hit && json_object_set(sel, key, obj))
+			oom();
+	}
+	return sel;
+}
+
+/* The readable view of a listing: every object in natural key order. */
+static void print_views(struct ctl *ctl, const json_t *v, bool is_sa)
+{
+	size_t n = json_object_size(v), i = 0;
+	const char **keys = xcalloc(n, sizeof(*keys));
+	const char *key;
+	json_t *obj;
+
+	json_object_foreach((json_t *)v, key, obj) keys[i++] = key;
+	qsort(keys, n, sizeof(*keys), cmp_verstr);
+	for (i = 0; i < n; i++) {
+		obj = json_object_get(v, keys[i]);
+		if (is_sa)
+			dps_view_sa(ctl->out, keys[i], obj, ctl->verbose);
+		else
+			dps_view_policy(ctl->out, keys[i], obj, ctl->verbose);
+	}
+	free(keys);
+}
+
+/* sa, policy: the readable view, -v the full table, or "show SPI|ID" one object. */
+static int cmd_objects(struct ctl *ctl, const struct command *c, int argc, char **argv)
+{
+	const struct query *q = &c->queries[0];
+	bool is_sa = !strcmp(c->name, "sa");
+	json_t *v, *out;
+	int ret = EXIT_SUCCESS;
+
+	if (argc == 1 || argc > 2 || (argc == 2 && strcmp(argv[0], "show"))) {
+		err_msg("%s: expected no argument or 'show %s'", c->name, is_sa ? "SPI|ID" : "ID");
+		return EXIT_USAGE;
+	}
+	v = paged_query(ctl, q->cmd);
+	if (!v)
+		return EXIT_FAILURE;
+	if (check_shape(q->cmd, v)) {
+		json_decref(v);
+		return EXIT_FAILURE;
+	}
+	if (argc == 2) {
+		json_t *sel = select_objects(v, argv[1], is_sa ? "sa" : "policy", is_sa);
+
+		json_decref(v);
+		if (!sel) {
+			err_msg("%s show: '%s' is not %s", c->name, argv[1],
+				is_sa ? "an SPI (0x...) nor an SA id" : "a policy id");
+			return EXIT_USAGE;
+		}
+		if (json_object_size(sel) == 0) {
+			err_msg("%s show: no %s %s", c->name, is_sa ? "SA" : "policy", argv[1]);
+			json_decref(sel);
+			return EXIT_FAILURE;
+		}
+		v = sel;
+	}
+	if (ctl->json) {
+		out = json_pack("{s:O}", q->name, v);
+		if (!out)
+			oom();
+		print_json(ctl->out, out);
+		json_decref(out);
+	} else if (json_object_size(v) == 0) {
+		fprintf(ctl->out, "%s\n", q->layout->empty);
+	} else if (ctl->verbose && argc == 0) {
+		ret = print_table(ctl->out, q->cmd, v, q->layout, ctl->all) ? EXIT_FAILURE : 0;
+	} else {
+		print_views(ctl, v, is_sa);
+	}
+	json_decref(v);
+	return ret;
+}
+
 static int cmd_raw(struct ctl *ctl, const struct command *c, int argc, char **argv)
 {
 	json_t *reply;
@@ -893,15 +1008,17 @@ static const struct command commands[] = {
 	},
 	{
 		.name = "sa",
+		.args = "[show SPI|ID]",
 		.help = "security associations with their counters",
-		.run = cmd_show,
+		.run = cmd_objects,
 		.queries = {{"sas", "/dpsec/sa", &sa_rows, true}},
 	},
 	{
 		.name = "policy",
 		.alias = "policies",
+		.args = "[show ID]",
 		.help = "security policies with their hits",
-		.run = cmd_show,
+		.run = cmd_objects,
 		.queries = {{"policies", "/dpsec/policy", &policy_rows, true}},
 	},
 	{
@@ -951,6 +1068,8 @@ static void usage(FILE *f)
 		"  -s, --socket PATH       telemetry socket (overrides -c and -p)\n"
 		"  -j, --json              machine-readable output\n"
 		"  -a, --all               stats: also show drop counters that are zero\n"
+		"  -v, --verbose           sa, policy: every field (a wide table; with show,\n"
+		"                          every field of the object)\n"
 		"      --from-file FILE    answer from FILE instead of dpsecd (offline reading,\n"
 		"                          tests): a JSON object of telemetry command -> reply\n"
 		"                          value; \"/cmd,ARG\" falls back to \"/cmd\"; a command\n"
@@ -1028,6 +1147,7 @@ int main(int argc, char **argv)
 		{"socket", required_argument, NULL, 's'},
 		{"json", no_argument, NULL, 'j'},
 		{"all", no_argument, NULL, 'a'},
+		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		/* Debugging: answer from a file {"/cmd": value, ...} instead of dpsecd. */
 		{"from-file", required_argument, NULL, OPT_FROM_FILE},
@@ -1038,7 +1158,7 @@ int main(int argc, char **argv)
 	const struct command *cmd;
 	int opt, ret;
 
-	while ((opt = getopt_long(argc, argv, "c:p:s:jah", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:p:s:javh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			config = optarg;
@@ -1054,6 +1174,9 @@ int main(int argc, char **argv)
 			break;
 		case 'a':
 			ctl.all = true;
+			break;
+		case 'v':
+			ctl.verbose = true;
 			break;
 		case 'h':
 			usage(stdout);
