@@ -17,6 +17,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <linux/pfkeyv2.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -29,10 +31,12 @@
 #include <unistd.h>
 
 #include "control/config.h"
+#include "control/dpsecctl_monitor.h"
 #include "control/dpsecctl_view.h"
 
 #define DEFAULT_CONFIG "/etc/dpsec/dpsec.yaml"
 #define DEFAULT_PREFIX "dpsec"
+#define DEFAULT_PFKEY  "/run/dpsec/pfkey.sock"
 #define RUNTIME_DIR    "/var/run/dpdk"
 #define TELEMETRY_SOCK "dpdk_telemetry.v2"
 
@@ -80,6 +84,7 @@ struct command {
 
 struct ctl {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char pfkey[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* dpsecd's PF_KEY socket */
 	int fd;
 	json_t *fake; /* --from-file: canned replies keyed by command */
 	char *buf;
@@ -944,6 +949,75 @@ static int cmd_objects(struct ctl *ctl, const struct command *c, int argc, char 
 	return ret;
 }
 
+/* Connect to dpsecd's PF_KEY socket and make it promiscuous (RFC 2367 X_PROMISC). */
+static int pfkey_open(const struct ctl *ctl)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct sadb_msg promisc = {
+		.sadb_msg_version = PF_KEY_V2,
+		.sadb_msg_type = SADB_X_PROMISC,
+		.sadb_msg_satype = 1, /* on */
+		.sadb_msg_len = sizeof(struct sadb_msg) / 8,
+		.sadb_msg_pid = (uint32_t)getpid(),
+	};
+	int fd;
+
+	memcpy(sun.sun_path, ctl->pfkey, sizeof(sun.sun_path));
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		err_msg("socket: %s", strerror(errno));
+		return -1;
+	}
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) ||
+	    send(fd, &promisc, sizeof(promisc), MSG_NOSIGNAL) != sizeof(promisc)) {
+		err_msg("cannot reach dpsecd's PF_KEY socket %s: %s (%s)", ctl->pfkey,
+			strerror(errno),
+			errno == EACCES || errno == EPERM
+				? "are you root?"
+				: "is dpsecd running with pfkey enabled?");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Print SA and policy changes, EXPIREs and ACQUIREs as they happen, until killed. */
+static int cmd_monitor(struct ctl *ctl, const struct command *c, int argc, char **argv)
+{
+	static uint8_t msg[65535 * 8];
+	char line[512];
+	int fd;
+
+	(void)argv;
+	if (check_args(c, argc))
+		return EXIT_USAGE;
+	fd = pfkey_open(ctl);
+	if (fd < 0)
+		return EXIT_FAILURE;
+	for (;;) {
+		ssize_t n = recv(fd, msg, sizeof(msg), 0);
+		int len;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			err_msg("monitor: %s",
+				n == 0 ? "dpsecd closed the PF_KEY socket" : strerror(errno));
+			close(fd);
+			return EXIT_FAILURE;
+		}
+		len = dps_monitor_format(msg, (size_t)n, line, sizeof(line));
+		if (len < 0)
+			err_msg("monitor: a malformed message of %zd bytes", n);
+		else if (len > 0 && fprintf(ctl->out, "%s\n", line) < 0)
+			break;
+		if (fflush(ctl->out))
+			break; /* the reader went away */
+	}
+	close(fd);
+	return EXIT_SUCCESS;
+}
+
 static int cmd_raw(struct ctl *ctl, const struct command *c, int argc, char **argv)
 {
 	json_t *reply;
@@ -1022,6 +1096,11 @@ static const struct command commands[] = {
 		.queries = {{"policies", "/dpsec/policy", &policy_rows, true}},
 	},
 	{
+		.name = "monitor",
+		.help = "stream SA and policy changes, EXPIREs and ACQUIREs (PF_KEY)",
+		.run = cmd_monitor,
+	},
+	{
 		.name = "raw",
 		.args = "CMD [PARAM]",
 		.help = "send a telemetry command (\"/\" lists them), print the JSON reply",
@@ -1066,6 +1145,8 @@ static void usage(FILE *f)
 		"\" without it)\n"
 		"  -p, --file-prefix NAME  DPDK file prefix of dpsecd (overrides -c)\n"
 		"  -s, --socket PATH       telemetry socket (overrides -c and -p)\n"
+		"      --pfkey PATH        monitor: dpsecd's PF_KEY socket (default pfkey.socket\n"
+		"                          of the configuration, or " DEFAULT_PFKEY ")\n"
 		"  -j, --json              machine-readable output\n"
 		"  -a, --all               stats: also show drop counters that are zero\n"
 		"  -v, --verbose           sa, policy: every field (a wide table; with show,\n"
@@ -1103,6 +1184,8 @@ static int resolve_path(struct ctl *ctl, const char *sock, const char *prefix, c
 			return -1;
 		}
 		prefix = cfg->eal.file_prefix[0] ? cfg->eal.file_prefix : DEFAULT_PREFIX;
+		if (!ctl->pfkey[0])
+			memcpy(ctl->pfkey, cfg->pfkey.socket, sizeof(ctl->pfkey));
 	}
 	n = snprintf(ctl->path, sizeof(ctl->path), RUNTIME_DIR "/%s/" TELEMETRY_SOCK, prefix);
 	if (cfg) {
@@ -1136,6 +1219,7 @@ static int load_fake(struct ctl *ctl, const char *file)
 
 enum {
 	OPT_FROM_FILE = 256,
+	OPT_PFKEY,
 };
 
 #ifndef DPSECCTL_NO_MAIN
@@ -1151,6 +1235,7 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		/* Debugging: answer from a file {"/cmd": value, ...} instead of dpsecd. */
 		{"from-file", required_argument, NULL, OPT_FROM_FILE},
+		{"pfkey", required_argument, NULL, OPT_PFKEY},
 		{NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *prefix = NULL, *sock = NULL, *from_file = NULL;
@@ -1184,6 +1269,13 @@ int main(int argc, char **argv)
 		case OPT_FROM_FILE:
 			from_file = optarg;
 			break;
+		case OPT_PFKEY:
+			if (strlen(optarg) >= sizeof(ctl.pfkey)) {
+				err_msg("--pfkey: path too long");
+				return EXIT_USAGE;
+			}
+			strcpy(ctl.pfkey, optarg);
+			break;
 		default:
 			usage(stderr);
 			return EXIT_USAGE;
@@ -1202,6 +1294,8 @@ int main(int argc, char **argv)
 
 	if (from_file ? load_fake(&ctl, from_file) : resolve_path(&ctl, sock, prefix, config))
 		return EXIT_FAILURE;
+	if (!ctl.pfkey[0])
+		strcpy(ctl.pfkey, DEFAULT_PFKEY);
 	ctl.buf = xcalloc(1, REPLY_MAX + 1);
 	ctl.out = stdout;
 

@@ -33,7 +33,8 @@ static void __attribute__((format(printf, 2, 3))) field(struct line *l, const ch
 	if (len < 0)
 		return;
 	if (len > DPS_VIEW_WIDTH - 2 * INDENT)
-		len = DPS_VIEW_WIDTH - 2 * INDENT; /* only a corrupt reply: cut rather than overflow */
+		len = DPS_VIEW_WIDTH -
+		      2 * INDENT; /* only a corrupt reply: cut rather than overflow */
 	if (l->col > 0 && l->col + 1 + len > DPS_VIEW_WIDTH) {
 		/* A continuation: indented deeper than the line it continues. */
 		fprintf(l->out, "\n%*s%.*s", 2 * INDENT, "", len, buf);

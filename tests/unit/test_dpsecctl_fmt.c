@@ -16,6 +16,7 @@
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include "control/dpsecctl.c"
 #pragma GCC diagnostic pop
+#include "pfkey_emul/codec.h"
 
 struct capture {
 	FILE *f;
@@ -380,6 +381,46 @@ static void test_select_objects(void **state)
 	json_decref(v);
 }
 
+/* The monitor's lines, for messages built by dpsecd's own PF_KEY builders. */
+static void test_monitor_lines(void **state)
+{
+	struct dps_sa sa = {
+		.spi = 0x1234, .proto = DPS_PROTO_ESP, .mode = DPS_MODE_TUNNEL, .reqid = 9};
+	struct sadb_msg h = {.sadb_msg_version = PF_KEY_V2,
+			     .sadb_msg_type = SADB_ADD,
+			     .sadb_msg_satype = SADB_SATYPE_ESP,
+			     .sadb_msg_pid = 77};
+	struct pfk_sa_state st = {.state = SADB_SASTATE_MATURE};
+	static uint8_t buf[4096];
+	char line[256];
+	long n;
+
+	(void)state;
+	assert_int_equal(dps_addr_parse("192.0.2.1", &sa.src), 0);
+	assert_int_equal(dps_addr_parse("2001:db8::2", &sa.dst), 0);
+	n = pfk_build_sa(buf, sizeof(buf), &h, &sa, &st, false);
+	assert_true(n > 0);
+	assert_true(dps_monitor_format(buf, (size_t)n, line, sizeof(line)) > 0);
+	assert_string_equal(
+		line, "sa add spi 0x00001234 esp tunnel 192.0.2.1 -> 2001:db8::2 reqid 9 (pid 77)");
+	n = pfk_build_expire(buf, sizeof(buf), 5, &sa, &st, true);
+	assert_true(dps_monitor_format(buf, (size_t)n, line, sizeof(line)) > 0);
+	assert_string_equal(
+		line, "expire hard spi 0x00001234 esp tunnel 192.0.2.1 -> 2001:db8::2 reqid 9");
+	/* a failed request, a GET reply: nothing */
+	h.sadb_msg_errno = ESRCH;
+	n = pfk_build_error(buf, sizeof(buf), &h, ESRCH);
+	assert_int_equal(dps_monitor_format(buf, (size_t)n, line, sizeof(line)), 0);
+	h.sadb_msg_errno = 0;
+	h.sadb_msg_type = SADB_GET;
+	n = pfk_build_sa(buf, sizeof(buf), &h, &sa, &st, false);
+	assert_int_equal(dps_monitor_format(buf, (size_t)n, line, sizeof(line)), 0);
+	/* a length that disagrees with sadb_msg_len, an extension running past the end */
+	assert_int_equal(dps_monitor_format(buf, (size_t)n - 8, line, sizeof(line)), -1);
+	((struct sadb_ext *)(buf + sizeof(struct sadb_msg)))->sadb_ext_len = 0xffff;
+	assert_int_equal(dps_monitor_format(buf, (size_t)n, line, sizeof(line)), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -397,6 +438,7 @@ int main(void)
 		cmocka_unit_test(test_view_policy_every_transform),
 		cmocka_unit_test(test_view_width),
 		cmocka_unit_test(test_select_objects),
+		cmocka_unit_test(test_monitor_lines),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
