@@ -43,4 +43,17 @@ static inline void *dps_realloc_wiped(void *p, size_t old_n, size_t new_n)
 	return q;
 }
 
+/**
+ * Wipe the stack below the caller's frame: functions it has just returned
+ * from (a crypto driver expanding a key, a parser holding an SA) leave copies
+ * there that no later call is bound to overwrite.
+ */
+static void __attribute__((noinline, unused)) dps_stack_wipe(void)
+{
+	unsigned char buf[64 * 1024];
+
+	explicit_bzero(buf, sizeof(buf));
+	__asm__ volatile("" : : "r"(buf) : "memory");
+}
+
 #endif

@@ -5,6 +5,8 @@
 
 #include <rte_crypto.h>
 #include <rte_cryptodev.h>
+#include <rte_ipsec.h>
+#include <rte_ipsec_group.h>
 
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
@@ -311,6 +313,22 @@ int dp_crypto_pick(const struct dp_xforms *x)
 	return -1;
 }
 
+/* lib/ipsec's process: integrity and replay window for inbound SAs. */
+static inline uint16_t sa_process(struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n)
+{
+	uint16_t k;
+
+	if (likely(!sa->serial))
+		return rte_ipsec_pkt_process(&sa->ss, mb, n);
+	/* One inbound SA on several workers (RSS keeps one SA on one queue, so
+	 * this is uncontended unless the peer's packets arrive on two ports):
+	 * lib/ipsec allows one updater of the window at a time. */
+	rte_spinlock_lock(&sa->lock);
+	k = rte_ipsec_pkt_process(&sa->ss, mb, n);
+	rte_spinlock_unlock(&sa->lock);
+	return k;
+}
+
 void dp_crypto_enqueue(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n,
 		       int prep_fail)
 {
@@ -328,4 +346,49 @@ void dp_crypto_enqueue(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **
 	w->inflight += sent;
 	dp_sa_drop(sa, w->id, mb, sent, k, DP_SA_CNT_drop_crypto);
 	rte_mempool_put_bulk(dp_crypto.op_pool, (void **)&cop[sent], n - sent);
+}
+
+void dp_crypto_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
+		   struct rte_mbuf **mb, uint16_t n)
+{
+	uint16_t k;
+
+	if (!sa->sync) {
+		dp_crypto_enqueue(w, sa, mb, n, sa->prep_fail);
+		return;
+	}
+	k = rte_ipsec_pkt_cpu_prepare(&sa->ss, mb, n);
+	dp_sa_drop(sa, w->id, mb, k, n, sa->prep_fail);
+	sa->xf->finish(w, s, sa, mb, sa_process(sa, mb, k), k);
+}
+
+uint16_t dp_crypto_poll(struct dp_worker *w, const struct dp_snapshot *s)
+{
+	struct rte_crypto_op *cop[DP_MAX_BURST];
+	struct rte_mbuf *mb[DP_MAX_BURST];
+	struct rte_ipsec_group grp[DP_MAX_BURST];
+	uint16_t total = 0;
+
+	/* At most one burst per call: what inbound SAs finish is fed back to
+	 * the worker as one sub-burst (w->st.again). */
+	for (unsigned int d = 0; d < dp_crypto.n_devs && w->inflight && total < DP_MAX_BURST; d++) {
+		uint16_t n = rte_cryptodev_dequeue_burst(dp_crypto.devs[d].id, w->id, cop,
+							 DP_MAX_BURST - total);
+		uint32_t ng;
+
+		if (n == 0)
+			continue;
+		w->inflight -= n;
+		total += n;
+		ng = rte_ipsec_pkt_crypto_group((const struct rte_crypto_op **)(uintptr_t)cop, mb,
+						grp, n);
+		rte_mempool_put_bulk(dp_crypto.op_pool, (void **)cop, n);
+		for (uint32_t g = 0; g < ng; g++) {
+			struct dp_sa *sa = grp[g].id.ptr; /* the session is the SA's first member */
+			uint16_t cnt = grp[g].cnt;
+
+			sa->xf->finish(w, s, sa, grp[g].m, sa_process(sa, grp[g].m, cnt), cnt);
+		}
+	}
+	return total;
 }

@@ -73,6 +73,23 @@ struct dp_sa;
 void dp_crypto_enqueue(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n,
 		       int prep_fail);
 
+struct dp_snapshot;
+
+/**
+ * lib/ipsec and the crypto of @n prepared packets of @sa: at once on the CPU,
+ * then the SA's finish; or enqueued on the worker's queue pair, finished by
+ * dp_crypto_poll(). What lib/ipsec refuses is counted as sa->prep_fail.
+ */
+void dp_crypto_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
+		   struct rte_mbuf **mb, uint16_t n);
+
+/**
+ * Collect finished crypto operations of the worker's queue pairs (at most
+ * one burst) and finish them through their SA's finish function. Returns the
+ * number of packets completed.
+ */
+uint16_t dp_crypto_poll(struct dp_worker *w, const struct dp_snapshot *s);
+
 /** Index (into dp_crypto.devs) of the first device able to run @x, or -1. */
 int dp_crypto_pick(const struct dp_xforms *x);
 

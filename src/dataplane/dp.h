@@ -18,12 +18,13 @@
 #include "common/log.h"
 #include "control/config.h"
 #include "dataplane/counters.h"
+#include "dataplane/stage.h"
 
-#define DP_MAX_BURST  64
 #define DP_NO_PORT    UINT16_MAX
 #define DP_ICMP_QUEUE 32 /* ICMP errors one worker may queue in one loop */
 
 struct dp_snapshot;
+struct dp_sa;
 struct dp_neigh_table;
 struct rte_ip_frag_tbl;
 struct rte_ip_frag_death_row;
@@ -46,6 +47,7 @@ struct dp_meta {
 	uint16_t out_port;  /* dataplane port index */
 	uint32_t pre_len;   /* inbound ESP: length before lib/ipsec processing */
 	struct dps_addr nh; /* next hop to resolve */
+	struct dp_sa *via;  /* decrypted: the inbound SA (RFC 4301 §5.2 check) */
 };
 
 static inline struct dp_meta *dp_meta(struct rte_mbuf *m)
@@ -93,7 +95,7 @@ struct dp_worker {
 	uint16_t icmp_port[DP_ICMP_QUEUE];
 	struct rte_mbuf *icmp[DP_ICMP_QUEUE];
 	/* The route and neighbour of the last outbound SA's peer, valid for one
-	 * loop (esp_out.c): a burst spread over many SAs to one peer looks them
+	 * loop (output.c): a burst spread over many SAs to one peer looks them
 	 * up once, not once per SA. */
 	struct {
 		uint64_t loop;
@@ -106,6 +108,8 @@ struct dp_worker {
 	/* reassembly of fragments for the gateway (frag.c) */
 	struct rte_ip_frag_tbl *reasm;
 	struct rte_ip_frag_death_row *death_row;
+	/* the sub-bursts between the stages of the packet path (stage.h) */
+	struct dp_stages st;
 } __rte_cache_aligned;
 
 struct dp {

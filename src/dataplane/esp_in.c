@@ -3,32 +3,23 @@
  * Inbound ESP: ESP and ESP-in-UDP (RFC 3948) packets for the gateway's
  * addresses. UDP encapsulation is removed here, the SA found with
  * rte_ipsec_sad, lib/ipsec checks the sequence number, decrypts and strips
- * the headers; the inner packet then goes through the inbound policy check
- * (RFC 4301 §5.2) and forwarding like any other.
+ * the headers; the inner packet goes back to the worker, which feeds it to
+ * the input stage: the inbound policy check (RFC 4301 §5.2) and forwarding
+ * like any other.
  */
 #include <rte_cryptodev.h>
 #include <rte_ip.h>
 #include <rte_ipsec.h>
-#include <rte_ipsec_group.h>
 #include <rte_ipsec_sad.h>
 #include <rte_udp.h>
 
 #include "dataplane/cksum.h"
 #include "dataplane/crypto.h"
 #include "dataplane/esp.h"
-#include "dataplane/fwd.h"
 #include "dataplane/worker.h"
+#include "dataplane/xform.h"
 
 #define ESP_HDR_LEN 8 /* SPI + sequence number */
-
-dp_sa_run_t dp_esp_runner(const struct dp_sa *sa)
-{
-	bool cpu = sa->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO;
-
-	if (sa->cfg.dir == DPS_DIR_OUT)
-		return cpu ? dp_esp_out_sync : dp_esp_out_async;
-	return cpu ? dp_esp_in_sync : dp_esp_in_async;
-}
 
 enum natt_kind { NATT_ESP, NATT_IKE, NATT_KEEPALIVE, NATT_BAD };
 
@@ -171,34 +162,26 @@ void dp_esp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 			continue;
 		}
 		if (x != cur && ng) {
-			cur->run(w, s, cur, grp, ng);
+			dp_xform_run(w, s, cur, grp, ng);
 			ng = 0;
 		}
 		cur = x;
 		dp_count(w, port, DP_CNT_ipsec_in);
-		dp_meta(pkts[i])->pre_len = rte_pktmbuf_pkt_len(pkts[i]);
 		grp[ng++] = pkts[i];
 	}
 	if (ng)
-		cur->run(w, s, cur, grp, ng);
+		dp_xform_run(w, s, cur, grp, ng);
 }
 
-void dp_esp_in_sync(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
-		    struct rte_mbuf **mb, uint16_t n)
+/* Remember the length, to tell a bad trailer from a replay (in_failure()). */
+static uint16_t esp_inb_prepare(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb,
+				uint16_t n)
 {
-	uint16_t k = rte_ipsec_pkt_cpu_prepare(&sa->ss, mb, n);
-
-	/* Lengths were checked: what prepare refuses is outside the replay window. */
-	dp_sa_drop(sa, w->id, mb, k, n, DP_SA_CNT_drop_replay);
-	dp_esp_in_finish(w, s, sa, mb, rte_ipsec_pkt_process(&sa->ss, mb, k), k);
-}
-
-void dp_esp_in_async(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
-		     struct rte_mbuf **mb, uint16_t n)
-{
-	(void)s;
-	/* Lengths were checked: what prepare refuses is outside the replay window. */
-	dp_crypto_enqueue(w, sa, mb, n, DP_SA_CNT_drop_replay);
+	(void)w;
+	(void)sa;
+	for (uint16_t i = 0; i < n; i++)
+		dp_meta(mb[i])->pre_len = rte_pktmbuf_pkt_len(mb[i]);
+	return n;
 }
 
 /*
@@ -216,36 +199,37 @@ static enum dp_sa_counter in_failure(struct rte_mbuf *m)
 	return DP_SA_CNT_drop_replay;
 }
 
-/*
- * Give the decrypted packet the Ethernet header of a frame sent to the port
- * (tunnel mode left the inner packet at the start; transport kept the outer
- * frame), so that forwarding and the exception TAP take it as received.
- * lib/ipsec changes IPv4 fields (ECN on decapsulation, length and protocol in
- * transport mode) without the checksum: recompute it.
- */
 #define ECN_NOT_ECT 0
 #define ECN_CE	    3
 
 /* RFC 6040 §4.2: CE outside, Not-ECT inside: the inner packet cannot carry the
  * congestion mark, so it is dropped. */
-static bool ecn_drop(struct rte_mbuf *m, const uint8_t *ip, int v6)
+static inline bool ecn_drop(struct rte_mbuf *m, const uint8_t *ip, int v6)
 {
 	uint8_t inner = v6 ? (ip[1] >> 4) & 3 : ip[1] & 3;
 
 	return dp_meta(m)->outer_ecn == ECN_CE && inner == ECN_NOT_ECT;
 }
 
-static enum dp_sa_counter inner_l2(struct dp_sa *sa, struct rte_mbuf *m, int *v6)
+/*
+ * Give the decrypted packet the Ethernet header of a frame sent to the port
+ * (tunnel mode left the inner packet at the start; transport kept the outer
+ * frame), so that the input stage takes it as received. lib/ipsec changes
+ * IPv4 fields (ECN on decapsulation, length and protocol in transport mode)
+ * without the checksum: recompute it.
+ */
+static inline enum dp_sa_counter inner_l2(struct rte_mbuf *m, int *v6, const bool tunnel,
+					  const bool ecn)
 {
 	struct rte_ether_hdr *eth;
 	uint8_t *ip;
 
-	if (sa->cfg.mode == DPS_MODE_TUNNEL) {
+	if (tunnel) {
 		ip = rte_pktmbuf_mtod(m, uint8_t *);
 		if (rte_pktmbuf_data_len(m) < 20 || ((ip[0] >> 4) != 4 && (ip[0] >> 4) != 6))
 			return DP_SA_CNT_drop_other;
 		*v6 = (ip[0] >> 4) == 6;
-		if (dp.cfg->ipsec.ecn && ecn_drop(m, ip, *v6))
+		if (ecn && ecn_drop(m, ip, *v6))
 			return DP_SA_CNT_drop_ecn;
 		eth = (struct rte_ether_hdr *)rte_pktmbuf_prepend(m, RTE_ETHER_HDR_LEN);
 		if (eth == NULL)
@@ -258,21 +242,20 @@ static enum dp_sa_counter inner_l2(struct dp_sa *sa, struct rte_mbuf *m, int *v6
 		ip = (uint8_t *)(eth + 1);
 	}
 	eth->dst_addr = dp.ports[dp.port_of_eth[m->port]].mac;
-	if (!*v6) {
-		struct rte_ipv4_hdr *h = (struct rte_ipv4_hdr *)ip;
-
-		dp_ip4_cksum_set(h);
-	}
+	if (!*v6)
+		dp_ip4_cksum_set((struct rte_ipv4_hdr *)ip);
 	return DP_SA_CNT_MAX;
 }
 
-void dp_esp_in_finish(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
-		      struct rte_mbuf **mb, uint16_t k, uint16_t n)
+/* The finish of every inbound ESP SA, specialised by the constant flags. The
+ * decrypted packets go back to the worker, which feeds them to the input
+ * stage as a new sub-burst. */
+static inline void esp_inb_finish(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb,
+				  uint16_t k, uint16_t n, const bool tunnel, const bool ecn)
 {
-	struct rte_mbuf *fam[2][DP_MAX_BURST];
-	uint16_t nf[2] = {0, 0};
+	struct dp_stages *st = &w->st;
 	uint64_t bytes = 0;
-	uint16_t port = 0;
+	uint16_t good = 0;
 
 	for (uint16_t i = k; i < n; i++) {
 		dp_sa_count(sa, w->id, in_failure(mb[i]), 1);
@@ -284,59 +267,50 @@ void dp_esp_in_finish(struct dp_worker *w, const struct dp_snapshot *s, struct d
 		enum dp_sa_counter bad;
 		int v6;
 
-		bad = inner_l2(sa, mb[i], &v6);
-		if (bad != DP_SA_CNT_MAX) {
-			dp_sa_count(sa, w->id, bad, 1);
+		bad = inner_l2(mb[i], &v6, tunnel, ecn);
+		if (unlikely(bad != DP_SA_CNT_MAX || st->n_again == DP_MAX_BURST)) {
+			dp_sa_count(sa, w->id, bad != DP_SA_CNT_MAX ? bad : DP_SA_CNT_drop_other,
+				    1);
 			rte_pktmbuf_free(mb[i]);
 			continue;
 		}
 		bytes += rte_pktmbuf_pkt_len(mb[i]) - RTE_ETHER_HDR_LEN;
-		port = dp.port_of_eth[mb[i]->port];
-		fam[v6][nf[v6]++] = mb[i];
+		dp_meta(mb[i])->via = sa;
+		st->again[st->n_again++] = mb[i];
+		good++;
 	}
-	dp_sa_count(sa, w->id, DP_SA_CNT_packets, nf[0] + nf[1]);
+	dp_sa_count(sa, w->id, DP_SA_CNT_packets, good);
 	dp_sa_count(sa, w->id, DP_SA_CNT_bytes, bytes);
-	/* An SA arrives on one port; counters of a mixed group go to the last one. */
-	if (nf[0])
-		dp_fwd4(w, s, port, fam[0], nf[0], sa);
-	if (nf[1])
-		dp_fwd6(w, s, port, fam[1], nf[1], sa);
 }
 
-uint16_t dp_crypto_poll(struct dp_worker *w, const struct dp_snapshot *s)
+static void esp_inb_tun_finish(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
+			       struct rte_mbuf **mb, uint16_t k, uint16_t n)
 {
-	struct rte_crypto_op *cop[DP_MAX_BURST];
-	struct rte_mbuf *mb[DP_MAX_BURST];
-	struct rte_ipsec_group grp[DP_MAX_BURST];
-	uint16_t total = 0;
+	(void)s;
+	esp_inb_finish(w, sa, mb, k, n, true, false);
+}
 
-	for (unsigned int d = 0; d < dp_crypto.n_devs && w->inflight; d++) {
-		uint16_t n =
-			rte_cryptodev_dequeue_burst(dp_crypto.devs[d].id, w->id, cop, DP_MAX_BURST);
-		uint32_t ng;
+static void esp_inb_tun_ecn_finish(struct dp_worker *w, const struct dp_snapshot *s,
+				   struct dp_sa *sa, struct rte_mbuf **mb, uint16_t k, uint16_t n)
+{
+	(void)s;
+	esp_inb_finish(w, sa, mb, k, n, true, true);
+}
 
-		if (n == 0)
-			continue;
-		w->inflight -= n;
-		total += n;
-		ng = rte_ipsec_pkt_crypto_group((const struct rte_crypto_op **)(uintptr_t)cop, mb,
-						grp, n);
-		rte_mempool_put_bulk(dp_crypto.op_pool, (void **)cop, n);
-		for (uint32_t g = 0; g < ng; g++) {
-			struct dp_sa *sa = grp[g].id.ptr; /* the session is the SA's first member */
-			uint16_t cnt = grp[g].cnt;
-			uint16_t k = rte_ipsec_pkt_process(&sa->ss, grp[g].m, cnt);
+static void esp_inb_trs_finish(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
+			       struct rte_mbuf **mb, uint16_t k, uint16_t n)
+{
+	(void)s;
+	esp_inb_finish(w, sa, mb, k, n, false, false);
+}
 
-			if (sa->cfg.dir == DPS_DIR_IN) {
-				dp_esp_in_finish(w, s, sa, grp[g].m, k, cnt);
-				continue;
-			}
-			if (k < cnt) {
-				dp_sa_count(sa, w->id, DP_SA_CNT_drop_crypto, cnt - k);
-				rte_pktmbuf_free_bulk(&grp[g].m[k], cnt - k);
-			}
-			dp_esp_out_finish(w, s, sa, grp[g].m, k);
-		}
-	}
-	return total;
+static const struct dp_xform_ops esp_inb_tun = {esp_inb_prepare, esp_inb_tun_finish};
+static const struct dp_xform_ops esp_inb_tun_ecn = {esp_inb_prepare, esp_inb_tun_ecn_finish};
+static const struct dp_xform_ops esp_inb_trs = {esp_inb_prepare, esp_inb_trs_finish};
+
+const struct dp_xform_ops *dp_esp_in_ops(const struct dp_sa *sa)
+{
+	if (sa->mode != DPS_MODE_TUNNEL)
+		return &esp_inb_trs;
+	return sa->ecn ? &esp_inb_tun_ecn : &esp_inb_tun;
 }

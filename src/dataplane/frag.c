@@ -14,10 +14,8 @@
 
 #include "dataplane/cksum.h"
 #include "dataplane/frag.h"
-#include "dataplane/fwd.h"
 #include "dataplane/worker.h"
 
-#define FRAG_MAX_OUT 64 /* fragments of one packet; more is drop_frag */
 /* Ethernet and the largest IP header a fragment carries (IPv4 with options,
  * IPv6 with its Fragment header), after the usual headroom. */
 #define DIRECT_ROOM	 (RTE_PKTMBUF_HEADROOM + 128)
@@ -150,35 +148,32 @@ static struct rte_mbuf *frag_finish(struct rte_mbuf *f, const struct rte_ether_h
 	return f;
 }
 
-void dp_frag_output(struct dp_worker *w, uint16_t in, struct rte_mbuf *m,
-		    const struct dp_nexthop *nh, const struct dp_neigh *n, int family,
-		    const void *dst)
+int32_t dp_frag(struct dp_worker *w, uint16_t in, struct rte_mbuf *m, uint16_t mtu,
+		uint16_t out_port, int family, struct rte_mbuf **out)
 {
-	struct rte_mbuf *frag[FRAG_MAX_OUT];
+	struct rte_mbuf *frag[DP_FRAG_MAX_OUT];
 	struct rte_ether_hdr eth = *rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-	uint16_t mtu = dp.ports[nh->port].mtu, port = m->port;
+	uint16_t port = m->port;
 	rte_be32_t id6 = (rte_be32_t)rte_rand();
-	uint8_t addr[16];
-	int32_t k;
+	int32_t k, n = 0;
 
 	if (family == AF_INET && !dp_may_fragment4(m)) {
 		dp_drop(w, in, m, DP_CNT_drop_mtu);
-		return;
+		return 0;
 	}
-	memcpy(addr, dst, family == AF_INET ? 4 : 16); /* @dst may lie in @m */
-	rte_pktmbuf_adj(m, RTE_ETHER_HDR_LEN);	       /* rte_ip_frag starts at the IP header */
+	rte_pktmbuf_adj(m, RTE_ETHER_HDR_LEN); /* rte_ip_frag starts at the IP header */
 	if (family == AF_INET)
-		k = rte_ipv4_fragment_packet(m, frag, FRAG_MAX_OUT, mtu, direct, indirect);
+		k = rte_ipv4_fragment_packet(m, frag, DP_FRAG_MAX_OUT, mtu, direct, indirect);
 	else
-		k = rte_ipv6_fragment_packet(m, frag, FRAG_MAX_OUT, mtu, direct, indirect);
+		k = rte_ipv6_fragment_packet(m, frag, DP_FRAG_MAX_OUT, mtu, direct, indirect);
 	rte_pktmbuf_free(m); /* the fragments keep its data alive */
 	if (unlikely(k < 0)) {
 		dp_count(w, in, DP_CNT_drop_frag);
-		return;
+		return 0;
 	}
 	dp_count(w, in, DP_CNT_frag_out);
 	for (int32_t i = 0; i < k; i++) {
-		struct rte_mbuf *f = frag_finish(frag[i], &eth, family, id6, nh->port);
+		struct rte_mbuf *f = frag_finish(frag[i], &eth, family, id6, out_port);
 
 		if (unlikely(f == NULL)) {
 			dp_count(w, in, DP_CNT_drop_frag);
@@ -186,8 +181,9 @@ void dp_frag_output(struct dp_worker *w, uint16_t in, struct rte_mbuf *m,
 		}
 		f->port = port;
 		dp_count(w, in, DP_CNT_frag_created);
-		dp_output_to(w, in, f, nh, n, family, addr);
+		out[n++] = f;
 	}
+	return n;
 }
 
 /* What reassembly dropped, counted per fragment on the port it came in on. */

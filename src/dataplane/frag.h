@@ -20,8 +20,6 @@
 #include "control/config.h"
 
 struct dp_worker;
-struct dp_nexthop;
-struct dp_neigh;
 
 /** Create the fragmenter's pools and every worker's reassembly table. */
 int dp_frag_init(const struct dps_config *cfg);
@@ -29,14 +27,16 @@ int dp_frag_init(const struct dps_config *cfg);
 /** Free what dp_frag_init() made (held fragments included). */
 void dp_frag_fini(void);
 
+#define DP_FRAG_MAX_OUT 64 /* fragments of one packet; more is drop_frag */
+
 /**
- * Send @m (Ethernet + IP, larger than the MTU of @nh's port) as fragments
- * through dp_output_to(). IPv4 with DF is dropped (drop_mtu); IPv6 is
- * fragmented, so only call it for IPv6 the gateway originates. Consumes @m.
+ * Cut @m (Ethernet + IP, larger than @mtu) into fragments for port
+ * @out_port, each with @m's Ethernet header, into @out (DP_FRAG_MAX_OUT).
+ * IPv4 with DF is dropped (drop_mtu); IPv6 is fragmented, so only pass IPv6
+ * the gateway originates. Consumes @m; returns the number of fragments.
  */
-void dp_frag_output(struct dp_worker *w, uint16_t in, struct rte_mbuf *m,
-		    const struct dp_nexthop *nh, const struct dp_neigh *n, int family,
-		    const void *dst);
+int32_t dp_frag(struct dp_worker *w, uint16_t in, struct rte_mbuf *m, uint16_t mtu,
+		uint16_t out_port, int family, struct rte_mbuf **out);
 
 /**
  * @m (Ethernet + IP, received on @in, for the gateway) is a fragment. Returns

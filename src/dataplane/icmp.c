@@ -3,8 +3,8 @@
 #include <rte_ip.h>
 
 #include "dataplane/cksum.h"
-#include "dataplane/fwd.h"
 #include "dataplane/icmp.h"
+#include "dataplane/icmp_rules.h"
 #include "dataplane/worker.h"
 
 #define ICMP4_UNREACH	    3
@@ -47,38 +47,6 @@ static bool token(struct dp_worker *w)
 	if (w->icmp_tokens < w->icmp_cost)
 		return false;
 	w->icmp_tokens -= w->icmp_cost;
-	return true;
-}
-
-/* RFC 1812 §4.3.2.7 and RFC 4443 §2.4(e): no error about an ICMP error, a
- * fragment other than the first, or to a source that is not one host. */
-static bool wants_error4(const struct rte_mbuf *m, const struct rte_ipv4_hdr *ip)
-{
-	uint32_t src = rte_be_to_cpu_32(ip->src_addr), hl = rte_ipv4_hdr_len(ip);
-	uint16_t frag = rte_be_to_cpu_16(ip->fragment_offset);
-
-	if (!(frag & RTE_IPV4_HDR_DF_FLAG) || (frag & RTE_IPV4_HDR_OFFSET_MASK))
-		return false;
-	if (src == 0 || (src >> 24) == 127 || (src >> 28) >= 0xe)
-		return false;
-	if (ip->next_proto_id == IPPROTO_ICMP && rte_pktmbuf_data_len(m) > RTE_ETHER_HDR_LEN + hl) {
-		uint8_t type = ((const uint8_t *)ip)[hl];
-
-		return type != 3 && type != 4 && type != 5 && type != 11 && type != 12;
-	}
-	return true;
-}
-
-static bool wants_error6(const struct rte_mbuf *m, const struct rte_ipv6_hdr *ip6)
-{
-	static const uint8_t zero[16], loop[16] = {[15] = 1};
-
-	if (ip6->src_addr[0] == 0xff || !memcmp(ip6->src_addr, zero, 16) ||
-	    !memcmp(ip6->src_addr, loop, 16))
-		return false;
-	if (ip6->proto == IPPROTO_ICMPV6 &&
-	    rte_pktmbuf_data_len(m) > RTE_ETHER_HDR_LEN + sizeof(*ip6))
-		return ((const uint8_t *)(ip6 + 1))[0] >= 128; /* < 128: an error */
 	return true;
 }
 
@@ -232,7 +200,9 @@ void dp_icmp_too_big(struct dp_worker *w, uint16_t in, const struct rte_mbuf *m,
 	bool v6 = eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV6);
 	struct rte_mbuf *e;
 
-	if (v6 ? !wants_error6(m, ip) : !wants_error4(m, ip))
+	uint32_t len = rte_pktmbuf_data_len(m) - RTE_ETHER_HDR_LEN;
+
+	if (v6 ? !dp_icmp6_wants_error(ip, len) : !dp_icmp4_wants_error(ip, len))
 		return;
 	if (w->n_icmp == DP_ICMP_QUEUE || !token(w)) {
 		dp_count(w, in, DP_CNT_icmp_ratelimited);
@@ -244,11 +214,4 @@ void dp_icmp_too_big(struct dp_worker *w, uint16_t in, const struct rte_mbuf *m,
 	w->icmp_port[w->n_icmp] = in;
 	w->icmp[w->n_icmp++] = e;
 	dp_count(w, in, DP_CNT_icmp_ptb_sent);
-}
-
-void dp_icmp_flush(struct dp_worker *w, const struct dp_snapshot *s)
-{
-	for (uint16_t i = 0; i < w->n_icmp; i++)
-		dp_fwd_local(w, s, w->icmp_port[i], w->icmp[i]);
-	w->n_icmp = 0;
 }

@@ -3,8 +3,9 @@
  * ICMP errors the dataplane itself originates: "fragmentation needed"
  * (RFC 1191) and ICMPv6 "packet too big" (RFC 8201) for packets that do not
  * fit the egress link, with or without IPsec overhead (RFC 4301 §8.2.1).
- * Built while the offending packet is at hand, rate limited per worker, sent
- * at the end of the worker's loop like the gateway's own packets.
+ * Built while the offending packet is at hand, rate limited per worker, and
+ * queued on the worker (w->icmp), which sends them at the end of its loop
+ * like the gateway's own packets (worker.c).
  */
 #ifndef DP_ICMP_H
 #define DP_ICMP_H
@@ -30,8 +31,5 @@ void dp_icmp_init(struct dp_worker *w);
  */
 void dp_icmp_too_big(struct dp_worker *w, uint16_t in, const struct rte_mbuf *m, uint32_t mtu,
 		     bool hop_done);
-
-/** Route and send what dp_icmp_too_big() queued during this loop. */
-void dp_icmp_flush(struct dp_worker *w, const struct dp_snapshot *s);
 
 #endif

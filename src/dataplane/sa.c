@@ -10,9 +10,11 @@
 #include <rte_mempool.h>
 #include <rte_udp.h>
 
+#include "control/wipe.h"
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "dataplane/esp.h"
+#include "dataplane/mtu.h"
 #include "dataplane/sa.h"
 
 const char *const dp_sa_counter_names[DP_SA_CNT_MAX] = {
@@ -67,15 +69,16 @@ static uint32_t tun_template(struct tun_hdr *h, const struct dps_sa *c)
 }
 
 static void fill_prm(struct rte_ipsec_sa_prm *prm, const struct dps_sa *c,
-		     const struct dp_xforms *x, struct tun_hdr *h, int inner_family,
-		     const struct dps_ipsec_defaults *def)
+		     const struct dp_xforms *x, struct tun_hdr *h, int inner_family, bool ecn)
 {
 	struct rte_security_ipsec_xform *ix = &prm->ipsec_xform;
 	bool out = c->dir == DPS_DIR_OUT;
 
 	memset(prm, 0, sizeof(*prm));
-	/* Several workers may send on one outbound SA: atomic sequence numbers. */
-	prm->flags = dp.n_workers > 1 && out ? RTE_IPSEC_SAFLAG_SQN_ATOM : 0;
+	/* Several workers may send on one outbound SA (atomic sequence numbers)
+	 * or receive for one inbound SA: the replay window is then read through
+	 * lib/ipsec's reader copy while one worker at a time updates it (sa->lock). */
+	prm->flags = dp.n_workers > 1 ? RTE_IPSEC_SAFLAG_SQN_ATOM : 0;
 	ix->spi = c->spi;
 	ix->salt = x->salt;
 	ix->proto = RTE_SECURITY_IPSEC_SA_PROTO_ESP;
@@ -85,12 +88,11 @@ static void fill_prm(struct rte_ipsec_sa_prm *prm, const struct dps_sa *c,
 	ix->replay_win_sz = c->replay_window;
 	ix->options.esn = c->esn;
 	ix->esn.value = c->seq_start; /* lib/ipsec: first outbound SQN, inbound window edge */
-	/* RFC 6040 normal mode, and the DSCP copied out on encapsulation. lib/ipsec
-	 * 22.11 applies the decapsulation ECN rule when either option is on: an
-	 * inbound SA never asks for DSCP (its inner DSCP is kept anyway), so that
-	 * ecn: false leaves the inner ECN field alone. */
-	ix->options.ecn = def->ecn;
-	ix->options.copy_dscp = out;
+	/* RFC 6040 normal mode and DSCP copy on encapsulation. On decapsulation
+	 * lib/ipsec 22.11 copies CE inward when either flag is set (and copies no
+	 * DSCP): with ecn off, both stay off inbound, and nothing is propagated. */
+	ix->options.ecn = ecn;
+	ix->options.copy_dscp = out || ecn;
 	prm->crypto_xform = x->first;
 	if (c->mode != DPS_MODE_TUNNEL) {
 		/* lib/ipsec reads the IP version of transport SAs from here */
@@ -129,8 +131,8 @@ static int session_create(struct dp_sa *sa, struct dp_xforms *x)
 	return rte_ipsec_session_prepare(&sa->ss);
 }
 
-struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
-			   const struct dps_ipsec_defaults *def, char *err, size_t errlen)
+static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
+			       const struct dps_ipsec_defaults *def, char *err, size_t errlen)
 {
 	struct rte_ipsec_sa_prm prm;
 	/* on every way out: the keys live on only in the session */
@@ -159,6 +161,10 @@ struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
 	sa->mode = cfg->mode;
 	sa->udp_encap = cfg->udp_encap;
 	sa->inner_family = cfg->mode == DPS_MODE_TUNNEL ? inner_family : cfg->dst.family;
+	sa->ecn = def->ecn;
+	sa->ah_cleartos = def->ah_cleartos;
+	sa->dfbit = cfg->dfbit;
+	sa->ttl = cfg->ttl;
 	sa->copy_df = cfg->mode == DPS_MODE_TUNNEL && cfg->dfbit == DPS_DF_COPY &&
 		      cfg->dst.family == AF_INET;
 	/* Whether an IPv4 packet without DF may be protected even when its ESP
@@ -175,15 +181,11 @@ struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
 	sa->block = x.block;
 	/* Outer IP (tunnel), UDP (NAT-T), ESP header, IV and ICV: what an
 	 * outbound packet grows by, besides padding and the 2-byte trailer. */
-	sa->overhead = (cfg->mode == DPS_MODE_TUNNEL
-				? (cfg->dst.family == AF_INET ? sizeof(struct rte_ipv4_hdr)
-							      : sizeof(struct rte_ipv6_hdr))
-				: 0) +
-		       (cfg->udp_encap ? sizeof(struct rte_udp_hdr) : 0) +
-		       sizeof(struct rte_esp_hdr) + x.iv_len + x.icv_len;
+	sa->overhead = dp_esp_overhead(cfg->mode == DPS_MODE_TUNNEL, cfg->dst.family == AF_INET6,
+				       cfg->udp_encap, x.iv_len, x.icv_len);
 	sa->add_ms = dp_now_ms();
 	sa->cnt = rte_zmalloc(NULL, sizeof(*sa->cnt) * dp.n_workers, RTE_CACHE_LINE_SIZE);
-	fill_prm(&prm, cfg, &x, &h, sa->inner_family, def);
+	fill_prm(&prm, cfg, &x, &h, sa->inner_family, sa->ecn);
 	sz = rte_ipsec_sa_size(&prm);
 	if (sz < 0) {
 		snprintf(err, errlen, "lib/ipsec refused the SA parameters: %s", rte_strerror(-sz));
@@ -204,12 +206,28 @@ struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
 		dp_sa_free(sa);
 		return NULL;
 	}
-	sa->run = dp_esp_runner(sa);
+	sa->sync = sa->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO;
+	sa->serial = cfg->dir == DPS_DIR_IN && dp.n_workers > 1;
+	rte_spinlock_init(&sa->lock);
+	/* Lengths were checked before (esp_in.c): what lib/ipsec's prepare
+	 * refuses inbound is outside the replay window. */
+	sa->prep_fail = cfg->dir == DPS_DIR_IN ? DP_SA_CNT_drop_replay : DP_SA_CNT_drop_other;
+	sa->xf = cfg->dir == DPS_DIR_OUT ? dp_esp_out_ops(sa) : dp_esp_in_ops(sa);
 	return sa;
 nomem:
 	snprintf(err, errlen, "out of memory");
 	dp_sa_free(sa);
 	return NULL;
+}
+
+struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
+			   const struct dps_ipsec_defaults *def, char *err, size_t errlen)
+{
+	struct dp_sa *sa = sa_create(cfg, inner_family, def, err, errlen);
+
+	/* the session's set-up (the PMD's key schedule, HMAC pads) ran below */
+	dps_stack_wipe();
+	return sa;
 }
 
 /*

@@ -3,7 +3,8 @@
  * A security association on the dataplane: the rte_ipsec SA, its crypto
  * session, and the per-worker counters. Created once when the store adds the
  * SA; snapshots only point at it. The functions that process its packets are
- * chosen here, once, from its direction, mode and crypto path.
+ * chosen here, once, from its direction, protocol, mode, encapsulation, outer
+ * family and crypto path.
  */
 #ifndef DP_SA_H
 #define DP_SA_H
@@ -14,6 +15,7 @@
 #include <rte_ipsec.h>
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
+#include <rte_spinlock.h>
 
 #include "control/ipsec.h"
 
@@ -43,43 +45,90 @@ enum dp_sa_counter {
 extern const char *const dp_sa_counter_names[DP_SA_CNT_MAX];
 
 /* One worker's counters of an SA, on its own cache lines. @grp_gen/@grp are
- * that worker's scratch while it groups a burst by SA (fwd.c). */
+ * that worker's scratch while it groups a burst by SA (policy.c). */
 struct dp_sa_counters {
 	uint32_t grp_gen;
 	uint16_t grp;
 	uint64_t v[DP_SA_CNT_MAX];
 } __rte_cache_aligned;
 
-/** Runs one group of packets of @sa through IPsec; consumes every mbuf. */
-typedef void (*dp_sa_run_t)(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
-			    struct rte_mbuf **mb, uint16_t n);
+/**
+ * The packet work of one SA before its crypto: lengths and offsets lib/ipsec
+ * wants, what the finish needs remembered. Returns how many of @mb go on
+ * (the others are freed and counted).
+ */
+typedef uint16_t (*dp_xform_prepare_t)(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb,
+				       uint16_t n);
+
+/**
+ * The packet work of one SA after its crypto: mb[0..k) succeeded, mb[k..n)
+ * failed (counted and freed here). The finished packets are handed on:
+ * outbound to the output stage (or the next SA of a bundle), inbound back to
+ * the worker as a new sub-burst (w->st.again). Consumes every mbuf.
+ */
+typedef void (*dp_xform_finish_t)(struct dp_worker *w, const struct dp_snapshot *s,
+				  struct dp_sa *sa, struct rte_mbuf **mb, uint16_t k, uint16_t n);
+
+/*
+ * One SA's transform: a prepare/finish pair chosen once when the SA is made
+ * (dp_sa_create) for its direction, protocol, mode, UDP encapsulation and
+ * outer family, as DPDK's lib/ipsec picks esp_outb_tun_prepare or
+ * esp_outb_trs_prepare. Between the two runs lib/ipsec and the crypto, CPU
+ * or queue (crypto.c). AH and IPComp add their own pairs in ah.c and
+ * ipcomp.c.
+ */
+struct dp_xform_ops {
+	dp_xform_prepare_t prepare;
+	dp_xform_finish_t finish;
+};
+
+/* The most SAs one policy applies in a bundle (IPComp, ESP, AH: RFC 4301 §4.5). */
+#define DP_BUNDLE_MAX 3
 
 /*
  * The first two cache lines are all a worker reads for an outbound packet:
- * with thousands of SAs in use they are cold, and fwd.c prefetches them (and
- * the lib/ipsec SA and crypto session they point to) a burst stage ahead.
+ * with thousands of SAs in use they are cold, and policy.c prefetches them
+ * (and xform.c the lib/ipsec SA and crypto session they point to) a burst
+ * stage ahead.
  */
 struct dp_sa {
 	struct rte_ipsec_session ss; /* first: lib/ipsec hands it back from crypto ops */
 	struct rte_ipsec_sa *rsa;
-	dp_sa_run_t run;	    /* sync (CPU crypto) or async (cryptodev queue) */
-	struct dp_sa_counters *cnt; /* [n_workers] */
+	const struct dp_xform_ops *xf; /* this SA's transform (a static table) */
+	struct dp_sa_counters *cnt;    /* [n_workers] */
 	volatile uint64_t first_use_ms;
 	uint8_t dst[16];   /* outbound: where the ESP packets go (cfg.dst) */
-	uint16_t overhead; /* outbound: bytes added besides padding and trailer (esp_out.c) */
-	uint8_t dev;	   /* index into dp_crypto.devs */
+	uint16_t overhead; /* outbound: bytes added besides padding and trailer (mtu.h) */
 	uint8_t outer_family;
-	uint8_t inner_family; /* tunnel mode: what the SA carries outbound */
-	uint8_t mode;	      /* cfg.mode */
-	bool udp_encap;	      /* cfg.udp_encap */
-	bool copy_df;
-	bool frag_outer; /* outbound: the protected packet may leave without DF (frag.c) */
-	uint8_t iv_len;	 /* explicit IV bytes in each packet */
+	uint8_t mode;	   /* cfg.mode */
+	bool sync;	   /* CPU crypto, else the worker's cryptodev queue pair */
+	uint8_t prep_fail; /* enum dp_sa_counter for what lib/ipsec's prepare refuses */
+	bool frag_outer;   /* outbound: the protected packet may leave without DF (frag.c) */
+	uint8_t iv_len;	   /* explicit IV bytes in each packet */
 	uint8_t icv_len;
 	uint8_t block;	   /* ciphertext alignment */
 	uint8_t rsa_lines; /* cache lines of *rsa, to prefetch */
 	uint8_t ses_lines; /* of the crypto session: its header and keys */
-	/* Control thread, and the rare paths. */
+	bool serial;	   /* in, several workers: process() one worker at a time (lock) */
+	/* Control thread, the choice of the transform, and the rare paths. */
+	uint8_t dev;	      /* index into dp_crypto.devs */
+	uint8_t inner_family; /* tunnel mode: what the SA carries outbound */
+	bool udp_encap;	      /* cfg.udp_encap */
+	/* The knobs of ipsec(4) as they were when the SA was made: a reload
+	 * changes them for new SAs only, never under a packet. */
+	bool ecn;	  /* RFC 6040 on encapsulation and decapsulation */
+	bool copy_df;	  /* out, tunnel, outer IPv4: DF follows the inner packet's */
+	uint8_t dfbit;	  /* enum dps_dfbit */
+	uint8_t ttl;	  /* outer TTL / hop limit (tunnel) */
+	bool ah_cleartos; /* AH: TOS out of the ICV (the AH issue's) */
+	/* Out, in a bundle: the SA applied after this one (RFC 4301 §4.5). Set
+	 * when a policy binds a bundle, which also gives this SA a finish that
+	 * hands its packets to that SA's transform instead of the output stage;
+	 * NULL so far (only ESP alone runs). */
+	struct dp_sa *outer;
+	/* Inbound with several workers: lib/ipsec lets one thread at a time run
+	 * rte_ipsec_pkt_process() (the replay window's update) on an SA. */
+	rte_spinlock_t lock;
 	struct dps_sa cfg;
 	uint32_t id;	 /* store's handle */
 	uint64_t add_ms; /* for lifetimes */

@@ -150,15 +150,6 @@ fail:
 	return (struct rte_acl_ctx *)-1;
 }
 
-static uint8_t deflev(const struct dps_ipsec_defaults *d, const struct dps_ipsec_req *r)
-{
-	if (r->level != DPS_LEVEL_DEFAULT)
-		return r->level;
-	if (r->proto == DPS_PROTO_AH)
-		return r->mode == DPS_MODE_TUNNEL ? d->ah_net_deflev : d->ah_trans_deflev;
-	return r->mode == DPS_MODE_TUNNEL ? d->esp_net_deflev : d->esp_trans_deflev;
-}
-
 /* The request the dataplane applies: ESP. AH and IPComp requests are not run
  * on the dataplane yet: a required one makes the policy unsatisfiable. */
 static const struct dps_ipsec_req *esp_request(const struct dps_policy *p,
@@ -170,7 +161,7 @@ static const struct dps_ipsec_req *esp_request(const struct dps_policy *p,
 	for (unsigned int i = 0; i < p->n_reqs; i++) {
 		if (p->reqs[i].proto == DPS_PROTO_ESP)
 			esp = &p->reqs[i];
-		else if (deflev(d, &p->reqs[i]) != DPS_LEVEL_USE)
+		else if (dp_level_of(d, &p->reqs[i]) != DPS_LEVEL_USE)
 			*missing = true;
 	}
 	return esp;
@@ -181,28 +172,23 @@ static void policy_resolve(struct dp_policy *dp, const struct dp_spd_entry *e,
 {
 	const struct dps_policy *p = e->p;
 	const struct dps_ipsec_req *req;
-	bool missing, use;
+	bool missing;
 
 	dp->id = p->id;
 	dp->dir = p->dir;
 	dp->hits = e->hits;
 	if (p->action != DPS_ACTION_PROTECT) {
-		dp->verdict = p->action == DPS_ACTION_DISCARD ? DP_V_DISCARD : DP_V_BYPASS;
+		dp->verdict =
+			dp_verdict_resolve(p->dir, p->action, DPS_LEVEL_DEFAULT, false, false);
 		return;
 	}
 	req = esp_request(p, d, &missing);
-	use = req != NULL && deflev(d, req) == DPS_LEVEL_USE;
 	if (req != NULL)
 		dp->req = *req;
-	if (p->dir != DPS_DIR_OUT) {
-		dp->verdict = use && !missing ? DP_V_USE_IN : DP_V_REQUIRE_IN;
-		return;
-	}
-	dp->sa = missing ? NULL : e->out_sa;
-	if (dp->sa != NULL)
-		dp->verdict = DP_V_PROTECT;
-	else
-		dp->verdict = use && !missing ? DP_V_BYPASS : DP_V_NO_SA;
+	dp->sa = missing || p->dir != DPS_DIR_OUT ? NULL : e->out_sa;
+	dp->verdict = dp_verdict_resolve(p->dir, p->action,
+					 req != NULL ? dp_level_of(d, req) : DPS_LEVEL_DEFAULT,
+					 missing, dp->sa != NULL);
 }
 
 static struct dp_acl_set *acl_set_build(const struct dp_spd_entry *e, unsigned int n, uint64_t gen)

@@ -13,6 +13,7 @@
 #include <rte_mbuf.h>
 
 #include "control/ipsec.h"
+#include "dataplane/verdict.h"
 
 struct rte_acl_ctx;
 struct dp_sa;
@@ -29,16 +30,6 @@ enum dp_spd_ctx {
 	DP_SPD_IN,  /* packets for the gateway itself */
 	DP_SPD_FWD, /* packets arriving to be forwarded: fwd policies, then in */
 	DP_SPD_NCTX,
-};
-
-/* What a policy means to a worker, with levels and SAs already resolved. */
-enum dp_verdict {
-	DP_V_DISCARD,
-	DP_V_BYPASS,
-	DP_V_PROTECT,	 /* out: sa != NULL */
-	DP_V_NO_SA,	 /* out: require/unique without SA: drop (and ACQUIRE) */
-	DP_V_REQUIRE_IN, /* in/fwd: only packets decrypted by an acceptable SA */
-	DP_V_USE_IN,	 /* in/fwd: decrypted by an acceptable SA, or plaintext */
 };
 
 /* What a worker reads for every packet comes first, on one cache line. */

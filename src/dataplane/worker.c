@@ -1,18 +1,23 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The poll-mode worker: receive bursts from its queues, sort each burst by
- * ethertype, forward, and flush per-port transmit staging once per loop.
+ * ethertype, and drive the stages of the packet path over the sub-bursts
+ * (stage.h), one way; then flush per-port transmit staging once per loop.
  * Also carries the exception path back: what the kernel sends on a port's TAP
- * leaves through the port.
+ * leaves through the port, and the ICMP errors the loop raised.
  */
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 
+#include "dataplane/crypto.h"
 #include "dataplane/esp.h"
 #include "dataplane/frag.h"
 #include "dataplane/fwd.h"
 #include "dataplane/icmp.h"
+#include "dataplane/output.h"
+#include "dataplane/policy.h"
 #include "dataplane/worker.h"
+#include "dataplane/xform.h"
 
 #define CRYPTO_DRAIN_SPINS 100000
 
@@ -22,8 +27,70 @@ static inline bool l2_for_us(const struct rte_ether_hdr *eth, const struct dp_po
 	       rte_is_same_ether_addr(&eth->dst_addr, &p->mac);
 }
 
-static void dispatch(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
-		     struct rte_mbuf **pkts, uint16_t n)
+/*
+ * The stages after receive for a sub-burst of one family from port @in, in
+ * order: input (checks, FIB, TTL) → policy (inbound check, outbound SPD) →
+ * transforms (inbound SAs, then the outbound SAs' groups) → output (what
+ * leaves in clear). Decrypted packets come back in w->st.again; the worker
+ * feeds them through here again (refeed()), never a stage itself.
+ */
+static void ip_stages(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, int v6,
+		      struct rte_mbuf **pkts, uint16_t n, bool decrypted)
+{
+	struct dp_stages *st = &w->st;
+
+	if (v6)
+		dp_fwd_input6(w, s, in, pkts, n, decrypted);
+	else
+		dp_fwd_input4(w, s, in, pkts, n, decrypted);
+	dp_policy_in(w, s, in, v6, decrypted);
+	if (st->out.n)
+		dp_policy_out(w, s, in, v6, true);
+	if (st->n_esp) {
+		dp_esp_in(w, s, in, st->esp, st->n_esp, v6);
+		st->n_esp = 0;
+	}
+	if (st->n_grp)
+		dp_xform_out(w, s, in, true);
+	if (st->clear.n)
+		dp_output_clear(w, s, in, v6);
+}
+
+/* The decrypted packets of the last stages' run, as new sub-bursts of one
+ * port and family each (an SA's packets arrive on one port). Their inner
+ * packets are never taken for ESP again, so this ends. */
+static void refeed(struct dp_worker *w, const struct dp_snapshot *s)
+{
+	struct rte_mbuf *v[2][DP_MAX_BURST];
+
+	while (w->st.n_again) {
+		uint16_t n = w->st.n_again, nv[2] = {0, 0};
+		uint16_t port = dp.port_of_eth[w->st.again[0]->port];
+
+		w->st.n_again = 0;
+		for (uint16_t i = 0; i < n; i++) {
+			struct rte_mbuf *m = w->st.again[i];
+			int v6 = rte_pktmbuf_mtod(m, struct rte_ether_hdr *)->ether_type ==
+				 RTE_BE16(RTE_ETHER_TYPE_IPV6);
+			uint16_t p = dp.port_of_eth[m->port];
+
+			if (unlikely(p != port)) {
+				for (int f = 0; f < 2; f++)
+					if (nv[f])
+						ip_stages(w, s, port, f, v[f], nv[f], true);
+				nv[0] = nv[1] = 0;
+				port = p;
+			}
+			v[v6][nv[v6]++] = m;
+		}
+		for (int f = 0; f < 2; f++)
+			if (nv[f])
+				ip_stages(w, s, port, f, v[f], nv[f], true);
+	}
+}
+
+void dp_worker_rx(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
+		  struct rte_mbuf **pkts, uint16_t n)
 {
 	struct rte_mbuf *v4[DP_MAX_BURST], *v6[DP_MAX_BURST];
 	uint16_t n4 = 0, n6 = 0;
@@ -67,14 +134,46 @@ static void dispatch(struct dp_worker *w, const struct dp_snapshot *s, uint16_t 
 	w->cnt[port].v[DP_CNT_rx_packets] += n;
 	w->cnt[port].v[DP_CNT_rx_bytes] += bytes;
 	if (n4)
-		dp_fwd4(w, s, port, v4, n4, NULL);
+		ip_stages(w, s, port, 0, v4, n4, false);
 	if (n6)
-		dp_fwd6(w, s, port, v6, n6, NULL);
+		ip_stages(w, s, port, 1, v6, n6, false);
+	refeed(w, s);
 }
 
-/* What the kernel sends on a TAP goes out of its port: the TAP has the port's
- * MAC and the kernel resolved the destination itself. The outbound policy
- * still applies (transport mode for the gateway's own traffic). */
+/* Packets the gateway's kernel sent on port @port's TAP: the outbound policy
+ * still applies (transport mode for the gateway's own traffic), then the
+ * transforms and output. The TAP has the port's MAC and the kernel resolved
+ * the destination itself: what passes in clear leaves unchanged. */
+static void from_kernel(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
+			struct rte_mbuf **pkts, uint16_t n)
+{
+	struct rte_mbuf *v[2][DP_MAX_BURST];
+	uint16_t nv[2] = {0, 0};
+
+	for (uint16_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		const struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+		int v6 = eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV6);
+		bool ip = v6 || eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4);
+
+		if (!s->ipsec->active || !ip ||
+		    rte_pktmbuf_data_len(m) < RTE_ETHER_HDR_LEN + (v6 ? 40 : 20))
+			dp_tx(w, dp.ports[port].eth_id, m);
+		else
+			v[v6][nv[v6]++] = m;
+	}
+	for (int v6 = 0; v6 < 2; v6++) {
+		if (nv[v6] == 0)
+			continue;
+		dp_policy_kernel(w, s, port, v6, v[v6], nv[v6]);
+		if (w->st.n_grp)
+			dp_xform_out(w, s, port, false);
+		if (w->st.clear.n)
+			dp_output_clear(w, s, port, v6);
+	}
+}
+
+/* What the kernel sends on a TAP goes out of its port. */
 static uint16_t poll_taps(struct dp_worker *w, const struct dp_snapshot *s, struct rte_mbuf **pkts,
 			  uint16_t burst)
 {
@@ -89,10 +188,32 @@ static uint16_t poll_taps(struct dp_worker *w, const struct dp_snapshot *s, stru
 		if (n == 0)
 			continue;
 		w->cnt[p].v[DP_CNT_from_kernel] += n;
-		dp_from_kernel(w, s, p, pkts, n);
+		from_kernel(w, s, p, pkts, n);
 		total += n;
 	}
 	return total;
+}
+
+/* The ICMP errors queued during the loop (icmp.c), sent as the gateway's own
+ * packets: route, outbound SPD (an error may itself be protected), transforms,
+ * output. */
+static void originate(struct dp_worker *w, const struct dp_snapshot *s)
+{
+	for (uint16_t i = 0; i < w->n_icmp; i++) {
+		struct rte_mbuf *m = w->icmp[i];
+		uint16_t port = w->icmp_port[i];
+		int v6 = rte_pktmbuf_mtod(m, struct rte_ether_hdr *)->ether_type ==
+			 RTE_BE16(RTE_ETHER_TYPE_IPV6);
+
+		dp_fwd_originated(w, s, port, m);
+		if (w->st.out.n)
+			dp_policy_out(w, s, port, v6, true);
+		if (w->st.n_grp)
+			dp_xform_out(w, s, port, false);
+		if (w->st.clear.n)
+			dp_output_clear(w, s, port, v6);
+	}
+	w->n_icmp = 0;
 }
 
 static uint16_t drain_inject(struct dp_worker *w, struct rte_mbuf **pkts, uint16_t burst)
@@ -164,24 +285,33 @@ int dp_worker_main(void *arg)
 		const struct dp_snapshot *s = __atomic_load_n(&dp.snap, __ATOMIC_ACQUIRE);
 		unsigned int work = 0;
 
+		/* First what the control thread sends, among it the packets it
+		 * held for a neighbour now resolved: a packet received after the
+		 * resolution must not overtake them. */
+		work += drain_inject(w, pkts, burst);
 		for (unsigned int q = 0; q < w->n_rxq; q++) {
 			uint16_t n =
 				rte_eth_rx_burst(w->rxq[q].eth_id, w->rxq[q].queue, pkts, burst);
 
 			if (n) {
-				dispatch(w, s, w->rxq[q].port, pkts, n);
+				dp_worker_rx(w, s, w->rxq[q].port, pkts, n);
 				work += n;
 			}
 		}
 		work += poll_taps(w, s, pkts, burst);
-		work += drain_inject(w, pkts, burst);
 		/* Before the crypto drain: an error may itself be protected. */
 		if (w->n_icmp)
-			dp_icmp_flush(w, s);
+			originate(w, s);
 		/* No crypto operation may outlive the snapshot (and SAs) it started
-		 * with: collect them all before reporting a quiescent state. */
-		for (unsigned int spin = 0; w->inflight && spin < CRYPTO_DRAIN_SPINS; spin++)
+		 * with: collect them all before reporting a quiescent state. What
+		 * inbound SAs decrypted goes through the stages again; the ICMP
+		 * errors that raises are sent at once. */
+		for (unsigned int spin = 0; w->inflight && spin < CRYPTO_DRAIN_SPINS; spin++) {
 			work += dp_crypto_poll(w, s);
+			refeed(w, s);
+			if (w->n_icmp)
+				originate(w, s);
+		}
 		dp_reasm_tick(w);
 		flush(w);
 		rte_rcu_qsbr_quiescent(dp.rcu, w->id);

@@ -9,6 +9,14 @@
 /** The worker loop, launched on each worker lcore; @arg is its struct dp_worker. */
 int dp_worker_main(void *arg);
 
+/**
+ * Receive stage: @n frames received on port @port, sorted by ethertype and
+ * taken through every later stage (and what they decrypt, again) against
+ * snapshot @s. Transmission stays staged until dp_tx_flush().
+ */
+void dp_worker_rx(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
+		  struct rte_mbuf **pkts, uint16_t n);
+
 static inline void dp_count(struct dp_worker *w, uint16_t port, enum dp_counter c)
 {
 	w->cnt[port].v[c]++;

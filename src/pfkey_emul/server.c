@@ -296,6 +296,7 @@ static void run_message(struct pfk_client *c, size_t len)
 	if (err == 0) {
 		h = m.hdr->sadb_msg_type <= SADB_MAX ? handlers[m.hdr->sadb_msg_type] : NULL;
 		err = h ? h(c, &m) : EOPNOTSUPP;
+		dps_stack_wipe(); /* the handler's parsed SA, keys included */
 	}
 	if (err) {
 		DP_LOG(DEBUG, "pfkey: pid %d message type %u: %s", (int)c->pid,

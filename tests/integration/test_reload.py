@@ -249,3 +249,95 @@ def test_reload_failing_at_the_commit_changes_nothing(net, tmp_path):
     assert carried(net, tmp_path, "10.9.3.5") == [SPI3] * 20
     assert carried(net, tmp_path, "10.9.2.5") == []
     assert d.stop() == 0, d.read_log()
+
+
+# ---- ipsec.ecn is captured by each SA when it is made (defect 2 of issue 9) -------------------
+
+SPI_IN_OLD, SPI_IN_NEW = 0x201, 0x202
+KEY_IN_OLD = "0x" + "33" * 20
+KEY_IN_NEW = "0x" + "44" * 20
+
+SEND_RAW = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+for h in sys.argv[1:]:
+    b = bytes.fromhex(h)
+    s.sendto(b, (socket.inet_ntoa(b[16:20]), 0))
+"""
+
+
+def ecn_config(ga, gb, tag, ecn, with_new):
+    def sa_in(spi, key):
+        return {"spi": spi, "direction": "in", "src": "10.2.0.2", "dst": "10.2.0.1",
+                "encryption": {"algorithm": "aes-gcm-128", "key": key}}
+    sas = [sa_in(SPI_IN_OLD, KEY_IN_OLD)] + ([sa_in(SPI_IN_NEW, KEY_IN_NEW)] if with_new else [])
+    return {
+        "ports": [
+            {"name": "lan", "device": f"net_af_packet0,iface={ga}", "role": "protected",
+             "exception_iface": f"rl{tag}", "addresses": ["10.1.0.1/24"]},
+            {"name": "wan", "device": f"net_af_packet1,iface={gb}", "role": "unprotected",
+             "exception_iface": f"rw{tag}", "addresses": ["10.2.0.1/24"]},
+        ],
+        "ipsec": {"ecn": ecn},
+        "sas": sas,
+        # Decrypted traffic from the far side is forwarded only through the tunnel.
+        "policies": [{"direction": "fwd", "src": "10.9.0.0/16", "dst": "10.1.0.0/24",
+                      "action": "protect",
+                      "ipsec": [{"proto": "esp", "mode": "tunnel", "level": "require",
+                                 "tunnel": {"src": "10.2.0.2", "dst": "10.2.0.1"}}]}],
+    }
+
+
+def esp_frame(spi, key, seq, outer_ecn, inner_ecn, dport):
+    """ESP in tunnel mode from 10.2.0.2 built by scapy (not dpsecd): outer ECN
+    field @outer_ecn, inner packet 10.9.1.5 -> 10.1.0.2 UDP @dport with @inner_ecn
+    and DSCP AF41."""
+    from scapy.layers.ipsec import SecurityAssociation
+    inner = IP(src="10.9.1.5", dst="10.1.0.2", ttl=64, tos=0xa0 | inner_ecn) / \
+        UDP(sport=7, dport=dport) / b"ecn"
+    sa = SecurityAssociation(ESP, spi=spi, crypt_algo="AES-GCM",
+                             crypt_key=bytes.fromhex(key[2:]),
+                             tunnel_header=IP(src="10.2.0.2", dst="10.2.0.1", tos=outer_ecn))
+    return bytes(sa.encrypt(IP(bytes(inner)), seq_num=seq))
+
+
+def test_ecn_follows_each_sas_own_setting_across_a_reload(net, tmp_path):
+    """Start with ipsec.ecn false and one inbound SA; reload with ecn true and a
+    second SA. RFC 6040 (normal mode) is the new SA's: outer CE over inner
+    Not-ECT is dropped (drop_ecn), CE over ECT(0) marks the inner packet CE.
+    The old SA keeps ecn false: both leave with their inner ECN field as sent.
+    The ECN bits are read on host A's wire with scapy."""
+    topo, ha, gw, hb, ga, gb, vb = net
+    d = Daemon(ecn_config(ga, gb, topo.tag, False, False), str(tmp_path), ns=gw).start()
+    write(d, ecn_config(ga, gb, topo.tag, True, True))
+    reload_and_wait(d, 2)
+    sh(["ip", "netns", "exec", hb, "ping", "-c1", "-W2", "10.2.0.1"], check=False)  # ARP
+    cap = tmp_path / "lan.pcap"
+    lan_if = next(line.split(":")[1].strip().split("@")[0]
+                  for line in sh(["ip", "-o", "link", "show"], ns=ha).stdout.splitlines()
+                  if not line.split(":")[1].strip().startswith("lo"))
+    dump = subprocess.Popen(["ip", "netns", "exec", ha, "tcpdump", "-i", lan_if, "-w", str(cap),
+                             "--immediate-mode", "-U", "udp"], stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    # (SA, key, dport base): each SA gets outer CE over Not-ECT, then over ECT(0)
+    frames = []
+    for spi, key, base in ((SPI_IN_OLD, KEY_IN_OLD, 9100), (SPI_IN_NEW, KEY_IN_NEW, 9200)):
+        frames.append(esp_frame(spi, key, 1, 3, 0, base))
+        frames.append(esp_frame(spi, key, 2, 3, 2, base + 1))
+    sh(["ip", "netns", "exec", hb, "/usr/bin/python3", "-c", SEND_RAW] + [f.hex() for f in frames])
+    time.sleep(1.5)
+    dump.send_signal(signal.SIGINT)
+    dump.wait(timeout=10)
+    st = sa_stats(d)
+    assert d.stop() == 0, d.read_log()
+
+    got = {p[UDP].dport: p[IP].tos for p in rdpcap(str(cap)) if UDP in p and IP in p
+           and p[IP].src == "10.9.1.5"}
+    # old SA, ecn false: RFC 6040 not applied, the inner field is left alone
+    assert got.get(9100) == 0xa0 | 0, got
+    assert got.get(9101) == 0xa0 | 2, got
+    assert st[SPI_IN_OLD]["drop_ecn"] == 0 and st[SPI_IN_OLD]["packets"] == 2
+    # new SA, ecn true: CE over Not-ECT dropped, CE copied onto ECT(0)
+    assert 9200 not in got, got
+    assert got.get(9201) == 0xa0 | 3, got
+    assert st[SPI_IN_NEW]["drop_ecn"] == 1 and st[SPI_IN_NEW]["packets"] == 1

@@ -131,7 +131,8 @@ def test_one_sa_lands_on_one_queue_many_sas_spread(gw):
     send_frames(gw, esp_frames(gw, [0x5001], 200))
     mid = wan_queues(gw)
     one = [mid[i] - before[i] for i in (0, 1)]
-    assert sorted(one)[0] <= 2 and sorted(one)[1] >= 200, one   # (an ARP may land on either)
+    # ARP and neighbour discovery (a few frames) may land on either queue
+    assert sorted(one)[0] <= 5 and sorted(one)[1] >= 200, one
     send_frames(gw, esp_frames(gw, range(0x6000, 0x6020), 10))
     after = wan_queues(gw)
     many = [after[i] - mid[i] for i in (0, 1)]

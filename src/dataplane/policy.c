@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The policy stage: the SPD lookups of a sub-burst and what their verdicts
+ * mean (verdict.h). The classifiers run on a whole sub-burst at once
+ * (rte_acl); protected packets are grouped per SA for the transforms.
+ */
+#include <rte_ip.h>
+#include <rte_udp.h>
+
+#include "dataplane/policy.h"
+#include "dataplane/sa.h"
+#include "dataplane/spd.h"
+#include "dataplane/worker.h"
+
+#define IKE_PORT      500
+#define IKE_NATT_PORT 4500
+
+static inline uint8_t verdict_of(const struct dp_spd *spd, const struct dp_policy *p, int v6,
+				 unsigned int wid)
+{
+	if (p == NULL)
+		return spd->def_verdict[v6];
+	p->hits[wid].n++;
+	return p->verdict;
+}
+
+/* RFC 4301 §5.2 for one packet; false when it was dropped. */
+static inline bool inbound_ok(struct dp_worker *w, const struct dp_spd *spd, uint16_t in,
+			      struct rte_mbuf *m, const struct dp_policy *p, int v6, bool decrypted)
+{
+	uint8_t v = verdict_of(spd, p, v6, w->id);
+	struct dp_sa *via = decrypted ? dp_meta(m)->via : NULL;
+
+	switch (dp_inbound_check(v, decrypted,
+				 via != NULL && p != NULL && dp_policy_accepts(p, via))) {
+	case DP_IN_PASS:
+		return true;
+	case DP_IN_DROP_SA_POLICY:
+		dp_sa_count(via, w->id, DP_SA_CNT_drop_policy, 1);
+		rte_pktmbuf_free(m);
+		return false;
+	case DP_IN_DROP_POLICY:
+		dp_drop(w, in, m, DP_CNT_drop_policy);
+		return false;
+	default:
+		dp_drop(w, in, m, DP_CNT_drop_plaintext);
+		return false;
+	}
+}
+
+/* Keys for a sub-burst, in the stage's key array from slot @base on. */
+static void keys_of(struct dp_stages *st, struct dp_burst *b, int v6, uint16_t base)
+{
+	for (uint16_t i = 0; i < b->n; i++) {
+		dp_spd_key(b->m[i], v6, &st->keys[base + i]);
+		b->key[i] = (const uint8_t *)&st->keys[base + i];
+	}
+}
+
+static inline void to_burst(struct dp_burst *b, struct rte_mbuf *m, const struct dp_nexthop *nh,
+			    const uint8_t *key)
+{
+	b->m[b->n] = m;
+	b->nh[b->n] = nh;
+	b->key[b->n++] = key;
+}
+
+void dp_policy_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, int v6,
+		  bool decrypted)
+{
+	struct dp_stages *st = &w->st;
+	const struct dp_spd *spd = s->ipsec->spd;
+
+	if (!s->ipsec->active) {
+		for (uint16_t i = 0; i < st->local.n; i++)
+			dp_punt(w, in, st->local.m[i]);
+		for (uint16_t i = 0; i < st->fwd.n; i++)
+			to_burst(&st->clear, st->fwd.m[i], st->fwd.nh[i], NULL);
+		st->local.n = st->fwd.n = 0;
+		return;
+	}
+	/* local and fwd together hold at most one burst: the keys fit */
+	keys_of(st, &st->local, v6, 0);
+	keys_of(st, &st->fwd, v6, st->local.n);
+	dp_spd_lookup(spd, v6, DP_SPD_IN, st->local.key, st->pol, st->local.n);
+	for (uint16_t i = 0; i < st->local.n; i++)
+		if (inbound_ok(w, spd, in, st->local.m[i], st->pol[i], v6, decrypted))
+			dp_punt(w, in, st->local.m[i]);
+	dp_spd_lookup(spd, v6, DP_SPD_FWD, st->fwd.key, st->pol, st->fwd.n);
+	for (uint16_t i = 0; i < st->fwd.n; i++)
+		if (inbound_ok(w, spd, in, st->fwd.m[i], st->pol[i], v6, decrypted))
+			to_burst(&st->out, st->fwd.m[i], st->fwd.nh[i], st->fwd.key[i]);
+	st->local.n = st->fwd.n = 0;
+}
+
+/*
+ * Append @m to @sa's group of the burst. The worker's slot in the SA's
+ * counters remembers which group that is (stamped with the burst's @gen), so
+ * a burst spread over many SAs costs no search; a stale stamp is caught by
+ * checking the group really holds @sa.
+ */
+static inline void protect(struct dp_stages *st, unsigned int wid, struct dp_sa *sa,
+			   struct rte_mbuf *m)
+{
+	struct dp_sa_counters *c = &sa->cnt[wid];
+	struct dp_sa_group *g = st->grp;
+	uint16_t i = c->grp;
+
+	if (c->grp_gen != st->gen || i >= st->n_grp || g[i].sa != sa) {
+		i = st->n_grp++;
+		g[i].sa = sa;
+		g[i].n = 0;
+		c->grp_gen = st->gen;
+		c->grp = i;
+	}
+	g[i].m[g[i].n++] = m;
+}
+
+/*
+ * With thousands of SAs in use, a packet's policy, SA, counters, lib/ipsec
+ * SA and crypto session are all likely cold, and each is found through the
+ * previous one. Missing on them one packet at a time costs a chain of memory
+ * latencies per packet; asking for a whole burst's lines one stage at a time
+ * overlaps them (the transforms prefetch the last two, xform.c).
+ */
+static void prefetch_policies(const struct dp_policy **pol, uint16_t n, unsigned int wid)
+{
+	const struct dp_policy *p;
+
+	/* A policy already asked for by the previous packet is skipped: the
+	 * common burst of one flow costs a compare per packet and stage. */
+	for (uint16_t i = 0; i < n; i++)
+		if ((p = pol[i]) != NULL && (i == 0 || p != pol[i - 1]))
+			rte_prefetch0(p);
+	for (uint16_t i = 0; i < n; i++) {
+		if ((p = pol[i]) == NULL || (i > 0 && p == pol[i - 1]))
+			continue;
+		rte_prefetch0(&p->hits[wid]);
+		if (p->sa != NULL) {
+			rte_prefetch0(p->sa);
+			rte_prefetch0((const uint8_t *)p->sa + RTE_CACHE_LINE_SIZE);
+		}
+	}
+	for (uint16_t i = 0; i < n; i++)
+		if ((p = pol[i]) != NULL && (i == 0 || p != pol[i - 1]) && p->sa != NULL)
+			rte_prefetch0(&p->sa->cnt[wid]);
+}
+
+void dp_policy_out(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, int v6,
+		   bool routed)
+{
+	struct dp_stages *st = &w->st;
+	struct dp_burst *b = &st->out;
+	const struct dp_spd *spd = s->ipsec->spd;
+	const struct dp_policy **pol = st->pol;
+
+	if (b->n == 0)
+		return;
+	dp_spd_lookup(spd, v6, DP_SPD_OUT, b->key, pol, b->n);
+	prefetch_policies(pol, b->n, w->id);
+	st->gen++;
+	for (uint16_t i = 0; i < b->n; i++) {
+		struct rte_mbuf *m = b->m[i];
+
+		switch (verdict_of(spd, pol[i], v6, w->id)) {
+		case DP_V_BYPASS:
+			to_burst(&st->clear, m, routed ? b->nh[i] : NULL, NULL);
+			break;
+		case DP_V_PROTECT:
+			protect(st, w->id, pol[i]->sa, m);
+			break;
+		case DP_V_NO_SA:
+			pol[i]->hits[w->id].no_sa++; /* seen by the PF_KEY server: ACQUIRE */
+			dp_drop(w, in, m, DP_CNT_drop_no_sa);
+			break;
+		default:
+			dp_drop(w, in, m, DP_CNT_drop_policy);
+		}
+	}
+	b->n = 0;
+}
+
+/* The gateway's own IKE traffic always bypasses the SPD, as charon's
+ * per-socket bypass policies make it do in a kernel. */
+static inline bool is_ike(const union dp_acl_key *k, int v6)
+{
+	uint8_t proto = v6 ? k->k6.proto : k->k4.proto;
+	uint16_t sp = v6 ? k->k6.sport : k->k4.sport, dp_ = v6 ? k->k6.dport : k->k4.dport;
+
+	return proto == IPPROTO_UDP &&
+	       (sp == RTE_BE16(IKE_PORT) || sp == RTE_BE16(IKE_NATT_PORT) ||
+		dp_ == RTE_BE16(IKE_PORT) || dp_ == RTE_BE16(IKE_NATT_PORT));
+}
+
+void dp_policy_kernel(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port, int v6,
+		      struct rte_mbuf **pkts, uint16_t n)
+{
+	struct dp_stages *st = &w->st;
+
+	for (uint16_t i = 0; i < n; i++) {
+		dp_spd_key(pkts[i], v6, &st->keys[i]);
+		if (is_ike(&st->keys[i], v6))
+			to_burst(&st->clear, pkts[i], NULL, NULL);
+		else
+			to_burst(&st->out, pkts[i], NULL, (const uint8_t *)&st->keys[i]);
+	}
+	dp_policy_out(w, s, port, v6, false);
+}

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The transforms stage: each SA's own chain (struct dp_xform_ops in sa.h),
+ * prepare → lib/ipsec and crypto (crypto.c) → finish.
+ */
+#ifndef DP_XFORM_H
+#define DP_XFORM_H
+
+#include <stdbool.h>
+
+#include "dataplane/crypto.h"
+#include "dataplane/sa.h"
+
+struct dp_worker;
+struct dp_snapshot;
+
+/** Run @n packets through @sa's transform; consumes every mbuf. */
+static inline void dp_xform_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
+				struct rte_mbuf **mb, uint16_t n)
+{
+	n = sa->xf->prepare(w, sa, mb, n);
+	if (n)
+		dp_crypto_run(w, s, sa, mb, n);
+}
+
+/**
+ * The outbound transforms of the groups the policy stage made (w->st.grp):
+ * what does not fit the path once protected is left out (output.c), the rest
+ * runs through its SA. @hop_done: the packets were forwarded (TTL already
+ * decremented, for the ICMP error's quote).
+ */
+void dp_xform_out(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, bool hop_done);
+
+#endif
