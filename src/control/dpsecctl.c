@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "control/config.h"
+#include "control/dpsecctl_metrics.h"
 #include "control/dpsecctl_monitor.h"
 #include "control/dpsecctl_view.h"
 
@@ -1018,6 +1019,40 @@ static int cmd_monitor(struct ctl *ctl, const struct command *c, int argc, char 
 	return EXIT_SUCCESS;
 }
 
+/* Every counter as Prometheus text (node_exporter's textfile collector), or --json. */
+static int cmd_metrics(struct ctl *ctl, const struct command *c, int argc, char **argv)
+{
+	static const char *const cmds[] = {"/dpsec/ports", "/dpsec/workers", "/dpsec/sa",
+					   "/dpsec/policy"};
+	json_t *v[4] = {NULL};
+	int ret = EXIT_FAILURE;
+
+	(void)argv;
+	if (check_args(c, argc))
+		return EXIT_USAGE;
+	for (unsigned int i = 0; i < 4; i++) {
+		v[i] = i >= 2 ? paged_query(ctl, cmds[i]) : tel_query(ctl, cmds[i]);
+		if (!v[i] || check_shape(cmds[i], v[i]))
+			goto out;
+	}
+	if (ctl->json) {
+		json_t *all = json_pack("{s:O,s:O,s:O,s:O}", "ports", v[0], "workers", v[1], "sas",
+					v[2], "policies", v[3]);
+
+		if (!all)
+			oom();
+		print_json(ctl->out, all);
+		json_decref(all);
+	} else {
+		dps_metrics_print(ctl->out, v[0], v[1], v[2], v[3]);
+	}
+	ret = EXIT_SUCCESS;
+out:
+	for (unsigned int i = 0; i < 4; i++)
+		json_decref(v[i]);
+	return ret;
+}
+
 static int cmd_raw(struct ctl *ctl, const struct command *c, int argc, char **argv)
 {
 	json_t *reply;
@@ -1094,6 +1129,11 @@ static const struct command commands[] = {
 		.help = "security policies with their hits",
 		.run = cmd_objects,
 		.queries = {{"policies", "/dpsec/policy", &policy_rows, true}},
+	},
+	{
+		.name = "metrics",
+		.help = "every counter in Prometheus text format (labels port, worker, SA, policy)",
+		.run = cmd_metrics,
 	},
 	{
 		.name = "monitor",

@@ -421,6 +421,32 @@ static void test_monitor_lines(void **state)
 	assert_int_equal(dps_monitor_format(buf, (size_t)n, line, sizeof(line)), -1);
 }
 
+/* Metric names follow the conventions; label values are escaped (text format 0.0.4). */
+static void test_metrics_text(void **state)
+{
+	json_t *ports = parse("{\"l\\\"a\\\\n\\n\": {\"rx_packets\": 3}}");
+	json_t *sas = parse("{\"sa4\": {\"id\": 4, \"spi\": \"0x00000004\", \"age_s\": 9,"
+			    " \"packets\": 2, \"use_s\": -1, \"enc\": \"null\"}}");
+	struct capture c;
+
+	(void)state;
+	capture_start(&c);
+	dps_metrics_print(c.f, ports, NULL, sas, NULL);
+	assert_string_equal(capture_end(&c),
+			    "# HELP dpsec_port_rx_packets_total dpsecd port field rx_packets.\n"
+			    "# TYPE dpsec_port_rx_packets_total counter\n"
+			    "dpsec_port_rx_packets_total{port=\"l\\\"a\\\\n\\n\"} 3\n"
+			    "# HELP dpsec_sa_age_seconds dpsecd SA field age_s.\n"
+			    "# TYPE dpsec_sa_age_seconds gauge\n"
+			    "dpsec_sa_age_seconds{sa=\"4\",spi=\"0x00000004\"} 9\n"
+			    "# HELP dpsec_sa_packets_total dpsecd SA field packets.\n"
+			    "# TYPE dpsec_sa_packets_total counter\n"
+			    "dpsec_sa_packets_total{sa=\"4\",spi=\"0x00000004\"} 2\n");
+	free(c.buf);
+	json_decref(ports);
+	json_decref(sas);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -439,6 +465,7 @@ int main(void)
 		cmocka_unit_test(test_view_width),
 		cmocka_unit_test(test_select_objects),
 		cmocka_unit_test(test_monitor_lines),
+		cmocka_unit_test(test_metrics_text),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
