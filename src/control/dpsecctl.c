@@ -1053,6 +1053,50 @@ out:
 	return ret;
 }
 
+static const struct layout proto_counters = {
+	.kind = LAYOUT_COUNTERS,
+	.corner = "PROTOCOL",
+	.empty = "no statistics",
+};
+
+/* stats: ports and workers; stats esp|ah|ipcomp: that protocol's totals. */
+static int cmd_stats(struct ctl *ctl, const struct command *c, int argc, char **argv)
+{
+	static const char *const protos[] = {"esp", "ah", "ipcomp"};
+	json_t *v, *all;
+	char *cmd;
+	size_t i;
+	int ret;
+
+	if (argc == 0)
+		return cmd_show(ctl, c, 0, argv);
+	for (i = 0; i < sizeof(protos) / sizeof(protos[0]); i++)
+		if (argc == 1 && !strcmp(argv[0], protos[i]))
+			break;
+	if (i == sizeof(protos) / sizeof(protos[0])) {
+		err_msg("stats: expected no argument, or esp, ah or ipcomp");
+		return EXIT_USAGE;
+	}
+	cmd = xasprintf("/dpsec/stats/%s", protos[i]);
+	v = tel_query(ctl, cmd);
+	if (!v) {
+		free(cmd);
+		return EXIT_FAILURE;
+	}
+	all = json_pack("{s:O}", protos[i], v);
+	if (!all)
+		oom();
+	if (ctl->json)
+		ret = print_json(ctl->out, all) ? EXIT_FAILURE : EXIT_SUCCESS;
+	else
+		ret = print_table(ctl->out, cmd, all, &proto_counters, true) ? EXIT_FAILURE
+									     : EXIT_SUCCESS;
+	json_decref(all);
+	json_decref(v);
+	free(cmd);
+	return ret;
+}
+
 static int cmd_raw(struct ctl *ctl, const struct command *c, int argc, char **argv)
 {
 	json_t *reply;
@@ -1103,8 +1147,9 @@ static int cmd_raw(struct ctl *ctl, const struct command *c, int argc, char **ar
 static const struct command commands[] = {
 	{
 		.name = "stats",
-		.help = "port and worker counters",
-		.run = cmd_show,
+		.args = "[esp|ah|ipcomp]",
+		.help = "port and worker counters, or one IPsec protocol's totals",
+		.run = cmd_stats,
 		.queries = {{"ports", "/dpsec/ports", &port_counters},
 			    {"workers", "/dpsec/workers", &worker_counters}},
 	},

@@ -2,12 +2,14 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <rte_ethdev.h>
 #include <rte_telemetry.h>
 
+#include "control/ipsec_stats.h"
 #include "control/store.h"
 #include "control/telemetry.h"
 #include "dataplane/crypto.h"
@@ -360,6 +362,38 @@ static int cmd_policy(const char *cmd, const char *params, struct rte_tel_data *
 	return 0;
 }
 
+/* /dpsec/stats/<proto>: the protocol's totals (ipsec_stats.c); cmd names the protocol. */
+static int cmd_proto_stats(const char *cmd, const char *params, struct rte_tel_data *out)
+{
+	const char *name = strrchr(cmd, '/') + 1;
+	struct dps_ipsec_stats st;
+	int p;
+
+	(void)params;
+	if (!live)
+		return -1;
+	for (p = 0; p < DPS_STATS_NPROTO; p++)
+		if (strcmp(name, dps_stats_proto_names[p]) == 0)
+			break;
+	if (p == DPS_STATS_NPROTO)
+		return -1;
+	dps_ipsec_stats_get((enum dps_stats_proto)p, &st);
+	rte_tel_data_start_dict(out);
+	rte_tel_data_add_dict_u64(out, "sas", st.sas);
+	rte_tel_data_add_dict_u64(out, "in_packets", st.in_packets);
+	rte_tel_data_add_dict_u64(out, "in_bytes", st.in_bytes);
+	rte_tel_data_add_dict_u64(out, "out_packets", st.out_packets);
+	rte_tel_data_add_dict_u64(out, "out_bytes", st.out_bytes);
+	for (unsigned int i = 0; i < DP_SA_CNT_MAX; i++)
+		if (i != DP_SA_CNT_packets && i != DP_SA_CNT_bytes)
+			rte_tel_data_add_dict_u64(out, dp_sa_counter_names[i], st.drop[i]);
+	if (p == DPS_STATS_ESP) {
+		rte_tel_data_add_dict_u64(out, "drop_unknown_spi", st.drop_unknown_spi);
+		rte_tel_data_add_dict_u64(out, "drop_malformed", st.drop_malformed);
+	}
+	return 0;
+}
+
 int dps_telemetry_init(void)
 {
 	if (rte_telemetry_register_cmd("/dpsec/sa", cmd_sa,
@@ -377,6 +411,15 @@ int dps_telemetry_init(void)
 	    rte_telemetry_register_cmd("/dpsec/info", cmd_info,
 				       "Daemon information. Takes no parameters"))
 		return -1;
+	for (unsigned int p = 0; p < DPS_STATS_NPROTO; p++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "/dpsec/stats/%s", dps_stats_proto_names[p]);
+		if (rte_telemetry_register_cmd(name, cmd_proto_stats,
+					       "Totals of one IPsec protocol over every SA it "
+					       "ever had. Takes no parameters"))
+			return -1;
+	}
 	return 0;
 }
 
