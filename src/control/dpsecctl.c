@@ -1024,32 +1024,45 @@ static int cmd_metrics(struct ctl *ctl, const struct command *c, int argc, char 
 {
 	static const char *const cmds[] = {"/dpsec/ports", "/dpsec/workers", "/dpsec/sa",
 					   "/dpsec/policy"};
-	json_t *v[4] = {NULL};
+	static const char *const protos[] = {"esp", "ah", "ipcomp"};
+	json_t *v[4] = {NULL}, *proto;
 	int ret = EXIT_FAILURE;
 
 	(void)argv;
 	if (check_args(c, argc))
 		return EXIT_USAGE;
+	proto = json_object();
+	if (!proto)
+		oom();
 	for (unsigned int i = 0; i < 4; i++) {
 		v[i] = i >= 2 ? paged_query(ctl, cmds[i]) : tel_query(ctl, cmds[i]);
 		if (!v[i] || check_shape(cmds[i], v[i]))
 			goto out;
 	}
+	for (unsigned int i = 0; i < 3; i++) {
+		char *cmd = xasprintf("/dpsec/stats/%s", protos[i]);
+		json_t *p = tel_query(ctl, cmd);
+
+		free(cmd);
+		if (!p || json_object_set_new(proto, protos[i], p))
+			goto out;
+	}
 	if (ctl->json) {
-		json_t *all = json_pack("{s:O,s:O,s:O,s:O}", "ports", v[0], "workers", v[1], "sas",
-					v[2], "policies", v[3]);
+		json_t *all = json_pack("{s:O,s:O,s:O,s:O,s:O}", "ports", v[0], "workers", v[1],
+					"sas", v[2], "policies", v[3], "protocols", proto);
 
 		if (!all)
 			oom();
 		print_json(ctl->out, all);
 		json_decref(all);
 	} else {
-		dps_metrics_print(ctl->out, v[0], v[1], v[2], v[3]);
+		dps_metrics_print(ctl->out, v[0], v[1], v[2], v[3], proto);
 	}
 	ret = EXIT_SUCCESS;
 out:
 	for (unsigned int i = 0; i < 4; i++)
 		json_decref(v[i]);
+	json_decref(proto);
 	return ret;
 }
 

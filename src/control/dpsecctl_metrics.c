@@ -54,6 +54,11 @@ static enum kind policy_kind(const char *f)
 	return SKIP;
 }
 
+static enum kind proto_kind(const char *f)
+{
+	return !strcmp(f, "sas") ? GAUGE : COUNTER;
+}
+
 static const struct object_kind kinds[] = {
 	{"dpsec_port", "port", "port", false, NULL, all_counters},
 	{"dpsec_worker", "worker", "worker", false, (const char *const[]){"lcore", NULL},
@@ -63,6 +68,7 @@ static const struct object_kind kinds[] = {
 	 sa_kind},
 	{"dpsec_policy", "policy", "policy", true,
 	 (const char *const[]){"dir", "src", "dst", "action", NULL}, policy_kind},
+	{"dpsec_ipsec", "IPsec protocol", "proto", false, NULL, proto_kind},
 };
 
 /* A field name as part of a metric name: [a-z0-9_], "_s" spelt "_seconds". */
@@ -173,10 +179,11 @@ static void objects(FILE *out, const struct object_kind *k, const json_t *objs)
 }
 
 void dps_metrics_print(FILE *out, const json_t *ports, const json_t *workers, const json_t *sas,
-		       const json_t *policies)
+		       const json_t *policies, const json_t *protos)
 {
 	objects(out, &kinds[0], ports);
 	objects(out, &kinds[1], workers);
 	objects(out, &kinds[2], sas);
 	objects(out, &kinds[3], policies);
+	objects(out, &kinds[4], protos);
 }

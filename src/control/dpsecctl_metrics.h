@@ -12,9 +12,11 @@
 /**
  * Print the replies of /dpsec/ports, /dpsec/workers, /dpsec/sa and
  * /dpsec/policy (objects of objects; any may be NULL) as metric families
- * labelled by port, worker, SA and policy.
+ * labelled by port, worker, SA and policy, and the per-protocol totals
+ * @protos (protocol name -> the reply of /dpsec/stats/<protocol>; may be
+ * NULL) labelled by proto.
  */
 void dps_metrics_print(FILE *out, const json_t *ports, const json_t *workers, const json_t *sas,
-		       const json_t *policies);
+		       const json_t *policies, const json_t *protos);
 
 #endif

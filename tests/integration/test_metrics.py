@@ -68,7 +68,8 @@ def metric(field, counter):
 def snapshot(gw):
     stats = gw.ctl_json("stats")
     return {"port": stats["ports"], "worker": stats["workers"], "sa": gw.ctl_json("sa")["sas"],
-            "policy": gw.ctl_json("policy")["policies"]}
+            "policy": gw.ctl_json("policy")["policies"],
+            "proto": {p: gw.ctl_json("stats", p)[p] for p in ("esp", "ah", "ipcomp")}}
 
 
 def find(samples, name, **labels):
@@ -110,6 +111,14 @@ def test_metrics_parse_and_match_json(gw):  # noqa: F811
             name = f"dpsec_sa_{metric(field, False)}"
             assert types[name] == "gauge"
             check_between(before["sa"][key][field], s[field], find(samples, name, **lab), name)
+
+    for proto in ("esp", "ah", "ipcomp"):
+        for field in after["proto"][proto]:
+            name = f"dpsec_ipsec_{metric(field, field != 'sas')}"
+            assert types[name] == ("gauge" if field == "sas" else "counter")
+            check_between(before["proto"][proto][field], after["proto"][proto][field],
+                          find(samples, name, proto=proto), name)
+    assert find(samples, "dpsec_ipsec_out_packets_total", proto="esp") > 0
 
     for key, p in after["policy"].items():
         lab = {"policy": str(p["id"]), "dir": p["dir"], "action": p["action"]}

@@ -431,7 +431,7 @@ static void test_metrics_text(void **state)
 
 	(void)state;
 	capture_start(&c);
-	dps_metrics_print(c.f, ports, NULL, sas, NULL);
+	dps_metrics_print(c.f, ports, NULL, sas, NULL, NULL);
 	assert_string_equal(capture_end(&c),
 			    "# HELP dpsec_port_rx_packets_total dpsecd port field rx_packets.\n"
 			    "# TYPE dpsec_port_rx_packets_total counter\n"
