@@ -76,6 +76,13 @@ if [ ! -f build-fuzz-dp/build.ninja ]; then
 fi
 fuzz fuzz_dataplane build-fuzz-dp tests/fuzz/corpus_dataplane/*
 
+echo "== manual pages (mandoc -Tlint; a warning fails)"
+if bash scripts/manlint.sh; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+fi
+
 echo "== integration tests"
 /usr/bin/python3 -m pytest -v -p no:cacheprovider "$@" | tee "$log/pytest.txt"
 p=$(tail -1 "$log/pytest.txt" | grep -o '[0-9]* passed' | grep -o '[0-9]*')
