@@ -87,6 +87,9 @@ ip netns exec demo-gwa $DPSECD -c config/demo.yaml >"$DIR/dpsecd.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do $DPSECCTL raw /dpsec/info >/dev/null 2>&1 && [ -S "$DIR/pfkey.sock" ] && break; sleep 0.2; done
 grep -E "pfkey|running" "$DIR/dpsecd.log"
+# a promiscuous PF_KEY listener: everything charon A and dpsecd say, shown at the end
+$DPSECCTL monitor >"$DIR/monitor.log" 2>&1 &
+pids+=($!)
 
 step "charon B (stock strongSwan, kernel-libipsec) and charon A (kernel-pfkey -> dpsecd via $(basename "$PRELOAD"))"
 charon b demo-gwb "kernel-libipsec kernel-netlink" yes
@@ -132,12 +135,19 @@ step "dpsecctl sa: the SAs charon installed, with their counters"
 $DPSECCTL sa
 step "dpsecctl stats"
 $DPSECCTL stats
+step "dpsecctl stats esp: ESP totals over every SA"
+$DPSECCTL stats esp
 
 step "swanctl --terminate: charon deletes the SAs from dpsecd (the trap policies stay)"
 swan a --terminate --ike site >/dev/null
 for _ in $(seq 50); do $DPSECCTL sa | grep -q "no SAs" && break; sleep 0.1; done
 $DPSECCTL sa
 $DPSECCTL policy
+step "dpsecctl stats esp: the totals outlive the SAs"
+$DPSECCTL stats esp
+
+step "dpsecctl monitor, running since dpsecd started: SA and policy changes, ACQUIRE, EXPIRE"
+cat "$DIR/monitor.log"
 
 step "stop"
 cleanup

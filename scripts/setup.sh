@@ -15,7 +15,9 @@ PKGS=(
 	# sanitizers + fuzzing
 	clang libclang-rt-14-dev
 	# tests and demo
-	python3 python3-pytest python3-scapy python3-yaml iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool kmod procps
+	python3 python3-pytest python3-scapy python3-yaml iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool kmod procps python3-prometheus-client
+	# operator tools: man page lint, the Debian package, bash completion
+	mandoc debhelper bash-completion
 	# strongSwan interop
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
 	# a second PF_KEY key daemon (OpenBSD's iked): docs/iked.md

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up the machine, build, and run every test: unit tests (normal and
-# ASan/UBSan builds), a bounded run of the PF_KEY codec fuzzer, and the
-# integration tests on real DPDK devices.
+# ASan/UBSan builds), 60 s runs of the fuzzers (PF_KEY codec, configuration,
+# dataplane), and the integration tests on real DPDK devices.
 # Extra arguments go to pytest, e.g. `scripts/test.sh -m interop` for the slow
 # interop tests alone, or `scripts/test.sh -k pcap`.
 set -uo pipefail
@@ -34,25 +34,54 @@ ninja -C build-asan >"$log/asan-build.txt" || { cat "$log/asan-build.txt"; exit 
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C build-asan --print-errorlogs | tee "$log/asan.txt"
 count_meson "$log/asan.txt"
 
-echo "== PF_KEY codec fuzzer (libFuzzer, 60 s)"
+# libFuzzer targets, 60 s each: a crash, a leak or a sanitizer report fails.
 # The seeds are copied: libFuzzer adds what it finds to its corpus directory.
+fuzz() { # name build-dir seed... ; extra libFuzzer flags in $fuzz_flags
+	local name=$1 dir=$2 corpus
+	shift 2
+	echo "== fuzzer $name (libFuzzer, 60 s)"
+	if ! ninja -C "$dir" "tests/$name" >"$log/$name-build.txt"; then
+		cat "$log/$name-build.txt"
+		failed=$((failed + 1))
+		return
+	fi
+	corpus=$(mktemp -d /tmp/dpsec-fuzz.XXXXXX)
+	cp "$@" "$corpus"/
+	# shellcheck disable=SC2086
+	if "$dir/tests/$name" -max_total_time=60 -artifact_prefix="$log/$name-" ${fuzz_flags:-} \
+		"$corpus" >"$log/$name.txt" 2>&1; then
+		tail -1 "$log/$name.txt"
+		passed=$((passed + 1))
+	else
+		tail -40 "$log/$name.txt"
+		echo "$name failed; reproducer in $log/"
+		failed=$((failed + 1))
+	fi
+	rm -rf "$corpus"
+}
+
+# Without DPDK: the PF_KEY codec and the configuration loader.
 if [ ! -f build-fuzz/build.ninja ]; then
 	CC=clang meson setup build-fuzz -Ddataplane=false -Dfuzz=true -Db_lundef=false \
 		>"$log/fuzz-setup.txt" || { cat "$log/fuzz-setup.txt"; exit 1; }
 fi
-ninja -C build-fuzz tests/fuzz_pfkey >"$log/fuzz-build.txt" || { cat "$log/fuzz-build.txt"; exit 1; }
-fuzz_corpus=$(mktemp -d /tmp/dpsec-fuzz.XXXXXX)
-cp tests/fuzz/corpus/* "$fuzz_corpus"/
-if build-fuzz/tests/fuzz_pfkey -max_total_time=60 -artifact_prefix="$log/" "$fuzz_corpus" \
-	>"$log/fuzz.txt" 2>&1; then
-	tail -1 "$log/fuzz.txt"
+fuzz fuzz_pfkey build-fuzz tests/fuzz/corpus/*
+fuzz_flags="-dict=tests/fuzz/config.dict" fuzz fuzz_config build-fuzz config/*.yaml config/examples/*.yaml
+
+# The packet path on the real dataplane: DPDK-enabled, everything under
+# ASan/UBSan (Debian's DPDK itself is not instrumented).
+if [ ! -f build-fuzz-dp/build.ninja ]; then
+	CC=clang meson setup build-fuzz-dp -Dfuzz=true -Db_sanitize=address,undefined \
+		-Db_lundef=false >"$log/fuzz-dp-setup.txt" || { cat "$log/fuzz-dp-setup.txt"; exit 1; }
+fi
+fuzz fuzz_dataplane build-fuzz-dp tests/fuzz/corpus_dataplane/*
+
+echo "== manual pages (mandoc -Tlint; a warning fails)"
+if bash scripts/manlint.sh; then
 	passed=$((passed + 1))
 else
-	tail -40 "$log/fuzz.txt"
-	echo "fuzz_pfkey failed; reproducer in $log/"
 	failed=$((failed + 1))
 fi
-rm -rf "$fuzz_corpus"
 
 echo "== integration tests"
 /usr/bin/python3 -m pytest -v -p no:cacheprovider "$@" | tee "$log/pytest.txt"

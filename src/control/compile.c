@@ -10,6 +10,7 @@
 
 #include <rte_malloc.h>
 
+#include "control/ipsec_stats.h"
 #include "control/store.h"
 #include "control/store_state.h"
 #include "dataplane/dp.h"
@@ -111,6 +112,7 @@ int dps_store_commit(void)
 {
 	struct dp_ipsec *ipsec = calloc(1, sizeof(*ipsec));
 	struct dp_snapshot *snap;
+	unsigned int n_dead;
 
 	if (ipsec == NULL)
 		return -1;
@@ -132,10 +134,18 @@ int dps_store_commit(void)
 	}
 	dp_snapshot_publish(snap); /* returns after every worker let go of the old one */
 	dps_store.rules_changed = dps_store.in_changed = false;
-	for (unsigned int i = 0; i < dps_store.n_dead; i++)
+	/* No worker holds the dead SAs now: their counts are final. They join
+	 * their protocol's totals as they leave the dead list, in one step. */
+	pthread_mutex_lock(&dps_store.lock);
+	n_dead = dps_store.n_dead;
+	for (unsigned int i = 0; i < n_dead; i++)
+		dps_ipsec_stats_retire(dps_store.dead[i]);
+	dps_store.n_dead = 0;
+	pthread_mutex_unlock(&dps_store.lock);
+	for (unsigned int i = 0; i < n_dead; i++)
 		dp_sa_free(dps_store.dead[i]);
 	for (unsigned int i = 0; i < dps_store.n_dead_hits; i++)
 		rte_free(dps_store.dead_hits[i]);
-	dps_store.n_dead = dps_store.n_dead_hits = 0;
+	dps_store.n_dead_hits = 0;
 	return 0;
 }

@@ -17,6 +17,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <linux/pfkeyv2.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -29,9 +31,13 @@
 #include <unistd.h>
 
 #include "control/config.h"
+#include "control/dpsecctl_metrics.h"
+#include "control/dpsecctl_monitor.h"
+#include "control/dpsecctl_view.h"
 
 #define DEFAULT_CONFIG "/etc/dpsec/dpsec.yaml"
 #define DEFAULT_PREFIX "dpsec"
+#define DEFAULT_PFKEY  "/run/dpsec/pfkey.sock"
 #define RUNTIME_DIR    "/var/run/dpdk"
 #define TELEMETRY_SOCK "dpdk_telemetry.v2"
 
@@ -79,11 +85,13 @@ struct command {
 
 struct ctl {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char pfkey[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* dpsecd's PF_KEY socket */
 	int fd;
 	json_t *fake; /* --from-file: canned replies keyed by command */
 	char *buf;
 	bool json;
 	bool all;
+	bool verbose;
 	FILE *out;
 };
 
@@ -829,6 +837,279 @@ static int cmd_show(struct ctl *ctl, const struct command *c, int argc, char **a
 	return ret;
 }
 
+/*
+ * @arg names objects of a listing: "0xSPI" the SAs with that SPI, "ID" (or
+ * "saID", "policyID") the one with that id. Returns the matching subset.
+ */
+static json_t *select_objects(const json_t *v, const char *arg, const char *prefix, bool by_spi)
+{
+	json_t *sel = json_object(), *obj;
+	unsigned long want;
+	const char *key;
+	bool spi = false;
+	char *end;
+
+	if (!sel)
+		oom();
+	if (by_spi && (!strncmp(arg, "0x", 2) || !strncmp(arg, "0X", 2))) {
+		spi = true;
+		arg += 2;
+	} else if (!strncmp(arg, prefix, strlen(prefix))) {
+		arg += strlen(prefix);
+	}
+	errno = 0;
+	want = strtoul(arg, &end, spi ? 16 : 10);
+	if (!*arg || *end || errno || arg[0] == '-') {
+		json_decref(sel);
+		return NULL;
+	}
+	json_object_foreach((json_t *)v, key, obj)
+	{
+		bool hit;
+
+		if (spi)
+			hit = strtoul(json_string_value(json_object_get(obj, "spi")) ?: "", NULL,
+				      16) == want;
+		else
+			hit = json_integer_value(json_object_get(obj, "id")) == (json_int_t)want;
+		if (hit && json_object_set(sel, key, obj))
+			oom();
+	}
+	return sel;
+}
+
+/* The readable view of a listing: every object in natural key order. */
+static void print_views(struct ctl *ctl, const json_t *v, bool is_sa)
+{
+	size_t n = json_object_size(v), i = 0;
+	const char **keys = xcalloc(n, sizeof(*keys));
+	const char *key;
+	json_t *obj;
+
+	json_object_foreach((json_t *)v, key, obj) keys[i++] = key;
+	qsort(keys, n, sizeof(*keys), cmp_verstr);
+	for (i = 0; i < n; i++) {
+		obj = json_object_get(v, keys[i]);
+		if (is_sa)
+			dps_view_sa(ctl->out, keys[i], obj, ctl->verbose);
+		else
+			dps_view_policy(ctl->out, keys[i], obj, ctl->verbose);
+	}
+	free(keys);
+}
+
+/* sa, policy: the readable view, -v the full table, or "show SPI|ID" one object. */
+static int cmd_objects(struct ctl *ctl, const struct command *c, int argc, char **argv)
+{
+	const struct query *q = &c->queries[0];
+	bool is_sa = !strcmp(c->name, "sa");
+	json_t *v, *out;
+	int ret = EXIT_SUCCESS;
+
+	if (argc == 1 || argc > 2 || (argc == 2 && strcmp(argv[0], "show"))) {
+		err_msg("%s: expected no argument or 'show %s'", c->name, is_sa ? "SPI|ID" : "ID");
+		return EXIT_USAGE;
+	}
+	v = paged_query(ctl, q->cmd);
+	if (!v)
+		return EXIT_FAILURE;
+	if (check_shape(q->cmd, v)) {
+		json_decref(v);
+		return EXIT_FAILURE;
+	}
+	if (argc == 2) {
+		json_t *sel = select_objects(v, argv[1], is_sa ? "sa" : "policy", is_sa);
+
+		json_decref(v);
+		if (!sel) {
+			err_msg("%s show: '%s' is not %s", c->name, argv[1],
+				is_sa ? "an SPI (0x...) nor an SA id" : "a policy id");
+			return EXIT_USAGE;
+		}
+		if (json_object_size(sel) == 0) {
+			err_msg("%s show: no %s %s", c->name, is_sa ? "SA" : "policy", argv[1]);
+			json_decref(sel);
+			return EXIT_FAILURE;
+		}
+		v = sel;
+	}
+	if (ctl->json) {
+		out = json_pack("{s:O}", q->name, v);
+		if (!out)
+			oom();
+		print_json(ctl->out, out);
+		json_decref(out);
+	} else if (json_object_size(v) == 0) {
+		fprintf(ctl->out, "%s\n", q->layout->empty);
+	} else if (ctl->verbose && argc == 0) {
+		ret = print_table(ctl->out, q->cmd, v, q->layout, ctl->all) ? EXIT_FAILURE : 0;
+	} else {
+		print_views(ctl, v, is_sa);
+	}
+	json_decref(v);
+	return ret;
+}
+
+/* Connect to dpsecd's PF_KEY socket and make it promiscuous (RFC 2367 X_PROMISC). */
+static int pfkey_open(const struct ctl *ctl)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct sadb_msg promisc = {
+		.sadb_msg_version = PF_KEY_V2,
+		.sadb_msg_type = SADB_X_PROMISC,
+		.sadb_msg_satype = 1, /* on */
+		.sadb_msg_len = sizeof(struct sadb_msg) / 8,
+		.sadb_msg_pid = (uint32_t)getpid(),
+	};
+	int fd;
+
+	memcpy(sun.sun_path, ctl->pfkey, sizeof(sun.sun_path));
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		err_msg("socket: %s", strerror(errno));
+		return -1;
+	}
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) ||
+	    send(fd, &promisc, sizeof(promisc), MSG_NOSIGNAL) != sizeof(promisc)) {
+		err_msg("cannot reach dpsecd's PF_KEY socket %s: %s (%s)", ctl->pfkey,
+			strerror(errno),
+			errno == EACCES || errno == EPERM
+				? "are you root?"
+				: "is dpsecd running with pfkey enabled?");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Print SA and policy changes, EXPIREs and ACQUIREs as they happen, until killed. */
+static int cmd_monitor(struct ctl *ctl, const struct command *c, int argc, char **argv)
+{
+	static uint8_t msg[65535 * 8];
+	char line[512];
+	int fd;
+
+	(void)argv;
+	if (check_args(c, argc))
+		return EXIT_USAGE;
+	fd = pfkey_open(ctl);
+	if (fd < 0)
+		return EXIT_FAILURE;
+	for (;;) {
+		ssize_t n = recv(fd, msg, sizeof(msg), 0);
+		int len;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			err_msg("monitor: %s",
+				n == 0 ? "dpsecd closed the PF_KEY socket" : strerror(errno));
+			close(fd);
+			return EXIT_FAILURE;
+		}
+		len = dps_monitor_format(msg, (size_t)n, line, sizeof(line));
+		if (len < 0)
+			err_msg("monitor: a malformed message of %zd bytes", n);
+		else if (len > 0 && fprintf(ctl->out, "%s\n", line) < 0)
+			break;
+		if (fflush(ctl->out))
+			break; /* the reader went away */
+	}
+	close(fd);
+	return EXIT_SUCCESS;
+}
+
+/* Every counter as Prometheus text (node_exporter's textfile collector), or --json. */
+static int cmd_metrics(struct ctl *ctl, const struct command *c, int argc, char **argv)
+{
+	static const char *const cmds[] = {"/dpsec/ports", "/dpsec/workers", "/dpsec/sa",
+					   "/dpsec/policy"};
+	static const char *const protos[] = {"esp", "ah", "ipcomp"};
+	json_t *v[4] = {NULL}, *proto;
+	int ret = EXIT_FAILURE;
+
+	(void)argv;
+	if (check_args(c, argc))
+		return EXIT_USAGE;
+	proto = json_object();
+	if (!proto)
+		oom();
+	for (unsigned int i = 0; i < 4; i++) {
+		v[i] = i >= 2 ? paged_query(ctl, cmds[i]) : tel_query(ctl, cmds[i]);
+		if (!v[i] || check_shape(cmds[i], v[i]))
+			goto out;
+	}
+	for (unsigned int i = 0; i < 3; i++) {
+		char *cmd = xasprintf("/dpsec/stats/%s", protos[i]);
+		json_t *p = tel_query(ctl, cmd);
+
+		free(cmd);
+		if (!p || json_object_set_new(proto, protos[i], p))
+			goto out;
+	}
+	if (ctl->json) {
+		json_t *all = json_pack("{s:O,s:O,s:O,s:O,s:O}", "ports", v[0], "workers", v[1],
+					"sas", v[2], "policies", v[3], "protocols", proto);
+
+		if (!all)
+			oom();
+		print_json(ctl->out, all);
+		json_decref(all);
+	} else {
+		dps_metrics_print(ctl->out, v[0], v[1], v[2], v[3], proto);
+	}
+	ret = EXIT_SUCCESS;
+out:
+	for (unsigned int i = 0; i < 4; i++)
+		json_decref(v[i]);
+	json_decref(proto);
+	return ret;
+}
+
+static const struct layout proto_counters = {
+	.kind = LAYOUT_COUNTERS,
+	.corner = "PROTOCOL",
+	.empty = "no statistics",
+};
+
+/* stats: ports and workers; stats esp|ah|ipcomp: that protocol's totals. */
+static int cmd_stats(struct ctl *ctl, const struct command *c, int argc, char **argv)
+{
+	static const char *const protos[] = {"esp", "ah", "ipcomp"};
+	json_t *v, *all;
+	char *cmd;
+	size_t i;
+	int ret;
+
+	if (argc == 0)
+		return cmd_show(ctl, c, 0, argv);
+	for (i = 0; i < sizeof(protos) / sizeof(protos[0]); i++)
+		if (argc == 1 && !strcmp(argv[0], protos[i]))
+			break;
+	if (i == sizeof(protos) / sizeof(protos[0])) {
+		err_msg("stats: expected no argument, or esp, ah or ipcomp");
+		return EXIT_USAGE;
+	}
+	cmd = xasprintf("/dpsec/stats/%s", protos[i]);
+	v = tel_query(ctl, cmd);
+	if (!v) {
+		free(cmd);
+		return EXIT_FAILURE;
+	}
+	all = json_pack("{s:O}", protos[i], v);
+	if (!all)
+		oom();
+	if (ctl->json)
+		ret = print_json(ctl->out, all) ? EXIT_FAILURE : EXIT_SUCCESS;
+	else
+		ret = print_table(ctl->out, cmd, all, &proto_counters, true) ? EXIT_FAILURE
+									     : EXIT_SUCCESS;
+	json_decref(all);
+	json_decref(v);
+	free(cmd);
+	return ret;
+}
+
 static int cmd_raw(struct ctl *ctl, const struct command *c, int argc, char **argv)
 {
 	json_t *reply;
@@ -879,8 +1160,9 @@ static int cmd_raw(struct ctl *ctl, const struct command *c, int argc, char **ar
 static const struct command commands[] = {
 	{
 		.name = "stats",
-		.help = "port and worker counters",
-		.run = cmd_show,
+		.args = "[esp|ah|ipcomp]",
+		.help = "port and worker counters, or one IPsec protocol's totals",
+		.run = cmd_stats,
 		.queries = {{"ports", "/dpsec/ports", &port_counters},
 			    {"workers", "/dpsec/workers", &worker_counters}},
 	},
@@ -893,16 +1175,28 @@ static const struct command commands[] = {
 	},
 	{
 		.name = "sa",
+		.args = "[show SPI|ID]",
 		.help = "security associations with their counters",
-		.run = cmd_show,
+		.run = cmd_objects,
 		.queries = {{"sas", "/dpsec/sa", &sa_rows, true}},
 	},
 	{
 		.name = "policy",
 		.alias = "policies",
+		.args = "[show ID]",
 		.help = "security policies with their hits",
-		.run = cmd_show,
+		.run = cmd_objects,
 		.queries = {{"policies", "/dpsec/policy", &policy_rows, true}},
+	},
+	{
+		.name = "metrics",
+		.help = "every counter in Prometheus text format (labels port, worker, SA, policy)",
+		.run = cmd_metrics,
+	},
+	{
+		.name = "monitor",
+		.help = "stream SA and policy changes, EXPIREs and ACQUIREs (PF_KEY)",
+		.run = cmd_monitor,
 	},
 	{
 		.name = "raw",
@@ -949,8 +1243,12 @@ static void usage(FILE *f)
 		"\" without it)\n"
 		"  -p, --file-prefix NAME  DPDK file prefix of dpsecd (overrides -c)\n"
 		"  -s, --socket PATH       telemetry socket (overrides -c and -p)\n"
+		"      --pfkey PATH        monitor: dpsecd's PF_KEY socket (default pfkey.socket\n"
+		"                          of the configuration, or " DEFAULT_PFKEY ")\n"
 		"  -j, --json              machine-readable output\n"
 		"  -a, --all               stats: also show drop counters that are zero\n"
+		"  -v, --verbose           sa, policy: every field (a wide table; with show,\n"
+		"                          every field of the object)\n"
 		"      --from-file FILE    answer from FILE instead of dpsecd (offline reading,\n"
 		"                          tests): a JSON object of telemetry command -> reply\n"
 		"                          value; \"/cmd,ARG\" falls back to \"/cmd\"; a command\n"
@@ -984,6 +1282,8 @@ static int resolve_path(struct ctl *ctl, const char *sock, const char *prefix, c
 			return -1;
 		}
 		prefix = cfg->eal.file_prefix[0] ? cfg->eal.file_prefix : DEFAULT_PREFIX;
+		if (!ctl->pfkey[0])
+			memcpy(ctl->pfkey, cfg->pfkey.socket, sizeof(ctl->pfkey));
 	}
 	n = snprintf(ctl->path, sizeof(ctl->path), RUNTIME_DIR "/%s/" TELEMETRY_SOCK, prefix);
 	if (cfg) {
@@ -1017,6 +1317,7 @@ static int load_fake(struct ctl *ctl, const char *file)
 
 enum {
 	OPT_FROM_FILE = 256,
+	OPT_PFKEY,
 };
 
 #ifndef DPSECCTL_NO_MAIN
@@ -1028,9 +1329,11 @@ int main(int argc, char **argv)
 		{"socket", required_argument, NULL, 's'},
 		{"json", no_argument, NULL, 'j'},
 		{"all", no_argument, NULL, 'a'},
+		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		/* Debugging: answer from a file {"/cmd": value, ...} instead of dpsecd. */
 		{"from-file", required_argument, NULL, OPT_FROM_FILE},
+		{"pfkey", required_argument, NULL, OPT_PFKEY},
 		{NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *prefix = NULL, *sock = NULL, *from_file = NULL;
@@ -1038,7 +1341,7 @@ int main(int argc, char **argv)
 	const struct command *cmd;
 	int opt, ret;
 
-	while ((opt = getopt_long(argc, argv, "c:p:s:jah", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:p:s:javh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			config = optarg;
@@ -1055,11 +1358,21 @@ int main(int argc, char **argv)
 		case 'a':
 			ctl.all = true;
 			break;
+		case 'v':
+			ctl.verbose = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return EXIT_SUCCESS;
 		case OPT_FROM_FILE:
 			from_file = optarg;
+			break;
+		case OPT_PFKEY:
+			if (strlen(optarg) >= sizeof(ctl.pfkey)) {
+				err_msg("--pfkey: path too long");
+				return EXIT_USAGE;
+			}
+			strcpy(ctl.pfkey, optarg);
 			break;
 		default:
 			usage(stderr);
@@ -1079,6 +1392,8 @@ int main(int argc, char **argv)
 
 	if (from_file ? load_fake(&ctl, from_file) : resolve_path(&ctl, sock, prefix, config))
 		return EXIT_FAILURE;
+	if (!ctl.pfkey[0])
+		strcpy(ctl.pfkey, DEFAULT_PFKEY);
 	ctl.buf = xcalloc(1, REPLY_MAX + 1);
 	ctl.out = stdout;
 

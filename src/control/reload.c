@@ -58,7 +58,50 @@ struct reload {
 	bool *sa_keep, *pol_keep; /* [current] unchanged configuration objects */
 	bool *pol_kept;		  /* [cfg->n_policies] the same as one in the store */
 	struct dp_sa **made;	  /* [cfg->n_sas] created for new SAs, NULL if kept */
+	/* What to report once published: the removed objects (SAs without keys)
+	 * and the new policies with the ids the store gave them. */
+	bool *sa_new; /* [cfg->n_sas] inserted */
+	struct dps_sa *gone_sa;
+	struct dps_policy *gone_pol, *new_pol;
+	unsigned int n_gone_sa, n_gone_pol, n_new_pol;
 };
+
+static dps_reload_report_fn report;
+
+void dps_reload_set_report(dps_reload_report_fn fn)
+{
+	report = fn;
+}
+
+/* An SA's identity for a report: no key leaves the store this way. */
+static struct dps_sa sa_without_keys(const struct dps_sa *c)
+{
+	struct dps_sa s = *c;
+
+	memset(s.enc_key, 0, sizeof(s.enc_key));
+	memset(s.auth_key, 0, sizeof(s.auth_key));
+	s.enc_key_len = s.auth_key_len = 0;
+	return s;
+}
+
+static void reload_report(const struct dps_config *cfg, const struct reload *r)
+{
+	if (report == NULL)
+		return;
+	for (unsigned int i = 0; i < r->n_gone_pol; i++)
+		report(NULL, &r->gone_pol[i], false);
+	for (unsigned int i = 0; i < r->n_gone_sa; i++)
+		report(&r->gone_sa[i], NULL, false);
+	for (unsigned int i = 0; i < cfg->n_sas; i++) {
+		if (r->sa_new[i]) {
+			struct dps_sa s = sa_without_keys(&cfg->sas[i]);
+
+			report(&s, NULL, true);
+		}
+	}
+	for (unsigned int i = 0; i < r->n_new_pol; i++)
+		report(NULL, &r->new_pol[i], true);
+}
 
 static void reload_free(struct reload *r, unsigned int n_new)
 {
@@ -68,6 +111,10 @@ static void reload_free(struct reload *r, unsigned int n_new)
 	free(r->pol_keep);
 	free(r->pol_kept);
 	free(r->made);
+	free(r->sa_new);
+	free(r->gone_sa);
+	free(r->gone_pol);
+	free(r->new_pol);
 }
 
 /* What can be known and made before anything changes: the SAs' dataplane objects. */
@@ -77,7 +124,12 @@ static int reload_plan(const struct dps_config *cfg, struct reload *r, char *err
 	r->pol_keep = calloc(dps_store.n_pol + 1, sizeof(bool));
 	r->pol_kept = calloc(cfg->n_policies + 1, sizeof(bool));
 	r->made = calloc(cfg->n_sas + 1, sizeof(*r->made));
-	if (r->sa_keep == NULL || r->pol_keep == NULL || r->pol_kept == NULL || r->made == NULL) {
+	r->sa_new = calloc(cfg->n_sas + 1, sizeof(bool));
+	r->gone_sa = calloc(dps_store.n_sas + 1, sizeof(*r->gone_sa));
+	r->gone_pol = calloc(dps_store.n_pol + 1, sizeof(*r->gone_pol));
+	r->new_pol = calloc(cfg->n_policies + 1, sizeof(*r->new_pol));
+	if (r->sa_keep == NULL || r->pol_keep == NULL || r->pol_kept == NULL || r->made == NULL ||
+	    r->sa_new == NULL || r->gone_sa == NULL || r->gone_pol == NULL || r->new_pol == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
@@ -135,6 +187,7 @@ static int reload_apply(const struct dps_config *cfg, struct reload *r, char *er
 	for (unsigned int j = dps_store.n_pol; j-- > 0;) {
 		if (dps_store.pol[j].origin != DPS_ORIGIN_CONFIG || r->pol_keep[j])
 			continue;
+		r->gone_pol[r->n_gone_pol++] = dps_store.pol[j].p;
 		rc = dps_store_policy_delete(dps_store.pol[j].p.id);
 		if (rc < 0) {
 			snprintf(err, errlen, "cannot delete policy %u: %s", dps_store.pol[j].p.id,
@@ -147,6 +200,7 @@ static int reload_apply(const struct dps_config *cfg, struct reload *r, char *er
 
 		if (dps_store.sas[j].origin != DPS_ORIGIN_CONFIG || r->sa_keep[j])
 			continue;
+		r->gone_sa[r->n_gone_sa++] = sa_without_keys(c);
 		rc = dps_store_sa_delete(c->spi, &c->dst, c->proto);
 		if (rc < 0) {
 			snprintf(err, errlen, "cannot delete SA 0x%x: %s", c->spi, strerror(-rc));
@@ -165,6 +219,7 @@ static int reload_apply(const struct dps_config *cfg, struct reload *r, char *er
 				 rc == -ENOMEM ? "out of memory" : why);
 			return rc;
 		}
+		r->new_pol[r->n_new_pol++] = p;
 	}
 	for (unsigned int i = 0; i < cfg->n_sas; i++) {
 		struct dp_sa *d = r->made[i];
@@ -178,6 +233,7 @@ static int reload_apply(const struct dps_config *cfg, struct reload *r, char *er
 				 rc == -EEXIST ? "SA exists" : "out of memory");
 			return rc;
 		}
+		r->sa_new[i] = true;
 	}
 	return 0;
 }
@@ -205,10 +261,12 @@ int dps_store_reload(const struct dps_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot compile the SPD/SAD");
 		rc = -1;
 	}
-	if (rc < 0)
+	if (rc < 0) {
 		dps_store_undo(&undo);
-	else
+	} else {
 		dps_store_undo_end(&undo);
+		reload_report(cfg, &r);
+	}
 	reload_free(&r, cfg->n_sas);
 	return rc;
 }

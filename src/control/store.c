@@ -35,15 +35,21 @@ static int grow(void **v, unsigned int *cap, unsigned int n, size_t elt)
 	return 0;
 }
 
+/* Under the lock: the per-protocol totals read the dead list (ipsec_stats.c). */
 static int bury(struct dp_sa *sa)
 {
+	int rc = 0;
+
 	if (sa == NULL)
 		return 0;
+	pthread_mutex_lock(&dps_store.lock);
 	if (grow((void **)&dps_store.dead, &dps_store.cap_dead, dps_store.n_dead,
 		 sizeof(*dps_store.dead)) < 0)
-		return -ENOMEM;
-	dps_store.dead[dps_store.n_dead++] = sa;
-	return 0;
+		rc = -ENOMEM;
+	else
+		dps_store.dead[dps_store.n_dead++] = sa;
+	pthread_mutex_unlock(&dps_store.lock);
+	return rc;
 }
 
 /*
@@ -268,7 +274,8 @@ int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 		dps_store.out_inner[dps_store.sas[i].dp->inner_family == AF_INET6]--;
 	sa_ix.stale = true;
 	pthread_mutex_lock(&dps_store.lock);
-	memmove(&dps_store.sas[i], &dps_store.sas[i + 1], (dps_store.n_sas - i - 1) * sizeof(*dps_store.sas));
+	memmove(&dps_store.sas[i], &dps_store.sas[i + 1],
+		(dps_store.n_sas - i - 1) * sizeof(*dps_store.sas));
 	dps_store.n_sas--;
 	/* the slot left behind: the last SA moved down, or the deleted one */
 	dps_wipe(&dps_store.sas[dps_store.n_sas], sizeof(*dps_store.sas));
@@ -606,13 +613,11 @@ int dps_store_undo_begin(struct dps_store_undo *u)
 void dps_store_undo(struct dps_store_undo *u)
 {
 	struct dps_store_state *s = &dps_store;
+	unsigned int n_dead;
 
 	for (unsigned int i = 0; i < s->n_sas; i++)
 		if (!ptr_in((void *const *)u->dp, u->n_sas, s->sas[i].dp))
 			dp_sa_free(s->sas[i].dp);
-	for (unsigned int i = u->n_dead; i < s->n_dead; i++)
-		if (!ptr_in((void *const *)u->dp, u->n_sas, s->dead[i]))
-			dp_sa_free(s->dead[i]);
 	for (unsigned int i = 0; i < s->n_pol; i++)
 		if (!ptr_in((void *const *)u->hits, u->n_pol, s->pol[i].hits))
 			rte_free(s->pol[i].hits);
@@ -627,8 +632,13 @@ void dps_store_undo(struct dps_store_undo *u)
 	memcpy(s->pol, u->pol, u->n_pol * sizeof(*s->pol));
 	s->n_sas = u->n_sas;
 	s->n_pol = u->n_pol;
-	pthread_mutex_unlock(&s->lock);
+	/* the dead list shrinks with the tables' restore: no SA is in both at once */
+	n_dead = s->n_dead;
 	s->n_dead = u->n_dead;
+	pthread_mutex_unlock(&s->lock);
+	for (unsigned int i = u->n_dead; i < n_dead; i++)
+		if (!ptr_in((void *const *)u->dp, u->n_sas, s->dead[i]))
+			dp_sa_free(s->dead[i]);
 	s->n_dead_hits = u->n_dead_hits;
 	s->def = u->def;
 	s->next_sa_id = u->next_sa_id;

@@ -70,6 +70,18 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
  */
 int dps_store_reload(const struct dps_config *cfg, char *err, size_t errlen);
 
+/**
+ * How a reload reports what it changed, once published: one SA (@sa) or one
+ * policy (@pol), @added or removed. An SA comes without its keys. The PF_KEY
+ * server registers one that broadcasts the changes, as Linux broadcasts to
+ * PF_KEY sockets the SAs and policies changed through netlink.
+ */
+typedef void (*dps_reload_report_fn)(const struct dps_sa *sa, const struct dps_policy *pol,
+				     bool added);
+
+/** Register @fn (NULL: none). */
+void dps_reload_set_report(dps_reload_report_fn fn);
+
 /** Delete a policy by id. -ENOENT if absent. */
 int dps_store_policy_delete(uint32_t id);
 

@@ -2,11 +2,14 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rte_ethdev.h>
 #include <rte_telemetry.h>
 
+#include "control/ipsec_stats.h"
 #include "control/store.h"
 #include "control/telemetry.h"
 #include "dataplane/crypto.h"
@@ -147,7 +150,7 @@ static int cmd_info(const char *cmd, const char *params, struct rte_tel_data *ou
 
 /* Telemetry replies are capped at 16 KiB: SAs and policies come in pages;
  * the parameter is the index to start from, an empty page ends the walk. */
-#define PAGE 12
+#define PAGE 8
 
 struct page {
 	struct rte_tel_data *out;
@@ -178,6 +181,30 @@ static void add_prefix(struct rte_tel_data *d, const char *k, const struct dps_p
 
 	snprintf(out, sizeof(out), "%s/%u", dps_addr_str(&p->addr, buf, sizeof(buf)), p->len);
 	rte_tel_data_add_dict_string(d, k, out);
+}
+
+/* Seconds since the SA was added and since its first use (-1: never used). */
+static void add_ages(struct rte_tel_data *d, const struct dp_sa *sa)
+{
+	uint64_t now = dp_now_ms(), used = sa->first_use_ms;
+
+	rte_tel_data_add_dict_u64(d, "age_s", (now - sa->add_ms) / 1000);
+	rte_tel_data_add_dict_int(d, "use_s", used ? (int)((now - used) / 1000) : -1);
+}
+
+/* A lifetime as <which>_bytes, _packets, _add_s, _use_s (0: unlimited). */
+static void add_lifetime(struct rte_tel_data *d, const char *which, const struct dps_lifetime *l)
+{
+	char k[32];
+
+	snprintf(k, sizeof(k), "%s_bytes", which);
+	rte_tel_data_add_dict_u64(d, k, l->bytes);
+	snprintf(k, sizeof(k), "%s_packets", which);
+	rte_tel_data_add_dict_u64(d, k, l->packets);
+	snprintf(k, sizeof(k), "%s_add_s", which);
+	rte_tel_data_add_dict_u64(d, k, l->add_s);
+	snprintf(k, sizeof(k), "%s_use_s", which);
+	rte_tel_data_add_dict_u64(d, k, l->use_s);
 }
 
 static int sa_one(const struct dps_store_sa *e, void *arg)
@@ -218,6 +245,9 @@ static int sa_one(const struct dps_store_sa *e, void *arg)
 	rte_tel_data_add_dict_string(
 		d, "crypto",
 		e->dp->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO ? "cpu" : "async");
+	add_ages(d, e->dp);
+	add_lifetime(d, "soft", &c->soft);
+	add_lifetime(d, "hard", &c->hard);
 	dp_sa_counters(e->dp, &cnt);
 	for (unsigned int i = 0; i < DP_SA_CNT_MAX; i++)
 		rte_tel_data_add_dict_u64(d, dp_sa_counter_names[i], cnt.v[i]);
@@ -229,6 +259,25 @@ static int sa_one(const struct dps_store_sa *e, void *arg)
 
 static const char *const action_names[] = {"discard", "bypass", "protect"};
 static const char *const level_names[] = {"default", "use", "require", "unique"};
+
+static void add_req(struct rte_tel_data *d, const struct dps_ipsec_req *r, unsigned int i)
+{
+	char k[16], sfx[4] = "";
+
+	if (i)
+		snprintf(sfx, sizeof(sfx), "%u", i + 1);
+#define KEY(name) (snprintf(k, sizeof(k), "%s%s", name, sfx), k)
+	rte_tel_data_add_dict_string(d, KEY("ipsec"), proto_name(r->proto));
+	rte_tel_data_add_dict_string(d, KEY("mode"),
+				     r->mode == DPS_MODE_TUNNEL ? "tunnel" : "transport");
+	rte_tel_data_add_dict_string(d, KEY("level"), level_names[r->level % 4]);
+	rte_tel_data_add_dict_u64(d, KEY("reqid"), r->reqid);
+	if (r->mode == DPS_MODE_TUNNEL) {
+		add_addr(d, KEY("tun_src"), &r->tun_src);
+		add_addr(d, KEY("tun_dst"), &r->tun_dst);
+	}
+#undef KEY
+}
 
 static int policy_one(const struct dps_store_policy *e, void *arg)
 {
@@ -259,19 +308,11 @@ static int policy_one(const struct dps_store_policy *e, void *arg)
 	snprintf(buf, sizeof(buf), "%u-%u", p->sel.dport_lo, p->sel.dport_hi);
 	rte_tel_data_add_dict_string(d, "dport", buf);
 	rte_tel_data_add_dict_string(d, "action", action_names[p->action % 3]);
-	if (p->n_reqs) {
-		const struct dps_ipsec_req *r = &p->reqs[0];
-
-		rte_tel_data_add_dict_string(d, "ipsec", proto_name(r->proto));
-		rte_tel_data_add_dict_string(d, "mode",
-					     r->mode == DPS_MODE_TUNNEL ? "tunnel" : "transport");
-		rte_tel_data_add_dict_string(d, "level", level_names[r->level % 4]);
-		rte_tel_data_add_dict_u64(d, "reqid", r->reqid);
-		if (r->mode == DPS_MODE_TUNNEL) {
-			add_addr(d, "tun_src", &r->tun_src);
-			add_addr(d, "tun_dst", &r->tun_dst);
-		}
-	}
+	/* The first transform under the historic keys, the others suffixed 2, 3. */
+	rte_tel_data_add_dict_u64(d, "transforms", p->n_reqs);
+	for (unsigned int i = 0; i < p->n_reqs && i < DPS_MAX_IPSEC_REQS; i++)
+		add_req(d, &p->reqs[i], i);
+	rte_tel_data_add_dict_u64(d, "age_s", (uint64_t)time(NULL) - e->add_time);
 	for (unsigned int w = 0; w < dp.n_workers; w++)
 		hits += __atomic_load_n(&e->hits[w].n, __ATOMIC_RELAXED);
 	rte_tel_data_add_dict_u64(d, "hits", hits);
@@ -321,6 +362,38 @@ static int cmd_policy(const char *cmd, const char *params, struct rte_tel_data *
 	return 0;
 }
 
+/* /dpsec/stats/<proto>: the protocol's totals (ipsec_stats.c); cmd names the protocol. */
+static int cmd_proto_stats(const char *cmd, const char *params, struct rte_tel_data *out)
+{
+	const char *name = strrchr(cmd, '/') + 1;
+	struct dps_ipsec_stats st;
+	int p;
+
+	(void)params;
+	if (!live)
+		return -1;
+	for (p = 0; p < DPS_STATS_NPROTO; p++)
+		if (strcmp(name, dps_stats_proto_names[p]) == 0)
+			break;
+	if (p == DPS_STATS_NPROTO)
+		return -1;
+	dps_ipsec_stats_get((enum dps_stats_proto)p, &st);
+	rte_tel_data_start_dict(out);
+	rte_tel_data_add_dict_u64(out, "sas", st.sas);
+	rte_tel_data_add_dict_u64(out, "in_packets", st.in_packets);
+	rte_tel_data_add_dict_u64(out, "in_bytes", st.in_bytes);
+	rte_tel_data_add_dict_u64(out, "out_packets", st.out_packets);
+	rte_tel_data_add_dict_u64(out, "out_bytes", st.out_bytes);
+	for (unsigned int i = 0; i < DP_SA_CNT_MAX; i++)
+		if (i != DP_SA_CNT_packets && i != DP_SA_CNT_bytes)
+			rte_tel_data_add_dict_u64(out, dp_sa_counter_names[i], st.drop[i]);
+	if (p == DPS_STATS_ESP) {
+		rte_tel_data_add_dict_u64(out, "drop_unknown_spi", st.drop_unknown_spi);
+		rte_tel_data_add_dict_u64(out, "drop_malformed", st.drop_malformed);
+	}
+	return 0;
+}
+
 int dps_telemetry_init(void)
 {
 	if (rte_telemetry_register_cmd("/dpsec/sa", cmd_sa,
@@ -338,6 +411,15 @@ int dps_telemetry_init(void)
 	    rte_telemetry_register_cmd("/dpsec/info", cmd_info,
 				       "Daemon information. Takes no parameters"))
 		return -1;
+	for (unsigned int p = 0; p < DPS_STATS_NPROTO; p++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "/dpsec/stats/%s", dps_stats_proto_names[p]);
+		if (rte_telemetry_register_cmd(name, cmd_proto_stats,
+					       "Totals of one IPsec protocol over every SA it "
+					       "ever had. Takes no parameters"))
+			return -1;
+	}
 	return 0;
 }
 

@@ -10,6 +10,7 @@
 
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
+#include "dataplane/esp.h"
 #include "dataplane/port.h"
 #include "dataplane/sa.h"
 
@@ -313,18 +314,24 @@ int dp_crypto_pick(const struct dp_xforms *x)
 	return -1;
 }
 
-/* lib/ipsec's process: integrity and replay window for inbound SAs. */
+/* lib/ipsec's process: integrity and replay window for inbound SAs; then,
+ * on the authenticated packets only (RFC 4303 §3.4.3), dpsec's window. */
 static inline uint16_t sa_process(struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n)
 {
 	uint16_t k;
 
-	if (likely(!sa->serial))
-		return rte_ipsec_pkt_process(&sa->ss, mb, n);
+	if (likely(!sa->serial)) {
+		k = rte_ipsec_pkt_process(&sa->ss, mb, n);
+		return sa->replay == NULL ? k : dp_esp_in_replay(sa, mb, k);
+	}
 	/* One inbound SA on several workers (RSS keeps one SA on one queue, so
 	 * this is uncontended unless the peer's packets arrive on two ports):
-	 * lib/ipsec allows one updater of the window at a time. */
+	 * lib/ipsec allows one updater of the window at a time, and dpsec's
+	 * window is checked and updated in the same critical section. */
 	rte_spinlock_lock(&sa->lock);
 	k = rte_ipsec_pkt_process(&sa->ss, mb, n);
+	if (sa->replay != NULL)
+		k = dp_esp_in_replay(sa, mb, k);
 	rte_spinlock_unlock(&sa->lock);
 	return k;
 }

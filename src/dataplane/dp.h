@@ -41,16 +41,26 @@ enum dp_ctrl_kind {
 
 /* Per-packet metadata, in the mbuf private area. */
 struct dp_meta {
-	uint8_t kind;	    /* enum dp_ctrl_kind */
-	uint8_t df;	    /* outbound ESP: inner DF bit, for dfbit=copy */
-	uint8_t outer_ecn;  /* inbound ESP: ECN field of the outer header */
-	uint16_t out_port;  /* dataplane port index */
-	uint32_t pre_len;   /* inbound ESP: length before lib/ipsec processing */
-	struct dps_addr nh; /* next hop to resolve */
-	struct dp_sa *via;  /* decrypted: the inbound SA (RFC 4301 §5.2 check) */
-	/* Inbound ESP-in-UDP: the outer source, for NAT mapping changes (esp_in.c). */
-	uint16_t natt_sport;  /* host order; 0: not UDP-encapsulated */
-	uint8_t natt_src[16]; /* IPv4 in the first 4 bytes */
+	uint8_t kind;	   /* enum dp_ctrl_kind */
+	uint8_t df;	   /* outbound ESP: inner DF bit, for dfbit=copy */
+	uint8_t outer_ecn; /* inbound ESP: ECN field of the outer header */
+	uint16_t out_port; /* dataplane port index */
+	/* Between an SA's prepare and finish, and waiting for a next hop after
+	 * the transforms: never both, and the area stays 40 bytes. */
+	union {
+		struct {
+			uint32_t pre_len; /* ESP: length before lib/ipsec processing */
+			uint32_t esp_seq; /* inbound ESP: the sequence number, host order */
+			/* Inbound ESP-in-UDP, for NAT mapping changes (esp_in.c): the
+			 * outer UDP source port (0: not encapsulated) and where the
+			 * outer source address is, from buf_addr (tunnel mode: lib/ipsec
+			 * only moves data_off past the outer header). */
+			uint16_t natt_sport;
+			uint16_t natt_src_off;
+		};
+		struct dps_addr nh; /* next hop to resolve */
+	};
+	struct dp_sa *via; /* decrypted: the inbound SA (RFC 4301 §5.2 check) */
 };
 
 static inline struct dp_meta *dp_meta(struct rte_mbuf *m)

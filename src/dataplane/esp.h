@@ -21,6 +21,15 @@ const struct dp_xform_ops *dp_esp_out_ops(const struct dp_sa *sa);
 const struct dp_xform_ops *dp_esp_in_ops(const struct dp_sa *sa);
 
 /**
+ * The anti-replay verdict on mb[0..k), packets of inbound SA @sa whose
+ * integrity lib/ipsec verified: each accepted is recorded in sa->replay, the
+ * rejected ones are moved after the accepted (the finish counts them as
+ * replays). Returns how many were accepted. The caller serialises it with
+ * the SA's rte_ipsec_pkt_process() (crypto.c).
+ */
+uint16_t dp_esp_in_replay(struct dp_sa *sa, struct rte_mbuf **mb, uint16_t k);
+
+/**
  * The inbound transforms' entry: ESP (or ESP-in-UDP) packets for the
  * gateway's addresses (w->st.esp), received on @port. NAT-T keepalives and
  * IKE are taken out, the SAs found (rte_ipsec_sad), and runs of packets of

@@ -8,6 +8,7 @@
  * like any other.
  */
 #include <rte_cryptodev.h>
+#include <rte_esp.h>
 #include <rte_ip.h>
 #include <rte_ipsec.h>
 #include <rte_ipsec_sad.h>
@@ -16,6 +17,7 @@
 #include "dataplane/cksum.h"
 #include "dataplane/crypto.h"
 #include "dataplane/esp.h"
+#include "dataplane/replay.h"
 #include "dataplane/worker.h"
 #include "dataplane/xform.h"
 
@@ -105,8 +107,8 @@ static uint16_t esp_only(struct dp_worker *w, uint16_t port, struct rte_mbuf **p
 			const uint8_t *udp = ip + (v6 ? sizeof(struct rte_ipv6_hdr)
 						      : rte_ipv4_hdr_len((const void *)ip));
 
-			/* The outer source before the UDP header goes (NAT mapping changes). */
-			memcpy(dp_meta(m)->natt_src, ip + (v6 ? 8 : 12), v6 ? 16 : 4);
+			/* The outer source port before the UDP header goes (NAT mapping changes).
+			 */
 			dp_meta(m)->natt_sport = (uint16_t)(udp[0] << 8 | udp[1]);
 			switch (natt_decap(m, v6)) {
 			case NATT_KEEPALIVE:
@@ -120,6 +122,8 @@ static uint16_t esp_only(struct dp_worker *w, uint16_t port, struct rte_mbuf **p
 				continue;
 			case NATT_ESP:
 				ip = rte_pktmbuf_mtod_offset(m, uint8_t *, RTE_ETHER_HDR_LEN);
+				dp_meta(m)->natt_src_off = (uint16_t)(ip + (v6 ? 8 : 12) -
+								      (const uint8_t *)m->buf_addr);
 				break;
 			}
 		}
@@ -180,22 +184,57 @@ void dp_esp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 		dp_xform_run(w, s, cur, grp, ng);
 }
 
-/* Remember the length, to tell a bad trailer from a replay (in_failure()). */
+/*
+ * Remember the length, to tell a bad trailer from a replay (in_failure()),
+ * and the sequence number, which lib/ipsec strips with the ESP header before
+ * the anti-replay verdict (dp_esp_in_replay()).
+ */
 static uint16_t esp_inb_prepare(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb,
 				uint16_t n)
 {
 	(void)w;
 	(void)sa;
-	for (uint16_t i = 0; i < n; i++)
-		dp_meta(mb[i])->pre_len = rte_pktmbuf_pkt_len(mb[i]);
+	for (uint16_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = mb[i];
+		const struct rte_esp_hdr *esp =
+			rte_pktmbuf_mtod_offset(m, struct rte_esp_hdr *, m->l2_len + m->l3_len);
+
+		dp_meta(m)->pre_len = rte_pktmbuf_pkt_len(m);
+		dp_meta(m)->esp_seq = rte_be_to_cpu_32(esp->seq);
+	}
 	return n;
+}
+
+/*
+ * DPDK 22.11's lib/ipsec records sequence numbers 32..63 modulo 64 nowhere in
+ * its window (esn_inb_update_sqn keeps the bit in 32 bits) and accepts their
+ * replays: its window screens packets before the crypto, this one decides.
+ * The high half of an extended number is reconstructed from the same top as
+ * lib/ipsec's process just used (both windows take the same packets right of
+ * the window), so it is the one the ICV covered.
+ */
+uint16_t dp_esp_in_replay(struct dp_sa *sa, struct rte_mbuf **mb, uint16_t k)
+{
+	struct dp_replay *r = sa->replay;
+	struct rte_mbuf *rej[DP_MAX_BURST];
+	uint16_t good = 0, nr = 0;
+
+	for (uint16_t i = 0; i < k; i++) {
+		if (likely(dp_replay_update(r, dp_replay_seq(r, dp_meta(mb[i])->esp_seq))))
+			mb[good++] = mb[i];
+		else
+			rej[nr++] = mb[i];
+	}
+	memcpy(&mb[good], rej, nr * sizeof(rej[0]));
+	return good;
 }
 
 /*
  * lib/ipsec puts failures after the good packets without saying why. A
  * failed integrity check is flagged on the mbuf; a packet whose trailer was
  * invalid is left as it was; one that passed that but not the final replay
- * window update (a duplicate within the burst) has been shortened.
+ * window update (lib/ipsec's: a duplicate within the burst; dpsec's, any
+ * replay: dp_esp_in_replay()) has been shortened.
  */
 static enum dp_sa_counter in_failure(struct rte_mbuf *m)
 {
@@ -266,14 +305,22 @@ static inline void natt_seen(struct dp_worker *w, struct dp_sa *sa, struct rte_m
 {
 	const struct dp_meta *md = dp_meta(m);
 	struct dp_sa_counters *c = &sa->cnt[w->id];
-	size_t alen = sa->cfg.src.family == AF_INET6 ? 16 : 4;
+	bool v6 = sa->cfg.src.family == AF_INET6;
+	size_t alen = v6 ? 16 : 4;
+	const uint8_t *src;
 	uint64_t now;
 
-	if (md->natt_sport == 0 || (md->natt_sport == sa->cfg.encap_sport &&
-				    memcmp(md->natt_src, &sa->cfg.src.v6, alen) == 0))
+	if (md->natt_sport == 0)
 		return;
-	if (c->nat_seq && md->natt_sport == c->nat_sport &&
-	    memcmp(md->natt_src, c->nat_src, alen) == 0)
+	/* Tunnel mode: the outer header is still in the buffer, before the data;
+	 * transport mode: lib/ipsec moved it forward, it is the packet's header. */
+	src = sa->mode == DPS_MODE_TUNNEL
+		      ? (const uint8_t *)m->buf_addr + md->natt_src_off
+		      : rte_pktmbuf_mtod_offset(m, const uint8_t *,
+						RTE_ETHER_HDR_LEN + (v6 ? 8 : 12));
+	if (md->natt_sport == sa->cfg.encap_sport && memcmp(src, &sa->cfg.src.v6, alen) == 0)
+		return;
+	if (c->nat_seq && md->natt_sport == c->nat_sport && memcmp(src, c->nat_src, alen) == 0)
 		return; /* reported already */
 	now = dp_now_ms();
 	if (c->nat_seq && now - c->nat_ms < DP_NATT_REPORT_MS)
@@ -281,7 +328,7 @@ static inline void natt_seen(struct dp_worker *w, struct dp_sa *sa, struct rte_m
 	__atomic_store_n(&c->nat_seq, c->nat_seq + 1, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	memset(c->nat_src, 0, sizeof(c->nat_src));
-	memcpy(c->nat_src, md->natt_src, alen);
+	memcpy(c->nat_src, src, alen);
 	c->nat_sport = md->natt_sport;
 	c->nat_ms = now;
 	__atomic_store_n(&c->nat_seq, c->nat_seq + 1, __ATOMIC_RELEASE);

@@ -15,6 +15,7 @@
 #include "dataplane/dp.h"
 #include "dataplane/esp.h"
 #include "dataplane/mtu.h"
+#include "dataplane/replay.h"
 #include "dataplane/sa.h"
 
 const char *const dp_sa_counter_names[DP_SA_CNT_MAX] = {
@@ -131,6 +132,23 @@ static int session_create(struct dp_sa *sa, struct dp_xforms *x)
 	return rte_ipsec_session_prepare(&sa->ss);
 }
 
+/*
+ * dpsec's anti-replay window (replay.h), which decides after lib/ipsec's: the
+ * same width and top. An ESN SA's high half is reconstructed with the width
+ * lib/ipsec uses for it, at least 64 (its sa.c), so that both find the same
+ * number.
+ */
+static int replay_create(struct dp_sa *sa)
+{
+	uint32_t win = sa->cfg.replay_window;
+
+	sa->replay = rte_zmalloc("dps_replay", dp_replay_size(win), RTE_CACHE_LINE_SIZE);
+	if (sa->replay == NULL)
+		return -ENOMEM;
+	dp_replay_init(sa->replay, win, sa->cfg.esn ? RTE_MAX(win, 64u) : 0, sa->cfg.seq_start);
+	return 0;
+}
+
 static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 			       const struct dps_ipsec_defaults *def, char *err, size_t errlen)
 {
@@ -206,6 +224,8 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 		dp_sa_free(sa);
 		return NULL;
 	}
+	if (cfg->dir == DPS_DIR_IN && cfg->replay_window > 0 && replay_create(sa) < 0)
+		goto nomem;
 	sa->sync = sa->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO;
 	sa->serial = cfg->dir == DPS_DIR_IN && dp.n_workers > 1;
 	rte_spinlock_init(&sa->lock);
@@ -250,6 +270,7 @@ void dp_sa_free(struct dp_sa *sa)
 		rte_free(sa->rsa);
 	}
 	rte_free(sa->cnt);
+	rte_free(sa->replay);
 	explicit_bzero(sa, sizeof(*sa));
 	rte_free(sa);
 }

@@ -139,8 +139,12 @@ struct dp_sa {
 	 * NULL so far (only ESP alone runs). */
 	struct dp_sa *outer;
 	/* Inbound with several workers: lib/ipsec lets one thread at a time run
-	 * rte_ipsec_pkt_process() (the replay window's update) on an SA. */
+	 * rte_ipsec_pkt_process() (the replay window's update) on an SA; dpsec's
+	 * own window is updated under the same lock. */
 	rte_spinlock_t lock;
+	/* In: the anti-replay window that decides (replay.h, esp_in.c); NULL
+	 * when replay_window is 0. */
+	struct dp_replay *replay;
 	struct dps_sa cfg;
 	/* Control thread: NAT mapping reports seen (sum of the workers' nat_seq)
 	 * and the mapping last sent to the key daemons (pfkey_emul/events.c). */

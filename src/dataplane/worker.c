@@ -216,7 +216,7 @@ static void originate(struct dp_worker *w, const struct dp_snapshot *s)
 	w->n_icmp = 0;
 }
 
-static uint16_t drain_inject(struct dp_worker *w, struct rte_mbuf **pkts, uint16_t burst)
+uint16_t dp_worker_inject(struct dp_worker *w, struct rte_mbuf **pkts, uint16_t burst)
 {
 	unsigned int n = rte_ring_sc_dequeue_burst(w->inject, (void **)pkts, burst, NULL);
 
@@ -270,6 +270,28 @@ static void idle(struct dp_worker *w, unsigned int *empty)
 	w->idle_sleeps++;
 }
 
+unsigned int dp_worker_finish(struct dp_worker *w, const struct dp_snapshot *s)
+{
+	unsigned int work = 0;
+
+	/* Before the crypto drain: an error may itself be protected. */
+	if (w->n_icmp)
+		originate(w, s);
+	/* No crypto operation may outlive the snapshot (and SAs) it started
+	 * with: collect them all before reporting a quiescent state. What
+	 * inbound SAs decrypted goes through the stages again; the ICMP
+	 * errors that raises are sent at once. */
+	for (unsigned int spin = 0; w->inflight && spin < CRYPTO_DRAIN_SPINS; spin++) {
+		work += dp_crypto_poll(w, s);
+		refeed(w, s);
+		if (w->n_icmp)
+			originate(w, s);
+	}
+	dp_reasm_tick(w);
+	flush(w);
+	return work;
+}
+
 int dp_worker_main(void *arg)
 {
 	struct dp_worker *w = arg;
@@ -288,7 +310,7 @@ int dp_worker_main(void *arg)
 		/* First what the control thread sends, among it the packets it
 		 * held for a neighbour now resolved: a packet received after the
 		 * resolution must not overtake them. */
-		work += drain_inject(w, pkts, burst);
+		work += dp_worker_inject(w, pkts, burst);
 		for (unsigned int q = 0; q < w->n_rxq; q++) {
 			uint16_t n =
 				rte_eth_rx_burst(w->rxq[q].eth_id, w->rxq[q].queue, pkts, burst);
@@ -299,21 +321,7 @@ int dp_worker_main(void *arg)
 			}
 		}
 		work += poll_taps(w, s, pkts, burst);
-		/* Before the crypto drain: an error may itself be protected. */
-		if (w->n_icmp)
-			originate(w, s);
-		/* No crypto operation may outlive the snapshot (and SAs) it started
-		 * with: collect them all before reporting a quiescent state. What
-		 * inbound SAs decrypted goes through the stages again; the ICMP
-		 * errors that raises are sent at once. */
-		for (unsigned int spin = 0; w->inflight && spin < CRYPTO_DRAIN_SPINS; spin++) {
-			work += dp_crypto_poll(w, s);
-			refeed(w, s);
-			if (w->n_icmp)
-				originate(w, s);
-		}
-		dp_reasm_tick(w);
-		flush(w);
+		work += dp_worker_finish(w, s);
 		rte_rcu_qsbr_quiescent(dp.rcu, w->id);
 		w->loops++;
 		if (work)

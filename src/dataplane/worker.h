@@ -17,6 +17,21 @@ int dp_worker_main(void *arg);
 void dp_worker_rx(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 		  struct rte_mbuf **pkts, uint16_t n);
 
+/**
+ * What one loop does after receiving: queued ICMP errors, every crypto
+ * operation in flight (and what inbound SAs decrypted, through the stages
+ * again), reassembly timeouts, and the transmit staging of every port.
+ * Returns the number of packets the crypto drain handled.
+ */
+unsigned int dp_worker_finish(struct dp_worker *w, const struct dp_snapshot *s);
+
+/**
+ * Frames the control thread injected (ARP/ND, packets held for a neighbour
+ * now resolved): sent before a loop receives, so that none is overtaken.
+ * @pkts is scratch for @burst mbufs. Returns how many.
+ */
+uint16_t dp_worker_inject(struct dp_worker *w, struct rte_mbuf **pkts, uint16_t burst);
+
 static inline void dp_count(struct dp_worker *w, uint16_t port, enum dp_counter c)
 {
 	w->cnt[port].v[c]++;

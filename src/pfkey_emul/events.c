@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/log.h"
 #include "control/store.h"
 #include "dataplane/dp.h"
 #include "dataplane/sa.h"
@@ -259,4 +260,32 @@ void pfk_events_expire(const struct dps_store_sa *s, int hard)
 	n = pfk_build_expire(ev.buf, sizeof(ev.buf), ++ev.seq, &s->cfg, &st, hard);
 	if (n > 0)
 		pfk_send(NULL, ev.buf, (size_t)n, PFK_TO_REGISTERED, satype);
+}
+
+/*
+ * A configuration reload's change, sent to every socket with pid and seq 0:
+ * Linux broadcasts so the SAs and policies changed through netlink (ip xfrm),
+ * and monitors (dpsecctl monitor, PROMISC sockets) see them. Key daemons
+ * ignore what they did not ask for.
+ */
+void pfk_events_config(const struct dps_sa *sa, const struct dps_policy *pol, bool added)
+{
+	struct sadb_msg h = {.sadb_msg_version = PF_KEY_V2};
+	long n;
+
+	if (sa != NULL) {
+		struct pfk_sa_state st = {.state = added ? SADB_SASTATE_MATURE : SADB_SASTATE_DEAD};
+
+		h.sadb_msg_type = added ? SADB_ADD : SADB_DELETE;
+		h.sadb_msg_satype = pfk_proto_satype(sa->proto);
+		n = pfk_build_sa(ev.buf, sizeof(ev.buf), &h, sa, &st, false);
+	} else {
+		h.sadb_msg_type = added ? SADB_X_SPDADD : SADB_X_SPDDELETE;
+		n = pfk_build_policy(ev.buf, sizeof(ev.buf), &h, pol, (uint64_t)time(NULL), 0);
+	}
+	if (n > 0)
+		pfk_send(NULL, ev.buf, (size_t)n, PFK_TO_ALL, h.sadb_msg_satype);
+	else
+		DP_LOG(ERR, "pfkey: cannot build the notification of a reloaded %s",
+		       sa != NULL ? "SA" : "policy");
 }

@@ -556,6 +556,7 @@ int pfk_server_init(const struct dps_config *cfg)
 		return -1;
 	}
 	dps_lifetime_set_report(lifetime_report);
+	dps_reload_set_report(pfk_events_config);
 	DP_LOG(NOTICE, "pfkey: listening on %s (%u encryption, %u integrity algorithms)",
 	       srv.cfg.socket, srv.algs.n_enc, srv.algs.n_auth);
 	return 0;
@@ -566,6 +567,7 @@ void pfk_server_fini(void)
 	if (srv.lfd < 0)
 		return;
 	dps_lifetime_set_report(NULL);
+	dps_reload_set_report(NULL);
 	while (srv.n_clients)
 		client_free(srv.n_clients - 1);
 	close(srv.lfd);

@@ -91,5 +91,7 @@ struct dps_store_sa;
 void pfk_sa_state(const struct dps_store_sa *s, struct pfk_sa_state *st);
 /** EXPIRE (soft or hard) for @s to the registered clients. */
 void pfk_events_expire(const struct dps_store_sa *s, int hard);
+/** Broadcast a configuration reload's change (dps_reload_report_fn). */
+void pfk_events_config(const struct dps_sa *sa, const struct dps_policy *pol, bool added);
 
 #endif

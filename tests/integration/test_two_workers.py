@@ -25,11 +25,11 @@ The tests check:
   reached by the sums: the SAs are removed.
 
 lib/ipsec lets one thread at a time update an inbound SA's window
-(rte_ipsec_sa.h, RTE_IPSEC_SAFLAG_SQN_ATOM); dpsecd does not serialise the
-workers, so the inbound test is a check that found no lost update, not a
-proof. test_replay_of_high_window_bits_is_dropped (xfail, strict) shows a
-DPDK 22.11 defect with a single worker: replays of sequence numbers 32..63
-modulo 64 are accepted.
+(rte_ipsec_sa.h, RTE_IPSEC_SAFLAG_SQN_ATOM); dpsecd serialises the workers
+on the SA's lock, where its own window (src/dataplane/replay.h) decides
+too. test_replay_of_high_window_bits_is_dropped is DPDK 22.11's defect with
+a single worker: lib/ipsec alone accepts replays of sequence numbers 32..63
+modulo 64; dpsecd's window drops them.
 
 ACQUIRE with two workers dropping packets of one policy is in
 test_two_workers_live.py (it needs traffic after a PF_KEY client registered).
@@ -179,12 +179,12 @@ def test_inbound_one_sa_on_both_workers_no_false_drops_replays_dropped(tmp_path)
     def window(cfg):   # larger than the run: nothing can be too old
         [s for s in cfg["sas"] if s["direction"] == "in"][0]["replay_window"] = 4096
     a, b = split(t.in_frames)
-    # every 10th packet replayed on the other worker's port, after its original; only
-    # sequence numbers whose bit in lib/ipsec's 64-bit window words is below 32: the
-    # others are never recorded (test_replay_of_high_window_bits_is_dropped)
-    low = [k for k in range(n) if (k + 1) % 64 < 32]
-    replay_a = [t.in_frames[k] for k in low[1::10] if k % 2]       # odd indexes went to wan1
-    replay_b = [t.in_frames[k] for k in low[0::10] if not k % 2]   # even indexes went to wan0
+    # every 10th packet replayed on the other worker's port, after its original, in
+    # every bit position of a 64-bit window word (lib/ipsec alone loses 32..63:
+    # test_replay_of_high_window_bits_is_dropped)
+    replay_a = [t.in_frames[k] for k in range(1, n, 10)]   # odd indexes went to wan1
+    replay_b = [t.in_frames[k] for k in range(0, n, 10)]   # even indexes went to wan0
+    assert {(k + 1) % 64 >= 32 for k in range(0, n, 5)} == {False, True}
     assert len(replay_a) >= 10 and len(replay_b) >= 10
     r = Run(tmp_path, [t], {"wan0": a + replay_a, "wan1": [to_port(f, "wan1") for f in b + replay_b]},
             window)
@@ -232,13 +232,12 @@ def test_hard_packet_and_byte_lifetimes_count_both_workers(tmp_path):
     assert f"SA 0x{keep.spi_out:x}: hard lifetime" not in r.log
 
 
-@pytest.mark.xfail(strict=True, reason="DPDK 22.11 lib/ipsec esn_inb_update_sqn keeps the window bit in a "
-                   "uint32_t: sequence numbers whose position in a 64-bit window word is 32..63 are never "
-                   "recorded, so their replays are accepted (one worker is enough)")
-def test_replay_of_high_window_bits_is_dropped(tmp_path):
+@pytest.mark.parametrize("cpu", [True, False], ids=["cpu-crypto", "crypto-queue"])
+def test_replay_of_high_window_bits_is_dropped(tmp_path, cpu):
     """One worker, in order: packets 1..200, then a copy of every 10th. Every copy is a
-    replay inside the window (1024) and must be dropped; the ones whose sequence number
-    modulo 64 is 32..63 (41, 51, 61, 101, ...) are forwarded a second time."""
+    replay inside the window (1024) and must be dropped; with lib/ipsec's window alone the
+    ones whose sequence number modulo 64 is 32..63 (41, 51, 61, 101, ...) are forwarded a
+    second time. Both crypto paths: synchronous, and the queue pair polled later."""
     n = 200
     t = P.Tunnel(1, "aes-gcm-128", n_out=0, n_in=0)
     t.in_inner = [raw(IP(src=P.remote_host(4, 1), dst=P.HOST4, ttl=64) / UDP(sport=3001, dport=4000)
@@ -248,8 +247,10 @@ def test_replay_of_high_window_bits_is_dropped(tmp_path):
 
     def window(cfg):
         [s for s in cfg["sas"] if s["direction"] == "in"][0]["replay_window"] = 1024
+        cfg["crypto"]["cpu_crypto"] = cpu
     r = Run(tmp_path, [t], {"wan0": t.in_frames + replays}, window)
     assert r.rc == 0, r.log
     twice = sorted({f for f in r.out["lan0"] if r.out["lan0"].count(f) > 1})
     assert not twice, f"{len(twice)} replays forwarded"
+    assert r.sa(t.spi_in)["crypto"] == ("cpu" if cpu else "async")
     assert r.sa(t.spi_in)["drop_replay"] == len(replays)
