@@ -32,6 +32,7 @@
 
 struct out_msg {
 	struct out_msg *next;
+	bool held; /* the reply to a change not yet in force: waits for the publish */
 	size_t len;
 	uint8_t data[];
 };
@@ -56,6 +57,8 @@ static struct {
 	struct pfk_client clients[MAX_CLIENTS];
 	uint8_t *rx;
 	bool dirty;
+	bool changed;				  /* the message being run changed the store */
+	struct out_msg *tail_before[MAX_CLIENTS]; /* each queue's tail before it ran */
 	uint64_t next_events;
 	uint64_t next_commit;
 	struct pfk_algs algs;
@@ -76,6 +79,7 @@ const struct pfk_algs *pfk_algs(void)
 void pfk_store_dirty(void)
 {
 	srv.dirty = true;
+	srv.changed = true;
 	pfk_state_dirty();
 }
 
@@ -111,6 +115,7 @@ static void enqueue(struct pfk_client *c, const void *msg, size_t len)
 		return;
 	}
 	o->next = NULL;
+	o->held = false;
 	o->len = len;
 	memcpy(o->data, msg, len);
 	if (c->tail)
@@ -121,9 +126,10 @@ static void enqueue(struct pfk_client *c, const void *msg, size_t len)
 	c->queued += len;
 }
 
+/* Replies in order, up to the first that waits for a publish. */
 static void flush_client(struct pfk_client *c)
 {
-	while (c->head != NULL) {
+	while (c->head != NULL && !c->head->held) {
 		struct out_msg *o = c->head;
 		ssize_t n = send(c->fd, o->data, o->len, MSG_DONTWAIT | MSG_NOSIGNAL);
 
@@ -280,12 +286,40 @@ static void reply_error(struct pfk_client *c, const void *req, size_t len, int e
 		pfk_send(c, buf, (size_t)n, PFK_TO_ONE, 0);
 }
 
+/*
+ * What a message that changed the store sent (its reply, and the copies for
+ * the other sockets) is held until the change is in force; what a message
+ * that changed nothing sent (REGISTER, GETSPI, GET, DUMP...) goes at once,
+ * behind only the held replies of the same socket (a client's replies keep
+ * their order).
+ */
+static void hold_new_replies(void)
+{
+	for (unsigned int i = 0; i < srv.n_clients; i++) {
+		struct out_msg *o =
+			srv.tail_before[i] ? srv.tail_before[i]->next : srv.clients[i].head;
+
+		for (; o != NULL; o = o->next)
+			o->held = true;
+	}
+}
+
+static void release_replies(void)
+{
+	for (unsigned int i = 0; i < srv.n_clients; i++)
+		for (struct out_msg *o = srv.clients[i].head; o != NULL; o = o->next)
+			o->held = false;
+}
+
 static void run_message(struct pfk_client *c, size_t len)
 {
 	struct pfk_msg m;
 	int err = pfk_parse(srv.rx, len, &m);
 	handler_t h;
 
+	for (unsigned int i = 0; i < srv.n_clients; i++)
+		srv.tail_before[i] = srv.clients[i].tail;
+	srv.changed = false;
 	if (err == 0) {
 		h = m.hdr->sadb_msg_type <= SADB_MAX ? handlers[m.hdr->sadb_msg_type] : NULL;
 		err = h ? h(c, &m) : EOPNOTSUPP;
@@ -295,6 +329,8 @@ static void run_message(struct pfk_client *c, size_t len)
 		       len >= 2 ? srv.rx[1] : 0, strerror(err));
 		reply_error(c, srv.rx, len, err);
 	}
+	if (srv.changed)
+		hold_new_replies();
 }
 
 /* Messages of one client; false once it has gone. */
@@ -335,6 +371,7 @@ static void commit(uint64_t now_ms)
 	srv.dirty = false;
 	if (dps_store_commit() < 0)
 		DP_LOG(ERR, "pfkey: cannot publish the SPD/SAD; the workers keep the previous one");
+	release_replies();
 	took = dp_now_ms() - now_ms;
 	srv.next_commit = dp_now_ms() + took;
 	DP_LOG(DEBUG, "pfkey: published in %" PRIu64 " ms", took);
@@ -360,10 +397,12 @@ void pfk_server_poll(uint64_t now_ms)
 		pfk_sadb_timer(now_ms);
 		pfk_events_poll(now_ms);
 	}
+	/* what needs no publish leaves before one */
+	for (unsigned int i = 0; i < srv.n_clients; i++)
+		flush_client(&srv.clients[i]);
 	commit(now_ms);
-	if (!srv.dirty) /* replies to changes not yet in force wait for the publish */
-		for (unsigned int i = 0; i < srv.n_clients; i++)
-			flush_client(&srv.clients[i]);
+	for (unsigned int i = 0; i < srv.n_clients; i++)
+		flush_client(&srv.clients[i]);
 	pfk_state_poll(now_ms);
 }
 
@@ -387,7 +426,9 @@ void pfk_server_wait(unsigned int timeout_us)
 	for (unsigned int i = 0; i < srv.n_clients; i++)
 		p[n++] = (struct pollfd){
 			.fd = srv.clients[i].fd,
-			.events = POLLIN | (srv.clients[i].head && !srv.dirty ? POLLOUT : 0)};
+			.events =
+				POLLIN |
+				(srv.clients[i].head && !srv.clients[i].head->held ? POLLOUT : 0)};
 	poll(p, n, ms);
 }
 
