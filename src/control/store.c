@@ -16,8 +16,10 @@
 #include "dataplane/snapshot.h"
 #include "dataplane/spd.h"
 
-struct dps_store_state dps_store = {
-	.lock = PTHREAD_MUTEX_INITIALIZER, .rules_changed = true, .in_changed = true};
+struct dps_store_state dps_store = {.lock = PTHREAD_MUTEX_INITIALIZER,
+				    .rules_changed = true,
+				    .in_changed = true,
+				    .sad_rebuild = true};
 
 static int grow(void **v, unsigned int *cap, unsigned int n, size_t elt)
 {
@@ -42,6 +44,20 @@ static int bury(struct dp_sa *sa)
 		return -ENOMEM;
 	dps_store.dead[dps_store.n_dead++] = sa;
 	return 0;
+}
+
+/* Remember an inbound SA's change for the live tables; if memory is short,
+ * the next commit builds them whole. */
+static void sad_op(bool add, struct dp_sa *sa)
+{
+	if (dps_store.sad_rebuild)
+		return;
+	if (grow((void **)&dps_store.sad_ops, &dps_store.cap_sad_ops, dps_store.n_sad_ops,
+		 sizeof(*dps_store.sad_ops)) < 0) {
+		dps_store.sad_rebuild = true;
+		return;
+	}
+	dps_store.sad_ops[dps_store.n_sad_ops++] = (struct dp_sad_op){.add = add, .sa = sa};
 }
 
 /*
@@ -219,7 +235,10 @@ int dps_store_sa_insert(const struct dps_sa *sa, struct dp_sa *d, enum dps_origi
 	ix_appended(&sa_ix, dps_store.n_sas);
 	if (sa->dir == DPS_DIR_OUT && sa->mode == DPS_MODE_TUNNEL)
 		dps_store.out_inner[d->inner_family == AF_INET6]++;
-	dps_store.in_changed |= sa->dir == DPS_DIR_IN;
+	if (sa->dir == DPS_DIR_IN) {
+		dps_store.in_changed = true;
+		sad_op(true, d);
+	}
 	return 0;
 }
 
@@ -256,7 +275,10 @@ int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 		return -ESRCH;
 	if (bury(dps_store.sas[i].dp) < 0)
 		return -ENOMEM;
-	dps_store.in_changed |= dps_store.sas[i].cfg.dir == DPS_DIR_IN;
+	if (dps_store.sas[i].cfg.dir == DPS_DIR_IN) {
+		dps_store.in_changed = true;
+		sad_op(false, dps_store.sas[i].dp);
+	}
 	if (dps_store.sas[i].cfg.dir == DPS_DIR_OUT && dps_store.sas[i].cfg.mode == DPS_MODE_TUNNEL)
 		dps_store.out_inner[dps_store.sas[i].dp->inner_family == AF_INET6]--;
 	sa_ix.stale = true;
@@ -539,6 +561,7 @@ int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen)
 
 void dps_store_fini(void)
 {
+	dps_compile_fini();
 	for (unsigned int i = 0; i < dps_store.n_sas; i++)
 		dp_sa_free(dps_store.sas[i].dp);
 	for (unsigned int i = 0; i < dps_store.n_pol; i++)
@@ -555,6 +578,10 @@ void dps_store_fini(void)
 	free(dps_store.pol);
 	free(dps_store.dead);
 	free(dps_store.dead_hits);
+	free(dps_store.sad_ops);
+	dps_store.sad_ops = NULL;
+	dps_store.n_sad_ops = dps_store.cap_sad_ops = 0;
+	dps_store.sad_rebuild = true;
 	dps_store.sas = NULL;
 	dps_store.pol = NULL;
 	dps_store.dead = NULL;

@@ -31,8 +31,13 @@ struct dps_store_state {
 	uint32_t next_pol_index;
 	uint64_t next_seq;
 	uint64_t gen;
-	/* since the last publish: the classifiers / the inbound SA tables must be rebuilt */
+	/* since the last publish: the classifiers must be rebuilt / inbound SAs changed */
 	bool rules_changed, in_changed;
+	/* inbound SA changes since the last publish, applied to the live tables
+	 * (sad.h); sad_rebuild when they must be built whole instead */
+	unsigned int n_sad_ops, cap_sad_ops;
+	struct dp_sad_op *sad_ops;
+	bool sad_rebuild;
 	/* shortcuts past whole-table scans: policies by [out][v6] selector family, and
 	 * outbound tunnel SAs by [v6] inner family */
 	unsigned int pol_fam[2][2], out_inner[2];
@@ -53,6 +58,11 @@ struct dp_sa *dps_store_sa_make(const struct dps_sa *sa, int inner, char *err, s
 int dps_store_sa_insert(const struct dps_sa *sa, struct dp_sa *d, enum dps_origin origin);
 
 bool dps_selector_eq(const struct dps_selector *a, const struct dps_selector *b);
+
+/* ---- compile (compile.c) ---------------------------------------------------- */
+
+/* Free the dataplane tables the commits keep between publishes. */
+void dps_compile_fini(void);
 
 /* ---- SA binding (binding.c) ------------------------------------------------ */
 
