@@ -20,48 +20,6 @@
 
 #define NATT_DEFAULT_PORT 4500
 
-static int entry_cmp(const void *a, const void *b)
-{
-	const struct dps_policy *pa = ((const struct dp_spd_entry *)a)->p;
-	const struct dps_policy *pb = ((const struct dp_spd_entry *)b)->p;
-	const struct dps_store_policy *sa =
-		(const void *)((const char *)pa - offsetof(struct dps_store_policy, p));
-	const struct dps_store_policy *sb =
-		(const void *)((const char *)pb - offsetof(struct dps_store_policy, p));
-
-	if (pa->priority != pb->priority)
-		return pa->priority < pb->priority ? -1 : 1;
-	return sa->seq < sb->seq ? -1 : sa->seq > sb->seq;
-}
-
-static struct dp_spd *spd_build(void)
-{
-	struct dp_spd_entry *e = calloc(dps_store.n_pol ? dps_store.n_pol : 1, sizeof(*e));
-	struct dps_by_reqid x = {0};
-	struct dp_spd *spd;
-
-	if (e == NULL || dps_by_reqid_build(&x, dps_store.sas, dps_store.n_sas) < 0) {
-		free(e);
-		dps_by_reqid_free(&x);
-		return NULL;
-	}
-	for (unsigned int i = 0; i < dps_store.n_pol; i++) {
-		e[i].p = &dps_store.pol[i].p;
-		e[i].hits = dps_store.pol[i].hits;
-		if (dps_store.pol[i].p.dir == DPS_DIR_OUT) {
-			const struct dps_store_sa *out = dps_policy_out_sa(&dps_store.pol[i].p, &x);
-
-			e[i].out_sa = out ? out->dp : NULL;
-		}
-	}
-	dps_by_reqid_free(&x);
-	qsort(e, dps_store.n_pol, sizeof(*e), entry_cmp);
-	spd = dp_spd_build(e, dps_store.n_pol, &dps_store.def, dps_store.gen,
-			   dps_store.rules_changed ? NULL : dp.snap->ipsec->spd);
-	free(e);
-	return spd;
-}
-
 /* The inbound SA tables (sad.h): the copy the published snapshot points to,
  * and after a full build the pair it replaced (destroyed after the publish). */
 static struct dp_sad_pair sads, sads_old;
@@ -169,6 +127,12 @@ static void sad_abort(void)
 	dps_store.sad_rebuild = true; /* copy !read may hold part of the changes */
 }
 
+void dps_store_poll(void)
+{
+	if (dps_spd_poll() && dps_store_commit() < 0)
+		DP_LOG(ERR, "cannot publish the merged SPD; the workers keep the previous one");
+}
+
 void dps_compile_fini(void)
 {
 	dp_sad_pair_free(&sads);
@@ -188,7 +152,7 @@ int dps_store_commit(void)
 	ipsec->active = dps_store.n_pol || dps_store.n_sas ||
 			dps_store.def.def_policy4 == DPS_ACTION_DISCARD ||
 			dps_store.def.def_policy6 == DPS_ACTION_DISCARD;
-	ipsec->spd = spd_build();
+	ipsec->spd = dps_spd_next(dps_store.gen);
 	if (ipsec->spd == NULL || sad_prepare(ipsec) < 0) {
 		sad_abort();
 		dp_ipsec_free(ipsec);
@@ -202,7 +166,8 @@ int dps_store_commit(void)
 	}
 	dp_snapshot_publish(snap); /* returns after every worker let go of the old one */
 	sad_published();
-	dps_store.rules_changed = dps_store.in_changed = false;
+	dps_spd_published();
+	dps_store.in_changed = false;
 	for (unsigned int i = 0; i < dps_store.n_dead; i++)
 		dp_sa_free(dps_store.dead[i]);
 	for (unsigned int i = 0; i < dps_store.n_dead_hits; i++)

@@ -136,6 +136,7 @@ int dps_store_reload(const struct dps_config *cfg, char *err, size_t errlen)
 			dps_store_sa_delete(c->spi, &c->dst, c->proto);
 	}
 	dps_store.def = cfg->ipsec;
+	dps_spd_defaults_changed();
 	for (unsigned int i = 0; i < cfg->n_policies; i++) {
 		struct dps_policy p = cfg->policies[i];
 		char why[128];

@@ -16,10 +16,8 @@
 #include "dataplane/snapshot.h"
 #include "dataplane/spd.h"
 
-struct dps_store_state dps_store = {.lock = PTHREAD_MUTEX_INITIALIZER,
-				    .rules_changed = true,
-				    .in_changed = true,
-				    .sad_rebuild = true};
+struct dps_store_state dps_store = {
+	.lock = PTHREAD_MUTEX_INITIALIZER, .in_changed = true, .sad_rebuild = true};
 
 static int grow(void **v, unsigned int *cap, unsigned int n, size_t elt)
 {
@@ -58,6 +56,53 @@ static void sad_op(bool add, struct dp_sa *sa)
 		return;
 	}
 	dps_store.sad_ops[dps_store.n_sad_ops++] = (struct dp_sad_op){.add = add, .sa = sa};
+}
+
+unsigned int dps_out_sa_first(uint32_t reqid)
+{
+	unsigned int lo = 0, hi = dps_store.n_out_reqid;
+
+	while (lo < hi) {
+		unsigned int mid = (lo + hi) / 2;
+
+		if (dps_store.out_reqid[mid].reqid < reqid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void out_reqid_change(const struct dps_sa *c, bool add)
+{
+	struct dps_out_key k = {.reqid = c->reqid, .spi = c->spi, .proto = c->proto, .dst = c->dst};
+	unsigned int i;
+
+	if (c->dir != DPS_DIR_OUT || c->reqid == 0 || dps_store.out_reqid_bad)
+		return;
+	i = dps_out_sa_first(c->reqid);
+	if (add) {
+		if (grow((void **)&dps_store.out_reqid, &dps_store.cap_out_reqid,
+			 dps_store.n_out_reqid, sizeof(*dps_store.out_reqid)) < 0) {
+			dps_store.out_reqid_bad = true;
+			return;
+		}
+		memmove(&dps_store.out_reqid[i + 1], &dps_store.out_reqid[i],
+			(dps_store.n_out_reqid - i) * sizeof(k));
+		dps_store.out_reqid[i] = k;
+		dps_store.n_out_reqid++;
+		return;
+	}
+	for (; i < dps_store.n_out_reqid && dps_store.out_reqid[i].reqid == c->reqid; i++) {
+		const struct dps_out_key *o = &dps_store.out_reqid[i];
+
+		if (o->spi == c->spi && o->proto == c->proto && dps_addr_eq(&o->dst, &c->dst)) {
+			memmove(&dps_store.out_reqid[i], &dps_store.out_reqid[i + 1],
+				(dps_store.n_out_reqid - i - 1) * sizeof(k));
+			dps_store.n_out_reqid--;
+			return;
+		}
+	}
 }
 
 /*
@@ -239,6 +284,8 @@ int dps_store_sa_insert(const struct dps_sa *sa, struct dp_sa *d, enum dps_origi
 		dps_store.in_changed = true;
 		sad_op(true, d);
 	}
+	out_reqid_change(sa, true);
+	dps_spd_sa_changed(sa);
 	return 0;
 }
 
@@ -270,6 +317,7 @@ int dps_store_sa_add(const struct dps_sa *sa, enum dps_origin origin, char *err,
 int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 {
 	int i = dps_store_sa_pos(spi, dst, proto);
+	struct dps_sa gone;
 
 	if (i < 0)
 		return -ESRCH;
@@ -282,11 +330,14 @@ int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 	if (dps_store.sas[i].cfg.dir == DPS_DIR_OUT && dps_store.sas[i].cfg.mode == DPS_MODE_TUNNEL)
 		dps_store.out_inner[dps_store.sas[i].dp->inner_family == AF_INET6]--;
 	sa_ix.stale = true;
+	gone = dps_store.sas[i].cfg;
 	pthread_mutex_lock(&dps_store.lock);
 	memmove(&dps_store.sas[i], &dps_store.sas[i + 1],
 		(dps_store.n_sas - i - 1) * sizeof(*dps_store.sas));
 	dps_store.n_sas--;
 	pthread_mutex_unlock(&dps_store.lock);
+	out_reqid_change(&gone, false);
+	dps_spd_sa_changed(&gone); /* policies bound to it let go */
 	return 0;
 }
 
@@ -347,6 +398,7 @@ static void rebind_unused(const struct dps_policy *p)
 		pthread_mutex_lock(&dps_store.lock);
 		s->dp = d;
 		pthread_mutex_unlock(&dps_store.lock);
+		dps_spd_sa_changed(&s->cfg); /* policies bound to the old one take the new */
 	}
 }
 
@@ -400,6 +452,8 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 		origin = origin == DPS_ORIGIN_RESTORED ? DPS_ORIGIN_PFKEY : origin;
 	}
 	e = &dps_store.pol[dps_store.n_pol++];
+	e->dp = NULL;
+	e->build_id = 0;
 	e->p = *p;
 	e->origin = origin;
 	e->seq = ++dps_store.next_seq;
@@ -408,8 +462,8 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 	pthread_mutex_unlock(&dps_store.lock);
 	ix_appended(&pol_ix, dps_store.n_pol);
 	dps_store.pol_fam[p->dir == DPS_DIR_OUT][p->sel.src.addr.family == AF_INET6]++;
-	dps_store.rules_changed = true;
 	rebind_unused(p);
+	dps_spd_policy_added(&dps_store.pol[dps_store.n_pol - 1]);
 	return 0;
 }
 
@@ -431,6 +485,7 @@ const struct dps_store_policy *dps_store_policy_get(uint32_t id)
 int dps_store_policy_update(struct dps_policy *p, enum dps_origin origin)
 {
 	int i = policy_index(p->dir, &p->sel);
+	struct dps_policy old;
 
 	if (i < 0)
 		return -ENOENT;
@@ -439,11 +494,13 @@ int dps_store_policy_update(struct dps_policy *p, enum dps_origin origin)
 	p->id = dps_store.pol[i].p.id;
 	if (dps_policy_same(&dps_store.pol[i].p, p))
 		return 0; /* charon updates every policy of each new CHILD_SA with itself */
+	old = dps_store.pol[i].p;
 	pthread_mutex_lock(&dps_store.lock);
 	dps_store.pol[i].p = *p;
 	pthread_mutex_unlock(&dps_store.lock);
-	dps_store.rules_changed = true; /* same direction and selector: pol_fam unchanged */
+	/* same direction and selector: pol_fam unchanged */
 	rebind_unused(p);
+	dps_spd_policy_updated(&dps_store.pol[i], &old);
 	return 0;
 }
 
@@ -514,7 +571,7 @@ int dps_store_policy_delete(uint32_t id)
 			 dps_store.n_dead_hits, sizeof(*dps_store.dead_hits)) < 0)
 			return -ENOMEM;
 		dps_store.dead_hits[dps_store.n_dead_hits++] = dps_store.pol[i].hits;
-		dps_store.rules_changed = true;
+		dps_spd_policy_deleted(&dps_store.pol[i]);
 		pol_ix.stale = true;
 		dps_store.pol_fam[dps_store.pol[i].p.dir == DPS_DIR_OUT]
 				 [dps_store.pol[i].p.sel.src.addr.family == AF_INET6]--;
@@ -562,6 +619,7 @@ int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen)
 void dps_store_fini(void)
 {
 	dps_compile_fini();
+	dps_spd_fini();
 	for (unsigned int i = 0; i < dps_store.n_sas; i++)
 		dp_sa_free(dps_store.sas[i].dp);
 	for (unsigned int i = 0; i < dps_store.n_pol; i++)
@@ -580,6 +638,10 @@ void dps_store_fini(void)
 	free(dps_store.dead_hits);
 	free(dps_store.sad_ops);
 	dps_store.sad_ops = NULL;
+	free(dps_store.out_reqid);
+	dps_store.out_reqid = NULL;
+	dps_store.n_out_reqid = dps_store.cap_out_reqid = 0;
+	dps_store.out_reqid_bad = false;
 	dps_store.n_sad_ops = dps_store.cap_sad_ops = 0;
 	dps_store.sad_rebuild = true;
 	dps_store.sas = NULL;

@@ -1,0 +1,639 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The live SPD: every policy change goes into the dataplane at once, at the
+ * cost of the change alone, never of the whole SPD.
+ *
+ * Each policy owns a slot in a table the SPD points to. A new policy takes a
+ * new slot and joins the recent rules (matched linearly in front of the main
+ * classifiers); a deleted one empties its slot (it stops matching at once);
+ * a new SA binding or verdict is a new dp_policy stored in the slot. The main
+ * classifiers are compiled again from every policy by a background thread
+ * while the control thread goes on; when it is done the recent rules merge
+ * into it (a new slot table, slots numbered in rank order) and the next
+ * commit publishes it. Whatever a worker might still read (dp_policy, old
+ * tables, old classifiers) is freed only after the publish's grace period.
+ *
+ * Control thread only, except the builder, which touches only its own input.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "control/store.h"
+#include "control/store_state.h"
+#include "dataplane/dp.h"
+#include "dataplane/sa.h"
+#include "dataplane/spd.h"
+
+struct ptr_vec {
+	unsigned int n, cap;
+	void **v;
+};
+
+static struct {
+	struct dp_policy **table; /* the table the next SPD points to */
+	unsigned int n, cap;
+	struct dp_policy **pub; /* the table the published SPD points to, if another */
+	unsigned int n_pub;
+	struct dp_acl_set *set; /* main classifiers (a reference) */
+	struct dp_rule *recent; /* policies added since the set's build */
+	unsigned int n_recent, cap_recent;
+	unsigned int main_dead; /* slots of the set emptied since its build */
+	bool changed;		/* since the last snapshot */
+	bool full;		/* the next commit compiles everything (init, reload, no memory) */
+	struct ptr_vec dead_pol, dead_mem; /* freed after the next publish */
+	/* the background build */
+	pthread_t thr;
+	bool running;
+	int done; /* atomic: the builder finished */
+	uint32_t build_id;
+	struct dp_rule *in;
+	unsigned int n_in;
+	uint32_t *perm;
+	struct dp_acl_set *out;
+	/* out policies' ESP requests by reqid (a multiset), and those without one */
+	unsigned int n_req, cap_req;
+	uint32_t *reqids;
+	unsigned int n_req_any;
+} L = {.full = true};
+
+static int vec_push(struct ptr_vec *v, void *p)
+{
+	if (v->n == v->cap) {
+		unsigned int cap = v->cap ? v->cap * 2 : 64;
+		void **n = realloc(v->v, cap * sizeof(*n));
+
+		if (n == NULL)
+			return -1;
+		v->v = n;
+		v->cap = cap;
+	}
+	v->v[v->n++] = p;
+	return 0;
+}
+
+/* Something a worker may read: freed after the next publish (or at once if
+ * even that cannot be recorded: then the commit is made whole, synchronously,
+ * before: see L.full). */
+static void bury(struct ptr_vec *v, void *p, bool is_mem)
+{
+	if (p == NULL)
+		return;
+	if (vec_push(v, p) < 0) {
+		/* out of memory: leak rather than free what a worker may read */
+		DP_LOG(ERR, "spd: out of memory: %s leaked", is_mem ? "a table" : "a policy");
+	}
+}
+
+static void slot_store(uint32_t slot, struct dp_policy *p)
+{
+	if (slot < L.n)
+		__atomic_store_n(&L.table[slot], p, __ATOMIC_RELEASE);
+	if (L.pub != NULL && L.pub != L.table && slot < L.n_pub)
+		__atomic_store_n(&L.pub[slot], p, __ATOMIC_RELEASE);
+}
+
+/* ---- SA binding of out policies ------------------------------------------ */
+
+static unsigned int reqid_lower(uint32_t reqid)
+{
+	unsigned int lo = 0, hi = L.n_req;
+
+	while (lo < hi) {
+		unsigned int mid = (lo + hi) / 2;
+
+		if (L.reqids[mid] < reqid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void reqids_change(const struct dps_policy *p, bool add)
+{
+	if (p->dir != DPS_DIR_OUT || p->action != DPS_ACTION_PROTECT)
+		return;
+	for (unsigned int r = 0; r < p->n_reqs; r++) {
+		uint32_t id = p->reqs[r].reqid;
+		unsigned int i;
+
+		if (p->reqs[r].proto != DPS_PROTO_ESP)
+			continue;
+		if (id == 0) {
+			L.n_req_any = add ? L.n_req_any + 1 : L.n_req_any - (L.n_req_any > 0);
+			continue;
+		}
+		i = reqid_lower(id);
+		if (add) {
+			if (L.n_req == L.cap_req) {
+				unsigned int cap = L.cap_req ? 2 * L.cap_req : 256;
+				uint32_t *v = realloc(L.reqids, cap * sizeof(*v));
+
+				if (v == NULL) {
+					L.n_req_any++; /* every SA change then scans: correct, slow
+							*/
+					continue;
+				}
+				L.reqids = v;
+				L.cap_req = cap;
+			}
+			memmove(&L.reqids[i + 1], &L.reqids[i], (L.n_req - i) * sizeof(*L.reqids));
+			L.reqids[i] = id;
+			L.n_req++;
+		} else if (i < L.n_req && L.reqids[i] == id) {
+			memmove(&L.reqids[i], &L.reqids[i + 1],
+				(L.n_req - i - 1) * sizeof(*L.reqids));
+			L.n_req--;
+		}
+	}
+}
+
+static void consider(const struct dps_store_sa **best, const struct dps_ipsec_req *r,
+		     const struct dps_policy *p, const struct dps_store_sa *s)
+{
+	if (dps_req_matches_sa(r, &s->cfg, &p->sel) && (*best == NULL || s->id > (*best)->id))
+		*best = s;
+}
+
+/* The newest out SA a policy's ESP request matches (as dps_policy_out_sa),
+ * found through the out SAs' reqid index. */
+static struct dp_sa *out_sa(const struct dps_policy *p)
+{
+	const struct dps_store_sa *best = NULL;
+
+	if (p->dir != DPS_DIR_OUT || p->action != DPS_ACTION_PROTECT)
+		return NULL;
+	for (unsigned int r = 0; r < p->n_reqs; r++) {
+		const struct dps_ipsec_req *q = &p->reqs[r];
+
+		if (q->proto != DPS_PROTO_ESP)
+			continue;
+		if (q->reqid == 0) {
+			for (unsigned int i = 0; i < dps_store.n_sas; i++)
+				if (dps_store.sas[i].cfg.dir == DPS_DIR_OUT)
+					consider(&best, q, p, &dps_store.sas[i]);
+			continue;
+		}
+		if (dps_store.out_reqid_bad) {
+			for (unsigned int i = 0; i < dps_store.n_sas; i++)
+				if (dps_store.sas[i].cfg.dir == DPS_DIR_OUT)
+					consider(&best, q, p, &dps_store.sas[i]);
+			continue;
+		}
+		for (unsigned int i = dps_out_sa_first(q->reqid); i < dps_store.n_out_reqid; i++) {
+			const struct dps_out_key *k = &dps_store.out_reqid[i];
+			int pos;
+
+			if (k->reqid != q->reqid)
+				break;
+			pos = dps_store_sa_pos(k->spi, &k->dst, k->proto);
+			if (pos >= 0)
+				consider(&best, q, p, &dps_store.sas[pos]);
+		}
+	}
+	return best ? best->dp : NULL;
+}
+
+static int resolve(struct dps_store_policy *e, struct dp_policy **out)
+{
+	struct dp_policy *dp = aligned_alloc(RTE_CACHE_LINE_SIZE,
+					     RTE_ALIGN_CEIL(sizeof(*dp), RTE_CACHE_LINE_SIZE));
+
+	if (dp == NULL)
+		return -ENOMEM;
+	dp_policy_resolve(dp, &e->p, out_sa(&e->p), e->hits, &dps_store.def);
+	*out = dp;
+	return 0;
+}
+
+/* ---- the slot table and the recent rules ---------------------------------- */
+
+/* Room for one more slot. */
+static int table_room(void)
+{
+	struct dp_policy **t;
+	unsigned int cap;
+
+	if (L.n < L.cap)
+		return 0;
+	cap = L.cap ? 2 * L.cap : 1024;
+	t = calloc(cap, sizeof(*t));
+	if (t == NULL)
+		return -1;
+	if (L.n)
+		memcpy(t, L.table, L.n * sizeof(*t));
+	if (L.table == L.pub)
+		bury(&L.dead_mem, L.table, true); /* workers read it until the next publish */
+	else
+		free(L.table);
+	L.table = t;
+	L.cap = cap;
+	return 0;
+}
+
+static int recent_push(const struct dps_store_policy *e)
+{
+	if (L.n_recent == L.cap_recent) {
+		unsigned int cap = L.cap_recent ? 2 * L.cap_recent : 64;
+		struct dp_rule *v = realloc(L.recent, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -1;
+		L.recent = v;
+		L.cap_recent = cap;
+	}
+	dp_rule_make(&L.recent[L.n_recent++], &e->p, e->seq, e->slot);
+	return 0;
+}
+
+static void recent_remove(uint32_t slot)
+{
+	for (unsigned int i = 0; i < L.n_recent; i++) {
+		if (L.recent[i].slot != slot)
+			continue;
+		memmove(&L.recent[i], &L.recent[i + 1], (L.n_recent - i - 1) * sizeof(*L.recent));
+		L.n_recent--;
+		return;
+	}
+}
+
+static void changed(void)
+{
+	L.changed = true;
+}
+
+/* A new slot and a recent rule for @e. */
+static void slot_add(struct dps_store_policy *e)
+{
+	struct dp_policy *dp = NULL;
+
+	e->dp = NULL;
+	e->build_id = 0;
+	if (L.full)
+		return;
+	if (resolve(e, &dp) < 0 || table_room() < 0) {
+		free(dp);
+		L.full = true;
+		return;
+	}
+	e->slot = L.n;
+	e->dp = dp;
+	L.table[L.n++] = dp;
+	if (recent_push(e) < 0)
+		L.full = true;
+	changed();
+}
+
+void dps_spd_policy_added(struct dps_store_policy *e)
+{
+	reqids_change(&e->p, true);
+	slot_add(e);
+}
+
+static void unslot(struct dps_store_policy *e)
+{
+	if (e->dp == NULL)
+		return;
+	slot_store(e->slot, NULL);
+	bury(&L.dead_pol, e->dp, false);
+	e->dp = NULL;
+	if (L.set != NULL && e->slot < L.set->n)
+		L.main_dead++;
+	else
+		recent_remove(e->slot);
+	changed();
+}
+
+void dps_spd_policy_deleted(struct dps_store_policy *e)
+{
+	reqids_change(&e->p, false);
+	unslot(e);
+}
+
+void dps_spd_policy_updated(struct dps_store_policy *e, const struct dps_policy *old)
+{
+	struct dp_policy *dp;
+
+	reqids_change(old, false);
+	reqids_change(&e->p, true);
+	if (old->priority != e->p.priority) { /* another rank: another rule */
+		unslot(e);
+		slot_add(e);
+		return;
+	}
+	if (L.full || e->dp == NULL)
+		return;
+	if (resolve(e, &dp) < 0) {
+		L.full = true;
+		return;
+	}
+	slot_store(e->slot, dp);
+	bury(&L.dead_pol, e->dp, false);
+	e->dp = dp;
+	changed();
+}
+
+static bool reqid_used(uint32_t reqid)
+{
+	unsigned int i = reqid_lower(reqid);
+
+	return reqid != 0 && i < L.n_req && L.reqids[i] == reqid;
+}
+
+void dps_spd_sa_changed(const struct dps_sa *c)
+{
+	if (c->dir != DPS_DIR_OUT || L.full || (L.n_req_any == 0 && !reqid_used(c->reqid)))
+		return;
+	for (unsigned int i = 0; i < dps_store.n_pol; i++) {
+		struct dps_store_policy *e = &dps_store.pol[i];
+		struct dp_policy *dp;
+		bool uses = false;
+
+		if (e->p.dir != DPS_DIR_OUT || e->p.action != DPS_ACTION_PROTECT || e->dp == NULL)
+			continue;
+		for (unsigned int r = 0; r < e->p.n_reqs; r++)
+			uses |= e->p.reqs[r].proto == DPS_PROTO_ESP &&
+				dps_req_matches_sa(&e->p.reqs[r], c, &e->p.sel);
+		if (!uses)
+			continue;
+		if (resolve(e, &dp) < 0) {
+			L.full = true;
+			return;
+		}
+		if (dp->sa == e->dp->sa && dp->verdict == e->dp->verdict) {
+			free(dp);
+			continue;
+		}
+		slot_store(e->slot, dp);
+		bury(&L.dead_pol, e->dp, false);
+		e->dp = dp;
+		changed();
+	}
+}
+
+void dps_spd_defaults_changed(void)
+{
+	L.full = true;
+}
+
+/* ---- builds ----------------------------------------------------------------- */
+
+/* Everything compiled now, on this thread: init, reload, or out of memory. */
+static int full_build(void)
+{
+	unsigned int n = dps_store.n_pol, cap = 1024;
+	struct dp_rule *rules = calloc(n ? n : 1, sizeof(*rules));
+	uint32_t *perm = calloc(n ? n : 1, sizeof(*perm));
+	struct dp_policy **dps = calloc(n ? n : 1, sizeof(*dps));
+	struct dp_policy **t = NULL;
+	struct dp_acl_set *set = NULL;
+
+	while (cap < 2 * n)
+		cap *= 2;
+	if (rules == NULL || perm == NULL || dps == NULL || (t = calloc(cap, sizeof(*t))) == NULL)
+		goto fail;
+	for (unsigned int i = 0; i < n; i++) {
+		if (resolve(&dps_store.pol[i], &dps[i]) < 0)
+			goto fail;
+		dp_rule_make(&rules[i], &dps_store.pol[i].p, dps_store.pol[i].seq, i);
+	}
+	set = dp_acl_set_build(rules, n, perm);
+	rules = NULL; /* the set's, or freed */
+	if (set == NULL)
+		goto fail;
+	for (unsigned int i = 0; i < n; i++) {
+		struct dps_store_policy *e = &dps_store.pol[i];
+
+		bury(&L.dead_pol, e->dp, false);
+		e->dp = dps[i];
+		e->slot = perm[i];
+		e->build_id = 0;
+		t[perm[i]] = dps[i];
+	}
+	if (L.table != L.pub)
+		free(L.table);
+	else
+		bury(&L.dead_mem, L.table, true);
+	L.table = t;
+	L.n = n;
+	L.cap = cap;
+	dp_acl_set_put(L.set);
+	L.set = set;
+	L.n_recent = 0;
+	L.main_dead = 0;
+	L.full = false;
+	L.build_id++; /* a build under way is out of date */
+	free(perm);
+	free(dps);
+	return 0;
+fail:
+	DP_LOG(ERR, "cannot compile the SPD");
+	for (unsigned int i = 0; dps != NULL && i < n; i++)
+		free(dps[i]);
+	free(rules);
+	free(perm);
+	free(dps);
+	free(t);
+	return -1;
+}
+
+static void *builder(void *arg)
+{
+	(void)arg;
+	L.out = dp_acl_set_build(L.in, L.n_in, L.perm);
+	L.in = NULL; /* the set's, or freed */
+	__atomic_store_n(&L.done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void build_start(void)
+{
+	unsigned int n = dps_store.n_pol;
+
+	if (L.running || L.full || (L.n_recent == 0 && L.main_dead == 0))
+		return;
+	L.in = calloc(n ? n : 1, sizeof(*L.in));
+	L.perm = calloc(n ? n : 1, sizeof(*L.perm));
+	if (L.in == NULL || L.perm == NULL)
+		goto fail;
+	if (++L.build_id == 0)
+		L.build_id = 1;
+	for (unsigned int i = 0; i < n; i++) {
+		struct dps_store_policy *e = &dps_store.pol[i];
+
+		dp_rule_make(&L.in[i], &e->p, e->seq, i);
+		e->build_ix = i;
+		e->build_id = e->dp != NULL ? L.build_id : 0;
+	}
+	L.n_in = n;
+	L.out = NULL;
+	L.done = 0;
+	if (pthread_create(&L.thr, NULL, builder, NULL) != 0)
+		goto fail;
+	L.running = true;
+	return;
+fail:
+	free(L.in);
+	free(L.perm);
+	L.in = NULL;
+	L.perm = NULL;
+}
+
+/* The build finished: its classifiers replace the main ones, the policies
+ * added meanwhile are the recent ones, in a new slot table. */
+static bool merge(void)
+{
+	uint32_t id = L.build_id;
+	unsigned int n = L.n_in, cap = 1024, matched = 0;
+	struct dp_policy **t;
+	struct dp_rule *rec;
+	unsigned int n_rec = 0;
+
+	pthread_join(L.thr, NULL);
+	L.running = false;
+	while (cap < 2 * (dps_store.n_pol + n))
+		cap *= 2;
+	t = calloc(cap, sizeof(*t));
+	rec = calloc(dps_store.n_pol + 1, sizeof(*rec));
+	if (L.out == NULL || L.full || t == NULL || rec == NULL) {
+		dp_acl_set_put(L.out);
+		free(t);
+		free(rec);
+		free(L.perm);
+		L.perm = NULL;
+		L.out = NULL;
+		return false;
+	}
+	for (unsigned int i = 0; i < dps_store.n_pol; i++) {
+		struct dps_store_policy *e = &dps_store.pol[i];
+
+		if (e->dp == NULL)
+			continue;
+		if (e->build_id == id) {
+			e->slot = L.perm[e->build_ix];
+			matched++;
+		} else {
+			e->slot = n++;
+			dp_rule_make(&rec[n_rec++], &e->p, e->seq, e->slot);
+		}
+		e->build_id = 0;
+		t[e->slot] = e->dp;
+	}
+	if (L.table != L.pub)
+		free(L.table);
+	else
+		bury(&L.dead_mem, L.table, true);
+	L.table = t;
+	L.n = n;
+	L.cap = cap;
+	free(L.recent);
+	L.recent = rec;
+	L.n_recent = n_rec;
+	L.cap_recent = dps_store.n_pol + 1;
+	dp_acl_set_put(L.set);
+	L.set = L.out;
+	L.out = NULL;
+	L.main_dead = L.n_in - matched;
+	free(L.perm);
+	L.perm = NULL;
+	L.changed = true;
+	return true;
+}
+
+bool dps_spd_poll(void)
+{
+	if (!L.running) {
+		build_start();
+		return false;
+	}
+	if (!__atomic_load_n(&L.done, __ATOMIC_ACQUIRE))
+		return false;
+	return merge();
+}
+
+static int split_recent(struct dp_spd *spd)
+{
+	for (int v6 = 0; v6 < 2; v6++) {
+		unsigned int k = 0;
+
+		for (unsigned int i = 0; i < L.n_recent; i++)
+			k += L.recent[i].v6 == v6;
+		if (k == 0)
+			continue;
+		spd->recent[v6] = malloc(k * sizeof(*spd->recent[v6]));
+		if (spd->recent[v6] == NULL)
+			return -1;
+		for (unsigned int i = 0; i < L.n_recent; i++)
+			if (L.recent[i].v6 == v6)
+				spd->recent[v6][spd->n_recent[v6]++] = L.recent[i];
+	}
+	return 0;
+}
+
+struct dp_spd *dps_spd_next(uint64_t gen)
+{
+	struct dp_spd *spd;
+
+	if (L.full && full_build() < 0)
+		return NULL;
+	spd = calloc(1, sizeof(*spd));
+	if (spd == NULL)
+		return NULL;
+	spd->gen = gen;
+	spd->set = L.set;
+	L.set->refs++;
+	memcpy(spd->acl, L.set->acl, sizeof(spd->acl));
+	spd->slot = L.table;
+	spd->def_verdict[0] =
+		dps_store.def.def_policy4 == DPS_ACTION_DISCARD ? DP_V_DISCARD : DP_V_BYPASS;
+	spd->def_verdict[1] =
+		dps_store.def.def_policy6 == DPS_ACTION_DISCARD ? DP_V_DISCARD : DP_V_BYPASS;
+	if (split_recent(spd) < 0) {
+		dp_spd_free(spd);
+		return NULL;
+	}
+	return spd;
+}
+
+void dps_spd_published(void)
+{
+	for (unsigned int i = 0; i < L.dead_pol.n; i++)
+		free(L.dead_pol.v[i]);
+	for (unsigned int i = 0; i < L.dead_mem.n; i++)
+		free(L.dead_mem.v[i]);
+	L.dead_pol.n = L.dead_mem.n = 0;
+	L.pub = L.table;
+	L.n_pub = L.n;
+	L.changed = false;
+	build_start();
+}
+
+void dps_spd_fini(void)
+{
+	if (L.running) {
+		pthread_join(L.thr, NULL);
+		L.running = false;
+		dp_acl_set_put(L.out);
+		free(L.perm);
+	}
+	for (unsigned int i = 0; i < dps_store.n_pol; i++) {
+		free(dps_store.pol[i].dp);
+		dps_store.pol[i].dp = NULL;
+	}
+	for (unsigned int i = 0; i < L.dead_pol.n; i++)
+		free(L.dead_pol.v[i]);
+	for (unsigned int i = 0; i < L.dead_mem.n; i++)
+		free(L.dead_mem.v[i]);
+	free(L.dead_pol.v);
+	free(L.dead_mem.v);
+	if (L.pub != L.table)
+		free(L.pub);
+	free(L.table);
+	free(L.recent);
+	free(L.reqids);
+	dp_acl_set_put(L.set);
+	memset(&L, 0, sizeof(L));
+	L.full = true;
+}
