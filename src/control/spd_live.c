@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -441,7 +442,12 @@ fail:
 
 static void *builder(void *arg)
 {
+	struct sched_param prio = {0};
+
 	(void)arg;
+	/* the control thread's core is also this thread's: the control thread
+	 * (replies, publishes) runs first, compiling takes what is left */
+	pthread_setschedparam(pthread_self(), SCHED_IDLE, &prio);
 	L.out = dp_acl_set_build(L.in, L.n_in, L.perm);
 	L.in = NULL; /* the set's, or freed */
 	__atomic_store_n(&L.done, 1, __ATOMIC_RELEASE);
