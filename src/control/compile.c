@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Compiling the store into the dataplane: the SPD (policies in priority
- * order, each outbound one bound to its SA) and the SAD (inbound SAs, NAT-T
- * ports), published as a new snapshot through RCU; what the old snapshot
- * held is freed only after every worker let go of it.
+ * Publishing the store to the dataplane: the live SPD (spd_live.c) and the
+ * inbound SA tables, changed in place at the cost of the changes (two copies:
+ * the one no worker reads is changed, published, and after the grace period
+ * the other), and the NAT-T ports, in a new snapshot through RCU; what the
+ * old snapshot held is freed only after every worker let go of it.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -87,12 +87,13 @@ static void bury(struct ptr_vec *v, void *p, bool is_mem)
 	}
 }
 
+/* The table the published SPD reads may be another (before a growth or a
+ * merge: numbered otherwise then): it keeps the old pointers, which are freed
+ * only after the next publish, and that publish, which the reply waits for,
+ * brings this table. */
 static void slot_store(uint32_t slot, struct dp_policy *p)
 {
-	if (slot < L.n)
-		__atomic_store_n(&L.table[slot], p, __ATOMIC_RELEASE);
-	if (L.pub != NULL && L.pub != L.table && slot < L.n_pub)
-		__atomic_store_n(&L.pub[slot], p, __ATOMIC_RELEASE);
+	__atomic_store_n(&L.table[slot], p, __ATOMIC_RELEASE);
 }
 
 /* ---- SA binding of out policies ------------------------------------------ */
@@ -611,7 +612,6 @@ void dps_spd_published(void)
 		free(L.dead_mem.v[i]);
 	L.dead_pol.n = L.dead_mem.n = 0;
 	L.pub = L.table;
-	L.n_pub = L.n;
 	L.changed = false;
 	build_start();
 }

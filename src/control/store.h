@@ -2,7 +2,7 @@
 /*
  * The SA/policy store: the only code that creates, changes and deletes SAs
  * and policies. YAML provisioning and PF_KEY both call it. Changes are
- * batched until dps_store_commit(), which compiles a new dataplane snapshot
+ * batched until dps_store_commit(), which applies them to the dataplane
  * (SPD, SAD), publishes it through RCU, and only then frees what it replaced.
  * Control thread only (the telemetry thread reads under the store's lock).
  */

@@ -353,14 +353,13 @@ static bool read_client(struct pfk_client *c, unsigned int *budget)
 }
 
 /*
- * Publish what the messages changed, and only then answer them: when a key
- * daemon has its reply, the workers apply the change (a trap policy installed
- * is a policy in force: not one packet in clear after it). Publishing compiles
- * the whole SPD, which takes long for tens of thousands of policies, so the
- * messages that arrive meanwhile wait and share the next publish: at most
- * half of the control thread's time goes to compiling, and a key daemon that
- * installs thousands of tunnels at once pays a few compilations, not one per
- * message.
+ * Publish what the messages changed, and only then release their replies:
+ * when a key daemon has its reply, the workers apply the change (a trap
+ * policy installed is a policy in force: not one packet in clear after it).
+ * A publish costs the changes and one RCU grace period, not a compilation
+ * (the SPD's is in the background); the messages read in one poll share it,
+ * and should one ever take long, the next waits as long (at most half of the
+ * control thread's time goes to publishing).
  */
 static void commit(uint64_t now_ms)
 {
