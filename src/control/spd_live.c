@@ -4,8 +4,8 @@
  * cost of the change alone, never of the whole SPD.
  *
  * Each policy owns a slot in a table the SPD points to. A new policy takes a
- * new slot and joins the recent rules (matched linearly in front of the main
- * classifiers); a deleted one empties its slot (it stops matching at once);
+ * new slot and joins the recent rules (indexed by destination in front of
+ * the main classifiers); a deleted one empties its slot (it stops matching at once);
  * a new SA binding or verdict is a new dp_policy stored in the slot. The main
  * classifiers are compiled again from every policy by a background thread
  * while the control thread goes on; when it is done the recent rules merge
@@ -37,13 +37,13 @@ static struct {
 	unsigned int n, cap;
 	struct dp_policy **pub; /* the table the published SPD points to, if another */
 	unsigned int n_pub;
-	struct dp_acl_set *set; /* main classifiers (a reference) */
-	struct dp_rule *recent; /* policies added since the set's build */
-	unsigned int n_recent, cap_recent;
-	unsigned int main_dead; /* slots of the set emptied since its build */
-	bool changed;		/* since the last snapshot */
-	bool full;		/* the next commit compiles everything (init, reload, no memory) */
-	struct ptr_vec dead_pol, dead_mem; /* freed after the next publish */
+	struct dp_acl_set *set;	  /* main classifiers (a reference) */
+	struct dp_recent *rec[2]; /* [v6]: policies added since the set's build */
+	unsigned int n_recent;	  /* how many */
+	unsigned int main_dead;	  /* slots of the set emptied since its build */
+	bool changed;		  /* since the last snapshot */
+	bool full; /* the next commit compiles everything (init, reload, no memory) */
+	struct ptr_vec dead_pol, dead_mem, dead_rec; /* freed after the next publish */
 	/* the background build */
 	pthread_t thr;
 	bool running;
@@ -91,9 +91,11 @@ static void bury(struct ptr_vec *v, void *p, bool is_mem)
  * merge: numbered otherwise then): it keeps the old pointers, which are freed
  * only after the next publish, and that publish, which the reply waits for,
  * brings this table. */
-static void slot_store(uint32_t slot, struct dp_policy *p)
+static void slot_store(struct dps_store_policy *e, struct dp_policy *p)
 {
-	__atomic_store_n(&L.table[slot], p, __ATOMIC_RELEASE);
+	__atomic_store_n(&L.table[e->slot], p, __ATOMIC_RELEASE);
+	if (e->in_recent)
+		dp_recent_set(L.rec[e->p.sel.src.addr.family == AF_INET6], e->recent_ix, p);
 }
 
 /* ---- SA binding of out policies ------------------------------------------ */
@@ -235,30 +237,41 @@ static int table_room(void)
 	return 0;
 }
 
-static int recent_push(const struct dps_store_policy *e)
+/* A recent rule for @e, in its family's index (grown if full). */
+static int recent_push(struct dps_store_policy *e)
 {
-	if (L.n_recent == L.cap_recent) {
-		unsigned int cap = L.cap_recent ? 2 * L.cap_recent : 64;
-		struct dp_rule *v = realloc(L.recent, cap * sizeof(*v));
+	int v6 = e->p.sel.src.addr.family == AF_INET6, i;
+	struct dp_recent **r = &L.rec[v6];
+	struct dp_rule rule;
 
-		if (v == NULL)
+	dp_rule_make(&rule, &e->p, e->seq, e->slot);
+	if (*r == NULL && (*r = dp_recent_new(256)) == NULL)
+		return -1;
+	if ((*r)->n == (*r)->cap) {
+		struct dp_recent *g = dp_recent_grow(*r);
+
+		if (g == NULL || vec_push(&L.dead_rec, *r) < 0) {
+			dp_recent_free(g);
 			return -1;
-		L.recent = v;
-		L.cap_recent = cap;
+		}
+		*r = g; /* the published SPD reads the old one until the next publish */
 	}
-	dp_rule_make(&L.recent[L.n_recent++], &e->p, e->seq, e->slot);
+	i = dp_recent_add(*r, &rule, e->dp);
+	e->recent_ix = (uint32_t)i;
+	e->in_recent = true;
+	L.n_recent++;
 	return 0;
 }
 
-static void recent_remove(uint32_t slot)
+/* The recent indexes are replaced (merge, full build): the old ones go after the publish. */
+static void recent_drop(void)
 {
-	for (unsigned int i = 0; i < L.n_recent; i++) {
-		if (L.recent[i].slot != slot)
-			continue;
-		memmove(&L.recent[i], &L.recent[i + 1], (L.n_recent - i - 1) * sizeof(*L.recent));
-		L.n_recent--;
-		return;
+	for (int v6 = 0; v6 < 2; v6++) {
+		if (L.rec[v6] != NULL && vec_push(&L.dead_rec, L.rec[v6]) < 0)
+			DP_LOG(ERR, "spd: out of memory: a recent index leaked");
+		L.rec[v6] = NULL;
 	}
+	L.n_recent = 0;
 }
 
 static void changed(void)
@@ -273,6 +286,7 @@ static void slot_add(struct dps_store_policy *e)
 
 	e->dp = NULL;
 	e->build_id = 0;
+	e->in_recent = false;
 	if (L.full)
 		return;
 	if (resolve(e, &dp) < 0 || table_room() < 0) {
@@ -298,13 +312,12 @@ static void unslot(struct dps_store_policy *e)
 {
 	if (e->dp == NULL)
 		return;
-	slot_store(e->slot, NULL);
+	slot_store(e, NULL);
 	bury(&L.dead_pol, e->dp, false);
 	e->dp = NULL;
-	if (L.set != NULL && e->slot < L.set->n)
+	if (!e->in_recent)
 		L.main_dead++;
-	else
-		recent_remove(e->slot);
+	e->in_recent = false;
 	changed();
 }
 
@@ -331,7 +344,7 @@ void dps_spd_policy_updated(struct dps_store_policy *e, const struct dps_policy 
 		L.full = true;
 		return;
 	}
-	slot_store(e->slot, dp);
+	slot_store(e, dp);
 	bury(&L.dead_pol, e->dp, false);
 	e->dp = dp;
 	changed();
@@ -368,7 +381,7 @@ void dps_spd_sa_changed(const struct dps_sa *c)
 			free(dp);
 			continue;
 		}
-		slot_store(e->slot, dp);
+		slot_store(e, dp);
 		bury(&L.dead_pol, e->dp, false);
 		e->dp = dp;
 		changed();
@@ -412,6 +425,7 @@ static int full_build(void)
 		e->dp = dps[i];
 		e->slot = perm[i];
 		e->build_id = 0;
+		e->in_recent = false;
 		t[perm[i]] = dps[i];
 	}
 	if (L.table != L.pub)
@@ -423,7 +437,7 @@ static int full_build(void)
 	L.cap = cap;
 	dp_acl_set_put(L.set);
 	L.set = set;
-	L.n_recent = 0;
+	recent_drop();
 	L.main_dead = 0;
 	L.full = false;
 	L.build_id++; /* a build under way is out of date */
@@ -495,38 +509,35 @@ static bool merge(void)
 	uint32_t id = L.build_id;
 	unsigned int n = L.n_in, cap = 1024, matched = 0;
 	struct dp_policy **t;
-	struct dp_rule *rec;
-	unsigned int n_rec = 0;
 
 	pthread_join(L.thr, NULL);
 	L.running = false;
 	while (cap < 2 * (dps_store.n_pol + n))
 		cap *= 2;
 	t = calloc(cap, sizeof(*t));
-	rec = calloc(dps_store.n_pol + 1, sizeof(*rec));
-	if (L.out == NULL || L.full || t == NULL || rec == NULL) {
+	if (L.out == NULL || L.full || t == NULL) {
 		dp_acl_set_put(L.out);
 		free(t);
-		free(rec);
 		free(L.perm);
 		L.perm = NULL;
 		L.out = NULL;
 		return false;
 	}
+	recent_drop();
 	for (unsigned int i = 0; i < dps_store.n_pol; i++) {
 		struct dps_store_policy *e = &dps_store.pol[i];
+		bool built = e->build_id == id;
 
+		e->in_recent = false;
+		e->build_id = 0;
 		if (e->dp == NULL)
 			continue;
-		if (e->build_id == id) {
-			e->slot = L.perm[e->build_ix];
-			matched++;
-		} else {
-			e->slot = n++;
-			dp_rule_make(&rec[n_rec++], &e->p, e->seq, e->slot);
-		}
-		e->build_id = 0;
+		e->slot = built ? L.perm[e->build_ix] : n++;
 		t[e->slot] = e->dp;
+		if (built)
+			matched++;
+		else if (recent_push(e) < 0)
+			L.full = true; /* the next commit compiles everything */
 	}
 	if (L.table != L.pub)
 		free(L.table);
@@ -535,10 +546,6 @@ static bool merge(void)
 	L.table = t;
 	L.n = n;
 	L.cap = cap;
-	free(L.recent);
-	L.recent = rec;
-	L.n_recent = n_rec;
-	L.cap_recent = dps_store.n_pol + 1;
 	dp_acl_set_put(L.set);
 	L.set = L.out;
 	L.out = NULL;
@@ -560,25 +567,6 @@ bool dps_spd_poll(void)
 	return merge();
 }
 
-static int split_recent(struct dp_spd *spd)
-{
-	for (int v6 = 0; v6 < 2; v6++) {
-		unsigned int k = 0;
-
-		for (unsigned int i = 0; i < L.n_recent; i++)
-			k += L.recent[i].v6 == v6;
-		if (k == 0)
-			continue;
-		spd->recent[v6] = malloc(k * sizeof(*spd->recent[v6]));
-		if (spd->recent[v6] == NULL)
-			return -1;
-		for (unsigned int i = 0; i < L.n_recent; i++)
-			if (L.recent[i].v6 == v6)
-				spd->recent[v6][spd->n_recent[v6]++] = L.recent[i];
-	}
-	return 0;
-}
-
 struct dp_spd *dps_spd_next(uint64_t gen)
 {
 	struct dp_spd *spd;
@@ -597,10 +585,8 @@ struct dp_spd *dps_spd_next(uint64_t gen)
 		dps_store.def.def_policy4 == DPS_ACTION_DISCARD ? DP_V_DISCARD : DP_V_BYPASS;
 	spd->def_verdict[1] =
 		dps_store.def.def_policy6 == DPS_ACTION_DISCARD ? DP_V_DISCARD : DP_V_BYPASS;
-	if (split_recent(spd) < 0) {
-		dp_spd_free(spd);
-		return NULL;
-	}
+	spd->recent[0] = L.rec[0];
+	spd->recent[1] = L.rec[1];
 	return spd;
 }
 
@@ -610,7 +596,9 @@ void dps_spd_published(void)
 		free(L.dead_pol.v[i]);
 	for (unsigned int i = 0; i < L.dead_mem.n; i++)
 		free(L.dead_mem.v[i]);
-	L.dead_pol.n = L.dead_mem.n = 0;
+	for (unsigned int i = 0; i < L.dead_rec.n; i++)
+		dp_recent_free(L.dead_rec.v[i]);
+	L.dead_pol.n = L.dead_mem.n = L.dead_rec.n = 0;
 	L.pub = L.table;
 	L.changed = false;
 	build_start();
@@ -632,12 +620,16 @@ void dps_spd_fini(void)
 		free(L.dead_pol.v[i]);
 	for (unsigned int i = 0; i < L.dead_mem.n; i++)
 		free(L.dead_mem.v[i]);
+	for (unsigned int i = 0; i < L.dead_rec.n; i++)
+		dp_recent_free(L.dead_rec.v[i]);
 	free(L.dead_pol.v);
 	free(L.dead_mem.v);
+	free(L.dead_rec.v);
 	if (L.pub != L.table)
 		free(L.pub);
 	free(L.table);
-	free(L.recent);
+	dp_recent_free(L.rec[0]);
+	dp_recent_free(L.rec[1]);
 	free(L.reqids);
 	dp_acl_set_put(L.set);
 	memset(&L, 0, sizeof(L));

@@ -42,8 +42,10 @@ struct dps_store_policy {
 	/* its dataplane side (spd_live.c) */
 	struct dp_policy *dp; /* what its slot holds */
 	uint32_t slot;	      /* in the SPD's slot table */
-	uint32_t build_ix;    /* its rule's place in the build under way ... */
-	uint32_t build_id;    /* ... of this number (0: none) */
+	uint32_t recent_ix;   /* its entry in its family's recent index, if in_recent */
+	bool in_recent;
+	uint32_t build_ix; /* its rule's place in the build under way ... */
+	uint32_t build_id; /* ... of this number (0: none) */
 };
 
 /** Take the system defaults; load the SAs and policies of @cfg and commit. */

@@ -349,8 +349,6 @@ void dp_spd_free(struct dp_spd *spd)
 	if (spd == NULL)
 		return;
 	dp_acl_set_put(spd->set);
-	free(spd->recent[0]);
-	free(spd->recent[1]);
 	free(spd);
 }
 
@@ -415,12 +413,124 @@ static const struct dp_rule *main_scan(const struct dp_spd *spd, int v6, enum dp
 	return NULL;
 }
 
+static inline uint32_t dst_hash(const uint8_t *dst, unsigned int len)
+{
+	uint32_t h = 2166136261u ^ len;
+	unsigned int full = len / 8, rem = len % 8;
+
+	for (unsigned int i = 0; i < full; i++)
+		h = (h ^ dst[i]) * 16777619u;
+	if (rem)
+		h = (h ^ (dst[full] & (uint8_t)(0xff << (8 - rem)))) * 16777619u;
+	return h ^ (h >> 15);
+}
+
+void dp_recent_free(struct dp_recent *r)
+{
+	if (r == NULL)
+		return;
+	free(r->head);
+	free(r->next);
+	free(r->rules);
+	free(r->pol);
+	free(r);
+}
+
+struct dp_recent *dp_recent_new(uint32_t cap)
+{
+	struct dp_recent *r = calloc(1, sizeof(*r));
+	uint32_t buckets = 16;
+
+	if (r == NULL)
+		return NULL;
+	cap = cap < 16 ? 16 : cap;
+	while (buckets < 2 * cap)
+		buckets *= 2;
+	r->cap = cap;
+	r->mask = buckets - 1;
+	r->head = calloc(buckets, sizeof(*r->head));
+	r->next = calloc(cap, sizeof(*r->next));
+	r->rules = calloc(cap, sizeof(*r->rules));
+	r->pol = calloc(cap, sizeof(*r->pol));
+	if (r->head == NULL || r->next == NULL || r->rules == NULL || r->pol == NULL) {
+		dp_recent_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+int dp_recent_add(struct dp_recent *r, const struct dp_rule *rule, struct dp_policy *p)
+{
+	uint32_t i = r->n, b = dst_hash(rule->dst, rule->dst_len) & r->mask;
+	bool known = false;
+
+	if (i == r->cap)
+		return -1;
+	for (uint32_t l = 0; l < r->n_len; l++)
+		known |= r->lens[l] == rule->dst_len;
+	if (!known) {
+		r->lens[r->n_len] = rule->dst_len;
+		__atomic_store_n(&r->n_len, r->n_len + 1, __ATOMIC_RELEASE);
+	}
+	r->rules[i] = *rule;
+	r->pol[i] = p;
+	r->next[i] = r->head[b];
+	__atomic_store_n(&r->head[b], i + 1, __ATOMIC_RELEASE);
+	r->n = i + 1;
+	return (int)i;
+}
+
+void dp_recent_set(struct dp_recent *r, uint32_t i, struct dp_policy *p)
+{
+	__atomic_store_n(&r->pol[i], p, __ATOMIC_RELEASE);
+}
+
+struct dp_recent *dp_recent_grow(const struct dp_recent *r)
+{
+	struct dp_recent *g = dp_recent_new(2 * r->cap);
+
+	if (g == NULL)
+		return NULL;
+	for (uint32_t i = 0; i < r->n; i++)
+		dp_recent_add(g, &r->rules[i], r->pol[i]);
+	return g;
+}
+
+/* The best live recent rule for @key in context @c, if better than @best. */
+static inline void recent_best(const struct dp_recent *r, int v6, enum dp_spd_ctx c,
+			       const uint8_t *key, const struct dp_rule *best,
+			       const struct dp_policy **pol)
+{
+	const uint8_t *dst = v6 ? ((const struct dp_acl6_key *)key)->dst
+				: (const uint8_t *)&((const struct dp_acl4_key *)key)->dst;
+	uint32_t n_len = __atomic_load_n(&r->n_len, __ATOMIC_ACQUIRE);
+
+	for (unsigned int l = 0; l < n_len; l++) {
+		unsigned int len = r->lens[l];
+		uint32_t i =
+			__atomic_load_n(&r->head[dst_hash(dst, len) & r->mask], __ATOMIC_ACQUIRE);
+
+		for (; i; i = r->next[i - 1]) {
+			const struct dp_rule *q = &r->rules[i - 1];
+			const struct dp_policy *qp;
+
+			if (q->dst_len != len || !dp_rule_in_ctx(q, c) ||
+			    (best != NULL && !rule_before(q, best, c)) || !dp_rule_match(q, key))
+				continue;
+			qp = __atomic_load_n(&r->pol[i - 1], __ATOMIC_ACQUIRE);
+			if (qp != NULL) {
+				best = q;
+				*pol = qp;
+			}
+		}
+	}
+}
+
 void dp_spd_lookup(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx, const uint8_t **keys,
 		   const struct dp_policy **res, uint16_t n)
 {
 	const struct rte_acl_ctx *acl = spd->acl[v6][ctx];
-	const struct dp_rule *recent = spd->recent[v6];
-	unsigned int n_recent = spd->n_recent[v6];
+	const struct dp_recent *recent = spd->recent[v6];
 	uint32_t r[DP_MAX_BURST];
 
 	if (acl != NULL)
@@ -438,20 +548,8 @@ void dp_spd_lookup(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx, const 
 			else
 				best = main_scan(spd, v6, ctx, keys[i], &p);
 		}
-		for (unsigned int j = 0; j < n_recent; j++) {
-			const struct dp_rule *q = &recent[j];
-			const struct dp_policy *qp;
-
-			if (!dp_rule_in_ctx(q, ctx) ||
-			    (best != NULL && !rule_before(q, best, ctx)) ||
-			    !dp_rule_match(q, keys[i]))
-				continue;
-			qp = __atomic_load_n(&spd->slot[q->slot], __ATOMIC_ACQUIRE);
-			if (qp != NULL) {
-				best = q;
-				p = qp;
-			}
-		}
+		if (recent != NULL)
+			recent_best(recent, v6, ctx, keys[i], best, &p);
 		res[i] = p;
 	}
 }

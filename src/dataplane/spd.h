@@ -77,8 +77,39 @@ struct dp_acl_set {
 };
 
 /*
+ * The policies of one family added since the main classifiers' build, by
+ * destination: for each destination prefix length among them, a hash of the
+ * masked destination (a tuple space search on one field). A packet costs a
+ * probe per distinct length (one or two for a key daemon's tunnels), not a
+ * scan of every recent policy. Changed in place by the control thread, so
+ * that a change costs itself alone: a rule is written, then its bucket's head
+ * (release); a length, then the count; a policy's object is stored in its
+ * entry (release), NULL once deleted. Workers see a complete rule or none.
+ */
+struct dp_recent {
+	uint32_t cap, n; /* entries: room, used */
+	uint32_t n_len;	 /* distinct destination prefix lengths in lens[] */
+	uint8_t lens[129];
+	uint32_t mask;		/* buckets - 1 */
+	uint32_t *head;		/* [bucket]: first entry + 1, 0: none */
+	uint32_t *next;		/* [entry]: next entry of its bucket + 1 */
+	struct dp_rule *rules;	/* [entry] */
+	struct dp_policy **pol; /* [entry]: the policy, NULL once deleted */
+};
+
+/** An empty index with room for @cap entries, or NULL. */
+struct dp_recent *dp_recent_new(uint32_t cap);
+/** A copy of @r with twice the room (entries keep their numbers), or NULL. */
+struct dp_recent *dp_recent_grow(const struct dp_recent *r);
+/** Add @rule for @p: its entry number, or -1 when full. */
+int dp_recent_add(struct dp_recent *r, const struct dp_rule *rule, struct dp_policy *p);
+/** Store @p (NULL: deleted) in entry @i. */
+void dp_recent_set(struct dp_recent *r, uint32_t i, struct dp_policy *p);
+void dp_recent_free(struct dp_recent *r);
+
+/*
  * Two levels: the main classifiers (rte_acl, rebuilt in the background) and
- * the policies added since their build, matched linearly. A slot emptied
+ * the policies added since their build, indexed by destination (dp_recent). A slot emptied
  * (NULL) is a policy deleted since: a packet whose main match is dead is
  * classified again by a scan of the main rules, until the next build. The
  * best match of both levels wins (priority, then age).
@@ -87,9 +118,8 @@ struct dp_spd {
 	struct rte_acl_ctx *acl[2][DP_SPD_NCTX]; /* [v6][ctx], NULL when empty; set's */
 	struct dp_acl_set *set;
 	struct dp_policy *const *slot; /* [slot]: the policy, NULL once deleted; not owned */
-	unsigned int n_recent[2];
-	struct dp_rule *recent[2]; /* [v6], owned */
-	uint8_t def_verdict[2];	   /* when nothing matches: discard or bypass */
+	struct dp_recent *recent[2];   /* [v6], NULL when none; not owned */
+	uint8_t def_verdict[2];	       /* when nothing matches: discard or bypass */
 	uint64_t gen;
 };
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * src/dataplane/spd.c's two-level classifier: main rte_acl contexts compiled
- * from the policies of one moment, the policies added since matched linearly
- * in front of them, the deleted ones emptied from their slots. On random
+ * from the policies of one moment, the policies added since (indexed by
+ * destination prefix) in front of them, the deleted ones emptied from their slots. On random
  * policy sets (both families, all contexts, priority ties, deletions in both
  * levels) and random packets, its answer must be the one of a classifier
  * compiled from scratch from the live policies.
@@ -95,6 +95,7 @@ struct case_state {
 	struct dp_policy obj[MAX_POL];
 	bool live[MAX_POL];
 	uint32_t slot[MAX_POL];
+	uint32_t rix[MAX_POL]; /* entry in the recent index */
 };
 
 /* A classifier from scratch: every live policy in the main contexts. */
@@ -189,20 +190,36 @@ static void run_case(unsigned int n_main, unsigned int n_recent, unsigned int n_
 		c.slot[i] = perm[i];
 		table[perm[i]] = &c.obj[i];
 	}
-	for (int v6 = 0; v6 < 2; v6++)
-		two.recent[v6] = calloc(n_recent + 1, sizeof(struct dp_rule));
+	for (int v6 = 0; v6 < 2; v6++) /* a small index: it grows on the way */
+		two.recent[v6] = n_recent ? dp_recent_new(16) : NULL;
 	for (unsigned int i = n_main; i < n; i++) {
 		int v6 = c.pol[i].sel.src.addr.family == AF_INET6;
+		struct dp_rule rule;
+		int ix;
 
 		c.slot[i] = i;
 		table[i] = &c.obj[i];
-		dp_rule_make(&two.recent[v6][two.n_recent[v6]++], &c.pol[i], i + 1, i);
+		dp_rule_make(&rule, &c.pol[i], i + 1, i);
+		ix = dp_recent_add(two.recent[v6], &rule, &c.obj[i]);
+		if (ix < 0) {
+			struct dp_recent *g = dp_recent_grow(two.recent[v6]);
+
+			assert_non_null(g);
+			dp_recent_free(two.recent[v6]);
+			two.recent[v6] = g;
+			ix = dp_recent_add(g, &rule, &c.obj[i]);
+		}
+		assert_true(ix >= 0);
+		c.rix[i] = (uint32_t)ix;
 	}
 	for (unsigned int d = 0; d < n_del; d++) { /* in either level */
 		unsigned int i = rnd(n);
 
 		c.live[i] = false;
 		table[c.slot[i]] = NULL;
+		if (i >= n_main) /* a recent one: its entry too */
+			dp_recent_set(two.recent[c.pol[i].sel.src.addr.family == AF_INET6],
+				      c.rix[i], NULL);
 	}
 	two.slot = table;
 	ref = scratch(&c, n, &ref_table);
@@ -236,8 +253,8 @@ static void run_case(unsigned int n_main, unsigned int n_recent, unsigned int n_
 		}
 	}
 	dp_acl_set_put(two.set);
-	free(two.recent[0]);
-	free(two.recent[1]);
+	dp_recent_free(two.recent[0]);
+	dp_recent_free(two.recent[1]);
 	free(table);
 	dp_spd_free(ref);
 	free(ref_table);
