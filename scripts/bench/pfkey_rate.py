@@ -181,7 +181,8 @@ def latencies(path, msgs):
 
 def stats(us):
     us = sorted(us)
-    return {"n": len(us), "median_us": round(us[len(us) // 2]), "p99_us": round(us[int(len(us) * 0.99)])}
+    return {"n": len(us), "median_us": round(us[len(us) // 2]), "p90_us": round(us[int(len(us) * 0.9)]),
+            "p99_us": round(us[int(len(us) * 0.99)])}
 
 
 def policy_sel(i):
@@ -239,8 +240,10 @@ def control_plane(sock, n_pol, res):
     res["latency_errors"] = e1 + e2 + e3 + e4 + e5
     latencies(sock, [K.msg(K.FLUSH, K.ESP), K.msg(K.SPDFLUSH, K.UNSPEC)])
     t0 = time.time()
-    _, err = latencies(sock, [policy_msg(i) for i in range(n_pol)])
+    seq, err = latencies(sock, [policy_msg(i) for i in range(n_pol)])
     t = time.time() - t0
+    res["sequential_policy_latency"] = stats(seq)
+    res["sequential_policy_latency"]["mean_us"] = round(sum(seq) / len(seq))
     res["sequential_policies"] = n_pol
     res["sequential_policy_s"] = round(t, 3)
     res["sequential_policy_per_s"] = round(n_pol / t)
