@@ -49,6 +49,7 @@ static struct {
 	bool running;
 	int done; /* atomic: the builder finished */
 	uint32_t build_id;
+	bool stale_build; /* a full build happened since it started: discard it */
 	struct dp_rule *in;
 	unsigned int n_in;
 	uint32_t *perm;
@@ -440,7 +441,7 @@ static int full_build(void)
 	recent_drop();
 	L.main_dead = 0;
 	L.full = false;
-	L.build_id++; /* a build under way is out of date */
+	L.stale_build = L.running; /* a build under way is out of date */
 	free(perm);
 	free(dps);
 	return 0;
@@ -515,7 +516,8 @@ static bool merge(void)
 	while (cap < 2 * (dps_store.n_pol + n))
 		cap *= 2;
 	t = calloc(cap, sizeof(*t));
-	if (L.out == NULL || L.full || t == NULL) {
+	if (L.out == NULL || L.full || L.stale_build || t == NULL) {
+		L.stale_build = false;
 		dp_acl_set_put(L.out);
 		free(t);
 		free(L.perm);
