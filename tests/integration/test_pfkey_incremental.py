@@ -6,7 +6,9 @@ one, compiled in the background; the inbound SAD changed in place):
   that match it are dropped and ACQUIREd, never sent in clear;
 * an SA added for it: the very next packets leave as ESP of that SA;
 * a policy deleted while in the main classifier stops matching at once, and
-  the next policy in rank order takes over at once.
+  the next policy in rank order takes over at once;
+* an inbound SA added: the very next ESP packets for it are decrypted and
+  forwarded (ESP built by the test's own implementation, test_esp_pcap.py).
 
 Topology and client as in test_pfkey_server.py. The traffic is held back by a
 gated sender until the reply arrived, so that every packet counted was sent
@@ -15,9 +17,11 @@ after it.
 import subprocess
 import time
 
-from scapy.all import ESP, IP, UDP, rdpcap
+from scapy.all import ESP, IP, UDP, raw, rdpcap
 
 import pfkey as K
+from dpsec import sh
+from test_esp_pcap import EspSA
 from test_pfkey_server import GW_WAN, HOST_B, KEY, capture, gw, out_policy, sas_by_spi  # noqa: F401
 
 GATED = r"""
@@ -127,3 +131,41 @@ def test_deleted_policy_stops_matching_at_once(gw):
     assert got.count(b"plaintext-02") == 0  # after the first
     assert got.count(b"plaintext-03") >= 36  # after the second
     assert gw.port_stats()["lan"]["drop_policy"] - drops0 == 40
+
+
+ESP_SENDER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 50)
+pkts = [bytes.fromhex(l) for l in sys.stdin.readline().split()]
+sys.stdin.readline()  # the go
+for p in pkts:
+    s.sendto(p, ("10.2.0.1", 0))
+print("sent", flush=True)
+"""
+
+
+def test_inbound_sa_decrypts_the_next_packets(gw):
+    q = gw.client()
+    fill(q)
+    fwd = K.spd(K.SPDADD, K.DIR_FWD, "10.9.1.0/24", "10.1.0.0/24",
+                requests=[K.ipsecrequest(50, K.MODE_TUNNEL, K.LEVEL_REQUIRE, 6, (HOST_B, GW_WAN))])
+    assert q.request(fwd).errno == 0
+    sa = EspSA(0x9001, "aes-gcm-128", KEY)
+    inner = [raw(IP(src="10.9.1.5", dst="10.1.0.2", ttl=64) / UDP(sport=5000, dport=9000) / (b"in-%03d" % i))
+             for i in range(30)]
+    esp = [sa.encrypt(i + 1, p, 4) for i, p in enumerate(inner)]
+    sh(["ping", "-c", "1", "-W", "2", GW_WAN], ns=gw.hb, check=False)  # ARP for the gateway first
+    tx = subprocess.Popen(["ip", "netns", "exec", gw.hb, "/usr/bin/python3", "-c", ESP_SENDER],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    tx.stdin.write(" ".join(e.hex() for e in esp) + "\n")
+    tx.stdin.flush()
+    assert q.request(K.gcm_add(0x9001, HOST_B, GW_WAN, 6, KEY)).errno == 0
+    tx.stdin.write("go\n")
+    tx.stdin.flush()
+    assert tx.stdout.readline().strip() == "sent"
+    tx.wait(timeout=10)
+    deadline = time.time() + 5
+    while time.time() < deadline and sas_by_spi(gw)[0x9001]["packets"] < 30:
+        time.sleep(0.1)
+    assert sas_by_spi(gw)[0x9001]["packets"] == 30
+    assert gw.port_stats()["wan"]["drop_unknown_spi"] == 0
