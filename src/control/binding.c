@@ -1,12 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * SA binding: which SA an outbound policy's request uses (its reqid, else its
- * tunnel endpoints, else for transport the peer host of its selector; the
- * newest SA wins while a rekey overlaps two), and which inner family a tunnel
- * SA carries. Pure functions of the store's objects: no dataplane.
+ * SA binding: whether an SA may serve a policy's request (its reqid, else its
+ * tunnel endpoints, else for transport the peer host of its selector; which
+ * of several wins is spd_live.c's: the newest), and which inner family a
+ * tunnel SA carries. Pure functions of the store's objects: no dataplane.
  */
-#include <stdlib.h>
-
 #include "control/store_state.h"
 
 bool dps_req_matches_sa(const struct dps_ipsec_req *r, const struct dps_sa *c,
@@ -36,73 +34,4 @@ int dps_sa_inner_family(const struct dps_sa *c, const struct dps_policy *pols, u
 				return p->sel.src.addr.family;
 	}
 	return c->dst.family;
-}
-
-static int reqid_cmp(const void *a, const void *b)
-{
-	const struct dps_store_sa *x = *(const struct dps_store_sa *const *)a;
-	const struct dps_store_sa *y = *(const struct dps_store_sa *const *)b;
-
-	return x->cfg.reqid < y->cfg.reqid ? -1 : x->cfg.reqid > y->cfg.reqid;
-}
-
-int dps_by_reqid_build(struct dps_by_reqid *x, const struct dps_store_sa *sas, unsigned int n)
-{
-	x->n = x->n_any = 0;
-	x->v = calloc(n + 1, sizeof(*x->v));
-	x->any = calloc(n + 1, sizeof(*x->any));
-	if (x->v == NULL || x->any == NULL)
-		return -1;
-	for (unsigned int i = 0; i < n; i++) {
-		if (sas[i].cfg.dir != DPS_DIR_OUT)
-			continue;
-		if (sas[i].cfg.reqid)
-			x->v[x->n++] = &sas[i];
-		x->any[x->n_any++] = &sas[i]; /* a request without reqid may take any */
-	}
-	qsort(x->v, x->n, sizeof(*x->v), reqid_cmp);
-	return 0;
-}
-
-void dps_by_reqid_free(struct dps_by_reqid *x)
-{
-	free(x->v);
-	free(x->any);
-}
-
-static void consider(const struct dps_store_sa **best, const struct dps_ipsec_req *r,
-		     const struct dps_policy *p, const struct dps_store_sa *s)
-{
-	if (dps_req_matches_sa(r, &s->cfg, &p->sel) && (*best == NULL || s->id > (*best)->id))
-		*best = s;
-}
-
-const struct dps_store_sa *dps_policy_out_sa(const struct dps_policy *p,
-					     const struct dps_by_reqid *x)
-{
-	const struct dps_store_sa *best = NULL;
-
-	for (unsigned int r = 0; r < p->n_reqs; r++) {
-		const struct dps_ipsec_req *q = &p->reqs[r];
-		unsigned int lo = 0, hi = x->n;
-
-		if (q->proto != DPS_PROTO_ESP)
-			continue;
-		if (q->reqid == 0) {
-			for (unsigned int i = 0; i < x->n_any; i++)
-				consider(&best, q, p, x->any[i]);
-			continue;
-		}
-		while (lo < hi) { /* first SA with this reqid */
-			unsigned int mid = (lo + hi) / 2;
-
-			if (x->v[mid]->cfg.reqid < q->reqid)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		for (; lo < x->n && x->v[lo]->cfg.reqid == q->reqid; lo++)
-			consider(&best, q, p, x->v[lo]);
-	}
-	return best;
 }

@@ -106,23 +106,6 @@ bool dps_req_matches_sa(const struct dps_ipsec_req *r, const struct dps_sa *c,
 int dps_sa_inner_family(const struct dps_sa *c, const struct dps_policy *pols, unsigned int n,
 			size_t stride);
 
-/* Outbound SAs by reqid, built once per commit: binding policies to SAs is
- * then a binary search, not a walk of every SA for every policy. */
-struct dps_by_reqid {
-	unsigned int n;
-	const struct dps_store_sa **v; /* out SAs with a reqid, sorted by reqid */
-	unsigned int n_any;
-	const struct dps_store_sa **any; /* out SAs without one */
-};
-
-/* Index the outbound SAs among the @n at @sas. 0 or -1 (out of memory). */
-int dps_by_reqid_build(struct dps_by_reqid *x, const struct dps_store_sa *sas, unsigned int n);
-void dps_by_reqid_free(struct dps_by_reqid *x);
-
-/* The newest outbound SA a policy's ESP request matches (the newest wins a rekey), or NULL. */
-const struct dps_store_sa *dps_policy_out_sa(const struct dps_policy *p,
-					     const struct dps_by_reqid *x);
-
 /* ---- reload (reload.c) ----------------------------------------------------- */
 
 /* Same direction, priority, selector, action and requests. */
