@@ -44,6 +44,7 @@ struct pfk_client {
 	uint32_t registered; /* bit per satype */
 	bool promisc;
 	struct out_msg *head, *tail;
+	struct out_msg *first_held; /* the oldest reply waiting for a publish, or NULL */
 	size_t queued;
 	uint64_t dropped; /* messages lost to QUEUE_LIMIT */
 };
@@ -296,9 +297,11 @@ static void reply_error(struct pfk_client *c, const void *req, size_t len, int e
 static void hold_new_replies(void)
 {
 	for (unsigned int i = 0; i < srv.n_clients; i++) {
-		struct out_msg *o =
-			srv.tail_before[i] ? srv.tail_before[i]->next : srv.clients[i].head;
+		struct pfk_client *c = &srv.clients[i];
+		struct out_msg *o = srv.tail_before[i] ? srv.tail_before[i]->next : c->head;
 
+		if (o != NULL && c->first_held == NULL)
+			c->first_held = o;
 		for (; o != NULL; o = o->next)
 			o->held = true;
 	}
@@ -306,9 +309,15 @@ static void hold_new_replies(void)
 
 static void release_replies(void)
 {
-	for (unsigned int i = 0; i < srv.n_clients; i++)
-		for (struct out_msg *o = srv.clients[i].head; o != NULL; o = o->next)
+	for (unsigned int i = 0; i < srv.n_clients; i++) {
+		struct pfk_client *c = &srv.clients[i];
+
+		/* what came before the first held reply was never held: a long DUMP
+		 * queued ahead is not walked */
+		for (struct out_msg *o = c->first_held; o != NULL; o = o->next)
 			o->held = false;
+		c->first_held = NULL;
+	}
 }
 
 static void run_message(struct pfk_client *c, size_t len)
