@@ -14,6 +14,8 @@ Topology and client as in test_pfkey_server.py. The traffic is held back by a
 gated sender until the reply arrived, so that every packet counted was sent
 after it.
 """
+import json
+import struct
 import subprocess
 import time
 
@@ -36,6 +38,9 @@ for k, line in enumerate(sys.stdin):
 """
 
 FILLER = 1500
+# enough that compiling the main classifiers takes hundreds of milliseconds:
+# a policy added after them stays in the recent level that long
+BIG_FILLER = 30000
 
 
 class Gated:
@@ -54,12 +59,23 @@ class Gated:
         self.p.wait(timeout=10)
 
 
-def fill(c):
-    """FILLER policies that match none of the test's traffic (172.16/12 by /28)."""
-    for i in range(FILLER):
+def fill(c, n=FILLER, window=256):
+    """n policies that match none of the test's traffic (172.16/12 by /28), up to window in flight."""
+    msgs = []
+    for i in range(n):
         net = f"172.{16 + (i >> 12)}.{(i >> 4) & 255}.{(i & 15) << 4}/28"
-        rep = c.request(K.spd(K.SPDADD, K.DIR_OUT, "10.1.0.0/24", net, ptype=K.POL_NONE, priority=500))
-        assert rep.errno == 0
+        m = bytearray(K.spd(K.SPDADD, K.DIR_OUT, "10.1.0.0/24", net, ptype=K.POL_NONE, priority=500))
+        struct.pack_into("=II", m, 8, 1000000 + i, c.pid)
+        msgs.append(bytes(m))
+    sent = done = 0
+    while done < n:
+        while sent < n and sent - done < window:
+            c.send(msgs[sent])
+            sent += 1
+        m = c.recv()
+        if m.pid == c.pid and m.seq >= 1000000:
+            assert m.errno == 0
+            done += 1
 
 
 def stop(dump, cap):
@@ -77,14 +93,18 @@ def test_trap_policy_then_sa_are_in_force_when_acknowledged(gw):
     ev = gw.client()
     assert ev.request(K.msg(K.REGISTER, K.ESP)).errno == 0
     q = gw.client()
-    fill(q)
+    fill(q, BIG_FILLER)
     dump, cap = capture(gw)
     tx = Gated(gw, "10.9.1.5", 50)
     lan0 = gw.port_stats()["lan"]["drop_no_sa"]
     ev.drain()
-    # the trap policy, and at once the traffic it matches
+    # the trap policy, and at once the traffic it matches, while the policy is
+    # still in the recent level (the main classifiers of 30 000 are compiling)
     pid = q.request(out_policy(level=K.LEVEL_REQUIRE)).ext[K.POLICY].id
     tx.fire()
+    # the last of 1 + BIG_FILLER + 1 in the store: one telemetry page from there
+    page = json.loads(gw.ctl("raw", "/dpsec/policy", str(BIG_FILLER + 1)).stdout)
+    assert page["/dpsec/policy"][f"policy{pid}"]["classifier"] == "recent"
     acq = ev.wait_for(lambda m: m.type == K.ACQUIRE)
     assert acq.ext[K.POLICY].id == pid
     assert gw.port_stats()["lan"]["drop_no_sa"] - lan0 == 50
