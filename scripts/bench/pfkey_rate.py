@@ -15,7 +15,10 @@ the way a key daemon does, over dpsecd's socket:
   (their latency: a new policy in force with 20 000 present);
 * the Linux reference in the same run: the same POLICIES policies as XFRM
   policies, `ip -batch` into a fresh network namespace, timed;
-* pipelined: up to WINDOW messages in flight on one socket, for the whole set.
+* pipelined: up to WINDOW messages in flight on one socket, for the whole set;
+* reconf (simplified): RECONF more tunnels one message at a time while the
+  background flows run again, loss counted (the flows cross one existing
+  tunnel and the bypass path, not every existing tunnel).
 
 Host B counts what arrived of each flow (the plaintext one by a UDP socket,
 the protected one as ESP by a raw socket, by sequence number): every datagram
@@ -259,11 +262,31 @@ def control_plane(sock, n_pol, res):
     res["policy_rate_vs_linux"] = round(res["sequential_policy_per_s"] / res["linux_policy_per_s"], 3)
 
 
+def reconf(sock, args, res, ha, hb):
+    """Simplified reconf: RECONF more tunnels, one message at a time, while the background flows
+    (one configuration tunnel and one bypass flow) run through the gateway that holds TUNNELS."""
+    secs = 8.0
+    rx = subprocess.Popen(["ip", "netns", "exec", hb, "/usr/bin/python3", "-c", RECEIVER, str(secs + 6)],
+                          stdout=subprocess.PIPE, text=True)
+    assert rx.stdout.readline().strip() == "ready"
+    tx = subprocess.Popen(["ip", "netns", "exec", ha, "/usr/bin/python3", "-c", SENDER, str(args.rate),
+                           str(secs)], stdout=subprocess.PIPE, text=True)
+    time.sleep(2)
+    msgs = [m for i in range(args.tunnels, args.tunnels + args.reconf) for m in tunnel_msgs(i)]
+    t, err = sequential(sock, msgs)
+    n_sent = int(tx.communicate(timeout=60)[0])
+    plain, esp, _, _ = map(int, rx.communicate(timeout=60)[0].split())
+    res["reconf"] = {"tunnels_added": args.reconf, "on_top_of": args.tunnels, "s": round(t, 3),
+                     "errors": err, "sent_each": n_sent, "lost": 2 * n_sent - plain - esp}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tunnels", type=int, default=10000)
     ap.add_argument("--window", type=int, default=40000, help="messages in flight (default: all)")
     ap.add_argument("--rate", type=int, default=5000, help="datagrams/s of each background flow")
+    ap.add_argument("--reconf", type=int, default=1000,
+                    help="tunnels added one message at a time after TUNNELS, flows running (0: skip)")
     ap.add_argument("--policies", type=int, default=20000,
                     help="policies installed one at a time, and into Linux's XFRM (0: skip)")
     args = ap.parse_args()
@@ -321,6 +344,8 @@ def main():
         info = d.ctl_json("policy")["policies"]
         res["policies_after"] = len(info)
         res["check_s"] = round(time.time() - t_pub, 1)
+        if args.reconf:
+            reconf(sock, args, res, ha, hb)
         assert d.stop() == 0
     finally:
         topo.close()

@@ -29,8 +29,12 @@ static bool sads_second; /* the changes still go to the copy that was read */
 static void natt_ports(struct dp_ipsec *ipsec)
 {
 	const struct dp_ipsec *prev = dp.snap->ipsec;
+	bool encap = dps_store.sad_rebuild;
 
-	if (!dps_store.in_changed && prev != NULL && prev->n_natt_ports) {
+	/* the ports change only with an ESP-in-UDP SA: no scan of every SA otherwise */
+	for (unsigned int i = 0; i < dps_store.n_sad_ops && !encap; i++)
+		encap = dps_store.sad_ops[i].sa->cfg.udp_encap;
+	if ((!dps_store.in_changed || !encap) && prev != NULL && prev->n_natt_ports) {
 		memcpy(ipsec->natt_ports, prev->natt_ports, sizeof(ipsec->natt_ports));
 		ipsec->n_natt_ports = prev->n_natt_ports;
 		return;
