@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -370,9 +371,17 @@ static bool read_client(struct pfk_client *c, unsigned int *budget)
  * and should one ever take long, the next waits as long (at most half of the
  * control thread's time goes to publishing).
  */
+static uint64_t now_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000 + (uint64_t)t.tv_nsec / 1000;
+}
+
 static void commit(uint64_t now_ms)
 {
-	uint64_t took;
+	uint64_t t0 = now_us(), took;
 
 	if (!srv.dirty || now_ms < srv.next_commit)
 		return;
@@ -380,9 +389,12 @@ static void commit(uint64_t now_ms)
 	if (dps_store_commit() < 0)
 		DP_LOG(ERR, "pfkey: cannot publish the SPD/SAD; the workers keep the previous one");
 	release_replies();
-	took = dp_now_ms() - now_ms;
-	srv.next_commit = dp_now_ms() + took;
-	DP_LOG(DEBUG, "pfkey: published in %" PRIu64 " ms", took);
+	took = now_us() - t0;
+	/* Only a long publish (a reload's full compilation) holds the next one
+	 * back; a short one must not: the clock's milliseconds would delay
+	 * every reply whose publish crossed one by up to a millisecond. */
+	srv.next_commit = took >= 2000 ? dp_now_ms() + took / 1000 : 0;
+	DP_LOG(DEBUG, "pfkey: published in %" PRIu64 " us", took);
 }
 
 void pfk_server_poll(uint64_t now_ms)
