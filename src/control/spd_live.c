@@ -17,9 +17,11 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "control/store.h"
 #include "control/store_state.h"
@@ -461,12 +463,13 @@ fail:
 
 static void *builder(void *arg)
 {
-	struct sched_param prio = {0};
-
 	(void)arg;
-	/* the control thread's core is also this thread's: the control thread
-	 * (replies, publishes) runs first, compiling takes what is left */
-	pthread_setschedparam(pthread_self(), SCHED_IDLE, &prio);
+	/* The control thread's core is also this thread's: at the lowest nice
+	 * level the control thread (replies, publishes) preempts it, yet it is
+	 * not starved as a SCHED_IDLE thread would be -- which matters when it is
+	 * preempted inside rte_malloc's heap lock that the control thread needs. */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) < 0)
+		DP_LOG(DEBUG, "spd: builder keeps its priority");
 	L.out = dp_acl_set_build(L.in, L.n_in, L.perm);
 	L.in = NULL; /* the set's, or freed */
 	__atomic_store_n(&L.done, 1, __ATOMIC_RELEASE);
