@@ -9,8 +9,16 @@ tunnels (an outbound and an inbound SA, an outbound and a fwd policy each),
 the way a key daemon does, over dpsecd's socket:
 
 * sequential: one message, wait for its reply, the next (charon's way):
-  SADB_ADD per second for the first 2000 SAs;
-* pipelined: up to WINDOW messages in flight on one socket, for the whole set.
+  SADB_ADD per second for the first 2000 SAs; reply latency per message type
+  (REGISTER, GETSPI, GET, ADD, SPDADD: median and 99th percentile); POLICIES
+  out policies one at a time (rate), then 500 more with POLICIES in force
+  (their latency: a new policy in force with 20 000 present);
+* the Linux reference in the same run: the same POLICIES policies as XFRM
+  policies, `ip -batch` into a fresh network namespace, timed;
+* pipelined: up to WINDOW messages in flight on one socket, for the whole set;
+* reconf (simplified): RECONF more tunnels one message at a time while the
+  background flows run again, loss counted (the flows cross one existing
+  tunnel and the bypass path, not every existing tunnel).
 
 Host B counts what arrived of each flow (the plaintext one by a UDP socket,
 the protected one as ESP by a raw socket, by sequence number): every datagram
@@ -155,11 +163,132 @@ def sequential(path, msgs):
     return t, errors
 
 
+def latencies(path, msgs):
+    """Round trip of each message, one at a time, in microseconds."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(path)
+    pid = os.getpid()
+    out, errors = [], 0
+    for i, m in enumerate(msgs):
+        t0 = time.perf_counter()
+        s.send(with_seq(m, i + 1, pid))
+        while True:
+            d = s.recv(1 << 20)
+            if struct.unpack_from("=II", d, 8) == (i + 1, pid):
+                break
+        out.append((time.perf_counter() - t0) * 1e6)
+        errors += d[2] != 0
+    s.close()
+    return out, errors
+
+
+def stats(us):
+    us = sorted(us)
+    return {"n": len(us), "median_us": round(us[len(us) // 2]), "p90_us": round(us[int(len(us) * 0.9)]),
+            "p99_us": round(us[int(len(us) * 0.99)])}
+
+
+def policy_sel(i):
+    """Policy i of the sequential run: what tunnel_msgs(i) protects, one /28 each."""
+    peer = f"100.{64 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}"
+    net = f"172.{16 + (i >> 12)}.{(i >> 4) & 255}.{(i & 15) << 4}/28"
+    return peer, net, 1000 + i
+
+
+def policy_msg(i):
+    peer, net, reqid = policy_sel(i)
+    return K.spd(K.SPDADD, K.DIR_OUT, "10.1.0.0/24", net,
+                 requests=[K.ipsecrequest(50, K.MODE_TUNNEL, K.LEVEL_REQUIRE, reqid, ("10.2.0.1", peer))])
+
+
+def linux_reference(n):
+    """The same n out policies into a fresh namespace's XFRM, one `ip -batch` (one request at a
+    time, each acknowledged): seconds."""
+    ns = f"dpsec-xfrm-{os.getpid()}"
+    with tempfile.NamedTemporaryFile("w", suffix=".batch", delete=False) as f:
+        for i in range(n):
+            peer, net, reqid = policy_sel(i)
+            f.write(f"xfrm policy add src 10.1.0.0/24 dst {net} dir out tmpl src 10.2.0.1 dst {peer} "
+                    f"proto esp reqid {reqid} mode tunnel level required\n")
+        batch = f.name
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        t0 = time.time()
+        subprocess.run(["ip", "-n", ns, "-batch", batch], check=True)
+        t = time.time() - t0
+        count = subprocess.run(["ip", "-n", ns, "xfrm", "policy", "count"], capture_output=True,
+                               text=True).stdout.strip()
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+        os.unlink(batch)
+    return t, count
+
+
+def control_plane(sock, n_pol, res):
+    """Reply latencies per message type, then n_pol policies one at a time and 500 more."""
+    lat = {}
+    n = 300
+    lat["REGISTER"], e1 = latencies(sock, [K.msg(K.REGISTER, K.ESP)] * n)
+    lat["GETSPI"], e2 = latencies(sock, [K.msg(K.GETSPI, K.ESP, [K.address(K.SRC, "100.127.0.1"),
+                                                                 K.address(K.DST, "10.2.0.1"),
+                                                                 K.spirange(0x20000000 + 16 * i,
+                                                                            0x20000000 + 16 * i + 15)])
+                                         for i in range(n)])
+    lat["ADD"], e3 = latencies(sock, [K.gcm_add(0x30000000 + i, "10.2.0.1", "100.126.0.1", 9000 + i, KEY,
+                                                replay=0) for i in range(n)])
+    lat["GET"], e4 = latencies(sock, [K.msg(K.GET, K.ESP, [K.sa(0x30000000 + i), K.address(K.SRC, "10.2.0.1"),
+                                                         K.address(K.DST, "100.126.0.1")]) for i in range(n)])
+    lat["SPDADD"], e5 = latencies(sock, [policy_msg(60000 + i) for i in range(n)])
+    res["latency"] = {k: stats(v) for k, v in lat.items()}
+    res["latency_errors"] = e1 + e2 + e3 + e4 + e5
+    latencies(sock, [K.msg(K.FLUSH, K.ESP), K.msg(K.SPDFLUSH, K.UNSPEC)])
+    t0 = time.time()
+    seq, err = latencies(sock, [policy_msg(i) for i in range(n_pol)])
+    t = time.time() - t0
+    res["sequential_policy_latency"] = stats(seq)
+    res["sequential_policy_latency"]["mean_us"] = round(sum(seq) / len(seq))
+    res["sequential_policies"] = n_pol
+    res["sequential_policy_s"] = round(t, 3)
+    res["sequential_policy_per_s"] = round(n_pol / t)
+    res["sequential_policy_errors"] = err
+    more, err = latencies(sock, [policy_msg(n_pol + i) for i in range(500)])
+    res["new_policy_with_n_present"] = stats(more)
+    res["new_policy_errors"] = err
+    latencies(sock, [K.msg(K.SPDFLUSH, K.UNSPEC)])
+    tl, count = linux_reference(n_pol)
+    res["linux_ip_batch_s"] = round(tl, 3)
+    res["linux_policy_per_s"] = round(n_pol / tl)
+    res["linux_count"] = count
+    res["policy_rate_vs_linux"] = round(res["sequential_policy_per_s"] / res["linux_policy_per_s"], 3)
+
+
+def reconf(sock, args, res, ha, hb):
+    """Simplified reconf: RECONF more tunnels, one message at a time, while the background flows
+    (one configuration tunnel and one bypass flow) run through the gateway that holds TUNNELS."""
+    secs = 8.0
+    rx = subprocess.Popen(["ip", "netns", "exec", hb, "/usr/bin/python3", "-c", RECEIVER, str(secs + 6)],
+                          stdout=subprocess.PIPE, text=True)
+    assert rx.stdout.readline().strip() == "ready"
+    tx = subprocess.Popen(["ip", "netns", "exec", ha, "/usr/bin/python3", "-c", SENDER, str(args.rate),
+                           str(secs)], stdout=subprocess.PIPE, text=True)
+    time.sleep(2)
+    msgs = [m for i in range(args.tunnels, args.tunnels + args.reconf) for m in tunnel_msgs(i)]
+    t, err = sequential(sock, msgs)
+    n_sent = int(tx.communicate(timeout=60)[0])
+    plain, esp, _, _ = map(int, rx.communicate(timeout=60)[0].split())
+    res["reconf"] = {"tunnels_added": args.reconf, "on_top_of": args.tunnels, "s": round(t, 3),
+                     "errors": err, "sent_each": n_sent, "lost": 2 * n_sent - plain - esp}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tunnels", type=int, default=10000)
     ap.add_argument("--window", type=int, default=40000, help="messages in flight (default: all)")
     ap.add_argument("--rate", type=int, default=5000, help="datagrams/s of each background flow")
+    ap.add_argument("--reconf", type=int, default=1000,
+                    help="tunnels added one message at a time after TUNNELS, flows running (0: skip)")
+    ap.add_argument("--policies", type=int, default=20000,
+                    help="policies installed one at a time, and into Linux's XFRM (0: skip)")
     args = ap.parse_args()
     topo = Topology()
     work = tempfile.mkdtemp(prefix="dpsec-pfkey-bench-")
@@ -183,6 +312,8 @@ def main():
         res["sequential_add_per_s"] = round(len(adds) / t)
         res["sequential_errors"] = err
         sequential(sock, [K.msg(K.FLUSH, K.ESP)])
+        if args.policies:
+            control_plane(sock, args.policies, res)
         # the background flows, then everything at once
         secs = 12.0
         rx = subprocess.Popen(["ip", "netns", "exec", hb, "/usr/bin/python3", "-c", RECEIVER, str(secs + 6)],
@@ -213,6 +344,8 @@ def main():
         info = d.ctl_json("policy")["policies"]
         res["policies_after"] = len(info)
         res["check_s"] = round(time.time() - t_pub, 1)
+        if args.reconf:
+            reconf(sock, args, res, ha, hb)
         assert d.stop() == 0
     finally:
         topo.close()

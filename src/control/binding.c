@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * SA binding: which SA an outbound policy's request uses (its reqid, else its
- * tunnel endpoints, else for transport the peer host of its selector; the
- * newest SA wins while a rekey overlaps two), and which inner family a tunnel
- * SA carries. Pure functions of the store's objects: no dataplane.
+ * SA binding: whether an SA may serve a policy's request (its reqid, else its
+ * tunnel endpoints, else for transport the peer host of its selector; which
+ * of several wins is spd_live.c's: the newest), and which inner family a
+ * tunnel SA carries. Pure functions of the store's objects: no dataplane.
  */
 #include <stdlib.h>
 
@@ -109,10 +109,10 @@ void dps_by_reqid_free(struct dps_by_reqid *x)
 }
 
 /* An SA a unique request owns goes to the unique requests with its reqid only. */
-static bool sa_owned_by_other(const struct dps_by_reqid *x, const struct dps_ipsec_req *r,
-			      const struct dps_sa *c)
+bool dps_unique_excludes(const uint32_t *uniq, unsigned int n, const struct dps_ipsec_req *r,
+			 const struct dps_sa *c)
 {
-	if (!c->reqid || !u32_in(x->uniq, x->n_uniq, c->reqid))
+	if (!c->reqid || !u32_in(uniq, n, c->reqid))
 		return false;
 	return r->level != DPS_LEVEL_UNIQUE || r->reqid != c->reqid;
 }
@@ -121,7 +121,8 @@ static void consider(const struct dps_store_sa **best, const struct dps_by_reqid
 		     const struct dps_ipsec_req *r, const struct dps_policy *p,
 		     const struct dps_store_sa *s)
 {
-	if (dps_req_matches_sa(r, &s->cfg, &p->sel) && !sa_owned_by_other(x, r, &s->cfg) &&
+	if (dps_req_matches_sa(r, &s->cfg, &p->sel) &&
+	    !dps_unique_excludes(x->uniq, x->n_uniq, r, &s->cfg) &&
 	    (*best == NULL || s->id > (*best)->id))
 		*best = s;
 }

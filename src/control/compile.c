@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Compiling the store into the dataplane: the SPD (policies in priority
- * order, each outbound one bound to its SA) and the SAD (inbound SAs, NAT-T
- * ports), published as a new snapshot through RCU; what the old snapshot
- * held is freed only after every worker let go of it.
+ * Publishing the store to the dataplane: the live SPD (spd_live.c) and the
+ * inbound SA tables, changed in place at the cost of the changes (two copies:
+ * the one no worker reads is changed, published, and after the grace period
+ * the other), and the NAT-T ports, in a new snapshot through RCU; what the
+ * old snapshot held is freed only after every worker let go of it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,91 +22,127 @@
 
 #define NATT_DEFAULT_PORT 4500
 
-static int entry_cmp(const void *a, const void *b)
+/* The inbound SA tables (sad.h): the copy the published snapshot points to,
+ * and after a full build the pair it replaced (destroyed after the publish). */
+static struct dp_sad_pair sads, sads_old;
+static bool sads_second; /* the changes still go to the copy that was read */
+
+static void natt_ports(struct dp_ipsec *ipsec)
 {
-	const struct dps_policy *pa = ((const struct dp_spd_entry *)a)->p;
-	const struct dps_policy *pb = ((const struct dp_spd_entry *)b)->p;
-	const struct dps_store_policy *sa =
-		(const void *)((const char *)pa - offsetof(struct dps_store_policy, p));
-	const struct dps_store_policy *sb =
-		(const void *)((const char *)pb - offsetof(struct dps_store_policy, p));
+	const struct dp_ipsec *prev = dp.snap->ipsec;
+	bool encap = dps_store.sad_rebuild;
 
-	if (pa->priority != pb->priority)
-		return pa->priority < pb->priority ? -1 : 1;
-	return sa->seq < sb->seq ? -1 : sa->seq > sb->seq;
-}
-
-static struct dp_spd *spd_build(void)
-{
-	struct dp_spd_entry *e = calloc(dps_store.n_pol ? dps_store.n_pol : 1, sizeof(*e));
-	struct dps_by_reqid x = {0};
-	struct dp_spd *spd;
-
-	if (e == NULL || dps_by_reqid_build(&x, dps_store.sas, dps_store.n_sas) < 0 ||
-	    dps_by_reqid_unique(&x, dps_store.n_pol ? &dps_store.pol[0].p : NULL, dps_store.n_pol,
-				sizeof(*dps_store.pol)) < 0) {
-		free(e);
-		dps_by_reqid_free(&x);
-		return NULL;
+	/* the ports change only with an ESP-in-UDP SA: no scan of every SA otherwise */
+	for (unsigned int i = 0; i < dps_store.n_sad_ops && !encap; i++)
+		encap = dps_store.sad_ops[i].sa->cfg.udp_encap;
+	if ((!dps_store.in_changed || !encap) && prev != NULL && prev->n_natt_ports) {
+		memcpy(ipsec->natt_ports, prev->natt_ports, sizeof(ipsec->natt_ports));
+		ipsec->n_natt_ports = prev->n_natt_ports;
+		return;
 	}
-	for (unsigned int i = 0; i < dps_store.n_pol; i++) {
-		e[i].p = &dps_store.pol[i].p;
-		e[i].hits = dps_store.pol[i].hits;
-		if (dps_store.pol[i].p.dir == DPS_DIR_OUT) {
-			const struct dps_store_sa *out = dps_policy_out_sa(&dps_store.pol[i].p, &x);
-
-			e[i].out_sa = out ? out->dp : NULL;
-		}
-	}
-	dps_by_reqid_free(&x);
-	qsort(e, dps_store.n_pol, sizeof(*e), entry_cmp);
-	spd = dp_spd_build(e, dps_store.n_pol, &dps_store.def, dps_store.gen,
-			   dps_store.rules_changed ? NULL : dp.snap->ipsec->spd);
-	free(e);
-	return spd;
-}
-
-static int sad_build(struct dp_ipsec *ipsec)
-{
-	struct dp_sa **in = calloc(dps_store.n_sas ? dps_store.n_sas : 1, sizeof(*in));
-	unsigned int n = 0;
-	int rc;
-
-	if (in == NULL)
-		return -1;
 	for (unsigned int i = 0; i < dps_store.n_sas; i++) {
 		const struct dps_sa *c = &dps_store.sas[i].cfg;
-
-		if (c->dir != DPS_DIR_IN)
-			continue;
-		in[n++] = dps_store.sas[i].dp;
-		if (!c->udp_encap)
-			continue;
 		uint16_t port = rte_cpu_to_be_16(c->encap_dport);
 		bool known = false;
 
+		if (c->dir != DPS_DIR_IN || !c->udp_encap)
+			continue;
 		for (unsigned int p = 0; p < ipsec->n_natt_ports; p++)
 			known |= ipsec->natt_ports[p] == port;
 		if (!known && ipsec->n_natt_ports < RTE_DIM(ipsec->natt_ports))
 			ipsec->natt_ports[ipsec->n_natt_ports++] = port;
 	}
-	if (!dps_store.in_changed && dp.snap->ipsec->sad_set != NULL) {
-		ipsec->sad_set = dp.snap->ipsec->sad_set;
-		ipsec->sad_set->refs++;
-	} else {
-		ipsec->sad_set = calloc(1, sizeof(*ipsec->sad_set));
-		rc = ipsec->sad_set ? dp_sad_build(in, n, dps_store.gen, ipsec->sad_set->sad) : -1;
-		if (rc < 0) {
-			free(ipsec->sad_set);
-			ipsec->sad_set = NULL;
-			free(in);
-			return -1;
-		}
-		ipsec->sad_set->refs = 1;
+}
+
+static int sad_rebuild(void)
+{
+	struct dp_sa **in = calloc(dps_store.n_sas ? dps_store.n_sas : 1, sizeof(*in));
+	struct dp_sad_pair p;
+	unsigned int n = 0;
+
+	if (in == NULL)
+		return -1;
+	for (unsigned int i = 0; i < dps_store.n_sas; i++)
+		if (dps_store.sas[i].cfg.dir == DPS_DIR_IN)
+			in[n++] = dps_store.sas[i].dp;
+	if (dp_sad_pair_build(&p, in, n) < 0) {
+		free(in);
+		return -1;
 	}
-	memcpy(ipsec->sad, ipsec->sad_set->sad, sizeof(ipsec->sad));
 	free(in);
+	sads_old = sads;
+	sads = p;
 	return 0;
+}
+
+/* The inbound tables @ipsec points to: the changes applied to the copy no
+ * worker reads (applied to the other one after the publish), or a new pair. */
+static int sad_prepare(struct dp_ipsec *ipsec)
+{
+	int w = !sads.read;
+
+	natt_ports(ipsec);
+	sads_second = false;
+	if (!dps_store.sad_rebuild && dps_store.n_sad_ops == 0) {
+		memcpy(ipsec->sad, sads.sad[sads.read], sizeof(ipsec->sad));
+		return 0;
+	}
+	if (dps_store.sad_rebuild ||
+	    !dp_sad_pair_fits(&sads, dps_store.sad_ops, dps_store.n_sad_ops) ||
+	    dp_sad_apply(&sads, w, dps_store.sad_ops, dps_store.n_sad_ops) < 0) {
+		/* a failed apply left copy w half changed: it is built anew */
+		if (sad_rebuild() < 0)
+			return -1;
+		memcpy(ipsec->sad, sads.sad[sads.read], sizeof(ipsec->sad));
+		return 0;
+	}
+	sads_second = true;
+	memcpy(ipsec->sad, sads.sad[w], sizeof(ipsec->sad));
+	return 0;
+}
+
+/* After the publish: no worker reads the other copy (or the old pair) any more. */
+static void sad_published(void)
+{
+	dp_sad_pair_free(&sads_old);
+	if (sads_second) {
+		int r = sads.read;
+
+		sads.read = !r;
+		if (dp_sad_apply(&sads, r, dps_store.sad_ops, dps_store.n_sad_ops) < 0) {
+			/* the copy the next change goes to: build both again then */
+			dps_store.n_sad_ops = 0;
+			dps_store.sad_rebuild = true;
+			return;
+		}
+	}
+	dps_store.n_sad_ops = 0;
+	dps_store.sad_rebuild = false;
+}
+
+/* The commit failed before the publish: the workers keep what they read. */
+static void sad_abort(void)
+{
+	if (sads_old.sad[0][0] != NULL) {
+		dp_sad_pair_free(&sads);
+		sads = sads_old;
+		memset(&sads_old, 0, sizeof(sads_old));
+	}
+	sads_second = false;
+	dps_store.n_sad_ops = 0;
+	dps_store.sad_rebuild = true; /* copy !read may hold part of the changes */
+}
+
+void dps_store_poll(void)
+{
+	if (dps_spd_poll() && dps_store_commit() < 0)
+		DP_LOG(ERR, "cannot publish the merged SPD; the workers keep the previous one");
+}
+
+void dps_compile_fini(void)
+{
+	dp_sad_pair_free(&sads);
+	dp_sad_pair_free(&sads_old);
 }
 
 int dps_store_commit(void)
@@ -122,18 +159,22 @@ int dps_store_commit(void)
 	ipsec->active = dps_store.n_pol || dps_store.n_sas ||
 			dps_store.def.def_policy4 == DPS_ACTION_DISCARD ||
 			dps_store.def.def_policy6 == DPS_ACTION_DISCARD;
-	ipsec->spd = spd_build();
-	if (ipsec->spd == NULL || sad_build(ipsec) < 0) {
+	ipsec->spd = dps_spd_next(dps_store.gen);
+	if (ipsec->spd == NULL || sad_prepare(ipsec) < 0) {
+		sad_abort();
 		dp_ipsec_free(ipsec);
 		return -1;
 	}
 	snap = dp_snapshot_with_ipsec(ipsec);
 	if (snap == NULL) {
+		sad_abort();
 		dp_ipsec_free(ipsec);
 		return -1;
 	}
 	dp_snapshot_publish(snap); /* returns after every worker let go of the old one */
-	dps_store.rules_changed = dps_store.in_changed = false;
+	sad_published();
+	dps_spd_published();
+	dps_store.in_changed = false;
 	/* No worker holds the dead SAs now: their counts are final. They join
 	 * their protocol's totals as they leave the dead list, in one step. */
 	pthread_mutex_lock(&dps_store.lock);

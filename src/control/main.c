@@ -187,6 +187,7 @@ static void run(const char *path)
 			reload(path);
 		dp_control_poll();
 		pfk_server_poll(dp_now_ms());
+		dps_store_poll();
 		dps_lifetime_poll(dp_now_ms());
 		pfk_server_wait(CONTROL_SLEEP_US); /* wakes early for a PF_KEY message */
 	}

@@ -208,6 +208,7 @@ static int reload_apply(const struct dps_config *cfg, struct reload *r, char *er
 		}
 	}
 	dps_store.def = cfg->ipsec;
+	dps_spd_defaults_changed();
 	for (unsigned int i = 0; i < cfg->n_policies; i++) {
 		struct dps_policy p = cfg->policies[i];
 
@@ -256,6 +257,8 @@ int dps_store_reload(const struct dps_config *cfg, char *err, size_t errlen)
 		reload_free(&r, cfg->n_sas);
 		return rc;
 	}
+	/* nothing reaches the workers before the commit that makes it whole */
+	dps_spd_batch_begin();
 	rc = reload_apply(cfg, &r, err, errlen);
 	if (rc == 0 && dps_store_commit() < 0) {
 		snprintf(err, errlen, "cannot compile the SPD/SAD");
@@ -264,6 +267,7 @@ int dps_store_reload(const struct dps_config *cfg, char *err, size_t errlen)
 	if (rc < 0) {
 		dps_store_undo(&undo);
 	} else {
+		dps_spd_batch_end(true);
 		dps_store_undo_end(&undo);
 		reload_report(cfg, &r);
 	}

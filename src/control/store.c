@@ -18,7 +18,7 @@
 #include "dataplane/spd.h"
 
 struct dps_store_state dps_store = {
-	.lock = PTHREAD_MUTEX_INITIALIZER, .rules_changed = true, .in_changed = true};
+	.lock = PTHREAD_MUTEX_INITIALIZER, .in_changed = true, .sad_rebuild = true};
 
 static int grow(void **v, unsigned int *cap, unsigned int n, size_t elt)
 {
@@ -50,6 +50,67 @@ static int bury(struct dp_sa *sa)
 		dps_store.dead[dps_store.n_dead++] = sa;
 	pthread_mutex_unlock(&dps_store.lock);
 	return rc;
+}
+
+/* Remember an inbound SA's change for the live tables; if memory is short,
+ * the next commit builds them whole. */
+static void sad_op(bool add, struct dp_sa *sa)
+{
+	if (dps_store.sad_rebuild)
+		return;
+	if (grow((void **)&dps_store.sad_ops, &dps_store.cap_sad_ops, dps_store.n_sad_ops,
+		 sizeof(*dps_store.sad_ops)) < 0) {
+		dps_store.sad_rebuild = true;
+		return;
+	}
+	dps_store.sad_ops[dps_store.n_sad_ops++] = (struct dp_sad_op){.add = add, .sa = sa};
+}
+
+unsigned int dps_out_sa_first(uint32_t reqid)
+{
+	unsigned int lo = 0, hi = dps_store.n_out_reqid;
+
+	while (lo < hi) {
+		unsigned int mid = (lo + hi) / 2;
+
+		if (dps_store.out_reqid[mid].reqid < reqid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void out_reqid_change(const struct dps_sa *c, bool add)
+{
+	struct dps_out_key k = {.reqid = c->reqid, .spi = c->spi, .proto = c->proto, .dst = c->dst};
+	unsigned int i;
+
+	if (c->dir != DPS_DIR_OUT || c->reqid == 0 || dps_store.out_reqid_bad)
+		return;
+	i = dps_out_sa_first(c->reqid);
+	if (add) {
+		if (grow((void **)&dps_store.out_reqid, &dps_store.cap_out_reqid,
+			 dps_store.n_out_reqid, sizeof(*dps_store.out_reqid)) < 0) {
+			dps_store.out_reqid_bad = true;
+			return;
+		}
+		memmove(&dps_store.out_reqid[i + 1], &dps_store.out_reqid[i],
+			(dps_store.n_out_reqid - i) * sizeof(k));
+		dps_store.out_reqid[i] = k;
+		dps_store.n_out_reqid++;
+		return;
+	}
+	for (; i < dps_store.n_out_reqid && dps_store.out_reqid[i].reqid == c->reqid; i++) {
+		const struct dps_out_key *o = &dps_store.out_reqid[i];
+
+		if (o->spi == c->spi && o->proto == c->proto && dps_addr_eq(&o->dst, &c->dst)) {
+			memmove(&dps_store.out_reqid[i], &dps_store.out_reqid[i + 1],
+				(dps_store.n_out_reqid - i - 1) * sizeof(k));
+			dps_store.n_out_reqid--;
+			return;
+		}
+	}
 }
 
 /*
@@ -231,7 +292,12 @@ int dps_store_sa_insert(const struct dps_sa *sa, struct dp_sa *d, enum dps_origi
 	ix_appended(&sa_ix, dps_store.n_sas);
 	if (sa->dir == DPS_DIR_OUT && sa->mode == DPS_MODE_TUNNEL)
 		dps_store.out_inner[d->inner_family == AF_INET6]++;
-	dps_store.in_changed |= sa->dir == DPS_DIR_IN;
+	if (sa->dir == DPS_DIR_IN) {
+		dps_store.in_changed = true;
+		sad_op(true, d);
+	}
+	out_reqid_change(sa, true);
+	dps_spd_sa_changed(sa);
 	return 0;
 }
 
@@ -264,15 +330,20 @@ int dps_store_sa_add(const struct dps_sa *sa, enum dps_origin origin, char *err,
 int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 {
 	int i = dps_store_sa_pos(spi, dst, proto);
+	struct dps_sa gone;
 
 	if (i < 0)
 		return -ESRCH;
 	if (bury(dps_store.sas[i].dp) < 0)
 		return -ENOMEM;
-	dps_store.in_changed |= dps_store.sas[i].cfg.dir == DPS_DIR_IN;
+	if (dps_store.sas[i].cfg.dir == DPS_DIR_IN) {
+		dps_store.in_changed = true;
+		sad_op(false, dps_store.sas[i].dp);
+	}
 	if (dps_store.sas[i].cfg.dir == DPS_DIR_OUT && dps_store.sas[i].cfg.mode == DPS_MODE_TUNNEL)
 		dps_store.out_inner[dps_store.sas[i].dp->inner_family == AF_INET6]--;
 	sa_ix.stale = true;
+	gone = dps_store.sas[i].cfg;
 	pthread_mutex_lock(&dps_store.lock);
 	memmove(&dps_store.sas[i], &dps_store.sas[i + 1],
 		(dps_store.n_sas - i - 1) * sizeof(*dps_store.sas));
@@ -280,6 +351,8 @@ int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 	/* the slot left behind: the last SA moved down, or the deleted one */
 	dps_wipe(&dps_store.sas[dps_store.n_sas], sizeof(*dps_store.sas));
 	pthread_mutex_unlock(&dps_store.lock);
+	out_reqid_change(&gone, false);
+	dps_spd_sa_changed(&gone); /* policies bound to it let go */
 	return 0;
 }
 
@@ -340,6 +413,7 @@ static void rebind_unused(const struct dps_policy *p)
 		pthread_mutex_lock(&dps_store.lock);
 		s->dp = d;
 		pthread_mutex_unlock(&dps_store.lock);
+		dps_spd_sa_changed(&s->cfg); /* policies bound to the old one take the new */
 	}
 }
 
@@ -393,6 +467,8 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 		origin = origin == DPS_ORIGIN_RESTORED ? DPS_ORIGIN_PFKEY : origin;
 	}
 	e = &dps_store.pol[dps_store.n_pol++];
+	e->dp = NULL;
+	e->build_id = 0;
 	e->p = *p;
 	e->origin = origin;
 	e->seq = ++dps_store.next_seq;
@@ -401,8 +477,8 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 	pthread_mutex_unlock(&dps_store.lock);
 	ix_appended(&pol_ix, dps_store.n_pol);
 	dps_store.pol_fam[p->dir == DPS_DIR_OUT][p->sel.src.addr.family == AF_INET6]++;
-	dps_store.rules_changed = true;
 	rebind_unused(p);
+	dps_spd_policy_added(&dps_store.pol[dps_store.n_pol - 1]);
 	return 0;
 }
 
@@ -424,6 +500,7 @@ const struct dps_store_policy *dps_store_policy_get(uint32_t id)
 int dps_store_policy_update(struct dps_policy *p, enum dps_origin origin)
 {
 	int i = policy_index(p->dir, &p->sel);
+	struct dps_policy old;
 
 	if (i < 0)
 		return -ENOENT;
@@ -432,11 +509,13 @@ int dps_store_policy_update(struct dps_policy *p, enum dps_origin origin)
 	p->id = dps_store.pol[i].p.id;
 	if (dps_policy_same(&dps_store.pol[i].p, p))
 		return 0; /* charon updates every policy of each new CHILD_SA with itself */
+	old = dps_store.pol[i].p;
 	pthread_mutex_lock(&dps_store.lock);
 	dps_store.pol[i].p = *p;
 	pthread_mutex_unlock(&dps_store.lock);
-	dps_store.rules_changed = true; /* same direction and selector: pol_fam unchanged */
+	/* same direction and selector: pol_fam unchanged */
 	rebind_unused(p);
+	dps_spd_policy_updated(&dps_store.pol[i], &old);
 	return 0;
 }
 
@@ -507,7 +586,7 @@ int dps_store_policy_delete(uint32_t id)
 			 dps_store.n_dead_hits, sizeof(*dps_store.dead_hits)) < 0)
 			return -ENOMEM;
 		dps_store.dead_hits[dps_store.n_dead_hits++] = dps_store.pol[i].hits;
-		dps_store.rules_changed = true;
+		dps_spd_policy_deleted(&dps_store.pol[i]);
 		pol_ix.stale = true;
 		dps_store.pol_fam[dps_store.pol[i].p.dir == DPS_DIR_OUT]
 				 [dps_store.pol[i].p.sel.src.addr.family == AF_INET6]--;
@@ -604,26 +683,56 @@ int dps_store_undo_begin(struct dps_store_undo *u)
 	return 0;
 }
 
+static int out_key_cmp(const void *a, const void *b)
+{
+	const struct dps_out_key *x = a, *y = b;
+
+	return x->reqid < y->reqid ? -1 : x->reqid > y->reqid;
+}
+
+/* The out SAs' reqid index made again from the tables (after an undo). */
+static void out_reqid_rebuild(void)
+{
+	dps_store.n_out_reqid = 0;
+	dps_store.out_reqid_bad = false;
+	for (unsigned int i = 0; i < dps_store.n_sas; i++) {
+		const struct dps_sa *c = &dps_store.sas[i].cfg;
+
+		if (c->dir != DPS_DIR_OUT || c->reqid == 0)
+			continue;
+		if (grow((void **)&dps_store.out_reqid, &dps_store.cap_out_reqid,
+			 dps_store.n_out_reqid, sizeof(*dps_store.out_reqid)) < 0) {
+			dps_store.out_reqid_bad = true;
+			return;
+		}
+		dps_store.out_reqid[dps_store.n_out_reqid++] = (struct dps_out_key){
+			.reqid = c->reqid, .spi = c->spi, .proto = c->proto, .dst = c->dst};
+	}
+	qsort(dps_store.out_reqid, dps_store.n_out_reqid, sizeof(*dps_store.out_reqid),
+	      out_key_cmp);
+}
+
 /*
- * What was made since dps_store_undo_begin() is freed: it was never
- * published. What was deleted or replaced since then sits in the dead lists,
- * to be freed after the next publish; it is still in force, so it goes back
- * into the tables instead.
+ * What was made since dps_store_undo_begin() was never published (the live
+ * SPD is in batch mode during a reload, spd_live.c); a failed commit may
+ * still have compiled policies bound to it. So nothing is freed here: what was made goes to the
+ * dead lists, freed after the next publish, and the SPD and inbound SAD are compiled whole at the
+ * next commit. What was deleted or replaced since then sits in the dead lists; it is still in
+ * force, so it goes back into the tables instead.
  */
 void dps_store_undo(struct dps_store_undo *u)
 {
 	struct dps_store_state *s = &dps_store;
-	unsigned int n_dead;
+	unsigned int n_made = 0, n_hits = 0, n_dead;
+	struct dp_sa **made = calloc(s->n_sas + 1, sizeof(*made));
+	struct dp_hits **hits = calloc(s->n_pol + 1, sizeof(*hits));
 
 	for (unsigned int i = 0; i < s->n_sas; i++)
-		if (!ptr_in((void *const *)u->dp, u->n_sas, s->sas[i].dp))
-			dp_sa_free(s->sas[i].dp);
+		if (!ptr_in((void *const *)u->dp, u->n_sas, s->sas[i].dp) && made != NULL)
+			made[n_made++] = s->sas[i].dp;
 	for (unsigned int i = 0; i < s->n_pol; i++)
-		if (!ptr_in((void *const *)u->hits, u->n_pol, s->pol[i].hits))
-			rte_free(s->pol[i].hits);
-	for (unsigned int i = u->n_dead_hits; i < s->n_dead_hits; i++)
-		if (!ptr_in((void *const *)u->hits, u->n_pol, s->dead_hits[i]))
-			rte_free(s->dead_hits[i]);
+		if (!ptr_in((void *const *)u->hits, u->n_pol, s->pol[i].hits) && hits != NULL)
+			hits[n_hits++] = s->pol[i].hits;
 	/* capacities only grow: the saved tables fit */
 	pthread_mutex_lock(&s->lock);
 	if (s->n_sas > u->n_sas) /* the keys of SAs added since */
@@ -636,17 +745,45 @@ void dps_store_undo(struct dps_store_undo *u)
 	n_dead = s->n_dead;
 	s->n_dead = u->n_dead;
 	pthread_mutex_unlock(&s->lock);
+	/* made and deleted since: dead still (and only once) */
 	for (unsigned int i = u->n_dead; i < n_dead; i++)
-		if (!ptr_in((void *const *)u->dp, u->n_sas, s->dead[i]))
-			dp_sa_free(s->dead[i]);
+		if (!ptr_in((void *const *)u->dp, u->n_sas, s->dead[i]) && made != NULL)
+			made[n_made++] = s->dead[i];
+	for (unsigned int i = u->n_dead_hits; i < s->n_dead_hits; i++)
+		if (!ptr_in((void *const *)u->hits, u->n_pol, s->dead_hits[i]) && hits != NULL)
+			hits[n_hits++] = s->dead_hits[i];
 	s->n_dead_hits = u->n_dead_hits;
+	for (unsigned int i = 0; i < n_made; i++)
+		if (bury(made[i]) < 0)
+			DP_LOG(ERR, "reload undo: out of memory: an SA leaked");
+	for (unsigned int i = 0; i < n_hits; i++) {
+		if (grow((void **)&s->dead_hits, &s->cap_dead_hits, s->n_dead_hits,
+			 sizeof(*s->dead_hits)) < 0) {
+			DP_LOG(ERR, "reload undo: out of memory: policy counters leaked");
+			continue;
+		}
+		s->dead_hits[s->n_dead_hits++] = hits[i];
+	}
+	if (made == NULL || hits == NULL)
+		DP_LOG(ERR, "reload undo: out of memory: what the reload made is leaked");
+	free(made);
+	free(hits);
+	for (unsigned int i = 0; i < s->n_pol; i++) {
+		s->pol[i].in_recent = false;
+		s->pol[i].build_id = 0;
+	}
 	s->def = u->def;
 	s->next_sa_id = u->next_sa_id;
 	s->next_pol_index = u->next_pol_index;
 	s->next_seq = u->next_seq;
 	memcpy(s->pol_fam, u->pol_fam, sizeof(s->pol_fam));
 	memcpy(s->out_inner, u->out_inner, sizeof(s->out_inner));
-	s->rules_changed = s->in_changed = true; /* the next commit compiles afresh */
+	out_reqid_rebuild();
+	/* the next commit compiles the SPD and the inbound SAD afresh */
+	s->in_changed = true;
+	s->n_sad_ops = 0;
+	s->sad_rebuild = true;
+	dps_spd_batch_end(false);
 	sa_ix.stale = pol_ix.stale = true;
 	dps_store_undo_end(u);
 }
@@ -667,6 +804,8 @@ void dps_store_undo_end(struct dps_store_undo *u)
 
 void dps_store_fini(void)
 {
+	dps_compile_fini();
+	dps_spd_fini();
 	for (unsigned int i = 0; i < dps_store.n_sas; i++)
 		dp_sa_free(dps_store.sas[i].dp);
 	for (unsigned int i = 0; i < dps_store.n_pol; i++)
@@ -683,6 +822,14 @@ void dps_store_fini(void)
 	free(dps_store.pol);
 	free(dps_store.dead);
 	free(dps_store.dead_hits);
+	free(dps_store.sad_ops);
+	dps_store.sad_ops = NULL;
+	free(dps_store.out_reqid);
+	dps_store.out_reqid = NULL;
+	dps_store.n_out_reqid = dps_store.cap_out_reqid = 0;
+	dps_store.out_reqid_bad = false;
+	dps_store.n_sad_ops = dps_store.cap_sad_ops = 0;
+	dps_store.sad_rebuild = true;
 	dps_store.sas = NULL;
 	dps_store.pol = NULL;
 	dps_store.dead = NULL;

@@ -2,7 +2,7 @@
 /*
  * The SA/policy store: the only code that creates, changes and deletes SAs
  * and policies. YAML provisioning and PF_KEY both call it. Changes are
- * batched until dps_store_commit(), which compiles a new dataplane snapshot
+ * batched until dps_store_commit(), which applies them to the dataplane
  * (SPD, SAD), publishes it through RCU, and only then frees what it replaced.
  * Control thread only (the telemetry thread reads under the store's lock).
  */
@@ -16,6 +16,7 @@
 
 struct dp_sa;
 struct dp_hits;
+struct dp_policy;
 
 /* Who installed an object: a configuration reload only touches its own. */
 enum dps_origin {
@@ -38,6 +39,13 @@ struct dps_store_policy {
 	uint64_t add_time;    /* seconds since the epoch */
 	uint64_t seq;	      /* insertion order: ties of priority go to the oldest */
 	struct dp_hits *hits; /* [n_workers] */
+	/* its dataplane side (spd_live.c) */
+	struct dp_policy *dp; /* what its slot holds */
+	uint32_t slot;	      /* in the SPD's slot table */
+	uint32_t recent_ix;   /* its entry in its family's recent index, if in_recent */
+	bool in_recent;
+	uint32_t build_ix; /* its rule's place in the build under way ... */
+	uint32_t build_id; /* ... of this number (0: none) */
 };
 
 /** The system defaults in force (ipsec section, as last loaded or reloaded). */
@@ -117,6 +125,9 @@ uint64_t dps_store_policy_no_sa(const struct dps_store_policy *p);
 
 /** Publish pending changes to the workers. 0 or -1 (the old state stays). */
 int dps_store_commit(void);
+
+/** Publish the SPD's background compilation once it is done (control loop). */
+void dps_store_poll(void);
 
 /** Visit SAs / policies in order, under the store lock; stop when @fn returns non-zero. */
 void dps_store_walk_sas(int (*fn)(const struct dps_store_sa *, void *), void *arg);

@@ -17,6 +17,13 @@
 
 #include "control/store.h"
 
+struct dps_out_key {
+	uint32_t reqid;
+	uint32_t spi;
+	uint8_t proto;
+	struct dps_addr dst;
+};
+
 struct dps_store_state {
 	struct dps_ipsec_defaults def;
 	unsigned int n_sas, cap_sas;
@@ -31,8 +38,16 @@ struct dps_store_state {
 	uint32_t next_pol_index;
 	uint64_t next_seq;
 	uint64_t gen;
-	/* since the last publish: the classifiers / the inbound SA tables must be rebuilt */
-	bool rules_changed, in_changed;
+	bool in_changed; /* since the last publish: the inbound SAs changed */
+	/* inbound SA changes since the last publish, applied to the live tables
+	 * (sad.h); sad_rebuild when they must be built whole instead */
+	unsigned int n_sad_ops, cap_sad_ops;
+	struct dp_sad_op *sad_ops;
+	bool sad_rebuild;
+	/* out SAs with a reqid, sorted by it: a new policy finds its SA at once */
+	unsigned int n_out_reqid, cap_out_reqid;
+	struct dps_out_key *out_reqid;
+	bool out_reqid_bad; /* out of memory once: scan the SAs instead */
 	/* shortcuts past whole-table scans: policies by [out][v6] selector family, and
 	 * outbound tunnel SAs by [v6] inner family */
 	unsigned int pol_fam[2][2], out_inner[2];
@@ -78,6 +93,37 @@ int dps_store_undo_begin(struct dps_store_undo *u);
 void dps_store_undo(struct dps_store_undo *u);
 void dps_store_undo_end(struct dps_store_undo *u);
 
+/* ---- compile (compile.c) ---------------------------------------------------- */
+
+/* Free the dataplane tables the commits keep between publishes. */
+void dps_compile_fini(void);
+
+/* ---- live SPD (spd_live.c) ------------------------------------------------- */
+
+/* The store tells every change; the SPD follows it at the cost of the change. */
+void dps_spd_policy_added(struct dps_store_policy *e);
+void dps_spd_policy_deleted(struct dps_store_policy *e);
+void dps_spd_policy_updated(struct dps_store_policy *e, const struct dps_policy *old);
+/* An out SA was added, deleted (already out of the store) or made again. */
+void dps_spd_sa_changed(const struct dps_sa *c);
+/* The defaults changed: the next commit compiles every policy. */
+void dps_spd_defaults_changed(void);
+/* A reload: changes are shown to the workers only by the commit that ends
+ * it, which compiles everything; dps_spd_batch_end(false) after an undo put
+ * the tables back, (true) after that commit. */
+void dps_spd_batch_begin(void);
+void dps_spd_batch_end(bool keep);
+/* The SPD for the next publish (NULL: out of memory or compile failure). */
+struct dp_spd *dps_spd_next(uint64_t gen);
+/* The publish is done: free what no worker reads any more, start a build. */
+void dps_spd_published(void);
+/* True when a background build finished and merged: commit to publish it. */
+bool dps_spd_poll(void);
+void dps_spd_fini(void);
+
+/* First position of @reqid in dps_store.out_reqid. */
+unsigned int dps_out_sa_first(uint32_t reqid);
+
 /* ---- SA binding (binding.c) ------------------------------------------------ */
 
 /* True if request @r of a policy with selector @sel may use SA @c. */
@@ -111,6 +157,11 @@ void dps_by_reqid_free(struct dps_by_reqid *x);
 /* The newest outbound SA a policy's ESP request matches (the newest wins a rekey), or NULL. */
 const struct dps_store_sa *dps_policy_out_sa(const struct dps_policy *p,
 					     const struct dps_by_reqid *x);
+
+/* True when the SA @c belongs to a unique request (its reqid is among the
+ * @n sorted @uniq) other than @r: it is not @r's to take. */
+bool dps_unique_excludes(const uint32_t *uniq, unsigned int n, const struct dps_ipsec_req *r,
+			 const struct dps_sa *c);
 
 /* ---- reload (reload.c) ----------------------------------------------------- */
 

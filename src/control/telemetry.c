@@ -316,6 +316,11 @@ static int policy_one(const struct dps_store_policy *e, void *arg)
 	for (unsigned int w = 0; w < dp.n_workers; w++)
 		hits += __atomic_load_n(&e->hits[w].n, __ATOMIC_RELAXED);
 	rte_tel_data_add_dict_u64(d, "hits", hits);
+	/* which level of the SPD holds it: the main classifiers, or the recent
+	 * policies in front of them until the background compilation merges them */
+	rte_tel_data_add_dict_string(d, "classifier",
+				     __atomic_load_n(&e->in_recent, __ATOMIC_RELAXED) ? "recent"
+										      : "main");
 	snprintf(key, sizeof(key), "policy%u", p->id);
 	if (rte_tel_data_add_dict_container(pg->out, key, d, 0) < 0)
 		rte_tel_data_free(d);

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <stdlib.h>
 
-#include <rte_ipsec_sad.h>
 #include <rte_rcu_qsbr.h>
 
 #include "dataplane/dp.h"
@@ -48,11 +47,6 @@ void dp_ipsec_free(struct dp_ipsec *ipsec)
 	if (ipsec == NULL)
 		return;
 	dp_spd_free(ipsec->spd);
-	if (ipsec->sad_set != NULL && --ipsec->sad_set->refs == 0) {
-		rte_ipsec_sad_destroy(ipsec->sad_set->sad[0]);
-		rte_ipsec_sad_destroy(ipsec->sad_set->sad[1]);
-		free(ipsec->sad_set);
-	}
 	free(ipsec);
 }
 

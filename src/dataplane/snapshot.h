@@ -40,20 +40,14 @@ struct dp_routes {
 	struct dp_nexthop *nh;
 };
 
-/* Inbound SA tables, shared by successive IPsec parts while the inbound SAs
- * do not change (an outbound SA or a policy came or went). */
-struct dp_sad_set {
-	unsigned int refs; /* control thread only */
-	struct rte_ipsec_sad *sad[2];
-};
-
 struct dp_ipsec {
 	unsigned int refs;
-	struct dp_sad_set *sad_set; /* owns sad[] */
-	bool active;		    /* any policy or SA: else plain forwarding */
+	bool active; /* any policy or SA: else plain forwarding */
 	struct dp_spd *spd;
-	struct rte_ipsec_sad *sad[2]; /* inbound SAs by <SPI, destination>, [v6] */
-	uint16_t natt_ports[4];	      /* UDP destination ports carrying ESP (RFC 3948) */
+	/* inbound SAs by <SPI, destination>, [v6]: one copy of the store's
+	 * double-buffered tables (sad.h), not owned */
+	struct rte_ipsec_sad *sad[2];
+	uint16_t natt_ports[4]; /* UDP destination ports carrying ESP (RFC 3948) */
 	unsigned int n_natt_ports;
 };
 

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <rte_acl.h>
 #include <rte_ip.h>
@@ -44,60 +46,145 @@ static void defs6_init(void)
 						     offsetof(struct dp_acl6_key, dport)};
 }
 
-static void rule_common(struct rte_acl_field *f, const struct dps_selector *s, int fproto,
-			int fsport, int fdport)
+static pthread_once_t defs6_once = PTHREAD_ONCE_INIT;
+
+static void prefix_bytes(uint8_t *out, uint8_t *len_out, const struct dps_prefix *p, int v6)
 {
-	f[fproto].value.u8 = s->proto == 255 ? 0 : s->proto;
-	f[fproto].mask_range.u8 = s->proto == 255 ? 0 : 0xff;
+	unsigned int nb = v6 ? 16 : 4, len = p->len;
+
+	memcpy(out, v6 ? (const void *)&p->addr.v6 : (const void *)&p->addr.v4, nb);
+	for (unsigned int i = 0; i < nb; i++) {
+		int bits = (int)len - 8 * (int)i;
+
+		out[i] &= bits >= 8 ? 0xff : bits <= 0 ? 0 : (uint8_t)(0xff << (8 - bits));
+	}
+	*len_out = (uint8_t)len;
+}
+
+void dp_rule_make(struct dp_rule *r, const struct dps_policy *p, uint64_t seq, uint32_t slot)
+{
+	const struct dps_selector *s = &p->sel;
+
+	memset(r, 0, sizeof(*r));
+	r->slot = slot;
+	r->prio = p->priority;
+	r->seq = seq;
+	r->dir = p->dir;
+	r->v6 = s->src.addr.family == AF_INET6;
+	r->proto = s->proto == 255 ? 0 : s->proto;
+	r->sport_lo = s->sport_lo;
+	r->sport_hi = s->sport_hi;
+	r->dport_lo = s->dport_lo;
+	r->dport_hi = s->dport_hi;
+	prefix_bytes(r->src, &r->src_len, &s->src, r->v6);
+	prefix_bytes(r->dst, &r->dst_len, &s->dst, r->v6);
+}
+
+static void rule_common(struct rte_acl_field *f, const struct dp_rule *s, int fproto, int fsport,
+			int fdport)
+{
+	f[fproto].value.u8 = s->proto;
+	f[fproto].mask_range.u8 = s->proto == 0 ? 0 : 0xff;
 	f[fsport].value.u16 = s->sport_lo;
 	f[fsport].mask_range.u16 = s->sport_hi;
 	f[fdport].value.u16 = s->dport_lo;
 	f[fdport].mask_range.u16 = s->dport_hi;
 }
 
-static void rule4(struct acl4_rule *r, const struct dps_selector *s)
+static uint32_t word(const uint8_t *b)
 {
-	rule_common(r->field, s, F4_PROTO, F4_SPORT, F4_DPORT);
-	r->field[F4_SRC].value.u32 = rte_be_to_cpu_32(s->src.addr.v4.s_addr);
-	r->field[F4_SRC].mask_range.u32 = s->src.len;
-	r->field[F4_DST].value.u32 = rte_be_to_cpu_32(s->dst.addr.v4.s_addr);
-	r->field[F4_DST].mask_range.u32 = s->dst.len;
+	uint32_t w;
+
+	memcpy(&w, b, 4);
+	return rte_be_to_cpu_32(w);
 }
 
-static void prefix6(struct rte_acl_field *f, const struct dps_prefix *p)
+static void rule4(struct acl4_rule *r, const struct dp_rule *s)
+{
+	rule_common(r->field, s, F4_PROTO, F4_SPORT, F4_DPORT);
+	r->field[F4_SRC].value.u32 = word(s->src);
+	r->field[F4_SRC].mask_range.u32 = s->src_len;
+	r->field[F4_DST].value.u32 = word(s->dst);
+	r->field[F4_DST].mask_range.u32 = s->dst_len;
+}
+
+static void prefix6(struct rte_acl_field *f, const uint8_t *a, unsigned int len)
 {
 	for (unsigned int i = 0; i < 4; i++) {
-		uint32_t w;
-		int bits = (int)p->len - 32 * (int)i;
+		int bits = (int)len - 32 * (int)i;
 
-		memcpy(&w, &p->addr.v6.s6_addr[4 * i], 4);
-		f[i].value.u32 = rte_be_to_cpu_32(w);
+		f[i].value.u32 = word(&a[4 * i]);
 		f[i].mask_range.u32 = bits <= 0 ? 0 : bits >= 32 ? 32 : (uint32_t)bits;
 	}
 }
 
-static void rule6(struct acl6_rule *r, const struct dps_selector *s)
+static void rule6(struct acl6_rule *r, const struct dp_rule *s)
 {
 	rule_common(r->field, s, F6_PROTO, F6_SPORT, F6_DPORT);
-	prefix6(&r->field[F6_SRC0], &s->src);
-	prefix6(&r->field[F6_DST0], &s->dst);
+	prefix6(&r->field[F6_SRC0], s->src, s->src_len);
+	prefix6(&r->field[F6_DST0], s->dst, s->dst_len);
 }
 
-/* Which compiled contexts a policy goes into. */
-static bool in_ctx(const struct dps_policy *p, enum dp_spd_ctx c)
+bool dp_rule_in_ctx(const struct dp_rule *r, enum dp_spd_ctx c)
 {
 	switch (c) {
 	case DP_SPD_OUT:
-		return p->dir == DPS_DIR_OUT;
+		return r->dir == DPS_DIR_OUT;
 	case DP_SPD_IN:
-		return p->dir == DPS_DIR_IN;
+		return r->dir == DPS_DIR_IN;
 	default:
-		return p->dir == DPS_DIR_FWD || p->dir == DPS_DIR_IN;
+		return r->dir == DPS_DIR_FWD || r->dir == DPS_DIR_IN;
 	}
 }
 
-static struct rte_acl_ctx *ctx_build(const struct dp_spd_entry *e, unsigned int n, int v6,
-				     enum dp_spd_ctx c, uint64_t gen)
+static inline bool pfx_match(const uint8_t *a, const uint8_t *net, unsigned int len)
+{
+	unsigned int full = len / 8, rem = len % 8;
+
+	if (memcmp(a, net, full) != 0)
+		return false;
+	return rem == 0 || ((a[full] ^ net[full]) & (uint8_t)(0xff << (8 - rem))) == 0;
+}
+
+bool dp_rule_match(const struct dp_rule *r, const uint8_t *key)
+{
+	const uint8_t *src, *dst;
+	uint16_t sp, dpt;
+
+	if (r->proto != 0 && key[0] != r->proto)
+		return false;
+	if (r->v6) {
+		const struct dp_acl6_key *k = (const void *)key;
+
+		src = k->src;
+		dst = k->dst;
+		sp = rte_be_to_cpu_16(k->sport);
+		dpt = rte_be_to_cpu_16(k->dport);
+	} else {
+		const struct dp_acl4_key *k = (const void *)key;
+
+		src = (const uint8_t *)&k->src;
+		dst = (const uint8_t *)&k->dst;
+		sp = rte_be_to_cpu_16(k->sport);
+		dpt = rte_be_to_cpu_16(k->dport);
+	}
+	return sp >= r->sport_lo && sp <= r->sport_hi && dpt >= r->dport_lo && dpt <= r->dport_hi &&
+	       pfx_match(src, r->src, r->src_len) && pfx_match(dst, r->dst, r->dst_len);
+}
+
+/* Rank of a rule in context @c: fwd policies before in policies in the fwd
+ * context, then priority, then age. */
+static inline bool rule_before(const struct dp_rule *a, const struct dp_rule *b, enum dp_spd_ctx c)
+{
+	if (c == DP_SPD_FWD && a->dir != b->dir && (a->dir == DPS_DIR_IN || b->dir == DPS_DIR_IN))
+		return b->dir == DPS_DIR_IN;
+	if (a->prio != b->prio)
+		return a->prio < b->prio;
+	return a->seq < b->seq;
+}
+
+static struct rte_acl_ctx *ctx_build(const struct dp_rule *rules, unsigned int n, int v6,
+				     enum dp_spd_ctx c, unsigned int gen)
 {
 	char name[RTE_ACL_NAMESIZE];
 	unsigned int nf = v6 ? F6_N : F4_N, count = 0;
@@ -114,32 +201,31 @@ static struct rte_acl_ctx *ctx_build(const struct dp_spd_entry *e, unsigned int 
 		struct acl6_rule r6;
 	} r;
 
-	snprintf(name, sizeof(name), "dps_spd%d%d_%" PRIu64, v6, (int)c, gen);
+	for (unsigned int i = 0; i < n; i++)
+		count += dp_rule_in_ctx(&rules[i], c) && rules[i].v6 == v6;
+	if (count == 0)
+		return NULL;
+	snprintf(name, sizeof(name), "dps_spd%d%d_%u", v6, (int)c, gen);
 	ctx = rte_acl_create(&prm);
 	if (ctx == NULL)
-		return NULL;
+		return (struct rte_acl_ctx *)-1;
 	for (unsigned int i = 0; i < n; i++) {
-		const struct dps_policy *p = e[i].p;
+		const struct dp_rule *p = &rules[i];
 		/* fwd policies take precedence over in policies in the fwd context */
 		uint32_t rank = i + (c == DP_SPD_FWD && p->dir == DPS_DIR_IN ? n : 0);
 
-		if (!in_ctx(p, c) || (p->sel.src.addr.family == AF_INET6) != v6)
+		if (!dp_rule_in_ctx(p, c) || p->v6 != v6)
 			continue;
 		memset(&r, 0, sizeof(r));
 		if (v6)
-			rule6(&r.r6, &p->sel);
+			rule6(&r.r6, p);
 		else
-			rule4(&r.r4, &p->sel);
+			rule4(&r.r4, p);
 		r.r4.data.category_mask = 1;
 		r.r4.data.priority = RTE_ACL_MAX_PRIORITY - 1 - (int32_t)rank;
-		r.r4.data.userdata = i + 1;
+		r.r4.data.userdata = p->slot + 1;
 		if (rte_acl_add_rules(ctx, (struct rte_acl_rule *)&r, 1) != 0)
 			goto fail;
-		count++;
-	}
-	if (count == 0) {
-		rte_acl_free(ctx);
-		return NULL;
 	}
 	memcpy(cfg.defs, v6 ? defs6 : defs4, nf * sizeof(cfg.defs[0]));
 	if (rte_acl_build(ctx, &cfg) != 0)
@@ -167,16 +253,16 @@ static const struct dps_ipsec_req *esp_request(const struct dps_policy *p,
 	return esp;
 }
 
-static void policy_resolve(struct dp_policy *dp, const struct dp_spd_entry *e,
-			   const struct dps_ipsec_defaults *d)
+void dp_policy_resolve(struct dp_policy *dp, const struct dps_policy *p, struct dp_sa *out_sa,
+		       struct dp_hits *hits, const struct dps_ipsec_defaults *d)
 {
-	const struct dps_policy *p = e->p;
 	const struct dps_ipsec_req *req;
 	bool missing;
 
+	memset(dp, 0, sizeof(*dp));
 	dp->id = p->id;
 	dp->dir = p->dir;
-	dp->hits = e->hits;
+	dp->hits = hits;
 	if (p->action != DPS_ACTION_PROTECT) {
 		dp->verdict =
 			dp_verdict_resolve(p->dir, p->action, DPS_LEVEL_DEFAULT, false, false);
@@ -185,25 +271,46 @@ static void policy_resolve(struct dp_policy *dp, const struct dp_spd_entry *e,
 	req = esp_request(p, d, &missing);
 	if (req != NULL)
 		dp->req = *req;
-	dp->sa = missing || p->dir != DPS_DIR_OUT ? NULL : e->out_sa;
+	dp->sa = missing || p->dir != DPS_DIR_OUT ? NULL : out_sa;
 	dp->verdict = dp_verdict_resolve(p->dir, p->action,
 					 req != NULL ? dp_level_of(d, req) : DPS_LEVEL_DEFAULT,
 					 missing, dp->sa != NULL);
 }
 
-static struct dp_acl_set *acl_set_build(const struct dp_spd_entry *e, unsigned int n, uint64_t gen)
+static int rule_cmp(const void *a, const void *b)
 {
-	struct dp_acl_set *set = calloc(1, sizeof(*set));
+	const struct dp_rule *x = a, *y = b;
 
-	if (set == NULL)
+	if (x->prio != y->prio)
+		return x->prio < y->prio ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+struct dp_acl_set *dp_acl_set_build(struct dp_rule *rules, unsigned int n, uint32_t *perm)
+{
+	static unsigned int gen;
+	struct dp_acl_set *set = calloc(1, sizeof(*set));
+	unsigned int g = __atomic_add_fetch(&gen, 1, __ATOMIC_RELAXED);
+
+	pthread_once(&defs6_once, defs6_init);
+	if (set == NULL) {
+		free(rules);
 		return NULL;
+	}
 	set->refs = 1;
+	set->n = n;
+	set->rules = rules;
+	qsort(rules, n, sizeof(*rules), rule_cmp);
+	for (unsigned int i = 0; i < n; i++) {
+		if (perm != NULL)
+			perm[rules[i].slot] = i;
+		rules[i].slot = i;
+	}
 	for (int v6 = 0; v6 < 2; v6++) {
 		for (int c = 0; c < DP_SPD_NCTX; c++) {
-			set->acl[v6][c] = ctx_build(e, n, v6, c, gen);
+			set->acl[v6][c] = ctx_build(rules, n, v6, c, g);
 			if (set->acl[v6][c] == (struct rte_acl_ctx *)-1) {
 				set->acl[v6][c] = NULL;
-				DP_LOG(ERR, "cannot compile the SPD");
 				dp_acl_set_put(set);
 				return NULL;
 			}
@@ -219,38 +326,8 @@ void dp_acl_set_put(struct dp_acl_set *set)
 	for (int v6 = 0; v6 < 2; v6++)
 		for (int c = 0; c < DP_SPD_NCTX; c++)
 			rte_acl_free(set->acl[v6][c]);
+	free(set->rules);
 	free(set);
-}
-
-struct dp_spd *dp_spd_build(const struct dp_spd_entry *e, unsigned int n,
-			    const struct dps_ipsec_defaults *def, uint64_t gen,
-			    const struct dp_spd *same_rules)
-{
-	struct dp_spd *spd = calloc(1, sizeof(*spd));
-
-	if (spd == NULL || (n && (spd->pol = calloc(n, sizeof(*spd->pol))) == NULL))
-		goto fail;
-	if (defs6[F6_SRC0].size == 0)
-		defs6_init();
-	spd->gen = gen;
-	spd->n_pol = n;
-	spd->def_verdict[0] = def->def_policy4 == DPS_ACTION_DISCARD ? DP_V_DISCARD : DP_V_BYPASS;
-	spd->def_verdict[1] = def->def_policy6 == DPS_ACTION_DISCARD ? DP_V_DISCARD : DP_V_BYPASS;
-	for (unsigned int i = 0; i < n; i++)
-		policy_resolve(&spd->pol[i], &e[i], def);
-	if (same_rules != NULL && same_rules->set != NULL && same_rules->n_pol == n) {
-		spd->set = same_rules->set;
-		spd->set->refs++;
-	} else {
-		spd->set = acl_set_build(e, n, gen);
-		if (spd->set == NULL)
-			goto fail;
-	}
-	memcpy(spd->acl, spd->set->acl, sizeof(spd->acl));
-	return spd;
-fail:
-	dp_spd_free(spd);
-	return NULL;
 }
 
 void dp_spd_free(struct dp_spd *spd)
@@ -258,7 +335,6 @@ void dp_spd_free(struct dp_spd *spd)
 	if (spd == NULL)
 		return;
 	dp_acl_set_put(spd->set);
-	free(spd->pol);
 	free(spd);
 }
 
@@ -297,20 +373,171 @@ void dp_spd_key6(struct dp_acl6_key *k, const struct rte_ipv6_hdr *ip6, uint32_t
 	l4_ports(k->proto, (const uint8_t *)(ip6 + 1), l3_len - sizeof(*ip6), &k->sport, &k->dport);
 }
 
+/* The best live main rule for @key when the classifier's answer was deleted:
+ * the rules are in rank order, so the first live match (fwd policies first
+ * in the fwd context). Only until the next build drops the deleted ones. */
+static const struct dp_rule *main_scan(const struct dp_spd *spd, int v6, enum dp_spd_ctx c,
+				       const uint8_t *key, const struct dp_policy **pol)
+{
+	const struct dp_acl_set *set = spd->set;
+
+	for (int pass = 0; pass < (c == DP_SPD_FWD ? 2 : 1); pass++) {
+		for (unsigned int i = 0; i < set->n; i++) {
+			const struct dp_rule *r = &set->rules[i];
+			const struct dp_policy *p;
+
+			if (r->v6 != v6 || !dp_rule_in_ctx(r, c) ||
+			    (c == DP_SPD_FWD && (r->dir == DPS_DIR_IN) != pass))
+				continue;
+			p = __atomic_load_n(&spd->slot[r->slot], __ATOMIC_ACQUIRE);
+			if (p != NULL && dp_rule_match(r, key)) {
+				*pol = p;
+				return r;
+			}
+		}
+	}
+	return NULL;
+}
+
+static inline uint32_t dst_hash(const uint8_t *dst, unsigned int len)
+{
+	uint32_t h = 2166136261u ^ len;
+	unsigned int full = len / 8, rem = len % 8;
+
+	for (unsigned int i = 0; i < full; i++)
+		h = (h ^ dst[i]) * 16777619u;
+	if (rem)
+		h = (h ^ (dst[full] & (uint8_t)(0xff << (8 - rem)))) * 16777619u;
+	return h ^ (h >> 15);
+}
+
+void dp_recent_free(struct dp_recent *r)
+{
+	if (r == NULL)
+		return;
+	free(r->head);
+	free(r->next);
+	free(r->rules);
+	free(r->pol);
+	free(r);
+}
+
+struct dp_recent *dp_recent_new(uint32_t cap)
+{
+	struct dp_recent *r = calloc(1, sizeof(*r));
+	uint32_t buckets = 16;
+
+	if (r == NULL)
+		return NULL;
+	cap = cap < 16 ? 16 : cap;
+	while (buckets < 2 * cap)
+		buckets *= 2;
+	r->cap = cap;
+	r->mask = buckets - 1;
+	r->head = calloc(buckets, sizeof(*r->head));
+	r->next = calloc(cap, sizeof(*r->next));
+	r->rules = calloc(cap, sizeof(*r->rules));
+	r->pol = calloc(cap, sizeof(*r->pol));
+	if (r->head == NULL || r->next == NULL || r->rules == NULL || r->pol == NULL) {
+		dp_recent_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+int dp_recent_add(struct dp_recent *r, const struct dp_rule *rule, struct dp_policy *p)
+{
+	uint32_t i = r->n, b = dst_hash(rule->dst, rule->dst_len) & r->mask;
+	bool known = false;
+
+	if (i == r->cap)
+		return -1;
+	for (uint32_t l = 0; l < r->n_len; l++)
+		known |= r->lens[l] == rule->dst_len;
+	if (!known) {
+		r->lens[r->n_len] = rule->dst_len;
+		__atomic_store_n(&r->n_len, r->n_len + 1, __ATOMIC_RELEASE);
+	}
+	r->rules[i] = *rule;
+	r->pol[i] = p;
+	r->next[i] = r->head[b];
+	__atomic_store_n(&r->head[b], i + 1, __ATOMIC_RELEASE);
+	r->n = i + 1;
+	return (int)i;
+}
+
+void dp_recent_set(struct dp_recent *r, uint32_t i, struct dp_policy *p)
+{
+	__atomic_store_n(&r->pol[i], p, __ATOMIC_RELEASE);
+}
+
+struct dp_recent *dp_recent_grow(const struct dp_recent *r)
+{
+	struct dp_recent *g = dp_recent_new(2 * r->cap);
+
+	if (g == NULL)
+		return NULL;
+	for (uint32_t i = 0; i < r->n; i++)
+		dp_recent_add(g, &r->rules[i], r->pol[i]);
+	return g;
+}
+
+/* The best live recent rule for @key in context @c, if better than @best. */
+static inline void recent_best(const struct dp_recent *r, int v6, enum dp_spd_ctx c,
+			       const uint8_t *key, const struct dp_rule *best,
+			       const struct dp_policy **pol)
+{
+	const uint8_t *dst = v6 ? ((const struct dp_acl6_key *)key)->dst
+				: (const uint8_t *)&((const struct dp_acl4_key *)key)->dst;
+	uint32_t n_len = __atomic_load_n(&r->n_len, __ATOMIC_ACQUIRE);
+
+	for (unsigned int l = 0; l < n_len; l++) {
+		unsigned int len = r->lens[l];
+		uint32_t i =
+			__atomic_load_n(&r->head[dst_hash(dst, len) & r->mask], __ATOMIC_ACQUIRE);
+
+		for (; i; i = r->next[i - 1]) {
+			const struct dp_rule *q = &r->rules[i - 1];
+			const struct dp_policy *qp;
+
+			if (q->dst_len != len || !dp_rule_in_ctx(q, c) ||
+			    (best != NULL && !rule_before(q, best, c)) || !dp_rule_match(q, key))
+				continue;
+			qp = __atomic_load_n(&r->pol[i - 1], __ATOMIC_ACQUIRE);
+			if (qp != NULL) {
+				best = q;
+				*pol = qp;
+			}
+		}
+	}
+}
+
 void dp_spd_lookup(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx, const uint8_t **keys,
 		   const struct dp_policy **res, uint16_t n)
 {
 	const struct rte_acl_ctx *acl = spd->acl[v6][ctx];
+	const struct dp_recent *recent = spd->recent[v6];
 	uint32_t r[DP_MAX_BURST];
 
-	if (acl == NULL) {
-		for (uint16_t i = 0; i < n; i++)
-			res[i] = NULL;
-		return;
+	if (acl != NULL)
+		rte_acl_classify(acl, keys, r, n, 1);
+	else
+		memset(r, 0, n * sizeof(r[0]));
+	for (uint16_t i = 0; i < n; i++) {
+		const struct dp_rule *best = NULL;
+		const struct dp_policy *p = NULL;
+
+		if (r[i]) {
+			p = __atomic_load_n(&spd->slot[r[i] - 1], __ATOMIC_ACQUIRE);
+			if (p != NULL)
+				best = &spd->set->rules[r[i] - 1];
+			else
+				best = main_scan(spd, v6, ctx, keys[i], &p);
+		}
+		if (recent != NULL)
+			recent_best(recent, v6, ctx, keys[i], best, &p);
+		res[i] = p;
 	}
-	rte_acl_classify(acl, keys, r, n, 1);
-	for (uint16_t i = 0; i < n; i++)
-		res[i] = r[i] ? &spd->pol[r[i] - 1] : NULL;
 }
 
 static bool addr_eq(const struct dps_addr *a, const struct dps_addr *b)

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Security policy database: the RFC 4301 SPD in the seeds' terms, compiled
- * into rte_acl contexts per address family and direction. Built off the hot
- * path for every change and published in a snapshot.
+ * into rte_acl contexts per address family and direction, with the changes
+ * since the last compilation in front of them. Published in a snapshot.
  */
 #ifndef DP_SPD_H
 #define DP_SPD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <rte_ip.h>
@@ -32,7 +33,9 @@ enum dp_spd_ctx {
 	DP_SPD_NCTX,
 };
 
-/* What a worker reads for every packet comes first, on one cache line. */
+/* What a worker reads for every packet comes first, on one cache line. Never
+ * changed once a worker may see it: a new binding or verdict is a new object
+ * stored in the policy's slot (its old one freed after a grace period). */
 struct dp_policy {
 	uint8_t verdict; /* enum dp_verdict */
 	uint8_t dir;
@@ -42,19 +45,72 @@ struct dp_policy {
 	struct dps_ipsec_req req; /* in/fwd: what an accepting SA must look like */
 };
 
-/* The compiled classifiers, shared by successive SPDs whose policies did not
- * change (only their SAs or the defaults did): compiling is the slow part. */
+/* A policy's selector and rank, as the linear classifier matches it. */
+struct dp_rule {
+	uint32_t slot; /* the policy's slot in the table the SPD points to */
+	uint32_t prio; /* lower wins, then the older (seq) */
+	uint64_t seq;
+	uint8_t dir;
+	uint8_t v6;
+	uint8_t proto; /* 0: any */
+	uint8_t src_len, dst_len;
+	uint16_t sport_lo, sport_hi, dport_lo, dport_hi;
+	uint8_t src[16], dst[16]; /* network order, masked */
+};
+
+/* The main classifiers, compiled from every policy of one moment: rule i is
+ * slot i, rules in rank order. Shared by the SPDs until the next build. */
 struct dp_acl_set {
 	unsigned int refs; /* control thread only */
 	struct rte_acl_ctx *acl[2][DP_SPD_NCTX];
+	unsigned int n;
+	struct dp_rule *rules;
 };
 
+/*
+ * The policies of one family added since the main classifiers' build, by
+ * destination: for each destination prefix length among them, a hash of the
+ * masked destination (a tuple space search on one field). A packet costs a
+ * probe per distinct length (one or two for a key daemon's tunnels), not a
+ * scan of every recent policy. Changed in place by the control thread, so
+ * that a change costs itself alone: a rule is written, then its bucket's head
+ * (release); a length, then the count; a policy's object is stored in its
+ * entry (release), NULL once deleted. Workers see a complete rule or none.
+ */
+struct dp_recent {
+	uint32_t cap, n; /* entries: room, used */
+	uint32_t n_len;	 /* distinct destination prefix lengths in lens[] */
+	uint8_t lens[129];
+	uint32_t mask;		/* buckets - 1 */
+	uint32_t *head;		/* [bucket]: first entry + 1, 0: none */
+	uint32_t *next;		/* [entry]: next entry of its bucket + 1 */
+	struct dp_rule *rules;	/* [entry] */
+	struct dp_policy **pol; /* [entry]: the policy, NULL once deleted */
+};
+
+/** An empty index with room for @cap entries, or NULL. */
+struct dp_recent *dp_recent_new(uint32_t cap);
+/** A copy of @r with twice the room (entries keep their numbers), or NULL. */
+struct dp_recent *dp_recent_grow(const struct dp_recent *r);
+/** Add @rule for @p: its entry number, or -1 when full. */
+int dp_recent_add(struct dp_recent *r, const struct dp_rule *rule, struct dp_policy *p);
+/** Store @p (NULL: deleted) in entry @i. */
+void dp_recent_set(struct dp_recent *r, uint32_t i, struct dp_policy *p);
+void dp_recent_free(struct dp_recent *r);
+
+/*
+ * Two levels: the main classifiers (rte_acl, rebuilt in the background) and
+ * the policies added since their build, indexed by destination (dp_recent). A slot emptied
+ * (NULL) is a policy deleted since: a packet whose main match is dead is
+ * classified again by a scan of the main rules, until the next build. The
+ * best match of both levels wins (priority, then age).
+ */
 struct dp_spd {
 	struct rte_acl_ctx *acl[2][DP_SPD_NCTX]; /* [v6][ctx], NULL when empty; set's */
 	struct dp_acl_set *set;
-	uint8_t def_verdict[2]; /* when nothing matches: discard or bypass */
-	unsigned int n_pol;
-	struct dp_policy *pol; /* ACL userdata = index + 1 */
+	struct dp_policy *const *slot; /* [slot]: the policy, NULL once deleted; not owned */
+	struct dp_recent *recent[2];   /* [v6], NULL when none; not owned */
+	uint8_t def_verdict[2];	       /* when nothing matches: discard or bypass */
 	uint64_t gen;
 };
 
@@ -77,26 +133,32 @@ struct dp_acl6_key {
 	uint16_t dport;
 };
 
-/* One policy as the store hands it over for a build. */
-struct dp_spd_entry {
-	const struct dps_policy *p;
-	struct dp_sa *out_sa; /* resolved by the store for out policies */
-	struct dp_hits *hits;
-};
+/** The rule of policy @p (insertion order @seq) in slot @slot. */
+void dp_rule_make(struct dp_rule *r, const struct dps_policy *p, uint64_t seq, uint32_t slot);
 
 /**
- * Compile @n entries (already sorted: first wins) into a new SPD. With
- * @same_rules, an SPD built from the same policies in the same order, its
- * classifiers are shared instead of compiled again (only the verdicts and SA
- * bindings are new). NULL on failure (logged).
+ * Compile @n rules (taken over: freed with the set) into main classifiers.
+ * The rules are sorted by rank and each one's slot becomes its position;
+ * @perm, if not NULL, receives for each rule's former slot its new one.
+ * Thread-safe: runs in the background builder. NULL on failure.
  */
-struct dp_spd *dp_spd_build(const struct dp_spd_entry *e, unsigned int n,
-			    const struct dps_ipsec_defaults *def, uint64_t gen,
-			    const struct dp_spd *same_rules);
-void dp_spd_free(struct dp_spd *spd);
+struct dp_acl_set *dp_acl_set_build(struct dp_rule *rules, unsigned int n, uint32_t *perm);
 
 /** Drop a reference to compiled classifiers; the last one frees them. */
 void dp_acl_set_put(struct dp_acl_set *set);
+
+/** What policy @p means to a worker, with its SA @out_sa and the defaults @d. */
+void dp_policy_resolve(struct dp_policy *dp, const struct dps_policy *p, struct dp_sa *out_sa,
+		       struct dp_hits *hits, const struct dps_ipsec_defaults *d);
+
+/** Free an SPD (not its set's classifiers while other SPDs hold them, nor its slots). */
+void dp_spd_free(struct dp_spd *spd);
+
+/** True if rule @r applies in context @ctx. */
+bool dp_rule_in_ctx(const struct dp_rule *r, enum dp_spd_ctx ctx);
+
+/** True if rule @r matches key @key of its family. */
+bool dp_rule_match(const struct dp_rule *r, const uint8_t *key);
 
 /** Fill an IPv4 key from the IP header at @ip (L4 ports or ICMP type/code if present). */
 void dp_spd_key4(struct dp_acl4_key *k, const struct rte_ipv4_hdr *ip, uint32_t l3_len);

@@ -136,7 +136,9 @@ static int visit(const struct dps_store_policy *e, void *arg)
 		ev.cap_next = cap;
 	}
 	s = &ev.next[ev.n_next++];
-	*s = old ? *old : (struct pol_state){.id = e->p.id, .no_sa = no_sa, .hits = hits};
+	/* a policy first seen: its counters started at 0 when it was made, so
+	 * packets it dropped before this poll ask for an SA too */
+	*s = old ? *old : (struct pol_state){.id = e->p.id};
 	if (hits != s->hits)
 		s->use_time = (uint64_t)time(NULL);
 	s->hits = hits;

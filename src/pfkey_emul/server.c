@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -33,6 +34,7 @@
 
 struct out_msg {
 	struct out_msg *next;
+	bool held; /* the reply to a change not yet in force: waits for the publish */
 	size_t len;
 	uint8_t data[];
 };
@@ -44,6 +46,7 @@ struct pfk_client {
 	uint32_t registered; /* bit per satype */
 	bool promisc;
 	struct out_msg *head, *tail;
+	struct out_msg *first_held; /* the oldest reply waiting for a publish, or NULL */
 	size_t queued;
 	uint64_t dropped; /* messages lost to QUEUE_LIMIT */
 };
@@ -57,6 +60,8 @@ static struct {
 	struct pfk_client clients[MAX_CLIENTS];
 	uint8_t *rx;
 	bool dirty;
+	bool changed;				  /* the message being run changed the store */
+	struct out_msg *tail_before[MAX_CLIENTS]; /* each queue's tail before it ran */
 	uint64_t next_events;
 	uint64_t next_commit;
 	struct pfk_algs algs;
@@ -77,6 +82,7 @@ const struct pfk_algs *pfk_algs(void)
 void pfk_store_dirty(void)
 {
 	srv.dirty = true;
+	srv.changed = true;
 	pfk_state_dirty();
 }
 
@@ -112,6 +118,7 @@ static void enqueue(struct pfk_client *c, const void *msg, size_t len)
 		return;
 	}
 	o->next = NULL;
+	o->held = false;
 	o->len = len;
 	memcpy(o->data, msg, len);
 	if (c->tail)
@@ -128,9 +135,10 @@ static void out_free(struct out_msg *o)
 	dps_free_wiped(o, sizeof(*o) + o->len);
 }
 
+/* Replies in order, up to the first that waits for a publish. */
 static void flush_client(struct pfk_client *c)
 {
-	while (c->head != NULL) {
+	while (c->head != NULL && !c->head->held) {
 		struct out_msg *o = c->head;
 		ssize_t n = send(c->fd, o->data, o->len, MSG_DONTWAIT | MSG_NOSIGNAL);
 
@@ -287,12 +295,48 @@ static void reply_error(struct pfk_client *c, const void *req, size_t len, int e
 		pfk_send(c, buf, (size_t)n, PFK_TO_ONE, 0);
 }
 
+/*
+ * What a message that changed the store sent (its reply, and the copies for
+ * the other sockets) is held until the change is in force; what a message
+ * that changed nothing sent (REGISTER, GETSPI, GET, DUMP...) goes at once,
+ * behind only the held replies of the same socket (a client's replies keep
+ * their order).
+ */
+static void hold_new_replies(void)
+{
+	for (unsigned int i = 0; i < srv.n_clients; i++) {
+		struct pfk_client *c = &srv.clients[i];
+		struct out_msg *o = srv.tail_before[i] ? srv.tail_before[i]->next : c->head;
+
+		if (o != NULL && c->first_held == NULL)
+			c->first_held = o;
+		for (; o != NULL; o = o->next)
+			o->held = true;
+	}
+}
+
+static void release_replies(void)
+{
+	for (unsigned int i = 0; i < srv.n_clients; i++) {
+		struct pfk_client *c = &srv.clients[i];
+
+		/* what came before the first held reply was never held: a long DUMP
+		 * queued ahead is not walked */
+		for (struct out_msg *o = c->first_held; o != NULL; o = o->next)
+			o->held = false;
+		c->first_held = NULL;
+	}
+}
+
 static void run_message(struct pfk_client *c, size_t len)
 {
 	struct pfk_msg m;
 	int err = pfk_parse(srv.rx, len, &m);
 	handler_t h;
 
+	for (unsigned int i = 0; i < srv.n_clients; i++)
+		srv.tail_before[i] = srv.clients[i].tail;
+	srv.changed = false;
 	if (err == 0) {
 		h = m.hdr->sadb_msg_type <= SADB_MAX ? handlers[m.hdr->sadb_msg_type] : NULL;
 		err = h ? h(c, &m) : EOPNOTSUPP;
@@ -303,6 +347,8 @@ static void run_message(struct pfk_client *c, size_t len)
 		       len >= 2 ? srv.rx[1] : 0, strerror(err));
 		reply_error(c, srv.rx, len, err);
 	}
+	if (srv.changed)
+		hold_new_replies();
 }
 
 /* Messages of one client; false once it has gone. */
@@ -327,27 +373,38 @@ static bool read_client(struct pfk_client *c, unsigned int *budget)
 }
 
 /*
- * Publish what the messages changed, and only then answer them: when a key
- * daemon has its reply, the workers apply the change (a trap policy installed
- * is a policy in force: not one packet in clear after it). Publishing compiles
- * the whole SPD, which takes long for tens of thousands of policies, so the
- * messages that arrive meanwhile wait and share the next publish: at most
- * half of the control thread's time goes to compiling, and a key daemon that
- * installs thousands of tunnels at once pays a few compilations, not one per
- * message.
+ * Publish what the messages changed, and only then release their replies:
+ * when a key daemon has its reply, the workers apply the change (a trap
+ * policy installed is a policy in force: not one packet in clear after it).
+ * A publish costs the changes and one RCU grace period, not a compilation
+ * (the SPD's is in the background); the messages read in one poll share it,
+ * and should one ever take long, the next waits as long (at most half of the
+ * control thread's time goes to publishing).
  */
+static uint64_t now_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000 + (uint64_t)t.tv_nsec / 1000;
+}
+
 static void commit(uint64_t now_ms)
 {
-	uint64_t took;
+	uint64_t t0 = now_us(), took;
 
 	if (!srv.dirty || now_ms < srv.next_commit)
 		return;
 	srv.dirty = false;
 	if (dps_store_commit() < 0)
 		DP_LOG(ERR, "pfkey: cannot publish the SPD/SAD; the workers keep the previous one");
-	took = dp_now_ms() - now_ms;
-	srv.next_commit = dp_now_ms() + took;
-	DP_LOG(DEBUG, "pfkey: published in %" PRIu64 " ms", took);
+	release_replies();
+	took = now_us() - t0;
+	/* Only a long publish (a reload's full compilation) holds the next one
+	 * back; a short one must not: the clock's milliseconds would delay
+	 * every reply whose publish crossed one by up to a millisecond. */
+	srv.next_commit = took >= 2000 ? dp_now_ms() + took / 1000 : 0;
+	DP_LOG(DEBUG, "pfkey: published in %" PRIu64 " us", took);
 }
 
 void pfk_server_poll(uint64_t now_ms)
@@ -370,10 +427,12 @@ void pfk_server_poll(uint64_t now_ms)
 		pfk_sadb_timer(now_ms);
 		pfk_events_poll(now_ms);
 	}
+	/* what needs no publish leaves before one */
+	for (unsigned int i = 0; i < srv.n_clients; i++)
+		flush_client(&srv.clients[i]);
 	commit(now_ms);
-	if (!srv.dirty) /* replies to changes not yet in force wait for the publish */
-		for (unsigned int i = 0; i < srv.n_clients; i++)
-			flush_client(&srv.clients[i]);
+	for (unsigned int i = 0; i < srv.n_clients; i++)
+		flush_client(&srv.clients[i]);
 	pfk_state_poll(now_ms);
 }
 
@@ -397,7 +456,9 @@ void pfk_server_wait(unsigned int timeout_us)
 	for (unsigned int i = 0; i < srv.n_clients; i++)
 		p[n++] = (struct pollfd){
 			.fd = srv.clients[i].fd,
-			.events = POLLIN | (srv.clients[i].head && !srv.dirty ? POLLOUT : 0)};
+			.events =
+				POLLIN |
+				(srv.clients[i].head && !srv.clients[i].head->held ? POLLOUT : 0)};
 	poll(p, n, ms);
 }
 
