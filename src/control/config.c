@@ -168,6 +168,7 @@ void dps_config_defaults(struct dps_config *cfg)
 	cfg->ipsec.ecn = true;
 	cfg->ipsec.ah_cleartos = true;
 	cfg->ipsec.replay_window = 64;
+	cfg->ipsec.policy_log_interval_ms = 1000; /* Solaris ipsec_policy_log_interval */
 	cfg->pfkey.enabled = true;
 	dps_strlcpy(cfg->pfkey.socket, "/run/dpsec/pfkey.sock", sizeof(cfg->pfkey.socket));
 	dps_strlcpy(cfg->pfkey.state, "/run/dpsec/pfkey.state", sizeof(cfg->pfkey.state));

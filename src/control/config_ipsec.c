@@ -202,6 +202,10 @@ static const struct dps_field dps_ipsec_fields[] = {
 	 DPS_AT(struct dps_ipsec_defaults, replay_window),
 	 .min = 64,
 	 .max = 65536},
+	{.key = "policy_log_interval_ms",
+	 .parse = dps_parse_uint,
+	 DPS_AT(struct dps_ipsec_defaults, policy_log_interval_ms),
+	 .max = 3600000},
 	{0},
 };
 

@@ -142,6 +142,7 @@ struct dps_ipsec_defaults {
 	bool ecn;              /* RFC 6040 normal mode on tunnel encap/decap */
 	bool ah_cleartos;      /* AH ignores (zeroes) TOS in the ICV */
 	uint32_t replay_window; /* default for SAs that do not say */
+	uint32_t policy_log_interval_ms; /* policy-failure log records at most this often; 0: none */
 };
 
 #endif

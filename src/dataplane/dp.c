@@ -13,6 +13,7 @@
 #include "dataplane/dp.h"
 #include "dataplane/frag.h"
 #include "dataplane/neigh.h"
+#include "dataplane/polog.h"
 #include "dataplane/port.h"
 #include "dataplane/snapshot.h"
 #include "dataplane/worker.h"
@@ -126,6 +127,8 @@ int dp_init(const struct dps_config *cfg)
 			return -1;
 	}
 	workers_bind_queues(cfg);
+	if (dp_polog_init(cfg->ipsec.policy_log_interval_ms) < 0)
+		return -1;
 	dp.neigh = dp_neigh_create(&cfg->neigh);
 	if (dp.neigh == NULL)
 		return -1;
@@ -183,6 +186,7 @@ void dp_stop(void)
 			rte_pktmbuf_free(m);
 		rte_ring_free(dp.ctrl);
 	}
+	dp_polog_fini();
 	dp_neigh_destroy(dp.neigh);
 	for (uint16_t i = 0; i < dp.n_ports; i++)
 		dp_port_close(i);
@@ -226,6 +230,7 @@ void dp_control_poll(void)
 		}
 	}
 	now = dp_now_ms();
+	dp_polog_drain(now);
 	if (now >= next_timer) {
 		dp_neigh_timer(dp.neigh, now);
 		next_timer = now + NEIGH_TIMER_MS;

@@ -107,6 +107,11 @@ struct dp_worker {
 	uint16_t n_icmp;
 	uint16_t icmp_port[DP_ICMP_QUEUE];
 	struct rte_mbuf *icmp[DP_ICMP_QUEUE];
+	/* The policy-failure log (polog.h): TSC cycles between records (0: off),
+	 * when the next may go, drops not recorded since the last */
+	uint64_t polog_cycles;
+	uint64_t polog_next;
+	uint64_t polog_supp;
 	/* The route and neighbour of the last outbound SA's peer, valid for one
 	 * loop (output.c): a burst spread over many SAs to one peer looks them
 	 * up once, not once per SA. */

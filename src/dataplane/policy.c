@@ -8,6 +8,7 @@
 #include <rte_udp.h>
 
 #include "dataplane/policy.h"
+#include "dataplane/polog.h"
 #include "dataplane/sa.h"
 #include "dataplane/spd.h"
 #include "dataplane/worker.h"
@@ -36,13 +37,16 @@ static inline bool inbound_ok(struct dp_worker *w, const struct dp_spd *spd, uin
 	case DP_IN_PASS:
 		return true;
 	case DP_IN_DROP_SA_POLICY:
+		dp_polog(w, in, m, DP_POLOG_sa_policy, p, via);
 		dp_sa_count(via, w->id, DP_SA_CNT_drop_policy, 1);
 		rte_pktmbuf_free(m);
 		return false;
 	case DP_IN_DROP_POLICY:
+		dp_polog(w, in, m, DP_POLOG_discard, p, NULL);
 		dp_drop(w, in, m, DP_CNT_drop_policy);
 		return false;
 	default:
+		dp_polog(w, in, m, DP_POLOG_plaintext, p, NULL);
 		dp_drop(w, in, m, DP_CNT_drop_plaintext);
 		return false;
 	}
@@ -171,9 +175,11 @@ void dp_policy_out(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in
 			break;
 		case DP_V_NO_SA:
 			pol[i]->hits[w->id].no_sa++; /* seen by the PF_KEY server: ACQUIRE */
+			dp_polog(w, in, m, DP_POLOG_no_sa, pol[i], NULL);
 			dp_drop(w, in, m, DP_CNT_drop_no_sa);
 			break;
 		default:
+			dp_polog(w, in, m, DP_POLOG_discard, pol[i], NULL);
 			dp_drop(w, in, m, DP_CNT_drop_policy);
 		}
 	}
