@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "control/config.h"
+#include "control/dpsecctl_capture.h"
 #include "control/dpsecctl_metrics.h"
 #include "control/dpsecctl_monitor.h"
 #include "control/dpsecctl_view.h"
@@ -1110,6 +1111,17 @@ static int cmd_stats(struct ctl *ctl, const struct command *c, int argc, char **
 	return ret;
 }
 
+static json_t *capture_query(void *ctx, const char *cmd)
+{
+	return tel_query(ctx, cmd);
+}
+
+static int cmd_capture(struct ctl *ctl, const struct command *c, int argc, char **argv)
+{
+	(void)c;
+	return dps_capture_run(argc + 1, argv - 1, capture_query, ctl);
+}
+
 static int cmd_raw(struct ctl *ctl, const struct command *c, int argc, char **argv)
 {
 	json_t *reply;
@@ -1197,6 +1209,13 @@ static const struct command commands[] = {
 		.name = "monitor",
 		.help = "stream SA and policy changes, EXPIREs and ACQUIREs (PF_KEY)",
 		.run = cmd_monitor,
+	},
+	{
+		.name = "capture",
+		.args = "--point P [--sa ID] [--policy ID] [-c N] [-w FILE|-]",
+		.help = "pcapng of the packets at an IPsec point (out-clear, in-clear, "
+			"out-cipher, in-cipher, drop)",
+		.run = cmd_capture,
 	},
 	{
 		.name = "raw",
@@ -1340,8 +1359,13 @@ int main(int argc, char **argv)
 	struct ctl ctl = {.fd = -1};
 	const struct command *cmd;
 	int opt, ret;
+	bool capture = false;
 
-	while ((opt = getopt_long(argc, argv, "c:p:s:javh", longopts, NULL)) != -1) {
+	/* capture has options of its own (-c COUNT): the global ones go before it */
+	for (int i = 1; i < argc; i++)
+		capture |= strcmp(argv[i], "capture") == 0;
+	while ((opt = getopt_long(argc, argv, capture ? "+c:p:s:javh" : "c:p:s:javh", longopts,
+				  NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			config = optarg;

@@ -14,6 +14,7 @@
 
 #include <rte_eal.h>
 #include <rte_log.h>
+#include <rte_pdump.h>
 
 #include "control/config.h"
 #include "control/eal.h"
@@ -177,6 +178,11 @@ static int start(struct dps_config *cfg)
 	if (dp_start() < 0 || dps_hoststack_setup(cfg) < 0 || dps_telemetry_init() < 0 ||
 	    pfk_server_init(cfg) < 0)
 		return -1;
+	/* dpdk-dumpcap (a DPDK secondary process) captures the ports on the wire
+	 * side; without a shared configuration (in-memory EAL) it cannot attach. */
+	if (rte_pdump_init() < 0)
+		DP_LOG(WARNING, "rte_pdump_init: %s: dpdk-dumpcap cannot attach",
+		       rte_strerror(rte_errno));
 	return 0;
 }
 
@@ -234,6 +240,7 @@ int main(int argc, char **argv)
 	dp_halt();
 	dps_store_fini();
 	dp_crypto_fini();
+	rte_pdump_uninit();
 	dp_stop();
 	rte_eal_cleanup();
 	dps_config_free(&cfg);

@@ -10,6 +10,7 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 
+#include "dataplane/capture.h"
 #include "dataplane/dp.h"
 #include "dataplane/frag.h"
 #include "dataplane/neigh.h"
@@ -127,7 +128,7 @@ int dp_init(const struct dps_config *cfg)
 			return -1;
 	}
 	workers_bind_queues(cfg);
-	if (dp_polog_init(cfg->ipsec.policy_log_interval_ms) < 0)
+	if (dp_polog_init(cfg->ipsec.policy_log_interval_ms) < 0 || dp_cap_init() < 0)
 		return -1;
 	dp.neigh = dp_neigh_create(&cfg->neigh);
 	if (dp.neigh == NULL)
@@ -187,6 +188,7 @@ void dp_stop(void)
 		rte_ring_free(dp.ctrl);
 	}
 	dp_polog_fini();
+	dp_cap_fini();
 	dp_neigh_destroy(dp.neigh);
 	for (uint16_t i = 0; i < dp.n_ports; i++)
 		dp_port_close(i);
@@ -231,6 +233,7 @@ void dp_control_poll(void)
 	}
 	now = dp_now_ms();
 	dp_polog_drain(now);
+	dp_cap_poll();
 	if (now >= next_timer) {
 		dp_neigh_timer(dp.neigh, now);
 		next_timer = now + NEIGH_TIMER_MS;

@@ -25,6 +25,7 @@
 
 struct dp_snapshot;
 struct dp_sa;
+struct dp_cap_spec;
 struct dp_neigh_table;
 struct rte_ip_frag_tbl;
 struct rte_ip_frag_death_row;
@@ -112,6 +113,12 @@ struct dp_worker {
 	uint64_t polog_cycles;
 	uint64_t polog_next;
 	uint64_t polog_supp;
+	/* The armed capture (capture.h), loaded once per loop: NULL, none */
+	const struct dp_cap_spec *cap;
+	uint32_t cap_gen;
+	uint64_t cap_tokens;
+	uint64_t cap_last;
+	uint64_t cap_skipped; /* only ever grows; the control thread takes differences */
 	/* The route and neighbour of the last outbound SA's peer, valid for one
 	 * loop (output.c): a burst spread over many SAs to one peer looks them
 	 * up once, not once per SA. */

@@ -9,6 +9,7 @@
 #include <rte_ipsec.h>
 #include <rte_udp.h>
 
+#include "dataplane/capture.h"
 #include "dataplane/cksum.h"
 #include "dataplane/esp.h"
 #include "dataplane/output.h"
@@ -158,6 +159,8 @@ static inline void esp_outb_finish(struct dp_worker *w, const struct dp_snapshot
 			outer4_fix(m, copy_df);
 		else if (udp6)
 			udp6_cksum(m);
+		if (unlikely(w->cap != NULL)) /* the capture's out-cipher point */
+			dp_cap_pkt(w, DP_CAP_OUT_CIPHER, m, in, NULL, sa, 0);
 		bytes += dp_meta(m)->pre_len;
 		sent++;
 		dp_count(w, in, DP_CNT_ipsec_out);

@@ -7,6 +7,7 @@
 #include <rte_ip.h>
 #include <rte_udp.h>
 
+#include "dataplane/capture.h"
 #include "dataplane/policy.h"
 #include "dataplane/polog.h"
 #include "dataplane/sa.h"
@@ -74,6 +75,8 @@ void dp_policy_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
 {
 	struct dp_stages *st = &w->st;
 	const struct dp_spd *spd = s->ipsec->spd;
+	/* the capture's in-clear point: decrypted packets that passed */
+	const bool cap = decrypted && w->cap != NULL;
 
 	if (!s->ipsec->active) {
 		for (uint16_t i = 0; i < st->local.n; i++)
@@ -88,12 +91,20 @@ void dp_policy_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
 	keys_of(st, &st->fwd, v6, st->local.n);
 	dp_spd_lookup(spd, v6, DP_SPD_IN, st->local.key, st->pol, st->local.n);
 	for (uint16_t i = 0; i < st->local.n; i++)
-		if (inbound_ok(w, spd, in, st->local.m[i], st->pol[i], v6, decrypted))
+		if (inbound_ok(w, spd, in, st->local.m[i], st->pol[i], v6, decrypted)) {
+			if (unlikely(cap))
+				dp_cap_pkt(w, DP_CAP_IN_CLEAR, st->local.m[i], in, st->pol[i],
+					   dp_meta(st->local.m[i])->via, 0);
 			dp_punt(w, in, st->local.m[i]);
+		}
 	dp_spd_lookup(spd, v6, DP_SPD_FWD, st->fwd.key, st->pol, st->fwd.n);
 	for (uint16_t i = 0; i < st->fwd.n; i++)
-		if (inbound_ok(w, spd, in, st->fwd.m[i], st->pol[i], v6, decrypted))
+		if (inbound_ok(w, spd, in, st->fwd.m[i], st->pol[i], v6, decrypted)) {
+			if (unlikely(cap))
+				dp_cap_pkt(w, DP_CAP_IN_CLEAR, st->fwd.m[i], in, st->pol[i],
+					   dp_meta(st->fwd.m[i])->via, 0);
 			to_burst(&st->out, st->fwd.m[i], st->fwd.nh[i], st->fwd.key[i]);
+		}
 	st->local.n = st->fwd.n = 0;
 }
 
@@ -162,6 +173,10 @@ void dp_policy_out(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in
 		return;
 	dp_spd_lookup(spd, v6, DP_SPD_OUT, b->key, pol, b->n);
 	prefetch_policies(pol, b->n, w->id);
+	if (unlikely(w->cap != NULL)) /* the capture's out-clear point */
+		for (uint16_t i = 0; i < b->n; i++)
+			if (pol[i] != NULL && pol[i]->verdict == DP_V_PROTECT)
+				dp_cap_pkt(w, DP_CAP_OUT_CLEAR, b->m[i], in, pol[i], pol[i]->sa, 0);
 	st->gen++;
 	for (uint16_t i = 0; i < b->n; i++) {
 		struct rte_mbuf *m = b->m[i];

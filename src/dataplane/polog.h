@@ -4,13 +4,15 @@
  * drops a packet for a policy reason hands a decoded record (polog_rec.h) to
  * the control thread through a ring, at most one per interval per worker;
  * the control thread logs at most one per interval overall, with the count
- * of drops suppressed since the last. Workers never format or log.
+ * of drops suppressed since the last. Workers never format or log. The same
+ * calls feed the capture's drop point (capture.h) while one is armed.
  */
 #ifndef DP_POLOG_H
 #define DP_POLOG_H
 
 #include <rte_cycles.h>
 
+#include "dataplane/capture.h"
 #include "dataplane/polog_rec.h"
 #include "dataplane/worker.h"
 
@@ -58,6 +60,8 @@ static inline void dp_polog(struct dp_worker *w, uint16_t port, struct rte_mbuf 
 {
 	uint64_t now;
 
+	if (unlikely(w->cap != NULL))
+		dp_cap_pkt(w, DP_CAP_DROP, m, port, p, sa, reason);
 	if (unlikely(dp_polog_due(w, &now)))
 		dp_polog_note(w, port, m, reason, p, sa, now);
 }
@@ -71,6 +75,8 @@ static inline void dp_polog_sa(struct dp_worker *w, struct rte_mbuf *m, enum dp_
 {
 	uint64_t now;
 
+	if (unlikely(w->cap != NULL))
+		dp_cap_pkt(w, DP_CAP_DROP, m, DP_NO_PORT, NULL, sa, reason);
 	if (unlikely(dp_polog_due(w, &now)))
 		dp_polog_note_sa(w, m, reason, sa, now);
 }
