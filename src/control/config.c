@@ -166,6 +166,7 @@ void dps_config_defaults(struct dps_config *cfg)
 	cfg->ipsec.ah_net_deflev = DPS_LEVEL_USE;
 	cfg->ipsec.dfbit = DPS_DF_COPY;
 	cfg->ipsec.ecn = true;
+	cfg->ipsec.esp_enable = cfg->ipsec.ah_enable = cfg->ipsec.ipcomp_enable = true;
 	cfg->ipsec.ah_cleartos = true;
 	cfg->ipsec.replay_window = 64;
 	cfg->ipsec.policy_log_interval_ms = 1000; /* Solaris ipsec_policy_log_interval */

@@ -242,6 +242,11 @@ struct dp_sa *dps_store_sa_make(const struct dps_sa *sa, int inner,
 		snprintf(err, errlen, "SA direction must be in or out");
 		return NULL;
 	}
+	if (!dps_proto_enabled(def, sa->proto)) {
+		snprintf(err, errlen, "%s is disabled (ipsec.%s_enable: false)",
+			 dps_ipsec_proto_name(sa->proto), dps_ipsec_proto_name(sa->proto));
+		return NULL;
+	}
 	return dp_sa_create(sa, inner, def, err, errlen);
 }
 

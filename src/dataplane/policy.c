@@ -26,6 +26,18 @@ static inline uint8_t verdict_of(const struct dp_spd *spd, const struct dp_polic
 	return p->verdict;
 }
 
+/* Solaris' *_accept_clear: ICMP, IGMP or PIM in clear through a require
+ * policy (the first next header of IPv6, as the SPD key takes it). */
+static bool accept_clear(uint8_t bits, struct rte_mbuf *m, int v6)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, RTE_ETHER_HDR_LEN);
+	uint8_t proto = v6 ? ip[6] : ip[9];
+
+	return ((bits & DP_CLEAR_ICMP) && proto == (v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP)) ||
+	       ((bits & DP_CLEAR_IGMP) && !v6 && proto == IPPROTO_IGMP) ||
+	       ((bits & DP_CLEAR_PIM) && proto == IPPROTO_PIM);
+}
+
 /* RFC 4301 §5.2 for one packet; false when it was dropped. */
 static inline bool inbound_ok(struct dp_worker *w, const struct dp_spd *spd, uint16_t in,
 			      struct rte_mbuf *m, const struct dp_policy *p, int v6, bool decrypted)
@@ -47,6 +59,8 @@ static inline bool inbound_ok(struct dp_worker *w, const struct dp_spd *spd, uin
 		dp_drop(w, in, m, DP_CNT_drop_policy);
 		return false;
 	default:
+		if (unlikely(spd->accept_clear) && accept_clear(spd->accept_clear, m, v6))
+			return true;
 		dp_polog(w, in, m, DP_POLOG_plaintext, p, NULL);
 		dp_drop(w, in, m, DP_CNT_drop_plaintext);
 		return false;

@@ -236,6 +236,9 @@ struct dp_spd *dp_spd_build(const struct dp_spd_entry *e, unsigned int n,
 	spd->n_pol = n;
 	spd->def_verdict[0] = def->def_policy4 == DPS_ACTION_DISCARD ? DP_V_DISCARD : DP_V_BYPASS;
 	spd->def_verdict[1] = def->def_policy6 == DPS_ACTION_DISCARD ? DP_V_DISCARD : DP_V_BYPASS;
+	spd->accept_clear = (def->icmp_accept_clear ? DP_CLEAR_ICMP : 0) |
+			    (def->igmp_accept_clear ? DP_CLEAR_IGMP : 0) |
+			    (def->pim_accept_clear ? DP_CLEAR_PIM : 0);
 	for (unsigned int i = 0; i < n; i++)
 		policy_resolve(&spd->pol[i], &e[i], def);
 	if (same_rules != NULL && same_rules->set != NULL && same_rules->n_pol == n) {

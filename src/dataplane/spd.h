@@ -49,10 +49,15 @@ struct dp_acl_set {
 	struct rte_acl_ctx *acl[2][DP_SPD_NCTX];
 };
 
+#define DP_CLEAR_ICMP 1 /* ipsec.icmp_accept_clear: ICMP, ICMPv6 */
+#define DP_CLEAR_IGMP 2 /* igmp_accept_clear */
+#define DP_CLEAR_PIM  4 /* pim_accept_clear */
+
 struct dp_spd {
 	struct rte_acl_ctx *acl[2][DP_SPD_NCTX]; /* [v6][ctx], NULL when empty; set's */
 	struct dp_acl_set *set;
 	uint8_t def_verdict[2]; /* when nothing matches: discard or bypass */
+	uint8_t accept_clear;	/* DP_CLEAR_*: pass an inbound require policy in clear */
 	unsigned int n_pol;
 	struct dp_policy *pol; /* ACL userdata = index + 1 */
 	uint64_t gen;
