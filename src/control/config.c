@@ -88,6 +88,24 @@ static const struct dps_field dps_pfkey_fields[] = {
 
 DPS_SCHEMA(dps_pfkey_schema, dps_pfkey_fields, NULL);
 
+static const struct dps_field dps_debug_fields[] = {
+	{.key = "pfkey",
+	 .parse = dps_parse_enum,
+	 DPS_AT(struct dps_debug_cfg, pfkey),
+	 .names = dps_log_levels},
+	{.key = "store",
+	 .parse = dps_parse_enum,
+	 DPS_AT(struct dps_debug_cfg, store),
+	 .names = dps_log_levels},
+	{.key = "dataplane",
+	 .parse = dps_parse_enum,
+	 DPS_AT(struct dps_debug_cfg, dataplane),
+	 .names = dps_log_levels},
+	{0},
+};
+
+DPS_SCHEMA(dps_debug_schema, dps_debug_fields, NULL);
+
 /* Order matters: see the top of this file. */
 static const struct dps_field dps_top_fields[] = {
 	{.key = "eal",
@@ -98,6 +116,10 @@ static const struct dps_field dps_top_fields[] = {
 	 .parse = dps_parse_enum,
 	 DPS_AT(struct dps_config, log_level),
 	 .names = dps_log_levels},
+	{.key = "debug",
+	 .parse = dps_parse_map,
+	 .off = offsetof(struct dps_config, debug),
+	 .map = &dps_debug_schema},
 	{.key = "dataplane",
 	 .parse = dps_parse_map,
 	 .off = offsetof(struct dps_config, dataplane),

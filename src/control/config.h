@@ -142,10 +142,17 @@ struct dps_pfkey_cfg {
 	unsigned int larval_s;	      /* a GETSPI reservation without UPDATE expires after this */
 };
 
+/* debug: log levels per subsystem (0: log_level's); dpsecctl log-level
+ * changes them at run time. */
+struct dps_debug_cfg {
+	enum dps_log_level pfkey, store, dataplane;
+};
+
 struct dps_config {
 	char path[256];
 	struct dps_eal_cfg eal;
 	enum dps_log_level log_level;
+	struct dps_debug_cfg debug;
 	struct dps_dataplane_cfg dataplane;
 	struct dps_neigh_params neigh;
 	unsigned int n_ports;

@@ -1122,6 +1122,39 @@ static int cmd_capture(struct ctl *ctl, const struct command *c, int argc, char 
 	return dps_capture_run(argc + 1, argv - 1, capture_query, ctl);
 }
 
+/* log-level [SUBSYSTEM LEVEL]: the levels, after setting one. */
+static int cmd_log_level(struct ctl *ctl, const struct command *c, int argc, char **argv)
+{
+	const char *names[] = {"dataplane", "pfkey", "store"};
+	char *cmd;
+	json_t *v;
+	int ret = EXIT_SUCCESS;
+
+	(void)c;
+	if (argc != 0 && argc != 2) {
+		err_msg("log-level: expected no argument, or SUBSYSTEM LEVEL");
+		return EXIT_USAGE;
+	}
+	cmd = argc ? xasprintf("/dpsec/log_level,%s %s", argv[0], argv[1])
+		   : xstrdup("/dpsec/log_level");
+	v = tel_query(ctl, cmd);
+	free(cmd);
+	if (!v)
+		return EXIT_FAILURE;
+	if (json_is_string(json_object_get(v, "error"))) {
+		err_msg("log-level: %s", json_string_value(json_object_get(v, "error")));
+		ret = EXIT_FAILURE;
+	} else if (ctl->json) {
+		ret = print_json(ctl->out, v) ? EXIT_FAILURE : EXIT_SUCCESS;
+	} else {
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			fprintf(ctl->out, "%-10s %s\n", names[i],
+				json_string_value(json_object_get(v, names[i])) ?: "?");
+	}
+	json_decref(v);
+	return ret;
+}
+
 static int cmd_raw(struct ctl *ctl, const struct command *c, int argc, char **argv)
 {
 	json_t *reply;
@@ -1216,6 +1249,13 @@ static const struct command commands[] = {
 		.help = "pcapng of the packets at an IPsec point (out-clear, in-clear, "
 			"out-cipher, in-cipher, drop)",
 		.run = cmd_capture,
+	},
+	{
+		.name = "log-level",
+		.args = "[SUBSYSTEM LEVEL]",
+		.help = "log levels of dataplane, pfkey and store; set one at run time",
+		.run = cmd_log_level,
+		.max_args = 2,
 	},
 	{
 		.name = "raw",

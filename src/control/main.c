@@ -153,11 +153,24 @@ static int eal_start(struct dps_config *cfg, const char *prog)
 	return 0;
 }
 
+/* A subsystem's log type at its debug level, or log_level's. */
+static int dps_log_register(const char *name, enum dps_log_level level, enum dps_log_level dflt)
+{
+	int t = rte_log_register_type_and_pick_level(name, (uint32_t)(level ? level : dflt));
+
+	return t < 0 ? RTE_LOGTYPE_USER1 : t;
+}
+
 static int start(struct dps_config *cfg)
 {
-	dp_logtype = rte_log_register_type_and_pick_level("dpsec", (uint32_t)cfg->log_level);
-	if (dp_logtype < 0)
-		dp_logtype = RTE_LOGTYPE_USER1;
+	dp_logtype = dps_log_register("dpsec", cfg->debug.dataplane, cfg->log_level);
+	dps_logtype_pfkey = dps_log_register("dpsec.pfkey", cfg->debug.pfkey, cfg->log_level);
+	dps_logtype_store = dps_log_register("dpsec.store", cfg->debug.store, cfg->log_level);
+	/* rte_log also wants the global level (EAL's --log-level=log_level) */
+	rte_log_set_global_level(RTE_MAX(
+		(uint32_t)cfg->log_level,
+		RTE_MAX((uint32_t)cfg->debug.pfkey,
+			RTE_MAX((uint32_t)cfg->debug.store, (uint32_t)cfg->debug.dataplane))));
 	char err[512];
 
 	if (dp_init(cfg) < 0 || dp_crypto_init(&cfg->crypto, cfg->n_workers) < 0)

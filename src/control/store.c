@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
+#define DP_LOG_TYPE dps_logtype_store /* common/log.h */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>

@@ -9,6 +9,7 @@
 #include <rte_ethdev.h>
 #include <rte_telemetry.h>
 
+#include "control/config_schema.h"
 #include "control/ipsec_stats.h"
 #include "control/store.h"
 #include "control/telemetry.h"
@@ -464,6 +465,67 @@ static int cmd_capture_stop(const char *cmd, const char *params, struct rte_tel_
 	return 0;
 }
 
+static const struct {
+	const char *name;
+	int *type;
+} log_subsys[] = {
+	{"dataplane", &dp_logtype},
+	{"pfkey", &dps_logtype_pfkey},
+	{"store", &dps_logtype_store},
+};
+
+static const char *level_name(int level)
+{
+	for (const struct dps_enum *e = dps_log_levels; e->name; e++)
+		if (e->value == level)
+			return e->name;
+	return "?";
+}
+
+/*
+ * /dpsec/log_level[,SUBSYSTEM LEVEL] (dpsecctl log-level): set a subsystem's
+ * log level; answer every subsystem's level, or {"error": ...}.
+ */
+static int cmd_log_level(const char *cmd, const char *params, struct rte_tel_data *out)
+{
+	char sub[16], lvl[16];
+	size_t i;
+
+	(void)cmd;
+	rte_tel_data_start_dict(out);
+	if (params != NULL && params[0] != '\0') {
+		const struct dps_enum *e;
+
+		if (sscanf(params, "%15s %15s", sub, lvl) != 2) {
+			rte_tel_data_add_dict_string(out, "error", "expected SUBSYSTEM LEVEL");
+			return 0;
+		}
+		for (i = 0; i < RTE_DIM(log_subsys); i++)
+			if (!strcmp(sub, log_subsys[i].name))
+				break;
+		for (e = dps_log_levels; e->name && strcmp(e->name, lvl); e++)
+			;
+		if (i == RTE_DIM(log_subsys) || e->name == NULL) {
+			rte_tel_data_add_dict_string(
+				out, "error",
+				i == RTE_DIM(log_subsys)
+					? "unknown subsystem: dataplane, pfkey or store"
+					: "unknown level: emerg, alert, crit, err, warning, "
+					  "notice, "
+					  "info or debug");
+			return 0;
+		}
+		/* rte_log also wants the global level (EAL's --log-level) */
+		if ((uint32_t)e->value > rte_log_get_global_level())
+			rte_log_set_global_level((uint32_t)e->value);
+		rte_log_set_level(*log_subsys[i].type, (uint32_t)e->value);
+	}
+	for (i = 0; i < RTE_DIM(log_subsys); i++)
+		rte_tel_data_add_dict_string(out, log_subsys[i].name,
+					     level_name(rte_log_get_level(*log_subsys[i].type)));
+	return 0;
+}
+
 int dps_telemetry_init(void)
 {
 	if (rte_telemetry_register_cmd("/dpsec/sa", cmd_sa,
@@ -484,6 +546,9 @@ int dps_telemetry_init(void)
 				       "Arm a capture. Param: POINT SA POLICY COUNT RATE PATH") ||
 	    rte_telemetry_register_cmd("/dpsec/capture/status", cmd_capture_status,
 				       "The capture's state. Takes no parameters") ||
+	    rte_telemetry_register_cmd(
+		    "/dpsec/log_level", cmd_log_level,
+		    "Log levels per subsystem. Param: SUBSYSTEM LEVEL to set one") ||
 	    rte_telemetry_register_cmd("/dpsec/capture/stop", cmd_capture_stop,
 				       "Stop the capture. Takes no parameters"))
 		return -1;

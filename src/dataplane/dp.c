@@ -26,6 +26,8 @@
 
 struct dp dp;
 int dp_logtype = RTE_LOGTYPE_USER1;
+int dps_logtype_pfkey = RTE_LOGTYPE_USER1;
+int dps_logtype_store = RTE_LOGTYPE_USER1;
 
 const char *const dp_counter_names[DP_CNT_MAX] = {
 #define DP_CNT_NAME(name, help) #name,
