@@ -148,6 +148,13 @@ struct dps_debug_cfg {
 	enum dps_log_level pfkey, store, dataplane;
 };
 
+/* metrics: the Prometheus /metrics HTTP endpoint of dpsecd (metrics_http.c). */
+struct dps_metrics_cfg {
+	bool enabled;	   /* off by default */
+	char address[64];  /* numeric IPv4 or IPv6 address; default 127.0.0.1 */
+	unsigned int port; /* default 9469 */
+};
+
 struct dps_config {
 	char path[256];
 	struct dps_eal_cfg eal;
@@ -170,6 +177,7 @@ struct dps_config {
 	unsigned int n_policies;
 	struct dps_policy *policies;
 	struct dps_pfkey_cfg pfkey;
+	struct dps_metrics_cfg metrics;
 };
 
 /** Fill @cfg with defaults (no ports, no workers, no routes). */

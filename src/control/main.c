@@ -20,6 +20,7 @@
 #include "control/eal.h"
 #include "control/hoststack.h"
 #include "control/lifetime.h"
+#include "control/metrics_http.h"
 #include "control/store.h"
 #include "control/telemetry.h"
 #include "dataplane/crypto.h"
@@ -193,6 +194,8 @@ static int start(struct dps_config *cfg)
 		return -1;
 	/* dpdk-dumpcap (a DPDK secondary process) captures the ports on the wire
 	 * side; without a shared configuration (in-memory EAL) it cannot attach. */
+	if (dps_metrics_http_start(&cfg->metrics) < 0)
+		return -1;
 	if (rte_pdump_init() < 0)
 		DP_LOG(WARNING, "rte_pdump_init: %s: dpdk-dumpcap cannot attach",
 		       rte_strerror(rte_errno));
@@ -249,6 +252,7 @@ int main(int argc, char **argv)
 	}
 	sd_notify(0, "STOPPING=1");
 	pfk_server_fini();
+	dps_metrics_http_stop();
 	dps_telemetry_stop();
 	dp_halt();
 	dps_store_fini();

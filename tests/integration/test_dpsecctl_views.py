@@ -9,6 +9,7 @@ each object's block says what --json says about it.
 import os
 import re
 import subprocess
+import socket
 
 import pytest
 from scapy.all import wrpcap, Ether
@@ -41,6 +42,10 @@ def gw(tmp_path_factory):
                             "dport": 22, "action": "protect", "ipsec": reqs})
     cfg["policies"].append({"direction": "in", "src": "0.0.0.0/0", "dst": "0.0.0.0/0", "proto": "icmp",
                             "action": "bypass"})
+    # dpsecd's /metrics endpoint (test_metrics.py), on a port free right now
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        cfg["metrics"] = {"enabled": True, "port": s.getsockname()[1]}
     wrpcap(f"{workdir}/LAN_IN.pcap", [Ether(f) for f in tunnels[0].lan_frames()])
     wrpcap(f"{workdir}/WAN_IN.pcap", [])
     d = Daemon(cfg, workdir)

@@ -34,6 +34,7 @@ def test_log_level_per_subsystem_at_run_time(tmp_path):
     d.start()
     try:
         assert levels(d) == {"dataplane": "info", "pfkey": "warning", "store": "notice"}
+        assert "metrics: http" not in d.read_log()   # the /metrics endpoint is off by default
         pfkey_dump(d)
         quiet = d.read_log()
         assert "pfkey: client pid" not in quiet and "message type" not in quiet
