@@ -185,3 +185,13 @@ def test_bash_completion(gw):
     assert complete(f"{DPSECCTL} -p {gw.prefix} sa show ") == want
     pols = gw.ctl_json("policy")["policies"].values()
     assert complete(f"{DPSECCTL} -p {gw.prefix} policy show ") == {str(p["id"]) for p in pols}
+
+
+def test_bash_completion_capture_and_log_level(gw):
+    assert {"capture", "log-level"} <= complete(f"{DPSECCTL} ")
+    assert complete(f"{DPSECCTL} capture --point ") == {"out-clear", "in-clear", "out-cipher", "in-cipher", "drop"}
+    assert complete(f"{DPSECCTL} capture --point drop --p") == {"--point", "--policy"}
+    sas = gw.ctl_json("sa")["sas"].values()
+    assert complete(f"{DPSECCTL} -p {gw.prefix} capture --sa ") == {str(s["id"]) for s in sas}
+    assert complete(f"{DPSECCTL} log-level ") == {"dataplane", "pfkey", "store"}
+    assert "debug" in complete(f"{DPSECCTL} log-level pfkey ")
