@@ -11,6 +11,7 @@ their reason. The inbound points are armed while the inbound SA is missing,
 then a reload adds it: its first three packets are the only ones decrypted.
 Every packet carries a comment with its point, SA, policy (and reason).
 """
+import re
 import signal
 import subprocess
 import time
@@ -162,3 +163,19 @@ def test_in_clear_is_the_decrypted_plaintext(gw):
     assert [raw(k)[14:] for k in pkts] == [forwarded(x) for x in t.in_inner]
     for k in pkts:
         assert comment(k) == f"point in-clear sa {sa[t.spi_in]} policy {pol['fwd']} port wan"
+
+
+def test_rate_bounds_the_copies_and_counts_the_skipped(gw):
+    """--rate 20 for 2 s against lan's flood: at most 20 a second (plus the
+    bucket's burst of 2) reach the file, the rest are counted as skipped."""
+    d, t, _, workdir = gw
+    out = f"{workdir}/rate.pcapng"
+    t0 = time.monotonic()
+    pkts, p = capture(d, "--point", "out-clear", "--rate", "20", "--timeout", "2", out=out)
+    elapsed = time.monotonic() - t0
+    m = re.search(rb"(\d+) packets captured at out-clear, (\d+) skipped", p.stderr)
+    assert m, p.stderr
+    written, skipped = int(m.group(1)), int(m.group(2))
+    assert written == len(pkts)
+    assert 20 <= written <= 20 * elapsed + 2, (written, elapsed)
+    assert skipped > 10 * written, skipped
