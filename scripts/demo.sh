@@ -109,6 +109,24 @@ step "ping through the tunnel, both ways"
 inns demo-a ping -c 3 -i 0.2 10.2.0.2
 inns demo-b ping -c 3 -i 0.2 10.1.0.2
 
+step "enc(4): one ping as dpsecd saw it in the clear (dpsecctl capture --point out-clear), beside its ESP on the wire"
+# dpsecd copies the next protected packet before protection; tcpdump on gateway B's
+# outside takes the next ESP-in-UDP packet (not IKE: its non-ESP marker is zero)
+$DPSECCTL capture --point out-clear -c 1 --timeout 10 -w "$DIR/clear.pcapng" 2>"$DIR/capture.err" &
+cap=$!
+inns demo-gwb tcpdump -n -i demo-gwb-w -c 1 -w "$DIR/wire.pcap" 'udp port 4500 and udp[8:4] != 0' 2>/dev/null &
+td=$!
+for _ in $(seq 50); do $DPSECCTL raw /dpsec/capture/status 2>/dev/null | grep -q '"armed": 1' && break; sleep 0.1; done
+sleep 0.5 # tcpdump's filter in place
+inns demo-a ping -c 1 -W 2 10.2.0.2 >/dev/null || true
+wait $cap || cat "$DIR/capture.err"
+wait $td || true
+paste <(echo "in the clear, before ESP (dpsecd out-clear):"; tcpdump -n -r "$DIR/clear.pcapng" 2>/dev/null | cut -c1-80) \
+	<(echo "on the wire (gateway B's outside):"; tcpdump -n -r "$DIR/wire.pcap" 2>/dev/null | cut -c1-80) |
+	column -t -s $'\t'
+python3 -c 'import sys; from scapy.all import rdpcap; print("pcapng comment:", rdpcap(sys.argv[1])[0].comment.decode())' \
+	"$DIR/clear.pcapng" 2>/dev/null || true # point, SA, policy, port
+
 step "the internet link carries only IKE and ESP in UDP (tcpdump on gateway B's outside)"
 inns demo-gwb tcpdump -n -i demo-gwb-w -c 6 udp 2>/dev/null &
 td=$!

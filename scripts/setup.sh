@@ -11,7 +11,7 @@ PKGS=(
 	# build
 	build-essential meson ninja-build pkg-config clang-format
 	dpdk dpdk-dev libdpdk-dev libipsec-mb-dev libssl-dev libyaml-dev libcmocka-dev libsystemd-dev
-	libisal-dev zlib1g-dev libpcap-dev libjansson-dev
+	libisal-dev zlib1g-dev libpcap-dev libjansson-dev libmicrohttpd-dev
 	# sanitizers + fuzzing
 	clang libclang-rt-14-dev
 	# tests and demo

@@ -159,6 +159,9 @@ int dps_store_commit(void)
 	ipsec->active = dps_store.n_pol || dps_store.n_sas ||
 			dps_store.def.def_policy4 == DPS_ACTION_DISCARD ||
 			dps_store.def.def_policy6 == DPS_ACTION_DISCARD;
+	ipsec->proto_off = (dps_store.def.esp_enable ? 0 : DP_OFF_ESP) |
+			   (dps_store.def.ah_enable ? 0 : DP_OFF_AH) |
+			   (dps_store.def.ipcomp_enable ? 0 : DP_OFF_IPCOMP);
 	ipsec->spd = dps_spd_next(dps_store.gen);
 	if (ipsec->spd == NULL || sad_prepare(ipsec) < 0) {
 		sad_abort();

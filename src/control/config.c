@@ -88,6 +88,49 @@ static const struct dps_field dps_pfkey_fields[] = {
 
 DPS_SCHEMA(dps_pfkey_schema, dps_pfkey_fields, NULL);
 
+static const struct dps_field dps_debug_fields[] = {
+	{.key = "pfkey",
+	 .parse = dps_parse_enum,
+	 DPS_AT(struct dps_debug_cfg, pfkey),
+	 .names = dps_log_levels},
+	{.key = "store",
+	 .parse = dps_parse_enum,
+	 DPS_AT(struct dps_debug_cfg, store),
+	 .names = dps_log_levels},
+	{.key = "dataplane",
+	 .parse = dps_parse_enum,
+	 DPS_AT(struct dps_debug_cfg, dataplane),
+	 .names = dps_log_levels},
+	{0},
+};
+
+DPS_SCHEMA(dps_debug_schema, dps_debug_fields, NULL);
+
+static const char *dps_valid_ip(const char *s)
+{
+	struct in6_addr a;
+
+	if (inet_pton(AF_INET, s, &a) == 1 || inet_pton(AF_INET6, s, &a) == 1)
+		return NULL;
+	return "must be a numeric IPv4 or IPv6 address";
+}
+
+static const struct dps_field dps_metrics_fields[] = {
+	{.key = "enabled", .parse = dps_parse_bool, DPS_AT(struct dps_metrics_cfg, enabled)},
+	{.key = "address",
+	 .parse = dps_parse_str,
+	 DPS_AT(struct dps_metrics_cfg, address),
+	 .valid = dps_valid_ip},
+	{.key = "port",
+	 .parse = dps_parse_uint,
+	 DPS_AT(struct dps_metrics_cfg, port),
+	 .min = 1,
+	 .max = 65535},
+	{0},
+};
+
+DPS_SCHEMA(dps_metrics_schema, dps_metrics_fields, NULL);
+
 /* Order matters: see the top of this file. */
 static const struct dps_field dps_top_fields[] = {
 	{.key = "eal",
@@ -98,6 +141,10 @@ static const struct dps_field dps_top_fields[] = {
 	 .parse = dps_parse_enum,
 	 DPS_AT(struct dps_config, log_level),
 	 .names = dps_log_levels},
+	{.key = "debug",
+	 .parse = dps_parse_map,
+	 .off = offsetof(struct dps_config, debug),
+	 .map = &dps_debug_schema},
 	{.key = "dataplane",
 	 .parse = dps_parse_map,
 	 .off = offsetof(struct dps_config, dataplane),
@@ -124,6 +171,10 @@ static const struct dps_field dps_top_fields[] = {
 	 .parse = dps_parse_map,
 	 .off = offsetof(struct dps_config, pfkey),
 	 .map = &dps_pfkey_schema},
+	{.key = "metrics",
+	 .parse = dps_parse_map,
+	 .off = offsetof(struct dps_config, metrics),
+	 .map = &dps_metrics_schema},
 	{0},
 };
 
@@ -166,10 +217,14 @@ void dps_config_defaults(struct dps_config *cfg)
 	cfg->ipsec.ah_net_deflev = DPS_LEVEL_USE;
 	cfg->ipsec.dfbit = DPS_DF_COPY;
 	cfg->ipsec.ecn = true;
+	cfg->ipsec.esp_enable = cfg->ipsec.ah_enable = cfg->ipsec.ipcomp_enable = true;
 	cfg->ipsec.ah_cleartos = true;
 	cfg->ipsec.replay_window = 64;
+	cfg->ipsec.policy_log_interval_ms = 1000; /* Solaris ipsec_policy_log_interval */
 	cfg->pfkey.enabled = true;
 	dps_strlcpy(cfg->pfkey.socket, "/run/dpsec/pfkey.sock", sizeof(cfg->pfkey.socket));
+	dps_strlcpy(cfg->metrics.address, "127.0.0.1", sizeof(cfg->metrics.address));
+	cfg->metrics.port = 9469;
 	dps_strlcpy(cfg->pfkey.state, "/run/dpsec/pfkey.state", sizeof(cfg->pfkey.state));
 	cfg->pfkey.acquire_retry_s = 30; /* Linux: XFRM_ACQ_EXPIRES */
 	cfg->pfkey.acquire_rate = 100;

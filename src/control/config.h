@@ -142,10 +142,24 @@ struct dps_pfkey_cfg {
 	unsigned int larval_s;	      /* a GETSPI reservation without UPDATE expires after this */
 };
 
+/* debug: log levels per subsystem (0: log_level's); dpsecctl log-level
+ * changes them at run time. */
+struct dps_debug_cfg {
+	enum dps_log_level pfkey, store, dataplane;
+};
+
+/* metrics: the Prometheus /metrics HTTP endpoint of dpsecd (metrics_http.c). */
+struct dps_metrics_cfg {
+	bool enabled;	   /* off by default */
+	char address[64];  /* numeric IPv4 or IPv6 address; default 127.0.0.1 */
+	unsigned int port; /* default 9469 */
+};
+
 struct dps_config {
 	char path[256];
 	struct dps_eal_cfg eal;
 	enum dps_log_level log_level;
+	struct dps_debug_cfg debug;
 	struct dps_dataplane_cfg dataplane;
 	struct dps_neigh_params neigh;
 	unsigned int n_ports;
@@ -163,6 +177,7 @@ struct dps_config {
 	unsigned int n_policies;
 	struct dps_policy *policies;
 	struct dps_pfkey_cfg pfkey;
+	struct dps_metrics_cfg metrics;
 };
 
 /** Fill @cfg with defaults (no ports, no workers, no routes). */

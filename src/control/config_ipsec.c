@@ -202,6 +202,26 @@ static const struct dps_field dps_ipsec_fields[] = {
 	 DPS_AT(struct dps_ipsec_defaults, replay_window),
 	 .min = 64,
 	 .max = 65536},
+	{.key = "esp_enable",
+	 .parse = dps_parse_bool,
+	 DPS_AT(struct dps_ipsec_defaults, esp_enable)},
+	{.key = "ah_enable", .parse = dps_parse_bool, DPS_AT(struct dps_ipsec_defaults, ah_enable)},
+	{.key = "ipcomp_enable",
+	 .parse = dps_parse_bool,
+	 DPS_AT(struct dps_ipsec_defaults, ipcomp_enable)},
+	{.key = "icmp_accept_clear",
+	 .parse = dps_parse_bool,
+	 DPS_AT(struct dps_ipsec_defaults, icmp_accept_clear)},
+	{.key = "igmp_accept_clear",
+	 .parse = dps_parse_bool,
+	 DPS_AT(struct dps_ipsec_defaults, igmp_accept_clear)},
+	{.key = "pim_accept_clear",
+	 .parse = dps_parse_bool,
+	 DPS_AT(struct dps_ipsec_defaults, pim_accept_clear)},
+	{.key = "policy_log_interval_ms",
+	 .parse = dps_parse_uint,
+	 DPS_AT(struct dps_ipsec_defaults, policy_log_interval_ms),
+	 .max = 3600000},
 	{0},
 };
 
@@ -551,6 +571,10 @@ static int dps_sa_check(struct dps_ctx *ctx, yaml_node_t *map, void *obj)
 		sa->encap_sport = sa->encap_dport = 0;
 	if (dps_sa_check_unique(ctx, map, sa))
 		return -1;
+	if (!dps_proto_enabled(&ctx->cfg->ipsec, sa->proto))
+		return dps_err_key(ctx, map, "proto", "%s is disabled (ipsec.%s_enable: false)",
+				   dps_enum_name(dps_ipsec_protos, sa->proto),
+				   dps_enum_name(dps_ipsec_protos, sa->proto));
 	/* Until AH and IPComp run: dpsecd refuses them with dp_crypto_xforms()'s words. */
 	if (ctx->runnable && sa->proto != DPS_PROTO_ESP)
 		return dps_err_key(ctx, map, "proto", "only ESP SAs run on the dataplane so far");

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "control/config.h"
+#include "control/dpsecctl_capture.h"
 #include "control/dpsecctl_metrics.h"
 #include "control/dpsecctl_monitor.h"
 #include "control/dpsecctl_view.h"
@@ -1110,6 +1111,50 @@ static int cmd_stats(struct ctl *ctl, const struct command *c, int argc, char **
 	return ret;
 }
 
+static json_t *capture_query(void *ctx, const char *cmd)
+{
+	return tel_query(ctx, cmd);
+}
+
+static int cmd_capture(struct ctl *ctl, const struct command *c, int argc, char **argv)
+{
+	(void)c;
+	return dps_capture_run(argc + 1, argv - 1, capture_query, ctl);
+}
+
+/* log-level [SUBSYSTEM LEVEL]: the levels, after setting one. */
+static int cmd_log_level(struct ctl *ctl, const struct command *c, int argc, char **argv)
+{
+	const char *names[] = {"dataplane", "pfkey", "store"};
+	char *cmd;
+	json_t *v;
+	int ret = EXIT_SUCCESS;
+
+	(void)c;
+	if (argc != 0 && argc != 2) {
+		err_msg("log-level: expected no argument, or SUBSYSTEM LEVEL");
+		return EXIT_USAGE;
+	}
+	cmd = argc ? xasprintf("/dpsec/log_level,%s %s", argv[0], argv[1])
+		   : xstrdup("/dpsec/log_level");
+	v = tel_query(ctl, cmd);
+	free(cmd);
+	if (!v)
+		return EXIT_FAILURE;
+	if (json_is_string(json_object_get(v, "error"))) {
+		err_msg("log-level: %s", json_string_value(json_object_get(v, "error")));
+		ret = EXIT_FAILURE;
+	} else if (ctl->json) {
+		ret = print_json(ctl->out, v) ? EXIT_FAILURE : EXIT_SUCCESS;
+	} else {
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			fprintf(ctl->out, "%-10s %s\n", names[i],
+				json_string_value(json_object_get(v, names[i])) ?: "?");
+	}
+	json_decref(v);
+	return ret;
+}
+
 static int cmd_raw(struct ctl *ctl, const struct command *c, int argc, char **argv)
 {
 	json_t *reply;
@@ -1197,6 +1242,20 @@ static const struct command commands[] = {
 		.name = "monitor",
 		.help = "stream SA and policy changes, EXPIREs and ACQUIREs (PF_KEY)",
 		.run = cmd_monitor,
+	},
+	{
+		.name = "capture",
+		.args = "--point P [--sa ID] [--policy ID] [-c N] [-w FILE|-]",
+		.help = "pcapng of the packets at an IPsec point (out-clear, in-clear, "
+			"out-cipher, in-cipher, drop)",
+		.run = cmd_capture,
+	},
+	{
+		.name = "log-level",
+		.args = "[SUBSYSTEM LEVEL]",
+		.help = "log levels of dataplane, pfkey and store; set one at run time",
+		.run = cmd_log_level,
+		.max_args = 2,
 	},
 	{
 		.name = "raw",
@@ -1340,8 +1399,13 @@ int main(int argc, char **argv)
 	struct ctl ctl = {.fd = -1};
 	const struct command *cmd;
 	int opt, ret;
+	bool capture = false;
 
-	while ((opt = getopt_long(argc, argv, "c:p:s:javh", longopts, NULL)) != -1) {
+	/* capture has options of its own (-c COUNT): the global ones go before it */
+	for (int i = 1; i < argc; i++)
+		capture |= strcmp(argv[i], "capture") == 0;
+	while ((opt = getopt_long(argc, argv, capture ? "+c:p:s:javh" : "c:p:s:javh", longopts,
+				  NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			config = optarg;

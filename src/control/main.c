@@ -14,11 +14,13 @@
 
 #include <rte_eal.h>
 #include <rte_log.h>
+#include <rte_pdump.h>
 
 #include "control/config.h"
 #include "control/eal.h"
 #include "control/hoststack.h"
 #include "control/lifetime.h"
+#include "control/metrics_http.h"
 #include "control/store.h"
 #include "control/telemetry.h"
 #include "dataplane/crypto.h"
@@ -152,11 +154,24 @@ static int eal_start(struct dps_config *cfg, const char *prog)
 	return 0;
 }
 
+/* A subsystem's log type at its debug level, or log_level's. */
+static int dps_log_register(const char *name, enum dps_log_level level, enum dps_log_level dflt)
+{
+	int t = rte_log_register_type_and_pick_level(name, (uint32_t)(level ? level : dflt));
+
+	return t < 0 ? RTE_LOGTYPE_USER1 : t;
+}
+
 static int start(struct dps_config *cfg)
 {
-	dp_logtype = rte_log_register_type_and_pick_level("dpsec", (uint32_t)cfg->log_level);
-	if (dp_logtype < 0)
-		dp_logtype = RTE_LOGTYPE_USER1;
+	dp_logtype = dps_log_register("dpsec", cfg->debug.dataplane, cfg->log_level);
+	dps_logtype_pfkey = dps_log_register("dpsec.pfkey", cfg->debug.pfkey, cfg->log_level);
+	dps_logtype_store = dps_log_register("dpsec.store", cfg->debug.store, cfg->log_level);
+	/* rte_log also wants the global level (EAL's --log-level=log_level) */
+	rte_log_set_global_level(RTE_MAX(
+		(uint32_t)cfg->log_level,
+		RTE_MAX((uint32_t)cfg->debug.pfkey,
+			RTE_MAX((uint32_t)cfg->debug.store, (uint32_t)cfg->debug.dataplane))));
 	char err[512];
 
 	if (dp_init(cfg) < 0 || dp_crypto_init(&cfg->crypto, cfg->n_workers) < 0)
@@ -177,6 +192,13 @@ static int start(struct dps_config *cfg)
 	if (dp_start() < 0 || dps_hoststack_setup(cfg) < 0 || dps_telemetry_init() < 0 ||
 	    pfk_server_init(cfg) < 0)
 		return -1;
+	/* dpdk-dumpcap (a DPDK secondary process) captures the ports on the wire
+	 * side; without a shared configuration (in-memory EAL) it cannot attach. */
+	if (dps_metrics_http_start(&cfg->metrics) < 0)
+		return -1;
+	if (rte_pdump_init() < 0)
+		DP_LOG(WARNING, "rte_pdump_init: %s: dpdk-dumpcap cannot attach",
+		       rte_strerror(rte_errno));
 	return 0;
 }
 
@@ -231,10 +253,12 @@ int main(int argc, char **argv)
 	}
 	sd_notify(0, "STOPPING=1");
 	pfk_server_fini();
+	dps_metrics_http_stop();
 	dps_telemetry_stop();
 	dp_halt();
 	dps_store_fini();
 	dp_crypto_fini();
+	rte_pdump_uninit();
 	dp_stop();
 	rte_eal_cleanup();
 	dps_config_free(&cfg);

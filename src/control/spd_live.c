@@ -779,6 +779,9 @@ struct dp_spd *dps_spd_next(uint64_t gen)
 		dps_store.def.def_policy4 == DPS_ACTION_DISCARD ? DP_V_DISCARD : DP_V_BYPASS;
 	spd->def_verdict[1] =
 		dps_store.def.def_policy6 == DPS_ACTION_DISCARD ? DP_V_DISCARD : DP_V_BYPASS;
+	spd->accept_clear = (dps_store.def.icmp_accept_clear ? DP_CLEAR_ICMP : 0) |
+			    (dps_store.def.igmp_accept_clear ? DP_CLEAR_IGMP : 0) |
+			    (dps_store.def.pim_accept_clear ? DP_CLEAR_PIM : 0);
 	spd->recent[0] = L.rec[0];
 	spd->recent[1] = L.rec[1];
 	return spd;

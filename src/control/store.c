@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
+#define DP_LOG_TYPE dps_logtype_store /* common/log.h */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -306,6 +307,11 @@ struct dp_sa *dps_store_sa_make(const struct dps_sa *sa, int inner,
 {
 	if (sa->dir != DPS_DIR_IN && sa->dir != DPS_DIR_OUT) {
 		snprintf(err, errlen, "SA direction must be in or out");
+		return NULL;
+	}
+	if (!dps_proto_enabled(def, sa->proto)) {
+		snprintf(err, errlen, "%s is disabled (ipsec.%s_enable: false)",
+			 dps_ipsec_proto_name(sa->proto), dps_ipsec_proto_name(sa->proto));
 		return NULL;
 	}
 	return dp_sa_create(sa, inner, def, err, errlen);

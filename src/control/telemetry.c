@@ -9,9 +9,11 @@
 #include <rte_ethdev.h>
 #include <rte_telemetry.h>
 
+#include "control/config_schema.h"
 #include "control/ipsec_stats.h"
 #include "control/store.h"
 #include "control/telemetry.h"
+#include "dataplane/capture.h"
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "dataplane/neigh.h"
@@ -399,6 +401,136 @@ static int cmd_proto_stats(const char *cmd, const char *params, struct rte_tel_d
 	return 0;
 }
 
+/*
+ * /dpsec/capture/start,POINT SA POLICY COUNT RATE PATH (dpsecctl capture):
+ * arm a capture at an IPsec point (capture.h). Answers {"error": "..."} or
+ * {"started": 1}.
+ */
+static int cmd_capture_start(const char *cmd, const char *params, struct rte_tel_data *out)
+{
+	char point[16], err[160] = "";
+	unsigned int sa, pol, rate;
+	unsigned long long count;
+	int n = 0;
+	uint8_t pt;
+
+	(void)cmd;
+	if (!live)
+		return -1;
+	rte_tel_data_start_dict(out);
+	if (params == NULL ||
+	    sscanf(params, "%15s %u %u %llu %u %n", point, &sa, &pol, &count, &rate, &n) != 5 ||
+	    n == 0 || params[n] == '\0') {
+		rte_tel_data_add_dict_string(out, "error",
+					     "expected POINT SA POLICY COUNT RATE PATH");
+		return 0;
+	}
+	for (pt = 0; pt < DP_CAP_MAX; pt++)
+		if (!strcmp(point, dp_cap_point_names[pt]))
+			break;
+	if (pt == DP_CAP_MAX)
+		snprintf(err, sizeof(err), "unknown point %s", point);
+	else if (pol && (pt == DP_CAP_OUT_CIPHER || pt == DP_CAP_IN_CIPHER))
+		snprintf(err, sizeof(err), "%s knows no policy: filter by SA", point);
+	else
+		dp_cap_start(pt, sa, pol, count, rate, params + n, err, sizeof(err));
+	if (err[0])
+		rte_tel_data_add_dict_string(out, "error", err);
+	else
+		rte_tel_data_add_dict_int(out, "started", 1);
+	return 0;
+}
+
+static int cmd_capture_status(const char *cmd, const char *params, struct rte_tel_data *out)
+{
+	struct dp_cap_status st;
+
+	(void)cmd, (void)params;
+	if (!live)
+		return -1;
+	dp_cap_status(&st);
+	rte_tel_data_start_dict(out);
+	rte_tel_data_add_dict_string(out, "point", dp_cap_point_names[st.point % DP_CAP_MAX]);
+	rte_tel_data_add_dict_int(out, "armed", st.armed);
+	rte_tel_data_add_dict_int(out, "done", st.done);
+	rte_tel_data_add_dict_u64(out, "written", st.written);
+	rte_tel_data_add_dict_u64(out, "skipped", st.skipped);
+	rte_tel_data_add_dict_u64(out, "count", st.count);
+	return 0;
+}
+
+static int cmd_capture_stop(const char *cmd, const char *params, struct rte_tel_data *out)
+{
+	(void)cmd, (void)params;
+	if (!live)
+		return -1;
+	dp_cap_stop();
+	rte_tel_data_start_dict(out);
+	rte_tel_data_add_dict_int(out, "stopping", 1);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int *type;
+} log_subsys[] = {
+	{"dataplane", &dp_logtype},
+	{"pfkey", &dps_logtype_pfkey},
+	{"store", &dps_logtype_store},
+};
+
+static const char *level_name(int level)
+{
+	for (const struct dps_enum *e = dps_log_levels; e->name; e++)
+		if (e->value == level)
+			return e->name;
+	return "?";
+}
+
+/*
+ * /dpsec/log_level[,SUBSYSTEM LEVEL] (dpsecctl log-level): set a subsystem's
+ * log level; answer every subsystem's level, or {"error": ...}.
+ */
+static int cmd_log_level(const char *cmd, const char *params, struct rte_tel_data *out)
+{
+	char sub[16], lvl[16];
+	size_t i;
+
+	(void)cmd;
+	rte_tel_data_start_dict(out);
+	if (params != NULL && params[0] != '\0') {
+		const struct dps_enum *e;
+
+		if (sscanf(params, "%15s %15s", sub, lvl) != 2) {
+			rte_tel_data_add_dict_string(out, "error", "expected SUBSYSTEM LEVEL");
+			return 0;
+		}
+		for (i = 0; i < RTE_DIM(log_subsys); i++)
+			if (!strcmp(sub, log_subsys[i].name))
+				break;
+		for (e = dps_log_levels; e->name && strcmp(e->name, lvl); e++)
+			;
+		if (i == RTE_DIM(log_subsys) || e->name == NULL) {
+			rte_tel_data_add_dict_string(
+				out, "error",
+				i == RTE_DIM(log_subsys)
+					? "unknown subsystem: dataplane, pfkey or store"
+					: "unknown level: emerg, alert, crit, err, warning, "
+					  "notice, "
+					  "info or debug");
+			return 0;
+		}
+		/* rte_log also wants the global level (EAL's --log-level) */
+		if ((uint32_t)e->value > rte_log_get_global_level())
+			rte_log_set_global_level((uint32_t)e->value);
+		rte_log_set_level(*log_subsys[i].type, (uint32_t)e->value);
+	}
+	for (i = 0; i < RTE_DIM(log_subsys); i++)
+		rte_tel_data_add_dict_string(out, log_subsys[i].name,
+					     level_name(rte_log_get_level(*log_subsys[i].type)));
+	return 0;
+}
+
 int dps_telemetry_init(void)
 {
 	if (rte_telemetry_register_cmd("/dpsec/sa", cmd_sa,
@@ -414,7 +546,16 @@ int dps_telemetry_init(void)
 	    rte_telemetry_register_cmd("/dpsec/neighbours", cmd_neighbours,
 				       "ARP/ND neighbour table. Takes no parameters") ||
 	    rte_telemetry_register_cmd("/dpsec/info", cmd_info,
-				       "Daemon information. Takes no parameters"))
+				       "Daemon information. Takes no parameters") ||
+	    rte_telemetry_register_cmd("/dpsec/capture/start", cmd_capture_start,
+				       "Arm a capture. Param: POINT SA POLICY COUNT RATE PATH") ||
+	    rte_telemetry_register_cmd("/dpsec/capture/status", cmd_capture_status,
+				       "The capture's state. Takes no parameters") ||
+	    rte_telemetry_register_cmd(
+		    "/dpsec/log_level", cmd_log_level,
+		    "Log levels per subsystem. Param: SUBSYSTEM LEVEL to set one") ||
+	    rte_telemetry_register_cmd("/dpsec/capture/stop", cmd_capture_stop,
+				       "Stop the capture. Takes no parameters"))
 		return -1;
 	for (unsigned int p = 0; p < DPS_STATS_NPROTO; p++) {
 		char name[32];

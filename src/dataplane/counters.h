@@ -41,6 +41,8 @@
 	X(drop_no_sa, "dropped: policy requires IPsec and no SA exists yet")                       \
 	X(drop_plaintext, "dropped: plaintext where the inbound policy requires IPsec")            \
 	X(drop_unknown_spi, "dropped: ESP for an SPI with no inbound SA")                          \
+	X(drop_proto_off, "dropped: ESP, AH or IPComp for the gateway, protocol disabled "         \
+			  "(ipsec.*_enable)")                                                      \
 	X(drop_esp_malformed, "dropped: ESP or ESP-in-UDP too short to carry an SPI")              \
 	X(drop_tx_full, "dropped: transmit queue full")                                            \
 	X(icmp_ptb_sent, "ICMP fragmentation needed / ICMPv6 packet too big sent to a sender")     \

@@ -11,6 +11,7 @@
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "dataplane/esp.h"
+#include "dataplane/polog.h"
 #include "dataplane/port.h"
 #include "dataplane/sa.h"
 
@@ -336,6 +337,17 @@ static inline uint16_t sa_process(struct dp_sa *sa, struct rte_mbuf **mb, uint16
 	return k;
 }
 
+/* What lib/ipsec's prepare refused: inbound, a replay before the crypto (the
+ * policy-failure log records it). */
+static inline void prep_drop(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb,
+			     uint16_t k, uint16_t n, int prep_fail)
+{
+	if (unlikely(k < n) && prep_fail == DP_SA_CNT_drop_replay)
+		for (uint16_t i = k; i < n; i++)
+			dp_polog_sa(w, mb[i], DP_POLOG_replay, sa);
+	dp_sa_drop(sa, w->id, mb, k, n, prep_fail);
+}
+
 void dp_crypto_enqueue(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n,
 		       int prep_fail)
 {
@@ -348,7 +360,7 @@ void dp_crypto_enqueue(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **
 		return;
 	}
 	k = rte_ipsec_pkt_crypto_prepare(&sa->ss, mb, cop, n);
-	dp_sa_drop(sa, w->id, mb, k, n, prep_fail);
+	prep_drop(w, sa, mb, k, n, prep_fail);
 	sent = rte_cryptodev_enqueue_burst(sa->ss.crypto.dev_id, w->id, cop, k);
 	w->inflight += sent;
 	dp_sa_drop(sa, w->id, mb, sent, k, DP_SA_CNT_drop_crypto);
@@ -365,7 +377,7 @@ void dp_crypto_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_s
 		return;
 	}
 	k = rte_ipsec_pkt_cpu_prepare(&sa->ss, mb, n);
-	dp_sa_drop(sa, w->id, mb, k, n, sa->prep_fail);
+	prep_drop(w, sa, mb, k, n, sa->prep_fail);
 	sa->xf->finish(w, s, sa, mb, sa_process(sa, mb, k), k);
 }
 

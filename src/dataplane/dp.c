@@ -10,9 +10,11 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 
+#include "dataplane/capture.h"
 #include "dataplane/dp.h"
 #include "dataplane/frag.h"
 #include "dataplane/neigh.h"
+#include "dataplane/polog.h"
 #include "dataplane/port.h"
 #include "dataplane/snapshot.h"
 #include "dataplane/worker.h"
@@ -24,6 +26,8 @@
 
 struct dp dp;
 int dp_logtype = RTE_LOGTYPE_USER1;
+int dps_logtype_pfkey = RTE_LOGTYPE_USER1;
+int dps_logtype_store = RTE_LOGTYPE_USER1;
 
 const char *const dp_counter_names[DP_CNT_MAX] = {
 #define DP_CNT_NAME(name, help) #name,
@@ -126,6 +130,8 @@ int dp_init(const struct dps_config *cfg)
 			return -1;
 	}
 	workers_bind_queues(cfg);
+	if (dp_polog_init(cfg->ipsec.policy_log_interval_ms) < 0 || dp_cap_init() < 0)
+		return -1;
 	dp.neigh = dp_neigh_create(&cfg->neigh);
 	if (dp.neigh == NULL)
 		return -1;
@@ -183,6 +189,8 @@ void dp_stop(void)
 			rte_pktmbuf_free(m);
 		rte_ring_free(dp.ctrl);
 	}
+	dp_polog_fini();
+	dp_cap_fini();
 	dp_neigh_destroy(dp.neigh);
 	for (uint16_t i = 0; i < dp.n_ports; i++)
 		dp_port_close(i);
@@ -226,6 +234,8 @@ void dp_control_poll(void)
 		}
 	}
 	now = dp_now_ms();
+	dp_polog_drain(now);
+	dp_cap_poll();
 	if (now >= next_timer) {
 		dp_neigh_timer(dp.neigh, now);
 		next_timer = now + NEIGH_TIMER_MS;

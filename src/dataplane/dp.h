@@ -25,6 +25,7 @@
 
 struct dp_snapshot;
 struct dp_sa;
+struct dp_cap_spec;
 struct dp_neigh_table;
 struct rte_ip_frag_tbl;
 struct rte_ip_frag_death_row;
@@ -123,6 +124,19 @@ struct dp_worker {
 	struct rte_ip_frag_death_row *death_row;
 	/* the sub-bursts between the stages of the packet path (stage.h) */
 	struct dp_stages st;
+	/* Operator features, after everything the packet path reads (so that
+	 * they move none of it): */
+	/* The policy-failure log (polog.h): TSC cycles between records (0: off),
+	 * when the next may go, drops not recorded since the last */
+	uint64_t polog_cycles;
+	uint64_t polog_next;
+	uint64_t polog_supp;
+	/* The armed capture (capture.h), loaded once per loop: NULL, none */
+	const struct dp_cap_spec *cap;
+	uint32_t cap_gen;
+	uint64_t cap_tokens;
+	uint64_t cap_last;
+	uint64_t cap_skipped; /* only ever grows; the control thread takes differences */
 } __rte_cache_aligned;
 
 struct dp {

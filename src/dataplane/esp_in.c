@@ -17,6 +17,7 @@
 #include "dataplane/cksum.h"
 #include "dataplane/crypto.h"
 #include "dataplane/esp.h"
+#include "dataplane/polog.h"
 #include "dataplane/replay.h"
 #include "dataplane/worker.h"
 #include "dataplane/xform.h"
@@ -164,6 +165,7 @@ void dp_esp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 		struct dp_sa *x = sa[i];
 
 		if (x == NULL) {
+			dp_polog(w, port, pkts[i], DP_POLOG_unknown_spi, NULL, NULL);
 			dp_drop(w, port, pkts[i], DP_CNT_drop_unknown_spi);
 			continue;
 		}
@@ -346,7 +348,12 @@ static inline void esp_inb_finish(struct dp_worker *w, struct dp_sa *sa, struct 
 	uint16_t good = 0;
 
 	for (uint16_t i = k; i < n; i++) {
-		dp_sa_count(sa, w->id, in_failure(mb[i]), 1);
+		enum dp_sa_counter c = in_failure(mb[i]);
+
+		if (c != DP_SA_CNT_drop_pad)
+			dp_polog_sa(w, mb[i],
+				    c == DP_SA_CNT_drop_auth ? DP_POLOG_auth : DP_POLOG_replay, sa);
+		dp_sa_count(sa, w->id, c, 1);
 		rte_pktmbuf_free(mb[i]);
 	}
 	if (k && sa->first_use_ms == 0)

@@ -9,6 +9,7 @@
 #include <rte_ipsec.h>
 #include <rte_udp.h>
 
+#include "dataplane/capture.h"
 #include "dataplane/cksum.h"
 #include "dataplane/esp.h"
 #include "dataplane/output.h"
@@ -126,6 +127,7 @@ static inline void esp_outb_finish(struct dp_worker *w, const struct dp_snapshot
 	const struct dp_neigh *neigh;
 	uint64_t bytes = 0;
 	uint16_t sent = 0, mtu;
+	const bool cap = w->cap != NULL; /* once per group, not per packet */
 	bool big;
 
 	dp_sa_drop(sa, w->id, mb, k, n, DP_SA_CNT_drop_crypto);
@@ -158,6 +160,8 @@ static inline void esp_outb_finish(struct dp_worker *w, const struct dp_snapshot
 			outer4_fix(m, copy_df);
 		else if (udp6)
 			udp6_cksum(m);
+		if (unlikely(cap)) /* the capture's out-cipher point */
+			dp_cap_pkt(w, DP_CAP_OUT_CIPHER, m, in, NULL, sa, 0);
 		bytes += dp_meta(m)->pre_len;
 		sent++;
 		dp_count(w, in, DP_CNT_ipsec_out);

@@ -57,6 +57,19 @@ static inline bool is_esp(const struct dp_ipsec *ipsec, struct rte_mbuf *m, int 
 	return false;
 }
 
+/* ESP (or ESP-in-UDP), AH or IPComp whose ipsec.*_enable is off. */
+static bool proto_off(const struct dp_ipsec *ipsec, struct rte_mbuf *m, int v6)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, RTE_ETHER_HDR_LEN);
+	uint8_t proto = v6 ? ip[6] : ip[9];
+
+	if (proto == IPPROTO_AH)
+		return ipsec->proto_off & DP_OFF_AH;
+	if (proto == IPPROTO_COMP)
+		return ipsec->proto_off & DP_OFF_IPCOMP;
+	return (ipsec->proto_off & DP_OFF_ESP) && is_esp(ipsec, m, v6);
+}
+
 static inline void to_burst(struct dp_burst *b, struct rte_mbuf *m, const struct dp_nexthop *nh)
 {
 	b->m[b->n] = m;
@@ -85,7 +98,13 @@ static void sort_out(struct dp_worker *w, const struct dp_snapshot *s, uint16_t 
 			to_burst(&st->fwd, pkts[i], nh[i]);
 			continue;
 		case C_LOCAL_ESP:
-			if (!ipsec->active || decrypted)
+			if (decrypted)
+				break;
+			if (unlikely(ipsec->proto_off) && proto_off(ipsec, pkts[i], v6)) {
+				dp_drop(w, in, pkts[i], DP_CNT_drop_proto_off);
+				continue;
+			}
+			if (!ipsec->active)
 				break;
 			if (unlikely(dp_is_fragment(pkts[i], v6)) &&
 			    (pkts[i] = dp_reasm(w, in, pkts[i], v6)) == NULL)

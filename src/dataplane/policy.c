@@ -7,7 +7,9 @@
 #include <rte_ip.h>
 #include <rte_udp.h>
 
+#include "dataplane/capture.h"
 #include "dataplane/policy.h"
+#include "dataplane/polog.h"
 #include "dataplane/sa.h"
 #include "dataplane/spd.h"
 #include "dataplane/worker.h"
@@ -24,6 +26,18 @@ static inline uint8_t verdict_of(const struct dp_spd *spd, const struct dp_polic
 	return p->verdict;
 }
 
+/* Solaris' *_accept_clear: ICMP, IGMP or PIM in clear through a require
+ * policy (the first next header of IPv6, as the SPD key takes it). */
+static bool accept_clear(uint8_t bits, struct rte_mbuf *m, int v6)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, RTE_ETHER_HDR_LEN);
+	uint8_t proto = v6 ? ip[6] : ip[9];
+
+	return ((bits & DP_CLEAR_ICMP) && proto == (v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP)) ||
+	       ((bits & DP_CLEAR_IGMP) && !v6 && proto == IPPROTO_IGMP) ||
+	       ((bits & DP_CLEAR_PIM) && proto == IPPROTO_PIM);
+}
+
 /* RFC 4301 §5.2 for one packet; false when it was dropped. */
 static inline bool inbound_ok(struct dp_worker *w, const struct dp_spd *spd, uint16_t in,
 			      struct rte_mbuf *m, const struct dp_policy *p, int v6, bool decrypted)
@@ -36,13 +50,18 @@ static inline bool inbound_ok(struct dp_worker *w, const struct dp_spd *spd, uin
 	case DP_IN_PASS:
 		return true;
 	case DP_IN_DROP_SA_POLICY:
+		dp_polog(w, in, m, DP_POLOG_sa_policy, p, via);
 		dp_sa_count(via, w->id, DP_SA_CNT_drop_policy, 1);
 		rte_pktmbuf_free(m);
 		return false;
 	case DP_IN_DROP_POLICY:
+		dp_polog(w, in, m, DP_POLOG_discard, p, NULL);
 		dp_drop(w, in, m, DP_CNT_drop_policy);
 		return false;
 	default:
+		if (unlikely(spd->accept_clear) && accept_clear(spd->accept_clear, m, v6))
+			return true;
+		dp_polog(w, in, m, DP_POLOG_plaintext, p, NULL);
 		dp_drop(w, in, m, DP_CNT_drop_plaintext);
 		return false;
 	}
@@ -70,6 +89,8 @@ void dp_policy_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
 {
 	struct dp_stages *st = &w->st;
 	const struct dp_spd *spd = s->ipsec->spd;
+	/* the capture's in-clear point: decrypted packets that passed */
+	const bool cap = decrypted && w->cap != NULL;
 
 	if (!s->ipsec->active) {
 		for (uint16_t i = 0; i < st->local.n; i++)
@@ -84,12 +105,20 @@ void dp_policy_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
 	keys_of(st, &st->fwd, v6, st->local.n);
 	dp_spd_lookup(spd, v6, DP_SPD_IN, st->local.key, st->pol, st->local.n);
 	for (uint16_t i = 0; i < st->local.n; i++)
-		if (inbound_ok(w, spd, in, st->local.m[i], st->pol[i], v6, decrypted))
+		if (inbound_ok(w, spd, in, st->local.m[i], st->pol[i], v6, decrypted)) {
+			if (unlikely(cap))
+				dp_cap_pkt(w, DP_CAP_IN_CLEAR, st->local.m[i], in, st->pol[i],
+					   dp_meta(st->local.m[i])->via, 0);
 			dp_punt(w, in, st->local.m[i]);
+		}
 	dp_spd_lookup(spd, v6, DP_SPD_FWD, st->fwd.key, st->pol, st->fwd.n);
 	for (uint16_t i = 0; i < st->fwd.n; i++)
-		if (inbound_ok(w, spd, in, st->fwd.m[i], st->pol[i], v6, decrypted))
+		if (inbound_ok(w, spd, in, st->fwd.m[i], st->pol[i], v6, decrypted)) {
+			if (unlikely(cap))
+				dp_cap_pkt(w, DP_CAP_IN_CLEAR, st->fwd.m[i], in, st->pol[i],
+					   dp_meta(st->fwd.m[i])->via, 0);
 			to_burst(&st->out, st->fwd.m[i], st->fwd.nh[i], st->fwd.key[i]);
+		}
 	st->local.n = st->fwd.n = 0;
 }
 
@@ -158,6 +187,10 @@ void dp_policy_out(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in
 		return;
 	dp_spd_lookup(spd, v6, DP_SPD_OUT, b->key, pol, b->n);
 	prefetch_policies(pol, b->n, w->id);
+	if (unlikely(w->cap != NULL)) /* the capture's out-clear point */
+		for (uint16_t i = 0; i < b->n; i++)
+			if (pol[i] != NULL && pol[i]->verdict == DP_V_PROTECT)
+				dp_cap_pkt(w, DP_CAP_OUT_CLEAR, b->m[i], in, pol[i], pol[i]->sa, 0);
 	st->gen++;
 	for (uint16_t i = 0; i < b->n; i++) {
 		struct rte_mbuf *m = b->m[i];
@@ -171,9 +204,11 @@ void dp_policy_out(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in
 			break;
 		case DP_V_NO_SA:
 			pol[i]->hits[w->id].no_sa++; /* seen by the PF_KEY server: ACQUIRE */
+			dp_polog(w, in, m, DP_POLOG_no_sa, pol[i], NULL);
 			dp_drop(w, in, m, DP_CNT_drop_no_sa);
 			break;
 		default:
+			dp_polog(w, in, m, DP_POLOG_discard, pol[i], NULL);
 			dp_drop(w, in, m, DP_CNT_drop_policy);
 		}
 	}

@@ -49,7 +49,12 @@ struct dp_ipsec {
 	struct rte_ipsec_sad *sad[2];
 	uint16_t natt_ports[4]; /* UDP destination ports carrying ESP (RFC 3948) */
 	unsigned int n_natt_ports;
+	uint8_t proto_off; /* DP_OFF_*: protocols ipsec.*_enable switched off */
 };
+
+#define DP_OFF_ESP    1
+#define DP_OFF_AH     2
+#define DP_OFF_IPCOMP 4
 
 struct dp_snapshot {
 	uint64_t gen;

@@ -105,12 +105,17 @@ void dp_recent_free(struct dp_recent *r);
  * classified again by a scan of the main rules, until the next build. The
  * best match of both levels wins (priority, then age).
  */
+#define DP_CLEAR_ICMP 1 /* ipsec.icmp_accept_clear: ICMP, ICMPv6 */
+#define DP_CLEAR_IGMP 2 /* igmp_accept_clear */
+#define DP_CLEAR_PIM  4 /* pim_accept_clear */
+
 struct dp_spd {
 	struct rte_acl_ctx *acl[2][DP_SPD_NCTX]; /* [v6][ctx], NULL when empty; set's */
 	struct dp_acl_set *set;
 	struct dp_policy *const *slot; /* [slot]: the policy, NULL once deleted; not owned */
 	struct dp_recent *recent[2];   /* [v6], NULL when none; not owned */
 	uint8_t def_verdict[2];	       /* when nothing matches: discard or bypass */
+	uint8_t accept_clear;	       /* DP_CLEAR_*: pass an inbound require policy in clear */
 	uint64_t gen;
 };
 

@@ -9,6 +9,7 @@
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 
+#include "dataplane/capture.h"
 #include "dataplane/crypto.h"
 #include "dataplane/esp.h"
 #include "dataplane/frag.h"
@@ -307,6 +308,7 @@ int dp_worker_main(void *arg)
 		const struct dp_snapshot *s = __atomic_load_n(&dp.snap, __ATOMIC_ACQUIRE);
 		unsigned int work = 0;
 
+		dp_cap_load(w);
 		/* First what the control thread sends, among it the packets it
 		 * held for a neighbour now resolved: a packet received after the
 		 * resolution must not overtake them. */

@@ -8,16 +8,20 @@
 
 #include <stdbool.h>
 
+#include "dataplane/capture.h"
 #include "dataplane/crypto.h"
 #include "dataplane/sa.h"
 
 struct dp_worker;
 struct dp_snapshot;
 
-/** Run @n packets through @sa's transform; consumes every mbuf. */
+/** Run @n packets through @sa's transform; consumes every mbuf. An armed
+ * capture's in-cipher point is here, for every protocol. */
 static inline void dp_xform_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
 				struct rte_mbuf **mb, uint16_t n)
 {
+	if (unlikely(w->cap != NULL) && sa->cfg.dir == DPS_DIR_IN)
+		dp_cap_burst(w, DP_CAP_IN_CIPHER, mb, n, sa);
 	n = sa->xf->prepare(w, sa, mb, n);
 	if (n)
 		dp_crypto_run(w, s, sa, mb, n);

@@ -11,6 +11,7 @@
  * authenticated packet from a new peer address or port (esp_in.c); this
  * thread sends one message per SA and new mapping to registered clients.
  */
+#define DP_LOG_TYPE dps_logtype_pfkey /* common/log.h */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>

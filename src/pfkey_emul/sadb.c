@@ -5,6 +5,7 @@
  * in the store, whoever installed them; PF_KEY sees the configuration's SAs
  * too (GET, DUMP) but changes only its own.
  */
+#define DP_LOG_TYPE dps_logtype_pfkey /* common/log.h */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -5,6 +5,7 @@
  * server once accepted (charon spins on EOF); replies that do not fit in the
  * client's socket buffer wait in its queue, so a DUMP is never truncated.
  */
+#define DP_LOG_TYPE dps_logtype_pfkey /* common/log.h */
 #include <errno.h>
 #include <grp.h>
 #include <inttypes.h>

@@ -4,6 +4,7 @@
  * selector or by id, get, dump, flush. Policies live in the store; their ids
  * are Linux's (index << 3 | dir), which charon keeps to match ACQUIREs.
  */
+#define DP_LOG_TYPE dps_logtype_pfkey /* common/log.h */
 #include <errno.h>
 #include <string.h>
 

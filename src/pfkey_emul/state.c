@@ -15,6 +15,7 @@
  * packets it had accepted. Lifetimes keep running from the SA's first
  * installation.
  */
+#define DP_LOG_TYPE dps_logtype_pfkey /* common/log.h */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -9,6 +9,7 @@ each object's block says what --json says about it.
 import os
 import re
 import subprocess
+import socket
 
 import pytest
 from scapy.all import wrpcap, Ether
@@ -41,6 +42,10 @@ def gw(tmp_path_factory):
                             "dport": 22, "action": "protect", "ipsec": reqs})
     cfg["policies"].append({"direction": "in", "src": "0.0.0.0/0", "dst": "0.0.0.0/0", "proto": "icmp",
                             "action": "bypass"})
+    # dpsecd's /metrics endpoint (test_metrics.py), on a port free right now
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        cfg["metrics"] = {"enabled": True, "port": s.getsockname()[1]}
     wrpcap(f"{workdir}/LAN_IN.pcap", [Ether(f) for f in tunnels[0].lan_frames()])
     wrpcap(f"{workdir}/WAN_IN.pcap", [])
     d = Daemon(cfg, workdir)
@@ -180,3 +185,13 @@ def test_bash_completion(gw):
     assert complete(f"{DPSECCTL} -p {gw.prefix} sa show ") == want
     pols = gw.ctl_json("policy")["policies"].values()
     assert complete(f"{DPSECCTL} -p {gw.prefix} policy show ") == {str(p["id"]) for p in pols}
+
+
+def test_bash_completion_capture_and_log_level(gw):
+    assert {"capture", "log-level"} <= complete(f"{DPSECCTL} ")
+    assert complete(f"{DPSECCTL} capture --point ") == {"out-clear", "in-clear", "out-cipher", "in-cipher", "drop"}
+    assert complete(f"{DPSECCTL} capture --point drop --p") == {"--point", "--policy"}
+    sas = gw.ctl_json("sa")["sas"].values()
+    assert complete(f"{DPSECCTL} -p {gw.prefix} capture --sa ") == {str(s["id"]) for s in sas}
+    assert complete(f"{DPSECCTL} log-level ") == {"dataplane", "pfkey", "store"}
+    assert "debug" in complete(f"{DPSECCTL} log-level pfkey ")

@@ -9,6 +9,8 @@ its labels, and with a value between the JSON read before and after it
 """
 import math
 import re
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -136,6 +138,37 @@ def test_metrics_by_prometheus_client_parser(gw):  # noqa: F811
     got = {s.labels["spi"]: s.value for f in fams.values() for s in f.samples
            if s.name == "dpsec_sa_packets_total"}
     assert got == {s["spi"]: s["packets"] for s in sas}
+
+
+def http_get(gw, path):  # noqa: F811
+    url = f"http://127.0.0.1:{gw.cfg['metrics']['port']}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.headers["Content-Type"], r.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, None, None
+
+
+def test_http_metrics_endpoint(gw):  # noqa: F811
+    """dpsecd's own GET /metrics (libmicrohttpd, metrics: enabled, localhost by
+    default): the same families and series as dpsecctl metrics, values between
+    two readings of it, and readable by prometheus_client's parser."""
+    parser = pytest.importorskip("prometheus_client.parser")
+    before, _ = parse_strict(gw.ctl("metrics").stdout)
+    status, ctype, text = http_get(gw, "/metrics")
+    after, types = parse_strict(gw.ctl("metrics").stdout)
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+    samples, http_types = parse_strict(text)
+    assert http_types == types and set(samples) == set(after)
+    for key, v in samples.items():
+        lo, hi = sorted((before[key], after[key])) if not key[0].endswith("_seconds") else (before[key] - 1,
+                                                                                           after[key] + 1)
+        assert lo <= v <= hi, (key, before[key], v, after[key])
+    fams = {f.name: f for f in parser.text_string_to_metric_families(text)}
+    got = {s.labels["spi"]: s.value for f in fams.values() for s in f.samples if s.name == "dpsec_sa_packets_total"}
+    assert got == {s["spi"]: s["packets"] for s in gw.ctl_json("sa")["sas"].values()}
+    assert http_get(gw, "/other")[0] == 404
+    assert f"metrics: http://127.0.0.1:{gw.cfg['metrics']['port']}/metrics" in gw.read_log()
 
 
 def test_strict_parser_rejects_bad_text():
