@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <rte_errno.h>
 #include <rte_malloc.h>
 
 #include "control/store.h"
@@ -227,6 +228,7 @@ struct dp_sa *dps_store_sa_make(const struct dps_sa *sa, int inner, char *err, s
 {
 	if (sa->dir != DPS_DIR_IN && sa->dir != DPS_DIR_OUT) {
 		snprintf(err, errlen, "SA direction must be in or out");
+		rte_errno = ENOTSUP;
 		return NULL;
 	}
 	return dp_sa_create(sa, inner, &dps_store.def, err, errlen);
@@ -243,9 +245,13 @@ int dps_store_sa_add(const struct dps_sa *sa, enum dps_origin origin, char *err,
 		return -EEXIST;
 	}
 	d = dps_store_sa_make(sa, inner_family(sa), err, errlen);
-	if (d == NULL)
-		return -ENOTSUP;
-	return dps_store_sa_insert(sa, d, origin);
+	if (d == NULL) /* out of sessions or memory, or not runnable */
+		return rte_errno == ENOBUFS || rte_errno == ENOMEM ? -rte_errno : -ENOTSUP;
+	if (dps_store_sa_insert(sa, d, origin) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
@@ -358,13 +364,17 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 		return -EEXIST;
 	}
 	hits = rte_zmalloc(NULL, sizeof(*hits) * dp.n_workers, RTE_CACHE_LINE_SIZE);
-	if (hits == NULL)
+	if (hits == NULL) {
+		snprintf(err, errlen,
+			 "out of hugepage memory: reserve more hugepages (vm.nr_hugepages)");
 		return -ENOMEM;
+	}
 	pthread_mutex_lock(&dps_store.lock);
 	if (grow((void **)&dps_store.pol, &dps_store.cap_pol, dps_store.n_pol,
 		 sizeof(*dps_store.pol)) < 0) {
 		pthread_mutex_unlock(&dps_store.lock);
 		rte_free(hits);
+		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	/* Linux numbering: index in steps of 8, the direction in the low bits. A
@@ -561,6 +571,14 @@ void dps_store_fini(void)
 	dps_store.dead_hits = NULL;
 	dps_store.n_sas = dps_store.n_pol = dps_store.n_dead = dps_store.n_dead_hits = 0;
 	dps_store.cap_sas = dps_store.cap_pol = dps_store.cap_dead = dps_store.cap_dead_hits = 0;
+}
+
+void dps_store_counts(unsigned int *sas, unsigned int *policies)
+{
+	pthread_mutex_lock(&dps_store.lock);
+	*sas = dps_store.n_sas;
+	*policies = dps_store.n_pol;
+	pthread_mutex_unlock(&dps_store.lock);
 }
 
 void dps_store_walk_sas(int (*fn)(const struct dps_store_sa *, void *), void *arg)

@@ -210,8 +210,12 @@ int pfk_sadb_add(struct pfk_client *c, const struct pfk_msg *m)
 			return EEXIST;
 		rc = dps_store_sa_add(&sa, DPS_ORIGIN_PFKEY, why, sizeof(why));
 		if (rc < 0) {
-			DP_LOG(NOTICE, "pfkey: SA 0x%x refused: %s", sa.spi, why);
-			return rc == -EEXIST ? EEXIST : rc == -ENOMEM ? ENOMEM : ENOSYS;
+			/* a limit reached is an error, not a client's mistake */
+			if (rc == -ENOBUFS || rc == -ENOMEM)
+				DP_LOG(ERR, "pfkey: SA 0x%x refused: %s", sa.spi, why);
+			else
+				DP_LOG(NOTICE, "pfkey: SA 0x%x refused: %s", sa.spi, why);
+			return rc == -EEXIST || rc == -ENOMEM || rc == -ENOBUFS ? -rc : ENOSYS;
 		}
 		/* ADD of a reserved SPI (charon's inbound SAs) takes the reservation too */
 		if (li >= 0)
