@@ -132,3 +132,28 @@ def test_default_configuration_takes_10000_policies_over_pfkey(daemon):
     assert all(m.errno == 0 for m in dumped)
     assert {m.ext[K.POLICY].id for m in dumped} == ids and len(dumped) == N
     assert info(d)["policies"] == N
+
+
+def test_default_configuration_takes_10000_getspi_reservations(daemon):
+    """A key daemon starting thousands of tunnels at once reserves an SPI for each
+    (GETSPI) before any UPDATE: every reservation is kept, and UPDATE finds it."""
+    d = daemon()
+    getspi = [K.msg(K.GETSPI, K.ESP, [K.address(K.SRC, peer(i)), K.address(K.DST, GW_WAN),
+                                      K.spirange(0xc0000000, 0xcfffffff)]) for i in range(N)]
+    replies = d.client.pipeline(getspi, window=1000, timeout=60)
+    assert [r.errno for r in replies] == [0] * N
+    spis = [r.ext[K.SA].spi for r in replies]
+    assert len(set(spis)) == N and all(0xc0000000 <= s <= 0xcfffffff for s in spis)
+    dumped = d.client.dump(K.DUMP, K.ESP)
+    assert sorted((m.ext[K.SA].spi, m.ext[K.SRC].addr) for m in dumped if m.ext[K.SA].state == K.LARVAL) == \
+        sorted(zip(spis, map(peer, range(N))))
+    # UPDATE makes reservations SAs (the first, one in the middle, the last), DELETE drops one
+    for i in (0, N // 2, N - 1):
+        rep = d.client.request(K.gcm_add(spis[i], peer(i), GW_WAN, 7, KEY, mtype=K.UPDATE))
+        assert rep.errno == 0 and rep.ext[K.SA].state == K.MATURE
+    gone = K.msg(K.DELETE, K.ESP, [K.sa(spis[1]), K.address(K.SRC, peer(1)), K.address(K.DST, GW_WAN)])
+    assert d.client.request(gone).errno == 0
+    get = K.msg(K.GET, K.ESP, [K.sa(spis[2]), K.address(K.SRC, peer(2)), K.address(K.DST, GW_WAN)])
+    assert d.client.request(get).ext[K.SA].state == K.LARVAL
+    assert d.client.request(gone).errno == errno.ESRCH
+    assert info(d)["sas"] == 3
