@@ -58,7 +58,8 @@ struct pos_index {
 	bool stale;
 };
 
-static struct pos_index sa_ix = {.stale = true}, pol_ix = {.stale = true};
+static struct pos_index sa_ix = {.stale = true}, pol_ix = {.stale = true},
+			id_ix = {.stale = true}; /* policies by id */
 
 static uint32_t mix(uint32_t h, const void *p, size_t n)
 {
@@ -98,6 +99,8 @@ static uint32_t entry_hash(const struct pos_index *ix, unsigned int i)
 	if (ix == &sa_ix)
 		return sa_key_hash(dps_store.sas[i].cfg.spi, &dps_store.sas[i].cfg.dst,
 				   dps_store.sas[i].cfg.proto);
+	if (ix == &id_ix)
+		return mix(2166136261u, &dps_store.pol[i].p.id, 4);
 	return pol_key_hash(dps_store.pol[i].p.dir, &dps_store.pol[i].p.sel);
 }
 
@@ -395,6 +398,7 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 	e->add_time = (uint64_t)time(NULL);
 	pthread_mutex_unlock(&dps_store.lock);
 	ix_appended(&pol_ix, dps_store.n_pol);
+	ix_appended(&id_ix, dps_store.n_pol);
 	dps_store.pol_fam[p->dir == DPS_DIR_OUT][p->sel.src.addr.family == AF_INET6]++;
 	dps_store.rules_changed = true;
 	rebind_unused(p);
@@ -408,12 +412,22 @@ const struct dps_store_policy *dps_store_policy_find(uint8_t dir, const struct d
 	return i < 0 ? NULL : &dps_store.pol[i];
 }
 
+static bool id_match(unsigned int pos, const void *key)
+{
+	return dps_store.pol[pos].p.id == *(const uint32_t *)key;
+}
+
+/* Position of policy @id, or -1: restoring 100 000 policies checks each id. */
+static int policy_pos(uint32_t id)
+{
+	return ix_find(&id_ix, dps_store.n_pol, mix(2166136261u, &id, 4), id_match, &id);
+}
+
 const struct dps_store_policy *dps_store_policy_get(uint32_t id)
 {
-	for (unsigned int i = 0; i < dps_store.n_pol; i++)
-		if (dps_store.pol[i].p.id == id)
-			return &dps_store.pol[i];
-	return NULL;
+	int i = policy_pos(id);
+
+	return i < 0 ? NULL : &dps_store.pol[i];
 }
 
 int dps_store_policy_update(struct dps_policy *p, enum dps_origin origin)
@@ -494,26 +508,26 @@ void dps_store_sa_set_soft_expired(uint32_t id)
 
 int dps_store_policy_delete(uint32_t id)
 {
-	for (unsigned int i = 0; i < dps_store.n_pol; i++) {
-		if (dps_store.pol[i].p.id != id)
-			continue;
-		/* Workers count hits into it until the next publish. */
-		if (grow((void **)&dps_store.dead_hits, &dps_store.cap_dead_hits,
-			 dps_store.n_dead_hits, sizeof(*dps_store.dead_hits)) < 0)
-			return -ENOMEM;
-		dps_store.dead_hits[dps_store.n_dead_hits++] = dps_store.pol[i].hits;
-		dps_store.rules_changed = true;
-		pol_ix.stale = true;
-		dps_store.pol_fam[dps_store.pol[i].p.dir == DPS_DIR_OUT]
-				 [dps_store.pol[i].p.sel.src.addr.family == AF_INET6]--;
-		pthread_mutex_lock(&dps_store.lock);
-		memmove(&dps_store.pol[i], &dps_store.pol[i + 1],
-			(dps_store.n_pol - i - 1) * sizeof(*dps_store.pol));
-		dps_store.n_pol--;
-		pthread_mutex_unlock(&dps_store.lock);
-		return 0;
-	}
-	return -ENOENT;
+	int i = policy_pos(id);
+
+	if (i < 0)
+		return -ENOENT;
+	/* Workers count hits into it until the next publish. */
+	if (grow((void **)&dps_store.dead_hits, &dps_store.cap_dead_hits, dps_store.n_dead_hits,
+		 sizeof(*dps_store.dead_hits)) < 0)
+		return -ENOMEM;
+	dps_store.dead_hits[dps_store.n_dead_hits++] = dps_store.pol[i].hits;
+	dps_store.rules_changed = true;
+	pol_ix.stale = true;
+	id_ix.stale = true;
+	dps_store.pol_fam[dps_store.pol[i].p.dir == DPS_DIR_OUT]
+			 [dps_store.pol[i].p.sel.src.addr.family == AF_INET6]--;
+	pthread_mutex_lock(&dps_store.lock);
+	memmove(&dps_store.pol[i], &dps_store.pol[i + 1],
+		(dps_store.n_pol - i - 1) * sizeof(*dps_store.pol));
+	dps_store.n_pol--;
+	pthread_mutex_unlock(&dps_store.lock);
+	return 0;
 }
 
 int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen)
@@ -559,6 +573,7 @@ void dps_store_fini(void)
 		rte_free(dps_store.dead_hits[i]);
 	ix_free(&sa_ix);
 	ix_free(&pol_ix);
+	ix_free(&id_ix);
 	memset(dps_store.pol_fam, 0, sizeof(dps_store.pol_fam));
 	memset(dps_store.out_inner, 0, sizeof(dps_store.out_inner));
 	free(dps_store.sas);
