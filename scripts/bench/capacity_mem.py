@@ -27,7 +27,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests",
 import pcaps as P  # noqa: E402
 import pfkey as K  # noqa: E402
 from dpsec import Daemon  # noqa: E402
-from pfkey_rate import proc_mem, tunnel_msgs  # noqa: E402
+from pfkey_rate import KEY, proc_mem, tunnel_msgs  # noqa: E402
+
+
+def with_lifetimes(m):
+    """An ADD from tunnel_msgs again with soft/hard add-time lifetimes; policies unchanged."""
+    p = K.Message(m)
+    if p.type != K.ADD:
+        return m
+    return K.gcm_add(p.ext[K.SA].spi, p.ext[K.SRC].addr, p.ext[K.DST].addr, p.ext[K.SA2].reqid, KEY,
+                     replay=p.ext[K.SA].replay, hard=(0, 0, 3600), soft=(0, 0, 3000))
 
 
 def heap(d):
@@ -42,6 +51,10 @@ def main():
     ap.add_argument("--steps", default="0,5000,50000", help="tunnel counts to measure at")
     ap.add_argument("--sas-only", action="store_true", help="SAs without policies")
     ap.add_argument("--window", type=int, default=1000000, help="messages in flight (default: all)")
+    ap.add_argument("--lifetimes", action="store_true",
+                    help="give each SA charon's default time lifetimes (soft 3000 s, hard 3600 s)")
+    ap.add_argument("--deletes", type=int, default=0,
+                    help="then delete this many outbound SAs one at a time (charon's way) and time it")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="dpsec-capacity-")
     P.write_pcap(os.path.join(work, "EMPTY.pcap"), [])
@@ -56,6 +69,8 @@ def main():
     try:
         for n in [int(s) for s in args.steps.split(",")]:
             msgs = [m for i in range(done, n) for m in tunnel_msgs(i)[:2 if args.sas_only else 4]]
+            if args.lifetimes:
+                msgs = [with_lifetimes(m) for m in msgs]
             t0 = time.time()
             replies = c.pipeline(msgs, window=args.window, timeout=3600) if msgs else []
             took = time.time() - t0
@@ -70,6 +85,16 @@ def main():
             st_path = d.cfg["pfkey"]["state"]
             res["state_file_MB"] = round(os.path.getsize(st_path) / 2**20, 1) if os.path.exists(st_path) else 0
             print(json.dumps(res), flush=True)
+        if args.deletes:
+            t0 = time.time()
+            for i in range(args.deletes):
+                m = tunnel_msgs(i)[0]  # the outbound SA's ADD: SA and address extensions
+                dele = K.msg(K.DELETE, K.ESP, [m[16:16 + 16], K.address(K.SRC, "10.2.0.1"),
+                                               K.address(K.DST, K.Message(m).ext[K.DST].addr)])
+                assert c.request(dele).errno == 0
+            took = time.time() - t0
+            print(json.dumps({"tunnels": done, "deletes": args.deletes, "delete_s": round(took, 2),
+                              "ms_per_delete": round(1000 * took / args.deletes, 2)}), flush=True)
     finally:
         c.close()
         rc = d.stop()
