@@ -44,7 +44,9 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 fi
 
 # Hugepages: 2 MB pages for the daemon, its tests and the benchmark (several EAL instances at once).
-want=${DPSEC_HUGEPAGES:-1024}
+# 4 GB: a daemon installing 100 000 tunnels at once maps about 1.7 GB at its peak
+# (docs/PERFORMANCE.md, Capacity); DPDK takes them as needed, nothing is reserved per daemon.
+want=${DPSEC_HUGEPAGES:-2048}
 have=$(cat /proc/sys/vm/nr_hugepages)
 if [ "$have" -lt "$want" ]; then
 	echo "$want" >/proc/sys/vm/nr_hugepages

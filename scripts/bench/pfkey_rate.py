@@ -95,7 +95,6 @@ def config(ga, gb, tag, sock):
         ],
         "routes": [{"prefix": "10.9.0.0/16", "via": "10.2.0.2", "port": "wan"},
                    {"prefix": "172.16.0.0/12", "via": "10.2.0.2", "port": "wan"}],
-        "crypto": {"sessions": 65536},
         "sas": [{"spi": 0x777, "direction": "out", "src": "10.2.0.1", "dst": "10.2.0.2", "reqid": 77,
                  "encryption": {"algorithm": "aes-gcm-128", "key": "0x" + "ab" * 20}}],
         "policies": [{"direction": "out", "src": "10.1.0.0/24", "dst": "10.9.7.0/24", "action": "protect",
@@ -117,6 +116,23 @@ def tunnel_msgs(i):
     fwd_pol = K.spd(K.SPDADD, K.DIR_FWD, net, "10.1.0.0/24",
                     requests=[K.ipsecrequest(50, K.MODE_TUNNEL, K.LEVEL_UNIQUE, reqid, (peer, "10.2.0.1"))])
     return [out_sa, in_sa, out_pol, fwd_pol]
+
+
+def proc_mem(pid):
+    """dpsecd's resident memory (/proc/PID/status) and the hugepage memory it maps (smaps)."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for ln in f:
+            k, v = ln.split(":", 1)
+            if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
+                out[k + "_MB"] = round(int(v.split()[0]) / 1024, 1)
+    huge = 0
+    with open(f"/proc/{pid}/smaps") as f:
+        for ln in f:
+            if ln.startswith(("Private_Hugetlb:", "Shared_Hugetlb:")):
+                huge += int(ln.split()[1])
+    out["hugetlb_MB"] = round(huge / 1024, 1)
+    return out
 
 
 def with_seq(m, seq, pid):
@@ -341,6 +357,7 @@ def main():
         ports = d.port_stats()
         res["port_drops"] = {p: {k: v for k, v in c.items() if k.startswith("drop") and v}
                              for p, c in ports.items()}
+        res.update(proc_mem(d.proc.pid))  # ip netns exec execs dpsecd: the same pid
         info = d.ctl_json("policy")["policies"]
         res["policies_after"] = len(info)
         res["check_s"] = round(time.time() - t_pub, 1)

@@ -46,11 +46,31 @@
 
 /* ---- top level ------------------------------------------------------------ */
 
+/* Each SA takes a crypto session: a configuration with more SAs than sessions cannot start. */
+static int dps_sessions_check(struct dps_ctx *ctx, yaml_node_t *map)
+{
+	const struct dps_config *cfg = ctx->cfg;
+	yaml_node_t *crypto = dps_map_get(ctx, map, "crypto");
+	yaml_node_t *at = crypto ? dps_map_get(ctx, crypto, "sessions") : NULL;
+	size_t old;
+
+	if (cfg->n_sas <= cfg->crypto.sessions)
+		return 0;
+	old = dps_push_key(ctx, "crypto.sessions", 15);
+	dps_err(ctx, at ? at : dps_map_get(ctx, map, "sas"),
+		"%u SAs need as many crypto sessions, more than crypto.sessions (%u): raise "
+		"crypto.sessions",
+		cfg->n_sas, cfg->crypto.sessions);
+	dps_pop(ctx, old);
+	return -1;
+}
+
 static int dps_top_check(struct dps_ctx *ctx, yaml_node_t *map, void *obj)
 {
 	struct dps_config *cfg = obj;
 
-	(void)map;
+	if (dps_sessions_check(ctx, map) < 0)
+		return -1;
 	return cfg->n_workers ? 0 : dps_default_worker(ctx);
 }
 
@@ -208,7 +228,7 @@ void dps_config_defaults(struct dps_config *cfg)
 	dps_strlcpy(cfg->crypto.devices[0], "crypto_aesni_mb", sizeof(cfg->crypto.devices[0]));
 	dps_strlcpy(cfg->crypto.devices[1], "crypto_openssl", sizeof(cfg->crypto.devices[1]));
 	cfg->crypto.cpu_crypto = true;
-	cfg->crypto.sessions = 4096;
+	cfg->crypto.sessions = 262144;
 	cfg->ipsec.def_policy4 = DPS_ACTION_BYPASS;
 	cfg->ipsec.def_policy6 = DPS_ACTION_BYPASS;
 	cfg->ipsec.esp_trans_deflev = DPS_LEVEL_USE;

@@ -127,7 +127,7 @@ struct dps_crypto_cfg {
 	unsigned int n_devices;
 	char devices[DPS_MAX_CRYPTODEVS][DPS_DEVICE_LEN];
 	bool cpu_crypto;       /* synchronous CPU crypto where the device offers it */
-	unsigned int sessions; /* session pool size */
+	unsigned int sessions; /* crypto sessions at most (one per SA), pools made on demand */
 };
 
 /* The PF_KEY v2 server that key daemons (charon) talk to. */

@@ -118,7 +118,7 @@ static const struct dps_field dps_crypto_fields[] = {
 	 .parse = dps_parse_uint,
 	 DPS_AT(struct dps_crypto_cfg, sessions),
 	 .min = 64,
-	 .max = 1048576},
+	 .max = 16777216},
 	{0},
 };
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <rte_errno.h>
 #include <rte_malloc.h>
 
 #include "control/store.h"
@@ -127,7 +128,8 @@ struct pos_index {
 	bool stale;
 };
 
-static struct pos_index sa_ix = {.stale = true}, pol_ix = {.stale = true};
+static struct pos_index sa_ix = {.stale = true}, pol_ix = {.stale = true},
+			id_ix = {.stale = true}; /* policies by id */
 
 static uint32_t mix(uint32_t h, const void *p, size_t n)
 {
@@ -167,6 +169,8 @@ static uint32_t entry_hash(const struct pos_index *ix, unsigned int i)
 	if (ix == &sa_ix)
 		return sa_key_hash(dps_store.sas[i].cfg.spi, &dps_store.sas[i].cfg.dst,
 				   dps_store.sas[i].cfg.proto);
+	if (ix == &id_ix)
+		return mix(2166136261u, &dps_store.pol[i].p.id, 4);
 	return pol_key_hash(dps_store.pol[i].p.dir, &dps_store.pol[i].p.sel);
 }
 
@@ -307,6 +311,7 @@ struct dp_sa *dps_store_sa_make(const struct dps_sa *sa, int inner,
 {
 	if (sa->dir != DPS_DIR_IN && sa->dir != DPS_DIR_OUT) {
 		snprintf(err, errlen, "SA direction must be in or out");
+		rte_errno = ENOTSUP;
 		return NULL;
 	}
 	if (!dps_proto_enabled(def, sa->proto)) {
@@ -328,9 +333,13 @@ int dps_store_sa_add(const struct dps_sa *sa, enum dps_origin origin, char *err,
 		return -EEXIST;
 	}
 	d = dps_store_sa_make(sa, inner_family(sa), &dps_store.def, err, errlen);
-	if (d == NULL)
-		return -ENOTSUP;
-	return dps_store_sa_insert(sa, d, origin);
+	if (d == NULL) /* out of sessions or memory, or not runnable */
+		return rte_errno == ENOBUFS || rte_errno == ENOMEM ? -rte_errno : -ENOTSUP;
+	if (dps_store_sa_insert(sa, d, origin) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
@@ -453,13 +462,17 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 		return -EEXIST;
 	}
 	hits = rte_zmalloc(NULL, sizeof(*hits) * dp.n_workers, RTE_CACHE_LINE_SIZE);
-	if (hits == NULL)
+	if (hits == NULL) {
+		snprintf(err, errlen,
+			 "out of hugepage memory: reserve more hugepages (vm.nr_hugepages)");
 		return -ENOMEM;
+	}
 	pthread_mutex_lock(&dps_store.lock);
 	if (grow((void **)&dps_store.pol, &dps_store.cap_pol, dps_store.n_pol,
 		 sizeof(*dps_store.pol)) < 0) {
 		pthread_mutex_unlock(&dps_store.lock);
 		rte_free(hits);
+		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	/* Linux numbering: index in steps of 8, the direction in the low bits. A
@@ -482,6 +495,7 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 	e->add_time = (uint64_t)time(NULL);
 	pthread_mutex_unlock(&dps_store.lock);
 	ix_appended(&pol_ix, dps_store.n_pol);
+	ix_appended(&id_ix, dps_store.n_pol);
 	dps_store.pol_fam[p->dir == DPS_DIR_OUT][p->sel.src.addr.family == AF_INET6]++;
 	rebind_unused(p);
 	dps_spd_policy_added(&dps_store.pol[dps_store.n_pol - 1]);
@@ -495,12 +509,22 @@ const struct dps_store_policy *dps_store_policy_find(uint8_t dir, const struct d
 	return i < 0 ? NULL : &dps_store.pol[i];
 }
 
+static bool id_match(unsigned int pos, const void *key)
+{
+	return dps_store.pol[pos].p.id == *(const uint32_t *)key;
+}
+
+/* Position of policy @id, or -1: restoring 100 000 policies checks each id. */
+static int policy_pos(uint32_t id)
+{
+	return ix_find(&id_ix, dps_store.n_pol, mix(2166136261u, &id, 4), id_match, &id);
+}
+
 const struct dps_store_policy *dps_store_policy_get(uint32_t id)
 {
-	for (unsigned int i = 0; i < dps_store.n_pol; i++)
-		if (dps_store.pol[i].p.id == id)
-			return &dps_store.pol[i];
-	return NULL;
+	int i = policy_pos(id);
+
+	return i < 0 ? NULL : &dps_store.pol[i];
 }
 
 int dps_store_policy_update(struct dps_policy *p, enum dps_origin origin)
@@ -584,26 +608,26 @@ void dps_store_sa_set_soft_expired(uint32_t id)
 
 int dps_store_policy_delete(uint32_t id)
 {
-	for (unsigned int i = 0; i < dps_store.n_pol; i++) {
-		if (dps_store.pol[i].p.id != id)
-			continue;
-		/* Workers count hits into it until the next publish. */
-		if (grow((void **)&dps_store.dead_hits, &dps_store.cap_dead_hits,
-			 dps_store.n_dead_hits, sizeof(*dps_store.dead_hits)) < 0)
-			return -ENOMEM;
-		dps_store.dead_hits[dps_store.n_dead_hits++] = dps_store.pol[i].hits;
-		dps_spd_policy_deleted(&dps_store.pol[i]);
-		pol_ix.stale = true;
-		dps_store.pol_fam[dps_store.pol[i].p.dir == DPS_DIR_OUT]
-				 [dps_store.pol[i].p.sel.src.addr.family == AF_INET6]--;
-		pthread_mutex_lock(&dps_store.lock);
-		memmove(&dps_store.pol[i], &dps_store.pol[i + 1],
-			(dps_store.n_pol - i - 1) * sizeof(*dps_store.pol));
-		dps_store.n_pol--;
-		pthread_mutex_unlock(&dps_store.lock);
-		return 0;
-	}
-	return -ENOENT;
+	int i = policy_pos(id);
+
+	if (i < 0)
+		return -ENOENT;
+	/* Workers count hits into it until the next publish. */
+	if (grow((void **)&dps_store.dead_hits, &dps_store.cap_dead_hits, dps_store.n_dead_hits,
+		 sizeof(*dps_store.dead_hits)) < 0)
+		return -ENOMEM;
+	dps_store.dead_hits[dps_store.n_dead_hits++] = dps_store.pol[i].hits;
+	dps_spd_policy_deleted(&dps_store.pol[i]);
+	pol_ix.stale = true;
+	id_ix.stale = true;
+	dps_store.pol_fam[dps_store.pol[i].p.dir == DPS_DIR_OUT]
+			 [dps_store.pol[i].p.sel.src.addr.family == AF_INET6]--;
+	pthread_mutex_lock(&dps_store.lock);
+	memmove(&dps_store.pol[i], &dps_store.pol[i + 1],
+		(dps_store.n_pol - i - 1) * sizeof(*dps_store.pol));
+	dps_store.n_pol--;
+	pthread_mutex_unlock(&dps_store.lock);
+	return 0;
 }
 
 const struct dps_ipsec_defaults *dps_store_defaults(void)
@@ -790,7 +814,7 @@ void dps_store_undo(struct dps_store_undo *u)
 	s->n_sad_ops = 0;
 	s->sad_rebuild = true;
 	dps_spd_batch_end(false);
-	sa_ix.stale = pol_ix.stale = true;
+	sa_ix.stale = pol_ix.stale = id_ix.stale = true;
 	dps_store_undo_end(u);
 }
 
@@ -822,6 +846,7 @@ void dps_store_fini(void)
 		rte_free(dps_store.dead_hits[i]);
 	ix_free(&sa_ix);
 	ix_free(&pol_ix);
+	ix_free(&id_ix);
 	memset(dps_store.pol_fam, 0, sizeof(dps_store.pol_fam));
 	memset(dps_store.out_inner, 0, sizeof(dps_store.out_inner));
 	dps_free_wiped(dps_store.sas, dps_store.cap_sas * sizeof(*dps_store.sas));
@@ -842,6 +867,14 @@ void dps_store_fini(void)
 	dps_store.dead_hits = NULL;
 	dps_store.n_sas = dps_store.n_pol = dps_store.n_dead = dps_store.n_dead_hits = 0;
 	dps_store.cap_sas = dps_store.cap_pol = dps_store.cap_dead = dps_store.cap_dead_hits = 0;
+}
+
+void dps_store_counts(unsigned int *sas, unsigned int *policies)
+{
+	pthread_mutex_lock(&dps_store.lock);
+	*sas = dps_store.n_sas;
+	*policies = dps_store.n_pol;
+	pthread_mutex_unlock(&dps_store.lock);
 }
 
 void dps_store_walk_sas(int (*fn)(const struct dps_store_sa *, void *), void *arg)

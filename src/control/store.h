@@ -50,6 +50,8 @@ struct dps_store_policy {
 
 /** The system defaults in force (ipsec section, as last loaded or reloaded). */
 const struct dps_ipsec_defaults *dps_store_defaults(void);
+/** How many SAs and policies the store holds (any thread). */
+void dps_store_counts(unsigned int *sas, unsigned int *policies);
 
 /** Take the system defaults; load the SAs and policies of @cfg and commit. */
 int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen);
@@ -57,7 +59,11 @@ int dps_store_init(const struct dps_config *cfg, char *err, size_t errlen);
 /** Free everything (after the workers stopped). */
 void dps_store_fini(void);
 
-/** Add an SA. -EEXIST if <spi, dst, proto> exists, -ENOTSUP/-EINVAL with @err. */
+/**
+ * Add an SA. -EEXIST if <spi, dst, proto> exists; -ENOTSUP if no device runs
+ * it; -ENOBUFS when crypto.sessions SAs exist, -ENOMEM when hugepage memory is
+ * short: @err says why and names the setting to raise.
+ */
 int dps_store_sa_add(const struct dps_sa *sa, enum dps_origin origin, char *err, size_t errlen);
 
 /** Delete an SA. -ESRCH if absent. */

@@ -18,6 +18,7 @@
 #include "dataplane/dp.h"
 #include "dataplane/neigh.h"
 #include "dataplane/sa.h"
+#include "dataplane/session.h"
 #include "dataplane/spd.h"
 
 static volatile bool live;
@@ -139,6 +140,8 @@ static int cmd_neighbours(const char *cmd, const char *params, struct rte_tel_da
 
 static int cmd_info(const char *cmd, const char *params, struct rte_tel_data *out)
 {
+	unsigned int n_sas, n_pol, used, room, pools;
+
 	(void)cmd, (void)params;
 	if (!live)
 		return -1;
@@ -147,6 +150,13 @@ static int cmd_info(const char *cmd, const char *params, struct rte_tel_data *ou
 	rte_tel_data_add_dict_int(out, "ports", (int)dp.n_ports);
 	rte_tel_data_add_dict_int(out, "workers", (int)dp.n_workers);
 	rte_tel_data_add_dict_int(out, "pid", (int)getpid());
+	dps_store_counts(&n_sas, &n_pol);
+	rte_tel_data_add_dict_u64(out, "sas", n_sas);
+	rte_tel_data_add_dict_u64(out, "policies", n_pol);
+	dp_session_count(&used, &room, &pools);
+	rte_tel_data_add_dict_u64(out, "crypto_sessions", used);
+	rte_tel_data_add_dict_u64(out, "crypto_session_room", room);
+	rte_tel_data_add_dict_u64(out, "crypto_session_pools", pools);
 	return 0;
 }
 

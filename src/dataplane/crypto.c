@@ -14,6 +14,7 @@
 #include "dataplane/polog.h"
 #include "dataplane/port.h"
 #include "dataplane/sa.h"
+#include "dataplane/session.h"
 
 #define CRYPTO_QP_DESC 2048
 #define CRYPTO_OPS     16384
@@ -29,7 +30,7 @@ static int dev_setup(uint8_t id, unsigned int n_qp)
 	};
 	struct rte_cryptodev_qp_conf qp = {
 		.nb_descriptors = CRYPTO_QP_DESC,
-		.mp_session = dp_crypto.sess_pool,
+		.mp_session = dp_session_pool0(),
 	};
 	int rc = rte_cryptodev_configure(id, &conf);
 
@@ -70,21 +71,19 @@ static int find_devices(const struct dps_crypto_cfg *c, unsigned int n_qp)
 
 int dp_crypto_init(const struct dps_crypto_cfg *c, unsigned int n_workers)
 {
-	unsigned int sess_size = 0;
+	uint8_t ids[DPS_MAX_CRYPTODEVS];
 
 	if (find_devices(c, n_workers) < 0)
 		return -1;
 	for (unsigned int i = 0; i < dp_crypto.n_devs; i++)
-		sess_size =
-			RTE_MAX(sess_size,
-				rte_cryptodev_sym_get_private_session_size(dp_crypto.devs[i].id));
-	dp_crypto.sess_pool = rte_cryptodev_sym_session_pool_create("dps_sess", c->sessions,
-								    sess_size, 0, 0, SOCKET_ID_ANY);
+		ids[i] = dp_crypto.devs[i].id;
+	if (dp_session_init(c->sessions, ids, dp_crypto.n_devs) < 0)
+		return -1;
 	dp_crypto.op_pool =
 		rte_crypto_op_pool_create("dps_cop", RTE_CRYPTO_OP_TYPE_SYMMETRIC, CRYPTO_OPS, 128,
 					  CRYPTO_OP_PRIV, SOCKET_ID_ANY);
-	if (dp_crypto.sess_pool == NULL || dp_crypto.op_pool == NULL) {
-		DP_LOG(ERR, "cannot create crypto pools: %s", rte_strerror(rte_errno));
+	if (dp_crypto.op_pool == NULL) {
+		DP_LOG(ERR, "cannot create the crypto op pool: %s", rte_strerror(rte_errno));
 		return -1;
 	}
 	for (unsigned int i = 0; i < dp_crypto.n_devs; i++) {
@@ -108,7 +107,7 @@ void dp_crypto_fini(void)
 		rte_cryptodev_close(dp_crypto.devs[i].id);
 	}
 	rte_mempool_free(dp_crypto.op_pool);
-	rte_mempool_free(dp_crypto.sess_pool);
+	dp_session_fini();
 	memset(&dp_crypto, 0, sizeof(dp_crypto));
 }
 

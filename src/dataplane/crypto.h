@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Crypto devices (rte_cryptodev): one queue pair per worker on every device,
- * one session pool, one crypto-op pool. An SA's session goes to the first
+ * the session pools (session.c), one crypto-op pool. An SA's session goes to the first
  * configured device whose capabilities cover its transforms.
  */
 #ifndef DP_CRYPTO_H
@@ -46,7 +46,6 @@ struct dp_crypto_dev {
 struct dp_crypto {
 	unsigned int n_devs;
 	struct dp_crypto_dev devs[DPS_MAX_CRYPTODEVS];
-	struct rte_mempool *sess_pool;
 	struct rte_mempool *op_pool;
 };
 

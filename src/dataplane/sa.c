@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <rte_errno.h>
 #include <rte_esp.h>
 #include <rte_ether.h>
 #include <rte_ip.h>
@@ -17,6 +18,7 @@
 #include "dataplane/mtu.h"
 #include "dataplane/replay.h"
 #include "dataplane/sa.h"
+#include "dataplane/session.h"
 
 const char *const dp_sa_counter_names[DP_SA_CNT_MAX] = {
 #define DP_SA_CNT_NAME(n, h) #n,
@@ -114,13 +116,14 @@ static void fill_prm(struct rte_ipsec_sa_prm *prm, const struct dps_sa *c,
 	prm->tun.hdr = h;
 }
 
-static int session_create(struct dp_sa *sa, struct dp_xforms *x)
+static int session_create(struct dp_sa *sa, struct dp_xforms *x, char *err, size_t errlen)
 {
 	const struct dp_crypto_dev *d = &dp_crypto.devs[sa->dev];
+	int rc;
 
-	sa->ss.crypto.ses = rte_cryptodev_sym_session_create(d->id, x->first, dp_crypto.sess_pool);
+	sa->ss.crypto.ses = dp_session_create(d->id, x->first, err, errlen);
 	if (sa->ss.crypto.ses == NULL)
-		return -rte_errno ? -rte_errno : -ENOMEM;
+		return -rte_errno;
 	sa->ss.crypto.dev_id = d->id;
 	/* lib/ipsec 22.11 has no synchronous outbound AES-GMAC: use the queue. */
 	bool gmac_out = sa->cfg.enc_alg == DPS_ENC_AES_GMAC && sa->cfg.dir == DPS_DIR_OUT;
@@ -129,7 +132,10 @@ static int session_create(struct dp_sa *sa, struct dp_xforms *x)
 			      ? RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO
 			      : RTE_SECURITY_ACTION_TYPE_NONE;
 	sa->ss.sa = sa->rsa;
-	return rte_ipsec_session_prepare(&sa->ss);
+	rc = rte_ipsec_session_prepare(&sa->ss);
+	if (rc < 0)
+		snprintf(err, errlen, "lib/ipsec refused the session: %s", rte_strerror(-rc));
+	return rc;
 }
 
 /*
@@ -162,11 +168,13 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 
 	if (dp_crypto_xforms(cfg, &x, &why) < 0) {
 		snprintf(err, errlen, "%s", why);
+		rte_errno = ENOTSUP;
 		return NULL;
 	}
 	dev = dp_crypto_pick(&x);
 	if (dev < 0) {
 		snprintf(err, errlen, "no configured crypto device supports this SA's algorithms");
+		rte_errno = ENOTSUP;
 		return NULL;
 	}
 	sa = rte_zmalloc("dps_sa", sizeof(*sa), RTE_CACHE_LINE_SIZE);
@@ -208,6 +216,7 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 	if (sz < 0) {
 		snprintf(err, errlen, "lib/ipsec refused the SA parameters: %s", rte_strerror(-sz));
 		dp_sa_free(sa);
+		rte_errno = ENOTSUP;
 		return NULL;
 	}
 	if (sa->cnt == NULL || (sa->rsa = rte_zmalloc("dps_rsa", sz, 64)) == NULL)
@@ -216,12 +225,18 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 	sa->rsa_lines =
 		RTE_MIN((unsigned int)RTE_ALIGN_CEIL(sz, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE,
 			RSA_PREFETCH_LINES);
-	sa->ses_lines =
-		RTE_MIN(dp_crypto.sess_pool->elt_size / RTE_CACHE_LINE_SIZE, SES_PREFETCH_LINES);
+	sa->ses_lines = RTE_MIN(dp_session_size() / RTE_CACHE_LINE_SIZE, SES_PREFETCH_LINES);
 	rc = rte_ipsec_sa_init(sa->rsa, &prm, sz);
-	if (rc < 0 || (rc = session_create(sa, &x)) < 0) {
+	if (rc < 0) {
 		snprintf(err, errlen, "lib/ipsec refused the SA: %s", rte_strerror(-rc));
+		rc = -ENOTSUP;
+	} else {
+		rc = session_create(sa, &x, err, errlen);
+	}
+	memset(&x, 0, sizeof(x)); /* keys live on only in the session */
+	if (rc < 0) {
 		dp_sa_free(sa);
+		rte_errno = -rc;
 		return NULL;
 	}
 	if (cfg->dir == DPS_DIR_IN && cfg->replay_window > 0 && replay_create(sa) < 0)
@@ -235,8 +250,10 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 	sa->xf = cfg->dir == DPS_DIR_OUT ? dp_esp_out_ops(sa) : dp_esp_in_ops(sa);
 	return sa;
 nomem:
-	snprintf(err, errlen, "out of memory");
+	snprintf(err, errlen, "out of hugepage memory: reserve more hugepages (vm.nr_hugepages)");
+	memset(&x, 0, sizeof(x));
 	dp_sa_free(sa);
+	rte_errno = ENOMEM;
 	return NULL;
 }
 
@@ -264,7 +281,7 @@ void dp_sa_free(struct dp_sa *sa)
 	if (sa == NULL)
 		return;
 	if (sa->ss.crypto.ses != NULL)
-		rte_cryptodev_sym_session_free(dp_crypto.devs[sa->dev].id, sa->ss.crypto.ses);
+		dp_session_free(dp_crypto.devs[sa->dev].id, sa->ss.crypto.ses);
 	if (sa->rsa != NULL) {
 		rte_ipsec_sa_fini(sa->rsa);
 		rte_free(sa->rsa);

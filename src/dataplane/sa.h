@@ -170,7 +170,9 @@ static inline void dp_sa_prefetch_state(const struct dp_sa *sa, unsigned int wor
 /**
  * Create the dataplane SA for @cfg. @inner_family is the family of the
  * packets an outbound tunnel SA carries (AF_INET or AF_INET6). Returns NULL
- * and sets @err on failure (no device supports it, bad parameters).
+ * and sets @err and rte_errno on failure: ENOTSUP (no device supports it, bad
+ * parameters), ENOBUFS (crypto.sessions sessions exist), ENOMEM (out of
+ * hugepage memory); @err names the setting or resource to raise.
  */
 struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
 			   const struct dps_ipsec_defaults *def, char *err, size_t errlen);

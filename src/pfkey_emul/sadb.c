@@ -16,40 +16,16 @@
 #include "control/store.h"
 #include "control/wipe.h"
 #include "dataplane/sa.h"
+#include "pfkey_emul/larval.h"
 #include "pfkey_emul/server.h"
 
-#define MAX_LARVAL 4096
-
-struct larval {
-	struct dps_sa sa; /* spi, proto, src, dst */
-	uint64_t expires_ms;
-};
-
 static struct {
-	unsigned int n;
-	struct larval l[MAX_LARVAL];
 	uint8_t buf[PFK_REPLY_MAX];
 } sadb;
 
-static int larval_index(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
-{
-	for (unsigned int i = 0; i < sadb.n; i++) {
-		const struct dps_sa *s = &sadb.l[i].sa;
-
-		if (s->spi == spi && s->proto == proto && dps_addr_eq(&s->dst, dst))
-			return (int)i;
-	}
-	return -1;
-}
-
-static void larval_remove(int i)
-{
-	sadb.l[i] = sadb.l[--sadb.n];
-}
-
 static bool spi_taken(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 {
-	return dps_store_sa_find(spi, dst, proto) != NULL || larval_index(spi, dst, proto) >= 0;
+	return dps_store_sa_find(spi, dst, proto) != NULL || pfk_larval_find(spi, dst, proto) >= 0;
 }
 
 static uint64_t epoch_of(uint64_t mono_ms)
@@ -111,17 +87,14 @@ int pfk_sadb_getspi(struct pfk_client *c, const struct pfk_msg *m)
 	const struct sadb_spirange *r = (const void *)m->ext[SADB_EXT_SPIRANGE];
 	uint8_t proto = pfk_satype_proto(m->hdr->sadb_msg_satype);
 	uint32_t lo = 0x100, hi = 0x0fffffff, spi = 0;
-	struct larval *l;
 	struct pfk_sa_state st = {.state = SADB_SASTATE_LARVAL};
+	struct dps_sa l;
 	int err;
 
 	if (proto == 0)
 		return EINVAL;
-	if (sadb.n == MAX_LARVAL)
-		return ENOBUFS;
-	l = &sadb.l[sadb.n];
-	memset(l, 0, sizeof(*l));
-	err = addrs(m, &l->sa.src, &l->sa.dst);
+	memset(&l, 0, sizeof(l));
+	err = addrs(m, &l.src, &l.dst);
 	if (err)
 		return err;
 	if (r != NULL) {
@@ -133,7 +106,7 @@ int pfk_sadb_getspi(struct pfk_client *c, const struct pfk_msg *m)
 	if (lo > hi)
 		return EINVAL;
 	if (lo == hi) {
-		if (spi_taken(lo, &l->sa.dst, proto))
+		if (spi_taken(lo, &l.dst, proto))
 			return EEXIST;
 		spi = lo;
 	} else {
@@ -143,17 +116,23 @@ int pfk_sadb_getspi(struct pfk_client *c, const struct pfk_msg *m)
 			if (getrandom(&v, sizeof(v), 0) != sizeof(v))
 				return EIO;
 			v = lo + (uint32_t)(v % ((uint64_t)hi - lo + 1));
-			if (!spi_taken(v, &l->sa.dst, proto))
+			if (!spi_taken(v, &l.dst, proto))
 				spi = v;
 		}
 		if (spi == 0)
 			return EEXIST;
 	}
-	l->sa.spi = spi;
-	l->sa.proto = proto;
-	l->expires_ms = dp_now_ms() + pfk_cfg()->larval_s * 1000ull;
-	sadb.n++;
-	send_sa(c, m->hdr, &l->sa, &st, false, PFK_TO_ONE);
+	l.spi = spi;
+	l.proto = proto;
+	err = pfk_larval_add(&l, dp_now_ms() + pfk_cfg()->larval_s * 1000ull);
+	if (err == -ENOBUFS)
+		DP_LOG(ERR,
+		       "pfkey: GETSPI refused: %u SPIs are reserved and not yet SAs; a "
+		       "reservation lapses after pfkey.larval_s (%u s)",
+		       PFK_LARVAL_MAX, pfk_cfg()->larval_s);
+	if (err)
+		return -err;
+	send_sa(c, m->hdr, &l, &st, false, PFK_TO_ONE);
 	return 0;
 }
 
@@ -313,7 +292,7 @@ static int sadb_add(struct pfk_client *c, const struct pfk_msg *m, struct dps_sa
 	if (sa->proto != DPS_PROTO_ESP)
 		return ENOSYS; /* AH and IPComp SAs: not in the dataplane yet */
 	sa_complete(sa);
-	li = larval_index(sa->spi, &sa->dst, sa->proto);
+	li = pfk_larval_find(sa->spi, &sa->dst, sa->proto);
 	s = dps_store_sa_find(sa->spi, &sa->dst, sa->proto);
 	if (update && li < 0) {
 		if (s == NULL)
@@ -328,12 +307,16 @@ static int sadb_add(struct pfk_client *c, const struct pfk_msg *m, struct dps_sa
 			return EEXIST;
 		rc = dps_store_sa_add(sa, DPS_ORIGIN_PFKEY, why, sizeof(why));
 		if (rc < 0) {
-			DP_LOG(NOTICE, "pfkey: SA 0x%x refused: %s", sa->spi, why);
-			return rc == -EEXIST ? EEXIST : rc == -ENOMEM ? ENOMEM : ENOSYS;
+			/* a limit reached is an error, not a client's mistake */
+			if (rc == -ENOBUFS || rc == -ENOMEM)
+				DP_LOG(ERR, "pfkey: SA 0x%x refused: %s", sa->spi, why);
+			else
+				DP_LOG(NOTICE, "pfkey: SA 0x%x refused: %s", sa->spi, why);
+			return rc == -EEXIST || rc == -ENOMEM || rc == -ENOBUFS ? -rc : ENOSYS;
 		}
 		/* ADD of a reserved SPI (charon's inbound SAs) takes the reservation too */
 		if (li >= 0)
-			larval_remove(li);
+			pfk_larval_remove((unsigned int)li);
 		pfk_store_dirty();
 	}
 	s = dps_store_sa_find(sa->spi, &sa->dst, sa->proto);
@@ -362,9 +345,9 @@ int pfk_sadb_delete(struct pfk_client *c, const struct pfk_msg *m)
 
 	if (err)
 		return err;
-	li = larval_index(spi, &dst, proto);
+	li = pfk_larval_find(spi, &dst, proto);
 	if (li >= 0) {
-		larval_remove(li);
+		pfk_larval_remove((unsigned int)li);
 	} else {
 		s = dps_store_sa_find(spi, &dst, proto);
 		if (s == NULL)
@@ -402,11 +385,11 @@ int pfk_sadb_get(struct pfk_client *c, const struct pfk_msg *m)
 		send_sa(c, m->hdr, &s->cfg, &st, true, PFK_TO_ONE);
 		return 0;
 	}
-	li = larval_index(spi, &dst, proto);
+	li = pfk_larval_find(spi, &dst, proto);
 	if (li < 0)
 		return ESRCH;
 	st = (struct pfk_sa_state){.state = SADB_SASTATE_LARVAL};
-	send_sa(c, m->hdr, &sadb.l[li].sa, &st, false, PFK_TO_ONE);
+	send_sa(c, m->hdr, &pfk_larval_at((unsigned int)li)->sa, &st, false, PFK_TO_ONE);
 	return 0;
 }
 
@@ -418,9 +401,9 @@ int pfk_sadb_flush(struct pfk_client *c, const struct pfk_msg *m)
 
 	if (satype != SADB_SATYPE_UNSPEC && proto == 0)
 		return EINVAL;
-	for (unsigned int i = sadb.n; i-- > 0;)
-		if (proto == 0 || sadb.l[i].sa.proto == proto)
-			larval_remove((int)i);
+	for (unsigned int i = pfk_larval_count(); i-- > 0;)
+		if (proto == 0 || pfk_larval_at(i)->sa.proto == proto)
+			pfk_larval_remove(i);
 	if (dps_store_sa_flush(proto, DPS_ORIGIN_PFKEY) > 0)
 		pfk_store_dirty();
 	h.sadb_msg_errno = 0;
@@ -466,20 +449,21 @@ int pfk_sadb_dump(struct pfk_client *c, const struct pfk_msg *m)
 		return EINVAL;
 	d.h.sadb_msg_errno = 0;
 	dps_store_walk_sas(dump_one, &d);
-	for (unsigned int i = 0; i < sadb.n; i++)
-		d.left += d.proto == 0 || sadb.l[i].sa.proto == d.proto;
+	for (unsigned int i = 0; i < pfk_larval_count(); i++)
+		d.left += d.proto == 0 || pfk_larval_at(i)->sa.proto == d.proto;
 	if (d.left == 0)
 		return ENOENT;
 	d.count = false;
 	dps_store_walk_sas(dump_one, &d);
-	for (unsigned int i = 0; i < sadb.n; i++) {
+	for (unsigned int i = 0; i < pfk_larval_count(); i++) {
+		const struct dps_sa *l = &pfk_larval_at(i)->sa;
 		struct sadb_msg h = d.h;
 
-		if (d.proto && sadb.l[i].sa.proto != d.proto)
+		if (d.proto && l->proto != d.proto)
 			continue;
-		h.sadb_msg_satype = pfk_proto_satype(sadb.l[i].sa.proto);
+		h.sadb_msg_satype = pfk_proto_satype(l->proto);
 		h.sadb_msg_seq = --d.left;
-		send_sa(c, &h, &sadb.l[i].sa, &st, false, PFK_TO_ONE);
+		send_sa(c, &h, l, &st, false, PFK_TO_ONE);
 	}
 	return 0;
 }
@@ -513,12 +497,12 @@ int pfk_sadb_register(struct pfk_client *c, const struct pfk_msg *m)
 /* GETSPI reservations that no UPDATE completed in time just disappear. */
 void pfk_sadb_timer(uint64_t now_ms)
 {
-	for (unsigned int i = sadb.n; i-- > 0;)
-		if (sadb.l[i].expires_ms <= now_ms)
-			larval_remove((int)i);
+	for (unsigned int i = pfk_larval_count(); i-- > 0;)
+		if (pfk_larval_at(i)->expires_ms <= now_ms)
+			pfk_larval_remove(i);
 }
 
 void pfk_sadb_fini(void)
 {
-	sadb.n = 0;
+	pfk_larval_clear();
 }

@@ -114,7 +114,10 @@ int pfk_spdb_add(struct pfk_client *c, const struct pfk_msg *m)
 	} else {
 		rc = dps_store_policy_add(&p, DPS_ORIGIN_PFKEY, why, sizeof(why));
 		if (rc < 0) {
-			DP_LOG(NOTICE, "pfkey: policy refused: %s", why);
+			if (rc == -ENOMEM)
+				DP_LOG(ERR, "pfkey: policy refused: %s", why);
+			else
+				DP_LOG(NOTICE, "pfkey: policy refused: %s", why);
 			return rc == -EEXIST ? EEXIST : ENOMEM;
 		}
 	}

@@ -220,6 +220,42 @@ class Client:
                 return m
         raise TimeoutError("no reply")
 
+    def pipeline(self, msgs, window=1000, timeout=60):
+        """Send msgs with up to window requests in flight (seq and pid set as request() does);
+        return their replies in the order of msgs. Broadcasts of other clients are skipped."""
+        base, n = self.seq, len(msgs)
+        replies = [None] * n
+        sent = done = 0
+        deadline = time.time() + timeout
+        while done < n:
+            while sent < n and sent - done < window:
+                data = bytearray(msgs[sent])
+                struct.pack_into("=II", data, 8, base + sent + 1, self.pid)
+                self.send(bytes(data))
+                sent += 1
+            if time.time() > deadline:
+                raise TimeoutError(f"{n - done} of {n} replies missing")
+            m = self.recv(max(0.1, deadline - time.time()))
+            i = m.seq - base - 1
+            if m.pid == self.pid and 0 <= i < sent and replies[i] is None:
+                replies[i] = m
+                done += 1
+        self.seq = base + n
+        return replies
+
+    def dump(self, mtype, satype=UNSPEC, timeout=30):
+        """Every message of a DUMP or SPDDUMP, up to the one with seq 0 (RFC 2367 §3.1.10)."""
+        self.send(msg(mtype, satype, seq=1, pid=self.pid))
+        out = []
+        deadline = time.time() + timeout
+        while True:
+            m = self.recv(max(0.1, deadline - time.time()))
+            if m.pid != self.pid or m.type != mtype:
+                continue
+            out.append(m)
+            if m.seq == 0 or m.errno:
+                return out
+
     def drain(self, timeout=0.2):
         out = []
         try:

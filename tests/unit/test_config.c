@@ -1478,7 +1478,7 @@ static void test_minimal_config_gets_ipsec_defaults(void **state)
 	assert_string_equal(cfg.crypto.devices[0], "crypto_aesni_mb");
 	assert_string_equal(cfg.crypto.devices[1], "crypto_openssl");
 	assert_true(cfg.crypto.cpu_crypto);
-	assert_int_equal(cfg.crypto.sessions, 4096);
+	assert_int_equal(cfg.crypto.sessions, 262144);
 	assert_int_equal(cfg.ipsec.def_policy4, DPS_ACTION_BYPASS);
 	assert_int_equal(cfg.ipsec.def_policy6, DPS_ACTION_BYPASS);
 	assert_int_equal(cfg.ipsec.esp_trans_deflev, DPS_LEVEL_USE);
@@ -1547,6 +1547,41 @@ static void test_crypto_and_ipsec_set_every_key(void **state)
 	assert_int_equal(cfg.crypto.sessions, 64);
 	assert_int_equal(cfg.ipsec.replay_window, 65536);
 	dps_config_free(&cfg);
+}
+
+/* PORT_LAN, crypto.sessions @sessions (line 6, value at column 13), then @n_sas SAs. */
+static char *doc_with_sas(unsigned int sessions, unsigned int n_sas)
+{
+	size_t cap = 256 + n_sas * 192, len;
+	char *doc = malloc(cap);
+
+	assert_non_null(doc);
+	len = (size_t)snprintf(doc, cap, PORT_LAN "crypto:\n  sessions: %u\nsas:\n", sessions);
+	for (unsigned int i = 0; i < n_sas; i++)
+		len += (size_t)snprintf(
+			doc + len, cap - len,
+			"  - {spi: %u, direction: out, src: 192.0.2.1, "
+			"dst: 198.51.100.1,\n     encryption: {algorithm: aes-gcm-128, "
+			"key: \"0x" K20 "\"}}\n",
+			0x1000 + i);
+	return doc;
+}
+
+static void test_more_sas_than_sessions_names_crypto_sessions(void **state)
+{
+	struct dps_config cfg;
+	char *doc;
+
+	(void)state;
+	doc = doc_with_sas(64, 64);
+	parse_ok(doc, &cfg);
+	assert_int_equal(cfg.n_sas, 64);
+	dps_config_free(&cfg);
+	free(doc);
+	doc = doc_with_sas(64, 65);
+	assert_parse_error_at(doc, 6, 13, "crypto.sessions");
+	assert_error_says(doc, "raise crypto.sessions");
+	free(doc);
 }
 
 static void test_def_policy_per_family(void **state)
@@ -2184,7 +2219,7 @@ static void test_rejects_bad_crypto_settings(void **state)
 				       "  sessions: 63\n",
 			      6, 13, "crypto.sessions");
 	assert_parse_error(PORT_LAN "crypto:\n"
-				    "  sessions: 1048577\n",
+				    "  sessions: 16777217\n",
 			   6, "crypto.sessions");
 	assert_parse_error(PORT_LAN "crypto:\n"
 				    "  cpu_crypto: sometimes\n",
@@ -3242,6 +3277,7 @@ int main(int argc, char **argv)
 
 		cmocka_unit_test(test_minimal_config_gets_ipsec_defaults),
 		cmocka_unit_test(test_crypto_and_ipsec_set_every_key),
+		cmocka_unit_test(test_more_sas_than_sessions_names_crypto_sessions),
 		cmocka_unit_test(test_def_policy_per_family),
 		cmocka_unit_test(test_sa_sets_every_key),
 		cmocka_unit_test(test_sa_defaults),
