@@ -197,6 +197,11 @@ static const struct dps_field dps_ipsec_fields[] = {
 	{.key = "ah_cleartos",
 	 .parse = dps_parse_bool,
 	 DPS_AT(struct dps_ipsec_defaults, ah_cleartos)},
+	{.key = "ah_offsetmask",
+	 .parse = dps_parse_uint,
+	 DPS_AT(struct dps_ipsec_defaults, ah_offsetmask),
+	 .min = 0,
+	 .max = 0xffff},
 	{.key = "replay_window",
 	 .parse = dps_parse_window,
 	 DPS_AT(struct dps_ipsec_defaults, replay_window),
@@ -551,9 +556,10 @@ static int dps_sa_check(struct dps_ctx *ctx, yaml_node_t *map, void *obj)
 		sa->encap_sport = sa->encap_dport = 0;
 	if (dps_sa_check_unique(ctx, map, sa))
 		return -1;
-	/* Until AH and IPComp run: dpsecd refuses them with dp_crypto_xforms()'s words. */
-	if (ctx->runnable && sa->proto != DPS_PROTO_ESP)
-		return dps_err_key(ctx, map, "proto", "only ESP SAs run on the dataplane so far");
+	/* Until IPComp runs: dpsecd refuses it with dp_crypto_xforms()'s words. */
+	if (ctx->runnable && sa->proto != DPS_PROTO_ESP && sa->proto != DPS_PROTO_AH)
+		return dps_err_key(ctx, map, "proto",
+				   "only ESP and AH SAs run on the dataplane so far");
 	return 0;
 }
 

@@ -141,6 +141,7 @@ struct dps_ipsec_defaults {
 	uint8_t dfbit;         /* default for SAs that do not say */
 	bool ecn;              /* RFC 6040 normal mode on tunnel encap/decap */
 	bool ah_cleartos;      /* AH ignores (zeroes) TOS in the ICV */
+	uint16_t ah_offsetmask; /* AH: IPv4 flags+fragment offset ANDed with it in the ICV (FreeBSD) */
 	uint32_t replay_window; /* default for SAs that do not say */
 };
 

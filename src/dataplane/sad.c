@@ -13,8 +13,9 @@ static struct rte_ipsec_sad *sad_create(int v6, unsigned int n, uint64_t gen)
 	char name[RTE_IPSEC_SAD_NAMESIZE];
 	struct rte_ipsec_sad_conf conf = {
 		.socket_id = SOCKET_ID_ANY,
-		/* more specific keys also take a slot in the SPI-only table */
-		.max_sa = {n + 1, n + 1, 1},
+		/* more specific keys also take a slot in the SPI-only table;
+		 * AH SAs go to the SPI+DIP+SIP table (dp_sad_build) */
+		.max_sa = {n + 1, n + 1, n + 1},
 		.flags = v6 ? RTE_IPSEC_SAD_FLAG_IPV6 : 0,
 	};
 
@@ -39,6 +40,15 @@ int dp_sad_build(struct dp_sa *const *sas, unsigned int n, uint64_t gen,
 		union rte_ipsec_sad_key k;
 		int v6 = c->dst.family == AF_INET6;
 
+		/* AH and ESP share the SPI space but not their SAs (Linux keys its
+		 * states by destination, SPI and protocol): an AH SA is keyed with
+		 * the unspecified source address, so that the AH lookup (ah.c)
+		 * finds it before an ESP SA of the same SPI; both lookups check
+		 * the protocol of what they find (an ESP packet from the
+		 * unspecified address). */
+		int type = c->proto == DPS_PROTO_AH ? RTE_IPSEC_SAD_SPI_DIP_SIP
+						    : RTE_IPSEC_SAD_SPI_DIP;
+
 		memset(&k, 0, sizeof(k));
 		if (v6) {
 			k.v6.spi = rte_cpu_to_be_32(c->spi);
@@ -47,7 +57,7 @@ int dp_sad_build(struct dp_sa *const *sas, unsigned int n, uint64_t gen,
 			k.v4.spi = rte_cpu_to_be_32(c->spi);
 			k.v4.dip = c->dst.v4.s_addr;
 		}
-		if (rte_ipsec_sad_add(sad[v6], &k, RTE_IPSEC_SAD_SPI_DIP, sas[i]) != 0)
+		if (rte_ipsec_sad_add(sad[v6], &k, type, sas[i]) != 0)
 			goto fail;
 	}
 	return 0;
