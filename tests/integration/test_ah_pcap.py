@@ -8,7 +8,7 @@ built by scapy's SecurityAssociation.encrypt.
 
 Scenarios (each run once per crypto path, CPU crypto or the cryptodev queue):
 
-* ah[cleartos]: every AH algorithm (HMAC-SHA1-96, HMAC-SHA2-256-128, -384-192,
+* ah: every AH algorithm (HMAC-SHA1-96, HMAC-SHA2-256-128, -384-192,
   -512-256) in tunnel mode 4in4, 6in6, 4in6, 6in4, with ESN; transport mode on
   the forwarding path over IPv4 (with IPv4 options, one mutable, one not) and
   IPv6 (with a Destination Options header holding a mutable option); inbound
@@ -16,8 +16,13 @@ Scenarios (each run once per crypto path, CPU crypto or the cryptodev queue):
   Options header with a mutable option; TOS / traffic class set on every
   packet. Bad packets between good ones: a wrong ICV, a replay, a sequence
   number left of the window, a truncated AH, an unknown SPI, an ESP SA's SPI.
-* ah[keeptos]: ipsec.ah_cleartos false: the IPv4 TOS is in the ICV (verified
+* keeptos: ipsec.ah_cleartos false: the IPv4 TOS is in the ICV (verified
   by scapy's code with the TOS left in), on a tunnel and a transport SA.
+* offsetmask: ipsec.ah_offsetmask 0xffff (FreeBSD's knob): the IPv4 flags and
+  fragment offset are in the ICV; the default (0, RFC 4302) leaves them out,
+  which every other scenario checks with DF set on one IPv4 packet.
+* deflev: ah_net_deflev require and ah_trans_deflev use on AH requests of
+  level default that have no SA.
 """
 import contextlib
 import struct
@@ -42,6 +47,25 @@ ALGS = {
     "hmac-sha2-512-256": ("SHA2-512-256", 64),
 }
 MUTABLE_OPT6 = 0x3E    # an experimental option (RFC 4727) with the "change en route" bit
+
+
+@contextlib.contextmanager
+def flags_in_icv():
+    """scapy's AH zeroes the IPv4 flags; ah_offsetmask 0xffff keeps flags and
+    fragment offset in the ICV (FreeBSD's knob)."""
+    orig = scapy_ipsec.zero_mutable_fields
+
+    def keep_flags(pkt, sending=False):
+        flags = pkt.flags if pkt.version == 4 else None
+        out = orig(pkt, sending)
+        if flags is not None:
+            out.flags = flags
+        return out
+    scapy_ipsec.zero_mutable_fields = keep_flags
+    try:
+        yield
+    finally:
+        scapy_ipsec.zero_mutable_fields = orig
 
 
 @contextlib.contextmanager
@@ -136,7 +160,8 @@ class AhTunnel:
         dst = self.peer if self.mode == "transport" else remote_host(fam, self.i)
         self.out_inner = []
         for k in range(self.n_out):
-            kw = {"tos": [0, 0x02, 0xb8][k % 3]} if fam == 4 else {"tc": [0, 0x02, 0xb8][k % 3]}
+            kw = {"tos": [0, 0x02, 0xb8][k % 3], "flags": "DF" if k == 1 else 0} if fam == 4 \
+                else {"tc": [0, 0x02, 0xb8][k % 3]}
             if fam == 4 and self.opts:
                 kw["options"] = [IPOption_RR(routers=["1.2.3.4"]), IPOption_Router_Alert()]
             l3 = ip(fam, src=HOST[fam], dst=dst, ttl=64, **kw)
@@ -191,9 +216,13 @@ class AhTunnel:
                 + forwarded(p) for p in (self.in_inner if pkts is None else pkts)]
 
 
-def ah_tunnels(keeptos):
-    if keeptos:
+def ah_tunnels(variant):
+    if variant == "keeptos":
         return [AhTunnel(90, "hmac-sha2-256-128"), AhTunnel(91, "hmac-sha1-96", mode="transport")]
+    if variant == "offsetmask":
+        return [AhTunnel(92, "hmac-sha2-256-128"), AhTunnel(93, "hmac-sha2-256-128", mode="transport")]
+    if variant == "deflev":
+        return []
     ts = []
     i = 1
     for alg in ALGS:
@@ -214,9 +243,13 @@ BAD = 1   # the tunnel that gets the bad packets
 
 class AhRun(PcapRun):
     def __init__(self, workdir, variant, path):
-        keeptos = variant == "keeptos"
-        self.tunnels = ah_tunnels(keeptos)
-        ipsec = {"ah_cleartos": not keeptos}
+        keeptos = variant != "ah"
+        self.tunnels = ah_tunnels(variant)
+        ipsec = {"ah_cleartos": variant != "keeptos"}
+        if variant == "offsetmask":
+            ipsec["ah_offsetmask"] = 0xffff
+        if variant == "deflev":
+            ipsec.update(ah_net_deflev="require", ah_trans_deflev="use")
         cfg = base_config(workdir, cpu=path == "cpu", ipsec=ipsec)
         # an ESP SA with the SPI of BAD's inbound AH SA: AH must not find it
         self.esp_spi_twin = None
@@ -224,6 +257,19 @@ class AhRun(PcapRun):
             cfg["sas"] += t.sas()
             cfg["policies"] += t.policies()
         lan = [f for t in self.tunnels for f in t.lan_frames()]
+        if variant == "deflev":
+            # AH requests at level default, no SA: tunnel (ah_net_deflev require)
+            # drops, transport (ah_trans_deflev use) lets the packet go in clear
+            cfg["policies"] += [
+                {"direction": "out", "src": LAN_NET[4], "dst": "10.90.0.0/24", "action": "protect",
+                 "ipsec": [{"proto": "ah", "mode": "tunnel", "level": "default", "reqid": 901,
+                            "tunnel": {"src": GW[4], "dst": peer_addr(4, 90)}}]},
+                {"direction": "out", "src": f"{HOST[4]}/32", "dst": f"{peer_addr(4, 91)}/32",
+                 "action": "protect", "ipsec": [{"proto": "ah", "mode": "transport", "level": "default",
+                                                 "reqid": 902}]}]
+            self.deflev_pkts = [raw(IP(src=HOST[4], dst=d, ttl=64) / UDP(sport=5, dport=6) / Raw(b"deflev"))
+                                for d in ("10.90.0.7", peer_addr(4, 91))]
+            lan += [frame_from_host(IP(p)) for p in self.deflev_pkts]
         wan = [f for t in self.tunnels for f in t.in_frames]
         self.bad = {}
         if not keeptos:
@@ -285,7 +331,7 @@ def get_run(tmp_path_factory, variant, path):
 
 def params(variant):
     return [pytest.param(variant, p, t.name, id=f"{variant}-{p}-{t.name}")
-            for p in PATHS for t in ah_tunnels(variant == "keeptos")]
+            for p in PATHS for t in ah_tunnels(variant)]
 
 
 def decap(t, frame):
@@ -295,7 +341,7 @@ def decap(t, frame):
     return raw(t.scapy_sa("out").decrypt(l3.__class__(raw(l3))))
 
 
-@pytest.mark.parametrize("variant,path,name", params("ah") + params("keeptos"))
+@pytest.mark.parametrize("variant,path,name", params("ah") + params("keeptos") + params("offsetmask"))
 def test_outbound_ah_verified_by_scapy_byte_for_byte(tmp_path_factory, variant, path, name):
     """Every packet the LAN host sends leaves wan once, in order, with AH whose
     ICV scapy's own AH code verifies (TOS in the ICV with ah_cleartos false),
@@ -309,7 +355,7 @@ def test_outbound_ah_verified_by_scapy_byte_for_byte(tmp_path_factory, variant, 
     for k, f in enumerate(outs):
         e = Ether(f)
         assert e[AH].seq == k + 1
-        with tos_in_icv() if variant == "keeptos" else contextlib.nullcontext():
+        with {"keeptos": tos_in_icv, "offsetmask": flags_in_icv}.get(variant, contextlib.nullcontext)():
             got = decap(t, f)
         want = forwarded(t.out_inner[k])
         if t.mode == "tunnel":
@@ -333,6 +379,30 @@ def test_keeptos_icv_differs_from_cleartos(tmp_path_factory):
     f = r.ah_out(t.spi_out)[2]     # TOS 0xb8
     with pytest.raises(scapy_ipsec.IPSecIntegrityError):
         decap(t, f)
+
+
+def test_offsetmask_keeps_the_flags_in_the_icv(tmp_path_factory):
+    """With ah_offsetmask 0xffff the IPv4 flags are in the ICV: scapy's standard
+    verification (flags zeroed) refuses the DF packets, tunnel (DF copied
+    outward) and transport, and accepts the others."""
+    r = get_run(tmp_path_factory, "offsetmask", "cpu")
+    for i in (92, 93):
+        t = r.tunnel_by_i(i)
+        outs = r.ah_out(t.spi_out)
+        assert Ether(outs[1])[IP].flags == "DF"
+        with pytest.raises(scapy_ipsec.IPSecIntegrityError):
+            decap(t, outs[1])
+        assert decap(t, outs[0]) == forwarded(t.out_inner[0])
+
+
+def test_ah_deflev_decides_level_default(tmp_path_factory):
+    """level: default on an AH request without SA: ah_net_deflev require drops
+    the tunnel policy's packet (drop_no_sa), ah_trans_deflev use lets the
+    transport policy's packet leave in clear."""
+    r = get_run(tmp_path_factory, "deflev", "cpu")
+    clear = [f for f in r.wan_out if IP in Ether(f) and UDP in Ether(f)]
+    assert [raw(Ether(f)[IP]) for f in clear] == [forwarded(r.deflev_pkts[1])]
+    assert r.stats["lan"]["drop_no_sa"] == 1
 
 
 @pytest.mark.parametrize("variant,path,name", [p for p in params("ah") if "transport" not in p.id])
