@@ -2053,7 +2053,10 @@ static void assert_sa_pairs(const struct dps_config *cfg, const char *name)
 				b->enc_alg == a->enc_alg && b->enc_key_len == a->enc_key_len &&
 				b->auth_alg == a->auth_alg && b->esn == a->esn &&
 				b->udp_encap == a->udp_encap && b->spi != a->spi &&
-				memcmp(b->enc_key, a->enc_key, a->enc_key_len);
+				/* AH has only an integrity key */
+				(a->enc_key_len
+					 ? memcmp(b->enc_key, a->enc_key, a->enc_key_len)
+					 : memcmp(b->auth_key, a->auth_key, a->auth_key_len));
 		}
 		if (!found)
 			fail_msg("%s: sas[%u] has no mirror SA with its own key", name, i);
