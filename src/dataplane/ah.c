@@ -26,8 +26,14 @@
 #include "dataplane/worker.h"
 #include "dataplane/xform.h"
 
-#define AH_ICV_ROOM 32u	 /* the largest ICV (HMAC-SHA2-512-256) */
-#define AH_HDRS_MAX 256u /* IP header and extension headers before AH we handle */
+#define AH_ICV_ROOM 32u	   /* the largest ICV (HMAC-SHA2-512-256) */
+#define AH_HDRS_MAX 256u   /* IP header and extension headers before AH we handle */
+#define AH_MAX_SEGS 8u	   /* segments of a reassembled packet */
+#define AH_LINEAR   65536u /* the largest IP packet */
+
+/* CPU crypto (crypto_aesni_mb) takes one buffer per packet: a chained one
+ * (reassembled) is hashed from a copy in this worker's scratch. */
+static RTE_DEFINE_PER_LCORE(uint8_t, ah_linear[AH_LINEAR]);
 
 #define ECN_NOT_ECT 0
 #define ECN_CE	    3
@@ -152,13 +158,19 @@ static bool icv_input(const struct dp_sa *sa, struct rte_mbuf *m, uint32_t ah_of
 	uint8_t *ah = ip + ah_off;
 	uint8_t *st;
 
-	if (!rte_pktmbuf_is_contiguous(m) || ah_off > AH_HDRS_MAX ||
+	/* A reassembled packet may be chained: its headers and AH are in the
+	 * first segment, whose tailroom keeps the copies. */
+	if (ah_off > AH_HDRS_MAX || m->nb_segs > AH_MAX_SEGS ||
+	    rte_pktmbuf_data_len(m) < RTE_ETHER_HDR_LEN + ah_off + sa->ah_len ||
 	    rte_pktmbuf_tailroom(m) < (sa->cfg.esn ? 4 : 0) + AH_ICV_ROOM + ah_off)
 		return false;
 	if (sa->cfg.esn) {
 		uint32_t be = rte_cpu_to_be_32(hi);
+		uint8_t *p = (uint8_t *)rte_pktmbuf_append(m, 4);
 
-		memcpy(rte_pktmbuf_append(m, 4), &be, 4);
+		if (p == NULL)
+			return false;
+		memcpy(p, &be, 4);
 	}
 	st = stash(m);
 	memcpy(st, ah + DP_AH_HDR_LEN, sa->icv_len); /* in: the ICV to verify */
@@ -652,28 +664,60 @@ static uint16_t ah_cpu_prepare(const struct rte_ipsec_session *ss, struct rte_mb
 	struct rte_crypto_sgl sgl[DP_MAX_BURST];
 	struct rte_crypto_va_iova_ptr iv[DP_MAX_BURST], dg[DP_MAX_BURST], aad[DP_MAX_BURST];
 	int32_t st[DP_MAX_BURST];
+	uint16_t idx[DP_MAX_BURST], k = 0, nc = 0;
+	struct rte_mbuf *chained[DP_MAX_BURST];
 	union rte_crypto_sym_ofs ofs = {.raw = 0};
 	struct rte_crypto_sym_vec vec = {
-		.num = n, .src_sgl = sgl, .iv = iv, .digest = dg, .aad = aad, .status = st};
+		.src_sgl = sgl, .iv = iv, .digest = dg, .aad = aad, .status = st};
 
 	for (uint16_t i = 0; i < n; i++) {
-		uint32_t d = digest_off(sa, mb[i]);
+		struct rte_mbuf *m = mb[i];
+		uint32_t d = digest_off(sa, m), len = rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN;
 
-		v[i].base = rte_pktmbuf_mtod_offset(mb[i], void *, RTE_ETHER_HDR_LEN);
-		v[i].iova = rte_pktmbuf_iova_offset(mb[i], RTE_ETHER_HDR_LEN);
-		v[i].len = v[i].tot_len = rte_pktmbuf_pkt_len(mb[i]) - RTE_ETHER_HDR_LEN;
-		sgl[i].vec = &v[i];
-		sgl[i].num = 1;
-		dg[i].va = rte_pktmbuf_mtod_offset(mb[i], void *, d);
-		dg[i].iova = rte_pktmbuf_iova_offset(mb[i], d);
-		iv[i] = aad[i] = (struct rte_crypto_va_iova_ptr){NULL, 0};
-		st[i] = 0;
+		if (!rte_pktmbuf_is_contiguous(m)) {
+			chained[nc++] = m;
+			continue;
+		}
+		v[k].base = rte_pktmbuf_mtod_offset(m, void *, RTE_ETHER_HDR_LEN);
+		v[k].iova = rte_pktmbuf_iova_offset(m, RTE_ETHER_HDR_LEN);
+		v[k].len = v[k].tot_len = len;
+		sgl[k].vec = &v[k];
+		sgl[k].num = 1;
+		dg[k].va = rte_pktmbuf_mtod_offset(m, void *, d);
+		dg[k].iova = rte_pktmbuf_iova_offset(m, d);
+		iv[k] = aad[k] = (struct rte_crypto_va_iova_ptr){NULL, 0};
+		st[k] = 0;
+		idx[k++] = i;
 	}
-	if (n)
+	vec.num = k;
+	if (k)
 		rte_cryptodev_sym_cpu_crypto_process(ss->crypto.dev_id, ss->crypto.ses, ofs, &vec);
-	for (uint16_t i = 0; i < n; i++)
-		if (st[i] != 0)
-			mb[i]->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
+	for (uint16_t j = 0; j < k; j++)
+		if (st[j] != 0)
+			mb[idx[j]]->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
+	/* a chained (reassembled) packet: hashed from a copy in the scratch */
+	for (uint16_t j = 0; j < nc; j++) {
+		struct rte_mbuf *m = chained[j];
+		uint32_t d = digest_off(sa, m), len = rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN;
+
+		v[0].base = len > AH_LINEAR ? NULL
+					    : (void *)(uintptr_t)rte_pktmbuf_read(
+						      m, RTE_ETHER_HDR_LEN, len, RTE_PER_LCORE(ah_linear));
+		v[0].iova = 0;
+		v[0].len = v[0].tot_len = len;
+		sgl[0].vec = &v[0];
+		sgl[0].num = 1;
+		dg[0].va = rte_pktmbuf_mtod_offset(m, void *, d);
+		dg[0].iova = rte_pktmbuf_iova_offset(m, d);
+		iv[0] = aad[0] = (struct rte_crypto_va_iova_ptr){NULL, 0};
+		st[0] = 0;
+		vec.num = 1;
+		if (v[0].base == NULL ||
+		    rte_cryptodev_sym_cpu_crypto_process(ss->crypto.dev_id, ss->crypto.ses, ofs,
+							 &vec) != 1 ||
+		    st[0] != 0)
+			m->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
+	}
 	return n;
 }
 

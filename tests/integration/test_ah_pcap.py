@@ -16,6 +16,7 @@ Scenarios (each run once per crypto path, CPU crypto or the cryptodev queue):
   Options header with a mutable option; TOS / traffic class set on every
   packet. Bad packets between good ones: a wrong ICV, a replay, a sequence
   number left of the window, a truncated AH, an unknown SPI, an ESP SA's SPI.
+  AH fragments (IPv4, IPv6), reassembled first.
 * keeptos: ipsec.ah_cleartos false: the IPv4 TOS is in the ICV (verified
   by scapy's code with the TOS left in), on a tunnel and a transport SA.
 * offsetmask: ipsec.ah_offsetmask 0xffff (FreeBSD's knob): the IPv4 flags and
@@ -28,7 +29,8 @@ import contextlib
 import struct
 
 import pytest
-from scapy.all import IP, UDP, Ether, IPv6, IPv6ExtHdrDestOpt, Raw, raw
+from scapy.all import (IP, UDP, Ether, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, Raw, fragment,
+                       fragment6, raw)
 from scapy.layers.inet import IPOption_Router_Alert, IPOption_RR
 from scapy.layers.inet6 import HBHOptUnknown
 from scapy.layers import ipsec as scapy_ipsec
@@ -272,7 +274,22 @@ class AhRun(PcapRun):
             lan += [frame_from_host(IP(p)) for p in self.deflev_pkts]
         wan = [f for t in self.tunnels for f in t.in_frames]
         self.bad = {}
+        self.frags = {}   # tunnel i -> inner packets that arrive in fragmented AH
         if not keeptos:
+            for i in (5, 6):
+                t = self.tunnel_by_i(i)
+                fam = t.inner
+                p = raw(ip(fam, src=remote_host(fam, i), dst=HOST[fam], ttl=64) / UDP(sport=11, dport=12)
+                        / Raw(bytes(range(256)) * 5 + b"fragmented-ah"))
+                outer = Ether(t.ah_frame(t.n_in + 1, p)).payload
+                if fam == 4:
+                    fr = fragment(outer, fragsize=512)
+                else:
+                    fr = fragment6(IPv6(src=outer.src, dst=outer.dst, hlim=outer.hlim)
+                                   / IPv6ExtHdrFragment(nh=outer.nh, id=0x4242) / outer.payload, 512)
+                assert len(fr) >= 3
+                self.frags[i] = [p]
+                wan += [frame_to_gw(f) for f in fr[::-1]]   # reversed, as a router may
             t = self.tunnel_by_i(BAD)
             inner = t.in_inner[0]
             good = [raw(IP(bytes(p))) for p in
@@ -415,9 +432,23 @@ def test_inbound_ah_built_by_scapy_is_forwarded(tmp_path_factory, variant, path,
     got = [f for f in r.lan_out if f in want]
     assert got == want
     si = r.sa(t.spi_in)
-    assert si["packets"] == t.n_in + (2 if t.i == BAD else 0)
-    assert si["bytes"] == sum(len(p) for p in t.in_inner) + \
+    frags = r.frags.get(t.i, [])
+    assert si["packets"] == t.n_in + (2 if t.i == BAD else 0) + len(frags)
+    assert si["bytes"] == sum(len(p) for p in t.in_inner + frags) + \
         (sum(len(p) for p in (r.bad["good"][0], r.bad["good"][2])) if t.i == BAD else 0)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_inbound_fragmented_ah_is_reassembled_verified_and_forwarded(tmp_path_factory, path):
+    """AH tunnel packets (IPv4 and IPv6) that scapy fragmented, arriving in
+    reverse order: reassembled, verified (a chained mbuf: the CPU path hashes
+    a copy) and their inner packet forwarded to the LAN host."""
+    r = get_run(tmp_path_factory, "ah", path)
+    for i, pkts in r.frags.items():
+        t = r.tunnel_by_i(i)
+        want = t.expected_lan(pkts)
+        assert [f for f in r.lan_out if f in want] == want, i
+        assert r.sa(t.spi_in)["drop_auth"] == 0
 
 
 @pytest.mark.parametrize("path", PATHS)
