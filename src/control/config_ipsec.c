@@ -242,6 +242,9 @@ static const struct dps_enum dps_auth_algs[] = {
 	{"hmac-sha2-256-128", DPS_ALG(DPS_AUTH_HMAC_SHA256_128, 32, 0)},
 	{"hmac-sha2-384-192", DPS_ALG(DPS_AUTH_HMAC_SHA384_192, 48, 0)},
 	{"hmac-sha2-512-256", DPS_ALG(DPS_AUTH_HMAC_SHA512_256, 64, 0)},
+	{"aes-gmac-128", DPS_ALG(DPS_AUTH_AES_GMAC, 16, 4)}, /* AH only (RFC 4543 §3) */
+	{"aes-gmac-192", DPS_ALG(DPS_AUTH_AES_GMAC, 24, 4)},
+	{"aes-gmac-256", DPS_ALG(DPS_AUTH_AES_GMAC, 32, 4)},
 	{NULL, 0},
 };
 
@@ -497,6 +500,9 @@ static int dps_sa_check_algs(struct dps_ctx *ctx, yaml_node_t *map, const struct
 
 	if (sa->proto == DPS_PROTO_AH && sa->auth_alg == DPS_AUTH_NONE)
 		return dps_err_sub(ctx, map, "integrity", "algorithm", "AH needs one, not none");
+	if (sa->proto == DPS_PROTO_ESP && sa->auth_alg == DPS_AUTH_AES_GMAC)
+		return dps_err_sub(ctx, map, "integrity", "algorithm",
+				   "AES-GMAC integrity is for AH; ESP takes encryption aes-gmac-*");
 	if (sa->proto != DPS_PROTO_ESP)
 		return 0;
 	if (dps_enc_is_aead(sa->enc_alg))

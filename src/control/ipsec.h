@@ -64,6 +64,7 @@ enum dps_auth_alg {
 	DPS_AUTH_HMAC_SHA256_128,
 	DPS_AUTH_HMAC_SHA384_192,
 	DPS_AUTH_HMAC_SHA512_256,
+	DPS_AUTH_AES_GMAC, /* RFC 4543 in AH: key and 4-byte salt, 8-byte IV, ICV 16 */
 };
 
 enum dps_dfbit {

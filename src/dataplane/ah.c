@@ -173,8 +173,8 @@ static bool icv_input(const struct dp_sa *sa, struct rte_mbuf *m, uint32_t ah_of
 		memcpy(p, &be, 4);
 	}
 	st = stash(m);
-	memcpy(st, ah + DP_AH_HDR_LEN, sa->icv_len); /* in: the ICV to verify */
-	memset(ah + DP_AH_HDR_LEN, 0, sa->icv_len);
+	memcpy(st, ah + DP_AH_HDR_LEN + sa->iv_len, sa->icv_len); /* in: the ICV to verify */
+	memset(ah + DP_AH_HDR_LEN + sa->iv_len, 0, sa->icv_len);
 	memcpy(st + AH_ICV_ROOM, ip, ah_off);
 	dp_meta(m)->ah_off = (uint16_t)ah_off;
 	m->ol_flags &= ~RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
@@ -193,9 +193,10 @@ static inline void icv_restore(const struct dp_sa *sa, struct rte_mbuf *m)
 
 /* ---- outbound ------------------------------------------------------------ */
 
-static inline void ah_hdr_fill(const struct dp_sa *sa, uint8_t *ah, uint8_t nh, uint32_t seq)
+static inline void ah_hdr_fill(const struct dp_sa *sa, uint8_t *ah, uint8_t nh, uint64_t seq)
 {
-	uint32_t spi = rte_cpu_to_be_32(sa->cfg.spi), sq = rte_cpu_to_be_32(seq);
+	uint32_t spi = rte_cpu_to_be_32(sa->cfg.spi), sq = rte_cpu_to_be_32((uint32_t)seq);
+	uint64_t iv = rte_cpu_to_be_64(seq);
 
 	ah[0] = nh;
 	ah[1] = sa->ah_len / 4 - 2;
@@ -203,6 +204,10 @@ static inline void ah_hdr_fill(const struct dp_sa *sa, uint8_t *ah, uint8_t nh, 
 	memcpy(ah + 4, &spi, 4);
 	memcpy(ah + 8, &sq, 4);
 	memset(ah + DP_AH_HDR_LEN, 0, sa->ah_len - DP_AH_HDR_LEN);
+	/* AES-GMAC (RFC 4543 §3.1): the IV must never repeat under a key; the
+	 * 64-bit sequence number does not */
+	if (sa->iv_len)
+		memcpy(ah + DP_AH_HDR_LEN, &iv, sizeof(iv));
 }
 
 /* Tunnel mode: outer header and AH before the inner packet. Returns AH's offset. */
@@ -248,7 +253,7 @@ static uint32_t out_tunnel(const struct dp_sa *sa, struct rte_mbuf *m, uint64_t 
 		h->src_addr = sa->cfg.src.v4.s_addr;
 		h->dst_addr = sa->cfg.dst.v4.s_addr;
 	}
-	ah_hdr_fill(sa, p + ol, in4 ? IPPROTO_IPIP : IPPROTO_IPV6, (uint32_t)seq);
+	ah_hdr_fill(sa, p + ol, in4 ? IPPROTO_IPIP : IPPROTO_IPV6, seq);
 	return ol;
 }
 
@@ -308,7 +313,7 @@ static uint32_t out_transport(const struct dp_sa *sa, struct rte_mbuf *m, uint64
 
 		h->total_length = rte_cpu_to_be_16(rte_be_to_cpu_16(h->total_length) + sa->ah_len);
 	}
-	ah_hdr_fill(sa, ip + at, nh, (uint32_t)seq);
+	ah_hdr_fill(sa, ip + at, nh, seq);
 	return at;
 }
 
@@ -633,7 +638,7 @@ static inline struct dp_sa *sa_of(const struct rte_ipsec_session *ss)
 /* Where the ICV is written (out, in AH) or the received one is (in, tailroom). */
 static inline uint32_t digest_off(const struct dp_sa *sa, struct rte_mbuf *m)
 {
-	return ah_out(sa) ? RTE_ETHER_HDR_LEN + dp_meta(m)->ah_off + DP_AH_HDR_LEN
+	return ah_out(sa) ? RTE_ETHER_HDR_LEN + dp_meta(m)->ah_off + DP_AH_HDR_LEN + sa->iv_len
 			  : rte_pktmbuf_data_len(m);
 }
 
@@ -652,6 +657,17 @@ static uint16_t ah_cop_prepare(const struct rte_ipsec_session *ss, struct rte_mb
 		sym->auth.data.length = rte_pktmbuf_pkt_len(mb[i]) - RTE_ETHER_HDR_LEN;
 		sym->auth.digest.data = rte_pktmbuf_mtod_offset(mb[i], uint8_t *, d);
 		sym->auth.digest.phys_addr = rte_pktmbuf_iova_offset(mb[i], d);
+		if (sa->iv_len) { /* AES-GMAC: the nonce, salt || IV (RFC 4543 §3.1) */
+			uint8_t *iv =
+				rte_crypto_op_ctod_offset(cop[i], uint8_t *, DP_CRYPTO_IV_OFFSET);
+
+			memcpy(iv, &sa->ah_salt, 4);
+			memcpy(iv + 4,
+			       rte_pktmbuf_mtod_offset(mb[i], uint8_t *,
+						       RTE_ETHER_HDR_LEN + dp_meta(mb[i])->ah_off +
+							       DP_AH_HDR_LEN),
+			       8);
+		}
 	}
 	return n;
 }
@@ -700,9 +716,10 @@ static uint16_t ah_cpu_prepare(const struct rte_ipsec_session *ss, struct rte_mb
 		struct rte_mbuf *m = chained[j];
 		uint32_t d = digest_off(sa, m), len = rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN;
 
-		v[0].base = len > AH_LINEAR ? NULL
-					    : (void *)(uintptr_t)rte_pktmbuf_read(
-						      m, RTE_ETHER_HDR_LEN, len, RTE_PER_LCORE(ah_linear));
+		v[0].base = len > AH_LINEAR
+				    ? NULL
+				    : (void *)(uintptr_t)rte_pktmbuf_read(m, RTE_ETHER_HDR_LEN, len,
+									  RTE_PER_LCORE(ah_linear));
 		v[0].iova = 0;
 		v[0].len = v[0].tot_len = len;
 		sgl[0].vec = &v[0];
@@ -750,7 +767,7 @@ int dp_ah_init(struct dp_sa *sa, struct dp_xforms *x)
 {
 	const struct dp_crypto_dev *d = &dp_crypto.devs[sa->dev];
 	bool v6 = sa->cfg.dst.family == AF_INET6;
-	uint32_t hdr = DP_AH_HDR_LEN + x->icv_len;
+	uint32_t hdr = DP_AH_HDR_LEN + x->iv_len + x->icv_len;
 
 	/* RFC 4302 §2.6: AH a multiple of 8 bytes over IPv6, of 4 over IPv4 */
 	sa->ah_len = (uint8_t)(v6 ? RTE_ALIGN_CEIL(hdr, 8) : RTE_ALIGN_CEIL(hdr, 4));
@@ -760,13 +777,15 @@ int dp_ah_init(struct dp_sa *sa, struct dp_xforms *x)
 	sa->overhead =
 		(uint16_t)((sa->mode == DPS_MODE_TUNNEL ? (v6 ? 40 : 20) : 0) + sa->ah_len - 2);
 	sa->ah_sqn = sa->cfg.seq_start;
+	sa->ah_salt = x->salt;
 	sa->ss.crypto.ses = rte_cryptodev_sym_session_create(d->id, x->first, dp_crypto.sess_pool);
 	if (sa->ss.crypto.ses == NULL)
 		return -rte_errno ? -rte_errno : -ENOMEM;
 	sa->ss.crypto.dev_id = d->id;
 	/* crypto.c's poll finds the SA of a finished op from the session */
 	rte_cryptodev_sym_session_opaque_data_set(sa->ss.crypto.ses, (uintptr_t)&sa->ss);
-	sa->ss.type = d->cpu_crypto && dp.cfg->crypto.cpu_crypto
+	/* AES-GMAC takes its nonce from the crypto op: the queue path */
+	sa->ss.type = d->cpu_crypto && dp.cfg->crypto.cpu_crypto && x->iv_len == 0
 			      ? RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO
 			      : RTE_SECURITY_ACTION_TYPE_NONE;
 	if (sa->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO)

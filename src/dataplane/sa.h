@@ -134,7 +134,8 @@ struct dp_sa {
 	uint8_t ttl;		/* outer TTL / hop limit (tunnel) */
 	bool ah_cleartos;	/* AH: IPv4 TOS out of the ICV */
 	uint16_t ah_offsetmask; /* AH: IPv4 flags and fragment offset ANDed with this in the ICV */
-	uint8_t ah_len;		/* AH: its header's length, ICV and padding included */
+	uint8_t ah_len;		/* AH: its header's length, IV, ICV and padding included */
+	uint32_t ah_salt;	/* AH with AES-GMAC: the nonce's salt (RFC 4543 §3.1) */
 	/* Out, AH: the last sequence number used (ESP's is lib/ipsec's). */
 	uint64_t ah_sqn;
 	/* Out, in a bundle: the SA applied after this one (RFC 4301 §4.5). Set

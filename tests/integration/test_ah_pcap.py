@@ -34,6 +34,7 @@ from scapy.all import (IP, UDP, Ether, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragme
 from scapy.layers.inet import IPOption_Router_Alert, IPOption_RR
 from scapy.layers.inet6 import HBHOptUnknown
 from scapy.layers import ipsec as scapy_ipsec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from scapy.layers.ipsec import AH, SecurityAssociation
 
 from test_esp_pcap import (GW, HOST, HOST_MAC, LAN_MAC, LAN_NET, PcapRun, base_config,
@@ -47,7 +48,33 @@ ALGS = {
     "hmac-sha2-256-128": ("SHA2-256-128", 32),
     "hmac-sha2-384-192": ("SHA2-384-192", 48),
     "hmac-sha2-512-256": ("SHA2-512-256", 64),
+    # RFC 4543 in AH, which scapy lacks: gmac_* below (key, then a 4-byte salt)
+    "aes-gmac-128": (None, 20),
+    "aes-gmac-256": (None, 36),
 }
+
+
+def gmac_tag(pkt, key, esn=None):
+    """AES-GMAC (RFC 4543 §5) of an IP/IPv6 packet with AH whose ICV field holds
+    IV (8) || tag (16) [|| padding]: the GCM tag of an empty plaintext, nonce
+    salt || IV, AAD the packet with scapy's mutable fields zeroed (the IV kept,
+    the tag zeroed) [and the ESN high half]; `cryptography`'s AES-GCM."""
+    iv = bytes(pkt[AH].icv[:8])
+    clone = scapy_ipsec.zero_mutable_fields(pkt.copy())
+    clone[AH].icv = iv + bytes(len(pkt[AH].icv) - 8)
+    aad = raw(clone) + (struct.pack("!L", esn) if esn is not None else b"")
+    return AESGCM(key[:-4]).encrypt(key[-4:] + iv, b"", aad)
+
+
+def gmac_ah(outer, inner, spi, seq, key, v6):
+    """scapy layers outer / AH / inner with an AES-GMAC ICV (IV: the sequence number)."""
+    icvlen = 24 + (4 if v6 else 0)     # IV, tag, and IPv6's 8-byte alignment
+    ah = AH(nh=4 if inner[0] >> 4 == 4 else 41, spi=spi, seq=seq, payloadlen=(12 + icvlen) // 4 - 2,
+            icv=struct.pack("!Q", seq) + bytes(icvlen - 8))
+    pkt = outer.__class__(raw(outer / ah / Raw(inner)))
+    tag = gmac_tag(pkt, key)
+    pkt[AH].icv = struct.pack("!Q", seq) + tag + bytes(icvlen - 24)
+    return pkt.__class__(raw(pkt))
 MUTABLE_OPT6 = 0x3E    # an experimental option (RFC 4727) with the "change en route" bit
 
 
@@ -192,9 +219,12 @@ class AhTunnel:
         return h
 
     def ah_frame(self, seq, inner, icv_flip=False, cut=None):
-        sa = self.scapy_sa("in")
-        sa.tunnel_header = self.outer_header()
-        pkt = raw(sa.encrypt(IP(inner) if inner[0] >> 4 == 4 else IPv6(inner), seq_num=seq))
+        if self.alg.startswith("aes-gmac"):
+            pkt = raw(gmac_ah(self.outer_header(), inner, self.spi_in, seq, self.key["in"], self.outer == 6))
+        else:
+            sa = self.scapy_sa("in")
+            sa.tunnel_header = self.outer_header()
+            pkt = raw(sa.encrypt(IP(inner) if inner[0] >> 4 == 4 else IPv6(inner), seq_num=seq))
         if icv_flip:
             pkt = pkt[:-1] + bytes([pkt[-1] ^ 1])
         if cut is not None:
@@ -227,10 +257,11 @@ def ah_tunnels(variant):
         return []
     ts = []
     i = 1
-    for alg in ALGS:
+    for alg in [a for a in ALGS if not a.startswith("aes-gmac")]:
         for inner, outer in ((4, 4), (6, 6), (4, 6), (6, 4)):
             ts.append(AhTunnel(i, alg, inner, outer))
             i += 1
+    ts += [AhTunnel(34, "aes-gmac-128"), AhTunnel(35, "aes-gmac-256", 6)]
     ts += [AhTunnel(30, "hmac-sha2-256-128", esn=True), AhTunnel(31, "hmac-sha1-96", 6, esn=True),
            AhTunnel(32, "hmac-sha2-256-128", opts=True), AhTunnel(33, "hmac-sha2-512-256", 6, opts=True),
            AhTunnel(40, "hmac-sha2-256-128", mode="transport"),
@@ -355,6 +386,12 @@ def decap(t, frame):
     """scapy verifies the ICV and takes AH off (raises on a bad ICV)."""
     e = Ether(frame)
     l3 = e[IP] if t.outer == 4 and IP in e else e[IPv6]
+    if t.alg.startswith("aes-gmac"):   # tunnel mode only
+        pkt = l3.__class__(raw(l3))
+        assert pkt[AH].icv[:8] == struct.pack("!Q", pkt[AH].seq)
+        if bytes(pkt[AH].icv[8:24]) != gmac_tag(pkt, t.key["out"]):
+            raise scapy_ipsec.IPSecIntegrityError("GMAC")
+        return raw(pkt[AH].payload)
     return raw(t.scapy_sa("out").decrypt(l3.__class__(raw(l3))))
 
 

@@ -1743,6 +1743,16 @@ static void test_sa_accepts_every_algorithm(void **state)
 		assert_int_equal(cfg.sas[0].auth_alg, auth[i].alg);
 		dps_config_free(&cfg);
 	}
+	/* AES-GMAC integrity (RFC 4543 in AH): key and salt; ESP takes it as a cipher */
+	parse_ok(PORT_LAN SA_OUT "    proto: ah\n    integrity: {algorithm: aes-gmac-256, key: " K36
+				 "}\n",
+		 &cfg);
+	assert_int_equal(cfg.sas[0].auth_alg, DPS_AUTH_AES_GMAC);
+	assert_key(cfg.sas[0].auth_key, cfg.sas[0].auth_key_len, 36);
+	dps_config_free(&cfg);
+	assert_error_says(PORT_LAN SA_OUT ENC_CBC
+			  "    integrity: {algorithm: aes-gmac-128, key: " K20 "}\n",
+			  "AES-GMAC integrity is for AH");
 }
 
 static void test_sa_key_spellings(void **state)
