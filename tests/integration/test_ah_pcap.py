@@ -207,23 +207,23 @@ class AhTunnel:
             self.in_inner.append(raw(pkt))
             self.in_frames.append(self.ah_frame(k + 1, raw(pkt)))
 
-    def outer_header(self):
+    def outer_header(self, tos=0x48):
         """The peer's outer header: with options (IPv4) or a Destination Options
         header holding a mutable option (IPv6) when opts."""
         if self.outer == 4:
             kw = {"options": [IPOption_RR(routers=["5.6.7.8"]), IPOption_Router_Alert()]} if self.opts else {}
-            return IP(src=self.peer, dst=self.gw, ttl=64, tos=0x48, **kw)
-        h = IPv6(src=self.peer, dst=self.gw, hlim=64, tc=0x48, fl=0x12345)
+            return IP(src=self.peer, dst=self.gw, ttl=64, tos=tos, **kw)
+        h = IPv6(src=self.peer, dst=self.gw, hlim=64, tc=tos, fl=0x12345)
         if self.opts:
             h = h / IPv6ExtHdrDestOpt(options=[HBHOptUnknown(otype=MUTABLE_OPT6, optdata=b"wxyz")])
         return h
 
-    def ah_frame(self, seq, inner, icv_flip=False, cut=None):
+    def ah_frame(self, seq, inner, icv_flip=False, cut=None, tos=0x48):
         if self.alg.startswith("aes-gmac"):
-            pkt = raw(gmac_ah(self.outer_header(), inner, self.spi_in, seq, self.key["in"], self.outer == 6))
+            pkt = raw(gmac_ah(self.outer_header(tos), inner, self.spi_in, seq, self.key["in"], self.outer == 6))
         else:
             sa = self.scapy_sa("in")
-            sa.tunnel_header = self.outer_header()
+            sa.tunnel_header = self.outer_header(tos)
             pkt = raw(sa.encrypt(IP(inner) if inner[0] >> 4 == 4 else IPv6(inner), seq_num=seq))
         if icv_flip:
             pkt = pkt[:-1] + bytes([pkt[-1] ^ 1])
@@ -306,7 +306,17 @@ class AhRun(PcapRun):
         wan = [f for t in self.tunnels for f in t.in_frames]
         self.bad = {}
         self.frags = {}   # tunnel i -> inner packets that arrive in fragmented AH
+        self.ecn = {}     # (tunnel i, inner ECN) -> inner packet under an outer CE
         if not keeptos:
+            for i in (7, 8):   # sha2-256 4in6, 6in4
+                t = self.tunnel_by_i(i)
+                fam = t.inner
+                for ecn in (0, 2):   # Not-ECT: dropped (RFC 6040 4.2); ECT(0): becomes CE
+                    p = raw(ip(fam, src=remote_host(fam, i), dst=HOST[fam], ttl=64,
+                               **({"tos": 0x20 | ecn} if fam == 4 else {"tc": 0x20 | ecn}))
+                            / UDP(sport=13, dport=14) / Raw(b"ecn%d" % ecn))
+                    self.ecn[(i, ecn)] = p
+                    wan.append(t.ah_frame(t.n_in + 1 + ecn // 2, p, tos=0x03))
             for i in (5, 6):
                 t = self.tunnel_by_i(i)
                 fam = t.inner
@@ -469,10 +479,26 @@ def test_inbound_ah_built_by_scapy_is_forwarded(tmp_path_factory, variant, path,
     got = [f for f in r.lan_out if f in want]
     assert got == want
     si = r.sa(t.spi_in)
-    frags = r.frags.get(t.i, [])
+    frags = r.frags.get(t.i, []) + ([r.ecn[(t.i, 2)]] if (t.i, 2) in r.ecn else [])
     assert si["packets"] == t.n_in + (2 if t.i == BAD else 0) + len(frags)
     assert si["bytes"] == sum(len(p) for p in t.in_inner + frags) + \
         (sum(len(p) for p in (r.bad["good"][0], r.bad["good"][2])) if t.i == BAD else 0)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_inbound_ah_ecn_decapsulation(tmp_path_factory, path):
+    """RFC 6040 §4.2 through AH (ipsec.ecn, the default): an outer CE on a
+    Not-ECT inner packet is dropped (drop_ecn), on an ECT(0) one it is copied
+    inward."""
+    r = get_run(tmp_path_factory, "ah", path)
+    for i in (7, 8):
+        t = r.tunnel_by_i(i)
+        ce = bytearray(r.ecn[(i, 2)])   # forwarded() recomputes the IPv4 checksum
+        ce[1] |= 3 if t.inner == 4 else 0x30
+        want = t.expected_lan([bytes(ce)])
+        assert [f for f in r.lan_out if f in want] == want, i
+        assert t.expected_lan([r.ecn[(i, 0)]])[0] not in r.lan_out
+        assert r.sa(t.spi_in)["drop_ecn"] == 1
 
 
 @pytest.mark.parametrize("path", PATHS)
