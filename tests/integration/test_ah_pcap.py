@@ -28,6 +28,7 @@ Scenarios (each run once per crypto path, CPU crypto or the cryptodev queue):
 import contextlib
 import struct
 
+import test_esp_pcap
 import pytest
 from scapy.all import (IP, UDP, Ether, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, Raw, fragment,
                        fragment6, raw)
@@ -37,7 +38,7 @@ from scapy.layers import ipsec as scapy_ipsec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from scapy.layers.ipsec import AH, SecurityAssociation
 
-from test_esp_pcap import (GW, HOST, HOST_MAC, LAN_MAC, LAN_NET, PcapRun, base_config,
+from test_esp_pcap import (GW, HOST, EspSA, HOST_MAC, LAN_MAC, LAN_NET, PcapRun, base_config,
                            forwarded, frame_from_host, frame_to_gw, ip, keygen, peer_addr,
                            remote_host, remote_net)
 
@@ -353,7 +354,40 @@ class AhRun(PcapRun):
                                                            "key": "0x" + keygen("esp5555", 20).hex()}})
             wan.append(frame_to_gw(IP(src=t.peer, dst=t.gw, proto=51)
                                    / Raw(struct.pack("!BBHLL", 4, 4, 0, 0x5555, 1) + b"\0" * 16)))
-        super().__init__(workdir, cfg, lan, wan)
+            # an ESP SA with the SPI and destination of BAD's inbound AH SA: another
+            # SA (Linux keys SAs by protocol too); its ESP and the AH both accepted
+            self.twin = EspSA(t.spi_in, "aes-gcm-128", keygen("twin", 20))
+            cfg["sas"].append({"spi": t.spi_in, "direction": "in", "mode": "tunnel", "src": t.peer,
+                               "dst": t.gw, "reqid": 555,
+                               "encryption": {"algorithm": "aes-gcm-128", "key": "0x" + keygen("twin", 20).hex()}})
+            cfg["policies"].append({"direction": "fwd", "src": "10.201.0.0/24", "dst": LAN_NET[4],
+                                    "action": "protect",
+                                    "ipsec": [{"proto": "esp", "mode": "tunnel", "level": "require", "reqid": 555,
+                                               "tunnel": {"src": t.peer, "dst": t.gw}}]})
+            self.twin_inner = raw(IP(src="10.201.0.7", dst=HOST[4], ttl=64) / UDP(sport=21, dport=22)
+                                  / Raw(b"esp-with-the-ah-spi"))
+            wan.append(frame_to_gw(IP(src=t.peer, dst=t.gw, proto=50)
+                                   / Raw(self.twin.encrypt(1, self.twin_inner, 4))))
+        # PcapRun keys its SA listing by (SPI, destination): keep the whole of it
+        self.all_sas = []
+        orig = test_esp_pcap.paged
+
+        def keep(d, cmd):
+            out = orig(d, cmd)
+            if cmd == "/dpsec/sa":
+                self.all_sas = list(out.values())
+            return out
+        test_esp_pcap.paged = keep
+        try:
+            super().__init__(workdir, cfg, lan, wan)
+        finally:
+            test_esp_pcap.paged = orig
+
+    def sa(self, spi, dst=None, proto="ah"):
+        found = [v for v in self.all_sas if v["spi"] == f"0x{spi:08x}" and v["proto"] == proto
+                 and dst in (None, v["dst"])]
+        assert len(found) == 1, f"SA {spi:#x} {proto}: {len(found)} found"
+        return found[0]
 
     def tunnel_by_i(self, i):
         return next(t for t in self.tunnels if t.i == i)
@@ -529,6 +563,18 @@ def test_inbound_bad_ah_counted_good_flows(tmp_path_factory, path):
     for bad in (r.bad["good"][1], r.bad["good"][3]):
         assert t.expected_lan([bad])[0] not in r.lan_out
     assert r.stats["wan"]["drop_unknown_spi"] == 2
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_ah_and_esp_sa_with_one_spi_and_destination(tmp_path_factory, path):
+    """An ESP SA and an AH SA share SPI and destination: each packet finds the
+    SA of its own protocol (the AH traffic of that SPI is checked above)."""
+    r = get_run(tmp_path_factory, "ah", path)
+    t = r.tunnel_by_i(BAD)
+    want = t.expected_lan([r.twin_inner])
+    assert [f for f in r.lan_out if f in want] == want
+    assert r.sa(t.spi_in, proto="esp")["packets"] == 1
+    assert r.sa(t.spi_in, proto="ah")["packets"] == t.n_in + 2
 
 
 @pytest.mark.parametrize("path", PATHS)
