@@ -285,8 +285,6 @@ class AhRun(PcapRun):
         if variant == "deflev":
             ipsec.update(ah_net_deflev="require", ah_trans_deflev="use")
         cfg = base_config(workdir, cpu=path == "cpu", ipsec=ipsec)
-        # an ESP SA with the SPI of BAD's inbound AH SA: AH must not find it
-        self.esp_spi_twin = None
         for t in self.tunnels:
             cfg["sas"] += t.sas()
             cfg["policies"] += t.policies()
