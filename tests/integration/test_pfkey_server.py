@@ -587,3 +587,19 @@ def test_ah_sa_add_get_dump_traffic_expire_delete(gw):
     assert sas_by_spi(gw)[0x8301]["packets"] == 50
     rep = q.request(K.msg(K.DELETE, K.AH, [K.sa(0x8301), K.address(K.SRC, GW_WAN), K.address(K.DST, HOST_B)]))
     assert rep.errno == 0 and 0x8301 not in sas_by_spi(gw)
+
+
+def test_ah_getspi_then_update_inbound(gw):
+    """charon's inbound AH SA: GETSPI(AH) reserves an SPI, UPDATE makes it
+    mature with its key; the same SPI stays free for ESP."""
+    c = gw.client()
+    rep = c.request(K.msg(K.GETSPI, K.AH, [K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN),
+                                           K.spirange(0xc1000000, 0xc1000000)]))
+    assert rep.errno == 0 and rep.ext[K.SA].spi == 0xc1000000 and rep.ext[K.SA].state == K.LARVAL
+    assert c.request(ah_add(0xc1000000, HOST_B, GW_WAN, 8, mtype=K.UPDATE)).errno == 0
+    got = c.request(K.msg(K.GET, K.AH, [K.sa(0xc1000000), K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN)]))
+    assert got.errno == 0 and got.ext[K.SA].state == K.MATURE and got.ext[K.KEY_AUTH].key == AH_KEY
+    s = sas_by_spi(gw)[0xc1000000]
+    assert s["proto"] == "ah" and s["dir"] == "in" and s["origin"] == "pfkey"
+    # ESP may take the same SPI and destination: another SA
+    assert c.request(K.gcm_add(0xc1000000, HOST_B, GW_WAN, 8, KEY)).errno == 0
