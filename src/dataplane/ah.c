@@ -528,6 +528,22 @@ static inline bool ecn_decap(struct rte_mbuf *m, uint8_t *ip, bool v6)
 	return true;
 }
 
+/* A Destination Options header whose options a node that knows none of them
+ * may skip (RFC 8200 §4.2: the action bits 00, or padding). */
+static bool dstopts_skippable(const uint8_t *x, uint32_t len)
+{
+	for (uint32_t i = 2; i < len;) {
+		if (x[i] == 0) { /* Pad1 */
+			i++;
+			continue;
+		}
+		if (i + 2 > len || i + 2 + x[i + 1] > len || (x[i] != 1 && (x[i] >> 6) != 0))
+			return false;
+		i += 2 + x[i + 1];
+	}
+	return true;
+}
+
 /* AH out of a verified packet: the inner packet (tunnel) or the packet
  * without AH (transport), as a frame received on its port. */
 static enum dp_sa_counter in_strip(const struct dp_sa *sa, struct rte_mbuf *m, int *v6)
@@ -540,6 +556,19 @@ static enum dp_sa_counter in_strip(const struct dp_sa *sa, struct rte_mbuf *m, i
 	if (sa->mode == DPS_MODE_TUNNEL) {
 		uint8_t *in;
 
+		/* IPv6: Destination Options after AH are the outer packet's (Linux
+		 * and scapy put a sender's there when it has a Routing header) */
+		while (nh == IPPROTO_DSTOPTS && sa->outer_family == AF_INET6) {
+			uint32_t at = off + len, hl;
+
+			if (rte_pktmbuf_data_len(m) < RTE_ETHER_HDR_LEN + at + 2 ||
+			    rte_pktmbuf_data_len(m) <
+				    RTE_ETHER_HDR_LEN + at + (hl = (ip[at + 1] + 1u) * 8) ||
+			    !dstopts_skippable(ip + at, hl))
+				return DP_SA_CNT_drop_other;
+			nh = ip[at];
+			len += hl;
+		}
 		if (nh != IPPROTO_IPIP && nh != IPPROTO_IPV6)
 			return DP_SA_CNT_drop_other;
 		rte_pktmbuf_adj(m, RTE_ETHER_HDR_LEN + off + len);
