@@ -44,6 +44,8 @@ import secgw  # noqa: E402
 
 SIZES = (64, 512, 1420)
 SCALE_SIZES = (64, 1420)
+AH_SIZES = (64, 1420)
+GOAL_AH_RATIO = 0.85  # AH at 1420 B >= 85 % of 1 / (t_forward + t_auth), same run
 GOAL_64_RATIO = 1.5  # 64 B outbound >= 1.5 x ipsec-secgw in the same set-up
 SECGW_64_MPPS = 2.4  # the old given reference (another machine): used only when not measured
 GOAL_1420_RATIO = 0.90
@@ -346,6 +348,57 @@ def crypto_perf(args, workdir, tag):
     return out
 
 
+def crypto_perf_auth(args, workdir):
+    """dpdk-test-crypto-perf, HMAC-SHA2-256 (16-byte digest) generate, auth-only,
+    on lcore 1: {size: {mops, mops_per_cpu}}, for AH's ideal rate."""
+    exe = shutil.which("dpdk-test-crypto-perf")
+    if exe is None:
+        return {}
+    out = {}
+    for size in AH_SIZES:
+        cmd = [exe, "-l", "0,1", "--main-lcore", "0", "--vdev", "crypto_aesni_mb", "--no-pci",
+               "--in-memory", "--file-prefix", f"dpsbenchcpa{os.getpid()}", "--log-level",
+               "error", "--", "--ptest", "throughput", "--devtype", "crypto_aesni_mb",
+               "--optype", "auth-only", "--auth-algo", "sha2-256-hmac", "--auth-op", "generate",
+               "--auth-key-sz", "32", "--digest-sz", "16", "--burst-sz", "32",
+               "--buffer-sz", str(size), "--total-ops", str(args.cp_ops if size < 1000 else args.cp_ops // 2),
+               "--silent", "--csv-friendly"]
+        rc, text, sched = run_sampled(cmd, r"worker")
+        with open(os.path.join(workdir, f"crypto-perf-auth-{size}.txt"), "w") as f:
+            f.write(" ".join(cmd) + f"\n\nexit {rc}, lcore 1 thread: {sched}\n\n" + text)
+        for line in text.splitlines():
+            m = CP_RE.match(line)
+            if m and int(m.group(2)) == size:
+                ops = int(m.group(5))
+                per_cpu = ops / (sched[0] / 1e9) / 1e6 if sched and sched[0] else None
+                out[size] = {"mops": float(m.group(8)), "mops_per_cpu": per_cpu}
+        if size not in out:
+            log(f"bench: dpdk-test-crypto-perf auth-only {size} B gave no result (exit {rc}):\n{text}")
+    return out
+
+
+def ah_lines(results, auth):
+    """AH against its ideal rate 1 / (t_forward + t_auth) of the same run, both per
+    CPU-second: t_forward from the fwd case, t_auth from crypto-perf auth-only."""
+    by = {r["name"]: r for r in results}
+    lines = []
+    for size in AH_SIZES:
+        fwd, a = by.get(f"fwd-{size}", {}), auth.get(size, {})
+        if not fwd.get("mpps_per_cpu") or not a.get("mops_per_cpu"):
+            continue
+        ideal = 1 / (1 / fwd["mpps_per_cpu"] + 1 / a["mops_per_cpu"])
+        for d in ("out", "in"):
+            r = by.get(f"ah-{d}-{size}-cpu-1sa", {})
+            if r.get("mpps_per_cpu"):
+                ratio = r["mpps_per_cpu"] / ideal
+                goal = f" (goal {GOAL_AH_RATIO:.0%}: {'met' if ratio >= GOAL_AH_RATIO else 'NOT met'})" \
+                    if size == 1420 else ""
+                lines.append(f"AH {d} {size} B: {r['mpps_per_cpu']:.3f} Mpps/CPU vs ideal {ideal:.3f} "
+                             f"(fwd {fwd['mpps_per_cpu']:.3f}, HMAC-SHA2-256 {a['mops_per_cpu']:.3f} "
+                             f"Mops/CPU) = {ratio:.0%}{goal}")
+    return lines
+
+
 def machine():
     info = {"kernel": platform.release(), "nproc": os.cpu_count()}
     with open("/proc/cpuinfo") as f:
@@ -401,6 +454,10 @@ def build_cases(pcaps, args):
         for size in SIZES:
             add(f"in-{size}-{crypto}-1sa", "in", size, crypto, 1, "in", pcaps[("in", size)],
                 "main")
+    # AH tunnel HMAC-SHA2-256-128 (RFC 4302, ah.c), beside crypto-perf's auth-only rate.
+    for size in AH_SIZES:
+        add(f"ah-out-{size}-cpu-1sa", "out", size, "cpu", 1, "ah-out", pcaps[("out", size)], "ah")
+        add(f"ah-in-{size}-cpu-1sa", "in", size, "cpu", 1, "ah-in", pcaps[("ah-in", size)], "ah")
     # Reference: DPDK's ipsec-secgw on the main outbound pcaps.
     for size in SIZES:
         add(f"secgw-out-{size}", "out", size, "cryptodev", 1, "secgw", pcaps[("out", size)],
@@ -643,7 +700,7 @@ def main():
 
     # pcaps: (kind, size) -> file; generated for the selected cases only.
     pcaps = {(k, size): os.path.join(work, f"{k}-{size}.pcap")
-             for k in ("out", "in", "spread", "one") for size in SIZES}
+             for k in ("out", "in", "spread", "one", "ah-in") for size in SIZES}
     cases = build_cases(pcaps, args)
     log("bench: generating traffic")
     done = set()
@@ -655,6 +712,8 @@ def main():
         kind, size = key
         if kind == "in":
             gen.pcap_in(size, case["pcap"], gen.N_MAIN_PKTS)
+        elif kind == "ah-in":
+            gen.pcap_in(size, case["pcap"], gen.N_MAIN_PKTS, proto="ah")
         elif kind == "out":
             gen.pcap_out(size, case["pcap"], "spread", gen.N_MAIN_PKTS)
         else:
@@ -678,6 +737,10 @@ def main():
     results = [best_round([r[i] for r in rounds]) for i in range(len(cases))]
     log("bench: dpdk-test-crypto-perf (ceiling), run 3 of 3")
     cp.append(crypto_perf(args, work, "3"))
+    auth = {}
+    if any(c["group"] == "ah" for c in cases):
+        log("bench: dpdk-test-crypto-perf auth-only HMAC-SHA2-256 (AH's ideal)")
+        auth = crypto_perf_auth(args, work)
     ceiling = {}
     for size in SIZES:
         runs = [c[size] for c in cp if size in c]
@@ -716,10 +779,11 @@ def main():
         *([f"base:CASE = the same case with the baseline build {args.baseline}, run right "
            "after it in each round"] if args.baseline else []), "",
         table, "", *rounds_lines(results, args.repeat), *cp_lines, "", summary(results, ceiling), "",
+        *ah_lines(results, auth), "",
         f"total time {time.monotonic() - t_all:.0f} s; raw data: {out}/results.json",
     ])
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"machine": info, "args": vars(args), "ceiling": ceiling,
+        json.dump({"machine": info, "args": vars(args), "ceiling": ceiling, "auth_only": auth,
                    "crypto_perf_runs": cp, "results": results}, f, indent=1, default=str)
     with open(os.path.join(out, "results.txt"), "w") as f:
         f.write(text + "\n")

@@ -47,6 +47,9 @@ REMOTE_HOST = "192.168.20.7"  # inbound: the remote host behind PEER
 KEY_OUT = bytes.fromhex("0b5b6927f30a175b5a961f0fda4c6019" + "33a334b3")
 KEY_IN = bytes.fromhex("5ffb98b4634c39f8524a02f2d5bf535f" + "77ce9956")
 SPI_OUT, SPI_IN = 0x1001, 0x2001
+# AH HMAC-SHA2-256-128 keys (32 bytes, RFC 4868), one per direction; examples only.
+KEY_AH_OUT = bytes.fromhex("7d2f4e1a9c3b5d8f0e6a2c4b7d9f1e3a5c8b0d2f4e6a8c1b3d5f7e9a0c2e4b6d")
+KEY_AH_IN = bytes.fromhex("2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f1a3c5e7b9d1f2a4c6e8b0d3f5a7c9e1b2d")
 
 N_SCALE = 10000  # SAs/policies/remote subnets of the scale case
 # Distinct frames in a pcap. net_pcap's infinite_rx keeps them all in mbufs and
@@ -140,12 +143,20 @@ def sa_out_scapy():
                                tunnel_header=IP(src=WAN_ADDR, dst=PEER))
 
 
-def pcap_in(size, path, n=N_MAIN_PKTS):
-    """ESP frames from PEER, sequence numbers 1..n, each carrying a size-byte
-    inner packet REMOTE_HOST -> LAN_HOST. Encrypted with scapy's ESP (the
-    SA the gateway's inbound SA mirrors)."""
+def ah_in_scapy():
+    """The peer's AH tunnel SA (HMAC-SHA2-256-128), as scapy does AH."""
     from scapy.layers.inet import IP
-    sa = sa_in_scapy()
+    from scapy.layers.ipsec import AH, SecurityAssociation
+    return SecurityAssociation(AH, spi=SPI_IN, auth_algo="SHA2-256-128", auth_key=KEY_AH_IN,
+                               tunnel_header=IP(src=PEER, dst=WAN_ADDR))
+
+
+def pcap_in(size, path, n=N_MAIN_PKTS, proto="esp"):
+    """ESP (or AH) frames from PEER, sequence numbers 1..n, each carrying a
+    size-byte inner packet REMOTE_HOST -> LAN_HOST. Made with scapy's ESP (AH)
+    (the SA the gateway's inbound SA mirrors)."""
+    from scapy.layers.inet import IP
+    sa = ah_in_scapy() if proto == "ah" else sa_in_scapy()
     frames = []
     for j in range(n):
         inner = IP(udp4(REMOTE_HOST, LAN_HOST, 5001, 1024 + j % 50000, size, ident=j))
@@ -155,18 +166,21 @@ def pcap_in(size, path, n=N_MAIN_PKTS):
     return len(frames)
 
 
-def _sa(spi, direction, src, dst, reqid, key, replay=None):
-    sa = {"spi": spi, "direction": direction, "proto": "esp", "mode": "tunnel", "src": src,
-          "dst": dst, "reqid": reqid,
-          "encryption": {"algorithm": "aes-gcm-128", "key": "0x" + key.hex()}}
+def _sa(spi, direction, src, dst, reqid, key, replay=None, proto="esp"):
+    sa = {"spi": spi, "direction": direction, "proto": proto, "mode": "tunnel", "src": src,
+          "dst": dst, "reqid": reqid}
+    if proto == "ah":
+        sa["integrity"] = {"algorithm": "hmac-sha2-256-128", "key": "0x" + key.hex()}
+    else:
+        sa["encryption"] = {"algorithm": "aes-gcm-128", "key": "0x" + key.hex()}
     if replay is not None:
         sa["replay_window"] = replay
     return sa
 
 
-def _policy(direction, src, dst, reqid, tsrc, tdst):
+def _policy(direction, src, dst, reqid, tsrc, tdst, proto="esp"):
     return {"direction": direction, "src": src, "dst": dst, "action": "protect",
-            "ipsec": [{"proto": "esp", "mode": "tunnel", "level": "require", "reqid": reqid,
+            "ipsec": [{"proto": proto, "mode": "tunnel", "level": "require", "reqid": reqid,
                        "tunnel": {"src": tsrc, "dst": tdst}}]}
 
 
@@ -182,6 +196,8 @@ def config(kind, pcap, cpu_crypto=True, prefix="dpsbench", n_sas=N_SCALE, burst=
     """
     src_dev = f"net_pcap0,rx_pcap={pcap},infinite_rx=1"
     null_dev = "net_null0,no-rx=1"
+    proto = "ah" if kind.startswith("ah-") else "esp"   # ah-out, ah-in: AH HMAC-SHA2-256-128
+    kind = kind[3:] if proto == "ah" else kind
     lan_dev, wan_dev = (null_dev, src_dev) if kind == "in" else (src_dev, null_dev)
     cfg = {
         "eal": {"lcores": "0-1", "main_lcore": 0, "file_prefix": prefix, "in_memory": True},
@@ -201,12 +217,15 @@ def config(kind, pcap, cpu_crypto=True, prefix="dpsbench", n_sas=N_SCALE, burst=
                    "sessions": 16384 if kind == "scale" else 1024},
     }
     if kind == "out":
-        cfg["sas"] = [_sa(SPI_OUT, "out", WAN_ADDR, PEER, 1, KEY_OUT)]
-        cfg["policies"] = [_policy("out", "192.168.10.0/24", "10.0.0.0/8", 1, WAN_ADDR, PEER)]
+        cfg["sas"] = [_sa(SPI_OUT, "out", WAN_ADDR, PEER, 1, KEY_AH_OUT if proto == "ah" else KEY_OUT,
+                          proto=proto)]
+        cfg["policies"] = [_policy("out", "192.168.10.0/24", "10.0.0.0/8", 1, WAN_ADDR, PEER,
+                                   proto)]
     elif kind == "in":
-        cfg["sas"] = [_sa(SPI_IN, "in", PEER, WAN_ADDR, 1, KEY_IN, replay=0)]
+        cfg["sas"] = [_sa(SPI_IN, "in", PEER, WAN_ADDR, 1, KEY_AH_IN if proto == "ah" else KEY_IN,
+                          replay=0, proto=proto)]
         cfg["policies"] = [_policy("fwd", "192.168.20.0/24", "192.168.10.0/24", 1, PEER,
-                                   WAN_ADDR)]
+                                   WAN_ADDR, proto)]
     elif kind == "fwd":
         pass  # no SA, no policy: plain forwarding (IPsec inactive), the harness baseline
     elif kind == "scale":

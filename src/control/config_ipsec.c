@@ -197,6 +197,11 @@ static const struct dps_field dps_ipsec_fields[] = {
 	{.key = "ah_cleartos",
 	 .parse = dps_parse_bool,
 	 DPS_AT(struct dps_ipsec_defaults, ah_cleartos)},
+	{.key = "ah_offsetmask",
+	 .parse = dps_parse_uint,
+	 DPS_AT(struct dps_ipsec_defaults, ah_offsetmask),
+	 .min = 0,
+	 .max = 0xffff},
 	{.key = "replay_window",
 	 .parse = dps_parse_window,
 	 DPS_AT(struct dps_ipsec_defaults, replay_window),
@@ -257,6 +262,9 @@ static const struct dps_enum dps_auth_algs[] = {
 	{"hmac-sha2-256-128", DPS_ALG(DPS_AUTH_HMAC_SHA256_128, 32, 0)},
 	{"hmac-sha2-384-192", DPS_ALG(DPS_AUTH_HMAC_SHA384_192, 48, 0)},
 	{"hmac-sha2-512-256", DPS_ALG(DPS_AUTH_HMAC_SHA512_256, 64, 0)},
+	{"aes-gmac-128", DPS_ALG(DPS_AUTH_AES_GMAC, 16, 4)}, /* AH only (RFC 4543 §3) */
+	{"aes-gmac-192", DPS_ALG(DPS_AUTH_AES_GMAC, 24, 4)},
+	{"aes-gmac-256", DPS_ALG(DPS_AUTH_AES_GMAC, 32, 4)},
 	{NULL, 0},
 };
 
@@ -512,6 +520,9 @@ static int dps_sa_check_algs(struct dps_ctx *ctx, yaml_node_t *map, const struct
 
 	if (sa->proto == DPS_PROTO_AH && sa->auth_alg == DPS_AUTH_NONE)
 		return dps_err_sub(ctx, map, "integrity", "algorithm", "AH needs one, not none");
+	if (sa->proto == DPS_PROTO_ESP && sa->auth_alg == DPS_AUTH_AES_GMAC)
+		return dps_err_sub(ctx, map, "integrity", "algorithm",
+				   "AES-GMAC integrity is for AH; ESP takes encryption aes-gmac-*");
 	if (sa->proto != DPS_PROTO_ESP)
 		return 0;
 	if (dps_enc_is_aead(sa->enc_alg))
@@ -575,9 +586,10 @@ static int dps_sa_check(struct dps_ctx *ctx, yaml_node_t *map, void *obj)
 		return dps_err_key(ctx, map, "proto", "%s is disabled (ipsec.%s_enable: false)",
 				   dps_enum_name(dps_ipsec_protos, sa->proto),
 				   dps_enum_name(dps_ipsec_protos, sa->proto));
-	/* Until AH and IPComp run: dpsecd refuses them with dp_crypto_xforms()'s words. */
-	if (ctx->runnable && sa->proto != DPS_PROTO_ESP)
-		return dps_err_key(ctx, map, "proto", "only ESP SAs run on the dataplane so far");
+	/* Until IPComp runs: dpsecd refuses it with dp_crypto_xforms()'s words. */
+	if (ctx->runnable && sa->proto != DPS_PROTO_ESP && sa->proto != DPS_PROTO_AH)
+		return dps_err_key(ctx, map, "proto",
+				   "only ESP and AH SAs run on the dataplane so far");
 	return 0;
 }
 

@@ -64,6 +64,7 @@ enum dps_auth_alg {
 	DPS_AUTH_HMAC_SHA256_128,
 	DPS_AUTH_HMAC_SHA384_192,
 	DPS_AUTH_HMAC_SHA512_256,
+	DPS_AUTH_AES_GMAC, /* RFC 4543 in AH: key and 4-byte salt, 8-byte IV, ICV 16 */
 };
 
 enum dps_dfbit {
@@ -141,6 +142,8 @@ struct dps_ipsec_defaults {
 	uint8_t dfbit;		/* default for SAs that do not say */
 	bool ecn;		/* RFC 6040 normal mode on tunnel encap/decap */
 	bool ah_cleartos;	/* AH ignores (zeroes) TOS in the ICV */
+	uint16_t ah_offsetmask; /* AH: IPv4 flags+fragment offset ANDed with it in the ICV (FreeBSD)
+				 */
 	uint32_t replay_window; /* default for SAs that do not say */
 	uint32_t
 		policy_log_interval_ms; /* policy-failure log records at most this often; 0: none */

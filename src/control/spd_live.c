@@ -117,6 +117,12 @@ static void slot_store(struct dps_store_policy *e, struct dp_policy *p)
 
 /* ---- SA binding of out policies ------------------------------------------ */
 
+/* The requests an out policy is bound to an SA for: ESP, else AH. */
+static inline bool bound_proto(uint8_t proto)
+{
+	return proto == DPS_PROTO_ESP || proto == DPS_PROTO_AH;
+}
+
 static unsigned int reqid_lower(uint32_t reqid)
 {
 	unsigned int lo = 0, hi = L.n_req;
@@ -140,7 +146,7 @@ static void reqids_change(const struct dps_policy *p, bool add)
 		uint32_t id = p->reqs[r].reqid;
 		unsigned int i;
 
-		if (p->reqs[r].proto != DPS_PROTO_ESP)
+		if (!bound_proto(p->reqs[r].proto))
 			continue;
 		if (id == 0) {
 			L.n_req_any = add ? L.n_req_any + 1 : L.n_req_any - (L.n_req_any > 0);
@@ -266,7 +272,7 @@ static struct dp_sa *out_sa(const struct dps_policy *p)
 	for (unsigned int r = 0; r < p->n_reqs; r++) {
 		const struct dps_ipsec_req *q = &p->reqs[r];
 
-		if (q->proto != DPS_PROTO_ESP)
+		if (!bound_proto(q->proto))
 			continue;
 		if (q->reqid == 0) {
 			for (unsigned int i = 0; i < dps_store.n_sas; i++)
@@ -484,7 +490,7 @@ void dps_spd_sa_changed(const struct dps_sa *c)
 		if (e->p.dir != DPS_DIR_OUT || e->p.action != DPS_ACTION_PROTECT || e->dp == NULL)
 			continue;
 		for (unsigned int r = 0; r < e->p.n_reqs; r++)
-			uses |= e->p.reqs[r].proto == DPS_PROTO_ESP &&
+			uses |= bound_proto(e->p.reqs[r].proto) &&
 				dps_req_matches_sa(&e->p.reqs[r], c, &e->p.sel);
 		if (!uses)
 			continue;
@@ -536,7 +542,7 @@ static void req_sets_rebuild(void)
 			unsigned int *n[2] = {&L.n_req, &L.n_uniq},
 				     *cap[2] = {&L.cap_req, &L.cap_uniq};
 
-			if (q->proto != DPS_PROTO_ESP)
+			if (!bound_proto(q->proto))
 				continue;
 			if (q->reqid == 0) {
 				L.n_req_any++;

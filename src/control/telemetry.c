@@ -171,8 +171,9 @@ struct page {
 
 static const char *const enc_names[] = {"null",	   "aes-cbc",  "aes-ctr",
 					"aes-gcm", "aes-gmac", "chacha20-poly1305"};
-static const char *const auth_names[] = {"none", "hmac-sha1-96", "hmac-sha2-256-128",
-					 "hmac-sha2-384-192", "hmac-sha2-512-256"};
+static const char *const auth_names[] = {
+	"none",	   "hmac-sha1-96", "hmac-sha2-256-128", "hmac-sha2-384-192", "hmac-sha2-512-256",
+	"aes-gmac"};
 static const char *const dir_names[] = {"in", "out", "fwd"};
 
 static const char *proto_name(uint8_t p)

@@ -238,14 +238,62 @@ static void gmac_xform(struct dp_xforms *x, const struct dps_sa *sa, const struc
 	x->first = &x->x[0];
 }
 
+/* AH (RFC 4302): an auth-only session over the whole packet (ah.c), HMAC
+ * truncated as RFC 2404 / RFC 4868 say. */
+static int ah_xform(struct dp_xforms *x, const struct dps_sa *sa, const char **why)
+{
+	struct rte_crypto_auth_xform *a = &x->x[0].auth;
+
+	if (sa->auth_alg == DPS_AUTH_AES_GMAC) { /* RFC 4543 §3: nonce salt || IV */
+		if (sa->auth_key_len < 4 + 16) {
+			*why = "AES-GMAC needs a key and a 4-byte salt";
+			return -ENOTSUP;
+		}
+		memcpy(x->auth_key, sa->auth_key, sa->auth_key_len - 4);
+		memcpy(&x->salt, sa->auth_key + sa->auth_key_len - 4, 4);
+		x->x[0].type = RTE_CRYPTO_SYM_XFORM_AUTH;
+		a->algo = RTE_CRYPTO_AUTH_AES_GMAC;
+		a->op = sa->dir == DPS_DIR_IN ? RTE_CRYPTO_AUTH_OP_VERIFY
+					      : RTE_CRYPTO_AUTH_OP_GENERATE;
+		a->key.data = x->auth_key;
+		a->key.length = sa->auth_key_len - 4;
+		a->iv.offset = DP_CRYPTO_IV_OFFSET;
+		a->iv.length = 12;
+		a->digest_length = 16;
+		x->icv_len = 16;
+		x->iv_len = 8;
+		x->block = 4;
+		x->first = &x->x[0];
+		return 0;
+	}
+	if (sa->auth_alg == DPS_AUTH_NONE || sa->auth_alg >= RTE_DIM(auth_desc) ||
+	    auth_desc[sa->auth_alg].digest_len == 0) {
+		*why = "AH needs an HMAC integrity algorithm";
+		return -ENOTSUP;
+	}
+	memcpy(x->auth_key, sa->auth_key, sa->auth_key_len);
+	x->x[0].type = RTE_CRYPTO_SYM_XFORM_AUTH;
+	a->algo = auth_desc[sa->auth_alg].algo;
+	a->op = sa->dir == DPS_DIR_IN ? RTE_CRYPTO_AUTH_OP_VERIFY : RTE_CRYPTO_AUTH_OP_GENERATE;
+	a->key.data = x->auth_key;
+	a->key.length = sa->auth_key_len;
+	a->digest_length = auth_desc[sa->auth_alg].digest_len;
+	x->icv_len = a->digest_length;
+	x->block = 4;
+	x->first = &x->x[0];
+	return 0;
+}
+
 int dp_crypto_xforms(const struct dps_sa *sa, struct dp_xforms *x, const char **why)
 {
 	const struct enc_desc *d = enc_desc(sa);
 
 	memset(x, 0, sizeof(*x));
 	*why = NULL;
+	if (sa->proto == DPS_PROTO_AH)
+		return ah_xform(x, sa, why);
 	if (sa->proto != DPS_PROTO_ESP) {
-		*why = "only ESP SAs run on the dataplane so far";
+		*why = "only ESP and AH SAs run on the dataplane so far";
 		return -ENOTSUP;
 	}
 	if (d == NULL || sa->enc_key_len < d->salt) {

@@ -58,6 +58,8 @@ struct dp_meta {
 			 * only moves data_off past the outer header). */
 			uint16_t natt_sport;
 			uint16_t natt_src_off;
+			/* AH (ah.c): where its header starts, from the IP header */
+			uint16_t ah_off;
 		};
 		struct dps_addr nh; /* next hop to resolve */
 	};

@@ -14,6 +14,7 @@
 #include <rte_ipsec_sad.h>
 #include <rte_udp.h>
 
+#include "dataplane/ah.h"
 #include "dataplane/cksum.h"
 #include "dataplane/crypto.h"
 #include "dataplane/esp.h"
@@ -149,10 +150,23 @@ void dp_esp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 	const union rte_ipsec_sad_key *kp[DP_MAX_BURST];
 	void *sa[DP_MAX_BURST];
 	struct rte_mbuf *grp[DP_MAX_BURST];
+	struct rte_mbuf *ah[DP_MAX_BURST];
 	struct dp_sa *cur = NULL;
-	uint16_t ng = 0;
+	uint16_t ng = 0, nah = 0, k = 0;
 
-	n = esp_only(w, port, pkts, n, v6);
+	/* AH (ah.c) has its own entry */
+	for (uint16_t i = 0; i < n; i++) {
+		const uint8_t *ip = rte_pktmbuf_mtod_offset(pkts[i], uint8_t *, RTE_ETHER_HDR_LEN);
+		uint8_t proto = v6 ? ip[6] : ip[9];
+
+		if (proto == IPPROTO_AH || (v6 && (proto == 0 || proto == 43 || proto == 60)))
+			ah[nah++] = pkts[i];
+		else
+			pkts[k++] = pkts[i];
+	}
+	if (nah)
+		dp_ah_in(w, s, port, ah, nah, v6);
+	n = esp_only(w, port, pkts, k, v6);
 	if (n == 0)
 		return;
 	sad_keys(pkts, n, v6, keys, kp);
@@ -164,7 +178,7 @@ void dp_esp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 	for (uint16_t i = 0; i < n; i++) {
 		struct dp_sa *x = sa[i];
 
-		if (x == NULL) {
+		if (x == NULL || x->cfg.proto != DPS_PROTO_ESP) {
 			dp_polog(w, port, pkts[i], DP_POLOG_unknown_spi, NULL, NULL);
 			dp_drop(w, port, pkts[i], DP_CNT_drop_unknown_spi);
 			continue;

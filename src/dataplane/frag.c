@@ -212,7 +212,7 @@ static struct rte_mbuf *linear(struct dp_worker *w, uint16_t in, struct rte_mbuf
 }
 
 /*
- * Only ESP and UDP (ESP-in-UDP, RFC 3948, whose ports only the first fragment
+ * Only ESP, AH and UDP (ESP-in-UDP, RFC 3948, whose ports only the first fragment
  * shows) are reassembled: the dataplane must see them whole. The kernel
  * reassembles the rest itself from the exception TAP.
  */
@@ -226,7 +226,7 @@ struct rte_mbuf *dp_reasm(struct dp_worker *w, uint16_t in, struct rte_mbuf *m, 
 	if (v6 && rte_pktmbuf_data_len(m) < RTE_ETHER_HDR_LEN + 40 + sizeof(*fh))
 		return m;
 	proto = v6 ? fh->next_header : ((struct rte_ipv4_hdr *)ip)->next_proto_id;
-	if (proto != IPPROTO_ESP && proto != IPPROTO_UDP)
+	if (proto != IPPROTO_ESP && proto != IPPROTO_AH && proto != IPPROTO_UDP)
 		return m;
 	m->l2_len = RTE_ETHER_HDR_LEN;
 	m->l3_len = v6 ? 40 + sizeof(*fh) : rte_ipv4_hdr_len((struct rte_ipv4_hdr *)ip);

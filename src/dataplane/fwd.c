@@ -12,6 +12,7 @@
 #include <rte_ip.h>
 #include <rte_udp.h>
 
+#include "dataplane/ah.h"
 #include "dataplane/cksum.h"
 #include "dataplane/frag.h"
 #include "dataplane/fwd.h"
@@ -44,8 +45,10 @@ static inline bool is_esp(const struct dp_ipsec *ipsec, struct rte_mbuf *m, int 
 			   : ((const struct rte_ipv4_hdr *)ip)->next_proto_id;
 	const struct rte_udp_hdr *udp = (const void *)(ip + hl);
 
-	if (proto == IPPROTO_ESP)
+	if (proto == IPPROTO_ESP || proto == IPPROTO_AH)
 		return true;
+	if (v6 && (proto == 0 || proto == 43 || proto == 60)) /* AH after extension headers */
+		return dp_ah_off6(ip, rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN) != 0;
 	if (proto != IPPROTO_UDP || rte_pktmbuf_pkt_len(m) < RTE_ETHER_HDR_LEN + hl + sizeof(*udp))
 		return false;
 	if (!v6 && (((const struct rte_ipv4_hdr *)ip)->fragment_offset &

@@ -12,6 +12,7 @@
 #include <rte_udp.h>
 
 #include "control/wipe.h"
+#include "dataplane/ah.h"
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "dataplane/esp.h"
@@ -211,6 +212,19 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 				       cfg->udp_encap, x.iv_len, x.icv_len);
 	sa->add_ms = dp_now_ms();
 	sa->cnt = rte_zmalloc(NULL, sizeof(*sa->cnt) * dp.n_workers, RTE_CACHE_LINE_SIZE);
+	sa->ah_offsetmask = def->ah_offsetmask;
+	if (cfg->proto == DPS_PROTO_AH) { /* no lib/ipsec SA: ah.c */
+		if (sa->cnt == NULL)
+			goto nomem;
+		rc = dp_ah_init(sa, &x);
+		if (rc < 0) {
+			snprintf(err, errlen, "the crypto device refused the AH session: %s",
+				 rte_strerror(-rc));
+			dp_sa_free(sa);
+			return NULL;
+		}
+		goto made;
+	}
 	fill_prm(&prm, cfg, &x, &h, sa->inner_family, sa->ecn);
 	sz = rte_ipsec_sa_size(&prm);
 	if (sz < 0) {
@@ -239,6 +253,7 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 		rte_errno = -rc;
 		return NULL;
 	}
+made:
 	if (cfg->dir == DPS_DIR_IN && cfg->replay_window > 0 && replay_create(sa) < 0)
 		goto nomem;
 	sa->sync = sa->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO;
@@ -247,7 +262,10 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 	/* Lengths were checked before (esp_in.c): what lib/ipsec's prepare
 	 * refuses inbound is outside the replay window. */
 	sa->prep_fail = cfg->dir == DPS_DIR_IN ? DP_SA_CNT_drop_replay : DP_SA_CNT_drop_other;
-	sa->xf = cfg->dir == DPS_DIR_OUT ? dp_esp_out_ops(sa) : dp_esp_in_ops(sa);
+	if (cfg->proto == DPS_PROTO_AH)
+		sa->xf = dp_ah_ops(sa);
+	else
+		sa->xf = cfg->dir == DPS_DIR_OUT ? dp_esp_out_ops(sa) : dp_esp_in_ops(sa);
 	return sa;
 nomem:
 	snprintf(err, errlen, "out of hugepage memory: reserve more hugepages (vm.nr_hugepages)");

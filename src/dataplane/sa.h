@@ -128,11 +128,16 @@ struct dp_sa {
 	bool udp_encap;	      /* cfg.udp_encap */
 	/* The knobs of ipsec(4) as they were when the SA was made: a reload
 	 * changes them for new SAs only, never under a packet. */
-	bool ecn;	  /* RFC 6040 on encapsulation and decapsulation */
-	bool copy_df;	  /* out, tunnel, outer IPv4: DF follows the inner packet's */
-	uint8_t dfbit;	  /* enum dps_dfbit */
-	uint8_t ttl;	  /* outer TTL / hop limit (tunnel) */
-	bool ah_cleartos; /* AH: TOS out of the ICV (the AH issue's) */
+	bool ecn;		/* RFC 6040 on encapsulation and decapsulation */
+	bool copy_df;		/* out, tunnel, outer IPv4: DF follows the inner packet's */
+	uint8_t dfbit;		/* enum dps_dfbit */
+	uint8_t ttl;		/* outer TTL / hop limit (tunnel) */
+	bool ah_cleartos;	/* AH: IPv4 TOS out of the ICV */
+	uint16_t ah_offsetmask; /* AH: IPv4 flags and fragment offset ANDed with this in the ICV */
+	uint8_t ah_len;		/* AH: its header's length, IV, ICV and padding included */
+	uint32_t ah_salt;	/* AH with AES-GMAC: the nonce's salt (RFC 4543 §3.1) */
+	/* Out, AH: the last sequence number used (ESP's is lib/ipsec's). */
+	uint64_t ah_sqn;
 	/* Out, in a bundle: the SA applied after this one (RFC 4301 §4.5). Set
 	 * when a policy binds a bundle, which also gives this SA a finish that
 	 * hands its packets to that SA's transform instead of the output stage;

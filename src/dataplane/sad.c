@@ -16,8 +16,9 @@ static struct rte_ipsec_sad *sad_create(int v6, unsigned int n)
 	char name[RTE_IPSEC_SAD_NAMESIZE];
 	struct rte_ipsec_sad_conf conf = {
 		.socket_id = SOCKET_ID_ANY,
-		/* more specific keys also take a slot in the SPI-only table */
-		.max_sa = {n + 1, n + 1, 1},
+		/* more specific keys also take a slot in the SPI-only table;
+		 * AH SAs go to the SPI+DIP+SIP table (dp_sad_build) */
+		.max_sa = {n + 1, n + 1, n + 1},
 		.flags = v6 ? RTE_IPSEC_SAD_FLAG_IPV6 : 0,
 	};
 
@@ -28,6 +29,17 @@ static struct rte_ipsec_sad *sad_create(int v6, unsigned int n)
 static int sa_v6(const struct dp_sa *sa)
 {
 	return sa->cfg.dst.family == AF_INET6;
+}
+
+/*
+ * AH and ESP share the SPI space but not their SAs (Linux keys its states by
+ * destination, SPI and protocol): an AH SA is keyed with the unspecified
+ * source address, so that the AH lookup (ah.c) finds it before an ESP SA of
+ * the same SPI; both lookups check the protocol of what they find.
+ */
+static int sa_type(const struct dp_sa *sa)
+{
+	return sa->cfg.proto == DPS_PROTO_AH ? RTE_IPSEC_SAD_SPI_DIP_SIP : RTE_IPSEC_SAD_SPI_DIP;
 }
 
 static void sa_key(const struct dp_sa *sa, union rte_ipsec_sad_key *k)
@@ -70,7 +82,7 @@ int dp_sad_pair_build(struct dp_sad_pair *p, struct dp_sa *const *sas, unsigned 
 			union rte_ipsec_sad_key k;
 
 			sa_key(sas[i], &k);
-			if (rte_ipsec_sad_add(p->sad[c][sa_v6(sas[i])], &k, RTE_IPSEC_SAD_SPI_DIP,
+			if (rte_ipsec_sad_add(p->sad[c][sa_v6(sas[i])], &k, sa_type(sas[i]),
 					      sas[i]) != 0)
 				goto fail;
 		}
@@ -101,10 +113,9 @@ int dp_sad_apply(struct dp_sad_pair *p, int copy, const struct dp_sad_op *ops, u
 
 		sa_key(ops[i].sa, &k);
 		if (ops[i].add)
-			rc = rte_ipsec_sad_add(p->sad[copy][v6], &k, RTE_IPSEC_SAD_SPI_DIP,
-					       ops[i].sa);
+			rc = rte_ipsec_sad_add(p->sad[copy][v6], &k, sa_type(ops[i].sa), ops[i].sa);
 		else
-			rc = rte_ipsec_sad_del(p->sad[copy][v6], &k, RTE_IPSEC_SAD_SPI_DIP);
+			rc = rte_ipsec_sad_del(p->sad[copy][v6], &k, sa_type(ops[i].sa));
 		if (rc != 0 && !(rc == -ENOENT && !ops[i].add)) {
 			DP_LOG(ERR, "inbound SA table: cannot %s SA 0x%x: %s",
 			       ops[i].add ? "add" : "remove", ops[i].sa->cfg.spi,

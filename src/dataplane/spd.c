@@ -236,20 +236,22 @@ fail:
 	return (struct rte_acl_ctx *)-1;
 }
 
-/* The request the dataplane applies: ESP. AH and IPComp requests are not run
- * on the dataplane yet: a required one makes the policy unsatisfiable. */
+/* The request the dataplane applies: ESP, else AH (RFC 4302). IPComp and
+ * bundles are not run on the dataplane yet: another required request makes
+ * the policy unsatisfiable. */
 static const struct dps_ipsec_req *esp_request(const struct dps_policy *p,
 					       const struct dps_ipsec_defaults *d, bool *missing)
 {
 	const struct dps_ipsec_req *esp = NULL;
 
 	*missing = false;
-	for (unsigned int i = 0; i < p->n_reqs; i++) {
-		if (p->reqs[i].proto == DPS_PROTO_ESP)
+	for (unsigned int i = 0; i < p->n_reqs; i++)
+		if (p->reqs[i].proto == DPS_PROTO_ESP ||
+		    (p->reqs[i].proto == DPS_PROTO_AH && esp == NULL))
 			esp = &p->reqs[i];
-		else if (dp_level_of(d, &p->reqs[i]) != DPS_LEVEL_USE)
+	for (unsigned int i = 0; i < p->n_reqs; i++)
+		if (&p->reqs[i] != esp && dp_level_of(d, &p->reqs[i]) != DPS_LEVEL_USE)
 			*missing = true;
-	}
 	return esp;
 }
 

@@ -289,8 +289,8 @@ static int sadb_add(struct pfk_client *c, const struct pfk_msg *m, struct dps_sa
 	err = pfk_sa_from_msg(m, sa);
 	if (err)
 		return err;
-	if (sa->proto != DPS_PROTO_ESP)
-		return ENOSYS; /* AH and IPComp SAs: not in the dataplane yet */
+	if (sa->proto != DPS_PROTO_ESP && sa->proto != DPS_PROTO_AH)
+		return ENOSYS; /* IPComp SAs: not in the dataplane yet */
 	sa_complete(sa);
 	li = pfk_larval_find(sa->spi, &sa->dst, sa->proto);
 	s = dps_store_sa_find(sa->spi, &sa->dst, sa->proto);
@@ -472,7 +472,9 @@ int pfk_sadb_register(struct pfk_client *c, const struct pfk_msg *m)
 {
 	uint8_t satype = m->hdr->sadb_msg_satype;
 	static const struct pfk_algs none;
+	const struct pfk_algs *a = &none;
 	struct sadb_msg h = *m->hdr;
+	struct pfk_algs ah;
 	struct pfk_out o;
 	long n;
 
@@ -482,8 +484,16 @@ int pfk_sadb_register(struct pfk_client *c, const struct pfk_msg *m)
 		pfk_client_register(c, satype);
 	h.sadb_msg_errno = 0;
 	pfk_out_begin(&o, sadb.buf, sizeof(sadb.buf), &h);
-	/* the dataplane runs ESP only: AH and IPComp registrations learn of no algorithm */
-	pfk_out_supported(&o, satype == SADB_SATYPE_ESP ? pfk_algs() : &none);
+	/* ESP: what the devices run; AH: their integrity algorithms (Linux lists
+	 * no cipher for AH); IPComp is not run: no algorithm */
+	if (satype == SADB_SATYPE_ESP) {
+		a = pfk_algs();
+	} else if (satype == SADB_SATYPE_AH) {
+		ah = *pfk_algs();
+		ah.n_enc = 0;
+		a = &ah;
+	}
+	pfk_out_supported(&o, a);
 	n = pfk_out_end(&o);
 	if (n < 0)
 		return (int)-n;

@@ -23,6 +23,7 @@ import time
 
 import pytest
 from scapy.all import ESP, IP, UDP, rdpcap
+from scapy.layers.ipsec import AH, SecurityAssociation
 
 import pfkey as K
 from dpsec import Daemon, sh
@@ -121,9 +122,14 @@ def test_register_lists_what_the_crypto_devices_run(gw):
     assert enc[K.EALG_AESCBC][2:] == (128, 256)
     assert auth[K.AALG_SHA256][2:] == (256, 256)
     assert K.EALG_3DES not in enc
-    # AH is registered (charon does it) but the dataplane offers nothing for it
+    # AH: the devices' integrity algorithms, no cipher (as Linux)
     rep = c.request(K.msg(K.REGISTER, K.AH))
     assert rep.errno == 0 and K.SUP_ENC not in rep.ext
+    ah_auth = {a[0]: a for a in rep.ext[K.SUP_AUTH].algs}
+    assert ah_auth == auth
+    # IPComp is not run yet: nothing
+    rep = c.request(K.msg(K.REGISTER, K.IPCOMP))
+    assert rep.errno == 0 and K.SUP_ENC not in rep.ext and K.SUP_AUTH not in rep.ext
 
 
 # ---------------------------------------------------------------- SAs
@@ -325,7 +331,7 @@ def test_policy_add_update_get_dump_delete(gw):
 def capture(gw):
     cap = gw.tmp / "wire.pcap"
     p = subprocess.Popen(["ip", "netns", "exec", gw.hb, "tcpdump", "-i", gw.vb, "-w", str(cap),
-                          "--immediate-mode", "-U", "esp or udp"], stderr=subprocess.DEVNULL)
+                          "--immediate-mode", "-U", "esp or ah or udp"], stderr=subprocess.DEVNULL)
     time.sleep(1)
     return p, cap
 
@@ -514,3 +520,86 @@ def test_restart_brings_back_what_pfkey_installed(gw):
     c = gw.client()
     got = c.request(K.msg(K.GET, K.ESP, [K.sa(0x8201), K.address(K.SRC, GW_WAN), K.address(K.DST, HOST_B)]))
     assert got.errno == 0 and got.ext[K.KEY_ENC].key == KEY and 3500 <= got.ext[K.LT_HARD].addtime <= 3600
+
+
+# ---------------------------------------------------------------- AH
+
+
+AH_KEY = bytes(range(100, 132))  # HMAC-SHA2-256 key
+
+
+def ah_add(spi, src, dst, reqid, mtype=K.ADD, soft=(0, 0, 0), hard=(0, 0, 0)):
+    """charon's ADD of an AH SA with HMAC-SHA2-256-128 (ah_proposals)."""
+    return K.msg(mtype, K.AH, [K.sa(spi, auth=K.AALG_SHA256, enc=0, replay=0), K.sa2(K.MODE_TUNNEL, reqid),
+                               K.address(K.SRC, src), K.address(K.DST, dst),
+                               K.lifetime(K.LT_SOFT, *soft), K.lifetime(K.LT_HARD, *hard),
+                               K.key(K.KEY_AUTH, AH_KEY)])
+
+
+def test_ah_sa_add_get_dump_traffic_expire_delete(gw):
+    """An AH SA over PF_KEY: ADD, GET (algorithm and key back), DUMP(AH) lists
+    it and not the ESP SAs; an AH policy sends the host's traffic as AH whose
+    ICV scapy's AH code verifies, sequence numbers 1, 2, ...; the soft packet
+    lifetime raises an EXPIRE of satype AH; DELETE removes it."""
+    ev = gw.client()
+    assert ev.request(K.msg(K.REGISTER, K.AH)).errno == 0
+    q = gw.client()
+    assert q.request(ah_add(0x8301, GW_WAN, HOST_B, 6, soft=(30, 0, 0))).errno == 0
+    got = q.request(K.msg(K.GET, K.AH, [K.sa(0x8301), K.address(K.SRC, GW_WAN), K.address(K.DST, HOST_B)]))
+    assert got.errno == 0 and got.satype == K.AH
+    assert got.ext[K.SA].auth == K.AALG_SHA256 and got.ext[K.SA].enc == 0
+    assert got.ext[K.KEY_AUTH].key == AH_KEY and K.KEY_ENC not in got.ext
+    assert got.ext[K.SA2].reqid == 6
+    # the same SPI and destination as ESP is another SA
+    assert q.request(K.msg(K.GET, K.ESP, [K.sa(0x8301), K.address(K.SRC, GW_WAN),
+                                         K.address(K.DST, HOST_B)])).errno == errno.ESRCH
+    q.drain()
+    q.send(K.msg(K.DUMP, K.AH, seq=0))
+    dumped = []
+    while True:
+        m = q.recv()
+        assert m.type == K.DUMP and m.errno == 0
+        dumped.append(m.ext[K.SA].spi)
+        if m.seq == 0:
+            break
+    assert dumped == [0x8301]
+    s = sas_by_spi(gw)[0x8301]
+    assert s["proto"] == "ah" and s["dir"] == "out"
+    q.request(K.spd(K.SPDADD, K.DIR_OUT, "10.1.0.0/24", "10.9.3.0/24",
+                    requests=[K.ipsecrequest(51, K.MODE_TUNNEL, K.LEVEL_REQUIRE, 6, (GW_WAN, HOST_B))],
+                    priority=1000))
+    ev.drain()
+    dump, cap = capture(gw)
+    sender = send_udp(gw, "10.9.3.5", 50, 0.01)
+    assert sender.wait(timeout=30) == 0
+    soft = ev.wait_for(lambda m: m.type == K.EXPIRE)
+    assert soft.satype == K.AH and soft.ext[K.SA].spi == 0x8301 and K.LT_SOFT in soft.ext
+    time.sleep(0.5)
+    dump.send_signal(2)
+    dump.wait(timeout=10)
+    wire = [p for p in rdpcap(str(cap)) if AH in p and p[AH].spi == 0x8301]
+    assert len(wire) == 50 and [p[AH].seq for p in wire] == list(range(1, 51))
+    sa = SecurityAssociation(AH, spi=0x8301, auth_algo="SHA2-256-128", auth_key=AH_KEY,
+                             tunnel_header=IP(src=GW_WAN, dst=HOST_B))
+    for i, p in enumerate(wire):
+        inner = IP(bytes(sa.decrypt(IP(bytes(p[IP])))))
+        assert inner[IP].dst == "10.9.3.5" and bytes(inner[UDP].payload) == b"plaintext-%06d" % i
+    assert sas_by_spi(gw)[0x8301]["packets"] == 50
+    rep = q.request(K.msg(K.DELETE, K.AH, [K.sa(0x8301), K.address(K.SRC, GW_WAN), K.address(K.DST, HOST_B)]))
+    assert rep.errno == 0 and 0x8301 not in sas_by_spi(gw)
+
+
+def test_ah_getspi_then_update_inbound(gw):
+    """charon's inbound AH SA: GETSPI(AH) reserves an SPI, UPDATE makes it
+    mature with its key; the same SPI stays free for ESP."""
+    c = gw.client()
+    rep = c.request(K.msg(K.GETSPI, K.AH, [K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN),
+                                           K.spirange(0xc1000000, 0xc1000000)]))
+    assert rep.errno == 0 and rep.ext[K.SA].spi == 0xc1000000 and rep.ext[K.SA].state == K.LARVAL
+    assert c.request(ah_add(0xc1000000, HOST_B, GW_WAN, 8, mtype=K.UPDATE)).errno == 0
+    got = c.request(K.msg(K.GET, K.AH, [K.sa(0xc1000000), K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN)]))
+    assert got.errno == 0 and got.ext[K.SA].state == K.MATURE and got.ext[K.KEY_AUTH].key == AH_KEY
+    s = sas_by_spi(gw)[0xc1000000]
+    assert s["proto"] == "ah" and s["dir"] == "in" and s["origin"] == "pfkey"
+    # ESP may take the same SPI and destination: another SA
+    assert c.request(K.gcm_add(0xc1000000, HOST_B, GW_WAN, 8, KEY)).errno == 0

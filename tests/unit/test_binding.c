@@ -177,9 +177,13 @@ static void test_binding_unbound_without_an_esp_sa(void **state)
 	(void)state;
 	assert_int_equal(bound(&p, NULL, 0), 0);
 	assert_int_equal(bound(&p, sas, 1), 0);
-	/* An AH request binds no SA here: only ESP SAs are bound so far. */
+	/* An AH request binds an AH SA, never an ESP one, and an ESP request no
+	 * AH SA. */
 	ah.cfg.proto = DPS_PROTO_AH;
+	assert_int_equal(bound(&p, &ah, 1), 0);
 	p.reqs[0].proto = DPS_PROTO_AH;
+	assert_int_equal(bound(&p, &ah, 1), 2);
+	ah.cfg.proto = DPS_PROTO_ESP;
 	assert_int_equal(bound(&p, &ah, 1), 0);
 }
 

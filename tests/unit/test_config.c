@@ -1778,6 +1778,16 @@ static void test_sa_accepts_every_algorithm(void **state)
 		assert_int_equal(cfg.sas[0].auth_alg, auth[i].alg);
 		dps_config_free(&cfg);
 	}
+	/* AES-GMAC integrity (RFC 4543 in AH): key and salt; ESP takes it as a cipher */
+	parse_ok(PORT_LAN SA_OUT "    proto: ah\n    integrity: {algorithm: aes-gmac-256, key: " K36
+				 "}\n",
+		 &cfg);
+	assert_int_equal(cfg.sas[0].auth_alg, DPS_AUTH_AES_GMAC);
+	assert_key(cfg.sas[0].auth_key, cfg.sas[0].auth_key_len, 36);
+	dps_config_free(&cfg);
+	assert_error_says(PORT_LAN SA_OUT ENC_CBC
+			  "    integrity: {algorithm: aes-gmac-128, key: " K20 "}\n",
+			  "AES-GMAC integrity is for AH");
 }
 
 static void test_sa_key_spellings(void **state)
@@ -1856,12 +1866,15 @@ static void test_load_refuses_sas_the_dataplane_cannot_run(void **state)
 	(void)state;
 	parse_ok(ah, &cfg);
 	dps_config_free(&cfg);
-	assert_int_equal(load_doc(ah, &cfg, err, sizeof(err)), -1);
-	assert_string_equal(err, "8:12: sas[0].proto: only ESP SAs run on the dataplane so far");
+	/* AH runs on the dataplane: dpsecd takes it */
+	assert_int_equal(load_doc(ah, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.sas[0].proto, DPS_PROTO_AH);
+	dps_config_free(&cfg);
 	parse_ok(ipcomp, &cfg);
 	dps_config_free(&cfg);
 	assert_int_equal(load_doc(ipcomp, &cfg, err, sizeof(err)), -1);
-	assert_string_equal(err, "6:41: sas[0].proto: only ESP SAs run on the dataplane so far");
+	assert_string_equal(err,
+			    "6:41: sas[0].proto: only ESP and AH SAs run on the dataplane so far");
 	assert_int_equal(load_doc(PORT_LAN SA_OUT ENC_GCM, &cfg, err, sizeof(err)), 0);
 	assert_int_equal(cfg.sas[0].proto, DPS_PROTO_ESP);
 	dps_config_free(&cfg);
@@ -2085,7 +2098,10 @@ static void assert_sa_pairs(const struct dps_config *cfg, const char *name)
 				b->enc_alg == a->enc_alg && b->enc_key_len == a->enc_key_len &&
 				b->auth_alg == a->auth_alg && b->esn == a->esn &&
 				b->udp_encap == a->udp_encap && b->spi != a->spi &&
-				memcmp(b->enc_key, a->enc_key, a->enc_key_len);
+				/* AH has only an integrity key */
+				(a->enc_key_len
+					 ? memcmp(b->enc_key, a->enc_key, a->enc_key_len)
+					 : memcmp(b->auth_key, a->auth_key, a->auth_key_len));
 		}
 		if (!found)
 			fail_msg("%s: sas[%u] has no mirror SA with its own key", name, i);
