@@ -77,8 +77,12 @@ def test_each_record_is_decoded(flood):
         assert r.group(1) in want, r.group(0)
         assert r.groups()[1:8] == want[r.group(1)], r.group(0)
         seen.add(r.group(1))
-    # ~20 records, each one of four frames in turn: all four turn up
-    assert seen == set(want), seen
+    # ~20 records over four frames in turn. The bad-ICV copy of the ESP frame
+    # is judged a replay once its sequence number was seen, so which of
+    # "auth" and "replay" a record catches depends on the timing (under load
+    # only one of them was seen, 1 run in 2): at least one of them, and the
+    # other two every time.
+    assert {"plaintext", "unknown_spi"} <= seen and seen & {"auth", "replay"}, seen
 
 
 def test_record_count_is_the_rate_limit(flood):
