@@ -123,14 +123,15 @@ static inline bool bound_proto(uint8_t proto)
 	return proto == DPS_PROTO_ESP || proto == DPS_PROTO_AH;
 }
 
-static unsigned int reqid_lower(uint32_t reqid)
+/* First position of @id in the sorted multiset @v of @n. */
+static unsigned int lower(const uint32_t *v, unsigned int n, uint32_t id)
 {
-	unsigned int lo = 0, hi = L.n_req;
+	unsigned int lo = 0, hi = n;
 
 	while (lo < hi) {
 		unsigned int mid = (lo + hi) / 2;
 
-		if (L.reqids[mid] < reqid)
+		if (v[mid] < id)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -152,7 +153,7 @@ static void reqids_change(const struct dps_policy *p, bool add)
 			L.n_req_any = add ? L.n_req_any + 1 : L.n_req_any - (L.n_req_any > 0);
 			continue;
 		}
-		i = reqid_lower(id);
+		i = lower(L.reqids, L.n_req, id);
 		if (add) {
 			if (L.n_req == L.cap_req) {
 				unsigned int cap = L.cap_req ? 2 * L.cap_req : 256;
@@ -175,21 +176,6 @@ static void reqids_change(const struct dps_policy *p, bool add)
 			L.n_req--;
 		}
 	}
-}
-
-static unsigned int lower(const uint32_t *v, unsigned int n, uint32_t id)
-{
-	unsigned int lo = 0, hi = n;
-
-	while (lo < hi) {
-		unsigned int mid = (lo + hi) / 2;
-
-		if (v[mid] < id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
 }
 
 static unsigned int count(const uint32_t *v, unsigned int n, uint32_t id)
@@ -473,7 +459,7 @@ void dps_spd_policy_updated(struct dps_store_policy *e, const struct dps_policy 
 
 static bool reqid_used(uint32_t reqid)
 {
-	unsigned int i = reqid_lower(reqid);
+	unsigned int i = lower(L.reqids, L.n_req, reqid);
 
 	return reqid != 0 && i < L.n_req && L.reqids[i] == reqid;
 }
@@ -589,6 +575,19 @@ void dps_spd_batch_end(bool keep)
 
 /* ---- builds ----------------------------------------------------------------- */
 
+/* @t (@n slots used of @cap) becomes the slot table; the old one is freed at
+ * once if no published SPD reads it, else after the next publish. */
+static void table_replace(struct dp_policy **t, unsigned int n, unsigned int cap)
+{
+	if (L.table != L.pub)
+		free(L.table);
+	else
+		bury(&L.dead_mem, L.table, true);
+	L.table = t;
+	L.n = n;
+	L.cap = cap;
+}
+
 /* Everything compiled now, on this thread: init, reload, or out of memory. */
 static int full_build(void)
 {
@@ -622,13 +621,7 @@ static int full_build(void)
 		e->in_recent = false;
 		t[perm[i]] = dps[i];
 	}
-	if (L.table != L.pub)
-		free(L.table);
-	else
-		bury(&L.dead_mem, L.table, true);
-	L.table = t;
-	L.n = n;
-	L.cap = cap;
+	table_replace(t, n, cap);
 	dp_acl_set_put(L.set);
 	L.set = set;
 	recent_drop();
@@ -735,13 +728,7 @@ static bool merge(void)
 		else if (recent_push(e) < 0)
 			L.full = true; /* the next commit compiles everything */
 	}
-	if (L.table != L.pub)
-		free(L.table);
-	else
-		bury(&L.dead_mem, L.table, true);
-	L.table = t;
-	L.n = n;
-	L.cap = cap;
+	table_replace(t, n, cap);
 	dp_acl_set_put(L.set);
 	L.set = L.out;
 	L.out = NULL;
