@@ -204,6 +204,35 @@ def stats(us):
             "p99_us": round(us[int(len(us) * 0.99)])}
 
 
+def teardown_msgs(i):
+    """Tunnel i taken down the way charon deletes a CHILD_SA: its policies, then its SAs."""
+    peer = f"100.{64 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}"
+    net = f"172.{16 + (i >> 12)}.{(i >> 4) & 255}.{(i & 15) << 4}/28"
+    return [("SPDDELETE", K.spd(K.SPDDELETE, K.DIR_OUT, "10.1.0.0/24", net)),
+            ("SPDDELETE", K.spd(K.SPDDELETE, K.DIR_FWD, net, "10.1.0.0/24")),
+            ("DELETE", K.msg(K.DELETE, K.ESP, [K.sa(0x10000000 + 2 * i), K.address(K.SRC, "10.2.0.1"),
+                                              K.address(K.DST, peer)])),
+            ("DELETE", K.msg(K.DELETE, K.ESP, [K.sa(0x10000001 + 2 * i), K.address(K.SRC, peer),
+                                              K.address(K.DST, "10.2.0.1")]))]
+
+
+def teardown(sock, args, res):
+    """TEARDOWN tunnels spread over the TUNNELS installed, deleted one message at a time (a rekey or
+    a disconnect deletes from the middle of the tables): tunnels per second and each type's latency."""
+    step = max(1, args.tunnels // args.teardown)
+    which = list(range(0, args.tunnels, step))[:args.teardown]
+    tagged = [m for i in which for m in teardown_msgs(i)]
+    t0 = time.time()
+    lat, err = latencies(sock, [m for _, m in tagged])
+    t = time.time() - t0
+    by = {}
+    for (kind, _), us in zip(tagged, lat):
+        by.setdefault(kind, []).append(us)
+    res["teardown"] = {"tunnels": len(which), "of": args.tunnels, "s": round(t, 3),
+                       "tunnels_per_s": round(len(which) / t), "errors": err,
+                       "latency": {k: stats(v) for k, v in by.items()}}
+
+
 def policy_sel(i):
     """Policy i of the sequential run: what tunnel_msgs(i) protects, one /28 each."""
     peer = f"100.{64 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}"
@@ -303,6 +332,8 @@ def main():
     ap.add_argument("--rate", type=int, default=5000, help="datagrams/s of each background flow")
     ap.add_argument("--reconf", type=int, default=1000,
                     help="tunnels added one message at a time after TUNNELS, flows running (0: skip)")
+    ap.add_argument("--teardown", type=int, default=1000,
+                    help="tunnels then deleted one message at a time, spread over TUNNELS (0: skip)")
     ap.add_argument("--policies", type=int, default=20000,
                     help="policies installed one at a time, and into Linux's XFRM (0: skip)")
     args = ap.parse_args()
@@ -363,6 +394,8 @@ def main():
         res["check_s"] = round(time.time() - t_pub, 1)
         if args.reconf:
             reconf(sock, args, res, ha, hb)
+        if args.teardown:
+            teardown(sock, args, res)
         assert d.stop() == 0
     finally:
         topo.close()

@@ -104,7 +104,7 @@ void dps_lifetime_poll(uint64_t now_ms)
 	if (now_ms < next)
 		return;
 	next = now_ms + CHECK_EVERY_MS;
-	dps_store_walk_sas(check, &x); /* collect first: the walk holds the store's lock */
+	dps_store_scan_sas(check, &x); /* collect first: the walk holds the store's lock */
 	for (unsigned int i = 0; i < x.n; i++) {
 		const struct dps_store_sa *s =
 			dps_store_sa_find(x.v[i].spi, &x.v[i].dst, x.v[i].proto);

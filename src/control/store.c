@@ -10,6 +10,7 @@
 #include <rte_errno.h>
 #include <rte_malloc.h>
 
+#include "control/pos_index.h"
 #include "control/store.h"
 #include "control/store_state.h"
 #include "control/wipe.h"
@@ -116,21 +117,12 @@ static void out_reqid_change(const struct dps_sa *c, bool add)
 }
 
 /*
- * Positions in dps_store.sas / dps_store.pol by key (open addressing), so that a key
- * daemon installing tens of thousands of SAs and policies does not scan them
- * all for every message. Appends are indexed at once; a deletion moves the
- * entries after it, so it only marks the index stale: the next lookup
- * rebuilds it.
+ * Positions in dps_store.sas / dps_store.pol by key (pos_index.h), so that a key
+ * daemon installing or tearing down tens of thousands of SAs and policies does
+ * not scan them all for every message. A deletion moves the last entry into the
+ * hole: the tables are in no order (walks that show them sort, see
+ * dps_store_walk_sas).
  */
-struct pos_index {
-	uint32_t cap;  /* power of two, > 2 * entries */
-	int32_t *slot; /* position + 1, 0 = empty */
-	bool stale;
-};
-
-static struct pos_index sa_ix = {.stale = true}, pol_ix = {.stale = true},
-			id_ix = {.stale = true}; /* policies by id */
-
 static uint32_t mix(uint32_t h, const void *p, size_t n)
 {
 	const uint8_t *b = p;
@@ -164,75 +156,25 @@ static uint32_t pol_key_hash(uint8_t dir, const struct dps_selector *sel)
 	return mix(h, &sel->dport_hi, 2);
 }
 
-static uint32_t entry_hash(const struct pos_index *ix, unsigned int i)
+static uint32_t sa_hash(unsigned int i)
 {
-	if (ix == &sa_ix)
-		return sa_key_hash(dps_store.sas[i].cfg.spi, &dps_store.sas[i].cfg.dst,
-				   dps_store.sas[i].cfg.proto);
-	if (ix == &id_ix)
-		return mix(2166136261u, &dps_store.pol[i].p.id, 4);
+	return sa_key_hash(dps_store.sas[i].cfg.spi, &dps_store.sas[i].cfg.dst,
+			   dps_store.sas[i].cfg.proto);
+}
+
+static uint32_t pol_hash(unsigned int i)
+{
 	return pol_key_hash(dps_store.pol[i].p.dir, &dps_store.pol[i].p.sel);
 }
 
-static void ix_put(struct pos_index *ix, uint32_t h, unsigned int pos)
+static uint32_t id_hash(unsigned int i)
 {
-	uint32_t k = h & (ix->cap - 1);
-
-	while (ix->slot[k])
-		k = (k + 1) & (ix->cap - 1);
-	ix->slot[k] = (int32_t)pos + 1;
+	return mix(2166136261u, &dps_store.pol[i].p.id, 4);
 }
 
-/* Rebuild for @n entries; false (and the caller scans) if memory is short. */
-static bool ix_rebuild(struct pos_index *ix, unsigned int n)
-{
-	uint32_t cap = 64;
-	int32_t *slot;
-
-	while (cap < 2 * n + 2)
-		cap *= 2;
-	slot = calloc(cap, sizeof(*slot));
-	if (slot == NULL)
-		return false;
-	free(ix->slot);
-	ix->slot = slot;
-	ix->cap = cap;
-	for (unsigned int i = 0; i < n; i++)
-		ix_put(ix, entry_hash(ix, i), i);
-	ix->stale = false;
-	return true;
-}
-
-/* Entry @pos was appended to an array of @n entries (pos = n - 1). */
-static void ix_appended(struct pos_index *ix, unsigned int n)
-{
-	if (ix->stale || 2 * n + 2 > ix->cap)
-		ix->stale = true;
-	else
-		ix_put(ix, entry_hash(ix, n - 1), n - 1);
-}
-
-static void ix_free(struct pos_index *ix)
-{
-	free(ix->slot);
-	*ix = (struct pos_index){.stale = true};
-}
-
-/* Position of the entry @match accepts among @n, through @ix (a scan if it cannot be built). */
-static int ix_find(struct pos_index *ix, unsigned int n, uint32_t h,
-		   bool (*match)(unsigned int pos, const void *key), const void *key)
-{
-	if (ix->stale && !ix_rebuild(ix, n)) {
-		for (unsigned int i = 0; i < n; i++)
-			if (match(i, key))
-				return (int)i;
-		return -1;
-	}
-	for (uint32_t k = h & (ix->cap - 1); ix->slot[k]; k = (k + 1) & (ix->cap - 1))
-		if (match((unsigned int)ix->slot[k] - 1, key))
-			return ix->slot[k] - 1;
-	return -1;
-}
+static struct dps_pos_index sa_ix = DPS_POS_INDEX_INIT(sa_hash),
+			    pol_ix = DPS_POS_INDEX_INIT(pol_hash),
+			    id_ix = DPS_POS_INDEX_INIT(id_hash); /* policies by id */
 
 struct sa_key {
 	uint32_t spi;
@@ -252,7 +194,8 @@ int dps_store_sa_pos(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 {
 	struct sa_key k = {spi, dst, proto};
 
-	return ix_find(&sa_ix, dps_store.n_sas, sa_key_hash(spi, dst, proto), sa_match, &k);
+	return dps_pos_index_find(&sa_ix, dps_store.n_sas, sa_key_hash(spi, dst, proto), sa_match,
+				  &k);
 }
 
 const struct dps_store_sa *dps_store_sa_find(uint32_t spi, const struct dps_addr *dst,
@@ -294,7 +237,7 @@ int dps_store_sa_insert(const struct dps_sa *sa, struct dp_sa *d, enum dps_origi
 	e->dp = d;
 	d->id = e->id;
 	pthread_mutex_unlock(&dps_store.lock);
-	ix_appended(&sa_ix, dps_store.n_sas);
+	dps_pos_index_appended(&sa_ix, dps_store.n_sas);
 	if (sa->dir == DPS_DIR_OUT && sa->mode == DPS_MODE_TUNNEL)
 		dps_store.out_inner[d->inner_family == AF_INET6]++;
 	if (sa->dir == DPS_DIR_IN) {
@@ -346,6 +289,7 @@ int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 {
 	int i = dps_store_sa_pos(spi, dst, proto);
 	struct dps_sa gone;
+	unsigned int last;
 
 	if (i < 0)
 		return -ESRCH;
@@ -357,14 +301,17 @@ int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 	}
 	if (dps_store.sas[i].cfg.dir == DPS_DIR_OUT && dps_store.sas[i].cfg.mode == DPS_MODE_TUNNEL)
 		dps_store.out_inner[dps_store.sas[i].dp->inner_family == AF_INET6]--;
-	sa_ix.stale = true;
 	gone = dps_store.sas[i].cfg;
+	last = dps_store.n_sas - 1;
+	dps_pos_index_remove(&sa_ix, (unsigned int)i);
+	if ((unsigned int)i != last)
+		dps_pos_index_moved(&sa_ix, last, (unsigned int)i);
 	pthread_mutex_lock(&dps_store.lock);
-	memmove(&dps_store.sas[i], &dps_store.sas[i + 1],
-		(dps_store.n_sas - i - 1) * sizeof(*dps_store.sas));
+	if ((unsigned int)i != last)
+		dps_store.sas[i] = dps_store.sas[last];
 	dps_store.n_sas--;
-	/* the slot left behind: the last SA moved down, or the deleted one */
-	dps_wipe(&dps_store.sas[dps_store.n_sas], sizeof(*dps_store.sas));
+	/* the slot left behind: the last SA, moved into the hole, or the deleted one */
+	dps_wipe(&dps_store.sas[last], sizeof(*dps_store.sas));
 	pthread_mutex_unlock(&dps_store.lock);
 	out_reqid_change(&gone, false);
 	dps_spd_sa_changed(&gone); /* policies bound to it let go */
@@ -449,7 +396,7 @@ static int policy_index(uint8_t dir, const struct dps_selector *sel)
 {
 	struct pol_key k = {dir, sel};
 
-	return ix_find(&pol_ix, dps_store.n_pol, pol_key_hash(dir, sel), pol_match, &k);
+	return dps_pos_index_find(&pol_ix, dps_store.n_pol, pol_key_hash(dir, sel), pol_match, &k);
 }
 
 int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err, size_t errlen)
@@ -494,8 +441,8 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 	e->hits = hits;
 	e->add_time = (uint64_t)time(NULL);
 	pthread_mutex_unlock(&dps_store.lock);
-	ix_appended(&pol_ix, dps_store.n_pol);
-	ix_appended(&id_ix, dps_store.n_pol);
+	dps_pos_index_appended(&pol_ix, dps_store.n_pol);
+	dps_pos_index_appended(&id_ix, dps_store.n_pol);
 	dps_store.pol_fam[p->dir == DPS_DIR_OUT][p->sel.src.addr.family == AF_INET6]++;
 	rebind_unused(p);
 	dps_spd_policy_added(&dps_store.pol[dps_store.n_pol - 1]);
@@ -517,7 +464,7 @@ static bool id_match(unsigned int pos, const void *key)
 /* Position of policy @id, or -1: restoring 100 000 policies checks each id. */
 static int policy_pos(uint32_t id)
 {
-	return ix_find(&id_ix, dps_store.n_pol, mix(2166136261u, &id, 4), id_match, &id);
+	return dps_pos_index_find(&id_ix, dps_store.n_pol, mix(2166136261u, &id, 4), id_match, &id);
 }
 
 const struct dps_store_policy *dps_store_policy_get(uint32_t id)
@@ -609,6 +556,7 @@ void dps_store_sa_set_soft_expired(uint32_t id)
 int dps_store_policy_delete(uint32_t id)
 {
 	int i = policy_pos(id);
+	unsigned int last;
 
 	if (i < 0)
 		return -ENOENT;
@@ -618,13 +566,18 @@ int dps_store_policy_delete(uint32_t id)
 		return -ENOMEM;
 	dps_store.dead_hits[dps_store.n_dead_hits++] = dps_store.pol[i].hits;
 	dps_spd_policy_deleted(&dps_store.pol[i]);
-	pol_ix.stale = true;
-	id_ix.stale = true;
 	dps_store.pol_fam[dps_store.pol[i].p.dir == DPS_DIR_OUT]
 			 [dps_store.pol[i].p.sel.src.addr.family == AF_INET6]--;
+	last = dps_store.n_pol - 1;
+	dps_pos_index_remove(&pol_ix, (unsigned int)i);
+	dps_pos_index_remove(&id_ix, (unsigned int)i);
+	if ((unsigned int)i != last) {
+		dps_pos_index_moved(&pol_ix, last, (unsigned int)i);
+		dps_pos_index_moved(&id_ix, last, (unsigned int)i);
+	}
 	pthread_mutex_lock(&dps_store.lock);
-	memmove(&dps_store.pol[i], &dps_store.pol[i + 1],
-		(dps_store.n_pol - i - 1) * sizeof(*dps_store.pol));
+	if ((unsigned int)i != last)
+		dps_store.pol[i] = dps_store.pol[last];
 	dps_store.n_pol--;
 	pthread_mutex_unlock(&dps_store.lock);
 	return 0;
@@ -844,9 +797,9 @@ void dps_store_fini(void)
 		dp_sa_free(dps_store.dead[i]);
 	for (unsigned int i = 0; i < dps_store.n_dead_hits; i++)
 		rte_free(dps_store.dead_hits[i]);
-	ix_free(&sa_ix);
-	ix_free(&pol_ix);
-	ix_free(&id_ix);
+	dps_pos_index_free(&sa_ix);
+	dps_pos_index_free(&pol_ix);
+	dps_pos_index_free(&id_ix);
 	memset(dps_store.pol_fam, 0, sizeof(dps_store.pol_fam));
 	memset(dps_store.out_inner, 0, sizeof(dps_store.out_inner));
 	dps_free_wiped(dps_store.sas, dps_store.cap_sas * sizeof(*dps_store.sas));
@@ -877,7 +830,7 @@ void dps_store_counts(unsigned int *sas, unsigned int *policies)
 	pthread_mutex_unlock(&dps_store.lock);
 }
 
-void dps_store_walk_sas(int (*fn)(const struct dps_store_sa *, void *), void *arg)
+void dps_store_scan_sas(int (*fn)(const struct dps_store_sa *, void *), void *arg)
 {
 	pthread_mutex_lock(&dps_store.lock);
 	for (unsigned int i = 0; i < dps_store.n_sas; i++)
@@ -886,11 +839,70 @@ void dps_store_walk_sas(int (*fn)(const struct dps_store_sa *, void *), void *ar
 	pthread_mutex_unlock(&dps_store.lock);
 }
 
-void dps_store_walk_policies(int (*fn)(const struct dps_store_policy *, void *), void *arg)
+void dps_store_scan_policies(int (*fn)(const struct dps_store_policy *, void *), void *arg)
 {
 	pthread_mutex_lock(&dps_store.lock);
 	for (unsigned int i = 0; i < dps_store.n_pol; i++)
 		if (fn(&dps_store.pol[i], arg))
 			break;
 	pthread_mutex_unlock(&dps_store.lock);
+}
+
+/* Deletions move the last entry into the hole: the tables are in insertion
+ * order only until the first one. Walks sort positions by SA id or policy seq
+ * (both grow with every addition; the lock is held, so the comparators may
+ * read the tables). */
+static int by_sa_id(const void *a, const void *b)
+{
+	uint32_t x = dps_store.sas[*(const uint32_t *)a].id,
+		 y = dps_store.sas[*(const uint32_t *)b].id;
+
+	return (x > y) - (x < y);
+}
+
+static int by_pol_seq(const void *a, const void *b)
+{
+	uint64_t x = dps_store.pol[*(const uint32_t *)a].seq,
+		 y = dps_store.pol[*(const uint32_t *)b].seq;
+
+	return (x > y) - (x < y);
+}
+
+/* Positions 0..n-1 sorted with @cmp, or NULL (out of memory: table order). */
+static uint32_t *sorted_positions(unsigned int n, int (*cmp)(const void *, const void *))
+{
+	uint32_t *v = malloc((n ? n : 1) * sizeof(*v));
+
+	if (v == NULL)
+		return NULL;
+	for (unsigned int i = 0; i < n; i++)
+		v[i] = i;
+	qsort(v, n, sizeof(*v), cmp);
+	return v;
+}
+
+void dps_store_walk_sas(int (*fn)(const struct dps_store_sa *, void *), void *arg)
+{
+	uint32_t *v;
+
+	pthread_mutex_lock(&dps_store.lock);
+	v = sorted_positions(dps_store.n_sas, by_sa_id);
+	for (unsigned int i = 0; i < dps_store.n_sas; i++)
+		if (fn(&dps_store.sas[v ? v[i] : i], arg))
+			break;
+	pthread_mutex_unlock(&dps_store.lock);
+	free(v);
+}
+
+void dps_store_walk_policies(int (*fn)(const struct dps_store_policy *, void *), void *arg)
+{
+	uint32_t *v;
+
+	pthread_mutex_lock(&dps_store.lock);
+	v = sorted_positions(dps_store.n_pol, by_pol_seq);
+	for (unsigned int i = 0; i < dps_store.n_pol; i++)
+		if (fn(&dps_store.pol[v ? v[i] : i], arg))
+			break;
+	pthread_mutex_unlock(&dps_store.lock);
+	free(v);
 }

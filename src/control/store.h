@@ -135,8 +135,12 @@ int dps_store_commit(void);
 /** Publish the SPD's background compilation once it is done (control loop). */
 void dps_store_poll(void);
 
-/** Visit SAs / policies in order, under the store lock; stop when @fn returns non-zero. */
+/** Visit SAs / policies in the order they were added (SA id, policy seq), under the store
+ *  lock; stop when @fn returns non-zero. What lists or saves them uses these. */
 void dps_store_walk_sas(int (*fn)(const struct dps_store_sa *, void *), void *arg);
 void dps_store_walk_policies(int (*fn)(const struct dps_store_policy *, void *), void *arg);
+/** The same in no particular order, without sorting: for periodic scans of every entry. */
+void dps_store_scan_sas(int (*fn)(const struct dps_store_sa *, void *), void *arg);
+void dps_store_scan_policies(int (*fn)(const struct dps_store_policy *, void *), void *arg);
 
 #endif

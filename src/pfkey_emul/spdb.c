@@ -74,9 +74,9 @@ static uint32_t new_reqid(void)
 		if (++last == 0)
 			last = MANUAL_REQID_MAX + 1;
 		q = (struct reqid_probe){.reqid = last};
-		dps_store_walk_policies(policy_uses, &q);
+		dps_store_scan_policies(policy_uses, &q);
 		if (!q.used)
-			dps_store_walk_sas(sa_uses, &q);
+			dps_store_scan_sas(sa_uses, &q);
 		if (!q.used)
 			return last;
 	}

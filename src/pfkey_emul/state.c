@@ -123,8 +123,8 @@ static int save(void)
 	struct file_hdr h;
 	int fd;
 
-	dps_store_walk_sas(write_sa, &sas);
-	dps_store_walk_policies(write_pol, &pols);
+	dps_store_scan_sas(write_sa, &sas);
+	dps_store_scan_policies(write_pol, &pols);
 	h = (struct file_hdr){
 		MAGIC, VERSION, sas.n, pols.n, sizeof(struct saved_sa), sizeof(struct dps_policy)};
 	snprintf(tmp, sizeof(tmp), "%s.new", sv.path);
@@ -166,7 +166,7 @@ static uint64_t pfkey_packets(void)
 {
 	struct writer w = {.count_only = true};
 
-	dps_store_walk_sas(write_sa, &w);
+	dps_store_scan_sas(write_sa, &w);
 	return w.total;
 }
 
