@@ -79,6 +79,19 @@ static inline void to_burst(struct dp_burst *b, struct rte_mbuf *m, const struct
 	b->nh[b->n++] = nh;
 }
 
+/* The same with the packet's SPD key when an SPD is @active, made in the
+ * stage's key array at @slot (the packet's place in the sub-burst: no two
+ * packets share one), for the policy stage. */
+static inline void to_burst_keyed(struct dp_stages *st, struct dp_burst *b, struct rte_mbuf *m,
+				  const struct dp_nexthop *nh, int v6, uint16_t slot, bool active)
+{
+	if (active) {
+		dp_spd_key(m, v6, &st->keys[slot]);
+		b->key[b->n] = (const uint8_t *)&st->keys[slot];
+	}
+	to_burst(b, m, nh);
+}
+
 /*
  * Hand the classified packets to the stages after this one: ESP for the
  * gateway to its inbound SAs (whole: RFC 4303 §3.4.1, fragments are
@@ -98,7 +111,7 @@ static void sort_out(struct dp_worker *w, const struct dp_snapshot *s, uint16_t 
 		case C_DONE:
 			continue;
 		case C_FWD:
-			to_burst(&st->fwd, pkts[i], nh[i]);
+			to_burst_keyed(st, &st->fwd, pkts[i], nh[i], v6, i, ipsec->active);
 			continue;
 		case C_LOCAL_ESP:
 			if (decrypted)
@@ -118,7 +131,7 @@ static void sort_out(struct dp_worker *w, const struct dp_snapshot *s, uint16_t 
 			}
 			break;
 		}
-		to_burst(&st->local, pkts[i], nh[i]);
+		to_burst_keyed(st, &st->local, pkts[i], nh[i], v6, i, ipsec->active);
 	}
 }
 

@@ -39,8 +39,9 @@ static bool accept_clear(uint8_t bits, struct rte_mbuf *m, int v6)
 }
 
 /* RFC 4301 §5.2 for one packet; false when it was dropped. */
-static inline bool inbound_ok(struct dp_worker *w, const struct dp_spd *spd, uint16_t in,
-			      struct rte_mbuf *m, const struct dp_policy *p, int v6, bool decrypted)
+static __rte_always_inline bool inbound_ok(struct dp_worker *w, const struct dp_spd *spd,
+					   uint16_t in, struct rte_mbuf *m,
+					   const struct dp_policy *p, int v6, bool decrypted)
 {
 	uint8_t v = verdict_of(spd, p, v6, w->id);
 	struct dp_sa *via = decrypted ? dp_meta(m)->via : NULL;
@@ -64,15 +65,6 @@ static inline bool inbound_ok(struct dp_worker *w, const struct dp_spd *spd, uin
 		dp_polog(w, in, m, DP_POLOG_plaintext, p, NULL);
 		dp_drop(w, in, m, DP_CNT_drop_plaintext);
 		return false;
-	}
-}
-
-/* Keys for a sub-burst, in the stage's key array from slot @base on. */
-static void keys_of(struct dp_stages *st, struct dp_burst *b, int v6, uint16_t base)
-{
-	for (uint16_t i = 0; i < b->n; i++) {
-		dp_spd_key(b->m[i], v6, &st->keys[base + i]);
-		b->key[i] = (const uint8_t *)&st->keys[base + i];
 	}
 }
 
@@ -100,9 +92,7 @@ void dp_policy_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
 		st->local.n = st->fwd.n = 0;
 		return;
 	}
-	/* local and fwd together hold at most one burst: the keys fit */
-	keys_of(st, &st->local, v6, 0);
-	keys_of(st, &st->fwd, v6, st->local.n);
+	/* the input stage made their keys (fwd.c: sort_out) */
 	dp_spd_lookup(spd, v6, DP_SPD_IN, st->local.key, st->pol, st->local.n);
 	for (uint16_t i = 0; i < st->local.n; i++)
 		if (inbound_ok(w, spd, in, st->local.m[i], st->pol[i], v6, decrypted)) {

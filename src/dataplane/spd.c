@@ -521,10 +521,14 @@ void dp_spd_lookup(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx, const 
 	const struct dp_recent *recent = spd->recent[v6];
 	uint32_t r[DP_MAX_BURST];
 
-	if (acl != NULL)
+	if (acl != NULL) {
 		rte_acl_classify(acl, keys, r, n, 1);
-	else
+	} else if (recent == NULL) { /* no policy of this family and direction */
+		memset(res, 0, n * sizeof(res[0]));
+		return;
+	} else {
 		memset(r, 0, n * sizeof(r[0]));
+	}
 	for (uint16_t i = 0; i < n; i++) {
 		const struct dp_rule *best = NULL;
 		const struct dp_policy *p = NULL;
