@@ -18,6 +18,7 @@
 #include "dataplane/compress.h"
 #include "dataplane/ipcomp.h"
 #include "dataplane/output.h"
+#include "dataplane/polog.h"
 #include "dataplane/sad.h"
 #include "dataplane/snapshot.h"
 #include "dataplane/worker.h"
@@ -357,7 +358,7 @@ uint16_t dp_ipcomp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t
 			continue;
 		}
 		if (!in_key(pkts[i], v6, &keys[nm])) {
-			dp_drop(w, port, pkts[i], DP_CNT_drop_esp_malformed);
+			dp_drop(w, port, pkts[i], DP_CNT_drop_ipcomp_malformed);
 			continue;
 		}
 		kp[nm] = &keys[nm];
@@ -379,7 +380,8 @@ uint16_t dp_ipcomp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t
 			   &x->cfg.src.v6, v6 ? 16 : 4) != 0)
 			x = NULL;
 		if (x == NULL) { /* an unknown CPI (fwd.c let only claimed IP-in-IP in) */
-			dp_drop(w, port, mine[i], DP_CNT_drop_unknown_spi);
+			dp_polog(w, port, mine[i], DP_POLOG_unknown_spi, NULL, NULL);
+			dp_drop(w, port, mine[i], DP_CNT_drop_unknown_cpi);
 			continue;
 		}
 		/* reassembled: the device reads one segment */
@@ -516,6 +518,7 @@ static void in_chunk(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb
 					op->status == RTE_COMP_OP_STATUS_OUT_OF_SPACE_TERMINATED ||
 					op->status == RTE_COMP_OP_STATUS_OUT_OF_SPACE_RECOVERABLE;
 
+				dp_polog_sa(w, m, bomb ? DP_POLOG_bomb : DP_POLOG_decomp, sa);
 				dp_sa_count(sa, w->id,
 					    bomb ? DP_SA_CNT_drop_bomb : DP_SA_CNT_drop_decomp, 1);
 				rte_pktmbuf_free(d);

@@ -30,7 +30,7 @@ bool dp_ipcomp_ipip_sa(const struct dp_ipsec *ipsec, struct rte_mbuf *m, int v6)
  * Take the IPComp packets, and the IP-in-IP ones of IPComp tunnels, out of
  * the @n packets for the gateway (pkts, compacted): each goes to its inbound
  * SA, by <CPI, destination> or <destination, source>; unknown CPIs are
- * dropped (drop_unknown_spi), as is IP-in-IP no SA claims any more.
+ * dropped (drop_unknown_cpi), as is IP-in-IP no SA claims any more.
  * Returns how many packets are left (ESP).
  */
 uint16_t dp_ipcomp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,

@@ -299,7 +299,8 @@ def test_inbound_counters(run_in, sa):
 
 def test_inbound_nothing_else(run_in):
     assert len(run_in.lan_out) == 4 * len(IN_SAS)
-    assert run_in.stats["wan"]["drop_unknown_spi"] == len(IN_SAS)
+    assert run_in.stats["wan"]["drop_unknown_cpi"] == len(IN_SAS)
+    assert run_in.stats["wan"]["drop_unknown_spi"] == 0
     assert run_in.stats["wan"]["ipsec_in"] == 6 * len(IN_SAS)
     # the stranger's IP-in-IP went the gateway's way, through the inbound policy
     assert run_in.stats["wan"]["drop_policy"] == 1
