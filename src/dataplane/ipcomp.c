@@ -157,6 +157,8 @@ static void out_send(struct dp_worker *w, const struct dp_snapshot *s, struct dp
 			dp_drop(w, in, m, DP_CNT_drop_mtu);
 			continue;
 		}
+		if (unlikely(w->cap != NULL)) /* the capture's out-cipher point */
+			dp_cap_pkt(w, DP_CAP_OUT_CIPHER, m, in, NULL, sa, 0);
 		bytes += dp_meta(m)->pre_len;
 		sent++;
 		dp_count(w, in, DP_CNT_ipsec_out);

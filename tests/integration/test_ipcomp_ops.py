@@ -20,8 +20,8 @@ import pytest
 from scapy.all import IP, UDP, Ether, Raw, rdpcap, raw, wrpcap
 
 from dpsec import DPSECCTL, Daemon
-from test_esp_pcap import GW, HOST, LAN_NET, base_config, forget_runtime_dir, frame_from_host, peer_addr, \
-    remote_host, remote_net
+from test_esp_pcap import GW, HOST, LAN_NET, base_config, forget_runtime_dir, forwarded, frame_from_host, \
+    peer_addr, remote_host, remote_net
 
 INTERVAL_MS = 100
 FLOOD_S = 1.5
@@ -69,12 +69,13 @@ def flood(tmp_path_factory):
     wan = {"decomp": ipcomp_frame(IN_CPI, b"\xff" * 64),
            "bomb": ipcomp_frame(IN_CPI, deflate(inner(b"\0" * 60000, 2011), level=9)),
            "unknown_spi": ipcomp_frame(UNKNOWN_CPI, deflate(inner(b"abc" * 300, 2012)))}
+    d_lan = lan
     wrpcap(f"{wd}/LAN_IN.pcap", [Ether(lan)])
     wrpcap(f"{wd}/WAN_IN.pcap", [Ether(f) for f in wan.values()])
     d = Daemon(cfg, wd)
     d.start()
     try:
-        d.workdir = wd
+        d.workdir, d.lan = wd, d_lan
         time.sleep(FLOOD_S)
         yield d, wan
     finally:
@@ -86,18 +87,46 @@ def sa_ids(d):
     return {int(str(s["spi"]), 0): k.removeprefix("sa") for k, s in d.ctl_json("sa")["sas"].items()}
 
 
+def capture(d, name, *args):
+    out = f"{d.workdir}/{name}.pcapng"
+    p = subprocess.run([DPSECCTL, "-p", d.prefix, "capture"] + list(args) + ["-w", out],
+                       capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stderr.decode()
+    return rdpcap(out)
+
+
+def test_out_cipher_is_ipcomp_that_zlib_inflates(flood):
+    """The out-cipher point of the IPComp SA: IPComp from the gateway to the peer
+    with the SA's CPI, whose stream Python's zlib inflates to the forwarded packet."""
+    d, _ = flood
+    sa = sa_ids(d)[OUT_CPI]
+    pkts = capture(d, "out-cipher", "--point", "out-cipher", "--sa", sa, "-c", "3")
+    assert len(pkts) == 3
+    for k in pkts:
+        ip = raw(k)[14:]
+        assert ip[9] == 108 and ip[12:16] == bytes(map(int, GW[4].split("."))), ip[:20].hex()
+        assert struct.unpack("!BBH", ip[20:24]) == (4, 0, OUT_CPI)
+        assert zlib.decompress(ip[24:], wbits=-15) == forwarded(d.lan[14:])
+        assert k.comment.decode() == f"point out-cipher sa {sa} policy - port lan"
+
+
+def test_in_cipher_is_the_peers_ipcomp(flood):
+    d, wan = flood
+    sa = sa_ids(d)[IN_CPI]
+    pkts = capture(d, "in-cipher", "--point", "in-cipher", "--sa", sa, "-c", "4")
+    assert len(pkts) == 4
+    assert {raw(k)[14:] for k in pkts} == {wan["decomp"][14:], wan["bomb"][14:]}
+
+
 def test_drop_point_names_each_ipcomp_cause(flood):
     """The capture's drop point: every packet is one of the frames wan sent, and
     its comment names the SA (none for the unknown CPI) and the cause."""
     d, wan = flood
     ids = sa_ids(d)
-    out = f"{d.workdir}/drop.pcapng"
-    p = subprocess.run([DPSECCTL, "-p", d.prefix, "capture", "--point", "drop", "-c", "30", "-w", out],
-                       capture_output=True, timeout=30)
-    assert p.returncode == 0, p.stderr.decode()
+    pkts = capture(d, "drop", "--point", "drop", "-c", "30")
     by_frame = {f[14:]: cause for cause, f in wan.items()}
     seen = set()
-    for k in rdpcap(out):
+    for k in pkts:
         cause = by_frame.get(raw(k)[14:])
         assert cause is not None, raw(k)[14:60].hex()
         sa = "-" if cause == "unknown_spi" else ids[IN_CPI]
