@@ -2,7 +2,8 @@
 # dpsecd throughput benchmark: one worker, ESP tunnel AES-128-GCM, outbound and
 # inbound at 64/512/1420 B, CPU crypto and async cryptodev, 1 vs 10 000 SAs,
 # against the raw crypto ceiling of dpdk-test-crypto-perf and DPDK's ipsec-secgw
-# example in the same set-up (the reference). About 5 minutes.
+# example in the same set-up (the reference); IPComp outbound at 1420 B beside
+# dpdk-test-compress-perf on the same packets. About 5 minutes.
 #
 #   scripts/bench.sh [--out DIR] [--duration S] [--only REGEX] [--perf] ...
 #   scripts/bench.sh --pfkey [--tunnels N] [--window W]   (PF_KEY install rate)
@@ -25,8 +26,10 @@ if [ -z "${DPSEC_BENCH_NO_SETUP:-}" ]; then
 		echo "bench: warning: building ipsec-secgw failed: the reference will not be measured" >&2
 fi
 command -v dpdk-test-crypto-perf >/dev/null ||
-	echo "bench: dpdk-test-crypto-perf missing (package dpdk): no crypto ceiling" >&2
-if pgrep -x dpsecd >/dev/null || pgrep -f 'dpdk-test-crypto-perf|dpdk-ipsec-secgw' >/dev/null; then
+	echo "bench: dpdk-test-crypto-perf missing (package dpdk-dev): no crypto ceiling" >&2
+command -v dpdk-test-compress-perf >/dev/null ||
+	echo "bench: dpdk-test-compress-perf missing (package dpdk-dev): no IPComp reference" >&2
+if pgrep -x dpsecd >/dev/null || pgrep -f 'dpdk-test-crypto-perf|dpdk-test-compress-perf|dpdk-ipsec-secgw' >/dev/null; then
 	echo "bench: warning: other DPDK processes are running; they share the cores" >&2
 	echo "bench: (the per-CPU-second columns correct for it, the raw rates do not)" >&2
 fi

@@ -18,6 +18,13 @@ The ceiling is dpdk-test-crypto-perf's AES-128-GCM encrypt throughput on
 crypto_aesni_mb on lcore 1, same buffer sizes, run before, in the middle of
 and after the dpsecd cases; the best run counts (raw and per CPU-second).
 
+IPComp (cases ipcomp-out-1420-FILL): one outbound IPComp tunnel SA on
+compress_isal, 1420-byte packets whose payload is text (compressible) or
+random (incompressible), beside dpdk-test-compress-perf compressing the same
+packets (as forwarded, one 1420-byte segment per operation, ISA-L level 1,
+dynamic Huffman, 32 KB window: what dpsecd asks for) on lcore 1 (cases
+ipcomp-cperf-1420-FILL), in every round right after the dpsecd case.
+
 The reference is DPDK's ipsec-secgw example (secgw.py; built by
 scripts/ipsec-secgw.sh) in the same set-up and with the same pcaps, measured
 the same way (cases secgw-out-SIZE); without it the 64 B goal falls back to a
@@ -50,6 +57,9 @@ GOAL_64_RATIO = 1.5  # 64 B outbound >= 1.5 x ipsec-secgw in the same set-up
 SECGW_64_MPPS = 2.4  # the old given reference (another machine): used only when not measured
 GOAL_1420_RATIO = 0.90
 GOAL_SCALE_RATIO = 0.85
+IPCOMP_SIZE = 1420
+IPCOMP_FILLS = ("text", "random")  # compressible, incompressible (gen.fill)
+GOAL_IPCOMP_RATIO = 0.80  # IPComp out >= 80 % of dpdk-test-compress-perf's DEFLATE, same data, same run
 
 
 def log(*a):
@@ -190,6 +200,8 @@ def finish_perf(perf, res):
 def measure(bins, workdir, case, args):
     """Run one case; returns its result dict."""
     name = case["name"]
+    if case["kind"] == "cperf":
+        return compress_perf(args, workdir, case)
     if case["kind"] == "secgw":
         # Before the measured run: the output must really be ESP of this SA.
         n = secgw.verify_esp(case["pcap"], case["size"], workdir, name + "-verify")
@@ -279,6 +291,46 @@ def measure(bins, workdir, case, args):
         if rc != 0:
             res["log_tail"] = d.read_log()[-2000:]
     return res
+
+
+CPERF_RE = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
+
+
+def compress_perf(args, workdir, case):
+    """dpdk-test-compress-perf, throughput, compression only, on lcore 1 (the dpsecd
+    worker's) over case["pcap"] (the forwarded packets back to back, gen.pcap_out):
+    one IPCOMP_SIZE segment per operation, as dpsecd compresses one packet per
+    operation. Its rate in operations (= packets) per second (of the second of
+    its two passes, which it reports), and per second of the lcore-1 thread's
+    CPU time: that rate over the share of the time the thread wanted the CPU
+    that it got. DPDK 22.11's worker lcores spin while they wait for work, so
+    the thread is runnable from start to exit and its on-CPU time includes the
+    set-up: operations / on-CPU time would undercount."""
+    exe = shutil.which("dpdk-test-compress-perf")
+    if exe is None:
+        raise RuntimeError("dpdk-test-compress-perf not found (Debian package dpdk-dev)")
+    size = case["size"]
+    cmd = [exe, "-l", "0,1", "--main-lcore", "0", "--vdev", "compress_isal", "--no-pci",
+           "--in-memory", "--file-prefix", f"dpsbenchzp{os.getpid()}", "--log-level", "error",
+           "--", "--ptest", "throughput", "--driver-name", "compress_isal",
+           "--input-file", case["pcap"], "--seg-sz", str(size), "--max-num-sgl-segs", "1",
+           "--burst-sz", "32", "--num-iter", str(args.cperf_iter), "--operation", "comp",
+           "--huffman-enc", "dynamic", "--compress-level", "1", "--window-sz", "15"]
+    rc, text, sched = run_sampled(cmd, r"worker")
+    with open(os.path.join(workdir, f"{case['name']}-{time.time():.0f}.txt"), "w") as f:
+        f.write(" ".join(cmd) + f"\n\nexit {rc}, lcore 1 thread (ns on CPU, ns waiting): "
+                f"{sched}\n\n" + text)
+    m = next((CPERF_RE.match(ln) for ln in text.splitlines() if CPERF_RE.match(ln)), None)
+    if rc != 0 or m is None:
+        raise RuntimeError(f"dpdk-test-compress-perf gave no result (exit {rc}):\n{text[-2000:]}")
+    gbps = float(m.group(5))
+    mops = gbps * 1e9 / 8 / size / 1e6
+    share = sched[0] / (sched[0] + sched[1]) if sched and sched[0] else None
+    return {"name": case["name"], "dir": case["dir"], "size": size, "crypto": case["crypto"],
+            "sas": 0, "traffic": "", "mpps": mops, "gbps": gbps,
+            "mpps_per_cpu": mops / share if share else None, "worker_cpu_share": share,
+            "comp_ratio_pct": float(m.group(4)), "drops": {}, "rx_minus_tx": 0, "startup_s": "-",
+            "cmdline": " ".join(cmd)}
 
 
 CP_RE = re.compile(r"^\s*(\d+),(\d+),(\d+),(\d+),(\d+),(\d+),(\d+),([\d.]+),([\d.]+),([\d.]+)")
@@ -399,6 +451,31 @@ def ah_lines(results, auth):
     return lines
 
 
+def ipcomp_lines(results):
+    """IPComp against dpdk-test-compress-perf on the same data: per worker CPU-second,
+    round by round (paired, seconds apart) and best against best; and what the
+    SA did with the packets (compressed or sent uncompressed)."""
+    by = {r["name"]: r for r in results}
+    lines = []
+    for f in IPCOMP_FILLS:
+        a, b = by.get(f"ipcomp-out-{IPCOMP_SIZE}-{f}", {}), by.get(f"ipcomp-cperf-{IPCOMP_SIZE}-{f}", {})
+        if not a.get("mpps_per_cpu") or not b.get("mpps_per_cpu"):
+            continue
+        paired = [x["mpps_per_cpu"] / y["mpps_per_cpu"] for x, y in zip(a["rounds"], b["rounds"])
+                  if x.get("mpps_per_cpu") and y.get("mpps_per_cpu")]
+        med = statistics.median(paired) if paired else a["mpps_per_cpu"] / b["mpps_per_cpu"]
+        sa = next(iter((a.get("sa_counters") or {}).get("sas", {}).values()), {})
+        what = (f"; SA: {sa.get('packets', 0) - sa.get('uncompressed', 0)} compressed, "
+                f"{sa.get('uncompressed', 0)} sent uncompressed" if sa else "")
+        lines.append(f"goal: IPComp out {IPCOMP_SIZE} B {f} >= {GOAL_IPCOMP_RATIO:.0%} of "
+                     f"dpdk-test-compress-perf (per CPU-second): paired rounds "
+                     f"{' / '.join(f'{x:.0%}' for x in paired)}, median {med:.0%}, "
+                     f"{'met' if med >= GOAL_IPCOMP_RATIO else 'NOT met'}; best {a['mpps_per_cpu']:.3f} "
+                     f"/ {b['mpps_per_cpu']:.3f} Mpps (compress-perf ratio "
+                     f"{b.get('comp_ratio_pct', 0):.1f} %){what}")
+    return lines
+
+
 def machine():
     info = {"kernel": platform.release(), "nproc": os.cpu_count()}
     with open("/proc/cpuinfo") as f:
@@ -458,6 +535,13 @@ def build_cases(pcaps, args):
     for size in AH_SIZES:
         add(f"ah-out-{size}-cpu-1sa", "out", size, "cpu", 1, "ah-out", pcaps[("out", size)], "ah")
         add(f"ah-in-{size}-cpu-1sa", "in", size, "cpu", 1, "ah-in", pcaps[("ah-in", size)], "ah")
+    # IPComp tunnel (ipcomp.c, compress_isal), each beside dpdk-test-compress-perf
+    # on the same packets, right after it in every round.
+    for fill in IPCOMP_FILLS:
+        add(f"ipcomp-out-{IPCOMP_SIZE}-{fill}", "out", IPCOMP_SIZE, "isal", 1, "ipcomp-out",
+            pcaps[(f"ipcomp-{fill}", IPCOMP_SIZE)], "ipcomp")
+        add(f"ipcomp-cperf-{IPCOMP_SIZE}-{fill}", "out", IPCOMP_SIZE, "isal", 0, "cperf",
+            pcaps[(f"cperf-{fill}", IPCOMP_SIZE)], "ipcomp")
     # Reference: DPDK's ipsec-secgw on the main outbound pcaps.
     for size in SIZES:
         add(f"secgw-out-{size}", "out", size, "cryptodev", 1, "secgw", pcaps[("out", size)],
@@ -477,7 +561,7 @@ def build_cases(pcaps, args):
         paired = []
         for c in cases:
             paired.append(c)
-            if c["kind"] != "secgw":
+            if c["kind"] not in ("secgw", "cperf"):
                 paired.append(dict(c, name="base:" + c["name"], bins="base"))
         cases = paired
     return cases
@@ -489,7 +573,7 @@ def pct(x):
 
 def ceil_ratio(r, ceiling, norm):
     c = ceiling.get(r["size"])
-    if not c or r["dir"] == "fwd" or r.get("sas", 0) == 0:
+    if not c or r["dir"] == "fwd" or r.get("sas", 0) == 0 or r.get("group") == "ipcomp":
         return None
     if norm:
         return r["mpps_per_cpu"] / c["mops_per_cpu"] if r.get("mpps_per_cpu") and \
@@ -629,6 +713,8 @@ def rounds_lines(results, repeat):
              for size in SIZES]
     pairs += [(r["name"][5:], r["name"], f"{r['name'][5:]} new / baseline build", "x")
               for r in results if r["name"].startswith("base:")]
+    pairs += [(f"ipcomp-out-{IPCOMP_SIZE}-{f}", f"ipcomp-cperf-{IPCOMP_SIZE}-{f}",
+               f"IPComp {f} / compress-perf", "x") for f in IPCOMP_FILLS]
     pairs += [(f"out-{size}-cpu-{gen.N_SCALE}sa-spread", f"out-{size}-cpu-1sa-spread",
                f"{size} B {gen.N_SCALE} SAs / 1 SA", "of 1 SA") for size in SIZES]
     for a_name, b_name, label, unit in pairs:
@@ -669,6 +755,8 @@ def main():
                     help="profile the worker with perf record (cpu-clock) in every case")
     ap.add_argument("--repeat", type=int, default=1,
                     help="rounds over every case; each case's best round counts")
+    ap.add_argument("--cperf-iter", type=int, default=800,
+                    help="dpdk-test-compress-perf passes over the IPComp packets (--num-iter)")
     ap.add_argument("--frames", type=int, default=gen.N_MAIN_PKTS,
                     help="distinct frames in the main cases' pcaps (see gen.N_MAIN_PKTS)")
     ap.add_argument("--build", default=os.environ.get("DPSEC_BUILD",
@@ -701,6 +789,9 @@ def main():
     # pcaps: (kind, size) -> file; generated for the selected cases only.
     pcaps = {(k, size): os.path.join(work, f"{k}-{size}.pcap")
              for k in ("out", "in", "spread", "one", "ah-in") for size in SIZES}
+    for f in IPCOMP_FILLS:
+        pcaps[(f"ipcomp-{f}", IPCOMP_SIZE)] = os.path.join(work, f"ipcomp-{f}-{IPCOMP_SIZE}.pcap")
+        pcaps[(f"cperf-{f}", IPCOMP_SIZE)] = os.path.join(work, f"ipcomp-{f}-{IPCOMP_SIZE}.bin")
     cases = build_cases(pcaps, args)
     log("bench: generating traffic")
     done = set()
@@ -716,10 +807,17 @@ def main():
             gen.pcap_in(size, case["pcap"], gen.N_MAIN_PKTS, proto="ah")
         elif kind == "out":
             gen.pcap_out(size, case["pcap"], "spread", gen.N_MAIN_PKTS)
+        elif kind.startswith(("ipcomp-", "cperf-")):
+            fill = kind.split("-", 1)[1]
+            done |= {(f"ipcomp-{fill}", size), (f"cperf-{fill}", size)}
+            gen.pcap_out(size, pcaps[(f"ipcomp-{fill}", size)], "spread", gen.N_MAIN_PKTS,
+                         payload=fill, raw_path=pcaps[(f"cperf-{fill}", size)])
         else:
             gen.pcap_out(size, case["pcap"], kind, gen.N_SCALE_PKTS)
+    # the AES-GCM ceiling is of no use to the IPComp cases alone
+    need_cp = any(c["group"] != "ipcomp" for c in cases)
     log("bench: dpdk-test-crypto-perf (ceiling), run 1 of 3")
-    cp = [crypto_perf(args, work, "1")]
+    cp = [crypto_perf(args, work, "1")] if need_cp else []
     # On a shared machine one run of a case may be slowed by a neighbour:
     # --repeat runs every case again, round after round, and keeps each case's
     # best round by rate per worker CPU-second (as the ceiling keeps its best).
@@ -730,13 +828,14 @@ def main():
         for i, case in enumerate(cases):
             log(f"bench: [{rnd * len(cases) + i + 1}/{n_all}] {case['name']}")
             results.append(run_case(bins[case.get("bins", "main")], work, case, args))
-            if rnd == args.repeat // 2 and i == len(cases) // 2 - 1:
+            if need_cp and rnd == args.repeat // 2 and i == len(cases) // 2 - 1:
                 log("bench: dpdk-test-crypto-perf (ceiling), run 2 of 3")
                 cp.append(crypto_perf(args, work, "2"))
         rounds.append(results)
     results = [best_round([r[i] for r in rounds]) for i in range(len(cases))]
-    log("bench: dpdk-test-crypto-perf (ceiling), run 3 of 3")
-    cp.append(crypto_perf(args, work, "3"))
+    if need_cp:
+        log("bench: dpdk-test-crypto-perf (ceiling), run 3 of 3")
+        cp.append(crypto_perf(args, work, "3"))
     auth = {}
     if any(c["group"] == "ah" for c in cases):
         log("bench: dpdk-test-crypto-perf auth-only HMAC-SHA2-256 (AH's ideal)")
@@ -779,7 +878,7 @@ def main():
         *([f"base:CASE = the same case with the baseline build {args.baseline}, run right "
            "after it in each round"] if args.baseline else []), "",
         table, "", *rounds_lines(results, args.repeat), *cp_lines, "", summary(results, ceiling), "",
-        *ah_lines(results, auth), "",
+        *ah_lines(results, auth), "", *ipcomp_lines(results), "",
         f"total time {time.monotonic() - t_all:.0f} s; raw data: {out}/results.json",
     ])
     with open(os.path.join(out, "results.json"), "w") as f:

@@ -21,6 +21,7 @@ Usage (for manual runs; scripts/bench/bench.py drives it):
     gen.py config {fwd|out|in|scale} PCAP FILE [--no-cpu-crypto]
 """
 import argparse
+import hashlib
 import ipaddress
 import os
 import struct
@@ -84,11 +85,35 @@ def ip_cksum(hdr):
     return (~s) & 0xFFFF
 
 
-def udp4(src, dst, sport, dport, size, ttl=64, ident=0):
+def fill(kind, n, j):
+    """n payload bytes of frame j. pattern: a 256-byte period; text: lines of a
+    web server's access log (DEFLATE shrinks them about 3 to 5 times);
+    random: SHA-256 output (incompressible)."""
+    if kind == "pattern":
+        return bytes((i * 7) & 0xFF for i in range(n))
+    if kind == "text":
+        out, k = b"", 0
+        while len(out) < n:
+            out += (b"10.%d.%d.%d - - [06/Dec/2026:06:%02d:%02d] \"GET /static/app-%d.js HTTP/1.1\" "
+                    b"200 %d \"-\" \"Mozilla/5.0\"\n" % (j & 255, k & 255, (j * 7 + k) % 251, k % 60,
+                                                           (j + k) % 60, (j * 31 + k) % 1000,
+                                                           (j * 7919 + k * 104729) % 65536))
+            k += 1
+        return out[:n]
+    if kind == "random":
+        out, k = b"", 0
+        while len(out) < n:
+            out += hashlib.sha256(b"%d/%d" % (j, k)).digest()
+            k += 1
+        return out[:n]
+    raise ValueError(kind)
+
+
+def udp4(src, dst, sport, dport, size, ttl=64, ident=0, payload="pattern"):
     """A size-byte IPv4/UDP packet (UDP checksum 0: allowed in IPv4)."""
     if size < MIN_SIZE:
         raise ValueError(f"size {size} < {MIN_SIZE}")
-    payload = bytes((i * 7) & 0xFF for i in range(size - MIN_SIZE))
+    payload = fill(payload, size - MIN_SIZE, ident)
     hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, size, ident & 0xFFFF, 0, ttl, 17, 0,
                       ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
     hdr = hdr[:10] + struct.pack("!H", ip_cksum(hdr)) + hdr[12:]
@@ -110,22 +135,32 @@ def write_pcap(path, frames):
     os.replace(tmp, path)
 
 
-def pcap_out(size, path, mode="spread", n=N_MAIN_PKTS):
+def pcap_out(size, path, mode="spread", n=N_MAIN_PKTS, payload="pattern", raw_path=None):
     """Plaintext frames lan-host -> remote sites.
 
     spread: frame j goes to 10.A.B.1 of remote subnet j % 10000: consecutive
             frames hit consecutive subnets (so, with 10 000 SAs and n = 10 000,
             32 different SAs per burst: the worst case for per-SA batching).
     one:    every frame goes to remote subnet 0 (10.0.0.1 .. 10.0.0.250).
+
+    payload: what the UDP payloads hold (fill()). raw_path: also write there the
+    packets as the gateway forwards them (TTL - 1), back to back: what an IPComp
+    tunnel SA compresses, for dpdk-test-compress-perf's --input-file.
     """
-    frames = []
+    frames, fwd = [], []
     for j in range(n):
         i = j % N_SCALE if mode == "spread" else 0
         net = ipaddress.IPv4Network(remote_subnet(i))
         dst = str(net.network_address + 1 + (j % 250 if mode == "one" else 0))
         frames.append(eth(LAN_MAC, HOST_MAC,
-                          udp4(LAN_HOST, dst, 1024 + j % 50000, 5001, size, ident=j)))
+                          udp4(LAN_HOST, dst, 1024 + j % 50000, 5001, size, ident=j, payload=payload)))
+        if raw_path:
+            fwd.append(udp4(LAN_HOST, dst, 1024 + j % 50000, 5001, size, ttl=63, ident=j,
+                            payload=payload))
     write_pcap(path, frames)
+    if raw_path:
+        with open(raw_path, "wb") as f:
+            f.write(b"".join(fwd))
     return len(frames)
 
 
@@ -196,8 +231,9 @@ def config(kind, pcap, cpu_crypto=True, prefix="dpsbench", n_sas=N_SCALE, burst=
     """
     src_dev = f"net_pcap0,rx_pcap={pcap},infinite_rx=1"
     null_dev = "net_null0,no-rx=1"
-    proto = "ah" if kind.startswith("ah-") else "esp"   # ah-out, ah-in: AH HMAC-SHA2-256-128
-    kind = kind[3:] if proto == "ah" else kind
+    # ah-out, ah-in: AH HMAC-SHA2-256-128; ipcomp-out: IPComp (DEFLATE) on compress_isal
+    proto = kind.split("-")[0] if kind.startswith(("ah-", "ipcomp-")) else "esp"
+    kind = kind.split("-", 1)[1] if proto != "esp" else kind
     lan_dev, wan_dev = (null_dev, src_dev) if kind == "in" else (src_dev, null_dev)
     cfg = {
         "eal": {"lcores": "0-1", "main_lcore": 0, "file_prefix": prefix, "in_memory": True},
@@ -216,7 +252,13 @@ def config(kind, pcap, cpu_crypto=True, prefix="dpsbench", n_sas=N_SCALE, burst=
         "crypto": {"devices": ["crypto_aesni_mb"], "cpu_crypto": cpu_crypto,
                    "sessions": 16384 if kind == "scale" else 1024},
     }
-    if kind == "out":
+    if kind == "out" and proto == "ipcomp":
+        cfg["compress"] = {"devices": ["compress_isal"]}
+        cfg["sas"] = [{"spi": SPI_OUT, "direction": "out", "proto": "ipcomp", "mode": "tunnel",
+                       "src": WAN_ADDR, "dst": PEER, "reqid": 1}]
+        cfg["policies"] = [_policy("out", "192.168.10.0/24", "10.0.0.0/8", 1, WAN_ADDR, PEER,
+                                   proto)]
+    elif kind == "out":
         cfg["sas"] = [_sa(SPI_OUT, "out", WAN_ADDR, PEER, 1, KEY_AH_OUT if proto == "ah" else KEY_OUT,
                           proto=proto)]
         cfg["policies"] = [_policy("out", "192.168.10.0/24", "10.0.0.0/8", 1, WAN_ADDR, PEER,

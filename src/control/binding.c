@@ -136,7 +136,7 @@ const struct dps_store_sa *dps_policy_out_sa(const struct dps_policy *p,
 		const struct dps_ipsec_req *q = &p->reqs[r];
 		unsigned int lo = 0, hi = x->n;
 
-		if (q->proto != DPS_PROTO_ESP && q->proto != DPS_PROTO_AH)
+		if (!dps_req_bound(p, q))
 			continue;
 		if (q->reqid == 0) {
 			for (unsigned int i = 0; i < x->n_any; i++)

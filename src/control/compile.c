@@ -84,7 +84,7 @@ static int sad_prepare(struct dp_ipsec *ipsec)
 	natt_ports(ipsec);
 	sads_second = false;
 	if (!dps_store.sad_rebuild && dps_store.n_sad_ops == 0) {
-		memcpy(ipsec->sad, sads.sad[sads.read], sizeof(ipsec->sad));
+		dp_sad_pair_view(&sads, sads.read, ipsec->sad);
 		return 0;
 	}
 	if (dps_store.sad_rebuild ||
@@ -93,11 +93,11 @@ static int sad_prepare(struct dp_ipsec *ipsec)
 		/* a failed apply left copy w half changed: it is built anew */
 		if (sad_rebuild() < 0)
 			return -1;
-		memcpy(ipsec->sad, sads.sad[sads.read], sizeof(ipsec->sad));
+		dp_sad_pair_view(&sads, sads.read, ipsec->sad);
 		return 0;
 	}
 	sads_second = true;
-	memcpy(ipsec->sad, sads.sad[w], sizeof(ipsec->sad));
+	dp_sad_pair_view(&sads, w, ipsec->sad);
 	return 0;
 }
 

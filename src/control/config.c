@@ -181,6 +181,10 @@ static const struct dps_field dps_top_fields[] = {
 	 .parse = dps_parse_map,
 	 .off = offsetof(struct dps_config, crypto),
 	 .map = &dps_crypto_schema},
+	{.key = "compress",
+	 .parse = dps_parse_map,
+	 .off = offsetof(struct dps_config, compress),
+	 .map = &dps_compress_schema},
 	{.key = "ipsec",
 	 .parse = dps_parse_map,
 	 .off = offsetof(struct dps_config, ipsec),
@@ -229,6 +233,10 @@ void dps_config_defaults(struct dps_config *cfg)
 	dps_strlcpy(cfg->crypto.devices[1], "crypto_openssl", sizeof(cfg->crypto.devices[1]));
 	cfg->crypto.cpu_crypto = true;
 	cfg->crypto.sessions = 262144;
+	cfg->compress.n_devices = 2;
+	dps_strlcpy(cfg->compress.devices[0], "compress_isal", sizeof(cfg->compress.devices[0]));
+	dps_strlcpy(cfg->compress.devices[1], "compress_zlib", sizeof(cfg->compress.devices[1]));
+	cfg->compress.min_size = 90;
 	cfg->ipsec.def_policy4 = DPS_ACTION_BYPASS;
 	cfg->ipsec.def_policy6 = DPS_ACTION_BYPASS;
 	cfg->ipsec.esp_trans_deflev = DPS_LEVEL_USE;

@@ -130,6 +130,17 @@ struct dps_crypto_cfg {
 	unsigned int sessions; /* crypto sessions at most (one per SA), pools made on demand */
 };
 
+#define DPS_MAX_COMPRESSDEVS 4
+
+/* Compression devices for IPComp (RFC 3173, DEFLATE): vdev strings
+ * ("compress_isal", "compress_zlib") or PCI addresses (QAT). IPComp SAs use
+ * the first of them that started. */
+struct dps_compress_cfg {
+	unsigned int n_devices;
+	char devices[DPS_MAX_COMPRESSDEVS][DPS_DEVICE_LEN];
+	unsigned int min_size; /* payloads shorter than this are sent uncompressed */
+};
+
 /* The PF_KEY v2 server that key daemons (charon) talk to. */
 struct dps_pfkey_cfg {
 	bool enabled;
@@ -171,6 +182,7 @@ struct dps_config {
 	unsigned int n_neighs;
 	struct dps_neigh_cfg *neighs;
 	struct dps_crypto_cfg crypto;
+	struct dps_compress_cfg compress;
 	struct dps_ipsec_defaults ipsec;
 	unsigned int n_sas;
 	struct dps_sa *sas;

@@ -124,6 +124,53 @@ static const struct dps_field dps_crypto_fields[] = {
 
 DPS_SCHEMA_SHARED(dps_crypto_schema, dps_crypto_fields, NULL);
 
+static int dps_compressdevs_check(struct dps_ctx *ctx, yaml_node_t *seq, void *obj)
+{
+	const struct dps_config *cfg = ctx->cfg;
+	const struct dps_compress_cfg *c = obj;
+	unsigned int i, j;
+
+	for (i = 0; i < c->n_devices; i++) {
+		for (j = 0; j < i; j++)
+			if (!strcmp(c->devices[i], c->devices[j]))
+				return dps_err_index(ctx, seq, i, "\"%s\" is already devices[%u]",
+						     c->devices[i], j);
+		for (j = 0; j < cfg->n_ports; j++)
+			if (!strcmp(c->devices[i], cfg->ports[j].device))
+				return dps_err_index(ctx, seq, i, "\"%s\" is the device of port %s",
+						     c->devices[i], cfg->ports[j].name);
+		for (j = 0; j < cfg->crypto.n_devices; j++)
+			if (!strcmp(c->devices[i], cfg->crypto.devices[j]))
+				return dps_err_index(ctx, seq, i, "\"%s\" is crypto device %u",
+						     c->devices[i], j);
+	}
+	return 0;
+}
+
+static const struct dps_seq dps_compressdevs_seq = {
+	.count_off = offsetof(struct dps_compress_cfg, n_devices),
+	.array_off = offsetof(struct dps_compress_cfg, devices),
+	.min = 0,
+	.max = DPS_MAX_COMPRESSDEVS,
+	.elem = {.parse = dps_parse_str,
+		 .size = DPS_SIZEOF(struct dps_compress_cfg, devices[0]),
+		 .min = 1,
+		 .valid = dps_valid_device},
+	.check = dps_compressdevs_check,
+};
+
+static const struct dps_field dps_compress_fields[] = {
+	{.key = "devices", .parse = dps_parse_seq, .seq = &dps_compressdevs_seq},
+	{.key = "min_size",
+	 .parse = dps_parse_uint,
+	 DPS_AT(struct dps_compress_cfg, min_size),
+	 .min = 0,
+	 .max = 65535},
+	{0},
+};
+
+DPS_SCHEMA_SHARED(dps_compress_schema, dps_compress_fields, NULL);
+
 static const struct dps_enum dps_def_policies[] = {
 	{"discard", DPS_ACTION_DISCARD},
 	{"bypass", DPS_ACTION_BYPASS},
@@ -586,10 +633,6 @@ static int dps_sa_check(struct dps_ctx *ctx, yaml_node_t *map, void *obj)
 		return dps_err_key(ctx, map, "proto", "%s is disabled (ipsec.%s_enable: false)",
 				   dps_enum_name(dps_ipsec_protos, sa->proto),
 				   dps_enum_name(dps_ipsec_protos, sa->proto));
-	/* Until IPComp runs: dpsecd refuses it with dp_crypto_xforms()'s words. */
-	if (ctx->runnable && sa->proto != DPS_PROTO_ESP && sa->proto != DPS_PROTO_AH)
-		return dps_err_key(ctx, map, "proto",
-				   "only ESP and AH SAs run on the dataplane so far");
 	return 0;
 }
 

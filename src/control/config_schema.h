@@ -171,6 +171,7 @@ extern const struct dps_seq dps_neighbours_seq;
 /* ---- IPsec sections (config_ipsec.c), rows of the top-level table ----------- */
 
 extern const struct dps_schema dps_crypto_schema;
+extern const struct dps_schema dps_compress_schema;
 extern const struct dps_schema dps_ipsec_schema;
 extern const struct dps_seq dps_sas_seq;
 extern const struct dps_seq dps_policies_seq;

@@ -57,6 +57,13 @@ void dps_eal_args_build(struct dps_eal_args *a, const struct dps_config *cfg, co
 		pci |= dp_device_is_pci(dev);
 		arg(a, "%s", dev);
 	}
+	for (unsigned int i = 0; i < cfg->compress.n_devices; i++) {
+		const char *dev = cfg->compress.devices[i];
+
+		arg(a, dp_device_is_pci(dev) ? "-a" : "--vdev");
+		pci |= dp_device_is_pci(dev);
+		arg(a, "%s", dev);
+	}
 	/* Only the configured PCI devices: never grab the host's other NICs. */
 	if (!pci)
 		arg(a, "--no-pci");

@@ -64,13 +64,16 @@ void dps_ipsec_stats_get(enum dps_stats_proto p, struct dps_ipsec_stats *out)
 		if (dps_stats_proto(dps_store.dead[i]->cfg.proto) == (int)p)
 			add_sa(out, dps_store.dead[i]);
 	pthread_mutex_unlock(&dps_store.lock);
-	if (p != DPS_STATS_ESP)
+	if (p == DPS_STATS_AH)
 		return;
 	for (unsigned int port = 0; port < dp.n_ports; port++) {
 		struct dp_counters c;
+		bool esp = p == DPS_STATS_ESP;
 
 		dp_port_counters(port, &c);
-		out->drop_unknown_spi += c.v[DP_CNT_drop_unknown_spi];
-		out->drop_malformed += c.v[DP_CNT_drop_esp_malformed];
+		out->drop_unknown_spi +=
+			c.v[esp ? DP_CNT_drop_unknown_spi : DP_CNT_drop_unknown_cpi];
+		out->drop_malformed +=
+			c.v[esp ? DP_CNT_drop_esp_malformed : DP_CNT_drop_ipcomp_malformed];
 	}
 }

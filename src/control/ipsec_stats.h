@@ -27,8 +27,11 @@ struct dps_ipsec_stats {
 	uint64_t sas; /* SAs in force now */
 	uint64_t in_packets, in_bytes, out_packets, out_bytes;
 	uint64_t drop[DP_SA_CNT_MAX]; /* the SA drop causes (indices of drop_*), both directions */
-	uint64_t drop_unknown_spi;    /* ESP: no inbound SA for the SPI (port counters) */
-	uint64_t drop_malformed;      /* ESP: too short to carry an SPI (port counters) */
+	/* From the port counters: ESP (AH too, for now) with no inbound SA for
+	 * its SPI, IPComp for its CPI; ESP too short to carry an SPI, IPComp a
+	 * CPI and a payload. */
+	uint64_t drop_unknown_spi;
+	uint64_t drop_malformed;
 };
 
 /** The protocol slot of IP protocol @proto (50, 51, 108), or -1. */

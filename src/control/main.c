@@ -23,6 +23,7 @@
 #include "control/metrics_http.h"
 #include "control/store.h"
 #include "control/telemetry.h"
+#include "dataplane/compress.h"
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "pfkey_emul/server.h"
@@ -174,7 +175,8 @@ static int start(struct dps_config *cfg)
 			RTE_MAX((uint32_t)cfg->debug.store, (uint32_t)cfg->debug.dataplane))));
 	char err[512];
 
-	if (dp_init(cfg) < 0 || dp_crypto_init(&cfg->crypto, cfg->n_workers) < 0)
+	if (dp_init(cfg) < 0 || dp_crypto_init(&cfg->crypto, cfg->n_workers) < 0 ||
+	    dp_compress_init(&cfg->compress, cfg->n_workers) < 0)
 		return -1;
 	if (dps_store_init(cfg, err, sizeof(err)) < 0) {
 		DP_LOG(ERR, "%s", err);
@@ -257,6 +259,7 @@ int main(int argc, char **argv)
 	dps_telemetry_stop();
 	dp_halt();
 	dps_store_fini();
+	dp_compress_fini();
 	dp_crypto_fini();
 	rte_pdump_uninit();
 	dp_stop();

@@ -117,12 +117,6 @@ static void slot_store(struct dps_store_policy *e, struct dp_policy *p)
 
 /* ---- SA binding of out policies ------------------------------------------ */
 
-/* The requests an out policy is bound to an SA for: ESP, else AH. */
-static inline bool bound_proto(uint8_t proto)
-{
-	return proto == DPS_PROTO_ESP || proto == DPS_PROTO_AH;
-}
-
 /* First position of @id in the sorted multiset @v of @n. */
 static unsigned int lower(const uint32_t *v, unsigned int n, uint32_t id)
 {
@@ -147,7 +141,7 @@ static void reqids_change(const struct dps_policy *p, bool add)
 		uint32_t id = p->reqs[r].reqid;
 		unsigned int i;
 
-		if (!bound_proto(p->reqs[r].proto))
+		if (!dps_req_bound(p, &p->reqs[r]))
 			continue;
 		if (id == 0) {
 			L.n_req_any = add ? L.n_req_any + 1 : L.n_req_any - (L.n_req_any > 0);
@@ -258,7 +252,7 @@ static struct dp_sa *out_sa(const struct dps_policy *p)
 	for (unsigned int r = 0; r < p->n_reqs; r++) {
 		const struct dps_ipsec_req *q = &p->reqs[r];
 
-		if (!bound_proto(q->proto))
+		if (!dps_req_bound(p, q))
 			continue;
 		if (q->reqid == 0) {
 			for (unsigned int i = 0; i < dps_store.n_sas; i++)
@@ -476,7 +470,7 @@ void dps_spd_sa_changed(const struct dps_sa *c)
 		if (e->p.dir != DPS_DIR_OUT || e->p.action != DPS_ACTION_PROTECT || e->dp == NULL)
 			continue;
 		for (unsigned int r = 0; r < e->p.n_reqs; r++)
-			uses |= bound_proto(e->p.reqs[r].proto) &&
+			uses |= dps_req_bound(&e->p, &e->p.reqs[r]) &&
 				dps_req_matches_sa(&e->p.reqs[r], c, &e->p.sel);
 		if (!uses)
 			continue;
@@ -528,7 +522,7 @@ static void req_sets_rebuild(void)
 			unsigned int *n[2] = {&L.n_req, &L.n_uniq},
 				     *cap[2] = {&L.cap_req, &L.cap_uniq};
 
-			if (!bound_proto(q->proto))
+			if (!dps_req_bound(p, q))
 				continue;
 			if (q->reqid == 0) {
 				L.n_req_any++;

@@ -154,6 +154,14 @@ int dps_by_reqid_unique(struct dps_by_reqid *x, const struct dps_policy *pols, u
 			size_t stride);
 void dps_by_reqid_free(struct dps_by_reqid *x);
 
+/* The requests of out policy @p that bind it to an SA: ESP, else AH; IPComp
+ * alone (bundles do not run yet). */
+static inline bool dps_req_bound(const struct dps_policy *p, const struct dps_ipsec_req *q)
+{
+	return q->proto == DPS_PROTO_ESP || q->proto == DPS_PROTO_AH ||
+	       (q->proto == DPS_PROTO_IPCOMP && p->n_reqs == 1);
+}
+
 /* The newest outbound SA a policy's ESP request matches (the newest wins a rekey), or NULL. */
 const struct dps_store_sa *dps_policy_out_sa(const struct dps_policy *p,
 					     const struct dps_by_reqid *x);

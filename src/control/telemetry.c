@@ -14,6 +14,7 @@
 #include "control/store.h"
 #include "control/telemetry.h"
 #include "dataplane/capture.h"
+#include "dataplane/compress.h"
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "dataplane/neigh.h"
@@ -248,16 +249,25 @@ static int sa_one(const struct dps_store_sa *e, void *arg)
 	add_addr(d, "src", &c->src);
 	add_addr(d, "dst", &c->dst);
 	rte_tel_data_add_dict_u64(d, "reqid", c->reqid);
-	rte_tel_data_add_dict_string(d, "enc", enc_names[c->enc_alg % RTE_DIM(enc_names)]);
+	/* IPComp's transform is its compression algorithm (DEFLATE only) */
+	rte_tel_data_add_dict_string(d, "enc",
+				     c->proto == DPS_PROTO_IPCOMP
+					     ? "deflate"
+					     : enc_names[c->enc_alg % RTE_DIM(enc_names)]);
 	rte_tel_data_add_dict_string(d, "auth", auth_names[c->auth_alg % RTE_DIM(auth_names)]);
 	snprintf(buf, sizeof(buf), "udp:%u:%u", c->encap_sport, c->encap_dport);
 	rte_tel_data_add_dict_string(d, "encap", c->udp_encap ? buf : "none");
 	rte_tel_data_add_dict_u64(d, "replay_window", c->replay_window);
 	rte_tel_data_add_dict_int(d, "esn", c->esn);
-	rte_tel_data_add_dict_string(d, "device", dp_crypto.devs[e->dp->dev].name);
-	rte_tel_data_add_dict_string(
-		d, "crypto",
-		e->dp->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO ? "cpu" : "async");
+	if (c->proto == DPS_PROTO_IPCOMP) { /* no crypto: the compress device (compress.c) */
+		rte_tel_data_add_dict_string(d, "device", dp_compress.name);
+		rte_tel_data_add_dict_string(d, "crypto", "none");
+	} else {
+		rte_tel_data_add_dict_string(d, "device", dp_crypto.devs[e->dp->dev].name);
+		rte_tel_data_add_dict_string(
+			d, "crypto",
+			e->dp->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO ? "cpu" : "async");
+	}
 	add_ages(d, e->dp);
 	add_lifetime(d, "soft", &c->soft);
 	add_lifetime(d, "hard", &c->hard);
@@ -405,8 +415,10 @@ static int cmd_proto_stats(const char *cmd, const char *params, struct rte_tel_d
 	for (unsigned int i = 0; i < DP_SA_CNT_MAX; i++)
 		if (i != DP_SA_CNT_packets && i != DP_SA_CNT_bytes)
 			rte_tel_data_add_dict_u64(out, dp_sa_counter_names[i], st.drop[i]);
-	if (p == DPS_STATS_ESP) {
-		rte_tel_data_add_dict_u64(out, "drop_unknown_spi", st.drop_unknown_spi);
+	if (p != DPS_STATS_AH) {
+		rte_tel_data_add_dict_u64(
+			out, p == DPS_STATS_ESP ? "drop_unknown_spi" : "drop_unknown_cpi",
+			st.drop_unknown_spi);
 		rte_tel_data_add_dict_u64(out, "drop_malformed", st.drop_malformed);
 	}
 	return 0;

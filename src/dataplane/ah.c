@@ -785,8 +785,8 @@ static uint16_t ah_process(const struct rte_ipsec_session *ss, struct rte_mbuf *
 	return k;
 }
 
-static const struct dp_xform_ops ah_out_ops = {ah_out_prepare, ah_out_finish};
-static const struct dp_xform_ops ah_in_ops = {ah_in_prepare, ah_in_finish};
+static const struct dp_xform_ops ah_out_ops = {.prepare = ah_out_prepare, .finish = ah_out_finish};
+static const struct dp_xform_ops ah_in_ops = {.prepare = ah_in_prepare, .finish = ah_in_finish};
 
 const struct dp_xform_ops *dp_ah_ops(const struct dp_sa *sa)
 {

@@ -44,6 +44,8 @@
 	X(drop_proto_off, "dropped: ESP, AH or IPComp for the gateway, protocol disabled "         \
 			  "(ipsec.*_enable)")                                                      \
 	X(drop_esp_malformed, "dropped: ESP or ESP-in-UDP too short to carry an SPI")              \
+	X(drop_unknown_cpi, "dropped: IPComp for a CPI with no inbound SA")                        \
+	X(drop_ipcomp_malformed, "dropped: IPComp too short to carry a CPI and a payload")         \
 	X(drop_tx_full, "dropped: transmit queue full")                                            \
 	X(icmp_ptb_sent, "ICMP fragmentation needed / ICMPv6 packet too big sent to a sender")     \
 	X(icmp_ratelimited, "ICMP errors not sent: over dataplane.icmp_rate")

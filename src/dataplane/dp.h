@@ -100,6 +100,7 @@ struct dp_worker {
 	} rxq[DPS_MAX_WORKER_RXQ];
 	uint64_t idle_sleeps;
 	uint64_t loops;
+	uint16_t ip_id;		 /* IPv4 identification of the outer headers IPComp adds */
 	uint32_t inflight;	 /* crypto operations enqueued, not yet dequeued */
 	struct dp_counters *cnt; /* [n_ports], written by this worker only */
 	struct dp_txbuf *tx;	 /* [RTE_MAX_ETHPORTS] staging, by ethdev id */

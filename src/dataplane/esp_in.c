@@ -18,8 +18,10 @@
 #include "dataplane/cksum.h"
 #include "dataplane/crypto.h"
 #include "dataplane/esp.h"
+#include "dataplane/ipcomp.h"
 #include "dataplane/polog.h"
 #include "dataplane/replay.h"
+#include "dataplane/sad.h"
 #include "dataplane/worker.h"
 #include "dataplane/xform.h"
 
@@ -154,7 +156,9 @@ void dp_esp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 	struct dp_sa *cur = NULL;
 	uint16_t ng = 0, nah = 0, k = 0;
 
-	/* AH (ah.c) has its own entry */
+	/* IPComp (ipcomp.c) and AH (ah.c) have their own entries */
+	if (s->ipsec->sad[DP_SAD_IPCOMP + v6] != NULL)
+		n = dp_ipcomp_in(w, s, port, pkts, n, v6);
 	for (uint16_t i = 0; i < n; i++) {
 		const uint8_t *ip = rte_pktmbuf_mtod_offset(pkts[i], uint8_t *, RTE_ETHER_HDR_LEN);
 		uint8_t proto = v6 ? ip[6] : ip[9];
@@ -415,9 +419,12 @@ static void esp_inb_trs_finish(struct dp_worker *w, const struct dp_snapshot *s,
 	esp_inb_finish(w, sa, mb, k, n, false, false);
 }
 
-static const struct dp_xform_ops esp_inb_tun = {esp_inb_prepare, esp_inb_tun_finish};
-static const struct dp_xform_ops esp_inb_tun_ecn = {esp_inb_prepare, esp_inb_tun_ecn_finish};
-static const struct dp_xform_ops esp_inb_trs = {esp_inb_prepare, esp_inb_trs_finish};
+static const struct dp_xform_ops esp_inb_tun = {.prepare = esp_inb_prepare,
+						.finish = esp_inb_tun_finish};
+static const struct dp_xform_ops esp_inb_tun_ecn = {.prepare = esp_inb_prepare,
+						    .finish = esp_inb_tun_ecn_finish};
+static const struct dp_xform_ops esp_inb_trs = {.prepare = esp_inb_prepare,
+						.finish = esp_inb_trs_finish};
 
 const struct dp_xform_ops *dp_esp_in_ops(const struct dp_sa *sa)
 {

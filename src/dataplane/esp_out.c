@@ -188,13 +188,18 @@ ESP_OUTB_FINISH(esp_outb_ip6_finish, false, false, false, false)
 ESP_OUTB_FINISH(esp_outb_tun6_udp_finish, false, false, false, true)
 ESP_OUTB_FINISH(esp_outb_trs6_udp_finish, false, false, true, true)
 
-static const struct dp_xform_ops esp_outb_ip4 = {esp_outb_prepare, esp_outb_ip4_finish};
-static const struct dp_xform_ops esp_outb_tun4_copydf = {esp_outb_copydf_prepare,
-							 esp_outb_tun4_copydf_finish};
-static const struct dp_xform_ops esp_outb_trs4_udp = {esp_outb_prepare, esp_outb_trs4_udp_finish};
-static const struct dp_xform_ops esp_outb_ip6 = {esp_outb_prepare, esp_outb_ip6_finish};
-static const struct dp_xform_ops esp_outb_tun6_udp = {esp_outb_prepare, esp_outb_tun6_udp_finish};
-static const struct dp_xform_ops esp_outb_trs6_udp = {esp_outb_prepare, esp_outb_trs6_udp_finish};
+static const struct dp_xform_ops esp_outb_ip4 = {.prepare = esp_outb_prepare,
+						 .finish = esp_outb_ip4_finish};
+static const struct dp_xform_ops esp_outb_tun4_copydf = {.prepare = esp_outb_copydf_prepare,
+							 .finish = esp_outb_tun4_copydf_finish};
+static const struct dp_xform_ops esp_outb_trs4_udp = {.prepare = esp_outb_prepare,
+						      .finish = esp_outb_trs4_udp_finish};
+static const struct dp_xform_ops esp_outb_ip6 = {.prepare = esp_outb_prepare,
+						 .finish = esp_outb_ip6_finish};
+static const struct dp_xform_ops esp_outb_tun6_udp = {.prepare = esp_outb_prepare,
+						      .finish = esp_outb_tun6_udp_finish};
+static const struct dp_xform_ops esp_outb_trs6_udp = {.prepare = esp_outb_prepare,
+						      .finish = esp_outb_trs6_udp_finish};
 
 const struct dp_xform_ops *dp_esp_out_ops(const struct dp_sa *sa)
 {

@@ -17,7 +17,9 @@
 #include "dataplane/frag.h"
 #include "dataplane/fwd.h"
 #include "dataplane/icmp.h"
+#include "dataplane/ipcomp.h"
 #include "dataplane/output.h"
+#include "dataplane/sad.h"
 #include "dataplane/spd.h"
 #include "dataplane/worker.h"
 
@@ -49,6 +51,12 @@ static inline bool is_esp(const struct dp_ipsec *ipsec, struct rte_mbuf *m, int 
 		return true;
 	if (v6 && (proto == 0 || proto == 43 || proto == 60)) /* AH after extension headers */
 		return dp_ah_off6(ip, rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN) != 0;
+	/* IPComp, and the IP-in-IP of an IPComp tunnel's peer (its uncompressed
+	 * packets): other IP-in-IP stays the gateway's, under the inbound policy */
+	if (proto == IPPROTO_COMP)
+		return ipsec->sad[DP_SAD_IPCOMP + v6] != NULL;
+	if (proto == IPPROTO_IPIP || proto == IPPROTO_IPV6)
+		return ipsec->sad[DP_SAD_IPCOMP + v6] != NULL && dp_ipcomp_ipip_sa(ipsec, m, v6);
 	if (proto != IPPROTO_UDP || rte_pktmbuf_pkt_len(m) < RTE_ETHER_HDR_LEN + hl + sizeof(*udp))
 		return false;
 	if (!v6 && (((const struct rte_ipv4_hdr *)ip)->fragment_offset &

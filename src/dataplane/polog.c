@@ -88,7 +88,9 @@ void dp_polog_note_sa(struct dp_worker *w, struct rte_mbuf *m, enum dp_polog_rea
 
 	rec_common(&r, w, port < 0 ? DP_NO_PORT : (uint16_t)port, reason, sa, now);
 	r.family = sa->cfg.src.family;
-	r.proto = sa->cfg.proto == DPS_PROTO_AH ? IPPROTO_AH : IPPROTO_ESP;
+	r.proto = sa->cfg.proto == DPS_PROTO_AH	      ? IPPROTO_AH
+		  : sa->cfg.proto == DPS_PROTO_IPCOMP ? IPPROTO_COMP
+						      : IPPROTO_ESP;
 	memcpy(r.src, &sa->cfg.src.v6, r.family == AF_INET6 ? 16 : 4);
 	memcpy(r.dst, &sa->cfg.dst.v6, r.family == AF_INET6 ? 16 : 4);
 	r.spi = sa->cfg.spi;

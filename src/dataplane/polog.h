@@ -67,7 +67,7 @@ static inline void dp_polog(struct dp_worker *w, uint16_t port, struct rte_mbuf 
 }
 
 /**
- * Note an inbound SA's failure (@reason auth or replay) of @m: lib/ipsec may
+ * Note an inbound SA's failure (@reason auth, replay, decomp or bomb) of @m: lib/ipsec may
  * have stripped its headers, so the record carries the SA's endpoints and SPI.
  */
 static inline void dp_polog_sa(struct dp_worker *w, struct rte_mbuf *m, enum dp_polog_reason reason,

@@ -20,9 +20,11 @@
 	X(no_sa)       /* require/unique policy, no outbound SA */                                 \
 	X(sa_policy)   /* decrypted, outside its SA's policy (RFC 4301 5.2) */                     \
 	X(discard)     /* a discard policy, or def_policy discard */                               \
-	X(unknown_spi) /* ESP for an SPI with no inbound SA */                                     \
+	X(unknown_spi) /* ESP or AH for an SPI, IPComp for a CPI, with no inbound SA */            \
 	X(auth)	       /* integrity check failed */                                                \
-	X(replay)      /* sequence number replayed or left of the window */
+	X(replay)      /* sequence number replayed or left of the window */                        \
+	X(decomp)      /* IPComp: the payload did not decompress */                                \
+	X(bomb)	       /* IPComp: the payload decompressed beyond the MTU-derived bound */
 
 enum dp_polog_reason {
 #define DP_POLOG_ENUM(n) DP_POLOG_##n,
@@ -45,7 +47,7 @@ struct dp_polog_rec {
 	uint64_t suppressed; /* the worker's drops not recorded since its last record */
 	uint32_t policy_id;  /* DP_POLOG_NONE: no policy */
 	uint32_t sa_id;	     /* DP_POLOG_NONE: no SA */
-	uint32_t spi;	     /* host order; ESP/AH only */
+	uint32_t spi;	     /* host order; ESP/AH, or IPComp's CPI */
 	uint16_t port;	     /* dataplane port index */
 	uint16_t sport, dport;
 	uint8_t reason; /* enum dp_polog_reason */
@@ -58,7 +60,7 @@ struct dp_polog_rec {
 };
 
 /* Ports of TCP/UDP/SCTP/UDP-Lite, ICMP's type and code, the SPI of ESP and AH,
- * from L4 bytes @l4 (@len of them). */
+ * the CPI of IPComp, from L4 bytes @l4 (@len of them). */
 static inline void dp_polog_decode_l4(struct dp_polog_rec *r, const uint8_t *l4, uint32_t len)
 {
 	switch (r->proto) {
@@ -91,6 +93,12 @@ static inline void dp_polog_decode_l4(struct dp_polog_rec *r, const uint8_t *l4,
 		if (len >= 8) {
 			r->spi = (uint32_t)l4[4] << 24 | (uint32_t)l4[5] << 16 |
 				 (uint32_t)l4[6] << 8 | l4[7];
+			r->has_spi = 1;
+		}
+		break;
+	case IPPROTO_COMP: /* RFC 3173 §2.2: next header, flags, CPI */
+		if (len >= 4) {
+			r->spi = (uint32_t)l4[2] << 8 | l4[3];
 			r->has_spi = 1;
 		}
 		break;
@@ -140,6 +148,8 @@ static inline const char *dp_polog_proto_name(uint8_t proto, char *buf, size_t l
 		return "esp";
 	case IPPROTO_AH:
 		return "ah";
+	case IPPROTO_COMP:
+		return "ipcomp";
 	case IPPROTO_ICMPV6:
 		return "icmp6";
 	case IPPROTO_SCTP:
@@ -174,7 +184,9 @@ static inline int dp_polog_format(const struct dp_polog_rec *r, uint64_t suppres
 		snprintf(l4, sizeof(l4), " type %u code %u", r->sport, r->dport);
 	else if (r->has_l4)
 		snprintf(l4, sizeof(l4), " sport %u dport %u", r->sport, r->dport);
-	if (r->has_spi)
+	if (r->has_spi && r->proto == IPPROTO_COMP)
+		snprintf(spi, sizeof(spi), " cpi 0x%04x", r->spi);
+	else if (r->has_spi)
 		snprintf(spi, sizeof(spi), " spi 0x%08x", r->spi);
 	return snprintf(buf, len,
 			"reason %s port %s policy %s sa %s %s %s > %s%s%s suppressed %llu", reason,

@@ -13,9 +13,11 @@
 
 #include "control/wipe.h"
 #include "dataplane/ah.h"
+#include "dataplane/compress.h"
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "dataplane/esp.h"
+#include "dataplane/ipcomp.h"
 #include "dataplane/mtu.h"
 #include "dataplane/replay.h"
 #include "dataplane/sa.h"
@@ -156,6 +158,62 @@ static int replay_create(struct dp_sa *sa)
 	return 0;
 }
 
+/* The knobs and endpoints every SA keeps (sa.h), whatever its protocol. */
+static void sa_common(struct dp_sa *sa, const struct dps_sa *cfg, int inner_family,
+		      const struct dps_ipsec_defaults *def)
+{
+	sa->cfg = *cfg;
+	sa->outer_family = cfg->dst.family;
+	memcpy(sa->dst, &cfg->dst.v6, cfg->dst.family == AF_INET ? 4 : 16);
+	sa->mode = cfg->mode;
+	sa->udp_encap = cfg->udp_encap;
+	sa->inner_family = cfg->mode == DPS_MODE_TUNNEL ? inner_family : cfg->dst.family;
+	sa->ecn = def->ecn;
+	sa->ah_cleartos = def->ah_cleartos;
+	sa->dfbit = cfg->dfbit;
+	sa->ttl = cfg->ttl;
+	sa->copy_df = cfg->mode == DPS_MODE_TUNNEL && cfg->dfbit == DPS_DF_COPY &&
+		      cfg->dst.family == AF_INET;
+	sa->frag_outer = cfg->dir == DPS_DIR_OUT &&
+			 (cfg->mode == DPS_MODE_TUNNEL
+				  ? cfg->dst.family == AF_INET6 || cfg->dfbit != DPS_DF_SET
+				  : cfg->dst.family == AF_INET);
+	sa->add_ms = dp_now_ms();
+}
+
+/*
+ * An IPComp SA (ipcomp.c): no lib/ipsec SA, no crypto session, the
+ * compression device's. At worst a packet leaves uncompressed: it grows by
+ * the outer header (tunnel) and nothing else (the MTU check, output.c, keeps
+ * 2 bytes of ESP trailer besides: conservative by 2 bytes).
+ */
+static struct dp_sa *ipcomp_create(const struct dps_sa *cfg, int inner_family,
+				   const struct dps_ipsec_defaults *def, char *err, size_t errlen)
+{
+	struct dp_sa *sa;
+
+	if (!dp_compress.ready) {
+		snprintf(err, errlen, "IPComp needs a compress device, and none started");
+		return NULL;
+	}
+	sa = rte_zmalloc("dps_sa", sizeof(*sa), RTE_CACHE_LINE_SIZE);
+	if (sa == NULL || (sa->cnt = rte_zmalloc(NULL, sizeof(*sa->cnt) * dp.n_workers,
+						 RTE_CACHE_LINE_SIZE)) == NULL) {
+		rte_free(sa);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	sa_common(sa, cfg, inner_family, def);
+	sa->block = 1;
+	sa->overhead = cfg->mode != DPS_MODE_TUNNEL ? 0
+		       : cfg->dst.family == AF_INET ? sizeof(struct rte_ipv4_hdr)
+						    : sizeof(struct rte_ipv6_hdr);
+	sa->sync = true;
+	rte_spinlock_init(&sa->lock);
+	sa->xf = dp_ipcomp_ops(sa);
+	return sa;
+}
+
 static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 			       const struct dps_ipsec_defaults *def, char *err, size_t errlen)
 {
@@ -278,7 +336,11 @@ nomem:
 struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
 			   const struct dps_ipsec_defaults *def, char *err, size_t errlen)
 {
-	struct dp_sa *sa = sa_create(cfg, inner_family, def, err, errlen);
+	struct dp_sa *sa;
+
+	if (cfg->proto == DPS_PROTO_IPCOMP)
+		return ipcomp_create(cfg, inner_family, def, err, errlen);
+	sa = sa_create(cfg, inner_family, def, err, errlen);
 
 	/* the session's set-up (the PMD's key schedule, HMAC pads) ran below */
 	dps_stack_wipe();

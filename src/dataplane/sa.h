@@ -34,6 +34,10 @@ struct dp_sa;
 	X(drop_ecn, "inbound: outer CE on a Not-ECT inner packet (RFC 6040 4.2)")                  \
 	X(drop_crypto, "crypto device refused or failed the operation")                            \
 	X(drop_other, "other processing error (no room for headers, bad inner header)")            \
+	X(uncompressed, "outbound IPComp: sent without compression (small or incompressible, "     \
+			"RFC 3173 2.2)")                                                           \
+	X(drop_decomp, "inbound IPComp: the DEFLATE stream did not decompress")                    \
+	X(drop_bomb, "inbound IPComp: decompressed beyond the MTU-derived bound")                  \
 	X(natt_remap, "inbound: authenticated ESP-in-UDP from a new peer address or port, "        \
 		      "reported")
 
@@ -89,9 +93,15 @@ typedef void (*dp_xform_finish_t)(struct dp_worker *w, const struct dp_snapshot 
  * or queue (crypto.c). AH and IPComp add their own pairs in ah.c and
  * ipcomp.c.
  */
+typedef void (*dp_xform_run_t)(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
+			       struct rte_mbuf **mb, uint16_t n);
+
 struct dp_xform_ops {
 	dp_xform_prepare_t prepare;
 	dp_xform_finish_t finish;
+	/* A transform without cryptodev (IPComp: compressdev) runs the whole
+	 * group here instead of prepare → crypto → finish; NULL for the others. */
+	dp_xform_run_t run;
 };
 
 /* The most SAs one policy applies in a bundle (IPComp, ESP, AH: RFC 4301 §4.5). */

@@ -10,25 +10,36 @@
 
 #define SAD_MIN_CAP 1024
 
-static struct rte_ipsec_sad *sad_create(int v6, unsigned int n)
+static struct rte_ipsec_sad *sad_create(int t, unsigned int n)
 {
 	static unsigned int seq;
 	char name[RTE_IPSEC_SAD_NAMESIZE];
 	struct rte_ipsec_sad_conf conf = {
 		.socket_id = SOCKET_ID_ANY,
 		/* more specific keys also take a slot in the SPI-only table;
-		 * AH SAs go to the SPI+DIP+SIP table (dp_sad_build) */
+		 * AH SAs and IPComp tunnels' IP-in-IP go to the SPI+DIP+SIP one */
 		.max_sa = {n + 1, n + 1, n + 1},
-		.flags = v6 ? RTE_IPSEC_SAD_FLAG_IPV6 : 0,
+		.flags = t & 1 ? RTE_IPSEC_SAD_FLAG_IPV6 : 0,
 	};
 
-	snprintf(name, sizeof(name), "dps_sad%d_%u", v6, seq++);
+	snprintf(name, sizeof(name), "dps_sad%d_%u", t, seq++);
 	return rte_ipsec_sad_create(name, &conf);
 }
 
 static int sa_v6(const struct dp_sa *sa)
 {
 	return sa->cfg.dst.family == AF_INET6;
+}
+
+static int sa_table(const struct dp_sa *sa)
+{
+	return (sa->cfg.proto == DPS_PROTO_IPCOMP ? DP_SAD_IPCOMP : 0) + sa_v6(sa);
+}
+
+/* An IPComp tunnel SA is also found by its peer's uncompressed IP-in-IP. */
+static bool sa_ipip(const struct dp_sa *sa)
+{
+	return sa->cfg.proto == DPS_PROTO_IPCOMP && sa->cfg.mode == DPS_MODE_TUNNEL;
 }
 
 /*
@@ -42,25 +53,60 @@ static int sa_type(const struct dp_sa *sa)
 	return sa->cfg.proto == DPS_PROTO_AH ? RTE_IPSEC_SAD_SPI_DIP_SIP : RTE_IPSEC_SAD_SPI_DIP;
 }
 
-static void sa_key(const struct dp_sa *sa, union rte_ipsec_sad_key *k)
+/* The key of @sa: by its SPI (CPI) and destination, or (@ipip) by
+ * DP_SAD_IPIP, its destination and its source. */
+static void sa_key(const struct dp_sa *sa, union rte_ipsec_sad_key *k, bool ipip)
 {
 	const struct dps_sa *c = &sa->cfg;
+	uint32_t spi = rte_cpu_to_be_32(ipip ? DP_SAD_IPIP : c->spi);
 
 	memset(k, 0, sizeof(*k));
 	if (sa_v6(sa)) {
-		k->v6.spi = rte_cpu_to_be_32(c->spi);
+		k->v6.spi = spi;
 		memcpy(k->v6.dip, &c->dst.v6, 16);
+		if (ipip)
+			memcpy(k->v6.sip, &c->src.v6, 16);
 	} else {
-		k->v4.spi = rte_cpu_to_be_32(c->spi);
+		k->v4.spi = spi;
 		k->v4.dip = c->dst.v4.s_addr;
+		if (ipip)
+			k->v4.sip = c->src.v4.s_addr;
 	}
+}
+
+static int sa_add(struct rte_ipsec_sad *sad, struct dp_sa *sa)
+{
+	union rte_ipsec_sad_key k;
+	int rc;
+
+	sa_key(sa, &k, false);
+	rc = rte_ipsec_sad_add(sad, &k, sa_type(sa), sa);
+	if (rc == 0 && sa_ipip(sa)) {
+		sa_key(sa, &k, true);
+		rc = rte_ipsec_sad_add(sad, &k, RTE_IPSEC_SAD_SPI_DIP_SIP, sa);
+	}
+	return rc;
+}
+
+static int sa_del(struct rte_ipsec_sad *sad, struct dp_sa *sa)
+{
+	union rte_ipsec_sad_key k;
+	int rc, rc2 = 0;
+
+	sa_key(sa, &k, false);
+	rc = rte_ipsec_sad_del(sad, &k, sa_type(sa));
+	if (sa_ipip(sa)) {
+		sa_key(sa, &k, true);
+		rc2 = rte_ipsec_sad_del(sad, &k, RTE_IPSEC_SAD_SPI_DIP_SIP);
+	}
+	return rc != 0 && rc != -ENOENT ? rc : rc2 != -ENOENT ? rc2 : 0;
 }
 
 void dp_sad_pair_free(struct dp_sad_pair *p)
 {
 	for (int c = 0; c < 2; c++)
-		for (int v6 = 0; v6 < 2; v6++)
-			rte_ipsec_sad_destroy(p->sad[c][v6]);
+		for (int t = 0; t < DP_SAD_N; t++)
+			rte_ipsec_sad_destroy(p->sad[c][t]);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -68,25 +114,19 @@ int dp_sad_pair_build(struct dp_sad_pair *p, struct dp_sa *const *sas, unsigned 
 {
 	memset(p, 0, sizeof(*p));
 	for (unsigned int i = 0; i < n; i++)
-		p->n[sa_v6(sas[i])]++;
-	for (int v6 = 0; v6 < 2; v6++) {
-		p->cap[v6] = SAD_MIN_CAP;
-		while (p->cap[v6] < 2 * p->n[v6])
-			p->cap[v6] *= 2;
+		p->n[sa_table(sas[i])]++;
+	for (int t = 0; t < DP_SAD_N; t++) {
+		p->cap[t] = SAD_MIN_CAP;
+		while (p->cap[t] < 2 * p->n[t])
+			p->cap[t] *= 2;
 		for (int c = 0; c < 2; c++)
-			if ((p->sad[c][v6] = sad_create(v6, p->cap[v6])) == NULL)
+			if ((p->sad[c][t] = sad_create(t, p->cap[t])) == NULL)
 				goto fail;
 	}
-	for (int c = 0; c < 2; c++) {
-		for (unsigned int i = 0; i < n; i++) {
-			union rte_ipsec_sad_key k;
-
-			sa_key(sas[i], &k);
-			if (rte_ipsec_sad_add(p->sad[c][sa_v6(sas[i])], &k, sa_type(sas[i]),
-					      sas[i]) != 0)
+	for (int c = 0; c < 2; c++)
+		for (unsigned int i = 0; i < n; i++)
+			if (sa_add(p->sad[c][sa_table(sas[i])], sas[i]) != 0)
 				goto fail;
-		}
-	}
 	return 0;
 fail:
 	DP_LOG(ERR, "cannot build the inbound SA table: %s", rte_strerror(rte_errno));
@@ -96,27 +136,28 @@ fail:
 
 bool dp_sad_pair_fits(const struct dp_sad_pair *p, const struct dp_sad_op *ops, unsigned int n)
 {
-	unsigned int add[2] = {0, 0};
+	unsigned int add[DP_SAD_N] = {0};
 
 	if (p->sad[0][0] == NULL)
 		return false;
 	for (unsigned int i = 0; i < n; i++)
-		add[sa_v6(ops[i].sa)] += ops[i].add;
-	return p->n[0] + add[0] <= p->cap[0] && p->n[1] + add[1] <= p->cap[1];
+		add[sa_table(ops[i].sa)] += ops[i].add;
+	for (int t = 0; t < DP_SAD_N; t++)
+		if (p->n[t] + add[t] > p->cap[t])
+			return false;
+	return true;
 }
 
 int dp_sad_apply(struct dp_sad_pair *p, int copy, const struct dp_sad_op *ops, unsigned int n)
 {
 	for (unsigned int i = 0; i < n; i++) {
-		union rte_ipsec_sad_key k;
-		int v6 = sa_v6(ops[i].sa), rc;
+		int t = sa_table(ops[i].sa), rc;
 
-		sa_key(ops[i].sa, &k);
 		if (ops[i].add)
-			rc = rte_ipsec_sad_add(p->sad[copy][v6], &k, sa_type(ops[i].sa), ops[i].sa);
+			rc = sa_add(p->sad[copy][t], ops[i].sa);
 		else
-			rc = rte_ipsec_sad_del(p->sad[copy][v6], &k, sa_type(ops[i].sa));
-		if (rc != 0 && !(rc == -ENOENT && !ops[i].add)) {
+			rc = sa_del(p->sad[copy][t], ops[i].sa);
+		if (rc != 0) {
 			DP_LOG(ERR, "inbound SA table: cannot %s SA 0x%x: %s",
 			       ops[i].add ? "add" : "remove", ops[i].sa->cfg.spi,
 			       rte_strerror(-rc));
@@ -124,7 +165,13 @@ int dp_sad_apply(struct dp_sad_pair *p, int copy, const struct dp_sad_op *ops, u
 		}
 		/* counts once per change, on the copy changed first */
 		if (copy != p->read)
-			p->n[v6] = ops[i].add ? p->n[v6] + 1 : p->n[v6] - (p->n[v6] > 0);
+			p->n[t] = ops[i].add ? p->n[t] + 1 : p->n[t] - (p->n[t] > 0);
 	}
 	return 0;
+}
+
+void dp_sad_pair_view(const struct dp_sad_pair *p, int copy, struct rte_ipsec_sad **sad)
+{
+	for (int t = 0; t < DP_SAD_N; t++)
+		sad[t] = t >= DP_SAD_IPCOMP && p->n[t] == 0 ? NULL : p->sad[copy][t];
 }

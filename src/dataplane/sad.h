@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Inbound SA lookup by <SPI, destination> with rte_ipsec_sad, one per family.
+ * Inbound SA lookup with rte_ipsec_sad, for each address family one table
+ * of ESP and AH and one of IPComp: ESP and AH by <SPI, destination> (AH with the unspecified
+ * source, sad.c); IPComp by <CPI, destination>, and its tunnel SAs also by
+ * <DP_SAD_IPIP, destination, source> for the packets their peer sent
+ * uncompressed, as IP-in-IP (RFC 3173 §2.2).
  *
  * rte_ipsec_sad's own concurrent mode takes a reader lock in every lookup, so
  * the tables are double-buffered instead: two copies, workers read the one a
@@ -17,17 +21,24 @@
 struct rte_ipsec_sad;
 struct dp_sa;
 
+/* The tables of each copy: ESP and AH [v6], IPComp [DP_SAD_IPCOMP + v6]. */
+#define DP_SAD_IPCOMP 2
+#define DP_SAD_N      4
+/* The SPI of the key an IPComp tunnel SA's uncompressed IP-in-IP is found
+ * by: CPIs are 16 bits, so it is no CPI. */
+#define DP_SAD_IPIP 0x10000u
+
 /* One change of the inbound SAs. */
 struct dp_sad_op {
 	bool add;
 	struct dp_sa *sa; /* for a deletion, alive until after the grace period */
 };
 
-/* The two copies of each family's table. Control thread only. */
+/* The two copies of each table. Control thread only. */
 struct dp_sad_pair {
-	struct rte_ipsec_sad *sad[2][2]; /* [copy][v6] */
-	unsigned int cap[2], n[2];	 /* per family: room, SAs */
-	int read;			 /* the copy the published snapshot points to */
+	struct rte_ipsec_sad *sad[2][DP_SAD_N];	 /* [copy][table] */
+	unsigned int cap[DP_SAD_N], n[DP_SAD_N]; /* per table: room, SAs */
+	int read;				 /* the copy the published snapshot points to */
 };
 
 /** Build both copies for @n inbound SAs, with room to grow. 0, or -1 (logged). */
@@ -38,6 +49,13 @@ bool dp_sad_pair_fits(const struct dp_sad_pair *p, const struct dp_sad_op *ops, 
 
 /** Apply @ops to copy @copy. 0, or -1 (logged): that copy is then inconsistent. */
 int dp_sad_apply(struct dp_sad_pair *p, int copy, const struct dp_sad_op *ops, unsigned int n);
+
+/**
+ * The tables of copy @copy a snapshot points to (@sad, DP_SAD_N of them): an
+ * IPComp table without SAs is NULL, so that protocol 108 and IP-in-IP stay
+ * the gateway's while no IPComp SA exists (fwd.c).
+ */
+void dp_sad_pair_view(const struct dp_sad_pair *p, int copy, struct rte_ipsec_sad **sad);
 
 /** Destroy both copies. */
 void dp_sad_pair_free(struct dp_sad_pair *p);

@@ -44,9 +44,9 @@ struct dp_ipsec {
 	unsigned int refs;
 	bool active; /* any policy or SA: else plain forwarding */
 	struct dp_spd *spd;
-	/* inbound SAs by <SPI, destination>, [v6]: one copy of the store's
-	 * double-buffered tables (sad.h), not owned */
-	struct rte_ipsec_sad *sad[2];
+	/* inbound SAs, one copy of the store's double-buffered tables (sad.h),
+	 * not owned: ESP and AH [v6], IPComp [DP_SAD_IPCOMP + v6] (NULL: none) */
+	struct rte_ipsec_sad *sad[4];
 	uint16_t natt_ports[4]; /* UDP destination ports carrying ESP (RFC 3948) */
 	unsigned int n_natt_ports;
 	uint8_t proto_off; /* DP_OFF_*: protocols ipsec.*_enable switched off */

@@ -236,15 +236,17 @@ fail:
 	return (struct rte_acl_ctx *)-1;
 }
 
-/* The request the dataplane applies: ESP, else AH (RFC 4302). IPComp and
- * bundles are not run on the dataplane yet: another required request makes
- * the policy unsatisfiable. */
+/* The request the dataplane applies: ESP, else AH (RFC 4302), or IPComp
+ * alone. Bundles are not run on the dataplane yet: another required request
+ * makes the policy unsatisfiable. */
 static const struct dps_ipsec_req *esp_request(const struct dps_policy *p,
 					       const struct dps_ipsec_defaults *d, bool *missing)
 {
 	const struct dps_ipsec_req *esp = NULL;
 
 	*missing = false;
+	if (p->n_reqs == 1 && p->reqs[0].proto == DPS_PROTO_IPCOMP)
+		return &p->reqs[0];
 	for (unsigned int i = 0; i < p->n_reqs; i++)
 		if (p->reqs[i].proto == DPS_PROTO_ESP ||
 		    (p->reqs[i].proto == DPS_PROTO_AH && esp == NULL))

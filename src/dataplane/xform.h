@@ -22,6 +22,10 @@ static inline void dp_xform_run(struct dp_worker *w, const struct dp_snapshot *s
 {
 	if (unlikely(w->cap != NULL) && sa->cfg.dir == DPS_DIR_IN)
 		dp_cap_burst(w, DP_CAP_IN_CIPHER, mb, n, sa);
+	if (sa->xf->run != NULL) {
+		sa->xf->run(w, s, sa, mb, n);
+		return;
+	}
 	n = sa->xf->prepare(w, sa, mb, n);
 	if (n)
 		dp_crypto_run(w, s, sa, mb, n);

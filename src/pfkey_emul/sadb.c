@@ -101,8 +101,10 @@ int pfk_sadb_getspi(struct pfk_client *c, const struct pfk_msg *m)
 		lo = r->sadb_spirange_min;
 		hi = r->sadb_spirange_max;
 	}
-	if (lo < 256) /* 0..255 are reserved (RFC 4303 §2.1) */
+	if (lo < 256) /* 0..255 are reserved (RFC 4303 §2.1), well-known CPIs (RFC 3173 §3.3) */
 		lo = 256;
+	if (proto == DPS_PROTO_IPCOMP && hi > 0xffff) /* CPIs are 16 bits */
+		hi = 0xffff;
 	if (lo > hi)
 		return EINVAL;
 	if (lo == hi) {
@@ -151,8 +153,8 @@ static void sa_complete(struct dps_sa *sa)
 	sa->dir = pfk_is_local(&sa->dst) ? DPS_DIR_IN : DPS_DIR_OUT;
 	sa->ttl = 64;
 	sa->dfbit = def->dfbit;
-	if (sa->dir == DPS_DIR_OUT)
-		sa->replay_window = 0; /* only the receiver keeps a window */
+	if (sa->dir == DPS_DIR_OUT || sa->proto == DPS_PROTO_IPCOMP)
+		sa->replay_window = 0; /* only the receiver keeps a window; IPComp has none */
 	else if (sa->replay_window == 0)
 		sa->replay_window = def->replay_window;
 }
@@ -289,8 +291,10 @@ static int sadb_add(struct pfk_client *c, const struct pfk_msg *m, struct dps_sa
 	err = pfk_sa_from_msg(m, sa);
 	if (err)
 		return err;
-	if (sa->proto != DPS_PROTO_ESP && sa->proto != DPS_PROTO_AH)
-		return ENOSYS; /* IPComp SAs: not in the dataplane yet */
+	/* IPComp: a dynamic SA's CPI is 16 bits and not one of the well-known
+	 * ones (RFC 3173 §3.3: 0..63 are the algorithms', 64..255 reserved) */
+	if (sa->proto == DPS_PROTO_IPCOMP && (sa->spi < 256 || sa->spi > 0xffff))
+		return EINVAL;
 	sa_complete(sa);
 	li = pfk_larval_find(sa->spi, &sa->dst, sa->proto);
 	s = dps_store_sa_find(sa->spi, &sa->dst, sa->proto);

@@ -3,7 +3,7 @@
  * libFuzzer harness for the packet path: every input is one or more Ethernet
  * frames given to the worker's receive entry, dp_worker_rx, on the real
  * dataplane (EAL without hugepages or PCI, net_null ports, the
- * crypto_aesni_mb device), followed by what the worker loop does after
+ * crypto_aesni_mb and compress_isal devices), followed by what the worker loop does after
  * receiving (dp_worker_inject, dp_worker_finish: ICMP errors, crypto completions, reassembly
  * timeouts, transmission, which net_null frees) and by one pass of the
  * control thread (ARP, neighbour discovery, resolution).
@@ -38,6 +38,7 @@
 #include "control/config.h"
 #include "control/eal.h"
 #include "control/store.h"
+#include "dataplane/compress.h"
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "dataplane/icmp.h"
@@ -96,6 +97,7 @@ static void teardown(void)
 	for (unsigned int i = 0; i < n_seal; i++)
 		free(accepted[i]);
 	dps_store_fini();
+	dp_compress_fini();
 	dp_crypto_fini();
 	dp_stop();
 	rte_eal_cleanup();
@@ -120,7 +122,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	dp_logtype = rte_log_register_type_and_pick_level("dpsec", (uint32_t)cfg.log_level);
 	if (dp_logtype < 0)
 		dp_logtype = RTE_LOGTYPE_USER1;
-	if (dp_init(&cfg) < 0 || dp_crypto_init(&cfg.crypto, cfg.n_workers) < 0)
+	if (dp_init(&cfg) < 0 || dp_crypto_init(&cfg.crypto, cfg.n_workers) < 0 ||
+	    dp_compress_init(&cfg.compress, cfg.n_workers) < 0)
 		fail("dataplane initialisation failed");
 	if (dps_store_init(&cfg, err, sizeof(err)) < 0)
 		fail(err);

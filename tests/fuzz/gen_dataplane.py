@@ -12,7 +12,7 @@ without hugepages (so no shared files), reassembly on, and SAs of every mode wit
 policies that use them: tunnel 4in4, 6in6, 4in6, 6in4 (AES-GCM, AES-CBC with
 HMAC, ChaCha20-Poly1305, AES-GMAC, ESN), ESP in UDP (NAT-T), transport mode on
 the forwarding path, plus bypass and discard policies and the levels use and
-unique.
+unique; an IPComp tunnel (4in4) both ways.
 
 DIR/corpus_dataplane/*: one or more records per file, each as
     port (1 byte: 0 lan, 1 wan) | length (2 bytes, big endian) | frame
@@ -24,6 +24,7 @@ and records the harness seals with an inbound AES-GCM SA (see sealed()).
 import os
 import struct
 import sys
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
@@ -89,8 +90,54 @@ def config(ts):
          "proto": "udp", "dport": 500},
         {"direction": "fwd", "src": "10.203.0.0/16", "dst": T.LAN_NET[4], "action": "discard"},
     ]
+    # IPComp tunnel 4in4 both ways (ISA-L's DEFLATE): decompression of what comes
+    cfg["compress"] = {"devices": ["compress_isal"], "min_size": 64}
+    cfg["sas"] += [
+        {"spi": IPCOMP_CPI[0], "direction": "out", "proto": "ipcomp", "mode": "tunnel",
+         "src": T.WAN4, "dst": IPCOMP_PEER, "reqid": 70},
+        {"spi": IPCOMP_CPI[1], "direction": "in", "proto": "ipcomp", "mode": "tunnel",
+         "src": IPCOMP_PEER, "dst": T.WAN4, "reqid": 70}]
+    req = {"proto": "ipcomp", "mode": "tunnel", "level": "require", "reqid": 70}
+    cfg["policies"] += [
+        {"direction": "out", "src": T.LAN_NET[4], "dst": IPCOMP_NET, "action": "protect",
+         "ipsec": [dict(req, tunnel={"src": T.WAN4, "dst": IPCOMP_PEER})]},
+        {"direction": "fwd", "src": IPCOMP_NET, "dst": T.LAN_NET[4], "action": "protect",
+         "ipsec": [dict(req, tunnel={"src": IPCOMP_PEER, "dst": T.WAN4})]}]
     cfg["ipsec"] = {"def_policy": {"ipv4": "bypass", "ipv6": "discard"}}
     return cfg
+
+
+IPCOMP_CPI = (0x7001, 0x7002)
+IPCOMP_PEER = "198.51.100.70"
+IPCOMP_NET = "10.70.0.0/24"
+
+
+def ipcomp_seeds():
+    """The LAN host's packets for the IPComp SA (compressible, not, small), the
+    peer's IPComp (zlib's stored, fixed and dynamic blocks, a corrupt stream, a
+    bomb) and its uncompressed IP-in-IP."""
+    def inner(payload, src=T.HOST4, dst="10.70.0.7"):
+        return raw(IP(src=src, dst=dst, ttl=64) / UDP(sport=7, dport=9) / Raw(payload))
+
+    def ipcomp(stream):
+        return T.frame_to_gw(IP(src=IPCOMP_PEER, dst=T.WAN4, ttl=64, proto=108) /
+                             Raw(struct.pack("!BBH", 4, 0, IPCOMP_CPI[1]) + stream))
+
+    def deflate(data, level=6, strategy=zlib.Z_DEFAULT_STRATEGY):
+        c = zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy)
+        return c.compress(data) + c.flush()
+
+    text = b"".join(b"%d,%x;" % (i * 7919 % 10007, i) for i in range(120))
+    back = inner(text, src="10.70.0.7", dst=T.HOST4)
+    out = {"ipcomp-out": [rec(LAN, T.frame_from_host(IP(inner(p))))
+                          for p in (text, bytes(range(256)) * 3, b"s" * 20)]}
+    out["ipcomp-in"] = [rec(WAN, ipcomp(deflate(back, **kw))) for kw in
+                        (dict(level=0), dict(strategy=zlib.Z_FIXED), dict(level=9))]
+    out["ipcomp-bad"] = [rec(WAN, ipcomp(b"\xff" * 40)),
+                         rec(WAN, ipcomp(deflate(inner(b"\0" * 30000, src="10.70.0.7", dst=T.HOST4)))),
+                         rec(WAN, ipcomp(deflate(back)[:30]))]
+    out["ipcomp-ipip"] = [rec(WAN, T.frame_to_gw(IP(src=IPCOMP_PEER, dst=T.WAN4, ttl=64, proto=4) / Raw(back)))]
+    return out
 
 
 def rec(port, frame):
@@ -116,7 +163,7 @@ def sealed(cfg, ts):
     plaintext: the inner packet (tunnel) or UDP datagram (transport), padding
     1, 2, 3... to 4 bytes, pad length, next header (RFC 4303)."""
     by_spi = {t.spi_in: t for t in ts}
-    sas = [sa for sa in cfg["sas"] if sa["direction"] == "in" and
+    sas = [sa for sa in cfg["sas"] if sa["direction"] == "in" and "encryption" in sa and
            sa["encryption"]["algorithm"].startswith("aes-gcm") and not sa.get("esn")]
     out = {}
     for k, sa in enumerate(sas):
@@ -169,6 +216,7 @@ def seeds(ts, cfg):
     for k in range(0, len(cases), 8):
         out[f"pcap-fwd-{k // 8:02d}"] = [rec(LAN, f) for f in cases[k:k + 8]]
     out["arp-nd"] = [rec(LAN, pcaps.arp_request_for_lan()), rec(LAN, pcaps.ns_for_lan())]
+    out.update(ipcomp_seeds())
     return out
 
 

@@ -24,6 +24,8 @@ protect policy's networks and its SA pair (found by reqid) and their keys.
 import glob
 import ipaddress
 import os
+import struct
+import zlib
 
 import pytest
 import yaml
@@ -144,12 +146,18 @@ def is_transport(path):
     return load(path)["sas"][0].get("mode") == "transport"
 
 
-TUNNEL_EXAMPLES = [pytest.param(p, id=os.path.basename(p)) for p in EXAMPLES if not is_transport(p)]
+def is_ipcomp(path):
+    return load(path)["sas"][0].get("proto") == "ipcomp"
+
+
+TUNNEL_EXAMPLES = [pytest.param(p, id=os.path.basename(p)) for p in EXAMPLES
+                   if not is_transport(p) and not is_ipcomp(p)]
+IPCOMP_EXAMPLES = [pytest.param(p, id=os.path.basename(p)) for p in EXAMPLES if is_ipcomp(p)]
 TRANSPORT_EXAMPLES = [pytest.param(p, id=os.path.basename(p)) for p in EXAMPLES if is_transport(p)]
 
 
 def test_there_are_examples_of_both_kinds():
-    assert len(TUNNEL_EXAMPLES) >= 3 and len(TRANSPORT_EXAMPLES) >= 1
+    assert len(TUNNEL_EXAMPLES) >= 3 and len(TRANSPORT_EXAMPLES) >= 1 and len(IPCOMP_EXAMPLES) >= 1
 
 
 @pytest.mark.parametrize("path", TUNNEL_EXAMPLES)
@@ -173,6 +181,52 @@ def test_tunnel_example_decrypts_the_peers_packet_for_the_lan_host(tunnel_runs, 
     assert r.lan_out.count(want) == 1, [Ether(f).summary() for f in r.lan_out]
     sa = r.sa(r.inb["spi"])
     assert sa["packets"] == 1 and sa["drop_auth"] == 0
+
+
+# ---- IPComp: compressed both ways, checked with Python's zlib --------------------------------
+
+
+class IpcompExample(P.PcapRun):
+    """The LAN host's compressible packet leaves on wan as IPComp of the outbound SA
+    that zlib inflates to the forwarded packet; a raw DEFLATE stream zlib made of
+    a packet from site B, in IPComp of the inbound SA, reaches the LAN host."""
+
+    def __init__(self, workdir, path):
+        ex = load(path)
+        pol, self.out, self.inb = sa_pair(ex)
+        lan_addr, wan_addr = port_addr(ex, "lan", 4), port_addr(ex, "wan", 4)
+        self.host, self.remote = host(pol["src"], 5), host(pol["dst"], 7)
+        nh = next(r["via"] for r in ex["routes"] if "via" in r)
+        cfg = dict(ex)
+        cfg["ports"] = [dict(port(ex, "lan"), exception=False,
+                             device=f"net_pcap0,rx_pcap={workdir}/LAN_IN.pcap,tx_pcap={workdir}/LAN_OUT.pcap"),
+                        dict(port(ex, "wan"), exception=False,
+                             device=f"net_pcap1,rx_pcap={workdir}/WAN_IN.pcap,tx_pcap={workdir}/WAN_OUT.pcap")]
+        text = b"example/ipcomp/" + b"the same words again and again " * 30
+        self.out_inner = raw(IP(src=self.host, dst=self.remote, ttl=64) / UDP(sport=1234, dport=5678) / Raw(text))
+        self.in_inner = raw(IP(src=self.remote, dst=self.host, ttl=64) / UDP(sport=5678, dport=1234) / Raw(text))
+        c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        body = struct.pack("!BBH", 4, 0, self.inb["spi"]) + c.compress(self.in_inner) + c.flush()
+        wan_in = [i_am_here(4, nh, P.PEER_MAC, wan_addr, P.WAN_MAC),
+                  P.frame_to_gw(IP(src=self.inb["src"], dst=self.inb["dst"], ttl=64, proto=108) / Raw(body))]
+        lan_in = [i_am_here(4, self.host, P.HOST_MAC, lan_addr, P.LAN_MAC),
+                  P.frame_from_host(IP(self.out_inner))]
+        super().__init__(workdir, cfg, lan_in, wan_in)
+
+
+@pytest.mark.parametrize("path", IPCOMP_EXAMPLES)
+def test_ipcomp_example_compresses_and_decompresses(tmp_path, path):
+    r = IpcompExample(tmp_path, path)
+    assert r.error is None and r.rc == 0, r.error or r.log
+    out = [Ether(f)[IP] for f in r.wan_out if IP in Ether(f) and Ether(f)[IP].proto == 108]
+    assert len(out) == 1, [Ether(f).summary() for f in r.wan_out]
+    assert out[0].src == r.out["src"] and out[0].dst == r.out["dst"]
+    body = raw(out[0].payload)
+    assert struct.unpack("!BBH", body[:4]) == (4, 0, r.out["spi"])
+    assert zlib.decompress(body[4:], wbits=-15) == P.forwarded(r.out_inner)
+    want = raw(Ether(src=P.LAN_MAC, dst=P.HOST_MAC, type=0x800)) + P.forwarded(r.in_inner)
+    assert r.lan_out.count(want) == 1, [Ether(f).summary() for f in r.lan_out]
+    assert r.sa(r.inb["spi"])["packets"] == 1 and r.sa(r.out["spi"])["packets"] == 1
 
 
 # ---- transport: the gateway's own GRE ----------------------------------------------------------

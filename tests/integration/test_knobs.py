@@ -20,7 +20,7 @@ from pfkey import ADD, Client, gcm_add
 from test_esp_pcap import (HOST, HOST_MAC, LAN_MAC, WAN4, PcapRun, Tunnel, base_config, forget_runtime_dir,
                            forwarded, frame_to_gw, remote_host)
 
-IPPROTO_IGMP, IPPROTO_PIM, IPPROTO_AH = 2, 103, 51
+IPPROTO_IGMP, IPPROTO_PIM, IPPROTO_AH, IPPROTO_COMP = 2, 103, 51, 108
 
 
 def check(workdir, cfg):
@@ -30,7 +30,7 @@ def check(workdir, cfg):
     return subprocess.run([DPSECD, "--check", "-c", path], capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("proto", ["esp", "ah"])
+@pytest.mark.parametrize("proto", ["esp", "ah", "ipcomp"])
 def test_disabled_protocol_sa_refused_from_yaml(tmp_path, proto):
     t = Tunnel(1, "aes-gcm-128")
     cfg = base_config(str(tmp_path), ipsec={f"{proto}_enable": False})
@@ -38,6 +38,8 @@ def test_disabled_protocol_sa_refused_from_yaml(tmp_path, proto):
     if proto == "ah":
         sa = {"spi": 0x5151, "direction": "in", "proto": "ah", "mode": "tunnel", "src": t.peer, "dst": WAN4,
               "integrity": {"algorithm": "hmac-sha2-256-128", "key": "0x" + "11" * 32}}
+    if proto == "ipcomp":
+        sa = {"spi": 0x5152, "direction": "in", "proto": "ipcomp", "mode": "tunnel", "src": t.peer, "dst": WAN4}
     cfg["sas"] = [sa]
     r = check(str(tmp_path), cfg)
     assert r.returncode != 0 and f"{proto} is disabled (ipsec.{proto}_enable: false)" in r.stderr, r.stderr
@@ -46,28 +48,32 @@ def test_disabled_protocol_sa_refused_from_yaml(tmp_path, proto):
     assert f"{proto} is disabled" not in r.stderr
 
 
-def esp_and_ah_frames(t):
+def esp_ah_ipcomp_frames(t):
     esp = t.in_frames[0]
     ah = frame_to_gw(IP(src=t.peer, dst=WAN4, proto=IPPROTO_AH) / Raw(bytes([4, 4, 0, 0]) + b"\0\0\x51\x51"
                                                                      + b"\0\0\0\1" + b"\0" * 16))
-    return [esp, ah]
+    # IPComp (next header IPv4, CPI 0x5152) with a stored DEFLATE block
+    ipcomp = frame_to_gw(IP(src=t.peer, dst=WAN4, proto=IPPROTO_COMP) / Raw(b"\x04\0\x51\x52" + b"\x01\x04\0\xfb\xffabcd"))
+    return [esp, ah, ipcomp]
 
 
 @pytest.mark.parametrize("enabled", [False, True])
 def test_disabled_protocol_packets_dropped_and_counted(tmp_path, enabled):
     t = Tunnel(1, "aes-gcm-128")
-    cfg = base_config(str(tmp_path), ipsec={"esp_enable": enabled, "ah_enable": enabled})
+    cfg = base_config(str(tmp_path), ipsec={"esp_enable": enabled, "ah_enable": enabled,
+                                            "ipcomp_enable": enabled})
     cfg["ports"][1]["exception"] = False
     # no SA: ESP has no SA either way; the knob decides what it is counted as
-    r = PcapRun(tmp_path, cfg, [], esp_and_ah_frames(t))
+    # (IPComp without any IPComp SA is the gateway's own: no exception TAP here)
+    r = PcapRun(tmp_path, cfg, [], esp_ah_ipcomp_frames(t))
     assert r.error is None, r.error
     wan = r.stats["wan"]
     if enabled:
         assert wan["drop_proto_off"] == 0
-        assert wan["drop_unknown_spi"] + wan["drop_no_exception"] + wan["punt_kernel"] == 2, wan
+        assert wan["drop_unknown_spi"] + wan["drop_no_exception"] + wan["punt_kernel"] == 3, wan
     else:
-        assert wan["drop_proto_off"] == 2, wan
-        assert wan["drop_unknown_spi"] == 0
+        assert wan["drop_proto_off"] == 3, wan
+        assert wan["drop_unknown_spi"] == 0 and wan["drop_no_exception"] == 0
 
 
 @pytest.mark.parametrize("enabled", [False, True])

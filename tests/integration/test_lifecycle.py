@@ -210,10 +210,6 @@ BAD = {
 
 # Files that parsed but that start-up refused (issue 9, defect 6): --check
 # must refuse them, with the words start-up uses.
-IPCOMP_SA = """\
-sas:
-  - {spi: 0x1001, direction: out, proto: ipcomp, mode: transport, src: 10.2.0.1, dst: 10.2.0.2}
-"""
 TWO_POLICIES = """\
 policies:
   - {direction: out, dst: 10.9.0.0/16, action: bypass}
@@ -223,8 +219,6 @@ REFUSED_AT_START = {
     "in_memory_without_hugepages": ('lcores: "0-1"\n', 'lcores: "0-1"\n  hugepages: false\n'
                                     '  in_memory: true\n', "eal.in_memory", "true",
                                     "in_memory needs hugepages"),
-    "ipcomp_sa": ("routes:\n", IPCOMP_SA + "routes:\n", "sas[0].proto", "ipcomp,",
-                  "only ESP and AH SAs run on the dataplane so far"),
     "policy_same_selector_other_priority": ("routes:\n", TWO_POLICIES + "routes:\n",
                                             "policies[1]", "{direction: out, dst: 10.9.0.0/16,"
                                             " action: discard", "same direction and selector"),

@@ -281,6 +281,77 @@ def test_dump_returns_every_sa_last_with_seq_zero(gw):
     assert set(sas_by_spi(gw)) == {0x777}
 
 
+CALG_DEFLATE = 2
+
+
+def ipcomp_sa(cpi, src, dst, reqid, mtype=K.ADD, calg=CALG_DEFLATE, hard=(0, 0, 0)):
+    """charon's ADD/UPDATE of an IPComp SA: the compression algorithm in sadb_sa_encrypt."""
+    return K.msg(mtype, K.IPCOMP, [K.sa(cpi, enc=calg, replay=0), K.sa2(K.MODE_TUNNEL, reqid),
+                                   K.address(K.SRC, src), K.address(K.DST, dst),
+                                   K.lifetime(K.LT_SOFT), K.lifetime(K.LT_HARD, hard[0], hard[1], hard[2])])
+
+
+def test_ipcomp_sa_getspi_update_get_dump_delete_expire(gw):
+    """IPComp SAs over PF_KEY (the default compress devices run them): GETSPI gives
+    16-bit CPIs, never a well-known one (< 256), within charon's 0x100..0xefff;
+    UPDATE/ADD with SADB_X_CALG_DEFLATE, GET and DUMP show it; other algorithms,
+    well-known and 17-bit CPIs are refused; DELETE; EXPIRE by time."""
+    ev = gw.client()
+    assert ev.request(K.msg(K.REGISTER, K.IPCOMP)).errno == 0
+    c = gw.client()
+    cpis = set()
+    for _ in range(8):
+        rep = c.request(K.msg(K.GETSPI, K.IPCOMP, [K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN)]))
+        assert rep.errno == 0 and 0x100 <= rep.ext[K.SA].spi <= 0xffff
+        cpis.add(rep.ext[K.SA].spi)
+    rep = c.request(K.msg(K.GETSPI, K.IPCOMP, [K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN),
+                                               K.spirange(0x100, 0xefff)]))
+    assert rep.errno == 0 and rep.ext[K.SA].state == K.LARVAL
+    cpi = rep.ext[K.SA].spi
+    assert 0x100 <= cpi <= 0xefff and cpi not in cpis
+    # a range that asks for well-known CPIs only gets none of them
+    rep = c.request(K.msg(K.GETSPI, K.IPCOMP, [K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN),
+                                               K.spirange(1, 255)]))
+    assert rep.errno == errno.EINVAL
+    rep = c.request(K.msg(K.GETSPI, K.IPCOMP, [K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN),
+                                               K.spirange(0x100, 0x10000)]))
+    assert rep.errno == errno.EINVAL
+    assert c.request(ipcomp_sa(cpi, HOST_B, GW_WAN, 11, mtype=K.UPDATE)).errno == 0
+    got = c.request(K.msg(K.GET, K.IPCOMP, [K.sa(cpi), K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN)]))
+    assert got.errno == 0 and got.satype == K.IPCOMP
+    assert got.ext[K.SA].spi == cpi and got.ext[K.SA].enc == CALG_DEFLATE and got.ext[K.SA].state == K.MATURE
+    assert got.ext[K.SA2].reqid == 11 and got.ext[K.SA2].mode == K.MODE_TUNNEL
+    s = sas_by_spi(gw)[cpi]
+    assert s["dir"] == "in" and s["proto"] == "ipcomp" and s["origin"] == "pfkey"
+    # outbound, by ADD
+    assert c.request(ipcomp_sa(0x4242, GW_WAN, HOST_B, 11)).errno == 0
+    assert sas_by_spi(gw)[0x4242]["dir"] == "out"
+    # refused: another compression algorithm, a well-known CPI, a CPI beyond 16 bits
+    assert c.request(ipcomp_sa(0x4243, GW_WAN, HOST_B, 11, calg=3)).errno == errno.ENOSYS
+    assert c.request(ipcomp_sa(2, GW_WAN, HOST_B, 11)).errno == errno.EINVAL
+    assert c.request(ipcomp_sa(0x14243, GW_WAN, HOST_B, 11)).errno == errno.EINVAL
+    c.drain()
+    c.send(K.msg(K.DUMP, K.IPCOMP, seq=0))
+    dumped = []
+    while True:
+        m = c.recv()
+        assert m.type == K.DUMP and m.errno == 0
+        dumped.append(m)
+        if m.seq == 0:
+            break
+    assert {m.ext[K.SA].spi for m in dumped if m.ext[K.SA].state == K.MATURE} == {cpi, 0x4242}
+    assert {m.ext[K.SA].spi for m in dumped if m.ext[K.SA].state == K.LARVAL} == cpis  # reserved
+    assert all(m.satype == K.IPCOMP and m.ext[K.SA].enc == CALG_DEFLATE for m in dumped)
+    rep = c.request(K.msg(K.DELETE, K.IPCOMP, [K.sa(0x4242), K.address(K.SRC, GW_WAN), K.address(K.DST, HOST_B)]))
+    assert rep.errno == 0 and 0x4242 not in sas_by_spi(gw)
+    # EXPIRE: a hard time limit of 1 s
+    ev.drain()
+    assert c.request(ipcomp_sa(0x4244, GW_WAN, HOST_B, 12, hard=(0, 0, 1))).errno == 0
+    hard = ev.wait_for(lambda m: m.type == K.EXPIRE)
+    assert hard.satype == K.IPCOMP and hard.ext[K.SA].spi == 0x4244 and K.LT_HARD in hard.ext
+    assert 0x4244 not in sas_by_spi(gw)
+
+
 # ---------------------------------------------------------------- policies
 
 

@@ -1844,9 +1844,9 @@ static int load_doc(const char *doc, struct dps_config *cfg, char *err, size_t e
 	return rc;
 }
 
-/* The schema describes AH and IPComp SAs; dpsecd does not run them yet, and
- * loading a file for dpsecd (start-up, --check, reload) says so where they are. */
-static void test_load_refuses_sas_the_dataplane_cannot_run(void **state)
+/* AH and IPComp SAs run on the dataplane: loading a file for dpsecd
+ * (start-up, --check, reload) takes them as the schema does. */
+static void test_load_takes_ah_and_ipcomp_sas(void **state)
 {
 	static const char ah[] =
 		PORT_LAN "sas:\n"
@@ -1866,15 +1866,13 @@ static void test_load_refuses_sas_the_dataplane_cannot_run(void **state)
 	(void)state;
 	parse_ok(ah, &cfg);
 	dps_config_free(&cfg);
-	/* AH runs on the dataplane: dpsecd takes it */
+	/* AH and IPComp run on the dataplane: dpsecd takes them */
 	assert_int_equal(load_doc(ah, &cfg, err, sizeof(err)), 0);
 	assert_int_equal(cfg.sas[0].proto, DPS_PROTO_AH);
 	dps_config_free(&cfg);
-	parse_ok(ipcomp, &cfg);
+	assert_int_equal(load_doc(ipcomp, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.sas[0].proto, DPS_PROTO_IPCOMP);
 	dps_config_free(&cfg);
-	assert_int_equal(load_doc(ipcomp, &cfg, err, sizeof(err)), -1);
-	assert_string_equal(err,
-			    "6:41: sas[0].proto: only ESP and AH SAs run on the dataplane so far");
 	assert_int_equal(load_doc(PORT_LAN SA_OUT ENC_GCM, &cfg, err, sizeof(err)), 0);
 	assert_int_equal(cfg.sas[0].proto, DPS_PROTO_ESP);
 	dps_config_free(&cfg);
@@ -2098,10 +2096,11 @@ static void assert_sa_pairs(const struct dps_config *cfg, const char *name)
 				b->enc_alg == a->enc_alg && b->enc_key_len == a->enc_key_len &&
 				b->auth_alg == a->auth_alg && b->esn == a->esn &&
 				b->udp_encap == a->udp_encap && b->spi != a->spi &&
-				/* AH has only an integrity key */
-				(a->enc_key_len
-					 ? memcmp(b->enc_key, a->enc_key, a->enc_key_len)
-					 : memcmp(b->auth_key, a->auth_key, a->auth_key_len));
+				/* AH has only an integrity key, IPComp none */
+				(a->proto == DPS_PROTO_IPCOMP ||
+				 (a->enc_key_len
+					  ? memcmp(b->enc_key, a->enc_key, a->enc_key_len)
+					  : memcmp(b->auth_key, a->auth_key, a->auth_key_len)));
 		}
 		if (!found)
 			fail_msg("%s: sas[%u] has no mirror SA with its own key", name, i);
@@ -2144,10 +2143,9 @@ static void assert_policies_have_sas(const struct dps_config *cfg, const char *n
 static void test_examples_validate(void **state)
 {
 	static const char *const expected[] = {
-		"esp-tunnel-gcm.yaml",
-		"esp-transport-cbc-sha256.yaml",
-		"esp-tunnel-natt.yaml",
-		"ipv6-in-ipv4-tunnel.yaml",
+		"esp-tunnel-gcm.yaml",	"esp-transport-cbc-sha256.yaml",
+		"esp-tunnel-natt.yaml", "ipv6-in-ipv4-tunnel.yaml",
+		"ipcomp-tunnel.yaml",
 	};
 	unsigned int seen = 0, n = 0;
 	struct dps_config cfg;
@@ -2195,6 +2193,36 @@ static void test_rejects_duplicate_crypto_device(void **state)
 				       "    - crypto_openssl\n"
 				       "    - d0\n",
 			      8, 7, "crypto.devices[1]");
+}
+
+static void test_compress_section(void **state)
+{
+	struct dps_config cfg;
+
+	(void)state;
+	/* defaults: ISA-L, then zlib; 90 bytes, Linux's DEFLATE threshold */
+	parse_ok(PORT_LAN, &cfg);
+	assert_int_equal(cfg.compress.n_devices, 2);
+	assert_string_equal(cfg.compress.devices[0], "compress_isal");
+	assert_string_equal(cfg.compress.devices[1], "compress_zlib");
+	assert_int_equal(cfg.compress.min_size, 90);
+	dps_config_free(&cfg);
+	parse_ok(PORT_LAN "compress: {devices: [\"0000:3d:00.0\"], min_size: 0}\n", &cfg);
+	assert_int_equal(cfg.compress.n_devices, 1);
+	assert_string_equal(cfg.compress.devices[0], "0000:3d:00.0");
+	assert_int_equal(cfg.compress.min_size, 0);
+	dps_config_free(&cfg);
+	parse_ok(PORT_LAN "compress: {devices: []}\n", &cfg);
+	assert_int_equal(cfg.compress.n_devices, 0);
+	dps_config_free(&cfg);
+	assert_parse_error(PORT_LAN "compress: {devices: [compress_zlib, compress_zlib]}\n", 5,
+			   "compress.devices[1]");
+	/* not a crypto device's nor a port's */
+	assert_parse_error(PORT_LAN "compress: {devices: [crypto_openssl]}\n", 5,
+			   "compress.devices[0]");
+	assert_parse_error(PORT_LAN "compress: {devices: [d0]}\n", 5, "compress.devices[0]");
+	assert_parse_error(PORT_LAN "compress: {min_size: 65536}\n", 5, "compress.min_size");
+	assert_parse_error(PORT_LAN "compress: {level: 9}\n", 5, "compress.level");
 }
 
 static void test_rejects_bad_crypto_device(void **state)
@@ -3204,7 +3232,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_accepts_anchors_and_aliases),
 		cmocka_unit_test(test_load_reads_a_file),
 		cmocka_unit_test(test_load_reports_unreadable_file),
-		cmocka_unit_test(test_load_refuses_sas_the_dataplane_cannot_run),
+		cmocka_unit_test(test_load_takes_ah_and_ipcomp_sas),
 		cmocka_unit_test(test_error_is_truncated_safely),
 
 		cmocka_unit_test(test_rejects_empty_document),
@@ -3307,6 +3335,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_policy_priority_does_not_tell_policies_apart),
 		cmocka_unit_test(test_examples_validate),
 		cmocka_unit_test(test_rejects_duplicate_crypto_device),
+		cmocka_unit_test(test_compress_section),
 		cmocka_unit_test(test_rejects_bad_crypto_device),
 		cmocka_unit_test(test_rejects_crypto_device_count),
 		cmocka_unit_test(test_rejects_bad_crypto_settings),

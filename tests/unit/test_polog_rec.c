@@ -86,6 +86,28 @@ static void test_decode_esp_and_ah_spi(void **state)
 	assert_int_equal(r.spi, 0x1234);
 }
 
+/* RFC 3173 §2.2: next header, flags, then the 16-bit CPI. */
+static void test_decode_and_format_ipcomp_cpi(void **state)
+{
+	uint8_t ipcomp[28] = {0x45, 0, 0,   28, 0, 0, 0, 0, 64,	  108,	0,    0,    192,  0,
+			      2,    1, 192, 0,	2, 2, 4, 0, 0x12, 0x34, 0xff, 0xff, 0xff, 0xff};
+	struct dp_polog_rec r = {.reason = DP_POLOG_bomb, .sa_id = 9};
+	char line[256];
+
+	(void)state;
+	dp_polog_decode(&r, ipcomp, sizeof(ipcomp));
+	assert_true(r.has_spi);
+	assert_int_equal(r.spi, 0x1234);
+	dp_polog_format(&r, 2, "wan", line, sizeof(line));
+	assert_string_equal(line, "reason bomb port wan policy - sa 9 ipcomp 192.0.2.1 > 192.0.2.2 "
+				  "cpi 0x1234 suppressed 2");
+	r.reason = DP_POLOG_decomp;
+	dp_polog_format(&r, 0, "wan", line, sizeof(line));
+	assert_string_equal(line,
+			    "reason decomp port wan policy - sa 9 ipcomp 192.0.2.1 > 192.0.2.2 "
+			    "cpi 0x1234 suppressed 0");
+}
+
 static void test_decode_refuses_truncated_and_non_ip(void **state)
 {
 	struct dp_polog_rec r = {0};
@@ -131,6 +153,7 @@ int main(void)
 		cmocka_unit_test(test_decode_non_first_fragment_has_no_ports),
 		cmocka_unit_test(test_decode_ipv6_udp_ports),
 		cmocka_unit_test(test_decode_esp_and_ah_spi),
+		cmocka_unit_test(test_decode_and_format_ipcomp_cpi),
 		cmocka_unit_test(test_decode_refuses_truncated_and_non_ip),
 		cmocka_unit_test(test_format_names_reason_ids_and_suppressed),
 	};
