@@ -172,6 +172,18 @@ static uint32_t id_hash(unsigned int i)
 	return mix(2166136261u, &dps_store.pol[i].p.id, 4);
 }
 
+/* bumped when entries change position (under the lock): walks sort again */
+static uint64_t sa_gen = 1, pol_gen = 1;
+
+/* The tables' positions in the order walks show them (dps_store_walk_sas). */
+struct order {
+	uint32_t *v;
+	unsigned int n, cap;
+	uint64_t gen; /* of the positions it was made for */
+};
+
+static struct order sa_order, pol_order;
+
 static struct dps_pos_index sa_ix = DPS_POS_INDEX_INIT(sa_hash),
 			    pol_ix = DPS_POS_INDEX_INIT(pol_hash),
 			    id_ix = DPS_POS_INDEX_INIT(id_hash); /* policies by id */
@@ -307,8 +319,10 @@ int dps_store_sa_delete(uint32_t spi, const struct dps_addr *dst, uint8_t proto)
 	if ((unsigned int)i != last)
 		dps_pos_index_moved(&sa_ix, last, (unsigned int)i);
 	pthread_mutex_lock(&dps_store.lock);
-	if ((unsigned int)i != last)
+	if ((unsigned int)i != last) {
 		dps_store.sas[i] = dps_store.sas[last];
+		sa_gen++;
+	}
 	dps_store.n_sas--;
 	/* the slot left behind: the last SA, moved into the hole, or the deleted one */
 	dps_wipe(&dps_store.sas[last], sizeof(*dps_store.sas));
@@ -576,8 +590,10 @@ int dps_store_policy_delete(uint32_t id)
 		dps_pos_index_moved(&id_ix, last, (unsigned int)i);
 	}
 	pthread_mutex_lock(&dps_store.lock);
-	if ((unsigned int)i != last)
+	if ((unsigned int)i != last) {
 		dps_store.pol[i] = dps_store.pol[last];
+		pol_gen++;
+	}
 	dps_store.n_pol--;
 	pthread_mutex_unlock(&dps_store.lock);
 	return 0;
@@ -724,6 +740,8 @@ void dps_store_undo(struct dps_store_undo *u)
 	memcpy(s->pol, u->pol, u->n_pol * sizeof(*s->pol));
 	s->n_sas = u->n_sas;
 	s->n_pol = u->n_pol;
+	sa_gen++;
+	pol_gen++;
 	/* the dead list shrinks with the tables' restore: no SA is in both at once */
 	n_dead = s->n_dead;
 	s->n_dead = u->n_dead;
@@ -800,6 +818,11 @@ void dps_store_fini(void)
 	dps_pos_index_free(&sa_ix);
 	dps_pos_index_free(&pol_ix);
 	dps_pos_index_free(&id_ix);
+	free(sa_order.v);
+	free(pol_order.v);
+	sa_order = pol_order = (struct order){0};
+	sa_gen++;
+	pol_gen++;
 	memset(dps_store.pol_fam, 0, sizeof(dps_store.pol_fam));
 	memset(dps_store.out_inner, 0, sizeof(dps_store.out_inner));
 	dps_free_wiped(dps_store.sas, dps_store.cap_sas * sizeof(*dps_store.sas));
@@ -848,10 +871,15 @@ void dps_store_scan_policies(int (*fn)(const struct dps_store_policy *, void *),
 	pthread_mutex_unlock(&dps_store.lock);
 }
 
-/* Deletions move the last entry into the hole: the tables are in insertion
- * order only until the first one. Walks sort positions by SA id or policy seq
- * (both grow with every addition; the lock is held, so the comparators may
- * read the tables). */
+/*
+ * Deletions move the last entry into the hole: the tables are in insertion
+ * order only until the first one. Walks go through positions sorted by SA id
+ * or policy seq (both grow with every addition), kept between walks (a dump
+ * walks once per page): appends extend the order as it is, a deletion or an
+ * undo (a new generation) has it sorted again. Under the store's lock, so the
+ * comparators may read the tables.
+ */
+
 static int by_sa_id(const void *a, const void *b)
 {
 	uint32_t x = dps_store.sas[*(const uint32_t *)a].id,
@@ -868,41 +896,50 @@ static int by_pol_seq(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Positions 0..n-1 sorted with @cmp, or NULL (out of memory: table order). */
-static uint32_t *sorted_positions(unsigned int n, int (*cmp)(const void *, const void *))
+/* The @n positions in order, or NULL (out of memory: table order). */
+static const uint32_t *order_of(struct order *o, unsigned int n, uint64_t gen,
+				int (*cmp)(const void *, const void *))
 {
-	uint32_t *v = malloc((n ? n : 1) * sizeof(*v));
+	unsigned int from = o->gen == gen && o->n <= n ? o->n : 0;
 
-	if (v == NULL)
-		return NULL;
-	for (unsigned int i = 0; i < n; i++)
-		v[i] = i;
-	qsort(v, n, sizeof(*v), cmp);
-	return v;
+	if (n > o->cap) {
+		unsigned int cap = n < 256 ? 256 : n + n / 2;
+		uint32_t *v = realloc(o->v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return NULL;
+		o->v = v;
+		o->cap = cap;
+	}
+	for (unsigned int i = from; i < n; i++)
+		o->v[i] = i; /* appended since: after every older entry */
+	if (from == 0)
+		qsort(o->v, n, sizeof(*o->v), cmp);
+	o->n = n;
+	o->gen = gen;
+	return o->v;
 }
 
 void dps_store_walk_sas(int (*fn)(const struct dps_store_sa *, void *), void *arg)
 {
-	uint32_t *v;
+	const uint32_t *v;
 
 	pthread_mutex_lock(&dps_store.lock);
-	v = sorted_positions(dps_store.n_sas, by_sa_id);
+	v = order_of(&sa_order, dps_store.n_sas, sa_gen, by_sa_id);
 	for (unsigned int i = 0; i < dps_store.n_sas; i++)
 		if (fn(&dps_store.sas[v ? v[i] : i], arg))
 			break;
 	pthread_mutex_unlock(&dps_store.lock);
-	free(v);
 }
 
 void dps_store_walk_policies(int (*fn)(const struct dps_store_policy *, void *), void *arg)
 {
-	uint32_t *v;
+	const uint32_t *v;
 
 	pthread_mutex_lock(&dps_store.lock);
-	v = sorted_positions(dps_store.n_pol, by_pol_seq);
+	v = order_of(&pol_order, dps_store.n_pol, pol_gen, by_pol_seq);
 	for (unsigned int i = 0; i < dps_store.n_pol; i++)
 		if (fn(&dps_store.pol[v ? v[i] : i], arg))
 			break;
 	pthread_mutex_unlock(&dps_store.lock);
-	free(v);
 }
