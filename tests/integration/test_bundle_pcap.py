@@ -344,3 +344,18 @@ def test_nothing_else_left(tmp_path_factory, path):
     r = get_run(tmp_path_factory, path)
     assert len(r.wan_out) == 2 * len(BUNDLES)
     assert len(r.lan_out) == 4 * len(TUNNELS)
+
+
+@pytest.mark.parametrize("path", PATHS[:1])
+def test_policy_telemetry_shows_every_transform(tmp_path_factory, path):
+    """/dpsec/policy (what dpsecctl policy prints) lists both transforms of each
+    bundle, in order, with their modes."""
+    r = get_run(tmp_path_factory, path)
+    for b in BUNDLES:
+        first, second = ("ipcomp", "esp") if b.kind == "ipcomp-esp" else ("esp", "ah")
+        mine = [p for p in r.policies.values() if p["reqid"] == b.reqid]
+        assert len(mine) == (2 if b.mode == "tunnel" else 1)
+        for p in mine:
+            assert p["transforms"] == 2
+            assert (p["ipsec"], p["mode"], p["ipsec2"], p["mode2"]) == (first, b.mode, second, "transport")
+            assert p["reqid2"] == b.reqid
