@@ -21,6 +21,7 @@
 #include "control/hoststack.h"
 #include "control/lifetime.h"
 #include "control/metrics_http.h"
+#include "control/secondary.h"
 #include "control/store.h"
 #include "control/telemetry.h"
 #include "dataplane/compress.h"
@@ -198,6 +199,9 @@ static int start(struct dps_config *cfg)
 	 * side; without a shared configuration (in-memory EAL) it cannot attach. */
 	if (dps_metrics_http_start(&cfg->metrics) < 0)
 		return -1;
+	if (!cfg->eal.in_memory && dps_secondary_limit_vdevs(cfg) < 0)
+		DP_LOG(WARNING, "secondary processes will probe every device: %s",
+		       rte_strerror(rte_errno));
 	if (rte_pdump_init() < 0)
 		DP_LOG(WARNING, "rte_pdump_init: %s: dpdk-dumpcap cannot attach",
 		       rte_strerror(rte_errno));
