@@ -22,13 +22,19 @@ Per round and direction:
              of the last one through the old one;
   exec_first_ms  from exec of the new dpsecd to the first datagram it forwarded;
   exec_ready_ms  from exec to READY=1; term_exit_ms from SIGTERM to exit.
+  started_in  dpsecd's own account (its "running" line): where start-up went.
 After the rounds: the same CHILD_SA SPIs in dpsecd and charon, the same
 IKE_SA (no new IKE_SA), charon alive. Prints one JSON object (median and max
 over the rounds); docs/PERFORMANCE.md has the figures.
+
+--ab=ARG (repeatable) compares in the same run: each round restarts twice,
+once with the configuration as is (A) and once with ARG added to its EAL
+arguments (B), the order alternating, and reports B/A per round.
 """
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -36,6 +42,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -120,21 +128,29 @@ def topology(e):
 class Gateway:
     """dpsecd started and stopped as systemd does: exec, READY=1 on NOTIFY_SOCKET, SIGTERM."""
 
-    def __init__(self, e):
+    def __init__(self, e, ab_args=()):
         self.d = Daemon(dpsecd_config(e), e.dir, ns=e.gwa, name="dpsecd")
+        # variant B: the same configuration with more EAL arguments, same telemetry prefix
+        cfg = dict(self.d.cfg, eal=dict(self.d.cfg["eal"]))
+        cfg["eal"]["extra_args"] = list(cfg["eal"].get("extra_args", [])) + list(ab_args)
+        self.path = {"A": self.d.path, "B": os.path.join(e.dir, "dpsecd-b.yaml")}
+        with open(self.path["B"], "w") as f:
+            yaml.safe_dump(cfg, f, sort_keys=False)
+        self.log_lines = []
         self.notify_path = os.path.join(e.dir, "notify.sock")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
         self.proc = None
         self.n = 0
 
-    def start(self, timeout=30):
+    def start(self, variant="A", timeout=30):
         """Returns (monotonic exec time, monotonic READY time)."""
         self.n += 1
         log = open(os.path.join(os.path.dirname(self.d.log), f"dpsecd-{self.n}.log"), "w")
+        self.log_path = log.name
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path)
         t_exec = time.monotonic()
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.d.ns, DPSECD, "-c", self.d.path],
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.d.ns, DPSECD, "-c", self.path[variant]],
                                      stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         self.notify.settimeout(0.2)
@@ -149,6 +165,18 @@ class Gateway:
             if b"READY=1" in msg.split(b"\n"):
                 return t_exec, time.monotonic()
         raise SystemExit(f"restart: no READY=1 from dpsecd in {timeout}s (log {log.name})")
+
+    def started_in(self):
+        """dpsecd's own account of its start-up (the running line's phases, ms)."""
+        with open(self.log_path) as f:
+            m = re.search(r"started in (\d+) ms \((.*)\)", f.read())
+        if not m:
+            return None
+        out = {"total": int(m.group(1))}
+        for part in m.group(2).split(", "):
+            k, v = part.rsplit(" ", 1)
+            out[k] = int(v)
+        return out
 
     def stop(self):
         """SIGTERM; returns (monotonic SIGTERM time, monotonic exit time)."""
@@ -197,6 +225,12 @@ def round_figures(rows, rate, t_term, t_exec, t_end):
             "last_before_term_ms": round((t_term - last[2]) * 1000, 1)}
 
 
+def cpu_model():
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    m = re.search(r"Model name:\s*(.*)", out)
+    return f"{m.group(1).strip() if m else '?'}, {os.cpu_count()} CPUs"
+
+
 def summary(values):
     values = [v for v in values if v is not None]
     if not values:
@@ -213,6 +247,9 @@ def main():
     ap.add_argument("--esp", default="aes128gcm16")
     ap.add_argument("--prefix", default="rs", help="namespace name prefix")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--ab", action="append", default=[], metavar="EAL_ARG",
+                    help="also restart with this EAL argument added (repeatable): every round "
+                         "restarts twice, A (the configuration as is) and B, in alternating order")
     args = ap.parse_args()
 
     e = Env()
@@ -222,7 +259,7 @@ def main():
     procs, gw, charons = [], None, []
     try:
         topology(e)
-        gw = Gateway(e)
+        gw = Gateway(e, args.ab)
         gw.start()
         psk = os.urandom(16).hex()
         cb = Charon("b", e.gwb, e.dir, plugins=Charon.LIBIPSEC)
@@ -239,7 +276,8 @@ def main():
         sh(["ping", "-c", "3", "-i", "0.2", B], ns=e.ha)
         spis, ikes = sas(gw.d), ike_ids(ca)
 
-        secs = args.settle * (args.rounds + 1) + 15 * args.rounds
+        restarts = args.rounds * (2 if args.ab else 1)
+        secs = args.settle * (restarts + 1) + 15 * restarts
         flows = {"a_to_b": (e.ha, e.hb, B), "b_to_a": (e.hb, e.ha, A)}
         out = {k: os.path.join(e.dir, f"{k}.txt") for k in flows}
         for k, (src, dst, addr) in flows.items():
@@ -250,24 +288,28 @@ def main():
             procs.append(subprocess.Popen(["ip", "netns", "exec", src, sys.executable, "-c", FLOW, "send",
                                            addr, str(args.rate), str(secs)]))
         t_flow0 = time.monotonic()
+        load0 = os.getloadavg()
         marks = []
         time.sleep(args.settle)
-        for _ in range(args.rounds):
-            t_term, t_exit = gw.stop()
-            t_exec, t_ready = gw.start()
-            marks.append((t_term, t_exit, t_exec, t_ready))
-            time.sleep(args.settle)
+        for i in range(args.rounds):
+            order = ("A",) if not args.ab else (("A", "B") if i % 2 == 0 else ("B", "A"))
+            for v in order:
+                t_term, t_exit = gw.stop()
+                t_exec, t_ready = gw.start(v)
+                marks.append((t_term, t_exit, t_exec, t_ready, v, i, gw.started_in()))
+                time.sleep(args.settle)
         for p in procs:
             p.wait(timeout=max(10, secs - (time.monotonic() - t_flow0) + 15))
         procs = []
 
         rounds = []
-        for i, (t_term, t_exit, t_exec, t_ready) in enumerate(marks):
+        rows = {k: read_flow(out[k]) for k in flows}
+        for i, (t_term, t_exit, t_exec, t_ready, v, n, started) in enumerate(marks):
             t_end = marks[i + 1][0] if i + 1 < len(marks) else float("inf")
-            r = {"term_exit_ms": round((t_exit - t_term) * 1000, 1),
-                 "exec_ready_ms": round((t_ready - t_exec) * 1000, 1)}
+            r = {"variant": v, "round": n, "term_exit_ms": round((t_exit - t_term) * 1000, 1),
+                 "exec_ready_ms": round((t_ready - t_exec) * 1000, 1), "started_in": started}
             for k in flows:
-                r[k] = round_figures(read_flow(out[k]), args.rate, t_term, t_exec, t_end)
+                r[k] = round_figures(rows[k], args.rate, t_term, t_exec, t_end)
             rounds.append(r)
         after_spis, after_ikes = sas(gw.d), ike_ids(ca)
         children = ca.children("net")
@@ -276,11 +318,28 @@ def main():
                "same_spis": after_spis == spis and charon_spis == spis,
                "same_ike_sa": after_ikes == ikes and len(ikes) == 1,
                "charon_alive": all(c.proc.poll() is None for c in charons),
-               "term_exit_ms": summary([r["term_exit_ms"] for r in rounds]),
-               "exec_ready_ms": summary([r["exec_ready_ms"] for r in rounds])}
-        for k in flows:
-            for f in ("lost", "outage_ms", "gap_ms", "exec_first_ms"):
-                res[f"{k}_{f}"] = summary([r[k][f] if r[k] else None for r in rounds])
+               "cpu": cpu_model(), "load_before": load0, "load_after": os.getloadavg()}
+        if args.ab:
+            res["b_eal_args"] = args.ab
+        for v in ("A", "B") if args.ab else ("A",):
+            rv = [r for r in rounds if r["variant"] == v]
+            s = res.setdefault(v, {})
+            s["term_exit_ms"] = summary([r["term_exit_ms"] for r in rv])
+            s["exec_ready_ms"] = summary([r["exec_ready_ms"] for r in rv])
+            s["started_in_ms"] = summary([r["started_in"]["total"] if r["started_in"] else None for r in rv])
+            for k in flows:
+                for f in ("lost", "outage_ms", "gap_ms", "exec_first_ms"):
+                    s[f"{k}_{f}"] = summary([r[k][f] if r[k] else None for r in rv])
+        if args.ab:
+            # paired round by round: B's exec-to-first-forwarded over A's, A to B
+            ratios = []
+            for n in range(args.rounds):
+                a = [r for r in rounds if r["round"] == n and r["variant"] == "A"][0]["a_to_b"]
+                b = [r for r in rounds if r["round"] == n and r["variant"] == "B"][0]["a_to_b"]
+                if a and b:
+                    ratios.append(round(b["exec_first_ms"] / a["exec_first_ms"], 2))
+            res["b_over_a_exec_first"] = {"median": statistics.median(ratios) if ratios else None,
+                                          "rounds": ratios}
         res["per_round"] = rounds
         print(json.dumps(res, indent=1))
         ok = res["same_spis"] and res["same_ike_sa"] and res["charon_alive"] and \
