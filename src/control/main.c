@@ -29,6 +29,7 @@
 #include "dataplane/compress.h"
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
+#include "dataplane/imb.h"
 #include "pfkey_emul/server.h"
 #include "pfkey_emul/state.h"
 
@@ -216,7 +217,7 @@ static int start(struct dps_config *cfg)
 	char err[512];
 
 	if (dp_init(cfg) < 0 || dp_crypto_init(&cfg->crypto, cfg->n_workers) < 0 ||
-	    dp_compress_init(&cfg->compress, cfg->n_workers) < 0)
+	    dp_imb_init(cfg->n_workers) < 0 || dp_compress_init(&cfg->compress, cfg->n_workers) < 0)
 		return -1;
 	phase_us[PH_STORE] = mono_us();
 	if (dps_store_init(cfg, err, sizeof(err)) < 0) {
@@ -315,6 +316,7 @@ int main(int argc, char **argv)
 	dps_store_fini();
 	dp_compress_fini();
 	dp_crypto_fini();
+	dp_imb_fini();
 	rte_pdump_uninit();
 	dp_stop();
 	rte_eal_cleanup();
