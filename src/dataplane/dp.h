@@ -142,6 +142,10 @@ struct dp_worker {
 	struct rte_ip_frag_death_row *death_row;
 	/* the sub-bursts between the stages of the packet path (stage.h) */
 	struct dp_stages st;
+	/* The native crypto engine (imb.c): this worker's intel-ipsec-mb
+	 * manager and the crypto ops lib/ipsec fills for it, reused each burst */
+	struct IMB_MGR *imb;
+	struct rte_crypto_op *imb_cop[DP_MAX_BURST];
 	/* Operator features, after everything the packet path reads (so that
 	 * they move none of it): */
 	/* The policy-failure log (polog.h): TSC cycles between records (0: off),

@@ -13,6 +13,7 @@
 #include "dataplane/cksum.h"
 #include "dataplane/esp.h"
 #include "dataplane/output.h"
+#include "dataplane/polog.h"
 #include "dataplane/worker.h"
 #include "dataplane/xform.h"
 
@@ -131,7 +132,7 @@ static inline void esp_outb_finish(struct dp_worker *w, const struct dp_snapshot
 	const bool bundled = sa->bundled;
 	bool big;
 
-	dp_sa_drop(sa, w->id, mb, k, n, DP_SA_CNT_drop_crypto);
+	dp_sa_fail(w, sa, mb, k, n, DP_SA_CNT_drop_crypto);
 	if (k == 0)
 		return;
 	if (unlikely(sa->first_use_ms == 0))
@@ -146,7 +147,7 @@ static inline void esp_outb_finish(struct dp_worker *w, const struct dp_snapshot
 		uint16_t in = dp.port_of_eth[m->port];
 
 		if (trs_udp && !trs_udp_encap(sa, m)) {
-			dp_sa_drop(sa, w->id, &mb[i], 0, 1, DP_SA_CNT_drop_other);
+			dp_sa_fail(w, sa, &mb[i], 0, 1, DP_SA_CNT_drop_other);
 			continue;
 		}
 		/* dp_output_fit() kept only packets that fit or may be fragmented:

@@ -19,6 +19,7 @@
 #include "dataplane/icmp.h"
 #include "dataplane/ipcomp.h"
 #include "dataplane/output.h"
+#include "dataplane/polog.h"
 #include "dataplane/sad.h"
 #include "dataplane/spd.h"
 #include "dataplane/worker.h"
@@ -140,6 +141,7 @@ static void sort_out(struct dp_worker *w, const struct dp_snapshot *s, uint16_t 
 			if (decrypted && !next_layer(pkts[i]))
 				break;
 			if (unlikely(ipsec->proto_off) && proto_off(ipsec, pkts[i], v6)) {
+				dp_drop_note(w, in, pkts[i], DP_DROP_proto_off, NULL);
 				dp_drop(w, in, pkts[i], DP_CNT_drop_proto_off);
 				continue;
 			}

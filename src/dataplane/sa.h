@@ -119,7 +119,10 @@ struct dp_sa {
 	struct rte_ipsec_session ss; /* first: lib/ipsec hands it back from crypto ops */
 	struct rte_ipsec_sa *rsa;
 	const struct dp_xform_ops *xf; /* this SA's transform (a static table) */
-	struct dp_sa_counters *cnt;    /* [n_workers] */
+	/* The crypto step between xf's prepare and finish: the cryptodev's
+	 * (dp_crypto_run) or the native engine's (dp_imb_run), chosen once. */
+	dp_xform_run_t crypto;
+	struct dp_sa_counters *cnt; /* [n_workers] */
 	volatile uint64_t first_use_ms;
 	uint8_t dst[16];   /* outbound: where the ESP packets go (cfg.dst) */
 	uint16_t overhead; /* outbound: bytes added besides padding and trailer (mtu.h) */
@@ -137,6 +140,7 @@ struct dp_sa {
 	bool serial;	   /* in, several workers: process() one worker at a time (lock) */
 	/* Control thread, the choice of the transform, and the rare paths. */
 	uint8_t dev;	      /* index into dp_crypto.devs */
+	bool native;	      /* crypto by imb.c; ss.crypto.ses is its key schedule */
 	uint8_t inner_family; /* tunnel mode: what the SA carries outbound */
 	bool udp_encap;	      /* cfg.udp_encap */
 	/* The knobs of ipsec(4) as they were when the SA was made: a reload

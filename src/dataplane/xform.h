@@ -28,7 +28,7 @@ static inline void dp_xform_run(struct dp_worker *w, const struct dp_snapshot *s
 	}
 	n = sa->xf->prepare(w, sa, mb, n);
 	if (n)
-		dp_crypto_run(w, s, sa, mb, n);
+		sa->crypto(w, s, sa, mb, n);
 }
 
 /**

@@ -212,7 +212,7 @@ TUNNELS = [b for b in BUNDLES if b.mode == "tunnel"]
 
 class BundleRun(PcapRun):
     def __init__(self, workdir, path):
-        cfg = base_config(workdir, cpu=path == "cpu")
+        cfg = base_config(workdir, path)
         cfg["compress"] = {"min_size": 64}
         lan, wan = [], []
         self.sent = {}
