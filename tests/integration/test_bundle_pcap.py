@@ -158,11 +158,11 @@ class Bundle:
             else:
                 pkt = self.outer(nh, inner)   # RFC 3173 2.2: IP-in-IP, no IPComp header
             if "outer" in layers:
-                pkt = self.esp_sa("in").encrypt(pkt, seq_num=seq)
+                pkt = self.esp_sa("in").encrypt(pkt, seq_num=seq, iv=self.iv(seq))
                 if flip == "outer":
                     pkt = flip_last(pkt)
             return frame_to_gw(hdr_fix(pkt))
-        pkt = self.esp_sa("in").encrypt(l3(inner), seq_num=seq)
+        pkt = self.esp_sa("in").encrypt(l3(inner), seq_num=seq, iv=self.iv(seq))
         if flip == "inner":
             pkt = flip_last(pkt)
         if "outer" in layers:
@@ -170,6 +170,11 @@ class Bundle:
             if flip == "outer":
                 pkt = flip_last(pkt)
         return frame_to_gw(hdr_fix(pkt))
+
+    def iv(self, seq):
+        """A fixed IV per packet: the frames are the same from run to run (the fuzz
+        seeds of tests/fuzz/gen_dataplane.py are made of them)."""
+        return keygen(f"b/iv/{self.i}/{seq}", 16)
 
     def ah_over(self, esp, seq):
         """outer IP / AH / ESP bytes, the ICV by scapy's own AH signing (its
