@@ -17,11 +17,12 @@ sent without IPComp header" (RFC 3173 2.2) inside ESP is accepted.
 
 The topology and the daemon run are test_esp_pcap.py's (PcapRun).
 """
+import hashlib
 import struct
 import zlib
 
 import pytest
-from scapy.all import IP, UDP, Ether, IPv6, Raw, raw
+from scapy.all import ICMP, IP, UDP, Ether, ICMPv6PacketTooBig, IPv6, Raw, raw
 from scapy.layers.ipsec import AH, ESP, SecurityAssociation
 
 from test_esp_pcap import (GW, HOST, LAN_MAC, HOST_MAC, LAN_NET, PcapRun, base_config, forwarded,
@@ -485,3 +486,76 @@ def test_own_peers_datagrams_reach_the_kernel_and_bad_ones_are_counted(own_run, 
     else:
         assert (other["packets"], other["drop_auth"]) == (3, 1)
         assert (esp["packets"], esp["drop_policy"]) == (4, 1)
+
+
+# ---- path MTU: every layer of the bundle counted (RFC 4301 8.2.1) ---------------------------
+
+
+def incompressible(n):
+    return b"".join(hashlib.sha256(b"mtu%d" % i).digest() for i in range(n // 32 + 1))[:n]
+
+
+def bundle_max_ip(b, mtu=1500):
+    """The largest inner packet whose bundle fits mtu, from the wire layout alone
+    (the payload does not compress: IPComp sends it as IP-in-IP): outer header,
+    ESP (SPI, sequence number, 16-byte IV, 16-byte ICV; payload and its 2-byte
+    trailer padded to 16 for AES-CBC), and AH (12 + 16-byte ICV, padded to 8
+    over IPv6)."""
+    outer = 20 if b.fam == 4 else 40
+    ah = (28 if b.fam == 4 else 32) if b.kind == "esp-ah" else 0
+    budget = mtu - outer - (8 + 16 + 16) - ah
+    return budget // 16 * 16 - 2
+
+
+class PmtuBundleRun(PcapRun):
+    """Per tunnel bundle, from the LAN host with DF (IPv6: always): the largest
+    incompressible packet that fits once every layer is on, and one byte more."""
+
+    out_of = BundleRun.out_of
+
+    def __init__(self, workdir):
+        cfg = base_config(workdir, "cpu")
+        cfg["compress"] = {"min_size": 64}
+        lan, self.sent = [], {}
+        for b in TUNNELS:
+            cfg["sas"] += b.sas()
+            cfg["policies"] += b.policies()
+            for kind, size in (("fits", bundle_max_ip(b)), ("big", bundle_max_ip(b) + 1)):
+                hdr = ip(b.fam, src=HOST[b.fam], dst=remote_host(b.fam, b.i), ttl=64,
+                         **({"flags": "DF"} if b.fam == 4 else {})) / UDP(sport=9000 + b.i, dport=9)
+                p = raw(hdr / Raw(incompressible(size - len(raw(hdr)))))
+                assert len(p) == size
+                self.sent[(b.name, kind)] = p
+                lan.append(frame_from_host(IP(p) if b.fam == 4 else IPv6(p)))
+        super().__init__(workdir, cfg, lan, [])
+
+
+@pytest.fixture(scope="module")
+def pmtu_run(tmp_path_factory):
+    return PmtuBundleRun(tmp_path_factory.mktemp("bundle-pmtu"))
+
+
+@pytest.mark.parametrize("b", TUNNELS, ids=lambda b: b.name)
+def test_pmtu_counts_every_layer_of_the_bundle(pmtu_run, b):
+    """The largest packet that fits once every layer is on leaves (undone by
+    scapy and zlib to the forwarded packet, within the wan MTU); one byte more
+    gets an ICMP "fragmentation needed" (ICMPv6 "packet too big") whose MTU is
+    that largest packet, not what the first SA alone would allow."""
+    r = pmtu_run
+    assert r.error is None and r.rc == 0, r.error or r.log
+    outs = r.out_of(b)
+    assert len(outs) == 1, r.log
+    assert len(raw(outs[0])) <= 1500
+    got, compressed, _ = b.undo_out(outs[0])
+    assert got == forwarded(r.sent[(b.name, "fits")]) and not compressed
+    big = r.sent[(b.name, "big")]
+    errors = []
+    for f in r.lan_out:
+        e = Ether(f)
+        if b.fam == 4 and ICMP in e and e[ICMP].type == 3 and e[ICMP].code == 4:
+            if raw(e[ICMP].payload)[:len(big)][:28] == big[:28]:
+                errors.append(e[ICMP].nexthopmtu)
+        elif b.fam == 6 and ICMPv6PacketTooBig in e:
+            if raw(e[ICMPv6PacketTooBig].payload)[:48] == big[:48]:
+                errors.append(e[ICMPv6PacketTooBig].mtu)
+    assert errors == [max(bundle_max_ip(b), 1280 if b.fam == 6 else 0)], [Ether(f).summary() for f in r.lan_out]
