@@ -54,6 +54,9 @@ SCALE_SIZES = (64, 1420)
 AH_SIZES = (64, 1420)
 GOAL_AH_RATIO = 0.85  # AH at 1420 B >= 85 % of 1 / (t_forward + t_auth), same run
 GOAL_64_RATIO = 1.5  # 64 B outbound >= 1.5 x ipsec-secgw in the same set-up
+# Issue 12: per worker CPU-second against ipsec-secgw in the same run, each direction
+GOAL_SECGW = {64: 1.3, 512: 1.2, 1420: 1.2}
+GOAL_IDEAL = 0.9  # of 1 / (t_forward + t_crypto), both from the same run
 SECGW_64_MPPS = 2.4  # the old given reference (another machine): used only when not measured
 GOAL_1420_RATIO = 0.90
 GOAL_SCALE_RATIO = 0.85
@@ -204,12 +207,18 @@ def measure(bins, workdir, case, args):
         return compress_perf(args, workdir, case)
     if case["kind"] == "secgw":
         # Before the measured run: the output must really be ESP of this SA.
-        n = secgw.verify_esp(case["pcap"], case["size"], workdir, name + "-verify")
-        log(f"bench:   ipsec-secgw output checked: {n} frames are ESP (SPI {gen.SPI_OUT:#x}) "
-            f"that decrypt to the input's packets")
-        d = secgw.SecGw(case["pcap"], workdir, name)
+        if case["dir"] == "in":
+            n = secgw.verify_clear(case["pcap"], case["size"], workdir, name + "-verify")
+            log(f"bench:   ipsec-secgw output checked: {n} frames are the plaintext the "
+                f"input's ESP (SPI {gen.SPI_IN:#x}) carries")
+        else:
+            n = secgw.verify_esp(case["pcap"], case["size"], workdir, name + "-verify")
+            log(f"bench:   ipsec-secgw output checked: {n} frames are ESP (SPI {gen.SPI_OUT:#x}) "
+                f"that decrypt to the input's packets")
+        d = secgw.SecGw(case["pcap"], workdir, name, inbound=case["dir"] == "in")
     else:
         cfg = gen.config(case["kind"], case["pcap"], cpu_crypto=case["cpu"],
+                         engine="native" if case["crypto"] == "native" else "cryptodev",
                          prefix=f"dpsbench{os.getpid()}")
         d = Daemon(bins, cfg, workdir, name)
     t_start = time.monotonic()
@@ -524,7 +533,7 @@ def build_cases(pcaps, args):
     # Main cases: the small pcaps (cache-resident; see gen.N_MAIN_PKTS).
     for size in SIZES:
         add(f"fwd-{size}", "out", size, "-", 0, "fwd", pcaps[("out", size)], "baseline")
-    for crypto in ("cpu", "async"):
+    for crypto in ("native", "cpu", "async"):
         for size in SIZES:
             add(f"out-{size}-{crypto}-1sa", "out", size, crypto, 1, "out", pcaps[("out", size)],
                 "main")
@@ -542,9 +551,12 @@ def build_cases(pcaps, args):
             pcaps[(f"ipcomp-{fill}", IPCOMP_SIZE)], "ipcomp")
         add(f"ipcomp-cperf-{IPCOMP_SIZE}-{fill}", "out", IPCOMP_SIZE, "isal", 0, "cperf",
             pcaps[(f"cperf-{fill}", IPCOMP_SIZE)], "ipcomp")
-    # Reference: DPDK's ipsec-secgw on the main outbound pcaps.
+    # Reference: DPDK's ipsec-secgw on the main outbound and inbound pcaps.
     for size in SIZES:
         add(f"secgw-out-{size}", "out", size, "cryptodev", 1, "secgw", pcaps[("out", size)],
+            "reference")
+    for size in SIZES:
+        add(f"secgw-in-{size}", "in", size, "cryptodev", 1, "secgw", pcaps[("in", size)],
             "reference")
     # Scale: 10 000-frame pcaps (one frame per remote subnet) for 1 and for N SAs.
     for size in SCALE_SIZES:
@@ -623,6 +635,27 @@ def summary(results, ceiling):
     def verdict(ok):
         return "met" if ok else "NOT met"
 
+    # Issue 12, goals 1 and 2, for each engine, direction and size (per worker CPU-second).
+    for eng in ("native", "cpu"):
+        for d in ("out", "in"):
+            for size in SIZES:
+                a = g(f"{d}-{size}-{eng}-1sa", "mpps_per_cpu")
+                b = g(f"secgw-{d}-{size}", "mpps_per_cpu")
+                f = g(f"fwd-{size}", "mpps_per_cpu")
+                c = ceiling.get(size, {}).get("mops_per_cpu")
+                if not a:
+                    continue
+                parts = [f"{d} {size} B {eng}: {a:.3f} Mpps/CPU-s"]
+                if b:
+                    goal = GOAL_SECGW[size]
+                    parts.append(f"vs ipsec-secgw {b:.3f} = {a / b:.2f} x (goal >= {goal}, "
+                                 f"{verdict(a / b >= goal)})")
+                if f and c:
+                    ideal = 1 / (1 / f + 1 / c)
+                    parts.append(f"vs ideal 1/(t_fwd + t_crypto) {ideal:.3f} = "
+                                 f"{a / ideal * 100:.0f}% (goal >= {GOAL_IDEAL * 100:.0f}%, "
+                                 f"{verdict(a / ideal >= GOAL_IDEAL)})")
+                lines.append("; ".join(parts))
     m, n = g("out-64-cpu-1sa"), g("out-64-cpu-1sa", "mpps_per_cpu")
     sm, sn = g("secgw-out-64"), g("secgw-out-64", "mpps_per_cpu")
     if m and n and sm and sn:
@@ -709,8 +742,11 @@ def rounds_lines(results, repeat):
     # ipsec-secgw is steadier than best against best on a machine whose speed
     # drifts over minutes.
     by = {r["name"]: r for r in results}
-    pairs = [(f"out-{size}-cpu-1sa", f"secgw-out-{size}", f"{size} B dpsecd / ipsec-secgw", "x")
-             for size in SIZES]
+    pairs = [(f"{d}-{size}-{e}-1sa", f"secgw-{d}-{size}", f"{d} {size} B dpsecd {e} / ipsec-secgw",
+              "x") for e in ("native", "cpu") for d in ("out", "in") for size in SIZES]
+    pairs += [(f"{d}-{size}-native-1sa", f"{d}-{size}-cpu-1sa",
+               f"{d} {size} B dpsecd native / cryptodev CPU crypto", "x")
+              for d in ("out", "in") for size in SIZES]
     pairs += [(r["name"][5:], r["name"], f"{r['name'][5:]} new / baseline build", "x")
               for r in results if r["name"].startswith("base:")]
     pairs += [(f"ipcomp-out-{IPCOMP_SIZE}-{f}", f"ipcomp-cperf-{IPCOMP_SIZE}-{f}",

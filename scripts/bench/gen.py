@@ -220,8 +220,11 @@ def _policy(direction, src, dst, reqid, tsrc, tdst, proto="esp"):
 
 
 def config(kind, pcap, cpu_crypto=True, prefix="dpsbench", n_sas=N_SCALE, burst=32,
-           mbufs=32767):
+           mbufs=32767, engine="cryptodev"):
     """The dpsecd configuration of a case (a dict, for yaml.safe_dump).
+
+    engine: crypto.engine, "cryptodev" (crypto_aesni_mb, CPU crypto or the queue as
+    cpu_crypto says) or "native" (dpsec's AES-GCM over intel-ipsec-mb, src/dataplane/imb.c).
 
     kind: fwd (no IPsec: forwarding lan -> wan),
           out (1 outbound SA, policy 192.168.10.0/24 -> 10.0.0.0/8),
@@ -249,7 +252,7 @@ def config(kind, pcap, cpu_crypto=True, prefix="dpsbench", n_sas=N_SCALE, burst=
         "routes": [{"prefix": "0.0.0.0/0", "via": NEXTHOP, "port": "wan"}],
         "neighbours": [{"address": NEXTHOP, "mac": NEXTHOP_MAC, "port": "wan"},
                        {"address": LAN_HOST, "mac": HOST_MAC, "port": "lan"}],
-        "crypto": {"devices": ["crypto_aesni_mb"], "cpu_crypto": cpu_crypto,
+        "crypto": {"devices": ["crypto_aesni_mb"], "cpu_crypto": cpu_crypto, "engine": engine,
                    "sessions": 16384 if kind == "scale" else 1024},
     }
     if kind == "out" and proto == "ipcomp":
@@ -305,6 +308,7 @@ def main():
     a.add_argument("pcap")
     a.add_argument("file")
     a.add_argument("--no-cpu-crypto", action="store_true")
+    a.add_argument("--engine", choices=["cryptodev", "native"], default="cryptodev")
     args = ap.parse_args()
     if args.cmd == "pcap-out":
         print(pcap_out(args.size, args.file, args.mode, args.n), "frames")
@@ -312,7 +316,7 @@ def main():
         print(pcap_in(args.size, args.file), "frames")
     else:
         write_config(config(args.kind, os.path.abspath(args.pcap),
-                            cpu_crypto=not args.no_cpu_crypto), args.file)
+                            cpu_crypto=not args.no_cpu_crypto, engine=args.engine), args.file)
 
 
 if __name__ == "__main__":
