@@ -7,6 +7,7 @@
 #
 #   scripts/bench.sh [--out DIR] [--duration S] [--only REGEX] [--perf] ...
 #   scripts/bench.sh --pfkey [--tunnels N] [--window W]   (PF_KEY install rate)
+#   scripts/bench.sh --pfkey-latency [--policies N]   (reply latency per message type vs Linux XFRM)
 #
 # Runs scripts/setup.sh, scripts/build.sh and scripts/ipsec-secgw.sh first
 # (DPSEC_BENCH_NO_SETUP=1 skips them). Prints a table; raw results go to DIR
@@ -32,6 +33,10 @@ command -v dpdk-test-compress-perf >/dev/null ||
 if pgrep -x dpsecd >/dev/null || pgrep -f 'dpdk-test-crypto-perf|dpdk-test-compress-perf|dpdk-ipsec-secgw' >/dev/null; then
 	echo "bench: warning: other DPDK processes are running; they share the cores" >&2
 	echo "bench: (the per-CPU-second columns correct for it, the raw rates do not)" >&2
+fi
+if [ "${1:-}" = "--pfkey-latency" ]; then # scripts/bench/reply_latency.py --help
+	shift
+	exec /usr/bin/python3 -B scripts/bench/reply_latency.py "$@"
 fi
 if [ "${1:-}" = "--pfkey" ]; then # PF_KEY install rate (scripts/bench/pfkey_rate.py --help)
 	shift

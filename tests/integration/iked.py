@@ -39,7 +39,7 @@ class Iked:
 
     def start(self, conf, timeout=15, attempts=3):
         """Write conf (iked.conf text; iked refuses a file others can read) and start iked in the
-        foreground (-d), verbose enough to log every PF_KEY step (-v).
+        foreground (-d), verbose enough to log every PF_KEY step and its fallbacks (-vv).
 
         iked polls only 1 ms for each PF_KEY reply (pfkey.c: PFKEY_REPLY_TIMEOUT / 1000) and exits
         when its two SADB_REGISTERs at start-up both miss it ("pfkey_init: failed to set up ESP
@@ -66,7 +66,7 @@ class Iked:
             os.unlink(self.sock)
         env = " ".join(shlex.quote(f"{k}={v}") for k, v in self.env.items())
         script = "\n".join(["set -e", "mount -t tmpfs -o mode=0755 tmpfs /run",
-                            f"exec env {env} {IKED} -dv -f {shlex.quote(self.conf)} -s {shlex.quote(self.sock)}"])
+                            f"exec env {env} {IKED} -dvv -f {shlex.quote(self.conf)} -s {shlex.quote(self.sock)}"])
         self.logf = open(self.log_path, "a")
         self.mark = self.logf.tell()
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "sh", "-c", script],
