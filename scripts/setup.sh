@@ -22,6 +22,8 @@ PKGS=(
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
 	# a second PF_KEY key daemon (OpenBSD's iked): docs/iked.md
 	openiked
+	# a NAT in a namespace for the NAT-rebinding interop test (masquerade, mapping flushed)
+	nftables conntrack
 )
 
 missing=()
