@@ -48,6 +48,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import gen  # noqa: E402
 import secgw  # noqa: E402
+import topologies  # noqa: E402
 
 SIZES = (64, 512, 1420)
 SCALE_SIZES = (64, 1420)
@@ -203,6 +204,8 @@ def finish_perf(perf, res):
 def measure(bins, workdir, case, args):
     """Run one case; returns its result dict."""
     name = case["name"]
+    if case["kind"] == "topo":  # issue 12: memif chain, many tunnels, two workers
+        return topologies.measure(sys.modules[__name__], bins, workdir, case, args)
     if case["kind"] == "cperf":
         return compress_perf(args, workdir, case)
     if case["kind"] == "secgw":
@@ -524,11 +527,12 @@ def build_cases(pcaps, args):
     cases = []
     N = gen.N_SCALE
 
-    def add(name, dir_, size, crypto, sas, kind, pcap, group):
+    def add(name, dir_, size, crypto, sas, kind, pcap, group, **extra):
         if args.only and not re.search(args.only, name):
             return
         cases.append({"name": name, "dir": dir_, "size": size, "crypto": crypto, "sas": sas,
-                      "kind": kind, "pcap": pcap, "cpu": crypto != "async", "group": group})
+                      "kind": kind, "pcap": pcap, "cpu": crypto != "async", "group": group,
+                      **extra})
 
     # Main cases: the small pcaps (cache-resident; see gen.N_MAIN_PKTS).
     for size in SIZES:
@@ -567,13 +571,16 @@ def build_cases(pcaps, args):
         if not args.no_diag:
             add(f"out-{size}-cpu-{N}sa-one", "out", size, "cpu", N, "scale",
                 pcaps[("one", size)], "scale")
+    # Issue 12, goals 3 to 5 (topologies.py): anti-replay on over a memif chain,
+    # many tunnels, two workers. They make their own pcaps.
+    topologies.cases(add, SIZES)
     if args.baseline:
         # Each dpsecd case again with the baseline build, right after it in
         # the same round: the pair is measured seconds apart.
         paired = []
         for c in cases:
             paired.append(c)
-            if c["kind"] not in ("secgw", "cperf"):
+            if c["kind"] not in ("secgw", "cperf", "topo"):
                 paired.append(dict(c, name="base:" + c["name"], bins="base"))
         cases = paired
     return cases
@@ -832,6 +839,8 @@ def main():
     log("bench: generating traffic")
     done = set()
     for case in cases:
+        if case["pcap"] is None:  # made by the case itself (topologies.py)
+            continue
         key = next(k for k, v in pcaps.items() if v == case["pcap"])
         if key in done:
             continue
@@ -851,7 +860,7 @@ def main():
         else:
             gen.pcap_out(size, case["pcap"], kind, gen.N_SCALE_PKTS)
     # the AES-GCM ceiling is of no use to the IPComp cases alone
-    need_cp = any(c["group"] != "ipcomp" for c in cases)
+    need_cp = any(c["group"] != "ipcomp" and c["kind"] != "topo" for c in cases)
     log("bench: dpdk-test-crypto-perf (ceiling), run 1 of 3")
     cp = [crypto_perf(args, work, "1")] if need_cp else []
     # On a shared machine one run of a case may be slowed by a neighbour:
