@@ -175,13 +175,18 @@ def workers_config(work, size, lanes, shared, prefix):
     # net_pcap's MAC is 02:70:63:61:70:NN, NN the index of the pcap port in the process
     pcap_lane(size, pcaps[1], gen.N_MAIN_PKTS, "02:70:63:61:70:01", LAN1_HOST)
     cfg["eal"]["lcores"] = "0@0,1@1,2@0"
+    # each port needs a tx queue per worker: net_pcap has one per tx_pcap (never used here)
+    cfg["ports"][0]["device"] += ",tx_pcap=/dev/null,tx_pcap=/dev/null"
     cfg["ports"] += [
-        {"name": "lan1", "device": f"net_pcap1,rx_pcap={pcaps[1]},infinite_rx=1",
+        {"name": "lan1", "device": f"net_pcap1,rx_pcap={pcaps[1]},infinite_rx=1,"
+                   "tx_pcap=/dev/null,tx_pcap=/dev/null",
          "role": "protected", "exception": False, "addresses": [LAN1_ADDR + "/24"]},
         {"name": "wan1", "device": "net_null1,no-rx=1", "role": "unprotected",
          "exception": False, "addresses": [WAN1_ADDR + "/24"], "mac": "02:00:00:00:0e:01"}]
-    cfg["workers"] = [{"lcore": 1, "rx": [{"port": "lan", "queue": 0}]},
-                      {"lcore": 2, "rx": [{"port": "lan1", "queue": 0}]}]
+    # every queue needs a poller: each worker also polls its wan (net_null, no rx)
+    cfg["workers"] = [{"lcore": 1, "rx": [{"port": "lan", "queue": 0}, {"port": "wan", "queue": 0}]},
+                      {"lcore": 2, "rx": [{"port": "lan1", "queue": 0},
+                                          {"port": "wan1", "queue": 0}]}]
     cfg["neighbours"] += [{"address": NEXTHOP1, "mac": gen.NEXTHOP_MAC, "port": "wan1"},
                           {"address": LAN1_HOST, "mac": gen.HOST_MAC, "port": "lan1"}]
     if shared:
@@ -189,8 +194,8 @@ def workers_config(work, size, lanes, shared, prefix):
         cfg["policies"][0]["src"] = "192.168.8.0/22"
         # the unused wan1 still needs a route to be a valid port: none is required
     else:
-        cfg["routes"] = [{"prefix": gen.PEER + "/32", "via": gen.NEXTHOP, "port": "wan"},
-                         {"prefix": PEER1 + "/32", "via": NEXTHOP1, "port": "wan1"}]
+        # the plaintext takes the default route; lane 1's ESP leaves by wan1
+        cfg["routes"].append({"prefix": PEER1 + "/32", "via": NEXTHOP1, "port": "wan1"})
         cfg["sas"].append(gen._sa(gen.SPI_OUT + 1, "out", WAN1_ADDR, PEER1, 2, gen.KEY_OUT))
         cfg["policies"].append(gen._policy("out", LAN1_ADDR.rsplit(".", 1)[0] + ".0/24",
                                            "10.0.0.0/8", 2, WAN1_ADDR, PEER1))
