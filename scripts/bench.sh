@@ -11,6 +11,7 @@
 #   scripts/bench.sh --restart [--rounds N] [--rate PPS]   (outage of a restart under charon)
 #   scripts/bench.sh --callgrind BUILD [--case NAME] ...  (instructions per packet under
 #       callgrind, this build against the build directory BUILD: scripts/bench/callgrind.py)
+#   scripts/bench.sh --pfkey-latency [--policies N]   (reply latency per message type vs Linux XFRM)
 #
 # Runs scripts/setup.sh, scripts/build.sh and scripts/ipsec-secgw.sh first
 # (DPSEC_BENCH_NO_SETUP=1 skips them). Prints a table; raw results go to DIR
@@ -28,7 +29,7 @@ if [ -z "${DPSEC_BENCH_NO_SETUP:-}" ]; then
 	# measured and compares with an old constant (--pfkey, --reconf, --restart and
 	# --callgrind do not use it)
 	case "${1:-}" in
-	--pfkey | --reconf | --restart | --callgrind) ;;
+	--pfkey | --pfkey-latency | --reconf | --restart | --callgrind) ;;
 	*)
 		scripts/ipsec-secgw.sh ||
 			echo "bench: warning: building ipsec-secgw failed: the reference will not be measured" >&2
@@ -46,6 +47,10 @@ fi
 if [ "${1:-}" = "--reconf" ]; then # tunnels added under traffic (scripts/bench/reconf.py --help)
 	shift
 	exec /usr/bin/python3 -B scripts/bench/reconf.py "$@"
+fi
+if [ "${1:-}" = "--pfkey-latency" ]; then # scripts/bench/reply_latency.py --help
+	shift
+	exec /usr/bin/python3 -B scripts/bench/reply_latency.py "$@"
 fi
 if [ "${1:-}" = "--pfkey" ]; then # PF_KEY install rate (scripts/bench/pfkey_rate.py --help)
 	shift
