@@ -23,11 +23,13 @@
 #include "control/hoststack.h"
 #include "control/lifetime.h"
 #include "control/metrics_http.h"
+#include "control/secondary.h"
 #include "control/store.h"
 #include "control/telemetry.h"
 #include "dataplane/compress.h"
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
+#include "dataplane/imb.h"
 #include "pfkey_emul/server.h"
 #include "pfkey_emul/state.h"
 
@@ -215,7 +217,7 @@ static int start(struct dps_config *cfg)
 	char err[512];
 
 	if (dp_init(cfg) < 0 || dp_crypto_init(&cfg->crypto, cfg->n_workers) < 0 ||
-	    dp_compress_init(&cfg->compress, cfg->n_workers) < 0)
+	    dp_imb_init(cfg->n_workers) < 0 || dp_compress_init(&cfg->compress, cfg->n_workers) < 0)
 		return -1;
 	phase_us[PH_STORE] = mono_us();
 	if (dps_store_init(cfg, err, sizeof(err)) < 0) {
@@ -245,6 +247,9 @@ static int start(struct dps_config *cfg)
 	 * side; without a shared configuration (in-memory EAL) it cannot attach. */
 	if (dps_metrics_http_start(&cfg->metrics) < 0)
 		return -1;
+	if (!cfg->eal.in_memory && dps_secondary_limit_vdevs(cfg) < 0)
+		DP_LOG(WARNING, "secondary processes will probe every device: %s",
+		       rte_strerror(rte_errno));
 	if (rte_pdump_init() < 0)
 		DP_LOG(WARNING, "rte_pdump_init: %s: dpdk-dumpcap cannot attach",
 		       rte_strerror(rte_errno));
@@ -311,6 +316,7 @@ int main(int argc, char **argv)
 	dps_store_fini();
 	dp_compress_fini();
 	dp_crypto_fini();
+	dp_imb_fini();
 	rte_pdump_uninit();
 	dp_stop();
 	rte_eal_cleanup();

@@ -354,8 +354,9 @@ static void ah_out_finish(struct dp_worker *w, const struct dp_snapshot *s, stru
 	const struct dp_nexthop *nh;
 	const struct dp_neigh *neigh;
 	uint64_t bytes = 0;
-	uint16_t sent = 0, mtu;
+	uint16_t sent = 0, mtu, nn = 0;
 	bool v4 = sa->outer_family == AF_INET;
+	const bool bundled = sa->bundled;
 
 	for (uint16_t i = k; i < n; i++)
 		icv_restore(sa, mb[i]);
@@ -384,6 +385,10 @@ static void ah_out_finish(struct dp_worker *w, const struct dp_snapshot *s, stru
 								 RTE_ETHER_HDR_LEN));
 		bytes += dp_meta(m)->pre_len;
 		sent++;
+		if (unlikely(bundled)) { /* the next layer's: mb[0..nn) */
+			mb[nn++] = m;
+			continue;
+		}
 		dp_count(w, in, DP_CNT_ipsec_out);
 		if (unlikely(big))
 			dp_output_frag(w, in, m, nh, neigh, sa->outer_family, sa->dst);
@@ -392,6 +397,8 @@ static void ah_out_finish(struct dp_worker *w, const struct dp_snapshot *s, stru
 	}
 	dp_sa_count(sa, w->id, DP_SA_CNT_packets, sent);
 	dp_sa_count(sa, w->id, DP_SA_CNT_bytes, bytes);
+	if (unlikely(nn))
+		dp_xform_bundle_next(w, s, sa, mb, nn);
 }
 
 /* ---- inbound ------------------------------------------------------------- */
@@ -648,7 +655,7 @@ static void ah_in_finish(struct dp_worker *w, const struct dp_snapshot *s, struc
 			continue;
 		}
 		bytes += rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN;
-		dp_meta(m)->via = sa;
+		dp_meta_via_push(dp_meta(m), sa);
 		st->again[st->n_again++] = m;
 		good++;
 	}

@@ -392,6 +392,17 @@ static inline void prep_drop(struct dp_worker *w, struct dp_sa *sa, struct rte_m
 	dp_sa_fail(w, sa, mb, k, n, (enum dp_sa_counter)prep_fail);
 }
 
+uint16_t dp_crypto_process(struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n)
+{
+	return sa_process(sa, mb, n);
+}
+
+void dp_crypto_prep_drop(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb, uint16_t k,
+			 uint16_t n, int prep_fail)
+{
+	prep_drop(w, sa, mb, k, n, prep_fail);
+}
+
 void dp_crypto_enqueue(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n,
 		       int prep_fail)
 {

@@ -383,7 +383,7 @@ static inline void esp_inb_finish(struct dp_worker *w, struct dp_sa *sa, struct 
 			continue;
 		}
 		bytes += rte_pktmbuf_pkt_len(mb[i]) - RTE_ETHER_HDR_LEN;
-		dp_meta(mb[i])->via = sa;
+		dp_meta_via_push(dp_meta(mb[i]), sa);
 		st->again[st->n_again++] = mb[i];
 		good++;
 	}

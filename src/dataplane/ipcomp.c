@@ -146,7 +146,8 @@ static void out_send(struct dp_worker *w, const struct dp_snapshot *s, struct dp
 			       ? dp.ports[nh->port].mtu
 			       : UINT16_MAX;
 	uint64_t bytes = 0;
-	uint16_t sent = 0;
+	uint16_t sent = 0, nn = 0;
+	const bool bundled = sa->bundled;
 
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = mb[i];
@@ -157,10 +158,14 @@ static void out_send(struct dp_worker *w, const struct dp_snapshot *s, struct dp
 			dp_drop(w, in, m, DP_CNT_drop_mtu);
 			continue;
 		}
-		if (unlikely(w->cap != NULL)) /* the capture's out-cipher point */
-			dp_cap_pkt(w, DP_CAP_OUT_CIPHER, m, in, NULL, sa, 0);
 		bytes += dp_meta(m)->pre_len;
 		sent++;
+		if (unlikely(bundled)) { /* the next layer's: mb[0..nn) */
+			mb[nn++] = m;
+			continue;
+		}
+		if (unlikely(w->cap != NULL)) /* the capture's out-cipher point */
+			dp_cap_pkt(w, DP_CAP_OUT_CIPHER, m, in, NULL, sa, 0);
 		dp_count(w, in, DP_CNT_ipsec_out);
 		if (unlikely(big))
 			dp_output_frag(w, in, m, nh, neigh, sa->outer_family, sa->dst);
@@ -169,6 +174,8 @@ static void out_send(struct dp_worker *w, const struct dp_snapshot *s, struct dp
 	}
 	dp_sa_count(sa, w->id, DP_SA_CNT_packets, sent);
 	dp_sa_count(sa, w->id, DP_SA_CNT_bytes, bytes);
+	if (unlikely(nn))
+		dp_xform_bundle_next(w, s, sa, mb, nn);
 }
 
 /* One chunk (at most DP_COMP_BURST) of an outbound group, left in mb[0..k). */
@@ -548,7 +555,7 @@ static void in_chunk(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb
 			continue;
 		}
 		bytes += rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN;
-		dp_meta(m)->via = sa;
+		dp_meta_via_push(dp_meta(m), sa);
 		st->again[st->n_again++] = m;
 		good++;
 	}
