@@ -13,6 +13,7 @@ SA, policy and port.
 """
 import struct
 import subprocess
+import time
 from collections import defaultdict
 
 import pytest
@@ -35,7 +36,8 @@ def host_udp(dst, tag):
 def run(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("ops13-dropcap"))
     t = Tunnel(1, "aes-gcm-128", n_out=1, n_in=1)
-    cfg = base_config(workdir)
+    # the policy-failure log too, often enough to sample every cause of the flood
+    cfg = base_config(workdir, ipsec={"policy_log_interval_ms": 1})
     for i, name in enumerate(("LAN", "WAN")):
         cfg["ports"][i]["device"] = (f"net_pcap{i},rx_pcap={workdir}/{name}_IN.pcap,tx_pcap=/dev/null,"
                                      "infinite_rx=1")
@@ -89,6 +91,7 @@ def run(tmp_path_factory):
         p = subprocess.run([DPSECCTL, "-p", d.prefix, "capture", "--point", "drop", "-c", "200",
                             "--rate", "100000", "--timeout", "20", "-w", out], capture_output=True, timeout=60)
         assert p.returncode == 0, p.stderr.decode()
+        time.sleep(3)  # more of the policy-failure log's samples
         stats = d.port_stats()
         sa_stats = {int(str(s["spi"]), 0): s for s in d.ctl_json("sa")["sas"].values()}
     finally:
@@ -100,7 +103,8 @@ def run(tmp_path_factory):
     for k in rdpcap(out):
         c = k.comment.decode()
         by_reason[c.rsplit(" reason ", 1)[-1]].append((raw(k), c))
-    yield dict(t=t, ah_t=ah_t, wan=wan, lan=lan, pol=pol_id, sa=sa_id, got=by_reason, stats=stats, sa_stats=sa_stats)
+    polog = [line for line in d.read_log().splitlines() if "policy-fail:" in line]
+    yield dict(t=t, ah_t=ah_t, wan=wan, polog=polog, lan=lan, pol=pol_id, sa=sa_id, got=by_reason, stats=stats, sa_stats=sa_stats)
 
 
 def packets(r, reason, proto=None):
@@ -180,3 +184,13 @@ def test_the_drops_were_counted_too(run):
     assert lan["drop_no_sa"] and lan["drop_policy"]
     s_in, s_comp = run["sa_stats"][run["t"].spi_in], run["sa_stats"][CPI]
     assert s_in["drop_replay"] and s_in["drop_auth"] and s_comp["drop_decomp"]
+
+
+def test_ah_failures_are_logged_as_policy_failures(run):
+    """AH's integrity failure and unknown SPI are policy failures, as ESP's are
+    (ipsec.policy_log_interval_ms: 1 samples the flood)."""
+    t = run["ah_t"]
+    lines = run["polog"]
+    assert any("reason auth " in x and f" ah {t.peer} > " in x and f"spi 0x{t.spi_in:08x}" in x
+               for x in lines), lines[:20]
+    assert any("reason unknown_spi " in x and " ah " in x and "spi 0x00008888" in x for x in lines), lines[:20]
