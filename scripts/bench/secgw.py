@@ -5,7 +5,11 @@ It runs in the set-up of the dpsecd cases: lcores 0-1 (main 0, one worker on
 lcore 1), port 0 = the same net_pcap input (protected: plaintext to encrypt),
 port 1 = net_null (unprotected: where ESP leaves), crypto_aesni_mb through
 cryptodev (lookaside-none, the example's default), one outbound SA with the
-key, SPI and tunnel addresses of the dpsecd 'out' cases (gen.py).
+key, SPI and tunnel addresses of the dpsecd 'out' cases (gen.py). Inbound
+(the 'in' cases' pcap, ESP from the peer): port 0 is net_null (protected: where
+the decrypted packets leave), port 1 the net_pcap input (unprotected), and the
+inbound SA is the dpsecd 'in' cases' one. The example's replay window is off
+by default, as the dpsecd 'in' cases' (the pcap repeats its sequence numbers).
 
 The example configures one Tx queue per lcore, main lcore included, on every
 port; net_pcap offers as many Tx queues as Rx queues (a drop queue each), so
@@ -44,8 +48,8 @@ def hexkey(b):
 
 def config_text():
     """The -f file: outbound policy and SA as in gen.config('out'), a route to
-    the peer on port 1 and the next hop's MAC. The example refuses -u without
-    an inbound SA, so the 'in' cases' SA and policy are there too (unused)."""
+    the peer on port 1 and the next hop's MAC; the inbound policy and SA of the
+    'in' cases, a route to the LAN on port 0 and the LAN host's MAC."""
     return "\n".join([
         f"sp ipv4 out esp protect {gen.SPI_OUT} pri 1 src 192.168.10.0/24 dst 10.0.0.0/8 "
         "sport 0:65535 dport 0:65535",
@@ -56,14 +60,18 @@ def config_text():
         f"sa in {gen.SPI_IN} aead_algo aes-128-gcm aead_key {hexkey(gen.KEY_IN)} "
         f"mode ipv4-tunnel src {gen.PEER} dst {gen.WAN_ADDR}",
         f"rt ipv4 dst {gen.PEER}/32 port 1",
+        f"rt ipv4 dst {gen.LAN_HOST}/32 port 0",
         f"neigh port 1 {gen.NEXTHOP_MAC}",
+        f"neigh port 0 {gen.HOST_MAC}",
         ""])
 
 
-def command(pcap, cfg, prefix, out_dev="net_null0,no-rx=1"):
+def command(pcap, cfg, prefix, out_dev="net_null0,no-rx=1", inbound=False):
+    """Ports are numbered in --vdev order: port 0 protected, port 1 unprotected (-u)."""
+    src_dev = f"net_pcap0,rx_pcap={pcap},rx_pcap={pcap},infinite_rx=1"
+    devs = (out_dev, src_dev) if inbound else (src_dev, out_dev)
     return [BIN, "-l", "0,1", "--main-lcore", "0", "--in-memory", "--file-prefix", prefix,
-            "--no-pci", "--vdev", f"net_pcap0,rx_pcap={pcap},rx_pcap={pcap},infinite_rx=1",
-            "--vdev", out_dev, "--vdev", "crypto_aesni_mb", "--",
+            "--no-pci", "--vdev", devs[0], "--vdev", devs[1], "--vdev", "crypto_aesni_mb", "--",
             "-p", "0x3", "-u", "0x2", "--config", "(0,0,1),(1,0,1)", "-s", str(MBUFS),
             "-f", cfg]
 
@@ -95,15 +103,16 @@ class Telemetry:
 
 
 class SecGw:
-    def __init__(self, pcap, workdir, name, out_dev="net_null0,no-rx=1"):
+    def __init__(self, pcap, workdir, name, out_dev="net_null0,no-rx=1", inbound=False):
         self.prefix = f"dpsbenchsg{os.getpid()}"
         self.cfg = os.path.join(workdir, f"{name}.cfg")
         self.log = os.path.join(workdir, f"{name}.log")
         with open(self.cfg, "w") as f:
             f.write(config_text())
         os.chmod(self.cfg, 0o600)
-        self.cmd = command(pcap, self.cfg, self.prefix, out_dev)
-        self.out_name = out_dev.split(",")[0]
+        self.cmd = command(pcap, self.cfg, self.prefix, out_dev, inbound)
+        names = ("net_pcap0", out_dev.split(",")[0])
+        self.dev_names = names[::-1] if inbound else names
         with open(os.path.join(workdir, f"{name}.cmdline"), "w") as f:
             f.write(" ".join(self.cmd) + "\n")
         self.tel = Telemetry(self.prefix)
@@ -123,7 +132,7 @@ class SecGw:
                 time.sleep(0.2)
                 continue
             # Ports are numbered in --vdev order: check, a swap would measure nothing.
-            for port, dev in ((0, "net_pcap0"), (1, self.out_name)):
+            for port, dev in enumerate(self.dev_names):
                 name = self.tel(f"/ethdev/info,{port}").get("name")
                 if name != dev:
                     raise RuntimeError(f"ipsec-secgw's port {port} is {name}, not {dev}")
@@ -219,6 +228,60 @@ def verify_esp(pcap, size, workdir, name, frames=16):
                 if (not inner.haslayer(UDP) or inner.src != gen.LAN_HOST or inner.len != size
                         or not inner.dst.startswith("10.")):
                     raise RuntimeError(f"{what} decrypts to {inner.summary()}")
+                checked += 1
+    finally:
+        for o in outs:
+            if os.path.exists(o):
+                os.unlink(o)
+    if checked < frames:
+        raise RuntimeError(f"{name}: only {checked} frames captured")
+    return checked
+
+
+def verify_clear(pcap, size, workdir, name, frames=16):
+    """Inbound: run the example once with port 0 writing to pcap files, and check
+    with scapy that what it sent is the plaintext the input's ESP carries (the
+    peer's inner packets, REMOTE_HOST to LAN_HOST, decrypted here with the
+    inbound SA): a reference that forwarded ESP or dropped everything would be
+    worthless. Returns the number of frames checked."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import PcapReader
+
+    sa = gen.sa_in_scapy()
+    inner = set()
+    for fr in PcapReader(pcap):
+        p = sa.decrypt(fr[IP])
+        inner.add(bytes(p[UDP]))
+    outs = [os.path.join(workdir, f"{name}-tx{q}.pcap") for q in (0, 1)]
+    g = SecGw(pcap, workdir, name, out_dev="net_pcap1," + ",".join(f"tx_pcap={o}" for o in outs),
+              inbound=True)
+    g.start()
+    try:
+        deadline = time.time() + 20
+        while g.port_stats(0)["tx_packets"] < frames:
+            if time.time() > deadline:
+                raise RuntimeError(f"{name}: ipsec-secgw sent nothing on port 0 in 20 s: "
+                                   f"{g.stats()[1]}\n{g.read_log()[-3000:]}")
+            time.sleep(0.05)
+    finally:
+        rc = g.stop()
+    if rc != 0:
+        raise RuntimeError(f"{name}: ipsec-secgw exited {rc}:\n{g.read_log()[-3000:]}")
+    checked = 0
+    try:
+        for o in outs:
+            for fr in PcapReader(o):
+                if checked >= frames:
+                    break
+                what = f"{name}: frame {checked} of {o}"
+                if not isinstance(fr, Ether) or IP not in fr or UDP not in fr:
+                    raise RuntimeError(f"{what} is not IPv4/UDP: {fr.summary()}")
+                ip = fr[IP]
+                if (ip.src, ip.dst, ip.len) != (gen.REMOTE_HOST, gen.LAN_HOST, size) or \
+                        bytes(fr[UDP]) not in inner:
+                    raise RuntimeError(f"{what} is not one of the input's inner packets: "
+                                       f"{fr.summary()}")
                 checked += 1
     finally:
         for o in outs:

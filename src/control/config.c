@@ -232,6 +232,7 @@ void dps_config_defaults(struct dps_config *cfg)
 	dps_strlcpy(cfg->crypto.devices[0], "crypto_aesni_mb", sizeof(cfg->crypto.devices[0]));
 	dps_strlcpy(cfg->crypto.devices[1], "crypto_openssl", sizeof(cfg->crypto.devices[1]));
 	cfg->crypto.cpu_crypto = true;
+	cfg->crypto.engine = DPS_ENGINE_NATIVE;
 	cfg->crypto.sessions = 262144;
 	cfg->compress.n_devices = 2;
 	dps_strlcpy(cfg->compress.devices[0], "compress_isal", sizeof(cfg->compress.devices[0]));

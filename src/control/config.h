@@ -123,11 +123,19 @@ struct dps_neigh_cfg {
 
 /* Crypto devices: vdev strings ("crypto_aesni_mb", "crypto_openssl") or PCI
  * addresses (QAT). Each SA's session goes to the first device able to run it. */
+/* Who runs an SA's crypto: dpsec's own AES-GCM over intel-ipsec-mb
+ * (src/dataplane/imb.c) where the CPU and algorithm allow, else a device. */
+enum dps_crypto_engine {
+	DPS_ENGINE_NATIVE,
+	DPS_ENGINE_CRYPTODEV,
+};
+
 struct dps_crypto_cfg {
 	unsigned int n_devices;
 	char devices[DPS_MAX_CRYPTODEVS][DPS_DEVICE_LEN];
 	bool cpu_crypto;       /* synchronous CPU crypto where the device offers it */
 	unsigned int sessions; /* crypto sessions at most (one per SA), pools made on demand */
+	uint8_t engine;	       /* enum dps_crypto_engine */
 };
 
 #define DPS_MAX_COMPRESSDEVS 4

@@ -111,9 +111,19 @@ static const struct dps_seq dps_cryptodevs_seq = {
 	.check = dps_cryptodevs_check,
 };
 
+static const struct dps_enum dps_engines[] = {
+	{"native", DPS_ENGINE_NATIVE},
+	{"cryptodev", DPS_ENGINE_CRYPTODEV},
+	{NULL, 0},
+};
+
 static const struct dps_field dps_crypto_fields[] = {
 	{.key = "devices", .parse = dps_parse_seq, .seq = &dps_cryptodevs_seq},
 	{.key = "cpu_crypto", .parse = dps_parse_bool, DPS_AT(struct dps_crypto_cfg, cpu_crypto)},
+	{.key = "engine",
+	 .parse = dps_parse_enum,
+	 DPS_AT(struct dps_crypto_cfg, engine),
+	 .names = dps_engines},
 	{.key = "sessions",
 	 .parse = dps_parse_uint,
 	 DPS_AT(struct dps_crypto_cfg, sessions),

@@ -262,6 +262,9 @@ static int sa_one(const struct dps_store_sa *e, void *arg)
 	if (c->proto == DPS_PROTO_IPCOMP) { /* no crypto: the compress device (compress.c) */
 		rte_tel_data_add_dict_string(d, "device", dp_compress.name);
 		rte_tel_data_add_dict_string(d, "crypto", "none");
+	} else if (e->dp->native) { /* intel-ipsec-mb without a device (imb.c) */
+		rte_tel_data_add_dict_string(d, "device", "intel-ipsec-mb");
+		rte_tel_data_add_dict_string(d, "crypto", "native");
 	} else {
 		rte_tel_data_add_dict_string(d, "device", dp_crypto.devs[e->dp->dev].name);
 		rte_tel_data_add_dict_string(

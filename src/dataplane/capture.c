@@ -252,7 +252,7 @@ void dp_cap_burst(struct dp_worker *w, uint8_t point, struct rte_mbuf **m, uint1
 	if (c->point != point || (c->sa_id && sa->id != c->sa_id) || c->policy_id)
 		return;
 	for (uint16_t i = 0; i < n; i++)
-		dp_cap_copy(w, point, m[i], DP_NO_PORT, 0, sa->id, DP_POLOG_MAX);
+		dp_cap_copy(w, point, m[i], DP_NO_PORT, 0, sa->id, DP_DROP_MAX);
 }
 
 /* ---- the file ------------------------------------------------------------------------------- */
@@ -323,7 +323,7 @@ static void comment_of(const struct cap_meta *md, char *buf, size_t len)
 	snprintf(buf, len, "point %s sa %s policy %s port %s%s%s\n", dp_cap_point_names[md->point],
 		 sa, pol, md->port < dp.n_ports ? dp.ports[md->port].cfg->name : "?",
 		 md->point == DP_CAP_DROP ? " reason " : "",
-		 md->point == DP_CAP_DROP && md->reason < DP_POLOG_MAX
+		 md->point == DP_CAP_DROP && md->reason < DP_DROP_MAX
 			 ? dp_polog_reason_names[md->reason]
 			 : "");
 }

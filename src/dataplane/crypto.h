@@ -89,6 +89,18 @@ void dp_crypto_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_s
  */
 uint16_t dp_crypto_poll(struct dp_worker *w, const struct dp_snapshot *s);
 
+/**
+ * lib/ipsec's process of @n packets of @sa whose crypto ran (failures flagged
+ * on the mbufs), and for inbound SAs dpsec's anti-replay window: the good
+ * ones first, their number returned.
+ */
+uint16_t dp_crypto_process(struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n);
+
+/** Count and free mb[k..n), which lib/ipsec's prepare refused, as @prep_fail
+ * (inbound replays are also logged as policy failures). */
+void dp_crypto_prep_drop(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb, uint16_t k,
+			 uint16_t n, int prep_fail);
+
 /** Index (into dp_crypto.devs) of the first device able to run @x, or -1. */
 int dp_crypto_pick(const struct dp_xforms *x);
 

@@ -17,6 +17,7 @@
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "dataplane/esp.h"
+#include "dataplane/imb.h"
 #include "dataplane/ipcomp.h"
 #include "dataplane/mtu.h"
 #include "dataplane/replay.h"
@@ -119,6 +120,30 @@ static void fill_prm(struct rte_ipsec_sa_prm *prm, const struct dps_sa *c,
 	prm->tun.hdr = h;
 }
 
+/*
+ * A native SA's lib/ipsec session: lookaside, whose preparation fills the
+ * crypto ops imb.c runs; its handle is the key schedule, which never meets
+ * a device.
+ */
+static int native_session_create(struct dp_sa *sa, char *err, size_t errlen)
+{
+	int rc;
+
+	sa->ss.crypto.ses = (void *)dp_imb_key_create(&sa->cfg);
+	if (sa->ss.crypto.ses == NULL) {
+		snprintf(err, errlen,
+			 "out of hugepage memory: reserve more hugepages (vm.nr_hugepages)");
+		return -ENOMEM;
+	}
+	sa->native = true;
+	sa->ss.type = RTE_SECURITY_ACTION_TYPE_NONE;
+	sa->ss.sa = sa->rsa;
+	rc = rte_ipsec_session_prepare(&sa->ss);
+	if (rc < 0)
+		snprintf(err, errlen, "lib/ipsec refused the session: %s", rte_strerror(-rc));
+	return rc;
+}
+
 static int session_create(struct dp_sa *sa, struct dp_xforms *x, char *err, size_t errlen)
 {
 	const struct dp_crypto_dev *d = &dp_crypto.devs[sa->dev];
@@ -209,6 +234,7 @@ static struct dp_sa *ipcomp_create(const struct dps_sa *cfg, int inner_family,
 		       : cfg->dst.family == AF_INET ? sizeof(struct rte_ipv4_hdr)
 						    : sizeof(struct rte_ipv6_hdr);
 	sa->sync = true;
+	sa->crypto = dp_crypto_run; /* not called: IPComp's transform runs the whole group */
 	rte_spinlock_init(&sa->lock);
 	sa->xf = dp_ipcomp_ops(sa);
 	return sa;
@@ -224,13 +250,15 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 	const char *why;
 	struct dp_sa *sa;
 	int dev, sz, rc;
+	bool native;
 
 	if (dp_crypto_xforms(cfg, &x, &why) < 0) {
 		snprintf(err, errlen, "%s", why);
 		rte_errno = ENOTSUP;
 		return NULL;
 	}
-	dev = dp_crypto_pick(&x);
+	native = dp_imb_fits(cfg);
+	dev = native ? 0 : dp_crypto_pick(&x);
 	if (dev < 0) {
 		snprintf(err, errlen, "no configured crypto device supports this SA's algorithms");
 		rte_errno = ENOTSUP;
@@ -297,13 +325,16 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 	sa->rsa_lines =
 		RTE_MIN((unsigned int)RTE_ALIGN_CEIL(sz, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE,
 			RSA_PREFETCH_LINES);
-	sa->ses_lines = RTE_MIN(dp_session_size() / RTE_CACHE_LINE_SIZE, SES_PREFETCH_LINES);
+	sa->ses_lines =
+		native ? dp_imb_key_lines()
+		       : RTE_MIN(dp_session_size() / RTE_CACHE_LINE_SIZE, SES_PREFETCH_LINES);
 	rc = rte_ipsec_sa_init(sa->rsa, &prm, sz);
 	if (rc < 0) {
 		snprintf(err, errlen, "lib/ipsec refused the SA: %s", rte_strerror(-rc));
 		rc = -ENOTSUP;
 	} else {
-		rc = session_create(sa, &x, err, errlen);
+		rc = native ? native_session_create(sa, err, errlen)
+			    : session_create(sa, &x, err, errlen);
 	}
 	memset(&x, 0, sizeof(x)); /* keys live on only in the session */
 	if (rc < 0) {
@@ -314,7 +345,8 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 made:
 	if (cfg->dir == DPS_DIR_IN && cfg->replay_window > 0 && replay_create(sa) < 0)
 		goto nomem;
-	sa->sync = sa->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO;
+	sa->sync = sa->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO || sa->native;
+	sa->crypto = sa->native ? dp_imb_run : dp_crypto_run;
 	sa->serial = cfg->dir == DPS_DIR_IN && dp.n_workers > 1;
 	rte_spinlock_init(&sa->lock);
 	/* Lengths were checked before (esp_in.c): what lib/ipsec's prepare
@@ -360,7 +392,9 @@ void dp_sa_free(struct dp_sa *sa)
 {
 	if (sa == NULL)
 		return;
-	if (sa->ss.crypto.ses != NULL)
+	if (sa->native)
+		dp_imb_key_free((struct dp_imb_key *)sa->ss.crypto.ses);
+	else if (sa->ss.crypto.ses != NULL)
 		dp_session_free(dp_crypto.devs[sa->dev].id, sa->ss.crypto.ses);
 	if (sa->rsa != NULL) {
 		rte_ipsec_sa_fini(sa->rsa);

@@ -34,6 +34,8 @@ struct dp_sa;
 	X(drop_ecn, "inbound: outer CE on a Not-ECT inner packet (RFC 6040 4.2)")                  \
 	X(drop_crypto, "crypto device refused or failed the operation")                            \
 	X(drop_other, "other processing error (no room for headers, bad inner header)")            \
+	X(drop_bundle, "outbound: the next SA of its bundle is gone; dropped, never sent with "    \
+		       "fewer layers")                                                             \
 	X(uncompressed, "outbound IPComp: sent without compression (small or incompressible, "     \
 			"RFC 3173 2.2)")                                                           \
 	X(drop_decomp, "inbound IPComp: the DEFLATE stream did not decompress")                    \
@@ -117,7 +119,10 @@ struct dp_sa {
 	struct rte_ipsec_session ss; /* first: lib/ipsec hands it back from crypto ops */
 	struct rte_ipsec_sa *rsa;
 	const struct dp_xform_ops *xf; /* this SA's transform (a static table) */
-	struct dp_sa_counters *cnt;    /* [n_workers] */
+	/* The crypto step between xf's prepare and finish: the cryptodev's
+	 * (dp_crypto_run) or the native engine's (dp_imb_run), chosen once. */
+	dp_xform_run_t crypto;
+	struct dp_sa_counters *cnt; /* [n_workers] */
 	volatile uint64_t first_use_ms;
 	uint8_t dst[16];   /* outbound: where the ESP packets go (cfg.dst) */
 	uint16_t overhead; /* outbound: bytes added besides padding and trailer (mtu.h) */
@@ -126,6 +131,7 @@ struct dp_sa {
 	bool sync;	   /* CPU crypto, else the worker's cryptodev queue pair */
 	uint8_t prep_fail; /* enum dp_sa_counter for what lib/ipsec's prepare refuses */
 	bool frag_outer;   /* outbound: the protected packet may leave without DF (frag.c) */
+	bool bundled;	   /* out: a bundle's inner layer once (kept): finish hands on to @outer */
 	uint8_t iv_len;	   /* explicit IV bytes in each packet */
 	uint8_t icv_len;
 	uint8_t block;	   /* ciphertext alignment */
@@ -134,6 +140,7 @@ struct dp_sa {
 	bool serial;	   /* in, several workers: process() one worker at a time (lock) */
 	/* Control thread, the choice of the transform, and the rare paths. */
 	uint8_t dev;	      /* index into dp_crypto.devs */
+	bool native;	      /* crypto by imb.c; ss.crypto.ses is its key schedule */
 	uint8_t inner_family; /* tunnel mode: what the SA carries outbound */
 	bool udp_encap;	      /* cfg.udp_encap */
 	/* The knobs of ipsec(4) as they were when the SA was made: a reload
@@ -149,9 +156,8 @@ struct dp_sa {
 	/* Out, AH: the last sequence number used (ESP's is lib/ipsec's). */
 	uint64_t ah_sqn;
 	/* Out, in a bundle: the SA applied after this one (RFC 4301 §4.5). Set
-	 * when a policy binds a bundle, which also gives this SA a finish that
-	 * hands its packets to that SA's transform instead of the output stage;
-	 * NULL so far (only ESP alone runs). */
+	 * (with @bundled) by the control thread when a policy binds a bundle,
+	 * NULL when that SA is deleted: the packets then drop (drop_bundle). */
 	struct dp_sa *outer;
 	/* Inbound with several workers: lib/ipsec lets one thread at a time run
 	 * rte_ipsec_pkt_process() (the replay window's update) on an SA; dpsec's

@@ -28,8 +28,16 @@ static inline void dp_xform_run(struct dp_worker *w, const struct dp_snapshot *s
 	}
 	n = sa->xf->prepare(w, sa, mb, n);
 	if (n)
-		dp_crypto_run(w, s, sa, mb, n);
+		sa->crypto(w, s, sa, mb, n);
 }
+
+/**
+ * The packets an inner SA of a bundle finished (sa->bundled): they go to the
+ * next SA's transform (sa->outer), or, that SA gone, are dropped and counted
+ * (drop_bundle), never sent with fewer layers. Consumes every mbuf.
+ */
+void dp_xform_bundle_next(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
+			  struct rte_mbuf **mb, uint16_t n);
 
 /**
  * The outbound transforms of the groups the policy stage made (w->st.grp):

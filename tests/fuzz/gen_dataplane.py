@@ -52,7 +52,7 @@ def tunnels():
 
 
 def config(ts):
-    cfg = T.base_config("/nonexistent", cpu=True)
+    cfg = T.base_config("/nonexistent", "cpu")
     cfg["log_level"] = "err"
     # --no-huge: DPDK refuses it with --in-memory, and it implies --no-shconf (no files)
     cfg["eal"] = {"lcores": "0-1", "hugepages": False, "memory_mb": 256,

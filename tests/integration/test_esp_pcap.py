@@ -20,27 +20,30 @@ daemon with SIGTERM (which flushes the pcap writers), and then checks:
 
 Scenarios (each run once, cached by the `runs` fixture):
 
-* matrix[cpu|async]: every transform dpsecd offers that is checked against an
+* matrix[cpu|async|native]: every transform dpsecd offers that is checked against an
   independent implementation (AES-GCM 128/192/256, AES-CBC 128/192/256 with
   HMAC-SHA1-96 and HMAC-SHA2-256/384/512, AES-CTR with HMAC, NULL with HMAC,
   ChaCha20-Poly1305), tunnel 4in4 and 6in6, ESP in UDP, ESN; NAT-T keepalive
   and IKE on 4500; RFC 3602 cases 7 and 8 (tunnel mode known answers). The
-  crypto path is the cpu_crypto setting: CPU crypto or the cryptodev queue.
-* families[cpu|async]: 4in6, 6in4 (and 6in4 in UDP);
-* gmac[cpu|async]: AES-GMAC 128/192/256 (scapy 2.5 has no GMAC: ours, pinned
+  crypto path is the cpu_crypto and engine settings: CPU crypto or the
+  cryptodev queue on crypto_aesni_mb, or the native engine (AES-GCM 128/256
+  over intel-ipsec-mb, every other transform on CPU crypto: the SA views say
+  which ran each SA).
+* families[cpu|async|native]: 4in6, 6in4 (and 6in4 in UDP);
+* gmac[cpu|async|native]: AES-GMAC 128/192/256 (scapy 2.5 has no GMAC: ours, pinned
   to the draft's GMAC vector);
-* ecn[cpu|async]: RFC 6040 decapsulation;
-* bad[cpu|async]: wrong ICV, replays, a too-old sequence number, truncated ESP,
+* ecn[cpu|async|native]: RFC 6040 decapsulation;
+* bad[cpu|async|native]: wrong ICV, replays, a too-old sequence number, truncated ESP,
   invalid trailers, unknown SPI, plaintext where ESP is required, decrypted
   packets outside their SA's policy, require without SA, discard, def_policy
   discard, NAT-T oddities; every bad packet between good ones;
-* transport_fwd[cpu|async]: transport mode on the forwarding path (the LAN
+* transport_fwd[cpu|async|native]: transport mode on the forwarding path (the LAN
   host to the peer host itself).
-* pmtu[cpu|async]: packets one byte larger than fits once encrypted (RFC 4301
+* pmtu[cpu|async|native]: packets one byte larger than fits once encrypted (RFC 4301
   8.2.1): the ICMP "fragmentation needed" / ICMPv6 "packet too big" the LAN
   host gets, byte for byte, with the largest size that fits; IPv6 never told
   less than 1280; IPv4 without DF fragmented once protected (RFC 4301 8.1).
-* frag[cpu|async]: outbound fragmentation after encryption under each dfbit,
+* frag[cpu|async|native]: outbound fragmentation after encryption under each dfbit,
   ESP in UDP and an IPv6 outer header (Fragment header); inbound ESP that scapy
   fragmented (in order, reversed, ESP in UDP, IPv6, an incomplete set),
   reassembled, decrypted and forwarded; checked with scapy's defragment().
@@ -335,7 +338,9 @@ def find_sa(sas, spi, dst=None):
     return found[0]
 
 
-def base_config(workdir, cpu=True, extra_addrs=(), ipsec=None):
+def base_config(workdir, path="cpu", extra_addrs=(), ipsec=None):
+    """path: "cpu" (CPU crypto) or "async" (the queue) on crypto_aesni_mb, or
+    "native" (dpsec's own AES-GCM over intel-ipsec-mb, the rest on CPU crypto)."""
     cfg = {
         "log_level": "info",
         "ports": [
@@ -353,7 +358,8 @@ def base_config(workdir, cpu=True, extra_addrs=(), ipsec=None):
                        {"address": NH6, "mac": PEER_MAC, "port": "wan"},
                        {"address": HOST4, "mac": HOST_MAC, "port": "lan"},
                        {"address": HOST6, "mac": HOST_MAC, "port": "lan"}],
-        "crypto": {"devices": ["crypto_aesni_mb"], "cpu_crypto": cpu},
+        "crypto": {"devices": ["crypto_aesni_mb"], "cpu_crypto": path != "async",
+                   "engine": "native" if path == "native" else "cryptodev"},
         "sas": [],
         "policies": [],
     }
@@ -580,7 +586,12 @@ def gmac_tunnels():
 
 
 SCENARIOS = {"matrix": matrix_tunnels, "families": family_tunnels, "gmac": gmac_tunnels}
-PATHS = ("cpu", "async")
+PATHS = ("cpu", "async", "native")
+
+
+def native_gcm(t):
+    """Whether the native engine runs tunnel t (AES-GCM with a 128 or 256-bit key)."""
+    return t.enc in ("aes-gcm-128", "aes-gcm-256")
 
 # RFC 3602 cases 7 and 8 (tunnel mode) ride in the matrix run: the RFC's ESP
 # packets unchanged, an HMAC-SHA2-256-128 ICV appended (dpsecd refuses CBC
@@ -614,7 +625,7 @@ class TunnelRun(PcapRun):
     def __init__(self, workdir, scn, path):
         self.scn, self.path = scn, path
         self.tunnels = SCENARIOS[scn]()
-        cfg = base_config(workdir, cpu=path == "cpu")
+        cfg = base_config(workdir, path=path)
         for t in self.tunnels:
             cfg["sas"] += t.sas()
             cfg["policies"] += t.policies()
@@ -850,9 +861,16 @@ def test_sa_counters_and_attributes(runs, scn, path, name):
     assert {k: so[k] for k in SA_DROPS} == dict.fromkeys(SA_DROPS, 0)
     assert {k: si[k] for k in SA_DROPS} == dict.fromkeys(SA_DROPS, 0)
     for sa, d in ((so, "out"), (si, "in")):
-        assert (sa["dir"], sa["mode"], sa["device"]) == (d, "tunnel", "crypto_aesni_mb")
-        # outbound GMAC may fall back to the cryptodev queue where lib/ipsec has no CPU path
-        assert sa["crypto"] == path or (t.enc.startswith("aes-gmac") and d == "out" and sa["crypto"] == "async")
+        assert (sa["dir"], sa["mode"]) == (d, "tunnel")
+        if path == "native" and native_gcm(t):
+            assert (sa["device"], sa["crypto"]) == ("intel-ipsec-mb", "native")
+        else:
+            assert sa["device"] == "crypto_aesni_mb"
+            # engine: native leaves every other algorithm on the cryptodev, CPU crypto
+            want = "cpu" if path == "native" else path
+            # outbound GMAC may fall back to the cryptodev queue where lib/ipsec has no CPU path
+            assert sa["crypto"] == want or (t.enc.startswith("aes-gmac") and d == "out"
+                                            and sa["crypto"] == "async")
         assert sa["enc"] == (t.enc.rsplit("-", 1)[0] if t.enc.startswith("aes") else t.enc)
         assert sa["auth"] == (t.auth or "none")
         assert sa["encap"] == ("udp:4500:4500" if t.encap else "none")
@@ -973,7 +991,7 @@ class EcnRun(PcapRun):
     def __init__(self, workdir, path):
         self.tunnels = {4: Tunnel(46, "aes-gcm-128", n_out=0, n_in=0),
                         6: Tunnel(47, "aes-cbc-128", "hmac-sha2-256-128", inner=6, n_out=0, n_in=0)}
-        cfg = base_config(workdir, cpu=path == "cpu")
+        cfg = base_config(workdir, path=path)
         wan, self.inner = [], {}
         for fam, t in self.tunnels.items():
             cfg["sas"] += t.sas()
@@ -1050,7 +1068,7 @@ class PmtuRun(PcapRun):
         if wan_mtu == 1500:
             ts = [Tunnel(48, "aes-gcm-128", n_out=0, n_in=0),
                   Tunnel(49, "aes-cbc-128", "hmac-sha2-256-128", encap=True, n_out=0, n_in=0)] + ts
-        cfg = base_config(workdir, cpu=path == "cpu")
+        cfg = base_config(workdir, path=path)
         cfg["ports"][1]["mtu"] = wan_mtu
         self.tunnels, self.sent, lan = ts, {}, []
         for t in ts:
@@ -1210,7 +1228,7 @@ class FragRun(PcapRun):
         F3 = Tunnel(63, "aes-cbc-128", "hmac-sha2-256-128", encap=True, n_out=0, n_in=0)
         F4 = Tunnel(64, "aes-gcm-128", inner=4, outer=6, n_out=0, n_in=0)
         self.tunnels = [F1, F2, F3, F4]
-        cfg = base_config(workdir, cpu=path == "cpu")
+        cfg = base_config(workdir, path=path)
         cfg["dataplane"] = {"reassembly": {"max_flows": 64, "timeout_ms": REASM_TIMEOUT_MS}}
         cfg["ports"][0]["mtu"] = LAN_MTU_FRAG
         dfbit = {F1.i: "clear", F2.i: "set", F3.i: "copy", F4.i: "clear"}
@@ -1380,7 +1398,7 @@ class BadRun(PcapRun):
         C = self.C = Tunnel(33, "aes-gcm-128", n_out=0, n_in=0)
         D = self.D = Tunnel(34, "aes-cbc-128", "hmac-sha1-96", inner=6, n_out=1, n_in=0)
         self.tunnels = [A, B, C, D]
-        cfg = base_config(workdir, cpu=path == "cpu", ipsec={"def_policy": {"ipv4": "bypass", "ipv6": "discard"}})
+        cfg = base_config(workdir, path=path, ipsec={"def_policy": {"ipv4": "bypass", "ipv6": "discard"}})
         for t in self.tunnels:
             cfg["sas"] += t.sas()
             cfg["policies"] += t.policies()
@@ -1672,7 +1690,7 @@ class ReplayRun(PcapRun):
 
     def __init__(self, workdir, path):
         t = self.t = Tunnel(36, "aes-gcm-128", n_out=0, n_in=0)
-        cfg = base_config(workdir, cpu=path == "cpu")
+        cfg = base_config(workdir, path=path)
         cfg["sas"] += t.sas()
         cfg["policies"] += t.policies()
         self.good, self.replays, wan = [], [], []
@@ -1714,7 +1732,7 @@ def transport_tunnels():
 class TransportFwdRun(PcapRun):
     def __init__(self, workdir, path):
         self.tunnels = transport_tunnels()
-        cfg = base_config(workdir, cpu=path == "cpu")
+        cfg = base_config(workdir, path=path)
         for t in self.tunnels:
             cfg["sas"] += t.sas()
             cfg["policies"] += t.policies()

@@ -12,7 +12,9 @@ file (SIGHUP reload without the SA) and PF_KEY (ADD, GET, DUMP, DELETE).
 
 What is searched is the raw key. crypto_aesni_mb keeps expanded round keys
 in its session, and the first round keys of AES are the key itself: the
-session's copy is found while the SA lives, and must be gone after.
+session's copy is found while the SA lives, and must be gone after. The
+native engine (crypto.engine: native, AES-GCM) keeps its own key schedule:
+its last round key, which only a schedule holds, is searched for too.
 """
 import os
 import signal
@@ -188,3 +190,91 @@ def test_pfkey_delete_wipes_the_keys_of_the_sa(tmp_path, stop):
         assert_found(pid, {"kept encryption key": keep_enc})
     finally:
         c.close()
+
+
+# --- the native engine's key schedule (src/dataplane/imb.c) ---------------------------------
+
+def _aes_sbox():
+    """The AES S-box, generated (FIPS-197 §5.1.1: multiplicative inverse in GF(2^8), then the
+    affine transformation), so that no table is transcribed."""
+    box = [0] * 256
+    p = q = 1
+    while True:
+        p ^= ((p << 1) & 0xFF) ^ (0x1B if p & 0x80 else 0)  # p * 3
+        q ^= q << 1
+        q ^= q << 2
+        q ^= q << 4
+        q &= 0xFF
+        if q & 0x80:
+            q ^= 0x09  # q / 3
+        rot = [((q << k) | (q >> (8 - k))) & 0xFF for k in range(1, 5)]
+        box[p] = q ^ rot[0] ^ rot[1] ^ rot[2] ^ rot[3] ^ 0x63
+        if p == 1:
+            break
+    box[0] = 0x63
+    return box
+
+
+def aes_last_round_key(key):
+    """The last round key of AES's key expansion (FIPS-197 §5.2): what a key schedule holds
+    and the raw key does not."""
+    sbox, nk = _aes_sbox(), len(key) // 4
+    rounds = nk + 6
+    w = [list(key[4 * i:4 * i + 4]) for i in range(nk)]
+    rcon = 1
+    for i in range(nk, 4 * (rounds + 1)):
+        t = list(w[i - 1])
+        if i % nk == 0:
+            t = [sbox[b] for b in t[1:] + t[:1]]
+            t[0] ^= rcon
+            rcon = ((rcon << 1) ^ (0x1B if rcon & 0x80 else 0)) & 0xFF
+        elif nk > 6 and i % nk == 4:
+            t = [sbox[b] for b in t]
+        w.append([a ^ b for a, b in zip(w[i - nk], t)])
+    return bytes(sum(w[-4:], []))
+
+
+def test_aes_key_expansion_reproduces_fips197_appendix_a():
+    """FIPS-197 Appendix A.1 and A.3: the last round keys of the example keys."""
+    assert aes_last_round_key(bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")) == \
+        bytes.fromhex("d014f9a8c9ee2589e13f0cc8b6630ca6")
+    k256 = bytes.fromhex("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4")
+    assert aes_last_round_key(k256) == bytes.fromhex("fe4890d1e6188d0b046df344706c631e")
+
+
+def gcm_sa_cfg(spi, key):
+    return {"spi": spi, "direction": "out", "src": WAN4, "dst": PEER, "reqid": spi,
+            "encryption": {"algorithm": f"aes-gcm-{(len(key) - 4) * 8}", "key": "0x" + key.hex()}}
+
+
+@pytest.mark.parametrize("bits", [128, 256])
+def test_reload_wipes_the_native_key_schedule_of_a_deleted_sa(tmp_path, stop, bits):
+    """engine: native: the SA's AES-GCM key schedule (intel-ipsec-mb's expanded keys, in
+    hugepage memory) is found while the SA lives -- its last round key, which only a key
+    schedule holds -- and is gone with the key itself once a reload deleted the SA."""
+    def gcm_key():
+        while True:
+            k = os.urandom(bits // 8 + 4)  # key and salt (RFC 4106 §8.1)
+            if len(set(k)) > 14:
+                return k
+    key, keep = gcm_key(), gcm_key()
+    cfg = base_config(str(tmp_path), path="native")
+    cfg["sas"] = [gcm_sa_cfg(0x5101, keep), gcm_sa_cfg(0x5102, key)]
+    cfg["policies"] = [policy(0x5101, "10.1.0.0/24"), policy(0x5102, "10.2.0.0/24")]
+    d = run(tmp_path, cfg, traffic(["10.1.0", "10.2.0"]))
+    stop(d)
+    sas = {int(s["spi"], 16): s for s in d.ctl_json("sa")["sas"].values()}
+    assert sas[0x5102]["packets"] == 4
+    assert (sas[0x5102]["device"], sas[0x5102]["crypto"]) == ("intel-ipsec-mb", "native")
+    pid = daemon_pid(d)
+    schedule = aes_last_round_key(key[:-4])
+    assert_found(pid, {"key": key[:-4], "key schedule": schedule})
+    cfg["sas"], cfg["policies"] = cfg["sas"][:1], cfg["policies"][:1]
+    import yaml
+    with open(d.path, "w") as f:
+        yaml.safe_dump(dict(cfg, eal=d.cfg["eal"], pfkey=d.cfg["pfkey"]), f, sort_keys=False)
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_for(lambda: "reload: 1 SA(s)" in d.read_log(), timeout=10, what="the reload")
+    assert_gone(pid, {"key": key[:-4], "key schedule": schedule, "salt and key": key,
+                      "key in hex": key.hex().encode()})
+    assert_found(pid, {"kept key schedule": aes_last_round_key(keep[:-4])})

@@ -1478,6 +1478,7 @@ static void test_minimal_config_gets_ipsec_defaults(void **state)
 	assert_string_equal(cfg.crypto.devices[0], "crypto_aesni_mb");
 	assert_string_equal(cfg.crypto.devices[1], "crypto_openssl");
 	assert_true(cfg.crypto.cpu_crypto);
+	assert_int_equal(cfg.crypto.engine, DPS_ENGINE_NATIVE);
 	assert_int_equal(cfg.crypto.sessions, 262144);
 	assert_int_equal(cfg.ipsec.def_policy4, DPS_ACTION_BYPASS);
 	assert_int_equal(cfg.ipsec.def_policy6, DPS_ACTION_BYPASS);
@@ -1505,6 +1506,7 @@ static void test_crypto_and_ipsec_set_every_key(void **state)
 	parse_ok(PORT_LAN "crypto:\n"
 			  "  devices: [\"0000:3d:00.0\"]\n"
 			  "  cpu_crypto: no\n"
+			  "  engine: cryptodev\n"
 			  "  sessions: 1048576\n"
 			  "ipsec:\n"
 			  "  def_policy: discard\n"
@@ -1522,6 +1524,7 @@ static void test_crypto_and_ipsec_set_every_key(void **state)
 	/* The second default device is gone, not just uncounted. */
 	assert_memory_equal(cfg.crypto.devices[1], zero, sizeof(zero));
 	assert_false(cfg.crypto.cpu_crypto);
+	assert_int_equal(cfg.crypto.engine, DPS_ENGINE_CRYPTODEV);
 	assert_int_equal(cfg.crypto.sessions, 1048576);
 	assert_int_equal(cfg.ipsec.def_policy4, DPS_ACTION_DISCARD);
 	assert_int_equal(cfg.ipsec.def_policy6, DPS_ACTION_DISCARD);
@@ -2268,6 +2271,9 @@ static void test_rejects_bad_crypto_settings(void **state)
 	assert_parse_error(PORT_LAN "crypto:\n"
 				    "  cpu_crypto: sometimes\n",
 			   6, "crypto.cpu_crypto");
+	assert_parse_error_at(PORT_LAN "crypto:\n"
+				       "  engine: imb\n",
+			      6, 11, "crypto.engine");
 	assert_parse_error_at(PORT_LAN "crypto:\n"
 				       "  sessions: 64\n"
 				       "  session_pool: 64\n",

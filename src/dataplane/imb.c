@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The native crypto engine (imb.h). An SA it runs has a lib/ipsec session
+ * of the lookaside type whose handle is the key schedule (struct
+ * dp_imb_key): lib/ipsec's preparation fills each packet's crypto op (data
+ * offset and length, IV, AAD and digest pointers) exactly as for a device;
+ * the ops here never leave the worker, which runs them through its own
+ * intel-ipsec-mb manager and flags failures on the mbufs as
+ * rte_ipsec_pkt_crypto_group() would. The ops are the worker's, reused each
+ * burst: no mempool, no queue, no session lookup.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <intel-ipsec-mb.h>
+#include <rte_crypto.h>
+#include <rte_cryptodev.h>
+#include <rte_ipsec.h>
+#include <rte_malloc.h>
+
+#include "dataplane/crypto.h"
+#include "dataplane/dp.h"
+#include "dataplane/imb.h"
+#include "dataplane/sa.h"
+
+#define GCM_TAG_LEN  16
+#define GCM_SALT_LEN 4
+
+typedef void (*imb_fn_t)(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op **cop,
+			 uint16_t n);
+
+struct dp_imb_key {
+	/* lib/ipsec writes its session pointer here
+	 * (rte_cryptodev_sym_session_opaque_data_set, at CRYPTO_SESS_OPAQUE_DATA_OFF) */
+	uint64_t opaque;
+	imb_fn_t fn; /* this SA's direction and key size */
+	uint8_t aad_len;
+	struct gcm_key_data gcm __rte_aligned(64);
+};
+
+_Static_assert(CRYPTO_SESS_OPAQUE_DATA_OFF == 0, "lib/ipsec's opaque data is the key's first word");
+
+/* Room of one op: the op, its symmetric part, and the IV lib/ipsec writes. */
+#define OP_SIZE RTE_ALIGN_CEIL(DP_CRYPTO_IV_OFFSET + 16, RTE_CACHE_LINE_SIZE)
+
+static struct {
+	bool ready;
+	IMB_MGR *ctl; /* the control thread's, for key schedules */
+	IMB_MGR *mgr[DPS_MAX_WORKERS];
+	uint8_t *ops[DPS_MAX_WORKERS];
+} imb;
+
+static IMB_MGR *mgr_create(void)
+{
+	IMB_MGR *m = alloc_mb_mgr(0);
+	IMB_ARCH arch;
+
+	if (m == NULL)
+		return NULL;
+	init_mb_mgr_auto(m, &arch);
+	if (arch < IMB_ARCH_SSE || imb_get_errno(m) != 0) {
+		free_mb_mgr(m);
+		return NULL;
+	}
+	return m;
+}
+
+int dp_imb_init(unsigned int n_workers)
+{
+	imb.ctl = mgr_create();
+	if (imb.ctl == NULL || !(imb.ctl->features & IMB_FEATURE_AESNI)) {
+		DP_LOG(NOTICE, "native crypto engine off: no AES-NI (intel-ipsec-mb %s)",
+		       imb_get_version_str());
+		dp_imb_fini();
+		return 0;
+	}
+	for (unsigned int i = 0; i < n_workers; i++) {
+		struct dp_worker *w = &dp.workers[i];
+
+		imb.mgr[i] = mgr_create();
+		imb.ops[i] =
+			rte_zmalloc("dps_imb_ops", OP_SIZE * DP_MAX_BURST, RTE_CACHE_LINE_SIZE);
+		if (imb.mgr[i] == NULL || imb.ops[i] == NULL) {
+			DP_LOG(ERR, "native crypto engine: out of memory");
+			dp_imb_fini();
+			return -1;
+		}
+		w->imb = imb.mgr[i];
+		for (unsigned int j = 0; j < DP_MAX_BURST; j++)
+			w->imb_cop[j] = (struct rte_crypto_op *)(imb.ops[i] + j * OP_SIZE);
+	}
+	imb.ready = true;
+	DP_LOG(INFO, "native crypto engine: intel-ipsec-mb %s, AES-GCM%s", imb_get_version_str(),
+	       imb.ctl->features & IMB_FEATURE_VAES ? " (VAES)" : "");
+	return 0;
+}
+
+void dp_imb_fini(void)
+{
+	for (unsigned int i = 0; i < DPS_MAX_WORKERS; i++) {
+		if (imb.mgr[i] != NULL)
+			free_mb_mgr(imb.mgr[i]);
+		rte_free(imb.ops[i]);
+		dp.workers[i].imb = NULL;
+	}
+	if (imb.ctl != NULL)
+		free_mb_mgr(imb.ctl);
+	memset(&imb, 0, sizeof(imb));
+}
+
+bool dp_imb_fits(const struct dps_sa *cfg)
+{
+	return imb.ready && dp.cfg->crypto.engine == DPS_ENGINE_NATIVE &&
+	       cfg->proto == DPS_PROTO_ESP && cfg->enc_alg == DPS_ENC_AES_GCM &&
+	       (cfg->enc_key_len == 16 + GCM_SALT_LEN || cfg->enc_key_len == 32 + GCM_SALT_LEN);
+}
+
+unsigned int dp_imb_key_lines(void)
+{
+	/* the header line and the expanded keys (15 round keys at most) */
+	return 1 + RTE_ALIGN_CEIL(15 * 16, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE;
+}
+
+/*
+ * A packet in several segments (reassembled fragments): the same operation
+ * in the init/update/finalize form. lib/ipsec kept the ICV and the AAD
+ * contiguous.
+ */
+static bool gcm_segments(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op *cop,
+			 bool enc, bool k256, uint8_t *tag)
+{
+	const struct rte_crypto_sym_op *op = cop->sym;
+	const uint8_t *iv = rte_crypto_op_ctod_offset(cop, uint8_t *, DP_CRYPTO_IV_OFFSET);
+	struct gcm_context_data ctx;
+	struct rte_mbuf *seg = op->m_src;
+	uint32_t off = op->aead.data.offset, left = op->aead.data.length;
+
+	if (k256)
+		IMB_AES256_GCM_INIT(m, &k->gcm, &ctx, iv, op->aead.aad.data, k->aad_len);
+	else
+		IMB_AES128_GCM_INIT(m, &k->gcm, &ctx, iv, op->aead.aad.data, k->aad_len);
+	for (; seg != NULL && left > 0; seg = seg->next) {
+		uint8_t *p;
+		uint32_t len;
+
+		if (off >= seg->data_len) {
+			off -= seg->data_len;
+			continue;
+		}
+		p = rte_pktmbuf_mtod_offset(seg, uint8_t *, off);
+		len = RTE_MIN(left, (uint32_t)seg->data_len - off);
+		if (enc && k256)
+			IMB_AES256_GCM_ENC_UPDATE(m, &k->gcm, &ctx, p, p, len);
+		else if (enc)
+			IMB_AES128_GCM_ENC_UPDATE(m, &k->gcm, &ctx, p, p, len);
+		else if (k256)
+			IMB_AES256_GCM_DEC_UPDATE(m, &k->gcm, &ctx, p, p, len);
+		else
+			IMB_AES128_GCM_DEC_UPDATE(m, &k->gcm, &ctx, p, p, len);
+		left -= len;
+		off = 0;
+	}
+	if (left > 0)
+		return false;
+	if (enc && k256)
+		IMB_AES256_GCM_ENC_FINALIZE(m, &k->gcm, &ctx, tag, GCM_TAG_LEN);
+	else if (enc)
+		IMB_AES128_GCM_ENC_FINALIZE(m, &k->gcm, &ctx, tag, GCM_TAG_LEN);
+	else if (k256)
+		IMB_AES256_GCM_DEC_FINALIZE(m, &k->gcm, &ctx, tag, GCM_TAG_LEN);
+	else
+		IMB_AES128_GCM_DEC_FINALIZE(m, &k->gcm, &ctx, tag, GCM_TAG_LEN);
+	return true;
+}
+
+/* The ICV check in constant time: the difference is not revealed by timing. */
+static inline bool tag_equal(const uint8_t *a, const uint8_t *b)
+{
+	uint8_t d = 0;
+
+	for (unsigned int i = 0; i < GCM_TAG_LEN; i++)
+		d |= a[i] ^ b[i];
+	return d == 0;
+}
+
+/*
+ * One burst of one SA, specialised by the constant direction and key size.
+ * Outbound the tag goes where lib/ipsec reserved the ICV; inbound the
+ * computed tag is compared with the packet's, and a mismatch flags the mbuf
+ * (lib/ipsec's process then counts it as an integrity failure).
+ */
+static inline void gcm_burst(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op **cop,
+			     uint16_t n, const bool enc, const bool k256)
+{
+	struct gcm_context_data ctx;
+	uint8_t tag[GCM_TAG_LEN];
+
+	for (uint16_t i = 0; i < n; i++) {
+		const struct rte_crypto_sym_op *op = cop[i]->sym;
+		struct rte_mbuf *mb = op->m_src;
+		const uint8_t *iv =
+			rte_crypto_op_ctod_offset(cop[i], uint8_t *, DP_CRYPTO_IV_OFFSET);
+		uint8_t *p = rte_pktmbuf_mtod_offset(mb, uint8_t *, op->aead.data.offset);
+		uint8_t *out_tag = enc ? op->aead.digest.data : tag;
+		uint32_t len = op->aead.data.length;
+
+		if (unlikely(mb->nb_segs > 1)) {
+			if (!gcm_segments(m, k, cop[i], enc, k256, out_tag) ||
+			    (!enc && !tag_equal(tag, op->aead.digest.data)))
+				mb->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
+			continue;
+		}
+		if (enc && k256)
+			IMB_AES256_GCM_ENC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data,
+					   k->aad_len, out_tag, GCM_TAG_LEN);
+		else if (enc)
+			IMB_AES128_GCM_ENC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data,
+					   k->aad_len, out_tag, GCM_TAG_LEN);
+		else if (k256)
+			IMB_AES256_GCM_DEC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data,
+					   k->aad_len, out_tag, GCM_TAG_LEN);
+		else
+			IMB_AES128_GCM_DEC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data,
+					   k->aad_len, out_tag, GCM_TAG_LEN);
+		if (!enc && !tag_equal(tag, op->aead.digest.data))
+			mb->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
+	}
+}
+
+#define GCM_FN(name, enc, k256)                                                                    \
+	static void name(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op **cop,       \
+			 uint16_t n)                                                               \
+	{                                                                                          \
+		gcm_burst(m, k, cop, n, enc, k256);                                                \
+	}
+
+GCM_FN(gcm128_enc, true, false)
+GCM_FN(gcm256_enc, true, true)
+GCM_FN(gcm128_dec, false, false)
+GCM_FN(gcm256_dec, false, true)
+
+struct dp_imb_key *dp_imb_key_create(const struct dps_sa *cfg)
+{
+	bool k256 = cfg->enc_key_len == 32 + GCM_SALT_LEN;
+	bool out = cfg->dir == DPS_DIR_OUT;
+	struct dp_imb_key *k = rte_zmalloc("dps_imb_key", sizeof(*k), RTE_CACHE_LINE_SIZE);
+
+	if (k == NULL)
+		return NULL;
+	/* RFC 4106 §8.1: the key material is the AES key, then the 4-byte salt
+	 * (which lib/ipsec puts in the nonce). */
+	if (k256)
+		IMB_AES256_GCM_PRE(imb.ctl, cfg->enc_key, &k->gcm);
+	else
+		IMB_AES128_GCM_PRE(imb.ctl, cfg->enc_key, &k->gcm);
+	k->fn = out ? (k256 ? gcm256_enc : gcm128_enc) : (k256 ? gcm256_dec : gcm128_dec);
+	k->aad_len = cfg->esn ? 12 : 8; /* SPI, sequence number (RFC 4106 §5) */
+	return k;
+}
+
+void dp_imb_key_free(struct dp_imb_key *k)
+{
+	if (k == NULL)
+		return;
+	explicit_bzero(k, sizeof(*k));
+	rte_free(k);
+}
+
+void dp_imb_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
+		struct rte_mbuf **mb, uint16_t n)
+{
+	const struct dp_imb_key *k = (const struct dp_imb_key *)sa->ss.crypto.ses;
+	uint16_t ok;
+
+	ok = rte_ipsec_pkt_crypto_prepare(&sa->ss, mb, w->imb_cop, n);
+	dp_crypto_prep_drop(w, sa, mb, ok, n, sa->prep_fail);
+	k->fn(w->imb, k, w->imb_cop, ok);
+	sa->xf->finish(w, s, sa, mb, dp_crypto_process(sa, mb, ok), ok);
+}

@@ -1,0 +1,132 @@
+"""An IPComp + ESP bundle installed over PF_KEY exactly as strongSwan's charon
+(kernel-pfkey plugin, `compress = yes`) installs it, on the live gateway of
+test_pfkey_server.py: SPDADD with two ipsecrequests (IPComp in tunnel mode
+with the endpoints, then ESP in transport mode, one reqid, level unique), an
+ESP SA in transport mode and an IPComp SA in tunnel mode (CPI from GETSPI
+SADB_X_SATYPE_IPCOMP) of that reqid (kernel_pfkey_ipsec.c add_policy_internal,
+add_sa).
+
+With one SA of the two missing the traffic is dropped (never sent with fewer
+layers) and ACQUIRE is raised once per policy, as for a single SA, with
+satype ESP (charon ignores ACQUIREs of other satypes). With both, what host B
+captures is undone by scapy's ESP and Python's zlib into host A's datagrams.
+"""
+import errno
+import socket
+import struct
+import subprocess
+import time
+import zlib
+
+from scapy.all import IP, UDP, rdpcap, raw
+from scapy.layers.ipsec import ESP, SecurityAssociation
+
+import pfkey as K
+from test_pfkey_server import GW_WAN, HOST_B, KEY, gw, ipcomp_sa  # noqa: F401 (fixture)
+
+REQID = 21
+NET = "10.9.2.0/24"
+PAYLOAD = b"compress me: what repeats shrinks. " * 12
+
+SENDER = r"""
+import socket, sys, time
+dst, n, gap, payload = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4].encode()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(n):
+    s.sendto(b"%06d " % i + payload, (dst, 9000))
+    time.sleep(gap)
+"""
+
+
+def send(gw, n, gap):
+    return subprocess.Popen(["ip", "netns", "exec", gw.ha, "/usr/bin/python3", "-c", SENDER, "10.9.2.5",
+                             str(n), str(gap), PAYLOAD.decode()])
+
+
+def capture_all(gw):
+    """Every IP packet on host B's link."""
+    cap = gw.tmp / "wire.pcap"
+    p = subprocess.Popen(["ip", "netns", "exec", gw.hb, "tcpdump", "-i", gw.vb, "-w", str(cap),
+                          "--immediate-mode", "-U", "ip"], stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    return p, cap
+
+
+def charon_bundle_policy(mtype=K.SPDADD):
+    return K.spd(mtype, K.DIR_OUT, "10.1.0.0/24", NET, requests=[
+        K.ipsecrequest(108, K.MODE_TUNNEL, K.LEVEL_UNIQUE, REQID, (GW_WAN, HOST_B)),
+        K.ipsecrequest(50, K.MODE_TRANSPORT, K.LEVEL_UNIQUE, REQID)])
+
+
+def test_bundle_over_pfkey_acquires_then_carries_traffic(gw):
+    ev = gw.client()
+    assert ev.request(K.msg(K.REGISTER, K.ESP)).errno == 0
+    q = gw.client()
+    rep = q.request(charon_bundle_policy())
+    assert rep.errno == 0
+    pid = rep.ext[K.POLICY].id
+    assert [r["proto"] for r in rep.ext[K.POLICY].requests] == [108, 50]
+    assert [r["mode"] for r in rep.ext[K.POLICY].requests] == [K.MODE_TUNNEL, K.MODE_TRANSPORT]
+    # SPDUPDATE of the same bundle (charon retries SPDADD answered EEXIST so)
+    assert q.request(charon_bundle_policy()).errno == errno.EEXIST
+    assert q.request(charon_bundle_policy(K.SPDUPDATE)).errno == 0
+    pol = next(p for p in gw.ctl_json("policy")["policies"].values() if p["id"] == pid)
+    assert pol["transforms"] == 2
+    assert (pol["ipsec"], pol["mode"], pol["ipsec2"], pol["mode2"]) == ("ipcomp", "tunnel", "esp", "transport")
+    # only the IPComp SA (its CPI from GETSPI): the bundle is not complete, nothing
+    # may leave, not even compressed
+    rep = q.request(K.msg(K.GETSPI, K.IPCOMP, [K.address(K.SRC, GW_WAN), K.address(K.DST, HOST_B),
+                                               K.spirange(0x100, 0xefff)]))
+    assert rep.errno == 0
+    cpi = rep.ext[K.SA].spi
+    assert q.request(ipcomp_sa(cpi, GW_WAN, HOST_B, REQID, mtype=K.UPDATE)).errno == 0
+    ev.drain()
+    dump, cap = capture_all(gw)
+    sender = send(gw, 120, 0.01)
+    acq = ev.wait_for(lambda m: m.type == K.ACQUIRE)
+    assert acq.pid == 0 and acq.satype == K.ESP
+    assert acq.ext[K.POLICY].id == pid and acq.ext[K.POLICY].dir == K.DIR_OUT
+    assert acq.ext[K.SRC].addr == GW_WAN and acq.ext[K.DST].addr == HOST_B
+    acqs = [time.time()]
+    while sender.poll() is None:
+        try:
+            m = ev.recv(0.2)
+        except socket.timeout:
+            continue
+        if m.type == K.ACQUIRE:
+            assert m.ext[K.POLICY].id == pid
+            acqs.append(time.time())
+    assert sender.wait() == 0
+    # one ACQUIRE per policy at a time (acquire_retry_s: 2 s), as for a single SA
+    assert all(b - a >= 1.5 for a, b in zip(acqs, acqs[1:])), acqs
+    assert gw.port_stats()["lan"]["drop_no_sa"] >= 100
+    # the ESP SA, in transport mode over the IPComp tunnel's outer header
+    assert q.request(K.gcm_add(0x8101, GW_WAN, HOST_B, REQID, KEY, replay=0, mode=K.MODE_TRANSPORT)).errno == 0
+    sender = send(gw, 100, 0.01)
+    assert sender.wait(timeout=30) == 0
+    time.sleep(0.5)
+    dump.send_signal(2)
+    dump.wait(timeout=10)
+    wire = rdpcap(str(cap))
+    out = [p for p in wire if IP in p and p[IP].src == GW_WAN]
+    esp = [p for p in out if ESP in p and p[ESP].spi == 0x8101]
+    assert esp and len(esp) == len(out)   # nothing else left: no IPComp alone, nothing in clear
+    assert len(esp) >= 90
+    assert [p[ESP].seq for p in esp] == list(range(1, len(esp) + 1))
+    sa = SecurityAssociation(ESP, spi=0x8101, crypt_algo="AES-GCM", crypt_key=KEY)
+    seen = set()
+    for p in esp:
+        assert (p[IP].src, p[IP].dst) == (GW_WAN, HOST_B)
+        plain = sa.decrypt(IP(raw(p[IP])))        # transport ESP: the IPComp tunnel's outer header
+        assert (plain.src, plain.dst, plain.proto) == (GW_WAN, HOST_B, 108)
+        body = raw(plain)[20:]
+        nh, flags, got_cpi = struct.unpack("!BBH", body[:4])
+        assert (nh, flags, got_cpi) == (4, 0, cpi)
+        inner = IP(zlib.decompress(body[4:], wbits=-15))
+        assert (inner.src, inner.dst) == ("10.1.0.2", "10.9.2.5")
+        assert raw(inner[UDP].payload)[7:] == PAYLOAD
+        seen.add(raw(inner[UDP].payload)[:6])
+        assert len(body) < len(raw(inner))           # it did get smaller
+    assert len(seen) == len(esp)
+    sas = {int(s["spi"], 16): s for s in gw.ctl_json("sa")["sas"].values()}
+    assert sas[0x8101]["packets"] == len(esp) and sas[cpi]["packets"] == len(esp)
