@@ -304,7 +304,8 @@ def analyse(res, files, exe, top):
                                 if fn and SUBMIT_FN.match(fn) and IMB_OB.search(o or "")})
     # Exact packet count: the job submissions, if they agree with tx_packets
     # (within the brackets plus a burst or two in flight).
-    if n_sub and abs(n_sub - res["pkts_tx"]) <= res["pkts_tx_err"] + 2 * 32 + 0.002 * res["pkts_tx"]:
+    tol = res["pkts_tx_err"] + 2 * 32 + 0.002 * res["pkts_tx"]
+    if n_sub and abs(n_sub - res["pkts_tx"]) <= tol:
         pkts, res["pkts_source"] = n_sub, "imb submit_job calls"
     else:
         pkts, res["pkts_source"] = res["pkts_tx"], "tx_packets delta"
@@ -377,7 +378,8 @@ def report(results, args, builds):
             ga, gb = mean(a, "ir_pkt_gateway"), mean(b, "ir_pkt_gateway")
             lines.append(f"| {case} | {wa:.1f} | {wb:.1f} | {wb / wa:.4f} | {na:.1f} | {nb:.1f} | "
                          f"{nb / na:.4f} | {ga:.1f} | {gb:.1f} | {gb / ga:.4f} |")
-        lines += ["", "Functions whose self Ir per packet differs most (worker thread, mean of runs):"]
+        lines += ["", "Functions whose self Ir per packet differs most (worker thread, "
+                  "mean of runs):"]
         for case in args.case:
             a, b = by.get((case, "base")), by.get((case, "new"))
             if not a or not b:
@@ -390,7 +392,8 @@ def report(results, args, builds):
             diff = sorted(set(fa) | set(fb), key=lambda k: -abs(fb[k] - fa[k]))[:args.top]
             lines.append(f"  {case}:")
             for k in diff:
-                lines.append(f"    {fb[k] - fa[k]:+8.1f}  {k}  (baseline {fa[k]:.1f}, new {fb[k]:.1f})")
+                lines.append(f"    {fb[k] - fa[k]:+8.1f}  {k}  (baseline {fa[k]:.1f}, "
+                             f"new {fb[k]:.1f})")
     lines += ["", "Top functions (self Ir per packet, worker thread, first run):"]
     for case in args.case:
         for tag in builds:
