@@ -25,17 +25,26 @@ uncertainty), and, exact, the number of calls of intel-ipsec-mb's job
 submission in the window (one per packet in the aesni_mb PMD's CPU-crypto
 path), checked against it. Ir per packet is given for the whole process (every
 thread) and for the worker thread alone; the worker's is split into
-intel-ipsec-mb (the AES-GCM kernel), DPDK (librte_*: PMDs, mempool, ring,
-cryptodev), dpsecd itself, and the rest (libc, ld.so), and its top functions
-(self Ir per packet) are listed. The delta dumps, and callgrind_annotate's view
+intel-ipsec-mb (the AES-GCM kernel), the bench's ports (net_pcap's copy of
+each frame into an mbuf, net_null's free: the harness, which a NIC's PMD
+would replace), the rest of DPDK (librte_*: lib/ipsec, ACL, hash, cryptodev
+and its PMD, mempool, ring), dpsecd itself, and the rest (libc, ld.so); its
+top functions (self Ir per packet, by name: the two builds' functions differ)
+and those whose cost differs most between the builds are listed. Debian's
+DPDK and intel-ipsec-mb are stripped of their static functions: those show as
+LIBRARY:0xADDRESS. The delta dumps, and callgrind_annotate's view
 of the worker's, stay in the output directory.
 
 Under valgrind the CPU is the one valgrind emulates: no AVX-512, no VAES, so
-intel-ipsec-mb runs its AVX2 ("avx_gen4") GCM code here, not the VAES
+intel-ipsec-mb runs its AVX2 code here (submit_job_nocheck_avx2_t1), not the VAES
 AVX-512 code it runs natively on this host; the counts are of that code.
 
     scripts/bench/callgrind.py --case out-1420-cpu-1sa --baseline /work/wt/x/build
     scripts/bench.sh --callgrind /work/wt/x/build [--case ...]   (same thing)
+    scripts/bench/callgrind.py --reanalyse /tmp/dpsec-callgrind-DATE  (tables again)
+
+Four cases, one run of each build: about 15 minutes. See docs/PERFORMANCE.md
+(issue 9's section) for what it showed.
 """
 import argparse
 import collections
@@ -295,7 +304,8 @@ def analyse(res, files, exe, top):
                                 if fn and SUBMIT_FN.match(fn) and IMB_OB.search(o or "")})
     # Exact packet count: the job submissions, if they agree with tx_packets
     # (within the brackets plus a burst or two in flight).
-    if n_sub and abs(n_sub - res["pkts_tx"]) <= res["pkts_tx_err"] + 2 * 32 + 0.002 * res["pkts_tx"]:
+    tol = res["pkts_tx_err"] + 2 * 32 + 0.002 * res["pkts_tx"]
+    if n_sub and abs(n_sub - res["pkts_tx"]) <= tol:
         pkts, res["pkts_source"] = n_sub, "imb submit_job calls"
     else:
         pkts, res["pkts_source"] = res["pkts_tx"], "tx_packets delta"
@@ -368,7 +378,8 @@ def report(results, args, builds):
             ga, gb = mean(a, "ir_pkt_gateway"), mean(b, "ir_pkt_gateway")
             lines.append(f"| {case} | {wa:.1f} | {wb:.1f} | {wb / wa:.4f} | {na:.1f} | {nb:.1f} | "
                          f"{nb / na:.4f} | {ga:.1f} | {gb:.1f} | {gb / ga:.4f} |")
-        lines += ["", "Functions whose self Ir per packet differs most (worker thread, mean of runs):"]
+        lines += ["", "Functions whose self Ir per packet differs most (worker thread, "
+                  "mean of runs):"]
         for case in args.case:
             a, b = by.get((case, "base")), by.get((case, "new"))
             if not a or not b:
@@ -381,7 +392,8 @@ def report(results, args, builds):
             diff = sorted(set(fa) | set(fb), key=lambda k: -abs(fb[k] - fa[k]))[:args.top]
             lines.append(f"  {case}:")
             for k in diff:
-                lines.append(f"    {fb[k] - fa[k]:+8.1f}  {k}  (baseline {fa[k]:.1f}, new {fb[k]:.1f})")
+                lines.append(f"    {fb[k] - fa[k]:+8.1f}  {k}  (baseline {fa[k]:.1f}, "
+                             f"new {fb[k]:.1f})")
     lines += ["", "Top functions (self Ir per packet, worker thread, first run):"]
     for case in args.case:
         for tag in builds:
@@ -435,15 +447,17 @@ def main():
     ap.add_argument("--case", action="append",
                     help="a bench case, DIR-SIZE-cpu-1sa (repeatable; default "
                     "out-1420-cpu-1sa, out-64-cpu-1sa, in-1420-cpu-1sa, in-64-cpu-1sa)")
-    ap.add_argument("--build", default=os.environ.get("DPSEC_BUILD", os.path.join(ROOT, "build")))
+    ap.add_argument("--build", default=os.environ.get("DPSEC_BUILD", os.path.join(ROOT, "build")),
+                    help="the build directory measured first, \"new\" (default: build/)")
     ap.add_argument("--baseline", help="a second build directory, run right after the first")
     ap.add_argument("--runs", type=int, default=1, help="runs of each case and build")
     ap.add_argument("--warmup", type=float, default=20.0,
                     help="seconds after the first packet left before the window")
     ap.add_argument("--window", type=float, default=60.0, help="seconds between zero and dump")
-    ap.add_argument("--start-timeout", type=float, default=600.0)
+    ap.add_argument("--start-timeout", type=float, default=600.0,
+                    help="seconds for dpsecd to start under valgrind and forward")
     ap.add_argument("--memory-mb", type=int, default=512, help="EAL -m without hugepages")
-    ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--top", type=int, default=12, help="functions listed per case")
     ap.add_argument("--out", help="output directory (default /tmp/dpsec-callgrind-DATE)")
     ap.add_argument("--reanalyse", metavar="DIR",
                     help="no run: analyse again the dumps of an earlier output directory")
