@@ -861,7 +861,7 @@ def write_chart(results, ceiling, path):
         xs = [s for s in SIZES if f"chain-in-{s}-w64" in by]
         if d == "in" and xs:
             ax.plot(xs, [by[f"chain-in-{s}-w64"]["mpps_per_cpu"] for s in xs], "s-",
-                    label="dpsecd, anti-replay on (memif chain)")
+                    label="dpsecd cpu, anti-replay on (memif chain: another input)")
         ax.set(title=f"{'outbound' if d == 'out' else 'inbound'}, 1 SA", xlabel="packet size (B)",
                ylabel="Mpps per worker CPU-second", xscale="log", xticks=list(SIZES),
                xticklabels=[str(s) for s in SIZES])
