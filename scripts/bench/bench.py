@@ -29,6 +29,13 @@ The reference is DPDK's ipsec-secgw example (secgw.py; built by
 scripts/ipsec-secgw.sh) in the same set-up and with the same pcaps, measured
 the same way (cases secgw-out-SIZE); without it the 64 B goal falls back to a
 constant measured elsewhere, and says so.
+
+Issue 12's goals 3 to 5 need more than one pcap port and one worker: their
+cases (chain-in-SIZE-wW: inbound with the replay window on behind a second
+dpsecd over net_memif; tun-SIZE-N and tun-SIZE-1sa-N: N tunnels over PF_KEY
+against one SA on the same pcap; w1-SIZE, w2-SIZE, w2-SIZE-shared: two
+workers) are in topologies.py. After the table: their paired ratios, a goals
+table for goals 1 to 5 with verdicts, and results.png (python3-matplotlib).
 """
 import argparse
 import datetime
