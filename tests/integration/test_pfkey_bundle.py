@@ -210,3 +210,49 @@ def test_bundle_over_pfkey_accepts_the_peers_layers(gw):
     sas = {int(s["spi"], 16): s for s in gw.ctl_json("sa")["sas"].values()}
     assert sas[spi]["packets"] == 3 and sas[spi]["drop_auth"] == 0
     assert sas[cpi]["packets"] == 4 and sas[cpi]["drop_policy"] == 1
+
+
+def test_bundle_rekey_keeps_the_peers_uncompressed_packets(gw):
+    """charon's CHILD_SA rekey of the bundle: new inbound ESP and IPComp SAs (new
+    SPI, new CPI, same reqid and peer) are installed, then the old ones deleted.
+    The peer's uncompressed packets (IP-in-IP inside ESP) through the new SAs
+    still reach host A: the IP-in-IP belongs to the new IPComp SA, which
+    deleting the old one does not take away."""
+    q = gw.client()
+    for direction in (K.DIR_FWD, K.DIR_IN):
+        assert q.request(charon_inbound_policy(direction)).errno == 0
+
+    def install():
+        spi = q.request(K.msg(K.GETSPI, K.ESP, [K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN)])
+                        ).ext[K.SA].spi
+        assert q.request(K.gcm_add(spi, HOST_B, GW_WAN, REQID, KEY, mtype=K.UPDATE,
+                                   mode=K.MODE_TRANSPORT)).errno == 0
+        cpi = q.request(K.msg(K.GETSPI, K.IPCOMP, [K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN),
+                                                   K.spirange(0x100, 0xefff)])).ext[K.SA].spi
+        assert q.request(ipcomp_sa(cpi, HOST_B, GW_WAN, REQID, mtype=K.UPDATE)).errno == 0
+        return spi, cpi
+
+    old_spi, old_cpi = install()
+    new_spi, new_cpi = install()
+    for satype, spi in ((K.ESP, old_spi), (K.IPCOMP, old_cpi)):
+        assert q.request(K.msg(K.DELETE, satype, [K.sa(spi), K.address(K.SRC, HOST_B),
+                                                  K.address(K.DST, GW_WAN)])).errno == 0
+    sa = SecurityAssociation(ESP, spi=new_spi, crypt_algo="AES-GCM", crypt_key=KEY)
+    inner = [raw(IP(src="10.9.2.5", dst="10.1.0.2", ttl=64) / UDP(sport=6000 + k, dport=9000)
+                 / (b"rekeyed %d " % k + PAYLOAD)) for k in range(2)]
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    comp = struct.pack("!BBH", 4, 0, new_cpi) + c.compress(inner[1]) + c.flush()
+    pkts = [sa.encrypt(IP(raw(IP(src=HOST_B, dst=GW_WAN, ttl=64, proto=4) / inner[0])), seq_num=1),
+            sa.encrypt(IP(raw(IP(src=HOST_B, dst=GW_WAN, ttl=64, proto=108) / comp)), seq_num=2)]
+    rx = subprocess.Popen(["ip", "netns", "exec", gw.ha, "/usr/bin/python3", "-c", RECEIVER, "3"],
+                          stdout=subprocess.PIPE, text=True)
+    assert rx.stdout.readline().strip() == "ready"
+    subprocess.run(["ip", "netns", "exec", gw.hb, "/usr/bin/python3", "-c", RAW_SENDER, GW_WAN]
+                   + [raw(p).hex() for p in pkts], check=True)
+    got = [bytes.fromhex(line.strip()) for line in rx.stdout]
+    assert rx.wait(timeout=10) == 0
+    assert sorted(got) == sorted(raw(IP(p)[UDP].payload) for p in inner)
+    sas = {int(s["spi"], 16): s for s in gw.ctl_json("sa")["sas"].values()}
+    assert old_spi not in sas and old_cpi not in sas
+    assert sas[new_spi]["packets"] == 2 and sas[new_spi]["drop_policy"] == 0
+    assert sas[new_cpi]["packets"] == 2
