@@ -16,6 +16,8 @@ PKGS=(
 	clang libclang-rt-14-dev
 	# tests and demo (python3-matplotlib: the bench's results.png)
 	python3 python3-pytest python3-scapy python3-yaml iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool kmod procps python3-prometheus-client python3-matplotlib
+	# benchmark: instruction counts (scripts/bench.sh --callgrind)
+	valgrind
 	# operator tools: man page lint, the Debian package, bash completion
 	mandoc debhelper bash-completion
 	# strongSwan interop

@@ -844,12 +844,12 @@ def write_chart(results, ceiling, path):
     by = {r["name"]: r for r in results if r.get("mpps_per_cpu")}
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     for ax, d in zip(axes[:2], ("out", "in")):
-        series = {f"dpsecd {e}": [f"{d}-{{}}-{e}-1sa" for _ in SIZES] for e in ("native", "cpu")}
-        series["ipsec-secgw"] = [f"secgw-{d}-{{}}"] * len(SIZES)
-        for label, pats in series.items():
-            xs = [s for s, p in zip(SIZES, pats) if p.format(s) in by]
+        series = {f"dpsecd {e}": f"{d}-{{}}-{e}-1sa" for e in ("native", "cpu")}
+        series["ipsec-secgw"] = f"secgw-{d}-{{}}"
+        for label, pat in series.items():
+            xs = [s for s in SIZES if pat.format(s) in by]
             if xs:
-                ax.plot(xs, [by[pats[0].format(s)]["mpps_per_cpu"] for s in xs], "o-", label=label)
+                ax.plot(xs, [by[pat.format(s)]["mpps_per_cpu"] for s in xs], "o-", label=label)
         xs = [s for s in SIZES if f"fwd-{s}" in by and ceiling.get(s, {}).get("mops_per_cpu")]
         if xs:
             ax.plot(xs, [1 / (1 / by[f"fwd-{s}"]["mpps_per_cpu"] + 1 / ceiling[s]["mops_per_cpu"])

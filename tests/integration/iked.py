@@ -37,24 +37,13 @@ class Iked:
         self.proc = None
         self.logf = None
 
-    def start(self, conf, timeout=15, attempts=3):
+    def start(self, conf, timeout=15):
         """Write conf (iked.conf text; iked refuses a file others can read) and start iked in the
         foreground (-d), verbose enough to log every PF_KEY step and its fallbacks (-vv).
 
         iked polls only 1 ms for each PF_KEY reply (pfkey.c: PFKEY_REPLY_TIMEOUT / 1000) and exits
-        when its two SADB_REGISTERs at start-up both miss it ("pfkey_init: failed to set up ESP
-        acquires"): Linux queues the reply before send() returns, dpsecd's control thread answers
-        when it is next scheduled, which on a loaded machine is sometimes later. Such a start is
-        retried (attempts in all) and counted in self.register_misses; any other exit fails."""
-        self.register_misses = 0
-        for _ in range(attempts - 1):
-            try:
-                return self._start(conf, timeout)
-            except AssertionError:
-                if "failed to set up ESP acquires" not in self.log():
-                    raise
-                self.register_misses += 1
-                self.stop()
+        when a SADB_REGISTER's reply misses it at start-up; the preload library stretches such a
+        wait on a connection to dpsecd (DPSEC_PFKEY_REPLY_WAIT_MS, docs/iked.md)."""
         return self._start(conf, timeout)
 
     def _start(self, conf, timeout):

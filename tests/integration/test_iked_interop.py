@@ -162,6 +162,12 @@ def test_tcp_both_ways_checked_by_hash(vpn):
                for v in s.values()), s
 
 
+def test_every_pfkey_reply_reached_iked_in_time(vpn):
+    """iked gives each reply 1 ms; the preload library stretches that wait on its connection to
+    dpsecd, so iked never gave up on one (it logs "no reply from PF_KEY" when it does)."""
+    assert "no reply from PF_KEY" not in vpn.ik.log(), vpn.ik.report()
+
+
 def test_internet_link_carried_only_ike_and_esp_in_udp(vpn):
     e = vpn
     frames = e.cap.stop()

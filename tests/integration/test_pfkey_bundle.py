@@ -130,3 +130,80 @@ def test_bundle_over_pfkey_acquires_then_carries_traffic(gw):
     assert len(seen) == len(esp)
     sas = {int(s["spi"], 16): s for s in gw.ctl_json("sa")["sas"].values()}
     assert sas[0x8101]["packets"] == len(esp) and sas[cpi]["packets"] == len(esp)
+
+
+RECEIVER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 9000))
+s.settimeout(float(sys.argv[1]))
+print("ready", flush=True)
+try:
+    while True:
+        print(s.recv(4096).hex(), flush=True)
+except socket.timeout:
+    pass
+"""
+
+RAW_SENDER = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+for h in sys.argv[2:]:
+    s.sendto(bytes.fromhex(h), (sys.argv[1], 0))
+    time.sleep(0.05)
+"""
+
+
+def charon_inbound_policy(direction):
+    """charon's inbound side of the bundle: the IPComp request at level use."""
+    return K.spd(K.SPDADD, direction, NET, "10.1.0.0/24", requests=[
+        K.ipsecrequest(108, K.MODE_TUNNEL, K.LEVEL_USE, REQID, (HOST_B, GW_WAN)),
+        K.ipsecrequest(50, K.MODE_TRANSPORT, K.LEVEL_UNIQUE, REQID)])
+
+
+def test_bundle_over_pfkey_accepts_the_peers_layers(gw):
+    """Host B sends what a Linux peer of charon sends: outer IP / ESP (transport)
+    / IPComp / inner IP, and the uncompressed form (IP-in-IP inside ESP), built
+    by scapy and zlib; both reach host A. An IPComp packet without ESP is
+    refused by the inbound check and counted on the IPComp SA."""
+    q = gw.client()
+    for direction in (K.DIR_FWD, K.DIR_IN):
+        assert q.request(charon_inbound_policy(direction)).errno == 0
+    rep = q.request(K.msg(K.GETSPI, K.ESP, [K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN)]))
+    spi = rep.ext[K.SA].spi
+    assert q.request(K.gcm_add(spi, HOST_B, GW_WAN, REQID, KEY, mtype=K.UPDATE,
+                               mode=K.MODE_TRANSPORT)).errno == 0
+    rep = q.request(K.msg(K.GETSPI, K.IPCOMP, [K.address(K.SRC, HOST_B), K.address(K.DST, GW_WAN),
+                                               K.spirange(0x100, 0xefff)]))
+    cpi = rep.ext[K.SA].spi
+    assert q.request(ipcomp_sa(cpi, HOST_B, GW_WAN, REQID, mtype=K.UPDATE)).errno == 0
+    sa = SecurityAssociation(ESP, spi=spi, crypt_algo="AES-GCM", crypt_key=KEY)
+
+    def inner(k):
+        return raw(IP(src="10.9.2.5", dst="10.1.0.2", ttl=64) / UDP(sport=5000 + k, dport=9000)
+                   / (b"%06d " % k + PAYLOAD))
+
+    def outer(proto, body):
+        return IP(raw(IP(src=HOST_B, dst=GW_WAN, ttl=64, proto=proto) / body))
+
+    def deflate(data):
+        c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        return c.compress(data) + c.flush()
+
+    comp = [outer(108, struct.pack("!BBH", 4, 0, cpi) + deflate(inner(k))) for k in range(3)]
+    pkts = [sa.encrypt(comp[0], seq_num=1),
+            sa.encrypt(outer(4, inner(1)), seq_num=2),   # not smaller: no IPComp header
+            comp[2],                                     # no ESP: refused
+            sa.encrypt(comp[2], seq_num=3)]
+    rx = subprocess.Popen(["ip", "netns", "exec", gw.ha, "/usr/bin/python3", "-c", RECEIVER, "4"],
+                          stdout=subprocess.PIPE, text=True)
+    assert rx.stdout.readline().strip() == "ready"
+    subprocess.run(["ip", "netns", "exec", gw.hb, "/usr/bin/python3", "-c", RAW_SENDER, GW_WAN]
+                   + [raw(p).hex() for p in pkts], check=True)
+    got = [bytes.fromhex(line.strip()) for line in rx.stdout]
+    assert rx.wait(timeout=10) == 0
+    want = [raw(IP(inner(k))[UDP].payload) for k in (0, 1, 2)]
+    assert sorted(got) == sorted(want)
+    sas = {int(s["spi"], 16): s for s in gw.ctl_json("sa")["sas"].values()}
+    assert sas[spi]["packets"] == 3 and sas[spi]["drop_auth"] == 0
+    assert sas[cpi]["packets"] == 4 and sas[cpi]["drop_policy"] == 1

@@ -13,6 +13,9 @@ each charon through its dpsecd's wan TAP.
 PROPOSALS is the table of scenarios: one row per CHILD_SA configuration
 (swanctl.conf keys), the IPsec protocols dpsecd must then hold per direction,
 and the layers each protected packet carries on the wire, outermost first.
+Rows: ah_proposals (AH alone, tunnel, HMAC-SHA2-256-128); compress (ESP
+AES-GCM-128 + IPComp, charon's [ipcomp, esp] bundle), a strict expected
+failure until the bundle defects its reason names are fixed.
 Each row runs the same story (run_row):
 
 * charon A initiates (start_action = start); both charons report the CHILD_SA
@@ -63,18 +66,29 @@ class Row:
     (esp_proposals None: not offered at all). protos: dpsecd's SA protocols,
     one SA of each per direction. layers: the layouts a protected packet may
     have on the wire, each the IPsec headers after the outer IPv4 header,
-    outermost first. integ / enc: what dpsecctl sa shows for the SAs of each
-    protocol."""
+    outermost first; the first one must be seen (IPComp leaves a packet that
+    does not shrink uncompressed, RFC 3173 2.2: the others). integ / enc: what
+    dpsecctl sa shows for the SAs of each protocol. defect: why the row fails
+    today (a strict xfail: it must fail until that is fixed)."""
 
-    def __init__(self, name, child, protos, layers, integ=None, enc=None):
-        # layers: every layout a packet of the row may have (IPComp may leave a packet uncompressed)
+    def __init__(self, name, child, protos, layers, integ=None, enc=None, defect=None):
         self.name, self.child, self.protos, self.layers = name, child, protos, layers
-        self.integ, self.enc = integ or {}, enc or {}
+        self.integ, self.enc, self.defect = integ or {}, enc or {}, defect
 
 
 PROPOSALS = [
     Row("ah_proposals", {"ah_proposals": "sha256", "esp_proposals": None},
         protos=("ah",), layers=[("ah",)], integ={"ah": "hmac-sha2-256-128"}),
+    # charon's (Linux's) layout: outer IP / ESP (transport) / IPComp (tunnel) / inner IP; a packet
+    # that does not shrink goes as IP-in-IP inside the ESP
+    Row("compress", {"esp_proposals": "aes128gcm16", "ipcomp": "yes"},
+        protos=("esp", "ipcomp"), layers=[("esp", "ipcomp"), ("esp",)], enc={"esp": "aes-gcm"},
+        defect="[ipcomp, esp] bundle dataplane: uncompressible packets of 1447..1478 bytes are dropped "
+               "(drop_mtu) while the only ICMP PTB says MTU 1478 (1446 fits): TCP stalls; and after a "
+               "CHILD_SA rekey uncompressed packets through the new SAs are drop_policy"),
+    # No AH+ESP row: charon 5.9.8 puts ah_proposals and esp_proposals in one list of alternatives
+    # (vici_config.c) and negotiates one protocol per CHILD_SA ("plain AH(+IPComp) SAs only, not
+    # ESP+AH bundles", its NEWS): with both it installs ESP alone.
 ]
 
 # scapy's name of what charon negotiates, by key length of the logged key
@@ -282,9 +296,32 @@ def wire_check(row, frames, keys, algs):
             continue
         bad.append(pkt.summary())
     assert not bad, f"{len(bad)} frames neither ARP, IKE nor IPsec between the gateways: {bad[:5]}"
+    assert kinds[row.layers[0]] > 0, dict(kinds)
     # the transfers alone are more than TCP_SIZE / 1500 segments each way
     assert kinds["ike"] > 0 and kinds["ipsec"] > 2 * TCP_SIZE // 1500, dict(kinds)
     return dec
+
+
+def diag(daemons, charons):
+    """What each gateway counted (non-zero drops and IPsec counters), its SAs and
+    policies, and the tails of the logs: printed when a row fails."""
+    out = []
+    for tag, d in daemons.items():
+        try:
+            ports = {p: {k: v for k, v in c.items() if v and (k.startswith(("drop_", "icmp_", "ipsec_", "frag")))}
+                     for p, c in d.port_stats().items()}
+            out.append(f"--- dpsecd {tag} ports: {ports}")
+            for s in sas(d).values():
+                out.append(f"    sa {s['spi']} {s['dir']} {s['proto']} {s['mode']} packets {s['packets']} "
+                           f"{ {k: v for k, v in s.items() if k.startswith('drop_') and v} }")
+            for p in d.ctl_json("policy")["policies"].values():
+                out.append(f"    policy {p}")
+            out.append(d.read_log()[-2000:])
+        except Exception as err:     # noqa: BLE001 - a diagnostic must not hide the failure
+            out.append(f"--- dpsecd {tag}: {err!r}")
+    for tag, c in charons.items():
+        out.append(c.report(40))
+    return "\n".join(out)
 
 
 def run_row(e, row):
@@ -339,8 +376,8 @@ def run_row(e, row):
             ping_all(e.hb, A, size)
         ab = TcpTransfer(e.ha, e.hb, B, 5301, e.data, str(wd / "ab.out")).start()
         ba = TcpTransfer(e.hb, e.ha, A, 5302, e.data, str(wd / "ba.out")).start()
-        assert ab.wait(timeout=180) == e.data_sha, "A -> B corrupted"
-        assert ba.wait(timeout=180) == e.data_sha, "B -> A corrupted"
+        assert ab.wait(timeout=120) == e.data_sha, "A -> B corrupted"
+        assert ba.wait(timeout=120) == e.data_sha, "B -> A corrupted"
         for d in (da, db):
             for s in sas(d).values():
                 assert s["drop_auth"] == 0 and s["drop_replay"] == 0, s
@@ -377,6 +414,9 @@ def run_row(e, row):
                 algs["esp"] = s["enc"]
                 if s["auth"] != "none":
                     algs["esp-integ"] = s["auth"]
+    except BaseException:
+        print(diag(daemons, charons))
+        raise
     finally:
         if "a" in charons and charons["a"].proc is not None and charons["a"].proc.poll() is None:
             charons["a"].swanctl("--terminate", "--ike", "site", "--timeout", "10", check=False)
@@ -398,6 +438,8 @@ def run_row(e, row):
     return dec
 
 
-@pytest.mark.parametrize("row", PROPOSALS, ids=[r.name for r in PROPOSALS])
+@pytest.mark.parametrize("row", [
+    pytest.param(r, id=r.name, marks=[pytest.mark.xfail(strict=True, reason=r.defect)] if r.defect else [])
+    for r in PROPOSALS])
 def test_proposal_end_to_end(topo, row):
     run_row(topo, row)
