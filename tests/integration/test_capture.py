@@ -184,5 +184,8 @@ def test_rate_bounds_the_copies_and_counts_the_skipped(gw):
     assert m, p.stderr
     written, skipped = int(m.group(1)), int(m.group(2))
     assert written == len(pkts)
-    assert 20 <= written <= 20 * elapsed + 2, (written, elapsed)
+    # at most the rate (the upper bound is the point); at least a quarter of the
+    # 40 it allows, so a bucket that starves the capture fails too (the worker
+    # itself may be starved of CPU for part of the 2 s on a loaded machine)
+    assert 10 <= written <= 20 * elapsed + 2, (written, elapsed)
     assert skipped > 10 * written, skipped
