@@ -25,17 +25,26 @@ uncertainty), and, exact, the number of calls of intel-ipsec-mb's job
 submission in the window (one per packet in the aesni_mb PMD's CPU-crypto
 path), checked against it. Ir per packet is given for the whole process (every
 thread) and for the worker thread alone; the worker's is split into
-intel-ipsec-mb (the AES-GCM kernel), DPDK (librte_*: PMDs, mempool, ring,
-cryptodev), dpsecd itself, and the rest (libc, ld.so), and its top functions
-(self Ir per packet) are listed. The delta dumps, and callgrind_annotate's view
+intel-ipsec-mb (the AES-GCM kernel), the bench's ports (net_pcap's copy of
+each frame into an mbuf, net_null's free: the harness, which a NIC's PMD
+would replace), the rest of DPDK (librte_*: lib/ipsec, ACL, hash, cryptodev
+and its PMD, mempool, ring), dpsecd itself, and the rest (libc, ld.so); its
+top functions (self Ir per packet, by name: the two builds' functions differ)
+and those whose cost differs most between the builds are listed. Debian's
+DPDK and intel-ipsec-mb are stripped of their static functions: those show as
+LIBRARY:0xADDRESS. The delta dumps, and callgrind_annotate's view
 of the worker's, stay in the output directory.
 
 Under valgrind the CPU is the one valgrind emulates: no AVX-512, no VAES, so
-intel-ipsec-mb runs its AVX2 ("avx_gen4") GCM code here, not the VAES
+intel-ipsec-mb runs its AVX2 code here (submit_job_nocheck_avx2_t1), not the VAES
 AVX-512 code it runs natively on this host; the counts are of that code.
 
     scripts/bench/callgrind.py --case out-1420-cpu-1sa --baseline /work/wt/x/build
     scripts/bench.sh --callgrind /work/wt/x/build [--case ...]   (same thing)
+    scripts/bench/callgrind.py --reanalyse /tmp/dpsec-callgrind-DATE  (tables again)
+
+Four cases, one run of each build: about 15 minutes. See docs/PERFORMANCE.md
+(issue 9's section) for what it showed.
 """
 import argparse
 import collections
@@ -152,9 +161,11 @@ def category(ob, exe):
         return "other"
     if IMB_OB.search(ob):
         return "imb"
+    if re.match(r"librte_net_(pcap|null)\.", os.path.basename(ob)):
+        return "ports"  # the bench's virtual ports: net_pcap's copy into mbufs, net_null's free
     if os.path.basename(ob).startswith("librte_"):
         return "dpdk"
-    if os.path.realpath(ob) == os.path.realpath(exe):
+    if os.path.basename(ob) == os.path.basename(exe):  # (the copy in DIR/work)
         return "dpsec"
     return "other"
 
@@ -266,6 +277,20 @@ def one_run(bins, tag, case, args, work, seq):
     res.update(window_s=round(wall, 1), tx_zero=(z0, z1), tx_dump=(d0, d1),
                pkts_tx=pk_mid, pkts_tx_err=((z1 - z0) + (d1 - d0)) / 2,
                bracket_s=(round(zs, 2), round(ds, 2)))
+    analyse(res, files, bins["dpsecd"], args.top)
+    ann = run(["callgrind_annotate", "--inclusive=yes", os.path.join(rdir, res["worker_file"])],
+              timeout=300, check=False)
+    with open(os.path.join(rdir, "annotate-worker.txt"), "w") as f:
+        f.write(ann.stdout + ann.stderr)
+    log(f"callgrind:   {res['pkts']:.0f} packets ({res['pkts_source']}; tx delta {pk_mid:.0f} "
+        f"+- {res['pkts_tx_err']:.0f}) in {wall:.0f} s: {res['ir_pkt_worker']:.1f} Ir/packet "
+        f"worker, {res['ir_pkt_whole']:.1f} whole process, non-crypto "
+        f"{res['ir_pkt_noncrypto']:.1f}")
+    return res
+
+
+def analyse(res, files, exe, top):
+    """Ir per packet of one run from its delta dump (one file per thread)."""
     threads = [parse_callgrind(f) for f in files]
     whole = sum(t["total"] for t in threads)
     # the worker: the thread that submitted the crypto jobs
@@ -279,33 +304,26 @@ def one_run(bins, tag, case, args, work, seq):
                                 if fn and SUBMIT_FN.match(fn) and IMB_OB.search(o or "")})
     # Exact packet count: the job submissions, if they agree with tx_packets
     # (within the brackets plus a burst or two in flight).
-    if n_sub and abs(n_sub - pk_mid) <= res["pkts_tx_err"] + 2 * 32 + 0.002 * pk_mid:
+    tol = res["pkts_tx_err"] + 2 * 32 + 0.002 * res["pkts_tx"]
+    if n_sub and abs(n_sub - res["pkts_tx"]) <= tol:
         pkts, res["pkts_source"] = n_sub, "imb submit_job calls"
     else:
-        pkts, res["pkts_source"] = pk_mid, "tx_packets delta"
+        pkts, res["pkts_source"] = res["pkts_tx"], "tx_packets delta"
     res["pkts"] = pkts
     byname = collections.Counter()
     for (o, fn), ir in worker["self"].items():
         byname[fname(o, fn)] += ir
     cats = collections.Counter()
     for (o, fn), ir in worker["self"].items():
-        cats[category(o, bins["dpsecd"])] += ir
+        cats[category(o, exe)] += ir
     res.update(threads=len(threads), worker_file=os.path.basename(worker["path"]),
                ir_whole=whole, ir_worker=worker["total"],
                ir_pkt_whole=whole / pkts, ir_pkt_worker=worker["total"] / pkts,
                ir_pkt_cat={k: v / pkts for k, v in cats.items()},
                ir_pkt_noncrypto=(worker["total"] - cats["imb"]) / pkts,
-               top=[{"fn": k, "ir_pkt": ir / pkts} for k, ir in byname.most_common(args.top)],
+               ir_pkt_gateway=(worker["total"] - cats["imb"] - cats["ports"]) / pkts,
+               top=[{"fn": k, "ir_pkt": ir / pkts} for k, ir in byname.most_common(top)],
                funcs={k: ir / pkts for k, ir in byname.items() if ir / pkts >= 0.05})
-    ann = run(["callgrind_annotate", "--inclusive=yes", worker["path"]],
-              timeout=300, check=False)
-    with open(os.path.join(rdir, "annotate-worker.txt"), "w") as f:
-        f.write(ann.stdout + ann.stderr)
-    log(f"callgrind:   {pkts:.0f} packets ({res['pkts_source']}; tx delta {pk_mid:.0f} "
-        f"+- {res['pkts_tx_err']:.0f}) in {wall:.0f} s: {res['ir_pkt_worker']:.1f} Ir/packet "
-        f"worker, {res['ir_pkt_whole']:.1f} whole process, non-crypto "
-        f"{res['ir_pkt_noncrypto']:.1f}")
-    return res
 
 
 # ---- report ----------------------------------------------------------------------------
@@ -329,35 +347,39 @@ def report(results, args, builds):
              "Ir per forwarded packet (mean of the runs); worker = the worker thread, "
              "whole = every thread", ""]
     hdr = "| case | build | runs | packets | whole Ir/pkt | worker Ir/pkt | run spread | " \
-          "intel-ipsec-mb | DPDK | dpsecd | other | non-crypto |"
-    lines += [hdr, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+          "intel-ipsec-mb | ports | DPDK | dpsecd | other | non-crypto | less ports |"
+    lines += [hdr, "| --- | --- |" + " ---: |" * 12]
     for case in args.case:
         for tag in builds:
             rs = by.get((case, tag))
             if not rs:
-                lines.append(f"| {case} | {tag} | 0 | FAILED | | | | | | | | |")
+                lines.append(f"| {case} | {tag} | 0 | FAILED |" + " |" * 10)
                 continue
             sp = spread(rs, "ir_pkt_worker")
             cat = {k: sum(x["ir_pkt_cat"].get(k, 0) for x in rs) / len(rs)
-                   for k in ("imb", "dpdk", "dpsec", "other")}
+                   for k in ("imb", "ports", "dpdk", "dpsec", "other")}
             lines.append(f"| {case} | {tag} | {len(rs)} | {sum(x['pkts'] for x in rs):.0f} | "
                          f"{mean(rs, 'ir_pkt_whole'):.1f} | {mean(rs, 'ir_pkt_worker'):.1f} | "
                          f"{'-' if sp is None else f'{sp * 100:.3f} %'} | {cat['imb']:.1f} | "
-                         f"{cat['dpdk']:.1f} | {cat['dpsec']:.1f} | {cat['other']:.1f} | "
-                         f"{mean(rs, 'ir_pkt_noncrypto'):.1f} |")
+                         f"{cat['ports']:.1f} | {cat['dpdk']:.1f} | {cat['dpsec']:.1f} | "
+                         f"{cat['other']:.1f} | {mean(rs, 'ir_pkt_noncrypto'):.1f} | "
+                         f"{mean(rs, 'ir_pkt_gateway'):.1f} |")
     if "base" in builds:
         lines += ["", "| case | baseline worker Ir/pkt | new | new / baseline | "
-                  "non-crypto baseline | non-crypto new | non-crypto new / baseline |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "non-crypto baseline | non-crypto new | new / baseline | "
+                  "less ports baseline | less ports new | new / baseline |",
+                  "| --- |" + " ---: |" * 9]
         for case in args.case:
             a, b = by.get((case, "base")), by.get((case, "new"))
             if not a or not b:
                 continue
             wa, wb = mean(a, "ir_pkt_worker"), mean(b, "ir_pkt_worker")
             na, nb = mean(a, "ir_pkt_noncrypto"), mean(b, "ir_pkt_noncrypto")
+            ga, gb = mean(a, "ir_pkt_gateway"), mean(b, "ir_pkt_gateway")
             lines.append(f"| {case} | {wa:.1f} | {wb:.1f} | {wb / wa:.4f} | {na:.1f} | {nb:.1f} | "
-                         f"{nb / na:.4f} |")
-        lines += ["", "Functions whose self Ir per packet differs most (worker thread, mean of runs):"]
+                         f"{nb / na:.4f} | {ga:.1f} | {gb:.1f} | {gb / ga:.4f} |")
+        lines += ["", "Functions whose self Ir per packet differs most (worker thread, "
+                  "mean of runs):"]
         for case in args.case:
             a, b = by.get((case, "base")), by.get((case, "new"))
             if not a or not b:
@@ -370,7 +392,8 @@ def report(results, args, builds):
             diff = sorted(set(fa) | set(fb), key=lambda k: -abs(fb[k] - fa[k]))[:args.top]
             lines.append(f"  {case}:")
             for k in diff:
-                lines.append(f"    {fb[k] - fa[k]:+8.1f}  {k}  (baseline {fa[k]:.1f}, new {fb[k]:.1f})")
+                lines.append(f"    {fb[k] - fa[k]:+8.1f}  {k}  (baseline {fa[k]:.1f}, "
+                             f"new {fb[k]:.1f})")
     lines += ["", "Top functions (self Ir per packet, worker thread, first run):"]
     for case in args.case:
         for tag in builds:
@@ -389,6 +412,29 @@ def report(results, args, builds):
     return "\n".join(lines)
 
 
+def reanalyse(args):
+    """The tables again from an earlier run's dumps (after a change of the analysis)."""
+    with open(os.path.join(args.reanalyse, "results.json")) as f:
+        saved = json.load(f)
+    for k in ("case", "warmup", "window"):
+        setattr(args, k, saved["args"][k])
+    work = os.path.join(args.reanalyse, "work")
+    for r in saved["results"]:
+        if "error" in r:
+            continue
+        rdir = os.path.join(args.reanalyse, os.path.basename(r["dir"]))
+        files = sorted(glob.glob(os.path.join(rdir, "callgrind.out.1-*")))
+        analyse(r, files, os.path.join(work, "dpsecd" + ("" if r["build"] == "new" else "-base")),
+                args.top)
+    text = report(saved["results"], args, saved["builds"])
+    with open(os.path.join(args.reanalyse, "results.json"), "w") as f:
+        json.dump(saved, f, indent=1, default=str)
+    with open(os.path.join(args.reanalyse, "results.txt"), "w") as f:
+        f.write(text + "\n")
+    print(text)
+    return 0
+
+
 def cpu_model():
     r = run(["lscpu"], check=False)
     m = re.search(r"^Model name:\s*(.*)$", r.stdout, re.M)
@@ -401,17 +447,23 @@ def main():
     ap.add_argument("--case", action="append",
                     help="a bench case, DIR-SIZE-cpu-1sa (repeatable; default "
                     "out-1420-cpu-1sa, out-64-cpu-1sa, in-1420-cpu-1sa, in-64-cpu-1sa)")
-    ap.add_argument("--build", default=os.environ.get("DPSEC_BUILD", os.path.join(ROOT, "build")))
+    ap.add_argument("--build", default=os.environ.get("DPSEC_BUILD", os.path.join(ROOT, "build")),
+                    help="the build directory measured first, \"new\" (default: build/)")
     ap.add_argument("--baseline", help="a second build directory, run right after the first")
     ap.add_argument("--runs", type=int, default=1, help="runs of each case and build")
     ap.add_argument("--warmup", type=float, default=20.0,
                     help="seconds after the first packet left before the window")
     ap.add_argument("--window", type=float, default=60.0, help="seconds between zero and dump")
-    ap.add_argument("--start-timeout", type=float, default=600.0)
+    ap.add_argument("--start-timeout", type=float, default=600.0,
+                    help="seconds for dpsecd to start under valgrind and forward")
     ap.add_argument("--memory-mb", type=int, default=512, help="EAL -m without hugepages")
-    ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--top", type=int, default=12, help="functions listed per case")
     ap.add_argument("--out", help="output directory (default /tmp/dpsec-callgrind-DATE)")
+    ap.add_argument("--reanalyse", metavar="DIR",
+                    help="no run: analyse again the dumps of an earlier output directory")
     args = ap.parse_args()
+    if args.reanalyse:
+        return reanalyse(args)
     args.case = args.case or ["out-1420-cpu-1sa", "out-64-cpu-1sa", "in-1420-cpu-1sa",
                               "in-64-cpu-1sa"]
     args.out = args.out or f"/tmp/dpsec-callgrind-{datetime.datetime.now():%Y%m%d-%H%M%S}"

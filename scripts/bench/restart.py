@@ -60,9 +60,10 @@ NET_A, NET_B = "10.1.0.0/24", "10.2.0.0/24"
 PORT = 9000
 
 # One stream: `send DST RATE SECS` sends seq (8 bytes) + CLOCK_MONOTONIC send time
-# (8 bytes, ns); `recv OUT SECS` writes "seq sent_ns received_ns" per datagram.
+# (8 bytes, ns); `recv OUT SECS` writes "seq sent_ns received_ns" per datagram
+# when SECS have passed or a file OUT.stop appears.
 FLOW = r"""
-import socket, struct, sys, time
+import os, socket, struct, sys, time
 mode = sys.argv[1]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 if mode == "send":
@@ -79,7 +80,7 @@ else:
     s.bind(("0.0.0.0", %d))
     s.settimeout(0.5)
     rows, end = [], time.monotonic() + secs
-    while time.monotonic() < end:
+    while time.monotonic() < end and not os.path.exists(out + ".stop"):
         try:
             d = s.recv(2048)
         except socket.timeout:
@@ -287,7 +288,6 @@ def main():
         for k, (src, dst, addr) in flows.items():
             procs.append(subprocess.Popen(["ip", "netns", "exec", src, sys.executable, "-c", FLOW, "send",
                                            addr, str(args.rate), str(secs)]))
-        t_flow0 = time.monotonic()
         load0 = os.getloadavg()
         marks = []
         time.sleep(args.settle)
@@ -298,8 +298,15 @@ def main():
                 t_exec, t_ready = gw.start(v)
                 marks.append((t_term, t_exit, t_exec, t_ready, v, i, gw.started_in()))
                 time.sleep(args.settle)
-        for p in procs:
-            p.wait(timeout=max(10, secs - (time.monotonic() - t_flow0) + 15))
+        senders, receivers = procs[len(flows):], procs[:len(flows)]
+        for p in senders:
+            p.terminate()
+            p.wait(timeout=10)
+        time.sleep(1)  # the last datagrams in flight
+        for k in flows:
+            open(out[k] + ".stop", "w").close()
+        for p in receivers:
+            p.wait(timeout=30)
         procs = []
 
         rounds = []

@@ -115,6 +115,8 @@ static inline enum dp_polog_reason dp_sa_drop_reason(enum dp_sa_counter c)
 		return DP_DROP_ecn;
 	case DP_SA_CNT_drop_crypto:
 		return DP_DROP_crypto;
+	case DP_SA_CNT_drop_bundle:
+		return DP_DROP_bundle;
 	default:
 		return DP_DROP_other;
 	}

@@ -35,6 +35,7 @@
 	X(padding)   /* ESP padding or trailer invalid after decryption */                         \
 	X(ecn)	     /* outer CE over a Not-ECT inner packet (RFC 6040 4.2) */                     \
 	X(crypto)    /* the crypto device refused or failed the operation */                       \
+	X(bundle)    /* outbound: the next SA of its bundle is gone */                             \
 	X(other)     /* no room for headers, bad inner header, out of resources */
 
 /* The policy reasons first (DP_POLOG_*, below DP_POLOG_MAX), then the others

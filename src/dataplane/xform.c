@@ -7,6 +7,7 @@
  */
 #include "dataplane/xform.h"
 #include "dataplane/output.h"
+#include "dataplane/polog.h"
 #include "dataplane/worker.h"
 
 _Static_assert(DP_VIA_MAX == DP_BUNDLE_MAX, "an inbound packet comes through a bundle's SAs");
@@ -42,7 +43,7 @@ void dp_xform_bundle_next(struct dp_worker *w, const struct dp_snapshot *s, stru
 	struct dp_sa *o = __atomic_load_n(&sa->outer, __ATOMIC_ACQUIRE);
 
 	if (unlikely(o == NULL)) {
-		dp_sa_drop(sa, w->id, mb, 0, n, DP_SA_CNT_drop_bundle);
+		dp_sa_fail(w, sa, mb, 0, n, DP_SA_CNT_drop_bundle);
 		return;
 	}
 	dp_xform_run(w, s, o, mb, n);

@@ -139,6 +139,10 @@ def inbound_capture(gw, point):
     without = dict(cfg, sas=[s for s in cfg["sas"] if s["direction"] != "in"])
     reload(d, without)
     d.wait_for(lambda: t.spi_in not in ids(d, t)[1], what="inbound SA removed")
+    # ... and gone from the workers' snapshot too (published after the store
+    # changed): wan's ESP now meets no SA
+    n = d.port_stats()["wan"]["drop_unknown_spi"]
+    d.wait_for(lambda: d.port_stats()["wan"]["drop_unknown_spi"] > n, what="the workers without the SA")
     out = f"{workdir}/{point}.pcapng"
     proc = subprocess.Popen([DPSECCTL, "-p", d.prefix, "capture", "--point", point, "-c", "3", "-w", out],
                             stderr=subprocess.PIPE)
