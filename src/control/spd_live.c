@@ -76,6 +76,20 @@ static struct {
 static bool batch;
 static struct ptr_vec batch_dead;
 
+/* A policy whose priority changed has a new rule in a new slot; its old rule
+ * stays in force until the publish that brings the new one, then its slot is
+ * emptied (a slot emptied at once would leave the policy's packets matching
+ * nothing until that publish: in clear under def_policy bypass). */
+struct moved {
+	struct dp_policy *dp;
+	uint32_t slot, recent_ix;
+	bool in_recent, v6;
+};
+static struct {
+	unsigned int n, cap;
+	struct moved *v;
+} moved;
+
 static int vec_push(struct ptr_vec *v, void *p)
 {
 	if (v->n == v->cap) {
@@ -405,6 +419,51 @@ static void changed(void)
 	L.changed = true;
 }
 
+static int moved_push(const struct dps_store_policy *e)
+{
+	if (moved.n == moved.cap) {
+		unsigned int cap = moved.cap ? 2 * moved.cap : 64;
+		struct moved *v = realloc(moved.v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -1;
+		moved.v = v;
+		moved.cap = cap;
+	}
+	moved.v[moved.n++] = (struct moved){.dp = e->dp,
+					    .slot = e->slot,
+					    .recent_ix = e->recent_ix,
+					    .in_recent = e->in_recent,
+					    .v6 = e->p.sel.src.addr.family == AF_INET6};
+	return 0;
+}
+
+/* The publish that brought the moved policies' new rules is done: their old
+ * slots are emptied (the workers read this table now), the old rules freed
+ * after the next publish. */
+static void moved_clear(void)
+{
+	for (unsigned int i = 0; i < moved.n; i++) {
+		const struct moved *m = &moved.v[i];
+
+		__atomic_store_n(&L.table[m->slot], NULL, __ATOMIC_RELEASE);
+		if (m->in_recent)
+			dp_recent_set(L.rec[m->v6], m->recent_ix, NULL);
+		else
+			L.main_dead++;
+		bury(&L.dead_pol, m->dp, false);
+	}
+	moved.n = 0;
+}
+
+/* A new slot table holds no old rule: theirs go after the next publish. */
+static void moved_drop(void)
+{
+	for (unsigned int i = 0; i < moved.n; i++)
+		bury(&L.dead_pol, moved.v[i].dp, false);
+	moved.n = 0;
+}
+
 /* A new slot and a recent rule for @e. */
 static void slot_add(struct dps_store_policy *e)
 {
@@ -481,13 +540,19 @@ void dps_spd_policy_updated(struct dps_store_policy *e, const struct dps_policy 
 		return;
 	}
 	if (old->priority != e->p.priority) {
-		/* Another rank: another rule. Not unslot() + slot_add(): an emptied slot
-		 * reaches the workers at once, a new recent rule only with the next
-		 * publish, and in between the policy's packets matched nothing (charon
-		 * moves each trap policy to its installed priority by SPDUPDATE: they
-		 * left in clear under def_policy bypass). The old rule stays in force
-		 * until the next commit, which compiles everything. */
-		L.full = true;
+		/* Another rank: another rule, in a new slot. The old one stays in force
+		 * until the publish that brings it (moved_clear): an emptied slot
+		 * reaches the workers at once, a new recent rule only with that
+		 * publish, and in between the policy's packets would match nothing
+		 * (charon moves each trap policy to its installed priority by
+		 * SPDUPDATE: they left in clear under def_policy bypass). */
+		if (L.full)
+			return;
+		if (e->dp != NULL && moved_push(e) < 0) {
+			L.full = true; /* the next commit compiles everything */
+			return;
+		}
+		slot_add(e);
 		return;
 	}
 	if (L.full || e->dp == NULL)
@@ -624,6 +689,7 @@ void dps_spd_batch_end(bool keep)
  * once if no published SPD reads it, else after the next publish. */
 static void table_replace(struct dp_policy **t, unsigned int n, unsigned int cap)
 {
+	moved_drop();
 	if (L.table != L.pub)
 		free(L.table);
 	else
@@ -836,6 +902,7 @@ void dps_spd_published(void)
 	L.dead_pol.n = L.dead_mem.n = L.dead_rec.n = 0;
 	L.pub = L.table;
 	L.changed = false;
+	moved_clear();
 	build_start();
 }
 
@@ -867,6 +934,11 @@ void dps_spd_fini(void)
 	dp_recent_free(L.rec[1]);
 	free(L.reqids);
 	free(L.uniq);
+	for (unsigned int i = 0; i < moved.n; i++)
+		free(moved.v[i].dp);
+	free(moved.v);
+	moved.v = NULL;
+	moved.n = moved.cap = 0;
 	free(batch_dead.v);
 	batch_dead = (struct ptr_vec){0};
 	free(bundled.v);
