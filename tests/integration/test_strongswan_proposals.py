@@ -14,8 +14,7 @@ PROPOSALS is the table of scenarios: one row per CHILD_SA configuration
 (swanctl.conf keys), the IPsec protocols dpsecd must then hold per direction,
 and the layers each protected packet carries on the wire, outermost first.
 Rows: ah_proposals (AH alone, tunnel, HMAC-SHA2-256-128); compress (ESP
-AES-GCM-128 + IPComp, charon's [ipcomp, esp] bundle), a strict expected
-failure until the bundle defects its reason names are fixed.
+AES-GCM-128 + IPComp, charon's [ipcomp, esp] bundle).
 Each row runs the same story (run_row):
 
 * charon A initiates (start_action = start); both charons report the CHILD_SA
@@ -82,10 +81,7 @@ PROPOSALS = [
     # charon's (Linux's) layout: outer IP / ESP (transport) / IPComp (tunnel) / inner IP; a packet
     # that does not shrink goes as IP-in-IP inside the ESP
     Row("compress", {"esp_proposals": "aes128gcm16", "ipcomp": "yes"},
-        protos=("esp", "ipcomp"), layers=[("esp", "ipcomp"), ("esp",)], enc={"esp": "aes-gcm"},
-        defect="[ipcomp, esp] bundle dataplane: uncompressible packets of 1447..1478 bytes are dropped "
-               "(drop_mtu) while the only ICMP PTB says MTU 1478 (1446 fits): TCP stalls; and after a "
-               "CHILD_SA rekey uncompressed packets through the new SAs are drop_policy"),
+        protos=("esp", "ipcomp"), layers=[("esp", "ipcomp"), ("esp",)], enc={"esp": "aes-gcm"}),
     # No AH+ESP row: charon 5.9.8 puts ah_proposals and esp_proposals in one list of alternatives
     # (vici_config.c) and negotiates one protocol per CHILD_SA ("plain AH(+IPComp) SAs only, not
     # ESP+AH bundles", its NEWS): with both it installs ESP alone.
