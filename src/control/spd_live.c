@@ -480,9 +480,14 @@ void dps_spd_policy_updated(struct dps_store_policy *e, const struct dps_policy 
 		L.full = true;
 		return;
 	}
-	if (old->priority != e->p.priority) { /* another rank: another rule */
-		unslot(e);
-		slot_add(e);
+	if (old->priority != e->p.priority) {
+		/* Another rank: another rule. Not unslot() + slot_add(): an emptied slot
+		 * reaches the workers at once, a new recent rule only with the next
+		 * publish, and in between the policy's packets matched nothing (charon
+		 * moves each trap policy to its installed priority by SPDUPDATE: they
+		 * left in clear under def_policy bypass). The old rule stays in force
+		 * until the next commit, which compiles everything. */
+		L.full = true;
 		return;
 	}
 	if (L.full || e->dp == NULL)
