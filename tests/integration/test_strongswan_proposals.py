@@ -15,8 +15,7 @@ PROPOSALS is the table of scenarios: one row per CHILD_SA configuration
 and the layers each protected packet carries on the wire, outermost first.
 Rows: ah_proposals (AH alone, tunnel, HMAC-SHA2-256-128); compress (ESP
 AES-GCM-128 + IPComp, charon's [ipcomp, esp] bundle) and ah_ipcomp (AH +
-IPComp, [ipcomp, ah]): strict expected failures until the bundle defects
-their reasons name are fixed.
+IPComp, [ipcomp, ah]).
 Each row runs the same story (run_row):
 
 * charon A initiates (start_action = start); both charons report the CHILD_SA
@@ -83,16 +82,10 @@ PROPOSALS = [
     # charon's (Linux's) layout: outer IP / ESP (transport) / IPComp (tunnel) / inner IP; a packet
     # that does not shrink goes as IP-in-IP inside the ESP
     Row("compress", {"esp_proposals": "aes128gcm16", "ipcomp": "yes"},
-        protos=("esp", "ipcomp"), layers=[("esp", "ipcomp"), ("esp",)], enc={"esp": "aes-gcm"},
-        defect="[ipcomp, esp] bundle dataplane: uncompressible packets of 1447..1478 bytes are dropped "
-               "(drop_mtu) while the only ICMP PTB says MTU 1478 (1446 fits): TCP stalls; and after a "
-               "CHILD_SA rekey uncompressed packets through the new SAs are drop_policy"),
+        protos=("esp", "ipcomp"), layers=[("esp", "ipcomp"), ("esp",)], enc={"esp": "aes-gcm"}),
     # AH + IPComp, which charon negotiates too: outer IP / AH (transport) / IPComp (tunnel) / inner IP
     Row("ah_ipcomp", {"ah_proposals": "sha256", "esp_proposals": None, "ipcomp": "yes"},
-        protos=("ah", "ipcomp"), layers=[("ah", "ipcomp"), ("ah",)], integ={"ah": "hmac-sha2-256-128"},
-        defect="[ipcomp, ah] bundle dataplane, as [ipcomp, esp]: uncompressible packets that fit the "
-               "PTB's MTU are dropped (drop_mtu) without an ICMP PTB: TCP stalls (a drop_policy on the "
-               "rekeyed inbound AH SA was seen too)"),
+        protos=("ah", "ipcomp"), layers=[("ah", "ipcomp"), ("ah",)], integ={"ah": "hmac-sha2-256-128"}),
     # No AH+ESP row: charon 5.9.8 puts ah_proposals and esp_proposals in one list of alternatives
     # (vici_config.c) and negotiates one protocol per CHILD_SA ("plain AH(+IPComp) SAs only, not
     # ESP+AH bundles", its NEWS): with both it installs ESP alone.
