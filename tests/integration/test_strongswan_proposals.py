@@ -14,8 +14,10 @@ PROPOSALS is the table of scenarios: one row per CHILD_SA configuration
 (swanctl.conf keys), the IPsec protocols dpsecd must then hold per direction,
 and the layers each protected packet carries on the wire, outermost first.
 Rows: ah_proposals (AH alone, tunnel, HMAC-SHA2-256-128); compress (ESP
-AES-GCM-128 + IPComp, charon's [ipcomp, esp] bundle) and ah_ipcomp (AH +
-IPComp, [ipcomp, ah]).
+AES-GCM-128 + IPComp, charon's [ipcomp, esp] bundle); ah_ipcomp (AH +
+IPComp, [ipcomp, ah]). With IPComp the pings are compressed (the wire check
+requires some packets with both layers) and the random TCP data is sent
+uncompressed, as IP-in-IP inside the outer layer (RFC 3173 2.2).
 Each row runs the same story (run_row):
 
 * charon A initiates (start_action = start); both charons report the CHILD_SA
@@ -132,13 +134,14 @@ def sas(d):
 
 
 def ping_all(ns, dst, size, count=5):
-    """count pings or more (-w: iputils keeps sending while replies are late,
-    which a machine shared with busy-polling daemons makes them): every one
-    sent answered, once."""
+    """count echo replies of this size, none duplicated. With -w iputils keeps
+    sending while replies are late (a machine shared with busy-polling daemons
+    makes them seconds late) and exits at the count-th reply: the requests
+    still in flight then are not losses, so only the replies are counted."""
     r = sh(["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-w", "30", "-s", str(size), dst], ns=ns,
            check=False, timeout=60)
     m = re.search(r"(\d+) packets transmitted, (\d+) received", r.stdout)
-    assert m and int(m.group(2)) >= count and m.group(1) == m.group(2) and "duplicates" not in r.stdout, \
+    assert m and int(m.group(2)) >= count and "duplicates" not in r.stdout and "errors" not in r.stdout, \
         f"ping -s {size} {dst} from {ns}:\n{r.stdout}{r.stderr}"
 
 
