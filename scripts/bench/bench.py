@@ -29,6 +29,13 @@ The reference is DPDK's ipsec-secgw example (secgw.py; built by
 scripts/ipsec-secgw.sh) in the same set-up and with the same pcaps, measured
 the same way (cases secgw-out-SIZE); without it the 64 B goal falls back to a
 constant measured elsewhere, and says so.
+
+Issue 12's goals 3 to 5 need more than one pcap port and one worker: their
+cases (chain-in-SIZE-wW: inbound with the replay window on behind a second
+dpsecd over net_memif; tun-SIZE-N and tun-SIZE-1sa-N: N tunnels over PF_KEY
+against one SA on the same pcap; w1-SIZE, w2-SIZE, w2-SIZE-shared: two
+workers) are in topologies.py. After the table: their paired ratios, a goals
+table for goals 1 to 5 with verdicts, and results.png (python3-matplotlib).
 """
 import argparse
 import datetime
@@ -890,7 +897,7 @@ def write_chart(results, ceiling, path):
         xs = [s for s in SIZES if f"chain-in-{s}-w64" in by]
         if d == "in" and xs:
             ax.plot(xs, [by[f"chain-in-{s}-w64"]["mpps_per_cpu"] for s in xs], "s-",
-                    label="dpsecd, anti-replay on (memif chain)")
+                    label="dpsecd cpu, anti-replay on (memif chain: another input)")
         ax.set(title=f"{'outbound' if d == 'out' else 'inbound'}, 1 SA", xlabel="packet size (B)",
                ylabel="Mpps per worker CPU-second", xscale="log", xticks=list(SIZES),
                xticklabels=[str(s) for s in SIZES])
