@@ -6,7 +6,8 @@
  * Each policy owns a slot in a table the SPD points to. A new policy takes a
  * new slot and joins the recent rules (indexed by destination in front of
  * the main classifiers); a deleted one empties its slot (it stops matching at once);
- * a new SA binding or verdict is a new dp_policy stored in the slot. The main
+ * a new SA binding or verdict is a new dp_policy stored in the slot; a new
+ * rank is a new slot, the old one matching until the next publish (rerank). The main
  * classifiers are compiled again from every policy by a background thread
  * while the control thread goes on; when it is done the recent rules merge
  * into it (a new slot table, slots numbered in rank order) and the next
