@@ -180,7 +180,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--per", type=int, default=200, help="messages of each type per round")
     ap.add_argument("--updates", type=int, default=20,
-                    help="SPDUPDATEs to another priority per round (each compiles dpsecd's SPD whole)")
+                    help="SPDUPDATEs to another priority per round (a new rule; the old one matches until the publish)")
     args = ap.parse_args()
     res = {"cpu": cpu_model(), "nproc": os.cpu_count(), "policies": args.policies, "rounds": args.rounds,
            "per_round": args.per, "loadavg_before": open("/proc/loadavg").read().split()[:3]}

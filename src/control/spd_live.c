@@ -6,7 +6,8 @@
  * Each policy owns a slot in a table the SPD points to. A new policy takes a
  * new slot and joins the recent rules (indexed by destination in front of
  * the main classifiers); a deleted one empties its slot (it stops matching at once);
- * a new SA binding or verdict is a new dp_policy stored in the slot. The main
+ * a new SA binding or verdict is a new dp_policy stored in the slot; a new
+ * rank is a new slot, the old one matching until the next publish (rerank). The main
  * classifiers are compiled again from every policy by a background thread
  * while the control thread goes on; when it is done the recent rules merge
  * into it (a new slot table, slots numbered in rank order) and the next
@@ -67,7 +68,12 @@ static struct {
 	 * are theirs alone (level unique) */
 	unsigned int n_uniq, cap_uniq;
 	uint32_t *uniq;
-} L = {.full = true};
+	/* Rules of an old rank still matching (dps_spd_policy_updated): the ids
+	 * of their policies, emptied after the next publish. Valid while @gen,
+	 * which each publish and each new slot numbering advance, is theirs. */
+	struct ptr_vec stale;
+	uint32_t gen;
+} L = {.full = true, .gen = 1};
 
 /* A change that must happen whole or not at all (a reload): nothing is shown
  * to the workers in place; the commit that ends it compiles everything. The
@@ -76,19 +82,6 @@ static struct {
 static bool batch;
 static struct ptr_vec batch_dead;
 
-/* A policy whose priority changed has a new rule in a new slot; its old rule
- * stays in force until the publish that brings the new one, then its slot is
- * emptied (a slot emptied at once would leave the policy's packets matching
- * nothing until that publish: in clear under def_policy bypass). */
-struct moved {
-	struct dp_policy *dp;
-	uint32_t slot, recent_ix;
-	bool in_recent, v6;
-};
-static struct {
-	unsigned int n, cap;
-	struct moved *v;
-} moved;
 
 static int vec_push(struct ptr_vec *v, void *p)
 {
@@ -122,11 +115,26 @@ static void bury(struct ptr_vec *v, void *p, bool is_mem)
  * merge: numbered otherwise then): it keeps the old pointers, which are freed
  * only after the next publish, and that publish, which the reply waits for,
  * brings this table. */
+static bool stale_live(const struct dps_store_policy *e)
+{
+	return e->stale_gen == L.gen;
+}
+
+/* The old rank's rule of @e gives @p (NULL: it stops matching). */
+static void stale_store(struct dps_store_policy *e, struct dp_policy *p)
+{
+	__atomic_store_n(&L.table[e->stale_slot], p, __ATOMIC_RELEASE);
+	if (e->stale_recent)
+		dp_recent_set(L.rec[e->p.sel.src.addr.family == AF_INET6], e->stale_rix, p);
+}
+
 static void slot_store(struct dps_store_policy *e, struct dp_policy *p)
 {
 	__atomic_store_n(&L.table[e->slot], p, __ATOMIC_RELEASE);
 	if (e->in_recent)
 		dp_recent_set(L.rec[e->p.sel.src.addr.family == AF_INET6], e->recent_ix, p);
+	if (stale_live(e)) /* the old rank's rule gives the same verdict */
+		stale_store(e, p);
 }
 
 /* ---- SA binding of out policies ------------------------------------------ */
@@ -419,50 +427,6 @@ static void changed(void)
 	L.changed = true;
 }
 
-static int moved_push(const struct dps_store_policy *e)
-{
-	if (moved.n == moved.cap) {
-		unsigned int cap = moved.cap ? 2 * moved.cap : 64;
-		struct moved *v = realloc(moved.v, cap * sizeof(*v));
-
-		if (v == NULL)
-			return -1;
-		moved.v = v;
-		moved.cap = cap;
-	}
-	moved.v[moved.n++] = (struct moved){.dp = e->dp,
-					    .slot = e->slot,
-					    .recent_ix = e->recent_ix,
-					    .in_recent = e->in_recent,
-					    .v6 = e->p.sel.src.addr.family == AF_INET6};
-	return 0;
-}
-
-/* The publish that brought the moved policies' new rules is done: their old
- * slots are emptied (the workers read this table now), the old rules freed
- * after the next publish. */
-static void moved_clear(void)
-{
-	for (unsigned int i = 0; i < moved.n; i++) {
-		const struct moved *m = &moved.v[i];
-
-		__atomic_store_n(&L.table[m->slot], NULL, __ATOMIC_RELEASE);
-		if (m->in_recent)
-			dp_recent_set(L.rec[m->v6], m->recent_ix, NULL);
-		else
-			L.main_dead++;
-		bury(&L.dead_pol, m->dp, false);
-	}
-	moved.n = 0;
-}
-
-/* A new slot table holds no old rule: theirs go after the next publish. */
-static void moved_drop(void)
-{
-	for (unsigned int i = 0; i < moved.n; i++)
-		bury(&L.dead_pol, moved.v[i].dp, false);
-	moved.n = 0;
-}
 
 /* A new slot and a recent rule for @e. */
 static void slot_add(struct dps_store_policy *e)
@@ -503,7 +467,8 @@ static void unslot(struct dps_store_policy *e)
 {
 	if (e->dp == NULL)
 		return;
-	slot_store(e, NULL);
+	slot_store(e, NULL); /* and the old rank's rule, if one still matches */
+	e->stale_gen = 0;
 	bury(&L.dead_pol, e->dp, false);
 	e->dp = NULL;
 	if (!e->in_recent)
@@ -527,6 +492,56 @@ void dps_spd_policy_deleted(struct dps_store_policy *e)
 	uniq_change(&e->p, false);
 }
 
+/*
+ * A policy's new rank is a new rule in a new slot, in force when the next SPD
+ * is published. Until then its old rule must go on matching: emptied at once,
+ * a packet would find neither and get def_policy (bypass: a protected flow in
+ * clear, as when strongSwan turns a trap policy into its CHILD_SA's with an
+ * SPDUPDATE of the priority alone). The old rule gives the policy's verdict
+ * (slot_store keeps both) until dps_spd_published() empties it. If an older
+ * rule of this policy is kept already, the slot left now was never published
+ * and goes at once.
+ */
+static void rerank(struct dps_store_policy *e)
+{
+	struct dp_policy *prev = e->dp;
+	uint32_t slot = e->slot, rix = e->recent_ix;
+	bool recent = e->in_recent;
+
+	if (prev == NULL || stale_live(e)) {
+		uint32_t g = e->stale_gen;
+
+		e->stale_gen = 0; /* the unpublished slot alone */
+		unslot(e);
+		e->stale_gen = g;
+		slot_add(e);
+		/* the kept rule gives the new verdict (or, before a full
+		 * compilation, the one it gave) */
+		if (stale_live(e) && e->dp != NULL)
+			stale_store(e, e->dp);
+		return;
+	}
+	slot_add(e);
+	if (e->dp == NULL) { /* the next commit compiles everything: the old rule stays till then */
+		bury(&L.dead_pol, prev, false);
+		return;
+	}
+	if (vec_push(&L.stale, (void *)(uintptr_t)e->p.id) < 0) {
+		/* cannot empty it later: a full compilation at the next commit replaces it */
+		L.full = true;
+		bury(&L.dead_pol, prev, false);
+		return;
+	}
+	e->stale_slot = slot;
+	e->stale_rix = rix;
+	e->stale_recent = recent;
+	e->stale_gen = L.gen;
+	stale_store(e, e->dp);
+	bury(&L.dead_pol, prev, false);
+	if (!recent)
+		L.main_dead++;
+}
+
 void dps_spd_policy_updated(struct dps_store_policy *e, const struct dps_policy *old)
 {
 	struct dp_policy *dp;
@@ -539,20 +554,8 @@ void dps_spd_policy_updated(struct dps_store_policy *e, const struct dps_policy 
 		L.full = true;
 		return;
 	}
-	if (old->priority != e->p.priority) {
-		/* Another rank: another rule, in a new slot. The old one stays in force
-		 * until the publish that brings it (moved_clear): an emptied slot
-		 * reaches the workers at once, a new recent rule only with that
-		 * publish, and in between the policy's packets would match nothing
-		 * (charon moves each trap policy to its installed priority by
-		 * SPDUPDATE: they left in clear under def_policy bypass). */
-		if (L.full)
-			return;
-		if (e->dp != NULL && moved_push(e) < 0) {
-			L.full = true; /* the next commit compiles everything */
-			return;
-		}
-		slot_add(e);
+	if (old->priority != e->p.priority) { /* another rank: another rule */
+		rerank(e);
 		return;
 	}
 	if (L.full || e->dp == NULL)
@@ -689,7 +692,9 @@ void dps_spd_batch_end(bool keep)
  * once if no published SPD reads it, else after the next publish. */
 static void table_replace(struct dp_policy **t, unsigned int n, unsigned int cap)
 {
-	moved_drop();
+	/* numbered otherwise: the old ranks' rules are not in the new table */
+	L.gen++;
+	L.stale.n = 0;
 	if (L.table != L.pub)
 		free(L.table);
 	else
@@ -893,6 +898,19 @@ struct dp_spd *dps_spd_next(uint64_t gen)
 
 void dps_spd_published(void)
 {
+	/* the new ranks' rules are in force: the old ones stop matching */
+	for (unsigned int i = 0; i < L.stale.n; i++) {
+		/* spd_live.c owns the dataplane side of the store's entries */
+		struct dps_store_policy *e = (struct dps_store_policy *)dps_store_policy_get(
+			(uint32_t)(uintptr_t)L.stale.v[i]);
+
+		if (e != NULL && stale_live(e)) {
+			stale_store(e, NULL);
+			e->stale_gen = 0;
+		}
+	}
+	L.stale.n = 0;
+	L.gen++;
 	for (unsigned int i = 0; i < L.dead_pol.n; i++)
 		free(L.dead_pol.v[i]);
 	for (unsigned int i = 0; i < L.dead_mem.n; i++)
@@ -902,7 +920,6 @@ void dps_spd_published(void)
 	L.dead_pol.n = L.dead_mem.n = L.dead_rec.n = 0;
 	L.pub = L.table;
 	L.changed = false;
-	moved_clear();
 	build_start();
 }
 
@@ -926,6 +943,7 @@ void dps_spd_fini(void)
 		dp_recent_free(L.dead_rec.v[i]);
 	free(L.dead_pol.v);
 	free(L.dead_mem.v);
+	free(L.stale.v);
 	free(L.dead_rec.v);
 	if (L.pub != L.table)
 		free(L.pub);
@@ -934,11 +952,6 @@ void dps_spd_fini(void)
 	dp_recent_free(L.rec[1]);
 	free(L.reqids);
 	free(L.uniq);
-	for (unsigned int i = 0; i < moved.n; i++)
-		free(moved.v[i].dp);
-	free(moved.v);
-	moved.v = NULL;
-	moved.n = moved.cap = 0;
 	free(batch_dead.v);
 	batch_dead = (struct ptr_vec){0};
 	free(bundled.v);
@@ -946,4 +959,5 @@ void dps_spd_fini(void)
 	dp_acl_set_put(L.set);
 	memset(&L, 0, sizeof(L));
 	L.full = true;
+	L.gen = 1;
 }

@@ -6,7 +6,8 @@ the SPD. dpsecd emptied the old rule's slot at once (what workers read) and put 
 recent-changes classifier that reaches the workers with the next publish: in between the policy's
 packets matched nothing and left in clear under def_policy bypass (seen on the internet link of
 test_strongswan_e2e.py: the second ping of the trap test, in clear). A priority change now keeps
-the old rule in force until the next commit, which compiles the SPD whole.
+the old rule matching, with the policy's verdict, until the publish that brings the new one
+(spd_live.c: rerank).
 
 Topology and client as in test_pfkey_server.py; a paced UDP flow from host A to 10.9.1.5 runs
 while the policy's priority flips back and forth; host B's capture must hold none of it in clear.
