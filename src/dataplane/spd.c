@@ -500,14 +500,14 @@ struct dp_recent *dp_recent_grow(const struct dp_recent *r)
 	return g;
 }
 
-/* The best live recent rule for @key in context @c, if better than @best. */
-static inline void recent_best(const struct dp_recent *r, int v6, enum dp_spd_ctx c,
+/* The best live recent rule for @key in context @c, if better than @best;
+ * @n_len: the index's count of lengths, read once per burst. */
+static inline void recent_best(const struct dp_recent *r, uint32_t n_len, int v6, enum dp_spd_ctx c,
 			       const uint8_t *key, const struct dp_rule *best,
 			       const struct dp_policy **pol)
 {
 	const uint8_t *dst = v6 ? ((const struct dp_acl6_key *)key)->dst
 				: (const uint8_t *)&((const struct dp_acl4_key *)key)->dst;
-	uint32_t n_len = __atomic_load_n(&r->n_len, __ATOMIC_ACQUIRE);
 
 	for (unsigned int l = 0; l < n_len; l++) {
 		unsigned int len = r->lens[l];
@@ -535,15 +535,32 @@ void dp_spd_lookup(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx, const 
 {
 	const struct rte_acl_ctx *acl = spd->acl[v6][ctx];
 	const struct dp_recent *recent = spd->recent[v6];
-	uint32_t r[DP_MAX_BURST];
+	uint32_t r[DP_MAX_BURST], n_len;
 
-	if (acl != NULL) {
-		rte_acl_classify(acl, keys, r, n, 1);
-	} else if (recent == NULL) { /* no policy of this family and direction */
+	if (n == 0)
+		return;
+	/* The recent policies' lengths, once for the burst (a length is
+	 * written before the count, release): a burst sees the index of one
+	 * moment, and an empty one costs no test per packet. */
+	n_len = recent != NULL ? __atomic_load_n(&recent->n_len, __ATOMIC_ACQUIRE) : 0;
+	if (acl == NULL && n_len == 0) { /* no policy of this family and direction */
 		memset(res, 0, n * sizeof(res[0]));
 		return;
-	} else {
+	}
+	if (acl != NULL)
+		rte_acl_classify(acl, keys, r, n, 1);
+	else
 		memset(r, 0, n * sizeof(r[0]));
+	if (n_len == 0) { /* the main classifiers alone: one load per packet */
+		for (uint16_t i = 0; i < n; i++) {
+			const struct dp_policy *p = NULL;
+
+			if (r[i] && unlikely((p = __atomic_load_n(&spd->slot[r[i] - 1],
+								  __ATOMIC_ACQUIRE)) == NULL))
+				main_scan(spd, v6, ctx, keys[i], &p);
+			res[i] = p;
+		}
+		return;
 	}
 	for (uint16_t i = 0; i < n; i++) {
 		const struct dp_rule *best = NULL;
@@ -556,8 +573,7 @@ void dp_spd_lookup(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx, const 
 			else
 				best = main_scan(spd, v6, ctx, keys[i], &p);
 		}
-		if (recent != NULL)
-			recent_best(recent, v6, ctx, keys[i], best, &p);
+		recent_best(recent, n_len, v6, ctx, keys[i], best, &p);
 		res[i] = p;
 	}
 }
