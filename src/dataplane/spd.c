@@ -356,41 +356,6 @@ void dp_spd_free(struct dp_spd *spd)
 	free(spd);
 }
 
-static inline void l4_ports(uint8_t proto, const uint8_t *l4, uint32_t avail, uint16_t *sport,
-			    uint16_t *dport)
-{
-	*sport = 0;
-	*dport = 0;
-	if ((proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP) && avail >= 4) {
-		memcpy(sport, l4, 2);
-		memcpy(dport, l4 + 2, 2);
-	} else if ((proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) && avail >= 2) {
-		/* PF_KEY convention: ICMP type in the source port, code in the destination. */
-		*sport = rte_cpu_to_be_16(l4[0]);
-		*dport = rte_cpu_to_be_16(l4[1]);
-	}
-}
-
-void dp_spd_key4(struct dp_acl4_key *k, const struct rte_ipv4_hdr *ip, uint32_t l3_len)
-{
-	uint32_t hl = rte_ipv4_hdr_len(ip);
-	bool first_frag = (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK)) == 0;
-
-	k->proto = ip->next_proto_id;
-	k->src = ip->src_addr;
-	k->dst = ip->dst_addr;
-	l4_ports(k->proto, (const uint8_t *)ip + hl, first_frag ? l3_len - hl : 0, &k->sport,
-		 &k->dport);
-}
-
-void dp_spd_key6(struct dp_acl6_key *k, const struct rte_ipv6_hdr *ip6, uint32_t l3_len)
-{
-	k->proto = ip6->proto;
-	memcpy(k->src, ip6->src_addr, 16);
-	memcpy(k->dst, ip6->dst_addr, 16);
-	l4_ports(k->proto, (const uint8_t *)(ip6 + 1), l3_len - sizeof(*ip6), &k->sport, &k->dport);
-}
-
 /* The best live main rule for @key when the classifier's answer was deleted:
  * the rules are in rank order, so the first live match (fwd policies first
  * in the fwd context). Only until the next build drops the deleted ones. */
