@@ -551,7 +551,7 @@ static bool addr_eq(const struct dps_addr *a, const struct dps_addr *b)
 				    : memcmp(&a->v6, &b->v6, sizeof(a->v6)) == 0;
 }
 
-static int req_accepts(const struct dps_ipsec_req *r, const struct dp_sa *sa)
+static __rte_always_inline int req_accepts(const struct dps_ipsec_req *r, const struct dp_sa *sa)
 {
 	if (r->proto != sa->cfg.proto || r->mode != sa->cfg.mode)
 		return 0;
