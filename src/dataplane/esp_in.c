@@ -302,8 +302,12 @@ static inline enum dp_sa_counter inner_l2(struct rte_mbuf *m, int *v6, const boo
 		ip = (uint8_t *)(eth + 1);
 	}
 	eth->dst_addr = dp.ports[dp.port_of_eth[m->port]].mac;
-	if (!*v6)
+	if (!*v6) {
 		dp_ip4_cksum_set((struct rte_ipv4_hdr *)ip);
+		/* just computed: the input stage need not check it again */
+		m->ol_flags =
+			(m->ol_flags & ~RTE_MBUF_F_RX_IP_CKSUM_MASK) | RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+	}
 	return DP_SA_CNT_MAX;
 }
 
@@ -356,8 +360,9 @@ static inline void esp_inb_finish(struct dp_worker *w, struct dp_sa *sa, struct 
 				  uint16_t k, uint16_t n, const bool tunnel, const bool ecn)
 {
 	struct dp_stages *st = &w->st;
+	const bool natt = sa->udp_encap;
+	uint16_t na = st->n_again, good = 0;
 	uint64_t bytes = 0;
-	uint16_t good = 0;
 
 	for (uint16_t i = k; i < n; i++)
 		dp_sa_fail(w, sa, &mb[i], 0, 1, in_failure(mb[i]));
@@ -367,19 +372,20 @@ static inline void esp_inb_finish(struct dp_worker *w, struct dp_sa *sa, struct 
 		enum dp_sa_counter bad;
 		int v6;
 
-		if (sa->udp_encap)
+		if (natt)
 			natt_seen(w, sa, mb[i]);
 		bad = inner_l2(mb[i], &v6, tunnel, ecn);
-		if (unlikely(bad != DP_SA_CNT_MAX || st->n_again == DP_MAX_BURST)) {
+		if (unlikely(bad != DP_SA_CNT_MAX || na == DP_MAX_BURST)) {
 			dp_sa_fail(w, sa, &mb[i], 0, 1,
 				   bad != DP_SA_CNT_MAX ? bad : DP_SA_CNT_drop_other);
 			continue;
 		}
 		bytes += rte_pktmbuf_pkt_len(mb[i]) - RTE_ETHER_HDR_LEN;
 		dp_meta_via_push(dp_meta(mb[i]), sa);
-		st->again[st->n_again++] = mb[i];
+		st->again[na++] = mb[i];
 		good++;
 	}
+	st->n_again = na;
 	dp_sa_count(sa, w->id, DP_SA_CNT_packets, good);
 	dp_sa_count(sa, w->id, DP_SA_CNT_bytes, bytes);
 }
