@@ -5,17 +5,29 @@
 #
 #   site A host -- [lan] dpsecd + charon A [wan] == internet == charon B -- site B host
 #   10.1.0.2       10.1.0.1        192.0.2.1           192.0.2.2  10.2.0.1   10.2.0.2
+#
+# Environment (tests/integration/test_demo.py uses them): DPSEC_DEMO_NO_SETUP=1
+# skips setup.sh and build.sh; DPSEC_DEMO_TAG (default demo, at most 9
+# characters) names the namespaces, interfaces and DPDK file prefix, so demos
+# can run side by side; DPSEC_DEMO_DIR (default /tmp/dpsec-$DPSEC_DEMO_TAG) is
+# where logs, captures and sockets go; DPSEC_BUILD the build directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-bash scripts/setup.sh
-bash scripts/build.sh >/dev/null
+if [ -z "${DPSEC_DEMO_NO_SETUP:-}" ]; then
+	bash scripts/setup.sh
+	bash scripts/build.sh >/dev/null
+fi
 
-NS=(demo-a demo-gwa demo-gwb demo-b)
-DPSECD=build/src/control/dpsecd
-DPSECCTL="build/src/control/dpsecctl -c config/demo.yaml"
-PRELOAD=$ROOT/build/src/pfkey_emul/libdpsec_pfkey.so
-DIR=/tmp/dpsec-demo
+T=${DPSEC_DEMO_TAG:-demo}
+[[ $T =~ ^[a-z0-9]{1,9}$ ]] || { echo "demo: DPSEC_DEMO_TAG: 1 to 9 of [a-z0-9]" >&2; exit 2; }
+NS=("$T-a" "$T-gwa" "$T-gwb" "$T-b")
+BUILD=${DPSEC_BUILD:-build}
+DIR=${DPSEC_DEMO_DIR:-/tmp/dpsec-$T}
+CONF=$DIR/dpsec.yaml # config/demo.yaml with this demo's names and directory
+DPSECD=$BUILD/src/control/dpsecd
+DPSECCTL="$BUILD/src/control/dpsecctl -c $CONF"
+PRELOAD=$(realpath "$BUILD")/src/pfkey_emul/libdpsec_pfkey.so
 pids=()
 
 cleanup() {
@@ -27,9 +39,14 @@ cleanup() {
 }
 trap cleanup EXIT
 cleanup
-pkill -TERM -f "$DPSECD -c config/demo.yaml" 2>/dev/null && sleep 2 # an interrupted demo's
+# an interrupted demo's dpsecd (this tag's only: other demos may be running)
+if [ -f "$DIR/dpsecd.pid" ] && grep -qF "$CONF" "/proc/$(cat "$DIR/dpsecd.pid")/cmdline" 2>/dev/null; then
+	kill -TERM "$(cat "$DIR/dpsecd.pid")" && sleep 2
+fi
 rm -rf "$DIR"
 mkdir -p "$DIR"
+sed -e "s#demo-gwa-#$T-gwa-#; s#file_prefix: dpsec_demo#file_prefix: dpsec_$T#" \
+	-e "s#exception_iface: demo-#exception_iface: $T-#; s#/tmp/dpsec-demo#$DIR#" config/demo.yaml >"$CONF"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 inns() { local n=$1; shift; ip netns exec "$n" "$@"; }
@@ -63,28 +80,29 @@ swan() { local name=$1; shift; STRONGSWAN_CONF=$DIR/$name.conf swanctl "$@" --ur
 
 step "topology: site A -- gateway A (dpsecd) -- internet -- gateway B (strongSwan) -- site B"
 for n in "${NS[@]}"; do ip netns add "$n"; inns "$n" ip link set lo up; done
-veth demo-a demo-a0 demo-gwa demo-gwa-l
-veth demo-gwa demo-gwa-w demo-gwb demo-gwb-w
-veth demo-gwb demo-gwb-l demo-b demo-b0
+veth $T-a $T-a0 $T-gwa $T-gwa-l
+veth $T-gwa $T-gwa-w $T-gwb $T-gwb-w
+veth $T-gwb $T-gwb-l $T-b $T-b0
 # dpsecd owns gateway A's interfaces: that namespace's kernel must leave them alone
-for i in demo-gwa-l demo-gwa-w; do
-	inns demo-gwa sysctl -qw net.ipv4.conf.$i.arp_ignore=8 net.ipv4.conf.$i.rp_filter=1 \
+for i in $T-gwa-l $T-gwa-w; do
+	inns $T-gwa sysctl -qw net.ipv4.conf.$i.arp_ignore=8 net.ipv4.conf.$i.rp_filter=1 \
 		net.ipv6.conf.$i.disable_ipv6=1
 done
-inns demo-a ip addr add 10.1.0.2/24 dev demo-a0
-inns demo-b ip addr add 10.2.0.2/24 dev demo-b0
-inns demo-gwb ip addr add 192.0.2.2/24 dev demo-gwb-w
-inns demo-gwb ip addr add 10.2.0.1/24 dev demo-gwb-l
-inns demo-gwb sysctl -qw net.ipv4.ip_forward=1
+inns $T-a ip addr add 10.1.0.2/24 dev $T-a0
+inns $T-b ip addr add 10.2.0.2/24 dev $T-b0
+inns $T-gwb ip addr add 192.0.2.2/24 dev $T-gwb-w
+inns $T-gwb ip addr add 10.2.0.1/24 dev $T-gwb-l
+inns $T-gwb sysctl -qw net.ipv4.ip_forward=1
 # No MSS clamping: TCP finds the tunnel's MTU by path MTU discovery; dpsecd answers
 # site A's too-big packets with ICMP "fragmentation needed" (src/dataplane/icmp.c).
-inns demo-a ip route add default via 10.1.0.1
-inns demo-b ip route add default via 10.2.0.1
+inns $T-a ip route add default via 10.1.0.1
+inns $T-b ip route add default via 10.2.0.1
 
-step "dpsecd --check -c config/demo.yaml; start dpsecd in gateway A"
-$DPSECD --check -c config/demo.yaml
-ip netns exec demo-gwa $DPSECD -c config/demo.yaml >"$DIR/dpsecd.log" 2>&1 &
+step "dpsecd --check -c $CONF (config/demo.yaml); start dpsecd in gateway A"
+$DPSECD --check -c "$CONF"
+ip netns exec $T-gwa $DPSECD -c "$CONF" >"$DIR/dpsecd.log" 2>&1 &
 pids+=($!)
+echo $! >"$DIR/dpsecd.pid"
 for _ in $(seq 100); do $DPSECCTL raw /dpsec/info >/dev/null 2>&1 && [ -S "$DIR/pfkey.sock" ] && break; sleep 0.2; done
 grep -E "pfkey|running" "$DIR/dpsecd.log"
 # a promiscuous PF_KEY listener: everything charon A and dpsecd say, shown at the end
@@ -92,55 +110,69 @@ $DPSECCTL monitor >"$DIR/monitor.log" 2>&1 &
 pids+=($!)
 
 step "charon B (stock strongSwan, kernel-libipsec) and charon A (kernel-pfkey -> dpsecd via $(basename "$PRELOAD"))"
-charon b demo-gwb "kernel-libipsec kernel-netlink" yes
-charon a demo-gwa "kernel-pfkey! kernel-netlink" no LD_PRELOAD="$PRELOAD" DPSEC_PFKEY_SOCKET="$DIR/pfkey.sock"
+charon b $T-gwb "kernel-libipsec kernel-netlink" yes
+charon a $T-gwa "kernel-pfkey! kernel-netlink" no LD_PRELOAD="$PRELOAD" DPSEC_PFKEY_SOCKET="$DIR/pfkey.sock"
 
 step "dpsecctl policy: charon A's trap policies, installed over PF_KEY"
 $DPSECCTL policy
 
-step "first packets from site A: dpsecd drops them (never in clear) and ACQUIREs; IKE keys the tunnel"
-inns demo-a ping -c 2 -W 1 10.2.0.2 >/dev/null 2>&1 || true
+armed() { # wait until dpsecd's capture is armed
+	for _ in $(seq 50); do $DPSECCTL raw /dpsec/capture/status 2>/dev/null | grep -q '"armed": 1' && break; sleep 0.1; done
+}
+comment() { # the pcapng comment of a capture's first packet: point, SA, policy, port (reason)
+	/usr/bin/python3 -c 'import sys; from scapy.all import rdpcap; print("pcapng comment:", rdpcap(sys.argv[1])[0].comment.decode().strip())' \
+		"$1" 2>/dev/null || true
+}
+
+step "the first ping from site A: dpsecd drops it (never in clear; dpsecctl capture --point drop) and ACQUIREs"
+$DPSECCTL capture --point drop -c 1 --timeout 10 -w "$DIR/drop.pcapng" 2>"$DIR/capture-drop.err" &
+cap=$!
+armed
+inns $T-a ping -c 1 -W 1 10.2.0.2 >/dev/null 2>&1 || true
+wait $cap || cat "$DIR/capture-drop.err"
+echo "dropped (dpsecd drop point): $(tcpdump -n -t -r "$DIR/drop.pcapng" 2>/dev/null | head -1)"
+comment "$DIR/drop.pcapng"
 for _ in $(seq 100); do swan a --list-sas 2>/dev/null | grep -q INSTALLED && break; sleep 0.1; done
 grep -m1 "ACQUIRE" "$DIR/dpsecd.log" || true
 grep -m2 -E "SADB_ACQUIRE|creating acquire job" "$DIR/a.log" | sed 's/^/charon A: /' || true
+step "IKE keyed the tunnel: charon A's SAs"
 swan a --list-sas
 
-step "ping through the tunnel, both ways"
-inns demo-a ping -c 3 -i 0.2 10.2.0.2
-inns demo-b ping -c 3 -i 0.2 10.1.0.2
-
-step "enc(4): one ping as dpsecd saw it in the clear (dpsecctl capture --point out-clear), beside its ESP on the wire"
+step "enc(4): the first ping through the tunnel as dpsecd saw it in the clear (dpsecctl capture --point out-clear), beside its ESP on the wire"
 # dpsecd copies the next protected packet before protection; tcpdump on gateway B's
-# outside takes the next ESP-in-UDP packet (not IKE: its non-ESP marker is zero)
+# outside takes the next ESP-in-UDP packet from gateway A (not IKE: its non-ESP marker is zero)
 $DPSECCTL capture --point out-clear -c 1 --timeout 10 -w "$DIR/clear.pcapng" 2>"$DIR/capture.err" &
 cap=$!
-inns demo-gwb tcpdump -n -i demo-gwb-w -c 1 -w "$DIR/wire.pcap" 'udp port 4500 and udp[8:4] != 0' 2>/dev/null &
+inns $T-gwb tcpdump -n -i $T-gwb-w -c 1 -w "$DIR/wire.pcap" 'src host 192.0.2.1 and udp port 4500 and udp[8:4] != 0' 2>/dev/null &
 td=$!
-for _ in $(seq 50); do $DPSECCTL raw /dpsec/capture/status 2>/dev/null | grep -q '"armed": 1' && break; sleep 0.1; done
+armed
 sleep 0.5 # tcpdump's filter in place
-inns demo-a ping -c 1 -W 2 10.2.0.2 >/dev/null || true
+inns $T-a ping -c 1 -W 2 10.2.0.2 >/dev/null || true
 wait $cap || cat "$DIR/capture.err"
 wait $td || true
-paste <(echo "in the clear, before ESP (dpsecd out-clear):"; tcpdump -n -r "$DIR/clear.pcapng" 2>/dev/null | cut -c1-80) \
-	<(echo "on the wire (gateway B's outside):"; tcpdump -n -r "$DIR/wire.pcap" 2>/dev/null | cut -c1-80) |
+paste <(echo "in the clear, before ESP (dpsecd out-clear):"; tcpdump -n -r "$DIR/clear.pcapng" 2>/dev/null | cut -c1-88) \
+	<(echo "on the wire (gateway B's outside):"; tcpdump -n -r "$DIR/wire.pcap" 2>/dev/null | cut -c1-100) |
 	column -t -s $'\t'
-python3 -c 'import sys; from scapy.all import rdpcap; print("pcapng comment:", rdpcap(sys.argv[1])[0].comment.decode())' \
-	"$DIR/clear.pcapng" 2>/dev/null || true # point, SA, policy, port
+comment "$DIR/clear.pcapng"
+
+step "ping through the tunnel, both ways"
+inns $T-a ping -c 3 -i 0.2 10.2.0.2
+inns $T-b ping -c 3 -i 0.2 10.1.0.2
 
 step "the internet link carries only IKE and ESP in UDP (tcpdump on gateway B's outside)"
-inns demo-gwb tcpdump -n -i demo-gwb-w -c 6 udp 2>/dev/null &
+inns $T-gwb tcpdump -n -i $T-gwb-w -c 6 udp 2>/dev/null &
 td=$!
 sleep 0.5
-inns demo-a ping -c 3 -i 0.2 10.2.0.2 >/dev/null
+inns $T-a ping -c 3 -i 0.2 10.2.0.2 >/dev/null
 wait $td || true
 
 step "TCP: 20 MB from site A to site B through the tunnel, checked by SHA-256"
 head -c 20000000 /dev/urandom >"$DIR/payload"
-inns demo-b sh -c "nc -4 -l -N -p 5001 > $DIR/received" &
+inns $T-b sh -c "nc -4 -l -N -p 5001 > $DIR/received" &
 srv=$!
-for _ in $(seq 100); do inns demo-b ss -Hltn 'sport = :5001' | grep -q . && break; sleep 0.05; done
+for _ in $(seq 100); do inns $T-b ss -Hltn 'sport = :5001' | grep -q . && break; sleep 0.05; done
 start=$(date +%s.%N)
-inns demo-a nc -N 10.2.0.2 5001 <"$DIR/payload"
+inns $T-a nc -N 10.2.0.2 5001 <"$DIR/payload"
 wait $srv
 end=$(date +%s.%N)
 a=$(sha256sum <"$DIR/payload" | cut -c1-64); b=$(sha256sum <"$DIR/received" | cut -c1-64)

@@ -14,14 +14,18 @@ PKGS=(
 	libisal-dev zlib1g-dev libpcap-dev libjansson-dev libmicrohttpd-dev
 	# sanitizers + fuzzing
 	clang libclang-rt-14-dev
-	# tests and demo
-	python3 python3-pytest python3-scapy python3-yaml iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool kmod procps python3-prometheus-client
+	# tests and demo (python3-matplotlib: the bench's results.png)
+	python3 python3-pytest python3-scapy python3-yaml iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool kmod procps python3-prometheus-client python3-matplotlib
+	# benchmark: instruction counts (scripts/bench.sh --callgrind)
+	valgrind
 	# operator tools: man page lint, the Debian package, bash completion
 	mandoc debhelper bash-completion
 	# strongSwan interop
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
 	# a second PF_KEY key daemon (OpenBSD's iked): docs/iked.md
 	openiked
+	# a NAT in a namespace for the NAT-rebinding interop test (masquerade, mapping flushed)
+	nftables conntrack
 )
 
 missing=()

@@ -30,6 +30,11 @@ else
 	[ -f "$EXT_HDR" ] || die "$EXT_HDR is missing"
 	ext_id=$(sha256sum "$EXT_HDR" | cut -d' ' -f1)
 fi
+# A fix carried on the plugin's source: its SADB_X_NAT_T_NEW_MAPPING handling matches nothing in
+# the layout Linux's af_key (and dpsecd) send, and byte-swaps the port (docs/strongswan.md).
+MAPPING_PATCH=$(cd "$(dirname "$0")" && pwd)/strongswan-pfkey-mapping.patch
+[ -f "$MAPPING_PATCH" ] || die "$MAPPING_PATCH is missing"
+ext_id="$ext_id+mapping:$(sha256sum "$MAPPING_PATCH" | cut -c1-16)"
 
 version_of() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || true; }
 ver=$(version_of strongswan-libcharon)
@@ -87,10 +92,15 @@ done
 
 say "building src/libcharon/plugins/kernel_pfkey"
 plugdir=$dir/src/libcharon/plugins/kernel_pfkey
+if patch -d "$dir" -p1 -R -s -f --dry-run <"$MAPPING_PATCH" >/dev/null 2>&1; then
+	say "the NAT mapping fix is applied already"
+else
+	patch -d "$dir" -p1 -N -s <"$MAPPING_PATCH" || die "cannot apply $MAPPING_PATCH"
+fi
 # Only this directory's objects are removed: a CPPFLAGS change is not tracked by make.
 make -C "$plugdir" clean >/dev/null 2>&1 || true
 cppflags=()
-[ "$ext_id" = plain ] || cppflags=("CPPFLAGS=$(dpkg-buildflags --get CPPFLAGS) -include $EXT_HDR")
+[ "${ext_id%%+*}" = plain ] || cppflags=("CPPFLAGS=$(dpkg-buildflags --get CPPFLAGS) -include $EXT_HDR")
 make -C "$plugdir" -j"$(nproc)" "${cppflags[@]}" >"$dir/dpsec-make.log" 2>&1 || {
 	tail -30 "$dir/dpsec-make.log" >&2
 	die "make failed (full log: $dir/dpsec-make.log)"
@@ -98,7 +108,7 @@ make -C "$plugdir" -j"$(nproc)" "${cppflags[@]}" >"$dir/dpsec-make.log" 2>&1 || 
 built=$plugdir/.libs/libstrongswan-kernel-pfkey.so
 [ -f "$built" ] || die "make produced no $built"
 # With the extensions, charon's code for them must be in: its 'not supported by kernel' message is not.
-if [ "$ext_id" != plain ] && grep -q "extended sequence numbers (ESN) not supported" "$built"; then
+if [ "${ext_id%%+*}" != plain ] && grep -q "extended sequence numbers (ESN) not supported" "$built"; then
 	die "the plugin was built without pfkeyv2_ext.h's extensions"
 fi
 

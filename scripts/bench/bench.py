@@ -48,6 +48,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import gen  # noqa: E402
 import secgw  # noqa: E402
+import topologies  # noqa: E402
 
 SIZES = (64, 512, 1420)
 SCALE_SIZES = (64, 1420)
@@ -203,6 +204,8 @@ def finish_perf(perf, res):
 def measure(bins, workdir, case, args):
     """Run one case; returns its result dict."""
     name = case["name"]
+    if case["kind"] == "topo":  # issue 12: memif chain, many tunnels, two workers
+        return topologies.measure(sys.modules[__name__], bins, workdir, case, args)
     if case["kind"] == "cperf":
         return compress_perf(args, workdir, case)
     if case["kind"] == "secgw":
@@ -548,11 +551,12 @@ def build_cases(pcaps, args):
     cases = []
     N = gen.N_SCALE
 
-    def add(name, dir_, size, crypto, sas, kind, pcap, group):
+    def add(name, dir_, size, crypto, sas, kind, pcap, group, **extra):
         if args.only and not re.search(args.only, name):
             return
         cases.append({"name": name, "dir": dir_, "size": size, "crypto": crypto, "sas": sas,
-                      "kind": kind, "pcap": pcap, "cpu": crypto != "async", "group": group})
+                      "kind": kind, "pcap": pcap, "cpu": crypto != "async", "group": group,
+                      **extra})
 
     # Main cases: the small pcaps (cache-resident; see gen.N_MAIN_PKTS).
     for size in SIZES:
@@ -591,13 +595,16 @@ def build_cases(pcaps, args):
         if not args.no_diag:
             add(f"out-{size}-cpu-{N}sa-one", "out", size, "cpu", N, "scale",
                 pcaps[("one", size)], "scale")
+    # Issue 12, goals 3 to 5 (topologies.py): anti-replay on over a memif chain,
+    # many tunnels, two workers. They make their own pcaps.
+    topologies.cases(add, SIZES)
     if args.baseline:
         # Each dpsecd case again with the baseline build, right after it in
         # the same round: the pair is measured seconds apart.
         paired = []
         for c in cases:
             paired.append(c)
-            if c["kind"] not in ("secgw", "cperf"):
+            if c["kind"] not in ("secgw", "cperf", "topo"):
                 paired.append(dict(c, name="base:" + c["name"], bins="base"))
         cases = paired
     return cases
@@ -805,6 +812,109 @@ def best_round(runs):
     return best
 
 
+# --- Issue 12: the goals table and the chart --------------------------------------------
+
+def engines(by, d, size):
+    """dpsecd's crypto paths measured for one direction and size."""
+    return [e for e in ("native", "cpu") if f"{d}-{size}-{e}-1sa" in by]
+
+
+def goals_table(results, ceiling):
+    """Issue 12's goals 1 to 5, one row each: (goal, measured, verdict). Ratios to
+    ipsec-secgw are the median of the rounds paired (topologies.paired); the ideal
+    1 / (t_forward + t_crypto) is of the best rounds of fwd-SIZE and crypto-perf."""
+    by = {r["name"]: r for r in results if "mpps" in r}
+    rows = []
+    for d in ("out", "in"):
+        for size in SIZES:
+            for e in engines(by, d, size):
+                a = f"{d}-{size}-{e}-1sa"
+                rs, med = topologies.paired(by, a, f"secgw-{d}-{size}")
+                if med is not None:
+                    rows.append((f"1. {d} {size} B {e} >= {GOAL_SECGW[size]} x ipsec-secgw",
+                                 f"{med:.2f} x (rounds {topologies.fmt_rounds(rs)})",
+                                 "met" if med >= GOAL_SECGW[size] else "NOT met"))
+                f = by.get(f"fwd-{size}", {}).get("mpps_per_cpu")
+                c = ceiling.get(size, {}).get("mops_per_cpu")
+                if f and c:
+                    ideal = 1 / (1 / f + 1 / c)
+                    x = by[a]["mpps_per_cpu"] / ideal
+                    rows.append((f"2. {d} {size} B {e} >= {GOAL_IDEAL:.0%} of ideal",
+                                 f"{x:.0%} ({by[a]['mpps_per_cpu']:.2f} / {ideal:.2f})",
+                                 "met" if x >= GOAL_IDEAL else "NOT met"))
+    N = gen.N_SCALE
+    for size in SCALE_SIZES:
+        rs, med = topologies.paired(by, f"out-{size}-cpu-{N}sa-spread", f"out-{size}-cpu-1sa-spread")
+        if med is not None:
+            rows.append((f"4. {N} SAs (outbound only) {size} B >= {GOAL_SCALE_RATIO:.0%} of 1 SA",
+                         f"{med:.0%}", "met" if med >= GOAL_SCALE_RATIO else "NOT met"))
+    rows += topologies.lines(results)[1]
+    if not rows:
+        return []
+    rows.sort(key=lambda r: r[0][:2])
+    w = [max(len(r[i]) for r in rows + [("goal", "measured (per worker CPU-second)", "verdict")])
+         for i in range(3)]
+    out = ["goals (issue 12):",
+           f"  {'goal'.ljust(w[0])}  {'measured (per worker CPU-second)'.ljust(w[1])}  verdict"]
+    out += [f"  {g.ljust(w[0])}  {m.ljust(w[1])}  {v}" for g, m, v in rows]
+    return out + [""]
+
+
+def write_chart(results, ceiling, path):
+    """results.png: Mpps per worker CPU-second per size (dpsecd, ipsec-secgw, the ideal,
+    the crypto ceiling), and the many-tunnel curve (rate / 1-SA rate on the same pcap)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("bench: python3-matplotlib missing: no results.png")
+        return None
+    by = {r["name"]: r for r in results if r.get("mpps_per_cpu")}
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    for ax, d in zip(axes[:2], ("out", "in")):
+        series = {f"dpsecd {e}": f"{d}-{{}}-{e}-1sa" for e in ("native", "cpu")}
+        series["ipsec-secgw"] = f"secgw-{d}-{{}}"
+        for label, pat in series.items():
+            xs = [s for s in SIZES if pat.format(s) in by]
+            if xs:
+                ax.plot(xs, [by[pat.format(s)]["mpps_per_cpu"] for s in xs], "o-", label=label)
+        xs = [s for s in SIZES if f"fwd-{s}" in by and ceiling.get(s, {}).get("mops_per_cpu")]
+        if xs:
+            ax.plot(xs, [1 / (1 / by[f"fwd-{s}"]["mpps_per_cpu"] + 1 / ceiling[s]["mops_per_cpu"])
+                         for s in xs], "k--", label="ideal 1/(t_fwd + t_crypto)")
+        xs = [s for s in SIZES if ceiling.get(s, {}).get("mops_per_cpu")]
+        if xs:
+            ax.plot(xs, [ceiling[s]["mops_per_cpu"] for s in xs], "k:",
+                    label="ceiling: crypto-perf AES-GCM")
+        xs = [s for s in SIZES if f"chain-in-{s}-w64" in by]
+        if d == "in" and xs:
+            ax.plot(xs, [by[f"chain-in-{s}-w64"]["mpps_per_cpu"] for s in xs], "s-",
+                    label="dpsecd, anti-replay on (memif chain)")
+        ax.set(title=f"{'outbound' if d == 'out' else 'inbound'}, 1 SA", xlabel="packet size (B)",
+               ylabel="Mpps per worker CPU-second", xscale="log", xticks=list(SIZES),
+               xticklabels=[str(s) for s in SIZES])
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+    ax = axes[2]
+    for size in topologies.TUNNEL_SIZES:
+        pts = [(1, 1.0)] + [(n, topologies.paired(by, f"tun-{size}-{n}", f"tun-{size}-1sa-{n}")[1])
+                            for n in topologies.TUNNELS]
+        pts = [(n, r) for n, r in pts if r is not None]
+        if len(pts) > 1:
+            ax.plot([n for n, _ in pts], [r * 100 for _, r in pts], "o-", label=f"{size} B")
+    for n, g in topologies.GOAL_TUNNELS.items():
+        ax.plot([n], [g * 100], "r_", markersize=20)
+    ax.set(title="many tunnels, traffic spread (red: goals)", xscale="log",
+           xlabel="tunnels (2 SAs, 2 policies each)", ylabel="% of the 1-SA rate, same pcap")
+    ax.set_ylim(0, 110)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -861,6 +971,8 @@ def main():
     log("bench: generating traffic")
     done = set()
     for case in cases:
+        if case["pcap"] is None:  # made by the case itself (topologies.py)
+            continue
         key = next(k for k, v in pcaps.items() if v == case["pcap"])
         if key in done:
             continue
@@ -880,7 +992,7 @@ def main():
         else:
             gen.pcap_out(size, case["pcap"], kind, gen.N_SCALE_PKTS)
     # the AES-GCM ceiling is of no use to the IPComp cases alone
-    need_cp = any(c["group"] != "ipcomp" for c in cases)
+    need_cp = any(c["group"] != "ipcomp" and c["kind"] != "topo" for c in cases)
     log("bench: dpdk-test-crypto-perf (ceiling), run 1 of 3")
     cp = [crypto_perf(args, work, "1")] if need_cp else []
     # On a shared machine one run of a case may be slowed by a neighbour:
@@ -954,6 +1066,7 @@ def main():
         table, "", *rounds_lines(results, args.repeat), *cp_lines, "", summary(results, ceiling, lib),
         "",
         *ah_lines(results, auth), "", *ipcomp_lines(results), "",
+        *topologies.lines(results)[0], "", *goals_table(results, ceiling),
         f"total time {time.monotonic() - t_all:.0f} s; raw data: {out}/results.json",
     ])
     with open(os.path.join(out, "results.json"), "w") as f:
@@ -962,6 +1075,9 @@ def main():
                    "crypto_perf_runs": cp, "results": results}, f, indent=1, default=str)
     with open(os.path.join(out, "results.txt"), "w") as f:
         f.write(text + "\n")
+    png = write_chart(results, ceiling, os.path.join(out, "results.png"))
+    if png:
+        log(f"bench: chart {png}")
     print(text)
     return 0 if all("mpps" in r or r.get("skipped") for r in results) else 1
 

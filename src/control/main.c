@@ -4,10 +4,12 @@
  * control thread on the main lcore until SIGTERM/SIGINT.
  */
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -21,6 +23,7 @@
 #include "control/hoststack.h"
 #include "control/lifetime.h"
 #include "control/metrics_http.h"
+#include "control/secondary.h"
 #include "control/store.h"
 #include "control/telemetry.h"
 #include "dataplane/compress.h"
@@ -35,6 +38,43 @@
 
 static volatile sig_atomic_t stop_signal;
 static volatile sig_atomic_t reload_signal;
+
+/* Where start-up time goes (a restart's outage is mostly start-up: the
+ * running line reports it, scripts/bench.sh --restart measures the rest). */
+enum startup_phase {
+	PH_EAL,
+	PH_DATAPLANE,
+	PH_STORE,
+	PH_STATE,
+	PH_PORTS,
+	PH_HOSTSTACK,
+	PH_SOCKETS,
+	PH_N
+};
+/* workers forward from the end of "ports" on */
+static const char *const phase_name[PH_N] = {"EAL",   "dataplane",  "store",  "state",
+					     "ports", "host stack", "sockets"};
+static uint64_t phase_us[PH_N + 1];
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void log_running(void)
+{
+	char buf[256];
+	int n = 0;
+
+	for (int i = 0; i < PH_N; i++)
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%s%s %" PRIu64, i ? ", " : "",
+			      phase_name[i], (phase_us[i + 1] - phase_us[i]) / 1000u);
+	DP_LOG(NOTICE, "running: %u port(s), %u worker(s); started in %" PRIu64 " ms (%s)",
+	       dp.n_ports, dp.n_workers, (phase_us[PH_N] - phase_us[0]) / 1000u, buf);
+}
 
 static void on_signal(int sig)
 {
@@ -179,6 +219,7 @@ static int start(struct dps_config *cfg)
 	if (dp_init(cfg) < 0 || dp_crypto_init(&cfg->crypto, cfg->n_workers) < 0 ||
 	    dp_imb_init(cfg->n_workers) < 0 || dp_compress_init(&cfg->compress, cfg->n_workers) < 0)
 		return -1;
+	phase_us[PH_STORE] = mono_us();
 	if (dps_store_init(cfg, err, sizeof(err)) < 0) {
 		DP_LOG(ERR, "%s", err);
 		return -1;
@@ -188,20 +229,31 @@ static int start(struct dps_config *cfg)
 	dps_config_drop_sas(cfg);
 	/* A previous dpsecd's PF_KEY SAs and policies are back before the first
 	 * packet is forwarded: a restart never lets a protected flow out in clear. */
+	phase_us[PH_STATE] = mono_us();
 	if (cfg->pfkey.enabled && pfk_state_init(cfg->pfkey.state) < 0) {
 		DP_LOG(ERR, "pfkey: cannot restore %s", cfg->pfkey.state);
 		return -1;
 	}
-	if (dp_start() < 0 || dps_hoststack_setup(cfg) < 0 || dps_telemetry_init() < 0 ||
-	    pfk_server_init(cfg) < 0)
+	phase_us[PH_PORTS] = mono_us();
+	if (dp_start() < 0)
+		return -1;
+	phase_us[PH_HOSTSTACK] = mono_us();
+	if (dps_hoststack_setup(cfg) < 0)
+		return -1;
+	phase_us[PH_SOCKETS] = mono_us();
+	if (dps_telemetry_init() < 0 || pfk_server_init(cfg) < 0)
 		return -1;
 	/* dpdk-dumpcap (a DPDK secondary process) captures the ports on the wire
 	 * side; without a shared configuration (in-memory EAL) it cannot attach. */
 	if (dps_metrics_http_start(&cfg->metrics) < 0)
 		return -1;
+	if (!cfg->eal.in_memory && dps_secondary_limit_vdevs(cfg) < 0)
+		DP_LOG(WARNING, "secondary processes will probe every device: %s",
+		       rte_strerror(rte_errno));
 	if (rte_pdump_init() < 0)
 		DP_LOG(WARNING, "rte_pdump_init: %s: dpdk-dumpcap cannot attach",
 		       rte_strerror(rte_errno));
+	phase_us[PH_N] = mono_us();
 	return 0;
 }
 
@@ -244,12 +296,14 @@ int main(int argc, char **argv)
 	signal(SIGHUP, on_hup);
 	signal(SIGPIPE, SIG_IGN);
 	snprintf(cfg.path, sizeof(cfg.path), "%s", o.config);
+	phase_us[PH_EAL] = mono_us();
 	if (eal_start(&cfg, argv[0]) < 0) {
 		dps_config_free(&cfg);
 		return 1;
 	}
+	phase_us[PH_DATAPLANE] = mono_us();
 	if (start(&cfg) == 0) {
-		DP_LOG(NOTICE, "running: %u port(s), %u worker(s)", dp.n_ports, dp.n_workers);
+		log_running();
 		sd_notify(0, "READY=1");
 		run(o.config);
 		rc = 0;

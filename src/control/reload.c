@@ -105,8 +105,11 @@ static void reload_report(const struct dps_config *cfg, const struct reload *r)
 
 static void reload_free(struct reload *r, unsigned int n_new)
 {
-	for (unsigned int i = 0; r->made != NULL && i < n_new; i++)
+	for (unsigned int i = 0; r->made != NULL && i < n_new; i++) {
+		if (r->made[i] != NULL)
+			dps_spd_sa_gone(r->made[i]);
 		dp_sa_free(r->made[i]);
+	}
 	free(r->sa_keep);
 	free(r->pol_keep);
 	free(r->pol_kept);

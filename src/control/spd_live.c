@@ -262,43 +262,89 @@ static void consider(const struct dps_store_sa **best, const struct dps_ipsec_re
 		*best = s;
 }
 
-/* The newest out SA a policy's ESP request matches (the newest wins a rekey),
+/* The newest out SA request @q of @p matches (the newest wins a rekey),
  * found through the out SAs' reqid index. */
-static struct dp_sa *out_sa(const struct dps_policy *p)
+static const struct dps_store_sa *req_sa(const struct dps_policy *p, const struct dps_ipsec_req *q)
 {
 	const struct dps_store_sa *best = NULL;
 
-	if (p->dir != DPS_DIR_OUT || p->action != DPS_ACTION_PROTECT)
+	if (q->reqid == 0 || dps_store.out_reqid_bad) {
+		for (unsigned int i = 0; i < dps_store.n_sas; i++)
+			if (dps_store.sas[i].cfg.dir == DPS_DIR_OUT)
+				consider(&best, q, p, &dps_store.sas[i]);
+		return best;
+	}
+	for (unsigned int i = dps_out_sa_first(q->reqid); i < dps_store.n_out_reqid; i++) {
+		const struct dps_out_key *k = &dps_store.out_reqid[i];
+		int pos;
+
+		if (k->reqid != q->reqid)
+			break;
+		pos = dps_store_sa_pos(k->spi, &k->dst, k->proto);
+		if (pos >= 0)
+			consider(&best, q, p, &dps_store.sas[pos]);
+	}
+	return best;
+}
+
+/* ---- bundles ---------------------------------------------------------------- */
+
+/* The out SAs that were ever an inner layer of a bundle (dp_sa.bundled): when
+ * an SA is deleted, those whose next layer it was let go of it first. */
+static struct ptr_vec bundled;
+
+/* @a's packets go on to @b's transform (RFC 4301 §4.5). The pointer is set
+ * before the flag that makes a worker follow it. */
+static void bundle_link(struct dp_sa *a, struct dp_sa *b)
+{
+	__atomic_store_n(&a->outer, b, __ATOMIC_RELEASE);
+	if (a->bundled)
+		return;
+	if (vec_push(&bundled, a) < 0) {
+		/* cannot track it: no link, the bundle's packets drop (drop_bundle) */
+		__atomic_store_n(&a->outer, NULL, __ATOMIC_RELEASE);
+		DP_LOG(ERR, "spd: out of memory: SA 0x%x cannot be bound in a bundle", a->cfg.spi);
+	}
+	__atomic_store_n(&a->bundled, true, __ATOMIC_RELEASE);
+}
+
+void dps_spd_sa_gone(struct dp_sa *d)
+{
+	for (unsigned int i = 0; i < bundled.n;) {
+		struct dp_sa *a = bundled.v[i];
+
+		if (a == d) {
+			bundled.v[i] = bundled.v[--bundled.n];
+			continue;
+		}
+		if (__atomic_load_n(&a->outer, __ATOMIC_RELAXED) == d)
+			__atomic_store_n(&a->outer, NULL, __ATOMIC_RELEASE);
+		i++;
+	}
+}
+
+/*
+ * The SA an out policy applies first: that of its one request, or, of a
+ * bundle, the innermost one's, with each next layer hung from the one
+ * before (dp_sa.outer) -- only when every request of the bundle has its SA:
+ * else none (the packets drop and ACQUIRE, never leave with fewer layers).
+ */
+static struct dp_sa *out_sa(const struct dps_policy *p)
+{
+	struct dp_sa *chain[DPS_MAX_IPSEC_REQS];
+
+	if (p->dir != DPS_DIR_OUT || p->action != DPS_ACTION_PROTECT || p->n_reqs == 0)
 		return NULL;
 	for (unsigned int r = 0; r < p->n_reqs; r++) {
-		const struct dps_ipsec_req *q = &p->reqs[r];
+		const struct dps_store_sa *s = req_sa(p, &p->reqs[r]);
 
-		if (!dps_req_bound(p, q))
-			continue;
-		if (q->reqid == 0) {
-			for (unsigned int i = 0; i < dps_store.n_sas; i++)
-				if (dps_store.sas[i].cfg.dir == DPS_DIR_OUT)
-					consider(&best, q, p, &dps_store.sas[i]);
-			continue;
-		}
-		if (dps_store.out_reqid_bad) {
-			for (unsigned int i = 0; i < dps_store.n_sas; i++)
-				if (dps_store.sas[i].cfg.dir == DPS_DIR_OUT)
-					consider(&best, q, p, &dps_store.sas[i]);
-			continue;
-		}
-		for (unsigned int i = dps_out_sa_first(q->reqid); i < dps_store.n_out_reqid; i++) {
-			const struct dps_out_key *k = &dps_store.out_reqid[i];
-			int pos;
-
-			if (k->reqid != q->reqid)
-				break;
-			pos = dps_store_sa_pos(k->spi, &k->dst, k->proto);
-			if (pos >= 0)
-				consider(&best, q, p, &dps_store.sas[pos]);
-		}
+		if (s == NULL)
+			return NULL;
+		chain[r] = s->dp;
 	}
-	return best ? best->dp : NULL;
+	for (unsigned int r = 0; r + 1 < p->n_reqs; r++)
+		bundle_link(chain[r], chain[r + 1]);
+	return chain[0];
 }
 
 static int resolve(struct dps_store_policy *e, struct dp_policy **out)
@@ -906,6 +952,8 @@ void dps_spd_fini(void)
 	free(L.uniq);
 	free(batch_dead.v);
 	batch_dead = (struct ptr_vec){0};
+	free(bundled.v);
+	bundled = (struct ptr_vec){0};
 	dp_acl_set_put(L.set);
 	memset(&L, 0, sizeof(L));
 	L.full = true;

@@ -45,6 +45,7 @@ static int bury(struct dp_sa *sa)
 
 	if (sa == NULL)
 		return 0;
+	dps_spd_sa_gone(sa);
 	pthread_mutex_lock(&dps_store.lock);
 	if (grow((void **)&dps_store.dead, &dps_store.cap_dead, dps_store.n_dead,
 		 sizeof(*dps_store.dead)) < 0)

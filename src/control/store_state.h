@@ -106,6 +106,8 @@ void dps_spd_policy_deleted(struct dps_store_policy *e);
 void dps_spd_policy_updated(struct dps_store_policy *e, const struct dps_policy *old);
 /* An out SA was added, deleted (already out of the store) or made again. */
 void dps_spd_sa_changed(const struct dps_sa *c);
+/* Dataplane SA @d is about to be freed: no bundle's SA may lead to it. */
+void dps_spd_sa_gone(struct dp_sa *d);
 /* The defaults changed: the next commit compiles every policy. */
 void dps_spd_defaults_changed(void);
 /* A reload: changes are shown to the workers only by the commit that ends
@@ -154,12 +156,13 @@ int dps_by_reqid_unique(struct dps_by_reqid *x, const struct dps_policy *pols, u
 			size_t stride);
 void dps_by_reqid_free(struct dps_by_reqid *x);
 
-/* The requests of out policy @p that bind it to an SA: ESP, else AH; IPComp
- * alone (bundles do not run yet). */
+/* The requests of out policy @p that bind it to an SA: every one (a bundle
+ * binds an SA per request). */
 static inline bool dps_req_bound(const struct dps_policy *p, const struct dps_ipsec_req *q)
 {
+	(void)p;
 	return q->proto == DPS_PROTO_ESP || q->proto == DPS_PROTO_AH ||
-	       (q->proto == DPS_PROTO_IPCOMP && p->n_reqs == 1);
+	       q->proto == DPS_PROTO_IPCOMP;
 }
 
 /* The newest outbound SA a policy's ESP request matches (the newest wins a rekey), or NULL. */

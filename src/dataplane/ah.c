@@ -22,6 +22,7 @@
 #include "dataplane/cksum.h"
 #include "dataplane/crypto.h"
 #include "dataplane/output.h"
+#include "dataplane/polog.h"
 #include "dataplane/replay.h"
 #include "dataplane/session.h"
 #include "dataplane/worker.h"
@@ -333,13 +334,13 @@ static uint16_t ah_out_prepare(struct dp_worker *w, struct dp_sa *sa, struct rte
 		/* RFC 4302 §3.3.3: the counter never cycles; the SA's hard
 		 * lifetime should have replaced it before. */
 		if (unlikely(!sa->cfg.esn && seq > UINT32_MAX)) {
-			dp_sa_drop(sa, w->id, &mb[i], 0, 1, DP_SA_CNT_drop_other);
+			dp_sa_fail(w, sa, &mb[i], 0, 1, DP_SA_CNT_drop_other);
 			continue;
 		}
 		dp_meta(m)->pre_len = rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN;
 		at = tunnel ? out_tunnel(sa, m, seq) : out_transport(sa, m, seq);
 		if (at == 0 || !icv_input(sa, m, at, (uint32_t)(seq >> 32), v6)) {
-			dp_sa_drop(sa, w->id, &mb[i], 0, 1, DP_SA_CNT_drop_other);
+			dp_sa_fail(w, sa, &mb[i], 0, 1, DP_SA_CNT_drop_other);
 			continue;
 		}
 		mb[k++] = m;
@@ -353,12 +354,13 @@ static void ah_out_finish(struct dp_worker *w, const struct dp_snapshot *s, stru
 	const struct dp_nexthop *nh;
 	const struct dp_neigh *neigh;
 	uint64_t bytes = 0;
-	uint16_t sent = 0, mtu;
+	uint16_t sent = 0, mtu, nn = 0;
 	bool v4 = sa->outer_family == AF_INET;
+	const bool bundled = sa->bundled;
 
 	for (uint16_t i = k; i < n; i++)
 		icv_restore(sa, mb[i]);
-	dp_sa_drop(sa, w->id, mb, k, n, DP_SA_CNT_drop_crypto);
+	dp_sa_fail(w, sa, mb, k, n, DP_SA_CNT_drop_crypto);
 	if (k == 0)
 		return;
 	if (unlikely(sa->first_use_ms == 0))
@@ -383,6 +385,10 @@ static void ah_out_finish(struct dp_worker *w, const struct dp_snapshot *s, stru
 								 RTE_ETHER_HDR_LEN));
 		bytes += dp_meta(m)->pre_len;
 		sent++;
+		if (unlikely(bundled)) { /* the next layer's: mb[0..nn) */
+			mb[nn++] = m;
+			continue;
+		}
 		dp_count(w, in, DP_CNT_ipsec_out);
 		if (unlikely(big))
 			dp_output_frag(w, in, m, nh, neigh, sa->outer_family, sa->dst);
@@ -391,6 +397,8 @@ static void ah_out_finish(struct dp_worker *w, const struct dp_snapshot *s, stru
 	}
 	dp_sa_count(sa, w->id, DP_SA_CNT_packets, sent);
 	dp_sa_count(sa, w->id, DP_SA_CNT_bytes, bytes);
+	if (unlikely(nn))
+		dp_xform_bundle_next(w, s, sa, mb, nn);
 }
 
 /* ---- inbound ------------------------------------------------------------- */
@@ -429,6 +437,7 @@ void dp_ah_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 			rte_pktmbuf_trim(m, l3 - iplen);
 		off = iplen <= l3 ? ah_offset(m, v6) : 0;
 		if (off == 0) {
+			dp_drop_note(w, port, m, DP_DROP_malformed, NULL);
 			dp_drop(w, port, m, DP_CNT_drop_esp_malformed);
 			continue;
 		}
@@ -457,6 +466,7 @@ void dp_ah_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 		const uint8_t *ah;
 
 		if (x == NULL || x->cfg.proto != DPS_PROTO_AH) {
+			dp_polog(w, port, m, DP_POLOG_unknown_spi, NULL, NULL);
 			dp_drop(w, port, m, DP_CNT_drop_unknown_spi);
 			continue;
 		}
@@ -464,8 +474,7 @@ void dp_ah_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 		if ((ah[1] + 2u) * 4 != x->ah_len ||
 		    rte_pktmbuf_pkt_len(m) <
 			    (uint32_t)RTE_ETHER_HDR_LEN + dp_meta(m)->ah_off + x->ah_len) {
-			dp_sa_count(x, w->id, DP_SA_CNT_drop_len, 1);
-			rte_pktmbuf_free(m);
+			dp_sa_fail(w, x, &pkts[i], 0, 1, DP_SA_CNT_drop_len);
 			continue;
 		}
 		if (x != cur && ng) {
@@ -498,13 +507,13 @@ static uint16_t ah_in_prepare(struct dp_worker *w, struct dp_sa *sa, struct rte_
 		low = rte_be_to_cpu_32(low);
 		seq = sa->replay ? dp_replay_seq(sa->replay, low) : low;
 		if (sa->replay && !dp_replay_check(sa->replay, seq)) {
-			dp_sa_drop(sa, w->id, &mb[i], 0, 1, DP_SA_CNT_drop_replay);
+			dp_sa_fail(w, sa, &mb[i], 0, 1, DP_SA_CNT_drop_replay);
 			continue;
 		}
 		dp_meta(m)->pre_len = rte_pktmbuf_pkt_len(m);
 		dp_meta(m)->esp_seq = low; /* dp_esp_in_replay() decides after the ICV */
 		if (!icv_input(sa, m, off, (uint32_t)(seq >> 32), v6)) {
-			dp_sa_drop(sa, w->id, &mb[i], 0, 1, DP_SA_CNT_drop_other);
+			dp_sa_fail(w, sa, &mb[i], 0, 1, DP_SA_CNT_drop_other);
 			continue;
 		}
 		mb[k++] = m;
@@ -626,13 +635,10 @@ static void ah_in_finish(struct dp_worker *w, const struct dp_snapshot *s, struc
 	(void)s;
 	/* after the ICV: failed it, or (dp_esp_in_replay) a replay */
 	for (uint16_t i = k; i < n; i++)
-		dp_sa_count(sa, w->id,
-			    mb[i]->ol_flags & RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED
-				    ? DP_SA_CNT_drop_auth
-				    : DP_SA_CNT_drop_replay,
-			    1);
-	if (n > k)
-		rte_pktmbuf_free_bulk(&mb[k], n - k);
+		dp_sa_fail(w, sa, &mb[i], 0, 1,
+			   mb[i]->ol_flags & RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED
+				   ? DP_SA_CNT_drop_auth
+				   : DP_SA_CNT_drop_replay);
 	if (k && sa->first_use_ms == 0)
 		sa->first_use_ms = dp_now_ms();
 	for (uint16_t i = 0; i < k; i++) {
@@ -644,13 +650,12 @@ static void ah_in_finish(struct dp_worker *w, const struct dp_snapshot *s, struc
 		m->ol_flags &= ~(RTE_MBUF_F_RX_SEC_OFFLOAD | RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED);
 		bad = in_strip(sa, m, &v6);
 		if (unlikely(bad != DP_SA_CNT_MAX || st->n_again == DP_MAX_BURST)) {
-			dp_sa_count(sa, w->id, bad != DP_SA_CNT_MAX ? bad : DP_SA_CNT_drop_other,
-				    1);
-			rte_pktmbuf_free(m);
+			dp_sa_fail(w, sa, &mb[i], 0, 1,
+				   bad != DP_SA_CNT_MAX ? bad : DP_SA_CNT_drop_other);
 			continue;
 		}
 		bytes += rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN;
-		dp_meta(m)->via = sa;
+		dp_meta_via_push(dp_meta(m), sa);
 		st->again[st->n_again++] = m;
 		good++;
 	}

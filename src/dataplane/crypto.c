@@ -389,10 +389,7 @@ static inline uint16_t sa_process(struct dp_sa *sa, struct rte_mbuf **mb, uint16
 static inline void prep_drop(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb,
 			     uint16_t k, uint16_t n, int prep_fail)
 {
-	if (unlikely(k < n) && prep_fail == DP_SA_CNT_drop_replay)
-		for (uint16_t i = k; i < n; i++)
-			dp_polog_sa(w, mb[i], DP_POLOG_replay, sa);
-	dp_sa_drop(sa, w->id, mb, k, n, prep_fail);
+	dp_sa_fail(w, sa, mb, k, n, (enum dp_sa_counter)prep_fail);
 }
 
 uint16_t dp_crypto_process(struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n)
@@ -414,14 +411,14 @@ void dp_crypto_enqueue(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **
 
 	if (rte_crypto_op_bulk_alloc(dp_crypto.op_pool, RTE_CRYPTO_OP_TYPE_SYMMETRIC, cop, n) ==
 	    0) {
-		dp_sa_drop(sa, w->id, mb, 0, n, DP_SA_CNT_drop_crypto);
+		dp_sa_fail(w, sa, mb, 0, n, DP_SA_CNT_drop_crypto);
 		return;
 	}
 	k = rte_ipsec_pkt_crypto_prepare(&sa->ss, mb, cop, n);
 	prep_drop(w, sa, mb, k, n, prep_fail);
 	sent = rte_cryptodev_enqueue_burst(sa->ss.crypto.dev_id, w->id, cop, k);
 	w->inflight += sent;
-	dp_sa_drop(sa, w->id, mb, sent, k, DP_SA_CNT_drop_crypto);
+	dp_sa_fail(w, sa, mb, sent, k, DP_SA_CNT_drop_crypto);
 	rte_mempool_put_bulk(dp_crypto.op_pool, (void **)&cop[sent], n - sent);
 }
 

@@ -22,6 +22,7 @@
 
 #define DP_NO_PORT    UINT16_MAX
 #define DP_ICMP_QUEUE 32 /* ICMP errors one worker may queue in one loop */
+#define DP_VIA_MAX    3	 /* SAs one packet may come through inbound: DP_BUNDLE_MAX (sa.h) */
 
 struct dp_snapshot;
 struct dp_sa;
@@ -64,7 +65,21 @@ struct dp_meta {
 		struct dps_addr nh; /* next hop to resolve */
 	};
 	struct dp_sa *via; /* decrypted: the inbound SA (RFC 4301 §5.2 check) */
+	/* Decrypted by a bundle: the SAs before @via, outermost first, and how
+	 * many SAs in all (set 0 when a packet from the wire enters the IPsec
+	 * stage). */
+	uint8_t n_via;
+	struct dp_sa *via_prev[DP_VIA_MAX - 1];
 };
+
+/* Record that inbound SA @sa decrypted @m (after the SAs recorded before). */
+static inline void dp_meta_via_push(struct dp_meta *mt, struct dp_sa *sa)
+{
+	if (mt->n_via)
+		mt->via_prev[mt->n_via - 1] = mt->via;
+	mt->via = sa;
+	mt->n_via++;
+}
 
 static inline struct dp_meta *dp_meta(struct rte_mbuf *m)
 {

@@ -147,6 +147,7 @@ static uint16_t esp_only(struct dp_worker *w, uint16_t port, struct rte_mbuf **p
 				dp_punt(w, port, m);
 				continue;
 			case NATT_BAD:
+				dp_drop_note(w, port, m, DP_DROP_malformed, NULL);
 				dp_drop(w, port, m, DP_CNT_drop_esp_malformed);
 				continue;
 			case NATT_ESP:
@@ -162,6 +163,7 @@ static uint16_t esp_only(struct dp_worker *w, uint16_t port, struct rte_mbuf **p
 						    0, 0, 0, 0, 0);
 		dp_meta(m)->outer_ecn = v6 ? (ip[1] >> 4) & 3 : ip[1] & 3;
 		if (rte_pktmbuf_pkt_len(m) < (uint32_t)m->l2_len + m->l3_len + ESP_HDR_LEN) {
+			dp_drop_note(w, port, m, DP_DROP_malformed, NULL);
 			dp_drop(w, port, m, DP_CNT_drop_esp_malformed);
 			continue;
 		}
@@ -212,8 +214,7 @@ void dp_esp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 			continue;
 		}
 		if (!esp_len_ok(x, pkts[i])) {
-			dp_sa_count(x, w->id, DP_SA_CNT_drop_len, 1);
-			rte_pktmbuf_free(pkts[i]);
+			dp_sa_fail(w, x, &pkts[i], 0, 1, DP_SA_CNT_drop_len);
 			continue;
 		}
 		if (x != cur && ng) {
@@ -389,15 +390,8 @@ static inline void esp_inb_finish(struct dp_worker *w, struct dp_sa *sa, struct 
 	uint64_t bytes = 0;
 	uint16_t good = 0;
 
-	for (uint16_t i = k; i < n; i++) {
-		enum dp_sa_counter c = in_failure(mb[i]);
-
-		if (c != DP_SA_CNT_drop_pad)
-			dp_polog_sa(w, mb[i],
-				    c == DP_SA_CNT_drop_auth ? DP_POLOG_auth : DP_POLOG_replay, sa);
-		dp_sa_count(sa, w->id, c, 1);
-		rte_pktmbuf_free(mb[i]);
-	}
+	for (uint16_t i = k; i < n; i++)
+		dp_sa_fail(w, sa, &mb[i], 0, 1, in_failure(mb[i]));
 	if (k && sa->first_use_ms == 0)
 		sa->first_use_ms = dp_now_ms();
 	for (uint16_t i = 0; i < k; i++) {
@@ -408,13 +402,12 @@ static inline void esp_inb_finish(struct dp_worker *w, struct dp_sa *sa, struct 
 			natt_seen(w, sa, mb[i]);
 		bad = inner_l2(mb[i], &v6, tunnel, ecn);
 		if (unlikely(bad != DP_SA_CNT_MAX || st->n_again == DP_MAX_BURST)) {
-			dp_sa_count(sa, w->id, bad != DP_SA_CNT_MAX ? bad : DP_SA_CNT_drop_other,
-				    1);
-			rte_pktmbuf_free(mb[i]);
+			dp_sa_fail(w, sa, &mb[i], 0, 1,
+				   bad != DP_SA_CNT_MAX ? bad : DP_SA_CNT_drop_other);
 			continue;
 		}
 		bytes += rte_pktmbuf_pkt_len(mb[i]) - RTE_ETHER_HDR_LEN;
-		dp_meta(mb[i])->via = sa;
+		dp_meta_via_push(dp_meta(mb[i]), sa);
 		st->again[st->n_again++] = mb[i];
 		good++;
 	}

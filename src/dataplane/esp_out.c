@@ -13,6 +13,7 @@
 #include "dataplane/cksum.h"
 #include "dataplane/esp.h"
 #include "dataplane/output.h"
+#include "dataplane/polog.h"
 #include "dataplane/worker.h"
 #include "dataplane/xform.h"
 
@@ -148,11 +149,12 @@ static inline void esp_outb_finish(struct dp_worker *w, const struct dp_snapshot
 	const struct dp_nexthop *nh;
 	const struct dp_neigh *neigh;
 	uint64_t bytes = 0;
-	uint16_t sent = 0, mtu;
+	uint16_t sent = 0, mtu, nn = 0;
 	const bool cap = w->cap != NULL; /* once per group, not per packet */
+	const bool bundled = sa->bundled;
 	bool big;
 
-	dp_sa_drop(sa, w->id, mb, k, n, DP_SA_CNT_drop_crypto);
+	dp_sa_fail(w, sa, mb, k, n, DP_SA_CNT_drop_crypto);
 	if (k == 0)
 		return;
 	if (unlikely(sa->first_use_ms == 0))
@@ -167,7 +169,7 @@ static inline void esp_outb_finish(struct dp_worker *w, const struct dp_snapshot
 		uint16_t in = dp.port_of_eth[m->port];
 
 		if (trs_udp && !trs_udp_encap(sa, m)) {
-			dp_sa_drop(sa, w->id, &mb[i], 0, 1, DP_SA_CNT_drop_other);
+			dp_sa_fail(w, sa, &mb[i], 0, 1, DP_SA_CNT_drop_other);
 			continue;
 		}
 		/* dp_output_fit() kept only packets that fit or may be fragmented:
@@ -184,10 +186,14 @@ static inline void esp_outb_finish(struct dp_worker *w, const struct dp_snapshot
 			outer4_fix(m, copy_df);
 		else if (udp6)
 			udp6_cksum(m);
-		if (unlikely(cap)) /* the capture's out-cipher point */
-			dp_cap_pkt(w, DP_CAP_OUT_CIPHER, m, in, NULL, sa, 0);
 		bytes += dp_meta(m)->pre_len;
 		sent++;
+		if (unlikely(bundled)) { /* the next layer's: mb[0..nn) */
+			mb[nn++] = m;
+			continue;
+		}
+		if (unlikely(cap)) /* the capture's out-cipher point */
+			dp_cap_pkt(w, DP_CAP_OUT_CIPHER, m, in, NULL, sa, 0);
 		dp_count(w, in, DP_CNT_ipsec_out);
 		if (unlikely(big)) /* outer IPv4 with DF set (dfbit=copy): drop_mtu there */
 			dp_output_frag(w, in, m, nh, neigh, sa->outer_family, sa->dst);
@@ -196,6 +202,8 @@ static inline void esp_outb_finish(struct dp_worker *w, const struct dp_snapshot
 	}
 	dp_sa_count(sa, w->id, DP_SA_CNT_packets, sent);
 	dp_sa_count(sa, w->id, DP_SA_CNT_bytes, bytes);
+	if (unlikely(nn))
+		dp_xform_bundle_next(w, s, sa, mb, nn);
 }
 
 #define ESP_OUTB_FINISH(name, v4, tun4, copy_df, trs_udp, udp6)                                    \

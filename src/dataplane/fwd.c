@@ -19,6 +19,7 @@
 #include "dataplane/icmp.h"
 #include "dataplane/ipcomp.h"
 #include "dataplane/output.h"
+#include "dataplane/polog.h"
 #include "dataplane/sad.h"
 #include "dataplane/spd.h"
 #include "dataplane/worker.h"
@@ -101,11 +102,26 @@ static inline void to_burst_keyed(struct dp_stages *st, struct dp_burst *b, stru
 }
 
 /*
+ * A decrypted packet goes to the inbound SAs again only as the next layer of
+ * a bundle (RFC 4301 §4.5): what a transport mode SA left is the same outer
+ * header over the next protocol (IPComp after ESP, ESP after AH, or the
+ * IP-in-IP of an IPComp tunnel that did not compress), at most DP_VIA_MAX
+ * SAs in all. What a tunnel SA decrypted is the inner packet: the inbound
+ * check decides about it, as about everything the last layer leaves.
+ */
+static inline bool next_layer(struct rte_mbuf *m)
+{
+	const struct dp_meta *mt = dp_meta(m);
+
+	return mt->via->mode == DPS_MODE_TRANSPORT && mt->n_via < DP_VIA_MAX;
+}
+
+/*
  * Hand the classified packets to the stages after this one: ESP for the
  * gateway to its inbound SAs (whole: RFC 4303 §3.4.1, fragments are
  * reassembled first), the rest for the gateway and what is forwarded to the
- * policy stage. A decrypted packet is never taken for ESP again: the inbound
- * check decides about what it carries.
+ * policy stage. A decrypted packet is taken for IPsec again only as the next
+ * layer of a bundle (next_layer()).
  */
 static void sort_out(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, int v6,
 		     struct rte_mbuf **pkts, const struct dp_nexthop **nh, const uint8_t *cls,
@@ -122,9 +138,10 @@ static void sort_out(struct dp_worker *w, const struct dp_snapshot *s, uint16_t 
 			to_burst_keyed(st, &st->fwd, pkts[i], nh[i], v6, i, ipsec->active);
 			continue;
 		case C_LOCAL_ESP:
-			if (decrypted)
+			if (decrypted && !next_layer(pkts[i]))
 				break;
 			if (unlikely(ipsec->proto_off) && proto_off(ipsec, pkts[i], v6)) {
+				dp_drop_note(w, in, pkts[i], DP_DROP_proto_off, NULL);
 				dp_drop(w, in, pkts[i], DP_CNT_drop_proto_off);
 				continue;
 			}
@@ -134,6 +151,8 @@ static void sort_out(struct dp_worker *w, const struct dp_snapshot *s, uint16_t 
 			    (pkts[i] = dp_reasm(w, in, pkts[i], v6)) == NULL)
 				continue;
 			if (is_esp(ipsec, pkts[i], v6)) {
+				if (!decrypted)
+					dp_meta(pkts[i])->n_via = 0;
 				st->esp[st->n_esp++] = pkts[i];
 				continue;
 			}

@@ -146,7 +146,8 @@ static void out_send(struct dp_worker *w, const struct dp_snapshot *s, struct dp
 			       ? dp.ports[nh->port].mtu
 			       : UINT16_MAX;
 	uint64_t bytes = 0;
-	uint16_t sent = 0;
+	uint16_t sent = 0, nn = 0;
+	const bool bundled = sa->bundled;
 
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = mb[i];
@@ -157,10 +158,14 @@ static void out_send(struct dp_worker *w, const struct dp_snapshot *s, struct dp
 			dp_drop(w, in, m, DP_CNT_drop_mtu);
 			continue;
 		}
-		if (unlikely(w->cap != NULL)) /* the capture's out-cipher point */
-			dp_cap_pkt(w, DP_CAP_OUT_CIPHER, m, in, NULL, sa, 0);
 		bytes += dp_meta(m)->pre_len;
 		sent++;
+		if (unlikely(bundled)) { /* the next layer's: mb[0..nn) */
+			mb[nn++] = m;
+			continue;
+		}
+		if (unlikely(w->cap != NULL)) /* the capture's out-cipher point */
+			dp_cap_pkt(w, DP_CAP_OUT_CIPHER, m, in, NULL, sa, 0);
 		dp_count(w, in, DP_CNT_ipsec_out);
 		if (unlikely(big))
 			dp_output_frag(w, in, m, nh, neigh, sa->outer_family, sa->dst);
@@ -169,6 +174,8 @@ static void out_send(struct dp_worker *w, const struct dp_snapshot *s, struct dp
 	}
 	dp_sa_count(sa, w->id, DP_SA_CNT_packets, sent);
 	dp_sa_count(sa, w->id, DP_SA_CNT_bytes, bytes);
+	if (unlikely(nn))
+		dp_xform_bundle_next(w, s, sa, mb, nn);
 }
 
 /* One chunk (at most DP_COMP_BURST) of an outbound group, left in mb[0..k). */
@@ -234,6 +241,7 @@ static uint16_t out_chunk(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf
 				d = to_compressed(sa, m, d, m->l3_len, tunnel);
 				/* the outer header from the inner one, still in m */
 				if (tunnel && !outer_hdr(w, sa, d, IPPROTO_COMP, inner)) {
+					dp_drop_note(w, DP_NO_PORT, m, DP_DROP_other, sa);
 					rte_pktmbuf_free(d);
 					rte_pktmbuf_free(m);
 					bad++;
@@ -251,6 +259,7 @@ static uint16_t out_chunk(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf
 		if (tunnel) {
 			rte_pktmbuf_adj(m, RTE_ETHER_HDR_LEN);
 			if (!outer_hdr(w, sa, m, proto, inner)) {
+				dp_drop_note(w, DP_NO_PORT, m, DP_DROP_other, sa);
 				rte_pktmbuf_free(m);
 				bad++;
 				continue;
@@ -360,6 +369,7 @@ uint16_t dp_ipcomp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t
 			continue;
 		}
 		if (!in_key(pkts[i], v6, &keys[nm])) {
+			dp_drop_note(w, port, pkts[i], DP_DROP_malformed, NULL);
 			dp_drop(w, port, pkts[i], DP_CNT_drop_ipcomp_malformed);
 			continue;
 		}
@@ -388,7 +398,7 @@ uint16_t dp_ipcomp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t
 		}
 		/* reassembled: the device reads one segment */
 		if (unlikely(mine[i]->nb_segs > 1) && rte_pktmbuf_linearize(mine[i]) != 0) {
-			dp_sa_drop(x, w->id, &mine[i], 0, 1, DP_SA_CNT_drop_other);
+			dp_sa_fail(w, x, &mine[i], 0, 1, DP_SA_CNT_drop_other);
 			continue;
 		}
 		if (x != cur && ng) {
@@ -480,12 +490,12 @@ static void in_chunk(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb
 		    IPPROTO_COMP)
 			which[nz++] = i;
 	if (nz && rte_comp_op_bulk_alloc(dp_compress.op_pool, ops, nz) == 0) {
-		dp_sa_drop(sa, w->id, mb, 0, n, DP_SA_CNT_drop_other);
+		dp_sa_fail(w, sa, mb, 0, n, DP_SA_CNT_drop_other);
 		return;
 	}
 	if (nz && rte_pktmbuf_alloc_bulk(dp.pool, dst, nz) != 0) {
 		rte_comp_op_bulk_free(ops, nz);
-		dp_sa_drop(sa, w->id, mb, 0, n, DP_SA_CNT_drop_other);
+		dp_sa_fail(w, sa, mb, 0, n, DP_SA_CNT_drop_other);
 		return;
 	}
 	for (uint16_t j = 0; j < nz; j++) {
@@ -520,11 +530,9 @@ static void in_chunk(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb
 					op->status == RTE_COMP_OP_STATUS_OUT_OF_SPACE_TERMINATED ||
 					op->status == RTE_COMP_OP_STATUS_OUT_OF_SPACE_RECOVERABLE;
 
-				dp_polog_sa(w, m, bomb ? DP_POLOG_bomb : DP_POLOG_decomp, sa);
-				dp_sa_count(sa, w->id,
-					    bomb ? DP_SA_CNT_drop_bomb : DP_SA_CNT_drop_decomp, 1);
 				rte_pktmbuf_free(d);
-				rte_pktmbuf_free(m);
+				dp_sa_fail(w, sa, &m, 0, 1,
+					   bomb ? DP_SA_CNT_drop_bomb : DP_SA_CNT_drop_decomp);
 				continue;
 			}
 			rte_pktmbuf_trim(d, rte_pktmbuf_pkt_len(d) - op->produced);
@@ -532,9 +540,8 @@ static void in_chunk(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb
 			*dp_meta(d) = *dp_meta(m);
 			if (tunnel ? nh != IPPROTO_IPIP && nh != IPPROTO_IPV6
 				   : !trs_restore(m, d)) {
-				dp_sa_count(sa, w->id, DP_SA_CNT_drop_other, 1);
 				rte_pktmbuf_free(d);
-				rte_pktmbuf_free(m);
+				dp_sa_fail(w, sa, &m, 0, 1, DP_SA_CNT_drop_other);
 				continue;
 			}
 			rte_pktmbuf_free(m);
@@ -544,12 +551,11 @@ static void in_chunk(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb
 			rte_pktmbuf_adj(m, RTE_ETHER_HDR_LEN + m->l3_len);
 		}
 		if (unlikely(!in_l2(m, eth_port, tunnel) || st->n_again == DP_MAX_BURST)) {
-			dp_sa_count(sa, w->id, DP_SA_CNT_drop_other, 1);
-			rte_pktmbuf_free(m);
+			dp_sa_fail(w, sa, &m, 0, 1, DP_SA_CNT_drop_other);
 			continue;
 		}
 		bytes += rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN;
-		dp_meta(m)->via = sa;
+		dp_meta_via_push(dp_meta(m), sa);
 		st->again[st->n_again++] = m;
 		good++;
 	}

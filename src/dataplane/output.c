@@ -91,6 +91,77 @@ static inline uint32_t kept_hdr(const struct dp_sa *sa, const struct rte_mbuf *m
 	return (ip->version_ihl >> 4) == 4 ? rte_ipv4_hdr_len(ip) : sizeof(struct rte_ipv6_hdr);
 }
 
+/* The SAs of @sa's bundle, innermost first (@sa the first): how many. */
+static unsigned int bundle_chain(const struct dp_sa *sa, const struct dp_sa **c)
+{
+	unsigned int k = 0;
+
+	c[k++] = sa;
+	while (k < DP_BUNDLE_MAX && c[k - 1]->bundled &&
+	       (c[k] = __atomic_load_n(&c[k - 1]->outer, __ATOMIC_ACQUIRE)) != NULL)
+		k++;
+	return k;
+}
+
+/* What IPComp adds at worst: a payload that does not shrink leaves without
+ * IPComp header (RFC 3173 §2.2), in tunnel mode behind the outer header; ESP
+ * and AH as mtu.h says. */
+static inline uint32_t layer_len(const struct dp_sa *o, uint32_t len, uint32_t kept)
+{
+	if (o->cfg.proto == DPS_PROTO_IPCOMP)
+		return len + o->overhead;
+	return dp_esp_protected_len(len, kept, o->overhead, o->block);
+}
+
+static inline uint32_t layer_inner_mtu(const struct dp_sa *o, uint32_t mtu, uint32_t kept)
+{
+	if (o->cfg.proto == DPS_PROTO_IPCOMP)
+		return mtu > o->overhead ? mtu - o->overhead : 0;
+	return dp_esp_inner_mtu(mtu, kept, o->overhead, o->block);
+}
+
+/* The header each layer goes behind in transport mode: the packet's own
+ * (@h), or the outer header of the last tunnel layer before it. */
+static inline uint32_t layer_kept(const struct dp_sa *o, uint32_t *hdr)
+{
+	uint32_t kept = o->mode == DPS_MODE_TUNNEL ? 0 : *hdr;
+
+	if (o->mode == DPS_MODE_TUNNEL)
+		*hdr = o->outer_family == AF_INET6 ? sizeof(struct rte_ipv6_hdr)
+						   : sizeof(struct rte_ipv4_hdr);
+	return kept;
+}
+
+/* dp_output_fit() for the first SA of a bundle: every layer counted. */
+static uint16_t fit_bundle(struct dp_worker *w, uint16_t in, const struct dp_sa *sa,
+			   struct rte_mbuf **mb, uint16_t n, bool hop_done, uint32_t mtu)
+{
+	const struct dp_sa *c[DP_BUNDLE_MAX];
+	unsigned int nc = bundle_chain(sa, c);
+	uint16_t k = 0;
+
+	for (uint16_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = mb[i];
+		uint32_t h = kept_hdr(sa, m), len = rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN;
+		uint32_t hdr = h, kept[DP_BUNDLE_MAX], inner;
+
+		for (unsigned int j = 0; j < nc; j++) {
+			kept[j] = layer_kept(c[j], &hdr);
+			len = layer_len(c[j], len, kept[j]);
+		}
+		if (len <= mtu || (sa->frag_outer && dp_may_fragment4(m))) {
+			mb[k++] = m;
+			continue;
+		}
+		inner = mtu;
+		for (unsigned int j = nc; j-- > 0 && inner;)
+			inner = layer_inner_mtu(c[j], inner, kept[j]);
+		dp_icmp_too_big(w, in, m, inner, hop_done);
+		dp_drop(w, in, m, DP_CNT_drop_mtu);
+	}
+	return k;
+}
+
 /*
  * RFC 4301 §8.2.1: a packet that will not fit the path once protected is
  * discarded before crypto is spent on it, and its sender is told the largest
@@ -109,6 +180,8 @@ uint16_t dp_output_fit(struct dp_worker *w, const struct dp_snapshot *s, uint16_
 	if (!nh_routed(nh))
 		return n; /* counted drop_no_route after the crypto */
 	mtu = dp.ports[nh->port].mtu;
+	if (unlikely(sa->bundled))
+		return fit_bundle(w, in, sa, mb, n, hop_done, mtu);
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = mb[i];
 		uint32_t h = kept_hdr(sa, m), l3 = rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN;

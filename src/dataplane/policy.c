@@ -38,6 +38,22 @@ static bool accept_clear(uint8_t bits, struct rte_mbuf *m, int v6)
 	       ((bits & DP_CLEAR_PIM) && proto == IPPROTO_PIM);
 }
 
+/* The SAs that decrypted @m, outermost first, are what @p asks for. */
+static inline bool via_accepted(const struct dp_policy *p, struct rte_mbuf *m)
+{
+	const struct dp_meta *mt = dp_meta(m);
+	struct dp_sa *via[DP_VIA_MAX];
+
+	if (likely(mt->n_via == 1 && p->n_bundle == 0))
+		return dp_policy_accepts(p, mt->via);
+	if (mt->n_via == 0 || mt->n_via > DP_VIA_MAX)
+		return false;
+	for (unsigned int i = 0; i + 1 < mt->n_via; i++)
+		via[i] = mt->via_prev[i];
+	via[mt->n_via - 1] = mt->via;
+	return dp_policy_accepts_chain(p, via, mt->n_via);
+}
+
 /* RFC 4301 §5.2 for one packet; false when it was dropped. */
 static __rte_always_inline bool inbound_ok(struct dp_worker *w, const struct dp_spd *spd,
 					   uint16_t in, struct rte_mbuf *m,
@@ -46,8 +62,7 @@ static __rte_always_inline bool inbound_ok(struct dp_worker *w, const struct dp_
 	uint8_t v = verdict_of(spd, p, v6, w->id);
 	struct dp_sa *via = decrypted ? dp_meta(m)->via : NULL;
 
-	switch (dp_inbound_check(v, decrypted,
-				 via != NULL && p != NULL && dp_policy_accepts(p, via))) {
+	switch (dp_inbound_check(v, decrypted, via != NULL && p != NULL && via_accepted(p, m))) {
 	case DP_IN_PASS:
 		return true;
 	case DP_IN_DROP_SA_POLICY:

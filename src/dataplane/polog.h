@@ -14,6 +14,7 @@
 
 #include "dataplane/capture.h"
 #include "dataplane/polog_rec.h"
+#include "dataplane/sa.h"
 #include "dataplane/worker.h"
 
 struct dp_policy;
@@ -79,6 +80,65 @@ static inline void dp_polog_sa(struct dp_worker *w, struct rte_mbuf *m, enum dp_
 		dp_cap_pkt(w, DP_CAP_DROP, m, DP_NO_PORT, NULL, sa, reason);
 	if (unlikely(dp_polog_due(w, &now)))
 		dp_polog_note_sa(w, m, reason, sa, now);
+}
+
+/**
+ * Note the drop of @m for a reason that is no policy failure (a DP_DROP_*):
+ * the capture's drop point takes it, the log does not. The caller counts it.
+ */
+static inline void dp_drop_note(struct dp_worker *w, uint16_t port, struct rte_mbuf *m,
+				enum dp_polog_reason reason, const struct dp_sa *sa)
+{
+	if (unlikely(w->cap != NULL))
+		dp_cap_pkt(w, DP_CAP_DROP, m, port, NULL, sa, reason);
+}
+
+/** The drop reason of an SA's drop counter. */
+static inline enum dp_polog_reason dp_sa_drop_reason(enum dp_sa_counter c)
+{
+	switch (c) {
+	case DP_SA_CNT_drop_auth:
+		return DP_POLOG_auth;
+	case DP_SA_CNT_drop_replay:
+		return DP_POLOG_replay;
+	case DP_SA_CNT_drop_policy:
+		return DP_POLOG_sa_policy;
+	case DP_SA_CNT_drop_decomp:
+		return DP_POLOG_decomp;
+	case DP_SA_CNT_drop_bomb:
+		return DP_POLOG_bomb;
+	case DP_SA_CNT_drop_pad:
+		return DP_DROP_padding;
+	case DP_SA_CNT_drop_len:
+		return DP_DROP_length;
+	case DP_SA_CNT_drop_ecn:
+		return DP_DROP_ecn;
+	case DP_SA_CNT_drop_crypto:
+		return DP_DROP_crypto;
+	case DP_SA_CNT_drop_bundle:
+		return DP_DROP_bundle;
+	default:
+		return DP_DROP_other;
+	}
+}
+
+/**
+ * dp_sa_drop() that every drop point sees: @sa's packets mb[@from..@to) are
+ * counted under @c and freed, each first logged (a policy failure) or noted
+ * for the capture (any other reason).
+ */
+static inline void dp_sa_fail(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb,
+			      uint16_t from, uint16_t to, enum dp_sa_counter c)
+{
+	enum dp_polog_reason r = dp_sa_drop_reason(c);
+
+	for (uint16_t i = from; i < to; i++) {
+		if (r < DP_POLOG_MAX)
+			dp_polog_sa(w, mb[i], r, sa);
+		else
+			dp_drop_note(w, DP_NO_PORT, mb[i], r, sa);
+	}
+	dp_sa_drop(sa, w->id, mb, from, to, c);
 }
 
 #endif

@@ -26,16 +26,35 @@
 	X(decomp)      /* IPComp: the payload did not decompress */                                \
 	X(bomb)	       /* IPComp: the payload decompressed beyond the MTU-derived bound */
 
+/* X(name): drops IPsec counts that are no policy failure: the capture's drop
+ * point shows them with these reasons; the policy-failure log leaves them out. */
+#define DP_DROP_REASONS(X)                                                                         \
+	X(proto_off) /* ESP, AH or IPComp for the gateway, that protocol disabled */               \
+	X(malformed) /* ESP, ESP-in-UDP, AH or IPComp too short for its header */                  \
+	X(length)    /* ESP or AH length invalid for its SA (block size, ICV) */                   \
+	X(padding)   /* ESP padding or trailer invalid after decryption */                         \
+	X(ecn)	     /* outer CE over a Not-ECT inner packet (RFC 6040 4.2) */                     \
+	X(crypto)    /* the crypto device refused or failed the operation */                       \
+	X(bundle)    /* outbound: the next SA of its bundle is gone */                             \
+	X(other)     /* no room for headers, bad inner header, out of resources */
+
+/* The policy reasons first (DP_POLOG_*, below DP_POLOG_MAX), then the others
+ * (DP_DROP_*, below DP_DROP_MAX). */
 enum dp_polog_reason {
 #define DP_POLOG_ENUM(n) DP_POLOG_##n,
 	DP_POLOG_REASONS(DP_POLOG_ENUM)
 #undef DP_POLOG_ENUM
-		DP_POLOG_MAX
+		DP_POLOG_MAX,
+	DP_DROP_BEFORE_FIRST = DP_POLOG_MAX - 1,
+#define DP_DROP_ENUM(n) DP_DROP_##n,
+	DP_DROP_REASONS(DP_DROP_ENUM)
+#undef DP_DROP_ENUM
+		DP_DROP_MAX
 };
 
-static const char *const dp_polog_reason_names[DP_POLOG_MAX] = {
+static const char *const dp_polog_reason_names[DP_DROP_MAX] = {
 #define DP_POLOG_NAME(n) #n,
-	DP_POLOG_REASONS(DP_POLOG_NAME)
+	DP_POLOG_REASONS(DP_POLOG_NAME) DP_DROP_REASONS(DP_POLOG_NAME)
 #undef DP_POLOG_NAME
 };
 

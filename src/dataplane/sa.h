@@ -34,6 +34,8 @@ struct dp_sa;
 	X(drop_ecn, "inbound: outer CE on a Not-ECT inner packet (RFC 6040 4.2)")                  \
 	X(drop_crypto, "crypto device refused or failed the operation")                            \
 	X(drop_other, "other processing error (no room for headers, bad inner header)")            \
+	X(drop_bundle, "outbound: the next SA of its bundle is gone; dropped, never sent with "    \
+		       "fewer layers")                                                             \
 	X(uncompressed, "outbound IPComp: sent without compression (small or incompressible, "     \
 			"RFC 3173 2.2)")                                                           \
 	X(drop_decomp, "inbound IPComp: the DEFLATE stream did not decompress")                    \
@@ -132,6 +134,7 @@ struct dp_sa {
 	bool sync;	   /* CPU crypto, else the worker's cryptodev queue pair */
 	uint8_t prep_fail; /* enum dp_sa_counter for what lib/ipsec's prepare refuses */
 	bool frag_outer;   /* outbound: the protected packet may leave without DF (frag.c) */
+	bool bundled;	   /* out: a bundle's inner layer once (kept): finish hands on to @outer */
 	uint8_t iv_len;	   /* explicit IV bytes in each packet */
 	uint8_t icv_len;
 	uint8_t block;	   /* ciphertext alignment */
@@ -156,9 +159,8 @@ struct dp_sa {
 	/* Out, AH: the last sequence number used (ESP's is lib/ipsec's). */
 	uint64_t ah_sqn;
 	/* Out, in a bundle: the SA applied after this one (RFC 4301 §4.5). Set
-	 * when a policy binds a bundle, which also gives this SA a finish that
-	 * hands its packets to that SA's transform instead of the output stage;
-	 * NULL so far (only ESP alone runs). */
+	 * (with @bundled) by the control thread when a policy binds a bundle,
+	 * NULL when that SA is deleted: the packets then drop (drop_bundle). */
 	struct dp_sa *outer;
 	/* Inbound with several workers: lib/ipsec lets one thread at a time run
 	 * rte_ipsec_pkt_process() (the replay window's update) on an SA; dpsec's

@@ -236,9 +236,8 @@ fail:
 	return (struct rte_acl_ctx *)-1;
 }
 
-/* The request the dataplane applies: ESP, else AH (RFC 4302), or IPComp
- * alone. Bundles are not run on the dataplane yet: another required request
- * makes the policy unsatisfiable. */
+/* The request of a policy of one request (a bundle's are all applied), or,
+ * of a bundle, the one whose level decides (ESP, else AH). */
 static const struct dps_ipsec_req *esp_request(const struct dps_policy *p,
 					       const struct dps_ipsec_defaults *d, bool *missing)
 {
@@ -275,6 +274,21 @@ void dp_policy_resolve(struct dp_policy *dp, const struct dps_policy *p, struct 
 	req = esp_request(p, d, &missing);
 	if (req != NULL)
 		dp->req = *req;
+	if (p->n_reqs > 1) {
+		/* A bundle: every layer or none. Traffic may pass in clear only
+		 * when every request's level is use. */
+		bool use = true;
+
+		dp->n_bundle = (uint8_t)p->n_reqs;
+		memcpy(dp->bundle, p->reqs, p->n_reqs * sizeof(p->reqs[0]));
+		for (unsigned int i = 0; i < p->n_reqs; i++)
+			use &= dp_level_of(d, &p->reqs[i]) == DPS_LEVEL_USE;
+		dp->sa = p->dir != DPS_DIR_OUT ? NULL : out_sa;
+		dp->verdict = dp_verdict_resolve(p->dir, p->action,
+						 use ? DPS_LEVEL_USE : DPS_LEVEL_REQUIRE, false,
+						 dp->sa != NULL);
+		return;
+	}
 	dp->sa = missing || p->dir != DPS_DIR_OUT ? NULL : out_sa;
 	dp->verdict = dp_verdict_resolve(p->dir, p->action,
 					 req != NULL ? dp_level_of(d, req) : DPS_LEVEL_DEFAULT,
@@ -556,10 +570,8 @@ static bool addr_eq(const struct dps_addr *a, const struct dps_addr *b)
 				    : memcmp(&a->v6, &b->v6, sizeof(a->v6)) == 0;
 }
 
-int dp_policy_accepts(const struct dp_policy *p, const struct dp_sa *sa)
+static int req_accepts(const struct dps_ipsec_req *r, const struct dp_sa *sa)
 {
-	const struct dps_ipsec_req *r = &p->req;
-
 	if (r->proto != sa->cfg.proto || r->mode != sa->cfg.mode)
 		return 0;
 	if (r->reqid)
@@ -567,4 +579,25 @@ int dp_policy_accepts(const struct dp_policy *p, const struct dp_sa *sa)
 	if (r->mode == DPS_MODE_TUNNEL)
 		return addr_eq(&r->tun_src, &sa->cfg.src) && addr_eq(&r->tun_dst, &sa->cfg.dst);
 	return 1;
+}
+
+int dp_policy_accepts(const struct dp_policy *p, const struct dp_sa *sa)
+{
+	return req_accepts(&p->req, sa);
+}
+
+int dp_policy_accepts_chain(const struct dp_policy *p, struct dp_sa *const *via, unsigned int n)
+{
+	unsigned int i = 0;
+
+	if (p->n_bundle == 0)
+		return n == 1 && req_accepts(&p->req, via[0]);
+	/* the outermost request was undone first */
+	for (unsigned int j = p->n_bundle; j-- > 0;) {
+		if (i < n && req_accepts(&p->bundle[j], via[i]))
+			i++;
+		else if (p->bundle[j].proto != DPS_PROTO_IPCOMP)
+			return 0;
+	}
+	return i == n;
 }

@@ -43,6 +43,12 @@ struct dp_policy {
 	struct dp_sa *sa;	  /* out: the SA to apply */
 	struct dp_hits *hits;	  /* [n_workers], owned by the store, survives rebuilds */
 	struct dps_ipsec_req req; /* in/fwd: what an accepting SA must look like */
+	/* A bundle (RFC 4301 §4.5): its requests as applied outbound, innermost
+	 * first; 0 for a policy of one request. Out: @sa is the innermost SA,
+	 * the next ones hang from it (dp_sa.outer). In/fwd: the SAs a packet
+	 * came through must be these, in reverse (dp_policy_accepts_meta()). */
+	uint8_t n_bundle;
+	struct dps_ipsec_req bundle[DPS_MAX_IPSEC_REQS];
 };
 
 /* A policy's selector and rank, as the linear classifier matches it. */
@@ -152,7 +158,9 @@ struct dp_acl_set *dp_acl_set_build(struct dp_rule *rules, unsigned int n, uint3
 /** Drop a reference to compiled classifiers; the last one frees them. */
 void dp_acl_set_put(struct dp_acl_set *set);
 
-/** What policy @p means to a worker, with its SA @out_sa and the defaults @d. */
+/** What policy @p means to a worker, with its SA @out_sa (a bundle's
+ * innermost, bound only when every SA of the bundle is: NULL otherwise) and
+ * the defaults @d. */
 void dp_policy_resolve(struct dp_policy *dp, const struct dps_policy *p, struct dp_sa *out_sa,
 		       struct dp_hits *hits, const struct dps_ipsec_defaults *d);
 
@@ -179,5 +187,14 @@ void dp_spd_lookup(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx, const 
 
 /** True if @sa is one the in/fwd policy @p accepts (RFC 4301 §5.2). */
 int dp_policy_accepts(const struct dp_policy *p, const struct dp_sa *sa);
+
+/**
+ * True if the in/fwd policy @p accepts the @n SAs @via (outermost first, as
+ * the packet came through them) that decrypted a packet: one SA its request
+ * accepts, or for a bundle exactly its SAs, each layer in its place. An
+ * IPComp layer may be missing (RFC 3173 §2.2: a payload that did not shrink
+ * is sent without it); no other may, nor may one be added.
+ */
+int dp_policy_accepts_chain(const struct dp_policy *p, struct dp_sa *const *via, unsigned int n);
 
 #endif

@@ -7,7 +7,10 @@
  */
 #include "dataplane/xform.h"
 #include "dataplane/output.h"
+#include "dataplane/polog.h"
 #include "dataplane/worker.h"
+
+_Static_assert(DP_VIA_MAX == DP_BUNDLE_MAX, "an inbound packet comes through a bundle's SAs");
 
 /* Group distance at which the crypto state of a later SA group is prefetched. */
 #define SA_PREFETCH_AHEAD 4
@@ -30,4 +33,18 @@ void dp_xform_out(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
 			dp_xform_run(w, s, g->sa, g->m, k);
 	}
 	st->n_grp = 0;
+}
+
+/* No recursion into an earlier stage: the next layer's transform runs on
+ * the same group, at most DP_BUNDLE_MAX deep. */
+void dp_xform_bundle_next(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
+			  struct rte_mbuf **mb, uint16_t n)
+{
+	struct dp_sa *o = __atomic_load_n(&sa->outer, __ATOMIC_ACQUIRE);
+
+	if (unlikely(o == NULL)) {
+		dp_sa_fail(w, sa, mb, 0, n, DP_SA_CNT_drop_bundle);
+		return;
+	}
+	dp_xform_run(w, s, o, mb, n);
 }

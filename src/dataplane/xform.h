@@ -32,6 +32,14 @@ static inline void dp_xform_run(struct dp_worker *w, const struct dp_snapshot *s
 }
 
 /**
+ * The packets an inner SA of a bundle finished (sa->bundled): they go to the
+ * next SA's transform (sa->outer), or, that SA gone, are dropped and counted
+ * (drop_bundle), never sent with fewer layers. Consumes every mbuf.
+ */
+void dp_xform_bundle_next(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
+			  struct rte_mbuf **mb, uint16_t n);
+
+/**
  * The outbound transforms of the groups the policy stage made (w->st.grp):
  * what does not fit the path once protected is left out (output.c), the rest
  * runs through its SA. @hop_done: the packets were forwarded (TTL already

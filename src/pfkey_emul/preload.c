@@ -36,6 +36,16 @@
  *   too. A kernel without XFRM/af_key refuses them (ENOPROTOOPT, EINVAL, EOPNOTSUPP): that refusal
  *   is reported as success so charon does not abort its IKE socket setup.
  *
+ * - A short wait for a reply is made long enough for dpsecd: Linux queues a PF_KEY reply before
+ *   send() returns, so a client may poll for it only briefly (OpenBSD's iked: poll(fd, 1, 1), then
+ *   "no reply from PF_KEY", which at start-up makes it exit). dpsecd answers from its control
+ *   thread, which a loaded machine may not run within a millisecond. A poll() of exactly one fd
+ *   for input with 0 < timeout < DPSEC_PFKEY_REPLY_WAIT_MS (default 5000, 0 disables) on a socket
+ *   connected to dpsecd's path waits up to DPSEC_PFKEY_REPLY_WAIT_MS instead; it still returns as
+ *   soon as the reply is there. The fd need not be one this process created: iked's parent opens
+ *   the socket and passes it to its ikev2 process (getpeername() tells). Polls of several fds,
+ *   without a timeout or for output only are left as they are (charon's watcher).
+ *
  * Limits: fds >= PFK_MAX_FD are returned connected but not tracked (no reconnect); dup()s of an
  * owned fd are not tracked. DPSEC_PFKEY_DEBUG=1 logs to stderr.
  */
@@ -68,6 +78,7 @@
 #define PFK_BACKOFF_MIN_MS  20
 #define PFK_BACKOFF_MAX_MS  1000
 #define PFK_CONNECT_WAIT_MS 5000
+#define PFK_REPLY_WAIT_MS   5000
 
 /* The fortified entry points, declared here because glibc only declares them under
  * _FORTIFY_SOURCE. */
@@ -103,6 +114,7 @@ static struct sockaddr_un pfk_addr;
 static socklen_t pfk_addrlen;
 static bool pfk_debug;
 static long pfk_connect_wait_ms = PFK_CONNECT_WAIT_MS;
+static long pfk_reply_wait_ms = PFK_REPLY_WAIT_MS;
 
 /* Real libc functions, resolved lazily: wrappers may run before any constructor of ours. */
 static void *pfk_resolve(void **slot, const char *name)
@@ -176,12 +188,15 @@ static void pfk_init(void)
 	const char *path = getenv("DPSEC_PFKEY_SOCKET");
 	const char *dbg = getenv("DPSEC_PFKEY_DEBUG");
 	const char *wait = getenv("DPSEC_PFKEY_CONNECT_TIMEOUT_MS");
+	const char *reply_wait = getenv("DPSEC_PFKEY_REPLY_WAIT_MS");
 
 	pfk_debug = dbg && strcmp(dbg, "0") != 0 && *dbg;
 	if (!path || !*path)
 		path = PFK_DEFAULT_PATH;
 	if (wait && *wait)
 		pfk_connect_wait_ms = strtol(wait, NULL, 10);
+	if (reply_wait && *reply_wait)
+		pfk_reply_wait_ms = strtol(reply_wait, NULL, 10);
 	pfk_addr.sun_family = AF_UNIX;
 	if (strlen(path) < sizeof(pfk_addr.sun_path)) {
 		strcpy(pfk_addr.sun_path, path);
@@ -883,10 +898,48 @@ static int pfk_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *time
 	return ret;
 }
 
+/* Whether fd is a connection to dpsecd's PF_KEY socket, whoever made it. */
+static bool pfk_is_ours(int fd)
+{
+	struct sockaddr_un a;
+	socklen_t len = sizeof(a);
+	int type;
+	socklen_t tlen = sizeof(type);
+
+	if (pfk_slot(fd))
+		return true;
+	memset(&a, 0, sizeof(a));
+	if (!pfk_addrlen || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0 ||
+	    type != SOCK_SEQPACKET || getpeername(fd, (struct sockaddr *)&a, &len) < 0 ||
+	    a.sun_family != AF_UNIX || len > sizeof(a))
+		return false;
+	return strncmp(a.sun_path, pfk_addr.sun_path, sizeof(a.sun_path)) == 0;
+}
+
+/* The timeout of a poll() that waits for a PF_KEY reply, made long enough for dpsecd (see the
+ * comment at the top). */
+static int pfk_reply_timeout(struct pollfd *fds, nfds_t nfds, int timeout)
+{
+	struct pollfd one;
+
+	if (nfds != 1 || timeout <= 0)
+		return timeout;
+	pthread_once(&pfk_once, pfk_init);
+	memcpy(&one, fds, sizeof(one)); /* glibc declares poll()'s array write-only */
+	if (timeout >= pfk_reply_wait_ms || one.fd < 0 || !(one.events & POLLIN) ||
+	    !pfk_is_ours(one.fd))
+		return timeout;
+	pfk_log("fd %d: waiting up to %ld ms for a reply instead of %d", one.fd, pfk_reply_wait_ms,
+		timeout);
+	return (int)pfk_reply_wait_ms;
+}
+
 int poll(struct pollfd *fds, nfds_t nfds, int timeout)
 {
-	struct timespec ts = {.tv_sec = timeout / 1000, .tv_nsec = (timeout % 1000) * 1000000L};
+	struct timespec ts;
 
+	timeout = pfk_reply_timeout(fds, nfds, timeout);
+	ts = (struct timespec){.tv_sec = timeout / 1000, .tv_nsec = (timeout % 1000) * 1000000L};
 	if (!pfk_any_owned(fds, nfds))
 		return REAL(poll)(fds, nfds, timeout);
 	return pfk_poll(fds, nfds, timeout < 0 ? NULL : &ts, NULL);
@@ -901,6 +954,8 @@ int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout, const
 
 int __poll_chk(struct pollfd *fds, nfds_t nfds, int timeout, size_t fdslen)
 {
+	if (fdslen / sizeof(*fds) >= nfds)
+		timeout = pfk_reply_timeout(fds, nfds, timeout);
 	if (fdslen / sizeof(*fds) < nfds || !pfk_any_owned(fds, nfds))
 		return REAL(__poll_chk)(fds, nfds, timeout, fdslen);
 	return poll(fds, nfds, timeout);

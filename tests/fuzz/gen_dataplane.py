@@ -12,7 +12,8 @@ without hugepages (so no shared files), reassembly on, and SAs of every mode wit
 policies that use them: tunnel 4in4, 6in6, 4in6, 6in4 (AES-GCM, AES-CBC with
 HMAC, ChaCha20-Poly1305, AES-GMAC, ESN), ESP in UDP (NAT-T), transport mode on
 the forwarding path, plus bypass and discard policies and the levels use and
-unique; an IPComp tunnel (4in4) both ways.
+unique; an IPComp tunnel (4in4) both ways; SA bundles ([ipcomp, esp] and
+[esp, ah], test_bundle_pcap.py's) in tunnel mode both ways, transport out.
 
 DIR/corpus_dataplane/*: one or more records per file, each as
     port (1 byte: 0 lan, 1 wan) | length (2 bytes, big endian) | frame
@@ -34,6 +35,7 @@ from scapy.all import IP, UDP, IPv6, Raw, fragment, fragment6, IPv6ExtHdrFragmen
 from scapy.compat import raw  # noqa: E402
 
 import pcaps  # noqa: E402
+import test_bundle_pcap as B  # noqa: E402
 import test_esp_pcap as T  # noqa: E402
 
 LAN, WAN = 0, 1
@@ -52,7 +54,7 @@ def tunnels():
 
 
 def config(ts):
-    cfg = T.base_config("/nonexistent", cpu=True)
+    cfg = T.base_config("/nonexistent", "cpu")
     cfg["log_level"] = "err"
     # --no-huge: DPDK refuses it with --in-memory, and it implies --no-shconf (no files)
     cfg["eal"] = {"lcores": "0-1", "hugepages": False, "memory_mb": 256,
@@ -103,8 +105,40 @@ def config(ts):
          "ipsec": [dict(req, tunnel={"src": T.WAN4, "dst": IPCOMP_PEER})]},
         {"direction": "fwd", "src": IPCOMP_NET, "dst": T.LAN_NET[4], "action": "protect",
          "ipsec": [dict(req, tunnel={"src": IPCOMP_PEER, "dst": T.WAN4})]}]
+    # SA bundles: [ipcomp, esp] and [esp, ah], tunnel both ways, transport out
+    for b in BUNDLES:
+        cfg["sas"] += b.sas()
+        cfg["policies"] += b.policies()
     cfg["ipsec"] = {"def_policy": {"ipv4": "bypass", "ipv6": "discard"}}
     return cfg
+
+
+BUNDLES = [B.Bundle(81, "ipcomp-esp", 4, "tunnel"), B.Bundle(82, "ipcomp-esp", 6, "tunnel"),
+           B.Bundle(83, "esp-ah", 4, "tunnel"), B.Bundle(84, "esp-ah", 6, "tunnel"),
+           B.Bundle(85, "ipcomp-esp", 4, "transport"), B.Bundle(86, "esp-ah", 6, "transport")]
+
+
+def bundle_seeds():
+    """For each bundle the LAN host's packets (compressible, not); for the
+    tunnel ones the peer's layers as test_bundle_pcap.py builds them: good, one
+    without IPComp header, without the outer layer, a wrong ICV in either
+    layer, a replay."""
+    out = {}
+    for b in BUNDLES:
+        lan = [b.lan_packet(p, 1000 + k) for k, p in enumerate((B.COMPRESSIBLE, B.INCOMPRESSIBLE))]
+        out[f"bundle-out-{b.name}"] = [rec(LAN, T.frame_from_host(IP(p) if b.fam == 4 else IPv6(p)))
+                                       for p in lan]
+        if b.mode != "tunnel":
+            continue
+        good = [b.peer_packet(B.COMPRESSIBLE, 2000 + k) for k in range(2)]
+        frames = [b.wire_in(good[0], 1), b.wire_in(good[1], 2, layers=("inner",)),
+                  b.wire_in(good[1], 3, flip="outer"), b.wire_in(good[1], 4), b.wire_in(good[1], 4)]
+        if b.kind == "ipcomp-esp":
+            frames.append(b.wire_in(good[1], 5, compress=False))
+        else:
+            frames.append(b.wire_in(good[1], 5, flip="inner"))
+        out[f"bundle-in-{b.name}"] = [rec(WAN, f) for f in frames]
+    return out
 
 
 IPCOMP_CPI = (0x7001, 0x7002)
@@ -217,6 +251,7 @@ def seeds(ts, cfg):
         out[f"pcap-fwd-{k // 8:02d}"] = [rec(LAN, f) for f in cases[k:k + 8]]
     out["arp-nd"] = [rec(LAN, pcaps.arp_request_for_lan()), rec(LAN, pcaps.ns_for_lan())]
     out.update(ipcomp_seeds())
+    out.update(bundle_seeds())
     return out
 
 

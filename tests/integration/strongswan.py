@@ -78,6 +78,7 @@ class Charon:
         self.out_path = os.path.join(self.dir, "charon.out")
         self.conns = {}
         self.secrets = {}
+        self.pools = {}  # swanctl.conf pools { name { addrs = ... } }, for virtual IPs
         self.proc = None
         self.outf = None
 
@@ -141,6 +142,8 @@ swanctl {{
 {includes}
 """)
         body = {"connections": self.conns, "secrets": self.secrets}
+        if self.pools:
+            body["pools"] = self.pools
         with open(self.swanctl_conf, "w") as f:
             f.write(swanctl_format(body))
 

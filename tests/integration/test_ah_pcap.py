@@ -299,7 +299,7 @@ class AhRun(PcapRun):
             ipsec["ah_offsetmask"] = 0xffff
         if variant == "deflev":
             ipsec.update(ah_net_deflev="require", ah_trans_deflev="use")
-        cfg = base_config(workdir, cpu=path == "cpu", ipsec=ipsec)
+        cfg = base_config(workdir, path, ipsec=ipsec)
         for t in self.tunnels:
             cfg["sas"] += t.sas()
             cfg["policies"] += t.policies()

@@ -14,7 +14,9 @@ namespace's kernel routes the protected prefixes into and forwards from.
 Scenarios (SCENARIOS), one dpsecd and one peer each, restarted with new
 configurations: tunnel 4in4 AES-GCM-128 and AES-CBC-128 + HMAC-SHA2-256-128,
 6in6 AES-GCM-128, each with and without ESP in UDP 4500; 6in4 GCM in UDP;
-4in6 GCM; transport mode over IPv4 and IPv6 (GCM).  Each has one matching SA
+4in6 GCM; transport mode over IPv4 and IPv6 (GCM); AH (the peer runs
+scapy's AH) tunnel 4in4 HMAC-SHA2-256-128, 6in6 HMAC-SHA1-96, 4in6
+HMAC-SHA2-512-256 and transport over IPv4 and IPv6 (HMAC-SHA2-256-128).  Each has one matching SA
 pair (same keys, random per run): dpsecd an out SA + out policy and an in SA
 + fwd policy (tunnel) or in policy (transport), level require, one reqid;
 the peer the mirrored SAs with selectors.  While tcpdump records the internet
@@ -38,7 +40,8 @@ link, a scenario runs (Run.execute):
 The tests then check what was recorded: only ESP (or ESP in UDP 4500 -> 4500)
 between the two gateway addresses with the SA pair's SPIs, plus ARP, ND and
 the MLD reports of the gateway's own kernel (bypass, from its TAP), and none
-of the plaintext; outer headers, UDP checksums and sequence numbers 1, 2, ...;
+of the plaintext (AH scenarios: the data crosses in clear, as RFC 4302 has
+it, but only inside AH packets of the SA pair); outer headers, UDP checksums and sequence numbers 1, 2, ...;
 dpsecctl's SA counters equal to what crossed the wire and to the peer's
 (packets and inner bytes), policy hits, no drop on any port or SA; the peer
 saw no authentication failure, replay or other error; both exit 0.
@@ -91,29 +94,42 @@ PEER_ERRORS = ("auth_failures", "replays", "unknown_spi", "sa_addr_mismatch", "e
                "non_esp_udp", "keepalives", "malformed_esp", "decrypt_errors", "bad_padding", "bad_inner",
                "dummy_packets", "policy_mismatch", "seq_overflow", "ip_bad", "udp_bad_csum", "rx_other",
                "fragments_rx", "fragments_tx", "too_big", "neigh_drops", "tx_errors", "tun_write_errors",
-               "internal_errors")
+               "internal_errors", "malformed_ah")
 
 # esp_peer algorithm -> (dpsecd name, IV bytes, ICV bytes, block the ESP payload is padded to)
-ENC = {"aes-gcm": ("aes-gcm-128", 8, 16, 4), "aes-cbc": ("aes-cbc-128", 16, 0, 16)}
-AUTH = {"none": (None, 0), "hmac-sha256-128": ("hmac-sha2-256-128", 16)}
+ENC = {"aes-gcm": ("aes-gcm-128", 8, 16, 4), "aes-cbc": ("aes-cbc-128", 16, 0, 16), "null": ("null", 0, 0, 4)}
+AUTH = {"none": (None, 0), "hmac-sha256-128": ("hmac-sha2-256-128", 16),
+        "hmac-sha1-96": ("hmac-sha1-96", 12), "hmac-sha512-256": ("hmac-sha2-512-256", 32)}
+WIRE_PROTO = {"esp": 50, "ah": 51}
 
 
 class Scenario:
-    def __init__(self, name, index, mode="tunnel", inner=4, outer=4, enc="aes-gcm", auth="none", udp=False):
+    def __init__(self, name, index, mode="tunnel", inner=4, outer=4, enc="aes-gcm", auth="none", udp=False,
+                 proto="esp"):
         self.name, self.mode, self.inner, self.outer = name, mode, inner, outer
-        self.enc, self.auth, self.udp = enc, auth, udp
+        self.enc, self.auth, self.udp, self.proto = enc, auth, udp, proto
         self.spi_ab = 0x1000 + index        # dpsecd -> peer
         self.spi_ba = 0x2000 + index        # peer -> dpsecd
         _, self.iv, icv, self.block = ENC[enc]
         self.icv = icv or AUTH[auth][1]
+        # AH (RFC 4302 2.2, 3.3.3.2.1): 12 bytes + ICV, aligned to 32 bits over IPv4, 64 over IPv6
+        align = 4 if (outer if mode == "tunnel" else inner) == 4 else 8
+        self.ah_len = -(-(12 + self.icv) // align) * align
 
     @property
     def tunnel(self):
         return self.mode == "tunnel"
 
+    @property
+    def ah(self):
+        return self.proto == "ah"
+
     def max_ip(self):
         """The largest (inner) IP packet whose ESP fits the 1500-byte link:
-        RFC 4303 padding makes payload + 2 a multiple of the block."""
+        RFC 4303 padding makes payload + 2 a multiple of the block.  AH has no
+        padding: the packet plus the AH header (and the outer header)."""
+        if self.ah:
+            return MTU - self.ah_len - ((20 if self.outer == 4 else 40) if self.tunnel else 0)
         fixed = 8 + self.iv + self.icv + (8 if self.udp else 0)
         if self.tunnel:
             fixed += 20 if self.outer == 4 else 40
@@ -124,6 +140,8 @@ class Scenario:
     def esp_len(self, ip_len):
         """Length of the outer IP packet that carries an (inner) IP packet of ip_len."""
         hdr = 20 if self.inner == 4 else 40
+        if self.ah:
+            return ip_len + self.ah_len + ((20 if self.outer == 4 else 40) if self.tunnel else 0)
         payload = ip_len if self.tunnel else ip_len - hdr
         outer = (20 if self.outer == 4 else 40) if self.tunnel else hdr
         return (outer + (8 if self.udp else 0) + 8 + self.iv
@@ -136,7 +154,7 @@ class Scenario:
         return sorted({56, 1000, min(1400, self.max_ping()), self.max_ping()})
 
     def wire_kind(self):
-        return f"udp{self.outer}:4500->4500" if self.udp else f"esp{self.outer}"
+        return f"udp{self.outer}:4500->4500" if self.udp else f"{self.proto}{self.outer}"
 
 
 SCENARIOS = {s.name: s for s in [
@@ -150,6 +168,14 @@ SCENARIOS = {s.name: s for s in [
     Scenario("tun4in6-gcm", 8, inner=4, outer=6),
     Scenario("transport4-gcm", 9, mode="transport", inner=4, outer=4),
     Scenario("transport6-gcm", 10, mode="transport", inner=6, outer=6),
+    # AH (RFC 4302): scapy's AH in the peer
+    Scenario("ah-tun4in4-sha256", 21, proto="ah", enc="null", auth="hmac-sha256-128"),
+    Scenario("ah-tun6in6-sha1", 22, inner=6, outer=6, proto="ah", enc="null", auth="hmac-sha1-96"),
+    Scenario("ah-tun4in6-sha512", 23, inner=4, outer=6, proto="ah", enc="null", auth="hmac-sha512-256"),
+    Scenario("ah-transport4-sha256", 24, mode="transport", inner=4, outer=4, proto="ah", enc="null",
+             auth="hmac-sha256-128"),
+    Scenario("ah-transport6-sha256", 25, mode="transport", inner=6, outer=6, proto="ah", enc="null",
+             auth="hmac-sha256-128"),
 ]}
 
 
@@ -194,7 +220,11 @@ def dpsecd_sa(sa, reqid=REQID):
     """An SA of topology.sa_pair() (the peer's format) in dpsecd's schema."""
     enc_name = ENC[sa["enc_alg"]][0]
     c = {"spi": int(sa["spi"], 16), "direction": sa["dir"], "mode": sa["mode"], "src": sa["src"],
-         "dst": sa["dst"], "reqid": reqid, "encryption": {"algorithm": enc_name, "key": sa["enc_key"]}}
+         "dst": sa["dst"], "reqid": reqid}
+    if sa.get("proto") == "ah":
+        c["proto"] = "ah"
+    else:
+        c["encryption"] = {"algorithm": enc_name, "key": sa["enc_key"]}
     if AUTH[sa["auth_alg"]][0]:
         c["integrity"] = {"algorithm": AUTH[sa["auth_alg"]][0], "key": sa["auth_key"]}
     if "udp_encap" in sa:
@@ -210,7 +240,7 @@ def host_prefix(addr):
 
 def dpsecd_policies(scn):
     if scn.tunnel:
-        req = {"proto": "esp", "mode": "tunnel", "level": "require", "reqid": REQID}
+        req = {"proto": scn.proto, "mode": "tunnel", "level": "require", "reqid": REQID}
         return [
             {"direction": "out", "priority": 100, "src": NET_A[scn.inner], "dst": NET_B[scn.inner],
              "action": "protect", "ipsec": [dict(req, tunnel={"src": GWA[scn.outer], "dst": GWB[scn.outer]})]},
@@ -218,7 +248,7 @@ def dpsecd_policies(scn):
              "action": "protect", "ipsec": [dict(req, tunnel={"src": GWB[scn.outer], "dst": GWA[scn.outer]})]},
         ]
     fam = scn.inner
-    req = [{"proto": "esp", "mode": "transport", "level": "require", "reqid": REQID}]
+    req = [{"proto": scn.proto, "mode": "transport", "level": "require", "reqid": REQID}]
     pols = [
         {"direction": "out", "priority": 100, "src": host_prefix(GWA[fam]), "dst": host_prefix(GWB[fam]),
          "action": "protect", "ipsec": req},
@@ -266,8 +296,8 @@ def ping_tos(ns, dst, size, tos, count=3, wait=3):
 
 
 def esp_of(frame):
-    """(outer family, src, dst, udp ports or None, SPI) of an ESP or ESP-in-UDP
-    frame, else None."""
+    """(outer family, src, dst, udp ports or None, SPI) of an ESP, ESP-in-UDP
+    or AH frame, else None."""
     if len(frame) < 14:
         return None
     et, p = frame[12:14], frame[14:]
@@ -281,6 +311,8 @@ def esp_of(frame):
     ports = None
     if proto == 17 and len(l4) >= 12:
         ports, l4 = struct.unpack("!HH", l4[:4]), l4[8:]
+    elif proto == 51 and len(l4) >= 12:
+        l4 = l4[4:]                     # AH: next header, length, reserved, then SPI
     elif proto != 50:
         return None
     if len(l4) < 8:
@@ -366,7 +398,7 @@ class Run:
     def start(self):
         s, e = self.scn, self.env
         a_sas, b_sas = sa_pair(GWA[s.outer], GWB[s.outer], s.spi_ab, s.spi_ba, enc_alg=s.enc, enc_bits=128,
-                               auth_alg=s.auth, mode=s.mode, udp_encap=s.udp,
+                               auth_alg=s.auth, mode=s.mode, udp_encap=s.udp, proto=s.proto,
                                local_prefixes=[NET_A[s.inner]], remote_prefixes=[NET_B[s.inner]])
         for ns in (e.ha, e.gwa, e.gwb, e.hb):      # path MTUs learnt in an earlier scenario
             sh("ip -4 route flush cache; ip -6 route flush cache", ns=ns, check=False)
@@ -537,8 +569,16 @@ def test_internet_link_carries_only_esp(run):
         seen[spi] += 1
     assert seen[s.spi_ab] > 2000 and seen[s.spi_ba] > 2000, seen
     for m in [bytes.fromhex(PATTERN) * 2] + run.env.markers:
+        if s.ah:
+            # AH authenticates, it does not encrypt (RFC 4302 1): the data is in
+            # clear, but only inside AH packets of the SA pair
+            bare = [kind_of(f) for f in frames if m in f and esp_of(f) is None]
+            assert not bare, f"{m.hex()} outside AH on the internet link: {bare[:5]}"
+            continue
         leaks = sum(1 for f in frames if m in f)
         assert leaks == 0, f"plaintext {m.hex()} in {leaks} frames on the internet link"
+    if s.ah:
+        assert any(bytes.fromhex(PATTERN) * 2 in f for f in frames if esp_of(f) is not None)
 
 
 def wire_counts(run):
@@ -569,7 +609,7 @@ def test_sa_counters_equal_what_crossed(run):
     assert out["bytes"] > TCP_SIZE and inn["bytes"] > TCP_SIZE
     for sa in (out, inn):
         assert {k: sa[k] for k in SA_DROPS} == dict.fromkeys(SA_DROPS, 0), sa
-        assert (sa["mode"], sa["enc"], sa["reqid"]) == (s.mode, s.enc, REQID), sa
+        assert (sa["proto"], sa["mode"], sa["enc"], sa["reqid"]) == (s.proto, s.mode, s.enc, REQID), sa
         assert sa["auth"] == (AUTH[s.auth][0] or "none"), sa
         assert sa["encap"] == ("udp:4500:4500" if s.udp else "none"), sa
 
@@ -587,7 +627,7 @@ def test_policy_hits_match_the_sa_counters(run):
     assert pols["out"]["hits"] == out, (pols["out"], out)
     assert pols["fwd" if s.tunnel else "in"]["hits"] == inn, (pols, inn)
     for p in pols.values():
-        assert (p["ipsec"], p["mode"], p["level"], p["reqid"]) == ("esp", s.mode, "require", REQID), p
+        assert (p["ipsec"], p["mode"], p["level"], p["reqid"]) == (s.proto, s.mode, "require", REQID), p
 
 
 def test_port_counters_show_no_drop(run):
@@ -671,7 +711,7 @@ def udp_sum_ok(fam, ip, udp):
 
 
 def test_outer_headers_and_sequence_numbers(run, request):
-    """Every ESP packet dpsecd sent: outer header consistent (lengths, IPv4
+    """Every ESP (or AH) packet dpsecd sent: outer header consistent (lengths, IPv4
     checksum, TTL / hop limit 64, protocol), UDP length right and its checksum
     valid (IPv4 may use 0, RFC 3948 2.1; IPv6 must not, RFC 8200 8.1); and the
     sequence numbers of both SAs on the wire are 1, 2, 3, ... with no gap or
@@ -692,12 +732,12 @@ def test_outer_headers_and_sequence_numbers(run, request):
             if spi == s.spi_ab:
                 if struct.unpack("!H", ip[2:4])[0] != len(ip) or inet_sum(ip[:hl]) != 0xFFFF:
                     bad["ipv4 length or checksum"] += 1
-                if ip[8] != 64 or ip[9] != (17 if s.udp else 50):
+                if ip[8] != 64 or ip[9] != (17 if s.udp else WIRE_PROTO[s.proto]):
                     bad["ipv4 ttl or protocol"] += 1
         else:
             l4 = ip[40:]
             if spi == s.spi_ab and (struct.unpack("!H", ip[4:6])[0] != len(l4) or ip[7] != 64
-                                    or ip[6] != (17 if s.udp else 50)):
+                                    or ip[6] != (17 if s.udp else WIRE_PROTO[s.proto])):
                 bad["ipv6 length, hop limit or next header"] += 1
         if ports:
             ulen, uck = struct.unpack("!HH", l4[4:8])
@@ -709,7 +749,8 @@ def test_outer_headers_and_sequence_numbers(run, request):
                 elif uck != 0 and not udp_sum_ok(fam, ip, l4):
                     bad["udp checksum wrong"] += 1
             l4 = l4[8:]
-        seqs[spi].append(struct.unpack("!L", l4[4:8])[0])
+        seq_at = 8 if s.ah else 4          # AH: next header, length, reserved, SPI, sequence number
+        seqs[spi].append(struct.unpack("!L", l4[seq_at:seq_at + 4])[0])
     assert not bad, dict(bad)
     for spi, got in seqs.items():
         assert got == list(range(1, len(got) + 1)), \

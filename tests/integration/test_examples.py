@@ -146,18 +146,25 @@ def is_transport(path):
     return load(path)["sas"][0].get("mode") == "transport"
 
 
+def is_bundle(path):
+    return any(len(p.get("ipsec", [])) > 1 for p in load(path)["policies"])
+
+
 def is_ipcomp(path):
-    return load(path)["sas"][0].get("proto") == "ipcomp"
+    return load(path)["sas"][0].get("proto") == "ipcomp" and not is_bundle(path)
 
 
 TUNNEL_EXAMPLES = [pytest.param(p, id=os.path.basename(p)) for p in EXAMPLES
-                   if not is_transport(p) and not is_ipcomp(p)]
+                   if not is_transport(p) and not is_ipcomp(p) and not is_bundle(p)]
 IPCOMP_EXAMPLES = [pytest.param(p, id=os.path.basename(p)) for p in EXAMPLES if is_ipcomp(p)]
-TRANSPORT_EXAMPLES = [pytest.param(p, id=os.path.basename(p)) for p in EXAMPLES if is_transport(p)]
+BUNDLE_EXAMPLES = [pytest.param(p, id=os.path.basename(p)) for p in EXAMPLES if is_bundle(p)]
+TRANSPORT_EXAMPLES = [pytest.param(p, id=os.path.basename(p)) for p in EXAMPLES
+                      if is_transport(p) and not is_bundle(p)]
 
 
 def test_there_are_examples_of_both_kinds():
     assert len(TUNNEL_EXAMPLES) >= 3 and len(TRANSPORT_EXAMPLES) >= 1 and len(IPCOMP_EXAMPLES) >= 1
+    assert len(BUNDLE_EXAMPLES) >= 1
 
 
 @pytest.mark.parametrize("path", TUNNEL_EXAMPLES)
@@ -227,6 +234,67 @@ def test_ipcomp_example_compresses_and_decompresses(tmp_path, path):
     want = raw(Ether(src=P.LAN_MAC, dst=P.HOST_MAC, type=0x800)) + P.forwarded(r.in_inner)
     assert r.lan_out.count(want) == 1, [Ether(f).summary() for f in r.lan_out]
     assert r.sa(r.inb["spi"])["packets"] == 1 and r.sa(r.out["spi"])["packets"] == 1
+
+
+# ---- an SA bundle: IPComp then ESP, undone by our ESP and zlib --------------------------------
+
+
+class BundleExample(P.PcapRun):
+    """[ipcomp, esp] in tunnel mode: the LAN host's compressible packet leaves as
+    ESP (transport over the IPComp tunnel's outer header) that our ESP
+    decrypts to IPComp, which zlib inflates to the forwarded packet; the peer's
+    packet, compressed by zlib and encrypted by our ESP, reaches the LAN host."""
+
+    def __init__(self, workdir, path):
+        ex = load(path)
+        pol = next(p for p in ex["policies"] if p["direction"] == "out" and p["action"] == "protect")
+        reqid = pol["ipsec"][0]["reqid"]
+
+        def sa(d, proto):
+            return next(s for s in ex["sas"] if s["direction"] == d and s["reqid"] == reqid
+                        and s.get("proto", "esp") == proto)
+        self.comp_out, self.comp_in = sa("out", "ipcomp"), sa("in", "ipcomp")
+        self.esp_o, self.esp_i = sa("out", "esp"), sa("in", "esp")
+        self.sa_out, self.sa_in = esp_sa(self.esp_o), esp_sa(self.esp_i)
+        lan_addr, wan_addr = port_addr(ex, "lan", 4), port_addr(ex, "wan", 4)
+        self.host, self.remote = host(pol["src"], 5), host(pol["dst"], 7)
+        nh = next(r["via"] for r in ex["routes"] if "via" in r)
+        cfg = dict(ex)
+        cfg["ports"] = [dict(port(ex, "lan"), exception=False,
+                             device=f"net_pcap0,rx_pcap={workdir}/LAN_IN.pcap,tx_pcap={workdir}/LAN_OUT.pcap"),
+                        dict(port(ex, "wan"), exception=False,
+                             device=f"net_pcap1,rx_pcap={workdir}/WAN_IN.pcap,tx_pcap={workdir}/WAN_OUT.pcap")]
+        text = b"example/bundle/" + b"the same words again and again " * 30
+        self.out_inner = raw(IP(src=self.host, dst=self.remote, ttl=64) / UDP(sport=1234, dport=5678) / Raw(text))
+        self.in_inner = raw(IP(src=self.remote, dst=self.host, ttl=64) / UDP(sport=5678, dport=1234) / Raw(text))
+        c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        comp = struct.pack("!BBH", 4, 0, self.comp_in["spi"]) + c.compress(self.in_inner) + c.flush()
+        esp = self.sa_in.encrypt(1, comp, 108)
+        wan_in = [i_am_here(4, nh, P.PEER_MAC, wan_addr, P.WAN_MAC),
+                  P.frame_to_gw(IP(src=self.esp_i["src"], dst=self.esp_i["dst"], ttl=64, proto=50) / Raw(esp))]
+        lan_in = [i_am_here(4, self.host, P.HOST_MAC, lan_addr, P.LAN_MAC),
+                  P.frame_from_host(IP(self.out_inner))]
+        super().__init__(workdir, cfg, lan_in, wan_in)
+
+
+@pytest.mark.parametrize("path", BUNDLE_EXAMPLES)
+def test_bundle_example_compresses_encrypts_and_back(tmp_path, path):
+    r = BundleExample(tmp_path, path)
+    assert r.error is None and r.rc == 0, r.error or r.log
+    esp = r.esp_out(r.esp_o["spi"])
+    ip_out = [f for f in r.wan_out if IP in Ether(f)]   # besides the ARP request for the next hop
+    assert len(esp) == 1 and len(ip_out) == 1, [Ether(f).summary() for f in r.wan_out]
+    _, outer, body, encap = esp[0]
+    assert (outer.src, outer.dst) == (r.comp_out["src"], r.comp_out["dst"]) and not encap
+    plain = r.sa_out.decrypt(body)
+    assert plain.seq == 1 and plain.nh == 108
+    assert struct.unpack("!BBH", plain.payload[:4]) == (4, 0, r.comp_out["spi"])
+    inflated = zlib.decompress(plain.payload[4:], wbits=-15)
+    assert inflated == P.forwarded(r.out_inner) and len(plain.payload) < len(inflated)
+    want = raw(Ether(src=P.LAN_MAC, dst=P.HOST_MAC, type=0x800)) + P.forwarded(r.in_inner)
+    assert r.lan_out.count(want) == 1, [Ether(f).summary() for f in r.lan_out]
+    for s in (r.esp_i, r.comp_in, r.esp_o, r.comp_out):
+        assert r.sa(s["spi"])["packets"] == 1
 
 
 # ---- transport: the gateway's own GRE ----------------------------------------------------------

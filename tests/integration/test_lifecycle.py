@@ -338,9 +338,19 @@ def test_help_exits_0():
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sd_notify_ready_then_stopping_and_clean_exit(tmp_path, notify, procs, sig):
     d = Daemon({"log_level": "info", "ports": null_ports()}, str(tmp_path))
+    t0 = time.monotonic()
     p = Proc(d, env={"NOTIFY_SOCKET": notify.path})
     procs.append(p)
     notify.wait_for("READY=1", timeout=20, proc=p.proc)
+    elapsed_ms = (time.monotonic() - t0) * 1000
+    # the running line, logged just before READY=1, says where start-up went
+    # (scripts/bench/restart.py reads it): every phase, in order, adding up
+    m = re.search(r"running: \d+ port\(s\), \d+ worker\(s\); started in (\d+) ms \((.*)\)", d.read_log())
+    assert m, d.read_log()
+    phases = [part.rsplit(" ", 1) for part in m.group(2).split(", ")]
+    assert [k for k, _ in phases] == ["EAL", "dataplane", "store", "state", "ports", "host stack", "sockets"]
+    parts = sum(int(v) for _, v in phases)
+    assert parts <= int(m.group(1)) <= parts + len(phases) and int(m.group(1)) <= elapsed_ms
     # READY=1 promises a working control interface: no retry here.
     info = json.loads(sh([DPSECCTL, "-p", d.prefix, "raw", "/dpsec/info"]).stdout)
     assert info["/dpsec/info"]["pid"] == p.proc.pid

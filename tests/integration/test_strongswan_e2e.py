@@ -146,7 +146,8 @@ def check_wire(e, frames):
     ESP in UDP between the two gateways (plus ARP), and ICMP errors between the
     gateways that quote such a packet (no site traffic: at the end, charon A
     stops first and its SAs and policies leave dpsecd, which then hands gateway
-    B's late NAT-T keepalive or ESP to its kernel, whose port 4500 is closed)."""
+    B's late NAT-T keepalive or ESP to its kernel, whose port 4500 is closed; or
+    while dpsecd restarts, when the veth is the kernel's)."""
     bad, esp = [], 0
     for f in frames:
         pkt = Ether(f)
@@ -246,6 +247,7 @@ def test_dpsecd_restart_under_charon_keeps_the_tunnel(vpn):
     # after the previous rekey charon deletes the old inbound SA a little later: let it settle
     e.d.wait_for(lambda: len(sas(e.d)) == 2, timeout=30, what="one SA pair")
     live = set(sas(e.d))
+    ikes = {ike["uniqueid"] for ike in e.ca.list_sas().values()}
     assert e.d.stop() == 0
     time.sleep(1)  # charon's sockets see the daemon gone; the preload library must not hand it EOF
     e.d.start()
@@ -253,6 +255,10 @@ def test_dpsecd_restart_under_charon_keeps_the_tunnel(vpn):
     ping(e.ha, B, count=5)
     ping(e.hb, A, count=5)
     assert e.ca.proc.poll() is None
+    # the same tunnel, not a new one: charon's IKE_SA and CHILD_SA are the ones from before
+    assert {ike["uniqueid"] for ike in e.ca.list_sas().values()} == ikes and len(ikes) == 1
+    child = children(e.ca)
+    assert {int(c["spi-in"], 16) for c in child} | {int(c["spi-out"], 16) for c in child} == live
     # charon is not wedged: it still answers and still keys dpsecd
     assert e.ca.swanctl("--list-sas").returncode == 0
     e.ca.rekey(child="net")

@@ -204,8 +204,10 @@ class RegisterOnlyPfkey:
     def run(self):
         try:
             self.serve()
-        except (OSError, ValueError):
-            pass                            # sockets closed by close() under select/recv/send
+        except (OSError, ValueError, KeyError):
+            # sockets closed by close() under select/recv/send; a closed one's fd
+            # number taken by a socket charon opens meanwhile is "already registered"
+            pass
 
     def serve(self):
         sel = selectors.DefaultSelector()

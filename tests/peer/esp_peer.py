@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""esp_peer: an independent IPsec (ESP) security gateway built on scapy.
+"""esp_peer: an independent IPsec (ESP and AH) security gateway built on scapy.
 
-It is a test peer for dpsecd and shares no code with it: the ESP
+It is a test peer for dpsecd and shares no code with it: the ESP and AH
 transforms are scapy's ``scapy.layers.ipsec.SecurityAssociation`` (python3-scapy
 2.5, on top of python3-cryptography).  The peer adds what scapy leaves out:
 its own layer 2 on the outside link, SA lookup by SPI, anti-replay windows,
@@ -55,7 +55,7 @@ from scapy.volatile import VolatileValue
 from scapy.compat import raw
 from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.ipsec import (AUTH_ALGOS, CRYPT_ALGOS, ESP, AuthAlgo,
+from scapy.layers.ipsec import (AH, AUTH_ALGOS, CRYPT_ALGOS, ESP, AuthAlgo,
                                 CryptAlgo, IPSecIntegrityError,
                                 SecurityAssociation, _ESPPlain)
 from scapy.layers.inet import UDP
@@ -376,7 +376,7 @@ def auth_name(where, v):
 TOP_KEYS = ("name", "log_level", "stats_file", "ready_file", "outside", "inside", "sas")
 OUTSIDE_KEYS = ("iface", "mac", "addresses", "remote", "remote_mac", "neighbours", "mtu", "isolate")
 INSIDE_KEYS = ("tun", "mtu", "addresses", "routes", "auto_routes", "forwarding", "txqueuelen")
-SA_KEYS = ("spi", "dir", "mode", "src", "dst", "enc_alg", "enc_key", "auth_alg", "auth_key",
+SA_KEYS = ("spi", "dir", "proto", "mode", "src", "dst", "enc_alg", "enc_key", "auth_alg", "auth_key",
            "udp_encap", "replay_window", "esn", "seq", "ttl", "df", "selectors", "name")
 
 
@@ -483,6 +483,9 @@ def validate_config(cfg):
         if (sa["dir"], sa["spi"]) in seen:
             raise ConfigError(f"{w}.spi: duplicate {sa['dir']} SPI 0x{sa['spi']:08x}")
         seen.add((sa["dir"], sa["spi"]))
+        sa["proto"] = str(s.get("proto", "esp")).lower()
+        if sa["proto"] not in ("esp", "ah"):
+            raise ConfigError(f"{w}.proto: 'esp' or 'ah'")
         sa["mode"] = str(s.get("mode", "tunnel")).lower()
         if sa["mode"] not in ("tunnel", "transport"):
             raise ConfigError(f"{w}.mode: 'tunnel' or 'transport'")
@@ -509,6 +512,13 @@ def validate_config(cfg):
             raise ConfigError(f"{w}.auth_key: {sa['auth_alg']} takes {klen} bytes, got {len(sa['auth_key'])}")
         if sa["auth_alg"] == "none" and sa["auth_key"]:
             raise ConfigError(f"{w}.auth_key: given without auth_alg")
+        if sa["proto"] == "ah":
+            if sa["enc_alg"] != "null" or sa["enc_key"]:
+                raise ConfigError(f"{w}.enc_alg: AH does not encrypt (RFC 4302)")
+            if sa["auth_alg"] == "none":
+                raise ConfigError(f"{w}.auth_alg: AH needs an integrity algorithm")
+            if s.get("udp_encap") not in (None, False):
+                raise ConfigError(f"{w}.udp_encap: AH cannot be carried in UDP (RFC 3948 is ESP only)")
         ue = s.get("udp_encap")
         if ue in (None, False):
             sa["udp_encap"] = None
@@ -656,6 +666,7 @@ class PeerSA:
     def __init__(self, c):
         self.c = c
         self.spi, self.dir, self.mode = c["spi"], c["dir"], c["mode"]
+        self.proto = c.get("proto", "esp")
         self.src, self.dst = c["src"], c["dst"]
         self.family = self.src.version
         self.src_b, self.dst_b = self.src.packed, self.dst.packed
@@ -670,7 +681,8 @@ class PeerSA:
         self.replay = ReplayWindow(c["replay_window"], self.esn) if self.dir == "in" else None
         self.ip_id = int.from_bytes(os.urandom(2), "big")
         self.stats = collections.OrderedDict(
-            spi=f"0x{self.spi:08x}", dir=self.dir, mode=self.mode, src=str(self.src), dst=str(self.dst),
+            spi=f"0x{self.spi:08x}", dir=self.dir, proto=self.proto, mode=self.mode, src=str(self.src),
+            dst=str(self.dst),
             enc_alg=self.enc_alg, auth_alg=self.auth_alg, esn=self.esn,
             udp_encap=list(self.udp_encap) if self.udp_encap else None,
             packets=0, bytes=0, esp_bytes=0, auth_failures=0, replays=0, errors=0, seq=0)
@@ -681,6 +693,16 @@ class PeerSA:
         if self.mode == "tunnel":
             th = IPRaw(src=str(self.src), dst=str(self.dst), ttl=self.ttl) if self.family == 4 else \
                 IP6Raw(src=str(self.src), dst=str(self.dst), hlim=self.ttl)
+        if self.proto == "ah":
+            self.ssa = SecurityAssociation(AH, spi=self.spi, seq_num=self.seq & M32, auth_algo=asname,
+                                           auth_key=c["auth_key"], tunnel_header=th, esn_en=self.esn,
+                                           esn=self.seq >> 32)
+            self.crypt = None
+            self.icv_len = AUTH_ALGS[self.auth_alg][2]
+            # RFC 4302 2.2 / 3.3.3.2.1: the header is padded to 32 bits over IPv4, 64 over IPv6
+            align = 4 if self.family == 4 else 8
+            self.ah_len = -(-(12 + self.icv_len) // align) * align
+            return
         nat_t = UDP(sport=self.udp_encap[0], dport=self.udp_encap[1]) if self.udp_encap else None
         self.ssa = SecurityAssociation(
             ESP, spi=self.spi, seq_num=self.seq & M32,
@@ -699,7 +721,10 @@ class PeerSA:
 
     def overhead(self):
         """Worst-case bytes this SA adds to a packet (for the TUN MTU)."""
-        o = 8 + self.iv_len + (self.block - 1) + 2 + self.icv_len
+        if self.proto == "ah":
+            o = self.ah_len
+        else:
+            o = 8 + self.iv_len + (self.block - 1) + 2 + self.icv_len
         if self.mode == "tunnel":
             o += 20 if self.family == 4 else 40
         if self.udp_encap:
@@ -741,7 +766,7 @@ class PeerSA:
             else:
                 pkt = IPv6(p) if p[6] in V6_EXT else IP6Raw(p)
         out = bytearray(raw(s.encrypt(pkt)))
-        if self.udp_encap:
+        if self.udp_encap and self.proto == "esp":
             if self.family == 4:
                 # scapy 2.5 bug: with IPv4 it builds the NAT-T header before the ESP is
                 # attached and freezes UDP length at 8.  Checksum 0 is fine (RFC 3948 2.1).
@@ -810,52 +835,98 @@ class PeerSA:
         self.replay.update(seq)    # only once the ICV has been verified
         st["seq"] = max(st["seq"], seq)
         if self.mode == "tunnel":
-            inner = bytearray(raw(res))
-            if nh == 59:
-                raise DropPacket("dummy_packets")        # RFC 4303 TFC dummy packet
-            if nh not in (4, 41) or not inner:
-                st["errors"] += 1
-                raise DropPacket("bad_inner")
-            iv_ = inner[0] >> 4
-            if (nh == 4 and iv_ != 4) or (nh == 41 and iv_ != 6):
-                st["errors"] += 1
-                raise DropPacket("bad_inner")
-            if iv_ == 4:
-                if len(inner) < 20:
-                    raise DropPacket("bad_inner")
-                ilen = int.from_bytes(inner[2:4], "big")
-            else:
-                if len(inner) < 40:
-                    raise DropPacket("bad_inner")
-                ilen = 40 + int.from_bytes(inner[4:6], "big")
-            if ilen > len(inner):
-                st["errors"] += 1
-                raise DropPacket("bad_inner")
-            del inner[ilen:]                             # TFC padding, if any
-            # RFC 6040 decapsulation: CE on the outer marks an ECN-capable inner
-            outer_ecn = (hdr[1] & 3) if v == 4 else ((hdr[1] >> 4) & 3)
-            if outer_ecn == 3:
-                if iv_ == 4 and inner[1] & 3 in (1, 2):
-                    inner[1] |= 3
-                    inner[10:12] = b"\0\0"
-                    inner[10:12] = struct.pack("!H", csum(bytes(inner[:(inner[0] & 0xF) * 4])))
-                elif iv_ == 6 and (inner[1] >> 4) & 3 in (1, 2):
-                    inner[1] |= 0x30
-            if self.selectors:
-                if iv_ == 4:
-                    src, dst = inner[12:16], inner[16:20]
-                else:
-                    src, dst = inner[8:24], inner[24:40]
-                r, l = int.from_bytes(src, "big"), int.from_bytes(dst, "big")
-                fam = 4 if iv_ == 4 else 6
-                if not any(sel.family == fam and sel.match(r, l) for sel in self.selectors):
-                    raise DropPacket("policy_mismatch")
-            out = bytes(inner)
+            out = self.tunnel_inner(v, hdr, nh, bytearray(raw(res)))
         else:
             out = raw(res)
         st["packets"] += 1
         st["bytes"] += len(out)
         st["esp_bytes"] += len(esp)
+        return out
+
+    def tunnel_inner(self, v, hdr, nh, inner):
+        """The inner packet of a tunnel-mode SA, checked (next header, version,
+        length, selectors), TFC padding trimmed, ECN decapsulated (RFC 6040)."""
+        st = self.stats
+        if nh == 59:
+            raise DropPacket("dummy_packets")        # RFC 4303 TFC dummy packet
+        if nh not in (4, 41) or not inner:
+            st["errors"] += 1
+            raise DropPacket("bad_inner")
+        iv_ = inner[0] >> 4
+        if (nh == 4 and iv_ != 4) or (nh == 41 and iv_ != 6):
+            st["errors"] += 1
+            raise DropPacket("bad_inner")
+        if iv_ == 4:
+            if len(inner) < 20:
+                raise DropPacket("bad_inner")
+            ilen = int.from_bytes(inner[2:4], "big")
+        else:
+            if len(inner) < 40:
+                raise DropPacket("bad_inner")
+            ilen = 40 + int.from_bytes(inner[4:6], "big")
+        if ilen > len(inner):
+            st["errors"] += 1
+            raise DropPacket("bad_inner")
+        del inner[ilen:]                             # TFC padding, if any
+        # RFC 6040 decapsulation: CE on the outer marks an ECN-capable inner
+        outer_ecn = (hdr[1] & 3) if v == 4 else ((hdr[1] >> 4) & 3)
+        if outer_ecn == 3:
+            if iv_ == 4 and inner[1] & 3 in (1, 2):
+                inner[1] |= 3
+                inner[10:12] = b"\0\0"
+                inner[10:12] = struct.pack("!H", csum(bytes(inner[:(inner[0] & 0xF) * 4])))
+            elif iv_ == 6 and (inner[1] >> 4) & 3 in (1, 2):
+                inner[1] |= 0x30
+        if self.selectors:
+            if iv_ == 4:
+                src, dst = inner[12:16], inner[16:20]
+            else:
+                src, dst = inner[8:24], inner[24:40]
+            r, l = int.from_bytes(src, "big"), int.from_bytes(dst, "big")
+            fam = 4 if iv_ == 4 else 6
+            if not any(sel.family == fam and sel.match(r, l) for sel in self.selectors):
+                raise DropPacket("policy_mismatch")
+        return bytes(inner)
+
+    def decapsulate_ah(self, v, hdr, ah, full=None):
+        """AH (RFC 4302) received: hdr is the outer IP header (IPv4 with options;
+        IPv6's 40 bytes), ah the AH header and everything after it; full, the
+        whole IPv6 packet when extension headers precede AH (they are in the
+        ICV).  scapy verifies the ICV (its zero_mutable_fields, its HMAC) and
+        strips AH.  Returns the packet for the TUN, or raises DropPacket."""
+        st = self.stats
+        ahlen = (ah[1] + 2) * 4 if len(ah) >= 12 else 0
+        if len(ah) < 12 or ahlen != self.ah_len or ahlen > len(ah):
+            st["errors"] += 1
+            raise DropPacket("malformed_ah")
+        seq = self.replay.full_seq(int.from_bytes(ah[8:12], "big"))
+        if self.replay.check(seq):
+            st["replays"] += 1
+            raise DropPacket("replays")
+        s = self.ssa
+        s.esn = seq >> 32
+        if full is not None:
+            pkt = IPv6(full)
+            if not pkt.haslayer(AH):
+                st["errors"] += 1
+                raise DropPacket("malformed_ah")
+        else:
+            # the payload stays bytes: dissecting it would only cost time
+            pkt = (IPRaw(hdr) if v == 4 else IP6Raw(hdr)) / AH(ah[:ahlen]) / conf.raw_layer(ah[ahlen:])
+        try:
+            res = s.decrypt(pkt)
+        except IPSecIntegrityError:
+            st["auth_failures"] += 1
+            raise DropPacket("auth_failures")
+        self.replay.update(seq)    # only once the ICV has been verified
+        st["seq"] = max(st["seq"], seq)
+        if self.mode == "tunnel":
+            out = self.tunnel_inner(v, hdr, ah[0], bytearray(raw(res)))
+        else:
+            out = raw(res)
+        st["packets"] += 1
+        st["bytes"] += len(out)
+        st["esp_bytes"] += len(ah)
         return out
 
 
@@ -949,7 +1020,7 @@ IFF_NO_PI = 0x1000
 BCAST = b"\xff" * 6
 
 GLOBAL_COUNTERS = (
-    "frames_rx", "frames_tx", "tun_rx", "tun_tx", "esp_rx", "esp_tx",
+    "frames_rx", "frames_tx", "tun_rx", "tun_tx", "esp_rx", "esp_tx", "ah_rx", "ah_tx", "malformed_ah",
     "auth_failures", "replays", "unknown_spi", "sa_addr_mismatch", "encap_mismatch",
     "non_esp_udp", "keepalives", "malformed_esp", "decrypt_errors", "bad_padding",
     "bad_inner", "dummy_packets", "policy_mismatch", "no_sa_out", "seq_overflow",
@@ -967,7 +1038,8 @@ class Peer:
         self.ready_file = ready_file or cfg.get("ready_file")
         self.c = collections.OrderedDict((k, 0) for k in GLOBAL_COUNTERS)
         self.sas = [PeerSA(s) for s in cfg["sas"]]
-        self.in_sas = {sa.spi: sa for sa in self.sas if sa.dir == "in"}
+        # inbound SAs by (protocol number, SPI): an AH and an ESP SA may share an SPI
+        self.in_sas = {(51 if sa.proto == "ah" else 50, sa.spi): sa for sa in self.sas if sa.dir == "in"}
         # outbound policy: longest remote prefix first, then longest local prefix
         self.policy = {4: [], 6: []}
         for sa in self.sas:
@@ -1073,7 +1145,7 @@ class Peer:
                  self.name, ifc, mac_str(self.mac), self.mtu, ", ".join(str(a) for a in o["addresses"]),
                  tun, self.tun_mtu, ", ".join(str(r) for r, _ in routes) or "-")
         for sa in self.sas:
-            log.info("SA %s %s %s->%s %s/%s%s%s%s", sa.key, sa.mode, sa.src, sa.dst, sa.enc_alg,
+            log.info("SA %s %s %s %s->%s %s/%s%s%s%s", sa.key, sa.proto, sa.mode, sa.src, sa.dst, sa.enc_alg,
                      sa.auth_alg, f" udp {sa.udp_encap[0]}->{sa.udp_encap[1]}" if sa.udp_encap else "",
                      " esn" if sa.esn else "", f" selectors {sa.selectors}" if sa.selectors else "")
         # resolve the remote gateways up front
@@ -1247,6 +1319,8 @@ class Peer:
         proto = p[9]
         if proto == 50:
             self.esp_in(4, p[:ihl], p[ihl:], None)
+        elif proto == 51:
+            self.ah_in(4, p[:ihl], p[ihl:], None)
         elif proto == 17:
             self.udp_in(4, p[:ihl], p[ihl:])
         else:
@@ -1293,6 +1367,10 @@ class Peer:
             nh, off = p[6], 40
             while nh in V6_EXT:
                 nh, off = p[off], off + (p[off + 1] + 1) * 8
+        if nh == 51:
+            # the extension headers before AH are in its ICV: kept
+            self.ah_in(6, p[:40], p[off:], p if off > 40 else None)
+            return
         hdr = bytearray(p[:40])
         hdr[6] = nh
         hdr = bytes(hdr)
@@ -1370,7 +1448,7 @@ class Peer:
             self.c["malformed_esp"] += 1
             return
         spi = int.from_bytes(esp[:4], "big")
-        sa = self.in_sas.get(spi)
+        sa = self.in_sas.get((50, spi))
         if sa is None:
             self.c["unknown_spi"] += 1
             log.debug("unknown SPI 0x%08x", spi)
@@ -1384,6 +1462,34 @@ class Peer:
             return
         try:
             inner = sa.decapsulate(v, hdr, esp)
+        except DropPacket as d:
+            self.c[d.counter] += 1
+            log.debug("SA %s: drop (%s)", sa.key, d.counter)
+            return
+        try:
+            os.write(self.tun_fd, inner)
+            self.c["tun_tx"] += 1
+        except OSError as e:
+            self.c["tun_write_errors"] += 1
+            log.debug("tun write: %s", e)
+
+    def ah_in(self, v, hdr, ah, full):
+        self.c["ah_rx"] += 1
+        if len(ah) < 12:
+            self.c["malformed_ah"] += 1
+            return
+        spi = int.from_bytes(ah[4:8], "big")
+        sa = self.in_sas.get((51, spi))
+        if sa is None:
+            self.c["unknown_spi"] += 1
+            log.debug("unknown AH SPI 0x%08x", spi)
+            return
+        dst = hdr[16:20] if v == 4 else hdr[24:40]
+        if sa.family != v or dst != sa.dst_b:
+            self.c["sa_addr_mismatch"] += 1
+            return
+        try:
+            inner = sa.decapsulate_ah(v, hdr, ah, full)
         except DropPacket as d:
             self.c[d.counter] += 1
             log.debug("SA %s: drop (%s)", sa.key, d.counter)
@@ -1425,7 +1531,7 @@ class Peer:
         except DropPacket as d:
             self.c[d.counter] += 1
             return
-        self.c["esp_tx"] += 1
+        self.c["ah_tx" if sa.proto == "ah" else "esp_tx"] += 1
         self.send_ip(out, sa.dst_b, sa.family)
 
     # ---- statistics ------------------------------------------------------------

@@ -128,7 +128,7 @@ def random_key(nbytes):
 
 def sa_pair(local, remote, spi_out, spi_in, enc_alg="aes-gcm", enc_bits=128, auth_alg="none",
             mode="tunnel", udp_encap=False, esn=False, replay_window=64,
-            local_prefixes=(), remote_prefixes=(), enc_keys=None, auth_keys=None, seq=None):
+            local_prefixes=(), remote_prefixes=(), enc_keys=None, auth_keys=None, seq=None, proto="esp"):
     """Mirrored SAs for two gateways.  Returns (sas_for_local, sas_for_remote),
     each [outbound, inbound], in the peer's configuration format.
 
@@ -137,7 +137,8 @@ def sa_pair(local, remote, spi_out, spi_in, enc_alg="aes-gcm", enc_bits=128, aut
     transport SA pair needs none.  udp_encap: False, True (4500 -> 4500) or
     (sport, dport) as seen from local.  enc_keys/auth_keys: (out, in) hex keys
     to reuse, otherwise random ones are made (with salt where needed).  seq: the
-    first sequence number both outbound SAs send (ESN wrap tests)."""
+    first sequence number both outbound SAs send (ESN wrap tests).  proto: "esp"
+    or "ah" (no encryption: enc_alg is ignored, auth_alg required)."""
     klen = enc_bits // 8 if enc_alg != "null" else 0
     if enc_alg == "chacha20-poly1305":
         klen = 32
@@ -150,6 +151,8 @@ def sa_pair(local, remote, spi_out, spi_in, enc_alg="aes-gcm", enc_bits=128, aut
     def one(spi, src, dst, ekey, akey, sport_dport, lp, rp, direction):
         sa = {"spi": f"0x{spi:08x}", "dir": direction, "mode": mode, "src": src, "dst": dst,
               "enc_alg": enc_alg, "enc_key": ekey, "auth_alg": auth_alg}
+        if proto == "ah":
+            sa.update(proto="ah", enc_alg="null", enc_key="")
         if akey:
             sa["auth_key"] = akey
         if sport_dport:
@@ -365,7 +368,7 @@ def read_pcap(path):
 
 def classify(frame):
     """A short name for what a frame carries on the outside link:
-    'esp4', 'esp6', 'udp4:<sport>-><dport>', 'udp6:...', 'arp', 'nd',
+    'esp4', 'esp6', 'ah4', 'ah6', 'udp4:<sport>-><dport>', 'udp6:...', 'arp', 'nd',
     or something else that names the inner protocol."""
     if len(frame) < 14:
         return "runt"
@@ -379,6 +382,8 @@ def classify(frame):
         frag_off = int.from_bytes(p[6:8], "big") & 0x1FFF
         if proto == 50:
             return "esp4"
+        if proto == 51:
+            return "ah4"
         if proto == 17:
             if frag_off:
                 return "udp4:frag"
@@ -396,6 +401,8 @@ def classify(frame):
                 nh, off = p[off], off + (p[off + 1] + 1) * 8
         if nh == 50:
             return "esp6"
+        if nh == 51:
+            return "ah6"
         if nh == 17:
             sport, dport = struct.unpack("!HH", p[off:off + 4])
             return f"udp6:{sport}->{dport}"
@@ -427,6 +434,8 @@ def ping(ns, dst, size=56, count=3, interval=0.05, wait=3, pattern=None, check=T
     for line in r.stdout.splitlines():
         if "received" in line:
             got = int(line.split(",")[1].split()[0])
+    # under load ping may send one more than count before the last reply is in (-w waits for
+    # count replies): more replies than count is not a loss
     if check and (got < count or "duplicates" in r.stdout):
         raise AssertionError(f"ping {dst} -s {size} from {ns}: {got}/{count} replies\n{r.stdout}{r.stderr}")
     return got

@@ -549,6 +549,78 @@ static void test_setsockopt_kernel_ipsec_refusal_reads_as_success(void **state)
 	close(udp);
 }
 
+/* A reply that dpsecd sends 50 ms after the request: a late one for a client polling 1 ms. */
+struct late_reply {
+	int conn;
+	int delay_ms;
+};
+
+static void *late_reply_thread(void *arg)
+{
+	struct late_reply *l = arg;
+	struct sadb_msg m = pfkey_msg(SADB_REGISTER, SADB_SATYPE_ESP, 9, getpid());
+
+	usleep(l->delay_ms * 1000);
+	send(l->conn, &m, sizeof(m), MSG_NOSIGNAL);
+	return NULL;
+}
+
+/* poll(fd, 1, 1) for a reply, as OpenBSD's iked waits: 1 if it came, 0 if not; *ms the wait. */
+static int iked_style_wait(int fd, int conn, int delay_ms, long *ms)
+{
+	struct late_reply l = {.conn = conn, .delay_ms = delay_ms};
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	struct timespec t0;
+	pthread_t th;
+	int n;
+
+	assert_int_equal(pthread_create(&th, NULL, late_reply_thread, &l), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	n = poll(&p, 1, 1);
+	*ms = ms_since(&t0);
+	pthread_join(th, NULL);
+	if (n == 1)
+		assert_true(p.revents & POLLIN);
+	return n;
+}
+
+static void test_short_poll_for_a_reply_waits_for_dpsecd(void **state)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct sadb_msg m;
+	long ms;
+	int fd = pfkey_socket(), c = server_accept(1000), passed, c2, sv[2];
+
+	(void)state;
+	assert_true(c >= 0);
+	/* the library's own PF_KEY socket: the 1 ms wait lasts until the reply is there */
+	assert_int_equal(iked_style_wait(fd, c, 50, &ms), 1);
+	assert_true(ms >= 40 && ms < 450);
+	assert_int_equal(recv(fd, &m, sizeof(m), 0), sizeof(m));
+
+	/* a connection to dpsecd the process did not create itself (iked's ikev2 process gets its
+	 * parent's by SCM_RIGHTS): the same */
+	strcpy(sa.sun_path, sock_path);
+	passed = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	assert_true(passed >= 0);
+	assert_int_equal(connect(passed, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	c2 = server_accept(1000);
+	assert_true(c2 >= 0);
+	assert_int_equal(iked_style_wait(passed, c2, 50, &ms), 1);
+	assert_true(ms >= 40 && ms < 450);
+
+	/* any other socket keeps its timeout */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	assert_int_equal(iked_style_wait(sv[0], sv[1], 100, &ms), 0);
+	assert_true(ms < 60);
+	close(sv[0]);
+	close(sv[1]);
+	close(passed);
+	close(c2);
+	close(fd);
+	close(c);
+}
+
 /* ---- re-exec under LD_PRELOAD ---- */
 
 static int find_object(struct dl_phdr_info *info, size_t size, void *data)
@@ -621,6 +693,8 @@ int main(int argc, char **argv)
 			test_send_while_server_down_fails_after_bounded_wait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fortified_recv_hides_eof, setup, teardown),
 		cmocka_unit_test(test_setsockopt_kernel_ipsec_refusal_reads_as_success),
+		cmocka_unit_test_setup_teardown(test_short_poll_for_a_reply_waits_for_dpsecd, setup,
+						teardown),
 	};
 	const char *dir = getenv("DPSEC_TEST_PRELOAD_DIR");
 	int ret;
