@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # dpsecd throughput benchmark: one worker, ESP tunnel AES-128-GCM, outbound and
-# inbound at 64/512/1420 B, CPU crypto and async cryptodev, 1 vs 10 000 SAs,
-# against the raw crypto ceiling of dpdk-test-crypto-perf and DPDK's ipsec-secgw
-# example in the same set-up (the reference); IPComp outbound at 1420 B beside
-# dpdk-test-compress-perf on the same packets; issue 12's goals 3 to 5
-# (scripts/bench/topologies.py): inbound with anti-replay on behind a second
-# dpsecd over net_memif (chain-*), 1 000 / 10 000 / 100 000 tunnels over PF_KEY
-# (tun-*), two workers (w1-*, w2-*). Prints a goals table and writes results.png.
-# About 15 minutes a round; installing 100 000 tunnels took 3 minutes of it on
-# a loaded 2-CPU machine.
+# inbound at 64/512/1420 B, the native engine (intel-ipsec-mb's direct API), CPU
+# crypto and async cryptodev, 1 vs 10 000 SAs, against the raw crypto ceiling of
+# dpdk-test-crypto-perf, intel-ipsec-mb alone (bench/imb_rate.c) and DPDK's
+# ipsec-secgw example in the same set-up, both directions (the reference); IPComp
+# outbound at 1420 B beside dpdk-test-compress-perf on the same packets; issue 12's
+# goals 3 to 5 (scripts/bench/topologies.py): inbound with anti-replay on behind a
+# second dpsecd over net_memif (chain-*), 1 000 / 10 000 / 100 000 tunnels over
+# PF_KEY (tun-*), two workers (w1-*, w2-*). Prints a goals table and writes
+# results.png. About 15 minutes a round; installing 100 000 tunnels took 3 minutes
+# of it on a loaded 2-CPU machine.
 #
 #   scripts/bench.sh [--out DIR] [--duration S] [--only REGEX] [--perf] ...
 #   scripts/bench.sh --pfkey [--tunnels N] [--window W]   (PF_KEY install rate)

@@ -150,8 +150,8 @@ sleep 0.5 # tcpdump's filter in place
 inns $T-a ping -c 1 -W 2 10.2.0.2 >/dev/null || true
 wait $cap || cat "$DIR/capture.err"
 wait $td || true
-paste <(echo "in the clear, before ESP (dpsecd out-clear):"; tcpdump -n -t -r "$DIR/clear.pcapng" 2>/dev/null | cut -c1-72) \
-	<(echo "on the wire (gateway B's outside):"; tcpdump -n -t -r "$DIR/wire.pcap" 2>/dev/null | cut -c1-84) |
+paste <(echo "in the clear, before ESP (dpsecd out-clear):"; tcpdump -n -r "$DIR/clear.pcapng" 2>/dev/null | cut -c1-88) \
+	<(echo "on the wire (gateway B's outside):"; tcpdump -n -r "$DIR/wire.pcap" 2>/dev/null | cut -c1-100) |
 	column -t -s $'\t'
 comment "$DIR/clear.pcapng"
 

@@ -382,6 +382,30 @@ def run_sampled(cmd, pattern, timeout=300):
     return p.returncode, out, (sum(v[0] for v in last.values()), sum(v[1] for v in last.values()))
 
 
+def imb_rate(args, workdir, runs=3):
+    """intel-ipsec-mb's AES-128-GCM encrypt alone, through the direct API the
+    native engine calls (imb_rate.c, built here with cc), on lcore 1:
+    {size: {mops_per_cpu, ns_per_op, runs}}, the best of @runs by CPU time."""
+    exe = os.path.join(workdir, "imb_rate")
+    src = os.path.join(HERE, "imb_rate.c")
+    r = run(["cc", "-O2", "-o", exe, src, "-lIPSec_MB"], check=False)
+    if r.returncode != 0:
+        log(f"bench: cannot build {src} (libipsec-mb-dev?): {r.stdout}")
+        return {}
+    out = {}
+    for size in SIZES:
+        per = []
+        for _ in range(runs):
+            ops = args.cp_ops if size < 1000 else args.cp_ops // 2
+            r = run(["taskset", "-c", "1", exe, str(size), str(ops)], check=False)
+            f = r.stdout.split()
+            if r.returncode == 0 and len(f) >= 4 and int(f[3]) > 0:
+                per.append(ops / (int(f[3]) / 1e9) / 1e6)
+        if per:
+            out[size] = {"mops_per_cpu": max(per), "ns_per_op": 1e3 / max(per), "runs": per}
+    return out
+
+
 def crypto_perf(args, workdir, tag):
     """dpdk-test-crypto-perf, AES-128-GCM encrypt, on lcore 1 (the dpsecd
     worker's): {size: {mops, gbps, cycles_per_buf, cpu_share}}, one process
@@ -638,7 +662,7 @@ def fmt_table(results, ceiling):
     return "\n".join([line(hdr), line(tuple("-" * x for x in w))] + [line(x) for x in rows])
 
 
-def summary(results, ceiling):
+def summary(results, ceiling, lib=None):
     by = {r["name"]: r for r in results if "mpps" in r}
     N = gen.N_SCALE
     lines = []
@@ -669,6 +693,11 @@ def summary(results, ceiling):
                     parts.append(f"vs ideal 1/(t_fwd + t_crypto) {ideal:.3f} = "
                                  f"{a / ideal * 100:.0f}% (goal >= {GOAL_IDEAL * 100:.0f}%, "
                                  f"{verdict(a / ideal >= GOAL_IDEAL)})")
+                li = (lib or {}).get(size, {}).get("mops_per_cpu")
+                if f and li:
+                    ideal = 1 / (1 / f + 1 / li)
+                    parts.append(f"with the library's own t_crypto {ideal:.3f} = "
+                                 f"{a / ideal * 100:.0f}%")
                 lines.append("; ".join(parts))
     m, n = g("out-64-cpu-1sa"), g("out-64-cpu-1sa", "mpps_per_cpu")
     sm, sn = g("secgw-out-64"), g("secgw-out-64", "mpps_per_cpu")
@@ -991,6 +1020,10 @@ def main():
     if need_cp:
         log("bench: dpdk-test-crypto-perf (ceiling), run 3 of 3")
         cp.append(crypto_perf(args, work, "3"))
+    lib = {}
+    if need_cp:
+        log("bench: intel-ipsec-mb's direct API alone (imb_rate.c), 3 runs")
+        lib = imb_rate(args, work)
     auth = {}
     if any(c["group"] == "ah" for c in cases):
         log("bench: dpdk-test-crypto-perf auth-only HMAC-SHA2-256 (AH's ideal)")
@@ -1014,6 +1047,11 @@ def main():
         mpc = c["mops_per_cpu"] or 0
         cp_lines.append(f"  {size:5d}  {c['mops']:7.3f}  {c['gbps']:6.2f}  {mpc:8.3f}  "
                         f"{mpc * size * 8 / 1000:8.2f}  {runs}")
+    if lib:
+        cp_lines += ["intel-ipsec-mb 1.3 direct API alone (IMB_AES128_GCM_ENC, what the native "
+                     "engine calls; scripts/bench/imb_rate.c), lcore 1, best of 3 by CPU time:",
+                     "  " + ", ".join(f"{s} B {v['mops_per_cpu']:.2f} Mops/CPU-s "
+                                      f"({v['ns_per_op']:.0f} ns)" for s, v in sorted(lib.items()))]
     text = "\n".join([
         f"dpsecd benchmark {datetime.datetime.now():%Y-%m-%d %H:%M:%S}, git {info.get('git')} "
         f"({info.get('git_dirty_files', '?')} modified tracked files)",
@@ -1032,13 +1070,15 @@ def main():
         "lost = drop counters + packets received but not sent (beyond those in flight)",
         *([f"base:CASE = the same case with the baseline build {args.baseline}, run right "
            "after it in each round"] if args.baseline else []), "",
-        table, "", *rounds_lines(results, args.repeat), *cp_lines, "", summary(results, ceiling), "",
+        table, "", *rounds_lines(results, args.repeat), *cp_lines, "", summary(results, ceiling, lib),
+        "",
         *ah_lines(results, auth), "", *ipcomp_lines(results), "",
         *topologies.lines(results)[0], "", *goals_table(results, ceiling),
         f"total time {time.monotonic() - t_all:.0f} s; raw data: {out}/results.json",
     ])
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump({"machine": info, "args": vars(args), "ceiling": ceiling, "auth_only": auth,
+                   "imb_direct": lib,
                    "crypto_perf_runs": cp, "results": results}, f, indent=1, default=str)
     with open(os.path.join(out, "results.txt"), "w") as f:
         f.write(text + "\n")

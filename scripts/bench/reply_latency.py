@@ -9,11 +9,13 @@ first (the same selectors: one /28 each behind 10.1.0.0/24). Then ROUNDS rounds;
 messages of each type go one at a time to dpsecd, the way charon's CHILD_SA life sends them:
 
     REGISTER, GETSPI (one-SPI range), UPDATE (keys for that larval SA, AES-GCM-128), ADD (the
-    outbound SA), GET (of it), SPDADD (one more out policy), SPDDELETE (of it), DELETE (of the
-    outbound SA)
+    outbound SA), GET (of it), SPDADD (one more out policy), SPDUPDATE of UPDATES of those to
+    another priority (as charon moves a trap policy to its installed priority: dpsecd compiles
+    its SPD whole for it), SPDDELETE, DELETE (of the outbound SA)
 
 and the kernel's equivalents go to XFRM: ALLOCSPI (GETSPI), GETSA (GET, of the larval state),
-NEWPOLICY (SPDADD), DELPOLICY (SPDDELETE), DELSA (DELETE, of the larval state). This kernel has
+NEWPOLICY (SPDADD), UPDPOLICY (SPDUPDATE), DELPOLICY (SPDDELETE), DELSA (DELETE, of the larval
+state). This kernel has
 no ESP transform, so NEWSA/UPDSA of a real SA (ADD/UPDATE) are refused and not timed; XFRM has
 no REGISTER (a netlink client joins a multicast group at bind). The two sides alternate which
 goes first from round to round, so that other load on the machine falls on both.
@@ -102,7 +104,14 @@ def peer(i):
     return f"100.{96 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}"
 
 
-def dpsecd_round(c, n_pol, base, per, out):
+def policy_prio(i, priority):
+    """SPDUPDATE of policy i to another priority (charon: a trap policy to its installed one)."""
+    peer_, net, reqid = R.policy_sel(i)
+    return K.spd(K.SPDUPDATE, K.DIR_OUT, "10.1.0.0/24", net, priority=priority,
+                 requests=[K.ipsecrequest(50, K.MODE_TUNNEL, K.LEVEL_REQUIRE, reqid, (GW, peer_))])
+
+
+def dpsecd_round(c, n_pol, base, per, upd, out):
     spi_in = lambda i: 0x20000000 + base + i  # noqa: E731
     spi_out = lambda i: 0x30000000 + base + i  # noqa: E731
     for i in range(per):
@@ -122,6 +131,8 @@ def dpsecd_round(c, n_pol, base, per, out):
         out.setdefault("GET", []).append(c.timed(m)[0])
     for i in range(per):
         out.setdefault("SPDADD", []).append(c.timed(R.policy_msg(n_pol + base + i))[0])
+    for i in range(min(per, upd)):
+        out.setdefault("SPDUPDATE_PRIORITY", []).append(c.timed(policy_prio(n_pol + base + i, 7))[0])
     for i in range(per):
         _, net, _ = R.policy_sel(n_pol + base + i)
         m = K.spd(K.SPDDELETE, K.DIR_OUT, "10.1.0.0/24", net)
@@ -133,7 +144,7 @@ def dpsecd_round(c, n_pol, base, per, out):
         c.timed(K.msg(K.DELETE, K.ESP, [K.sa(spi_in(i)), K.address(K.SRC, peer(base + i)), K.address(K.DST, GW)]))
 
 
-def xfrm_round(x, n_pol, base, per, out):
+def xfrm_round(x, n_pol, base, per, upd, out):
     spis = []
     for i in range(per):
         lo = 0x20000000 + base + i
@@ -146,6 +157,10 @@ def xfrm_round(x, n_pol, base, per, out):
         p, net, reqid = R.policy_sel(n_pol + base + i)
         out.setdefault("SPDADD", []).append(X.timed(x.new_policy, "10.1.0.0/24", net, X.XFRM_POLICY_OUT,
                                                     GW, p, reqid)[0])
+    for i in range(min(per, upd)):
+        p, net, reqid = R.policy_sel(n_pol + base + i)
+        out.setdefault("SPDUPDATE_PRIORITY", []).append(X.timed(x.new_policy, "10.1.0.0/24", net, X.XFRM_POLICY_OUT,
+                                                                GW, p, reqid, 7, True)[0])
     for i in range(per):
         _, net, _ = R.policy_sel(n_pol + base + i)
         out.setdefault("SPDDELETE", []).append(X.timed(x.del_policy, "10.1.0.0/24", net, X.XFRM_POLICY_OUT)[0])
@@ -164,6 +179,8 @@ def main():
     ap.add_argument("--policies", type=int, default=20000, help="policies installed before measuring")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--per", type=int, default=200, help="messages of each type per round")
+    ap.add_argument("--updates", type=int, default=20,
+                    help="SPDUPDATEs to another priority per round (a new rule; the old one matches until the publish)")
     args = ap.parse_args()
     res = {"cpu": cpu_model(), "nproc": os.cpu_count(), "policies": args.policies, "rounds": args.rounds,
            "per_round": args.per, "loadavg_before": open("/proc/loadavg").read().split()[:3]}
@@ -207,8 +224,8 @@ def main():
             for r in range(args.rounds):
                 base = r * args.per
                 one_dp, one_lx = {}, {}
-                sides = [lambda: dpsecd_round(c, args.policies, base, args.per, one_dp),
-                         lambda: xfrm_round(x, args.policies, base, args.per, one_lx)]
+                sides = [lambda: dpsecd_round(c, args.policies, base, args.per, args.updates, one_dp),
+                         lambda: xfrm_round(x, args.policies, base, args.per, args.updates, one_lx)]
                 for f in (sides if r % 2 == 0 else sides[::-1]):
                     f()
                 dp_rounds.append(one_dp)

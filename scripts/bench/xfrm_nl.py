@@ -25,6 +25,7 @@ NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLMSG_ERROR = 2
 XFRM_MSG_NEWSA, XFRM_MSG_DELSA, XFRM_MSG_GETSA = 0x10, 0x11, 0x12
 XFRM_MSG_NEWPOLICY, XFRM_MSG_DELPOLICY, XFRM_MSG_ALLOCSPI = 0x13, 0x14, 0x16
+XFRM_MSG_UPDPOLICY = 0x19
 XFRMA_ALG_CRYPT, XFRMA_TMPL = 2, 5
 XFRM_POLICY_IN, XFRM_POLICY_OUT, XFRM_POLICY_FWD = 0, 1, 2
 XFRM_POLICY_ALLOW = 0
@@ -153,9 +154,10 @@ class XfrmClient:
 
     # ---- the requests
 
-    def new_policy(self, src, dst, direction, tmpl_src, tmpl_dst, reqid, priority=0):
+    def new_policy(self, src, dst, direction, tmpl_src, tmpl_dst, reqid, priority=0, update=False):
         """XFRM_MSG_NEWPOLICY: an IPsec policy with one ESP tunnel template (what charon's
-        kernel-netlink and `ip xfrm policy add ... tmpl` install)."""
+        kernel-netlink and `ip xfrm policy add ... tmpl` install); update: XFRM_MSG_UPDPOLICY of
+        the policy with that selector (PF_KEY's SPDUPDATE)."""
         p = UserPolicyInfo()
         p.sel = selector(src, dst)
         for f in ("soft_byte_limit", "hard_byte_limit", "soft_packet_limit", "hard_packet_limit"):
@@ -165,6 +167,8 @@ class XfrmClient:
         t.id.daddr, t.id.proto = addr4(tmpl_dst), IPPROTO_ESP
         t.family, t.saddr, t.reqid, t.mode = socket.AF_INET, addr4(tmpl_src), reqid, XFRM_MODE_TUNNEL
         t.aalgos = t.ealgos = t.calgos = 0xFFFFFFFF
+        if update:
+            return self.request(XFRM_MSG_UPDPOLICY, bytes(p) + nl_attr(XFRMA_TMPL, bytes(t)))
         return self.request(XFRM_MSG_NEWPOLICY, bytes(p) + nl_attr(XFRMA_TMPL, bytes(t)),
                             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
 

@@ -64,9 +64,19 @@ void dps_eal_args_build(struct dps_eal_args *a, const struct dps_config *cfg, co
 		pci |= dp_device_is_pci(dev);
 		arg(a, "%s", dev);
 	}
-	/* Only the configured PCI devices: never grab the host's other NICs. */
-	if (!pci)
+	/* Only the configured PCI devices: never grab the host's other NICs. With
+	 * software devices alone nothing needs physical addresses: virtual ones
+	 * spare EAL and the pools the page-map walk (a third of a restart's
+	 * outage), unless extra_args says otherwise. */
+	bool iova_given = false;
+
+	for (unsigned int i = 0; i < e->n_extra; i++)
+		iova_given |= strncmp(e->extra[i], "--iova-mode", 11) == 0;
+	if (!pci) {
 		arg(a, "--no-pci");
+		if (!iova_given)
+			arg(a, "--iova-mode=va");
+	}
 	for (unsigned int i = 0; i < e->n_extra; i++)
 		arg(a, "%s", e->extra[i]);
 }

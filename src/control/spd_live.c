@@ -6,7 +6,8 @@
  * Each policy owns a slot in a table the SPD points to. A new policy takes a
  * new slot and joins the recent rules (indexed by destination in front of
  * the main classifiers); a deleted one empties its slot (it stops matching at once);
- * a new SA binding or verdict is a new dp_policy stored in the slot. The main
+ * a new SA binding or verdict is a new dp_policy stored in the slot; a new
+ * rank is a new slot, the old one matching until the next publish (rerank). The main
  * classifiers are compiled again from every policy by a background thread
  * while the control thread goes on; when it is done the recent rules merge
  * into it (a new slot table, slots numbered in rank order) and the next
@@ -67,7 +68,12 @@ static struct {
 	 * are theirs alone (level unique) */
 	unsigned int n_uniq, cap_uniq;
 	uint32_t *uniq;
-} L = {.full = true};
+	/* Rules of an old rank still matching (dps_spd_policy_updated): the ids
+	 * of their policies, emptied after the next publish. Valid while @gen,
+	 * which each publish and each new slot numbering advance, is theirs. */
+	struct ptr_vec stale;
+	uint32_t gen;
+} L = {.full = true, .gen = 1};
 
 /* A change that must happen whole or not at all (a reload): nothing is shown
  * to the workers in place; the commit that ends it compiles everything. The
@@ -75,6 +81,7 @@ static struct {
  * the policies back. */
 static bool batch;
 static struct ptr_vec batch_dead;
+
 
 static int vec_push(struct ptr_vec *v, void *p)
 {
@@ -108,11 +115,26 @@ static void bury(struct ptr_vec *v, void *p, bool is_mem)
  * merge: numbered otherwise then): it keeps the old pointers, which are freed
  * only after the next publish, and that publish, which the reply waits for,
  * brings this table. */
+static bool stale_live(const struct dps_store_policy *e)
+{
+	return e->stale_gen == L.gen;
+}
+
+/* The old rank's rule of @e gives @p (NULL: it stops matching). */
+static void stale_store(struct dps_store_policy *e, struct dp_policy *p)
+{
+	__atomic_store_n(&L.table[e->stale_slot], p, __ATOMIC_RELEASE);
+	if (e->stale_recent)
+		dp_recent_set(L.rec[e->p.sel.src.addr.family == AF_INET6], e->stale_rix, p);
+}
+
 static void slot_store(struct dps_store_policy *e, struct dp_policy *p)
 {
 	__atomic_store_n(&L.table[e->slot], p, __ATOMIC_RELEASE);
 	if (e->in_recent)
 		dp_recent_set(L.rec[e->p.sel.src.addr.family == AF_INET6], e->recent_ix, p);
+	if (stale_live(e)) /* the old rank's rule gives the same verdict */
+		stale_store(e, p);
 }
 
 /* ---- SA binding of out policies ------------------------------------------ */
@@ -405,6 +427,7 @@ static void changed(void)
 	L.changed = true;
 }
 
+
 /* A new slot and a recent rule for @e. */
 static void slot_add(struct dps_store_policy *e)
 {
@@ -444,7 +467,8 @@ static void unslot(struct dps_store_policy *e)
 {
 	if (e->dp == NULL)
 		return;
-	slot_store(e, NULL);
+	slot_store(e, NULL); /* and the old rank's rule, if one still matches */
+	e->stale_gen = 0;
 	bury(&L.dead_pol, e->dp, false);
 	e->dp = NULL;
 	if (!e->in_recent)
@@ -468,6 +492,56 @@ void dps_spd_policy_deleted(struct dps_store_policy *e)
 	uniq_change(&e->p, false);
 }
 
+/*
+ * A policy's new rank is a new rule in a new slot, in force when the next SPD
+ * is published. Until then its old rule must go on matching: emptied at once,
+ * a packet would find neither and get def_policy (bypass: a protected flow in
+ * clear, as when strongSwan turns a trap policy into its CHILD_SA's with an
+ * SPDUPDATE of the priority alone). The old rule gives the policy's verdict
+ * (slot_store keeps both) until dps_spd_published() empties it. If an older
+ * rule of this policy is kept already, the slot left now was never published
+ * and goes at once.
+ */
+static void rerank(struct dps_store_policy *e)
+{
+	struct dp_policy *prev = e->dp;
+	uint32_t slot = e->slot, rix = e->recent_ix;
+	bool recent = e->in_recent;
+
+	if (prev == NULL || stale_live(e)) {
+		uint32_t g = e->stale_gen;
+
+		e->stale_gen = 0; /* the unpublished slot alone */
+		unslot(e);
+		e->stale_gen = g;
+		slot_add(e);
+		/* the kept rule gives the new verdict (or, before a full
+		 * compilation, the one it gave) */
+		if (stale_live(e) && e->dp != NULL)
+			stale_store(e, e->dp);
+		return;
+	}
+	slot_add(e);
+	if (e->dp == NULL) { /* the next commit compiles everything: the old rule stays till then */
+		bury(&L.dead_pol, prev, false);
+		return;
+	}
+	if (vec_push(&L.stale, (void *)(uintptr_t)e->p.id) < 0) {
+		/* cannot empty it later: a full compilation at the next commit replaces it */
+		L.full = true;
+		bury(&L.dead_pol, prev, false);
+		return;
+	}
+	e->stale_slot = slot;
+	e->stale_rix = rix;
+	e->stale_recent = recent;
+	e->stale_gen = L.gen;
+	stale_store(e, e->dp);
+	bury(&L.dead_pol, prev, false);
+	if (!recent)
+		L.main_dead++;
+}
+
 void dps_spd_policy_updated(struct dps_store_policy *e, const struct dps_policy *old)
 {
 	struct dp_policy *dp;
@@ -481,8 +555,7 @@ void dps_spd_policy_updated(struct dps_store_policy *e, const struct dps_policy 
 		return;
 	}
 	if (old->priority != e->p.priority) { /* another rank: another rule */
-		unslot(e);
-		slot_add(e);
+		rerank(e);
 		return;
 	}
 	if (L.full || e->dp == NULL)
@@ -619,6 +692,9 @@ void dps_spd_batch_end(bool keep)
  * once if no published SPD reads it, else after the next publish. */
 static void table_replace(struct dp_policy **t, unsigned int n, unsigned int cap)
 {
+	/* numbered otherwise: the old ranks' rules are not in the new table */
+	L.gen++;
+	L.stale.n = 0;
 	if (L.table != L.pub)
 		free(L.table);
 	else
@@ -822,6 +898,19 @@ struct dp_spd *dps_spd_next(uint64_t gen)
 
 void dps_spd_published(void)
 {
+	/* the new ranks' rules are in force: the old ones stop matching */
+	for (unsigned int i = 0; i < L.stale.n; i++) {
+		/* spd_live.c owns the dataplane side of the store's entries */
+		struct dps_store_policy *e = (struct dps_store_policy *)dps_store_policy_get(
+			(uint32_t)(uintptr_t)L.stale.v[i]);
+
+		if (e != NULL && stale_live(e)) {
+			stale_store(e, NULL);
+			e->stale_gen = 0;
+		}
+	}
+	L.stale.n = 0;
+	L.gen++;
 	for (unsigned int i = 0; i < L.dead_pol.n; i++)
 		free(L.dead_pol.v[i]);
 	for (unsigned int i = 0; i < L.dead_mem.n; i++)
@@ -854,6 +943,7 @@ void dps_spd_fini(void)
 		dp_recent_free(L.dead_rec.v[i]);
 	free(L.dead_pol.v);
 	free(L.dead_mem.v);
+	free(L.stale.v);
 	free(L.dead_rec.v);
 	if (L.pub != L.table)
 		free(L.pub);
@@ -869,4 +959,5 @@ void dps_spd_fini(void)
 	dp_acl_set_put(L.set);
 	memset(&L, 0, sizeof(L));
 	L.full = true;
+	L.gen = 1;
 }

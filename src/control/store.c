@@ -450,6 +450,7 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 	e = &dps_store.pol[dps_store.n_pol++];
 	e->dp = NULL;
 	e->build_id = 0;
+	e->stale_gen = 0;
 	e->p = *p;
 	e->origin = origin;
 	e->seq = ++dps_store.next_seq;

@@ -46,6 +46,13 @@ struct dps_store_policy {
 	bool in_recent;
 	uint32_t build_ix; /* its rule's place in the build under way ... */
 	uint32_t build_id; /* ... of this number (0: none) */
+	/* After a change of rank, the rule of the old rank, which keeps matching
+	 * (with the policy's verdict) until the new one is published: its slot and
+	 * recent entry, valid in the generation @stale_gen of spd_live.c (0: none) */
+	uint32_t stale_slot;
+	uint32_t stale_rix;
+	bool stale_recent;
+	uint32_t stale_gen;
 };
 
 /** The system defaults in force (ipsec section, as last loaded or reloaded). */

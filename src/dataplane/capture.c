@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rte_cycles.h>
@@ -49,7 +50,37 @@ static struct {
 	bool armed, open, stop;
 	rte_pcapng_t *png;
 	uint64_t count, written, skipped_base;
+	uint64_t tsc0, ns0, hz; /* the copies' clock: TSC tsc0 was wall-clock ns0 */
 } cap = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/*
+ * rte_pcapng (DPDK 22.11) anchors its TSC-to-time conversion at the first
+ * one it makes, at that moment; the first copy of a process was taken by a
+ * worker before the control thread converts it, its TSC lies behind the
+ * anchor, and it and every later timestamp come out 2^64 cycles (some 220
+ * years at 2.6 GHz) ahead. dpsecd anchors its own clock when it starts and
+ * writes each block's timestamp itself.
+ */
+static void clock_anchor(void)
+{
+	struct timespec ts;
+	uint64_t t = rte_rdtsc();
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	cap.tsc0 = t + (rte_rdtsc() - t) / 2;
+	cap.ns0 = (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+	cap.hz = rte_get_tsc_hz();
+}
+
+static uint64_t tsc_to_ns(uint64_t tsc)
+{
+	uint64_t d = tsc - cap.tsc0;
+
+	if ((int64_t)d < 0) /* another core's TSC a hair behind the anchor */
+		d = 0;
+	/* d % hz < 2^33: times 10^9 stays below 2^64 */
+	return cap.ns0 + d / cap.hz * NS_PER_S + d % cap.hz * NS_PER_S / cap.hz;
+}
 
 int dp_cap_init(void)
 {
@@ -69,6 +100,7 @@ int dp_cap_init(void)
 			   8),
 		SOCKET_ID_ANY);
 	cap.ring = rte_ring_create("dps_cap", CAP_RING_SIZE, SOCKET_ID_ANY, RING_F_SC_DEQ);
+	clock_anchor();
 	if (cap.pool == NULL || cap.wpool == NULL || cap.ring == NULL) {
 		DP_LOG(ERR, "capture pool or ring: %s", rte_strerror(rte_errno));
 		return -1;
@@ -342,8 +374,18 @@ static void write_one(struct rte_mbuf *c)
 				    : RTE_PCAPNG_DIRECTION_IN);
 	if (b == NULL)
 		return;
-	if (epb_comment(b, text) == 0 && rte_pcapng_write_packets(cap.png, &b, 1) > 0)
-		cap.written++;
+	if (epb_comment(b, text) == 0) {
+		/* the Enhanced Packet Block's timestamp (pcapng §4.3), in the
+		 * interface's nanoseconds, host order as the whole file */
+		uint64_t ns = tsc_to_ns(md->tsc);
+		uint32_t hi = (uint32_t)(ns >> 32), lo = (uint32_t)ns;
+		uint8_t *p = rte_pktmbuf_mtod(b, uint8_t *);
+
+		memcpy(p + 12, &hi, 4);
+		memcpy(p + 16, &lo, 4);
+		if (rte_pcapng_write_packets(cap.png, &b, 1) > 0)
+			cap.written++;
+	}
 	rte_pktmbuf_free(b);
 }
 

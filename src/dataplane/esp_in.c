@@ -75,29 +75,58 @@ static bool esp_len_ok(const struct dp_sa *sa, const struct rte_mbuf *m)
 	return ct >= 2 && ct % sa->block == 0;
 }
 
-static void sad_keys(struct rte_mbuf **m, uint16_t n, int v6, union rte_ipsec_sad_key *k,
-		     const union rte_ipsec_sad_key **kp)
+/* rte_ipsec_sad's key of the packet whose IP header is @ip, its ESP header @esp. */
+static inline void sad_key(const uint8_t *ip, const uint8_t *esp, int v6,
+			   union rte_ipsec_sad_key *k)
 {
-	for (uint16_t i = 0; i < n; i++) {
-		const uint8_t *ip = rte_pktmbuf_mtod_offset(m[i], uint8_t *, RTE_ETHER_HDR_LEN);
-		const uint8_t *esp = ip + m[i]->l3_len;
-
-		if (v6) {
-			memcpy(&k[i].v6.spi, esp, 4);
-			memcpy(k[i].v6.dip, ip + 24, 16);
-			memcpy(k[i].v6.sip, ip + 8, 16);
-		} else {
-			memcpy(&k[i].v4.spi, esp, 4);
-			memcpy(&k[i].v4.dip, ip + 16, 4);
-			memcpy(&k[i].v4.sip, ip + 12, 4);
-		}
-		kp[i] = &k[i];
+	if (v6) {
+		memcpy(&k->v6.spi, esp, 4);
+		memcpy(k->v6.dip, ip + 24, 16);
+		memcpy(k->v6.sip, ip + 8, 16);
+	} else {
+		memcpy(&k->v4.spi, esp, 4);
+		memcpy(&k->v4.dip, ip + 16, 4);
+		memcpy(&k->v4.sip, ip + 12, 4);
 	}
 }
 
-/* Keep only ESP: absorb keepalives, send IKE to the kernel, drop runts. */
+/*
+ * rte_ipsec_sad_lookup() hashes each key in each of its three tables (SPI;
+ * SPI and destination; SPI, destination and source) and compares keys with
+ * memcmp: a third of an inbound 64 B packet's cost. A burst from one peer is
+ * mostly runs of one SA: each run of equal keys is looked up once.
+ */
+static void sad_lookup_runs(const struct rte_ipsec_sad *sad, const union rte_ipsec_sad_key *k,
+			    void **sa, uint16_t n, int v6)
+{
+	const union rte_ipsec_sad_key *uk[DP_MAX_BURST];
+	void *us[DP_MAX_BURST];
+	uint8_t run[DP_MAX_BURST];
+	uint16_t nu = 0;
+
+	for (uint16_t i = 0; i < n; i++) {
+		bool same = i > 0 && (v6 ? memcmp(&k[i].v6, &k[i - 1].v6, sizeof(k->v6)) == 0
+					 : memcmp(&k[i].v4, &k[i - 1].v4, sizeof(k->v4)) == 0);
+
+		if (!same)
+			uk[nu++] = &k[i];
+		run[i] = nu - 1;
+	}
+	rte_ipsec_sad_lookup(sad, uk, us, nu);
+	for (uint16_t i = 0; i < n; i++)
+		sa[i] = us[run[i]];
+}
+
+/*
+ * Keep only ESP: set AH aside in @ah (ah.c takes it), absorb keepalives, send
+ * IKE to the kernel, drop runts. For what stays, in the same pass: its SAD
+ * key, and what the SA's finish needs of the ESP header, which lib/ipsec
+ * strips: the length, to tell a bad trailer from a replay (in_failure()),
+ * and the sequence number, for dpsec's anti-replay verdict
+ * (dp_esp_in_replay()).
+ */
 static uint16_t esp_only(struct dp_worker *w, uint16_t port, struct rte_mbuf **pkts, uint16_t n,
-			 int v6)
+			 int v6, struct rte_mbuf **ah, uint16_t *nah, union rte_ipsec_sad_key *keys)
 {
 	uint16_t k = 0;
 
@@ -105,15 +134,21 @@ static uint16_t esp_only(struct dp_worker *w, uint16_t port, struct rte_mbuf **p
 		struct rte_mbuf *m = pkts[i];
 		const uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, RTE_ETHER_HDR_LEN);
 		uint8_t proto = v6 ? ip[6] : ip[9];
+		struct dp_meta *mt = dp_meta(m);
+		const uint8_t *esp;
 
-		dp_meta(m)->natt_sport = 0;
+		if (proto == IPPROTO_AH || (v6 && (proto == 0 || proto == 43 || proto == 60))) {
+			ah[(*nah)++] = m;
+			continue;
+		}
+		mt->natt_sport = 0;
 		if (proto == IPPROTO_UDP) {
 			const uint8_t *udp = ip + (v6 ? sizeof(struct rte_ipv6_hdr)
 						      : rte_ipv4_hdr_len((const void *)ip));
 
 			/* The outer source port before the UDP header goes (NAT mapping changes).
 			 */
-			dp_meta(m)->natt_sport = (uint16_t)(udp[0] << 8 | udp[1]);
+			mt->natt_sport = (uint16_t)(udp[0] << 8 | udp[1]);
 			switch (natt_decap(m, v6)) {
 			case NATT_KEEPALIVE:
 				dp_drop(w, port, m, DP_CNT_natt_keepalive);
@@ -127,8 +162,8 @@ static uint16_t esp_only(struct dp_worker *w, uint16_t port, struct rte_mbuf **p
 				continue;
 			case NATT_ESP:
 				ip = rte_pktmbuf_mtod_offset(m, uint8_t *, RTE_ETHER_HDR_LEN);
-				dp_meta(m)->natt_src_off = (uint16_t)(ip + (v6 ? 8 : 12) -
-								      (const uint8_t *)m->buf_addr);
+				mt->natt_src_off = (uint16_t)(ip + (v6 ? 8 : 12) -
+							      (const uint8_t *)m->buf_addr);
 				break;
 			}
 		}
@@ -136,12 +171,16 @@ static uint16_t esp_only(struct dp_worker *w, uint16_t port, struct rte_mbuf **p
 						    v6 ? sizeof(struct rte_ipv6_hdr)
 						       : rte_ipv4_hdr_len((const void *)ip),
 						    0, 0, 0, 0, 0);
-		dp_meta(m)->outer_ecn = v6 ? (ip[1] >> 4) & 3 : ip[1] & 3;
+		mt->outer_ecn = v6 ? (ip[1] >> 4) & 3 : ip[1] & 3;
 		if (rte_pktmbuf_pkt_len(m) < (uint32_t)m->l2_len + m->l3_len + ESP_HDR_LEN) {
 			dp_drop_note(w, port, m, DP_DROP_malformed, NULL);
 			dp_drop(w, port, m, DP_CNT_drop_esp_malformed);
 			continue;
 		}
+		esp = ip + m->l3_len;
+		sad_key(ip, esp, v6, &keys[k]);
+		mt->pre_len = rte_pktmbuf_pkt_len(m);
+		mt->esp_seq = rte_be_to_cpu_32(((const struct rte_esp_hdr *)esp)->seq);
 		pkts[k++] = m;
 	}
 	return k;
@@ -151,35 +190,24 @@ void dp_esp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 	       struct rte_mbuf **pkts, uint16_t n, int v6)
 {
 	union rte_ipsec_sad_key keys[DP_MAX_BURST];
-	const union rte_ipsec_sad_key *kp[DP_MAX_BURST];
 	void *sa[DP_MAX_BURST];
 	struct rte_mbuf *grp[DP_MAX_BURST];
 	struct rte_mbuf *ah[DP_MAX_BURST];
 	struct dp_sa *cur = NULL;
-	uint16_t ng = 0, nah = 0, k = 0;
+	uint16_t ng = 0, nah = 0;
 
 	/* IPComp (ipcomp.c) and AH (ah.c) have their own entries */
 	if (s->ipsec->sad[DP_SAD_IPCOMP + v6] != NULL)
 		n = dp_ipcomp_in(w, s, port, pkts, n, v6);
-	for (uint16_t i = 0; i < n; i++) {
-		const uint8_t *ip = rte_pktmbuf_mtod_offset(pkts[i], uint8_t *, RTE_ETHER_HDR_LEN);
-		uint8_t proto = v6 ? ip[6] : ip[9];
-
-		if (proto == IPPROTO_AH || (v6 && (proto == 0 || proto == 43 || proto == 60)))
-			ah[nah++] = pkts[i];
-		else
-			pkts[k++] = pkts[i];
-	}
+	n = esp_only(w, port, pkts, n, v6, ah, &nah, keys);
 	if (nah)
 		dp_ah_in(w, s, port, ah, nah, v6);
-	n = esp_only(w, port, pkts, k, v6);
 	if (n == 0)
 		return;
-	sad_keys(pkts, n, v6, keys, kp);
 	if (s->ipsec->sad[v6] == NULL)
 		memset(sa, 0, sizeof(sa[0]) * n);
 	else
-		rte_ipsec_sad_lookup(s->ipsec->sad[v6], kp, sa, n);
+		sad_lookup_runs(s->ipsec->sad[v6], keys, sa, n, v6);
 	/* Runs of packets of one SA go to it together, in arrival order. */
 	for (uint16_t i = 0; i < n; i++) {
 		struct dp_sa *x = sa[i];
@@ -205,24 +233,13 @@ void dp_esp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 		dp_xform_run(w, s, cur, grp, ng);
 }
 
-/*
- * Remember the length, to tell a bad trailer from a replay (in_failure()),
- * and the sequence number, which lib/ipsec strips with the ESP header before
- * the anti-replay verdict (dp_esp_in_replay()).
- */
+/* The length and sequence number were taken with the SAD key (esp_only()). */
 static uint16_t esp_inb_prepare(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb,
 				uint16_t n)
 {
 	(void)w;
 	(void)sa;
-	for (uint16_t i = 0; i < n; i++) {
-		struct rte_mbuf *m = mb[i];
-		const struct rte_esp_hdr *esp =
-			rte_pktmbuf_mtod_offset(m, struct rte_esp_hdr *, m->l2_len + m->l3_len);
-
-		dp_meta(m)->pre_len = rte_pktmbuf_pkt_len(m);
-		dp_meta(m)->esp_seq = rte_be_to_cpu_32(esp->seq);
-	}
+	(void)mb;
 	return n;
 }
 
@@ -309,8 +326,12 @@ static inline enum dp_sa_counter inner_l2(struct rte_mbuf *m, int *v6, const boo
 		ip = (uint8_t *)(eth + 1);
 	}
 	eth->dst_addr = dp.ports[dp.port_of_eth[m->port]].mac;
-	if (!*v6)
+	if (!*v6) {
 		dp_ip4_cksum_set((struct rte_ipv4_hdr *)ip);
+		/* just computed: the input stage need not check it again */
+		m->ol_flags =
+			(m->ol_flags & ~RTE_MBUF_F_RX_IP_CKSUM_MASK) | RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+	}
 	return DP_SA_CNT_MAX;
 }
 
@@ -363,8 +384,9 @@ static inline void esp_inb_finish(struct dp_worker *w, struct dp_sa *sa, struct 
 				  uint16_t k, uint16_t n, const bool tunnel, const bool ecn)
 {
 	struct dp_stages *st = &w->st;
+	const bool natt = sa->udp_encap;
+	uint16_t na = st->n_again, good = 0;
 	uint64_t bytes = 0;
-	uint16_t good = 0;
 
 	for (uint16_t i = k; i < n; i++)
 		dp_sa_fail(w, sa, &mb[i], 0, 1, in_failure(mb[i]));
@@ -374,19 +396,20 @@ static inline void esp_inb_finish(struct dp_worker *w, struct dp_sa *sa, struct 
 		enum dp_sa_counter bad;
 		int v6;
 
-		if (sa->udp_encap)
+		if (natt)
 			natt_seen(w, sa, mb[i]);
 		bad = inner_l2(mb[i], &v6, tunnel, ecn);
-		if (unlikely(bad != DP_SA_CNT_MAX || st->n_again == DP_MAX_BURST)) {
+		if (unlikely(bad != DP_SA_CNT_MAX || na == DP_MAX_BURST)) {
 			dp_sa_fail(w, sa, &mb[i], 0, 1,
 				   bad != DP_SA_CNT_MAX ? bad : DP_SA_CNT_drop_other);
 			continue;
 		}
 		bytes += rte_pktmbuf_pkt_len(mb[i]) - RTE_ETHER_HDR_LEN;
 		dp_meta_via_push(dp_meta(mb[i]), sa);
-		st->again[st->n_again++] = mb[i];
+		st->again[na++] = mb[i];
 		good++;
 	}
+	st->n_again = na;
 	dp_sa_count(sa, w->id, DP_SA_CNT_packets, good);
 	dp_sa_count(sa, w->id, DP_SA_CNT_bytes, bytes);
 }

@@ -71,6 +71,28 @@ static inline void outer4_fix(struct rte_mbuf *m, const bool copy_df)
 }
 
 /*
+ * The outer IPv4 header of a tunnel SA: lib/ipsec has just written it in
+ * pieces (its template, then length, id and TOS), and a wide load across
+ * those stores stalls until they retire (no store-to-load forwarding): the
+ * checksum takes the constant fields' sum from the SA (sa->tun4_sum) and
+ * reads each changing field alone (RFC 1071: summed as raw words).
+ */
+static inline void outer4_tun_fix(const struct dp_sa *sa, struct rte_mbuf *m, const bool copy_df)
+{
+	struct rte_ipv4_hdr *ip =
+		rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, RTE_ETHER_HDR_LEN);
+	uint64_t sum;
+
+	if (copy_df && dp_meta(m)->df)
+		ip->fragment_offset |= rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+	sum = (uint64_t)sa->tun4_sum + ((uint32_t)ip->type_of_service << 8) + ip->total_length +
+	      ip->packet_id + ip->fragment_offset;
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	ip->hdr_checksum = (uint16_t)~sum;
+}
+
+/*
  * RFC 3948 in transport mode, which lib/ipsec 22.11 only does for tunnels:
  * a UDP header goes between the IP header and ESP.
  */
@@ -121,8 +143,8 @@ static inline void udp6_cksum(struct rte_mbuf *m)
  */
 static inline void esp_outb_finish(struct dp_worker *w, const struct dp_snapshot *s,
 				   struct dp_sa *sa, struct rte_mbuf **mb, uint16_t k, uint16_t n,
-				   const bool v4, const bool copy_df, const bool trs_udp,
-				   const bool udp6)
+				   const bool v4, const bool tun4, const bool copy_df,
+				   const bool trs_udp, const bool udp6)
 {
 	const struct dp_nexthop *nh;
 	const struct dp_neigh *neigh;
@@ -158,7 +180,9 @@ static inline void esp_outb_finish(struct dp_worker *w, const struct dp_snapshot
 			dp_drop(w, in, m, DP_CNT_drop_mtu);
 			continue;
 		}
-		if (v4)
+		if (tun4)
+			outer4_tun_fix(sa, m, copy_df);
+		else if (v4)
 			outer4_fix(m, copy_df);
 		else if (udp6)
 			udp6_cksum(m);
@@ -182,22 +206,25 @@ static inline void esp_outb_finish(struct dp_worker *w, const struct dp_snapshot
 		dp_xform_bundle_next(w, s, sa, mb, nn);
 }
 
-#define ESP_OUTB_FINISH(name, v4, copy_df, trs_udp, udp6)                                          \
+#define ESP_OUTB_FINISH(name, v4, tun4, copy_df, trs_udp, udp6)                                    \
 	static void name(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,       \
 			 struct rte_mbuf **mb, uint16_t k, uint16_t n)                             \
 	{                                                                                          \
-		esp_outb_finish(w, s, sa, mb, k, n, v4, copy_df, trs_udp, udp6);                   \
+		esp_outb_finish(w, s, sa, mb, k, n, v4, tun4, copy_df, trs_udp, udp6);             \
 	}
 
-ESP_OUTB_FINISH(esp_outb_ip4_finish, true, false, false, false)
-ESP_OUTB_FINISH(esp_outb_tun4_copydf_finish, true, true, false, false)
-ESP_OUTB_FINISH(esp_outb_trs4_udp_finish, true, false, true, false)
-ESP_OUTB_FINISH(esp_outb_ip6_finish, false, false, false, false)
-ESP_OUTB_FINISH(esp_outb_tun6_udp_finish, false, false, false, true)
-ESP_OUTB_FINISH(esp_outb_trs6_udp_finish, false, false, true, true)
+ESP_OUTB_FINISH(esp_outb_tun4_finish, true, true, false, false, false)
+ESP_OUTB_FINISH(esp_outb_trs4_finish, true, false, false, false, false)
+ESP_OUTB_FINISH(esp_outb_tun4_copydf_finish, true, true, true, false, false)
+ESP_OUTB_FINISH(esp_outb_trs4_udp_finish, true, false, false, true, false)
+ESP_OUTB_FINISH(esp_outb_ip6_finish, false, false, false, false, false)
+ESP_OUTB_FINISH(esp_outb_tun6_udp_finish, false, false, false, false, true)
+ESP_OUTB_FINISH(esp_outb_trs6_udp_finish, false, false, false, true, true)
 
-static const struct dp_xform_ops esp_outb_ip4 = {.prepare = esp_outb_prepare,
-						 .finish = esp_outb_ip4_finish};
+static const struct dp_xform_ops esp_outb_tun4 = {.prepare = esp_outb_prepare,
+						  .finish = esp_outb_tun4_finish};
+static const struct dp_xform_ops esp_outb_trs4 = {.prepare = esp_outb_prepare,
+						  .finish = esp_outb_trs4_finish};
 static const struct dp_xform_ops esp_outb_tun4_copydf = {.prepare = esp_outb_copydf_prepare,
 							 .finish = esp_outb_tun4_copydf_finish};
 static const struct dp_xform_ops esp_outb_trs4_udp = {.prepare = esp_outb_prepare,
@@ -216,9 +243,11 @@ const struct dp_xform_ops *dp_esp_out_ops(const struct dp_sa *sa)
 	/* copy_df only in tunnel mode over IPv4 (dp_sa_create) */
 	if (v4 && sa->copy_df)
 		return &esp_outb_tun4_copydf;
+	if (v4 && sa->mode == DPS_MODE_TUNNEL) /* lib/ipsec adds any UDP header */
+		return &esp_outb_tun4;
 	if (!sa->udp_encap)
-		return v4 ? &esp_outb_ip4 : &esp_outb_ip6;
+		return v4 ? &esp_outb_trs4 : &esp_outb_ip6;
 	if (sa->mode == DPS_MODE_TUNNEL)
-		return v4 ? &esp_outb_ip4 : &esp_outb_tun6_udp; /* lib/ipsec adds the UDP header */
+		return &esp_outb_tun6_udp; /* lib/ipsec adds the UDP header */
 	return v4 ? &esp_outb_trs4_udp : &esp_outb_trs6_udp;
 }

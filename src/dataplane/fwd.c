@@ -39,17 +39,14 @@ static inline const void *ip_dst(struct rte_mbuf *m, int v6)
 	return rte_pktmbuf_mtod_offset(m, uint8_t *, RTE_ETHER_HDR_LEN + (v6 ? 24 : 16));
 }
 
-/* ESP (protocol 50) or ESP-in-UDP on one of the NAT-T ports, for the gateway. */
-static inline bool is_esp(const struct dp_ipsec *ipsec, struct rte_mbuf *m, int v6)
+/* is_esp() for the protocols other than ESP and AH. */
+static __rte_noinline bool is_esp_other(const struct dp_ipsec *ipsec, struct rte_mbuf *m, int v6,
+					uint8_t proto)
 {
 	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, RTE_ETHER_HDR_LEN);
 	uint32_t hl = v6 ? sizeof(struct rte_ipv6_hdr) : rte_ipv4_hdr_len((const void *)ip);
-	uint8_t proto = v6 ? ((const struct rte_ipv6_hdr *)ip)->proto
-			   : ((const struct rte_ipv4_hdr *)ip)->next_proto_id;
 	const struct rte_udp_hdr *udp = (const void *)(ip + hl);
 
-	if (proto == IPPROTO_ESP || proto == IPPROTO_AH)
-		return true;
 	if (v6 && (proto == 0 || proto == 43 || proto == 60)) /* AH after extension headers */
 		return dp_ah_off6(ip, rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN) != 0;
 	/* IPComp, and the IP-in-IP of an IPComp tunnel's peer (its uncompressed
@@ -67,6 +64,18 @@ static inline bool is_esp(const struct dp_ipsec *ipsec, struct rte_mbuf *m, int 
 		if (udp->dst_port == ipsec->natt_ports[i])
 			return true;
 	return false;
+}
+
+/* ESP (protocol 50) or ESP-in-UDP on one of the NAT-T ports, for the gateway;
+ * also AH, IPComp. ESP and AH, the common case, are told here inline. */
+static __rte_always_inline bool is_esp(const struct dp_ipsec *ipsec, struct rte_mbuf *m, int v6)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, RTE_ETHER_HDR_LEN);
+	uint8_t proto = v6 ? ip[6] : ip[9];
+
+	if (proto == IPPROTO_ESP || proto == IPPROTO_AH)
+		return true;
+	return is_esp_other(ipsec, m, v6, proto);
 }
 
 /* ESP (or ESP-in-UDP), AH or IPComp whose ipsec.*_enable is off. */
@@ -117,49 +126,47 @@ static inline bool next_layer(struct rte_mbuf *m)
 }
 
 /*
- * Hand the classified packets to the stages after this one: ESP for the
- * gateway to its inbound SAs (whole: RFC 4303 §3.4.1, fragments are
- * reassembled first), the rest for the gateway and what is forwarded to the
- * policy stage. A decrypted packet is taken for IPsec again only as the next
- * layer of a bundle (next_layer()).
+ * Hand a classified packet to the stages after this one: ESP for the gateway
+ * to its inbound SAs (whole: RFC 4303 §3.4.1, fragments are reassembled
+ * first), the rest for the gateway and what is forwarded to the policy stage.
+ * A decrypted packet is taken for IPsec again only as the next layer of a
+ * bundle (next_layer()). Called in the same pass as the route's class, with
+ * the burst's invariants (@ipsec, @active) read once by the caller.
  */
-static void sort_out(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, int v6,
-		     struct rte_mbuf **pkts, const struct dp_nexthop **nh, const uint8_t *cls,
-		     uint16_t n, bool decrypted)
+static __rte_always_inline void sort_out(struct dp_worker *w, const struct dp_ipsec *ipsec,
+					 uint16_t in, int v6, struct rte_mbuf *m,
+					 const struct dp_nexthop *nh, uint8_t cls, uint16_t slot,
+					 const bool decrypted, const bool active)
 {
-	const struct dp_ipsec *ipsec = s->ipsec;
 	struct dp_stages *st = &w->st;
 
-	for (uint16_t i = 0; i < n; i++) {
-		switch (cls[i]) {
-		case C_DONE:
-			continue;
-		case C_FWD:
-			to_burst_keyed(st, &st->fwd, pkts[i], nh[i], v6, i, ipsec->active);
-			continue;
-		case C_LOCAL_ESP:
-			if (decrypted && !next_layer(pkts[i]))
-				break;
-			if (unlikely(ipsec->proto_off) && proto_off(ipsec, pkts[i], v6)) {
-				dp_drop_note(w, in, pkts[i], DP_DROP_proto_off, NULL);
-				dp_drop(w, in, pkts[i], DP_CNT_drop_proto_off);
-				continue;
-			}
-			if (!ipsec->active)
-				break;
-			if (unlikely(dp_is_fragment(pkts[i], v6)) &&
-			    (pkts[i] = dp_reasm(w, in, pkts[i], v6)) == NULL)
-				continue;
-			if (is_esp(ipsec, pkts[i], v6)) {
-				if (!decrypted)
-					dp_meta(pkts[i])->n_via = 0;
-				st->esp[st->n_esp++] = pkts[i];
-				continue;
-			}
+	switch (cls) {
+	case C_DONE:
+		return;
+	case C_FWD:
+		to_burst_keyed(st, &st->fwd, m, nh, v6, slot, active);
+		return;
+	case C_LOCAL_ESP:
+		if (decrypted && !next_layer(m))
 			break;
+		if (unlikely(ipsec->proto_off) && proto_off(ipsec, m, v6)) {
+			dp_drop_note(w, in, m, DP_DROP_proto_off, NULL);
+			dp_drop(w, in, m, DP_CNT_drop_proto_off);
+			return;
 		}
-		to_burst_keyed(st, &st->local, pkts[i], nh[i], v6, i, ipsec->active);
+		if (!active)
+			break;
+		if (unlikely(dp_is_fragment(m, v6)) && (m = dp_reasm(w, in, m, v6)) == NULL)
+			return;
+		if (is_esp(ipsec, m, v6)) {
+			if (!decrypted)
+				dp_meta(m)->n_via = 0;
+			st->esp[st->n_esp++] = m;
+			return;
+		}
+		break;
 	}
+	to_burst_keyed(st, &st->local, m, nh, v6, slot, active);
 }
 
 /* Strip Ethernet padding so pkt_len matches the IP length. */
@@ -249,13 +256,37 @@ static inline uint8_t route_class(struct dp_worker *w, uint16_t in, struct rte_m
 	return C_FWD;
 }
 
+/* The route, class and sorting of the @k packets that passed the checks,
+ * in one pass; specialised for received and decrypted sub-bursts. */
+static __rte_always_inline void route4(struct dp_worker *w, const struct dp_snapshot *s,
+				       uint16_t in, struct rte_mbuf **pkts, const uint32_t *dst,
+				       const uint64_t *nhi, uint16_t k, const bool decrypted)
+{
+	const struct dp_ipsec *ipsec = s->ipsec;
+	const bool active = ipsec->active;
+	const struct dp_nexthop *nhs = s->routes->nh;
+
+	for (uint16_t i = 0; i < k; i++) {
+		struct rte_mbuf *m = pkts[i];
+		struct rte_ipv4_hdr *ip =
+			rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, RTE_ETHER_HDR_LEN);
+		const struct dp_nexthop *nh = &nhs[nhi[i]];
+		uint8_t cls = route_class(w, in, m, nh, &ip->time_to_live,
+					  dst[i] == UINT32_MAX || (dst[i] >> 28) == 0xe);
+
+		if (cls == C_FWD) {
+			ttl_decrement(ip);
+			dp_count(w, in, DP_CNT_fwd_ipv4);
+		}
+		sort_out(w, ipsec, in, 0, m, nh, cls, i, decrypted, active);
+	}
+}
+
 void dp_fwd_input4(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
 		   struct rte_mbuf **pkts, uint16_t n, bool decrypted)
 {
 	uint32_t dst[DP_MAX_BURST];
 	uint64_t nhi[DP_MAX_BURST];
-	const struct dp_nexthop *nh[DP_MAX_BURST];
-	uint8_t cls[DP_MAX_BURST];
 	uint16_t k = 0;
 
 	for (uint16_t i = 0; i < n; i++) {
@@ -273,19 +304,10 @@ void dp_fwd_input4(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in
 	if (k == 0)
 		return;
 	rte_fib_lookup_bulk(s->routes->fib4, dst, nhi, k);
-	for (uint16_t i = 0; i < k; i++) {
-		struct rte_ipv4_hdr *ip =
-			rte_pktmbuf_mtod_offset(pkts[i], struct rte_ipv4_hdr *, RTE_ETHER_HDR_LEN);
-
-		nh[i] = &s->routes->nh[nhi[i]];
-		cls[i] = route_class(w, in, pkts[i], nh[i], &ip->time_to_live,
-				     dst[i] == UINT32_MAX || (dst[i] >> 28) == 0xe);
-		if (cls[i] == C_FWD) {
-			ttl_decrement(ip);
-			dp_count(w, in, DP_CNT_fwd_ipv4);
-		}
-	}
-	sort_out(w, s, in, 0, pkts, nh, cls, k, decrypted);
+	if (decrypted)
+		route4(w, s, in, pkts, dst, nhi, k, true);
+	else
+		route4(w, s, in, pkts, dst, nhi, k, false);
 }
 
 static inline bool is_nd(struct rte_mbuf *m, const struct rte_ipv6_hdr *ip6)
@@ -297,13 +319,34 @@ static inline bool is_nd(struct rte_mbuf *m, const struct rte_ipv6_hdr *ip6)
 	       (icmp[0] == ICMP6_ND_NS || icmp[0] == ICMP6_ND_NA);
 }
 
+static __rte_always_inline void route6(struct dp_worker *w, const struct dp_snapshot *s,
+				       uint16_t in, struct rte_mbuf **pkts, const uint64_t *nhi,
+				       uint16_t k, const bool decrypted)
+{
+	const struct dp_ipsec *ipsec = s->ipsec;
+	const bool active = ipsec->active;
+	const struct dp_nexthop *nhs = s->routes->nh;
+
+	for (uint16_t i = 0; i < k; i++) {
+		struct rte_mbuf *m = pkts[i];
+		struct rte_ipv6_hdr *ip6 =
+			rte_pktmbuf_mtod_offset(m, struct rte_ipv6_hdr *, RTE_ETHER_HDR_LEN);
+		const struct dp_nexthop *nh = &nhs[nhi[i]];
+		uint8_t cls = route_class(w, in, m, nh, &ip6->hop_limits, false);
+
+		if (cls == C_FWD) {
+			ip6->hop_limits--;
+			dp_count(w, in, DP_CNT_fwd_ipv6);
+		}
+		sort_out(w, ipsec, in, 1, m, nh, cls, i, decrypted, active);
+	}
+}
+
 void dp_fwd_input6(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
 		   struct rte_mbuf **pkts, uint16_t n, bool decrypted)
 {
 	uint8_t dst[DP_MAX_BURST][RTE_FIB6_IPV6_ADDR_SIZE];
 	uint64_t nhi[DP_MAX_BURST];
-	const struct dp_nexthop *nh[DP_MAX_BURST];
-	uint8_t cls[DP_MAX_BURST];
 	uint16_t k = 0;
 
 	for (uint16_t i = 0; i < n; i++) {
@@ -331,18 +374,10 @@ void dp_fwd_input6(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in
 	if (k == 0)
 		return;
 	rte_fib6_lookup_bulk(s->routes->fib6, dst, nhi, k);
-	for (uint16_t i = 0; i < k; i++) {
-		struct rte_ipv6_hdr *ip6 =
-			rte_pktmbuf_mtod_offset(pkts[i], struct rte_ipv6_hdr *, RTE_ETHER_HDR_LEN);
-
-		nh[i] = &s->routes->nh[nhi[i]];
-		cls[i] = route_class(w, in, pkts[i], nh[i], &ip6->hop_limits, false);
-		if (cls[i] == C_FWD) {
-			ip6->hop_limits--;
-			dp_count(w, in, DP_CNT_fwd_ipv6);
-		}
-	}
-	sort_out(w, s, in, 1, pkts, nh, cls, k, decrypted);
+	if (decrypted)
+		route6(w, s, in, pkts, nhi, k, true);
+	else
+		route6(w, s, in, pkts, nhi, k, false);
 }
 
 void dp_fwd_originated(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,

@@ -435,6 +435,9 @@ static inline bool in_l2(struct rte_mbuf *m, uint16_t eth_port, const bool tunne
 			return false;
 		eth->src_addr = (struct rte_ether_addr){0};
 		eth->ether_type = rte_cpu_to_be_16(v6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
+		/* The inner header nobody summed (the uncompressed IP-in-IP keeps
+		 * the mbuf an ESP layer may have marked): the input stage checks it. */
+		m->ol_flags &= ~RTE_MBUF_F_RX_IP_CKSUM_MASK;
 	} else {
 		eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	}

@@ -257,21 +257,38 @@ static inline const void *ip_dst(struct rte_mbuf *m, int v6)
 	return rte_pktmbuf_mtod_offset(m, uint8_t *, RTE_ETHER_HDR_LEN + (v6 ? 24 : 16));
 }
 
+/*
+ * A burst mostly goes to few neighbours: a packet to the same next hop as
+ * the one before (the same gateway, or on-link the same destination) takes
+ * its neighbour without a hash lookup. Within one loop of the worker the
+ * answer cannot change (dp_output_peer()).
+ */
 void dp_output_clear(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, int v6)
 {
 	struct dp_burst *b = &w->st.clear;
 	int family = v6 ? AF_INET6 : AF_INET;
+	size_t alen = v6 ? 16 : 4;
+	const struct dp_nexthop *last = NULL;
+	const struct dp_neigh *neigh = NULL;
+	uint8_t last_dst[16];
 
 	(void)s;
 	for (uint16_t i = 0; i < b->n; i++) {
 		struct rte_mbuf *m = b->m[i];
 		const struct dp_nexthop *nh = b->nh[i];
+		const void *dst;
 
-		if (nh == NULL) /* from the gateway's kernel: out of its port */
+		if (nh == NULL) { /* from the gateway's kernel: out of its port */
 			dp_tx(w, dp.ports[in].eth_id, m);
-		else
-			dp_output_to(w, in, m, nh, neigh_of(nh, family, ip_dst(m, v6)), family,
-				     ip_dst(m, v6));
+			continue;
+		}
+		dst = ip_dst(m, v6);
+		if (nh != last || (nh->type != DP_NH_GATEWAY && memcmp(dst, last_dst, alen) != 0)) {
+			last = nh;
+			memcpy(last_dst, dst, alen);
+			neigh = neigh_of(nh, family, dst);
+		}
+		dp_output_to(w, in, m, nh, neigh, family, dst);
 	}
 	b->n = 0;
 }

@@ -91,22 +91,15 @@ static inline void to_burst(struct dp_burst *b, struct rte_mbuf *m, const struct
 	b->key[b->n++] = key;
 }
 
-void dp_policy_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, int v6,
-		  bool decrypted)
+/* The inbound check of the sub-bursts for the gateway and to be forwarded;
+ * specialised for received and decrypted sub-bursts. */
+static __rte_always_inline void policy_in(struct dp_worker *w, const struct dp_spd *spd,
+					  uint16_t in, int v6, const bool decrypted)
 {
 	struct dp_stages *st = &w->st;
-	const struct dp_spd *spd = s->ipsec->spd;
 	/* the capture's in-clear point: decrypted packets that passed */
 	const bool cap = decrypted && w->cap != NULL;
 
-	if (!s->ipsec->active) {
-		for (uint16_t i = 0; i < st->local.n; i++)
-			dp_punt(w, in, st->local.m[i]);
-		for (uint16_t i = 0; i < st->fwd.n; i++)
-			to_burst(&st->clear, st->fwd.m[i], st->fwd.nh[i], NULL);
-		st->local.n = st->fwd.n = 0;
-		return;
-	}
 	/* the input stage made their keys (fwd.c: sort_out) */
 	dp_spd_lookup(spd, v6, DP_SPD_IN, st->local.key, st->pol, st->local.n);
 	for (uint16_t i = 0; i < st->local.n; i++)
@@ -125,6 +118,25 @@ void dp_policy_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in,
 			to_burst(&st->out, st->fwd.m[i], st->fwd.nh[i], st->fwd.key[i]);
 		}
 	st->local.n = st->fwd.n = 0;
+}
+
+void dp_policy_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, int v6,
+		  bool decrypted)
+{
+	struct dp_stages *st = &w->st;
+
+	if (!s->ipsec->active) {
+		for (uint16_t i = 0; i < st->local.n; i++)
+			dp_punt(w, in, st->local.m[i]);
+		for (uint16_t i = 0; i < st->fwd.n; i++)
+			to_burst(&st->clear, st->fwd.m[i], st->fwd.nh[i], NULL);
+		st->local.n = st->fwd.n = 0;
+		return;
+	}
+	if (decrypted)
+		policy_in(w, s->ipsec->spd, in, v6, true);
+	else
+		policy_in(w, s->ipsec->spd, in, v6, false);
 }
 
 /*

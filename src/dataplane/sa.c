@@ -75,6 +75,25 @@ static uint32_t tun_template(struct tun_hdr *h, const struct dps_sa *c)
 	return sizeof(h->eth) + sizeof(h->v6);
 }
 
+/* The raw 16-bit words of the outer IPv4 template without the fields lib/ipsec
+ * or the finish set per packet (TOS, length, id, flags): esp_out.c adds those. */
+static uint32_t tun4_sum(const struct rte_ipv4_hdr *tmpl)
+{
+	struct rte_ipv4_hdr ip = *tmpl;
+	uint16_t w[sizeof(ip) / 2];
+	uint32_t sum = 0;
+
+	ip.type_of_service = 0;
+	ip.total_length = 0;
+	ip.packet_id = 0;
+	ip.fragment_offset = 0;
+	ip.hdr_checksum = 0;
+	memcpy(w, &ip, sizeof(w));
+	for (unsigned int i = 0; i < RTE_DIM(w); i++)
+		sum += w[i];
+	return sum;
+}
+
 static void fill_prm(struct rte_ipsec_sa_prm *prm, const struct dps_sa *c,
 		     const struct dp_xforms *x, struct tun_hdr *h, int inner_family, bool ecn)
 {
@@ -312,6 +331,8 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 		goto made;
 	}
 	fill_prm(&prm, cfg, &x, &h, sa->inner_family, sa->ecn);
+	if (cfg->mode == DPS_MODE_TUNNEL && cfg->dst.family == AF_INET)
+		sa->tun4_sum = tun4_sum(&h.v4);
 	sz = rte_ipsec_sa_size(&prm);
 	if (sz < 0) {
 		snprintf(err, errlen, "lib/ipsec refused the SA parameters: %s", rte_strerror(-sz));

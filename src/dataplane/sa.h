@@ -126,6 +126,9 @@ struct dp_sa {
 	volatile uint64_t first_use_ms;
 	uint8_t dst[16];   /* outbound: where the ESP packets go (cfg.dst) */
 	uint16_t overhead; /* outbound: bytes added besides padding and trailer (mtu.h) */
+	/* Out, tunnel over IPv4: the one's complement sum (raw 16-bit words) of
+	 * the outer header's constant fields, for its checksum (esp_out.c) */
+	uint32_t tun4_sum;
 	uint8_t outer_family;
 	uint8_t mode;	   /* cfg.mode */
 	bool sync;	   /* CPU crypto, else the worker's cryptodev queue pair */

@@ -36,7 +36,8 @@ static int sa_table(const struct dp_sa *sa)
 	return (sa->cfg.proto == DPS_PROTO_IPCOMP ? DP_SAD_IPCOMP : 0) + sa_v6(sa);
 }
 
-/* An IPComp tunnel SA is also found by its peer's uncompressed IP-in-IP. */
+/* An IPComp tunnel SA is also found by its peer's uncompressed IP-in-IP;
+ * of two SAs of one peer (a rekey), the one added last. */
 static bool sa_ipip(const struct dp_sa *sa)
 {
 	return sa->cfg.proto == DPS_PROTO_IPCOMP && sa->cfg.mode == DPS_MODE_TUNNEL;
@@ -96,8 +97,15 @@ static int sa_del(struct rte_ipsec_sad *sad, struct dp_sa *sa)
 	sa_key(sa, &k, false);
 	rc = rte_ipsec_sad_del(sad, &k, sa_type(sa));
 	if (sa_ipip(sa)) {
+		const union rte_ipsec_sad_key *kp = &k;
+		void *owner = NULL;
+
+		/* A rekey's new SA of the same peer took the IP-in-IP over when it
+		 * was added (rte_ipsec_sad_add replaces): it keeps it. */
 		sa_key(sa, &k, true);
-		rc2 = rte_ipsec_sad_del(sad, &k, RTE_IPSEC_SAD_SPI_DIP_SIP);
+		rte_ipsec_sad_lookup(sad, &kp, &owner, 1);
+		if (owner == sa)
+			rc2 = rte_ipsec_sad_del(sad, &k, RTE_IPSEC_SAD_SPI_DIP_SIP);
 	}
 	return rc != 0 && rc != -ENOENT ? rc : rc2 != -ENOENT ? rc2 : 0;
 }

@@ -356,41 +356,6 @@ void dp_spd_free(struct dp_spd *spd)
 	free(spd);
 }
 
-static inline void l4_ports(uint8_t proto, const uint8_t *l4, uint32_t avail, uint16_t *sport,
-			    uint16_t *dport)
-{
-	*sport = 0;
-	*dport = 0;
-	if ((proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP) && avail >= 4) {
-		memcpy(sport, l4, 2);
-		memcpy(dport, l4 + 2, 2);
-	} else if ((proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) && avail >= 2) {
-		/* PF_KEY convention: ICMP type in the source port, code in the destination. */
-		*sport = rte_cpu_to_be_16(l4[0]);
-		*dport = rte_cpu_to_be_16(l4[1]);
-	}
-}
-
-void dp_spd_key4(struct dp_acl4_key *k, const struct rte_ipv4_hdr *ip, uint32_t l3_len)
-{
-	uint32_t hl = rte_ipv4_hdr_len(ip);
-	bool first_frag = (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK)) == 0;
-
-	k->proto = ip->next_proto_id;
-	k->src = ip->src_addr;
-	k->dst = ip->dst_addr;
-	l4_ports(k->proto, (const uint8_t *)ip + hl, first_frag ? l3_len - hl : 0, &k->sport,
-		 &k->dport);
-}
-
-void dp_spd_key6(struct dp_acl6_key *k, const struct rte_ipv6_hdr *ip6, uint32_t l3_len)
-{
-	k->proto = ip6->proto;
-	memcpy(k->src, ip6->src_addr, 16);
-	memcpy(k->dst, ip6->dst_addr, 16);
-	l4_ports(k->proto, (const uint8_t *)(ip6 + 1), l3_len - sizeof(*ip6), &k->sport, &k->dport);
-}
-
 /* The best live main rule for @key when the classifier's answer was deleted:
  * the rules are in rank order, so the first live match (fwd policies first
  * in the fwd context). Only until the next build drops the deleted ones. */
@@ -500,14 +465,14 @@ struct dp_recent *dp_recent_grow(const struct dp_recent *r)
 	return g;
 }
 
-/* The best live recent rule for @key in context @c, if better than @best. */
-static inline void recent_best(const struct dp_recent *r, int v6, enum dp_spd_ctx c,
+/* The best live recent rule for @key in context @c, if better than @best;
+ * @n_len: the index's count of lengths, read once per burst. */
+static inline void recent_best(const struct dp_recent *r, uint32_t n_len, int v6, enum dp_spd_ctx c,
 			       const uint8_t *key, const struct dp_rule *best,
 			       const struct dp_policy **pol)
 {
 	const uint8_t *dst = v6 ? ((const struct dp_acl6_key *)key)->dst
 				: (const uint8_t *)&((const struct dp_acl4_key *)key)->dst;
-	uint32_t n_len = __atomic_load_n(&r->n_len, __ATOMIC_ACQUIRE);
 
 	for (unsigned int l = 0; l < n_len; l++) {
 		unsigned int len = r->lens[l];
@@ -535,15 +500,32 @@ void dp_spd_lookup(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx, const 
 {
 	const struct rte_acl_ctx *acl = spd->acl[v6][ctx];
 	const struct dp_recent *recent = spd->recent[v6];
-	uint32_t r[DP_MAX_BURST];
+	uint32_t r[DP_MAX_BURST], n_len;
 
-	if (acl != NULL) {
-		rte_acl_classify(acl, keys, r, n, 1);
-	} else if (recent == NULL) { /* no policy of this family and direction */
+	if (n == 0)
+		return;
+	/* The recent policies' lengths, once for the burst (a length is
+	 * written before the count, release): a burst sees the index of one
+	 * moment, and an empty one costs no test per packet. */
+	n_len = recent != NULL ? __atomic_load_n(&recent->n_len, __ATOMIC_ACQUIRE) : 0;
+	if (acl == NULL && n_len == 0) { /* no policy of this family and direction */
 		memset(res, 0, n * sizeof(res[0]));
 		return;
-	} else {
+	}
+	if (acl != NULL)
+		rte_acl_classify(acl, keys, r, n, 1);
+	else
 		memset(r, 0, n * sizeof(r[0]));
+	if (n_len == 0) { /* the main classifiers alone: one load per packet */
+		for (uint16_t i = 0; i < n; i++) {
+			const struct dp_policy *p = NULL;
+
+			if (r[i] && unlikely((p = __atomic_load_n(&spd->slot[r[i] - 1],
+								  __ATOMIC_ACQUIRE)) == NULL))
+				main_scan(spd, v6, ctx, keys[i], &p);
+			res[i] = p;
+		}
+		return;
 	}
 	for (uint16_t i = 0; i < n; i++) {
 		const struct dp_rule *best = NULL;
@@ -556,8 +538,7 @@ void dp_spd_lookup(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx, const 
 			else
 				best = main_scan(spd, v6, ctx, keys[i], &p);
 		}
-		if (recent != NULL)
-			recent_best(recent, v6, ctx, keys[i], best, &p);
+		recent_best(recent, n_len, v6, ctx, keys[i], best, &p);
 		res[i] = p;
 	}
 }
@@ -570,7 +551,7 @@ static bool addr_eq(const struct dps_addr *a, const struct dps_addr *b)
 				    : memcmp(&a->v6, &b->v6, sizeof(a->v6)) == 0;
 }
 
-static int req_accepts(const struct dps_ipsec_req *r, const struct dp_sa *sa)
+static __rte_always_inline int req_accepts(const struct dps_ipsec_req *r, const struct dp_sa *sa)
 {
 	if (r->proto != sa->cfg.proto || r->mode != sa->cfg.mode)
 		return 0;

@@ -9,6 +9,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
+
+#include <netinet/in.h>
 
 #include <rte_ip.h>
 #include <rte_mbuf.h>
@@ -173,10 +176,46 @@ bool dp_rule_in_ctx(const struct dp_rule *r, enum dp_spd_ctx ctx);
 /** True if rule @r matches key @key of its family. */
 bool dp_rule_match(const struct dp_rule *r, const uint8_t *key);
 
-/** Fill an IPv4 key from the IP header at @ip (L4 ports or ICMP type/code if present). */
-void dp_spd_key4(struct dp_acl4_key *k, const struct rte_ipv4_hdr *ip, uint32_t l3_len);
+static inline void dp_spd_l4_ports(uint8_t proto, const uint8_t *l4, uint32_t avail,
+				   uint16_t *sport, uint16_t *dport)
+{
+	*sport = 0;
+	*dport = 0;
+	if ((proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP) && avail >= 4) {
+		memcpy(sport, l4, 2);
+		memcpy(dport, l4 + 2, 2);
+	} else if ((proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) && avail >= 2) {
+		/* PF_KEY convention: ICMP type in the source port, code in the destination. */
+		*sport = rte_cpu_to_be_16(l4[0]);
+		*dport = rte_cpu_to_be_16(l4[1]);
+	}
+}
+
+/** Fill an IPv4 key from the IP header at @ip (L4 ports or ICMP type/code if
+ * present). Inline: the input stage makes one per packet. */
+static inline void dp_spd_key4(struct dp_acl4_key *k, const struct rte_ipv4_hdr *ip,
+			       uint32_t l3_len)
+{
+	uint32_t hl = rte_ipv4_hdr_len(ip);
+	bool first_frag = (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK)) == 0;
+
+	k->proto = ip->next_proto_id;
+	k->src = ip->src_addr;
+	k->dst = ip->dst_addr;
+	dp_spd_l4_ports(k->proto, (const uint8_t *)ip + hl, first_frag ? l3_len - hl : 0, &k->sport,
+			&k->dport);
+}
+
 /** Fill an IPv6 key. */
-void dp_spd_key6(struct dp_acl6_key *k, const struct rte_ipv6_hdr *ip6, uint32_t l3_len);
+static inline void dp_spd_key6(struct dp_acl6_key *k, const struct rte_ipv6_hdr *ip6,
+			       uint32_t l3_len)
+{
+	k->proto = ip6->proto;
+	memcpy(k->src, ip6->src_addr, 16);
+	memcpy(k->dst, ip6->dst_addr, 16);
+	dp_spd_l4_ports(k->proto, (const uint8_t *)(ip6 + 1), l3_len - sizeof(*ip6), &k->sport,
+			&k->dport);
+}
 
 /**
  * Classify @n keys of family @v6 against context @ctx: @res[i] is the

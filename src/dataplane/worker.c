@@ -58,19 +58,35 @@ static void ip_stages(struct dp_worker *w, const struct dp_snapshot *s, uint16_t
 }
 
 /* The decrypted packets of the last stages' run, as new sub-bursts of one
- * port and family each (an SA's packets arrive on one port). Their inner
- * packets are never taken for ESP again, so this ends. */
+ * port and family each. Their inner packets are never taken for ESP again,
+ * so this ends. The stages may decrypt more (a bundle's next layer) into
+ * w->st.again while a sub-burst runs: the run's packets are copied out first. */
 static void refeed(struct dp_worker *w, const struct dp_snapshot *s)
 {
-	struct rte_mbuf *v[2][DP_MAX_BURST];
+	struct rte_mbuf *a[DP_MAX_BURST], *v[2][DP_MAX_BURST];
 
 	while (w->st.n_again) {
-		uint16_t n = w->st.n_again, nv[2] = {0, 0};
-		uint16_t port = dp.port_of_eth[w->st.again[0]->port];
+		uint16_t n = w->st.n_again, nv[2] = {0, 0}, i;
+		uint16_t eth = w->st.again[0]->port, port;
+		rte_be16_t type =
+			rte_pktmbuf_mtod(w->st.again[0], struct rte_ether_hdr *)->ether_type;
 
+		memcpy(a, w->st.again, n * sizeof(a[0]));
 		w->st.n_again = 0;
-		for (uint16_t i = 0; i < n; i++) {
-			struct rte_mbuf *m = w->st.again[i];
+		/* The common case, one SA's or one port's packets of one family:
+		 * one sub-burst as it is */
+		for (i = 1; i < n; i++)
+			if (a[i]->port != eth ||
+			    rte_pktmbuf_mtod(a[i], struct rte_ether_hdr *)->ether_type != type)
+				break;
+		if (likely(i == n)) {
+			ip_stages(w, s, dp.port_of_eth[eth], type == RTE_BE16(RTE_ETHER_TYPE_IPV6),
+				  a, n, true);
+			continue;
+		}
+		port = dp.port_of_eth[eth];
+		for (i = 0; i < n; i++) {
+			struct rte_mbuf *m = a[i];
 			int v6 = rte_pktmbuf_mtod(m, struct rte_ether_hdr *)->ether_type ==
 				 RTE_BE16(RTE_ETHER_TYPE_IPV6);
 			uint16_t p = dp.port_of_eth[m->port];

@@ -40,7 +40,7 @@
  *   send() returns, so a client may poll for it only briefly (OpenBSD's iked: poll(fd, 1, 1), then
  *   "no reply from PF_KEY", which at start-up makes it exit). dpsecd answers from its control
  *   thread, which a loaded machine may not run within a millisecond. A poll() of exactly one fd
- *   for input with 0 < timeout < DPSEC_PFKEY_REPLY_WAIT_MS (default 500, 0 disables) on a socket
+ *   for input with 0 < timeout < DPSEC_PFKEY_REPLY_WAIT_MS (default 5000, 0 disables) on a socket
  *   connected to dpsecd's path waits up to DPSEC_PFKEY_REPLY_WAIT_MS instead; it still returns as
  *   soon as the reply is there. The fd need not be one this process created: iked's parent opens
  *   the socket and passes it to its ikev2 process (getpeername() tells). Polls of several fds,
@@ -78,7 +78,7 @@
 #define PFK_BACKOFF_MIN_MS  20
 #define PFK_BACKOFF_MAX_MS  1000
 #define PFK_CONNECT_WAIT_MS 5000
-#define PFK_REPLY_WAIT_MS   500
+#define PFK_REPLY_WAIT_MS   5000
 
 /* The fortified entry points, declared here because glibc only declares them under
  * _FORTIFY_SOURCE. */

@@ -42,6 +42,7 @@
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "dataplane/icmp.h"
+#include "dataplane/imb.h"
 #include "dataplane/port.h"
 #include "dataplane/sa.h"
 #include "dataplane/worker.h"
@@ -99,6 +100,7 @@ static void teardown(void)
 	dps_store_fini();
 	dp_compress_fini();
 	dp_crypto_fini();
+	dp_imb_fini();
 	dp_stop();
 	rte_eal_cleanup();
 	dps_config_free(&cfg);
@@ -113,9 +115,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	if (dps_config_load(path ? path : DPS_FUZZ_CONFIG, &cfg, err, sizeof(err)) < 0)
 		fail(err);
-	/* DPS_FUZZ_ASYNC=1: the cryptodev queue path instead of CPU crypto. */
+	/* DPS_FUZZ_ASYNC=1: the cryptodev queue path instead of CPU crypto;
+	 * DPS_FUZZ_CRYPTODEV=1: AES-GCM on the device, not the native engine. */
 	if (getenv("DPS_FUZZ_ASYNC"))
 		cfg.crypto.cpu_crypto = false;
+	if (getenv("DPS_FUZZ_ASYNC") || getenv("DPS_FUZZ_CRYPTODEV"))
+		cfg.crypto.engine = DPS_ENGINE_CRYPTODEV;
 	dps_eal_args_build(&eal, &cfg, (*argv)[0]);
 	if (rte_eal_init(eal.argc, eal.argv) < 0)
 		fail("EAL initialisation failed");
@@ -123,7 +128,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (dp_logtype < 0)
 		dp_logtype = RTE_LOGTYPE_USER1;
 	if (dp_init(&cfg) < 0 || dp_crypto_init(&cfg.crypto, cfg.n_workers) < 0 ||
-	    dp_compress_init(&cfg.compress, cfg.n_workers) < 0)
+	    dp_imb_init(cfg.n_workers) < 0 || dp_compress_init(&cfg.compress, cfg.n_workers) < 0)
 		fail("dataplane initialisation failed");
 	if (dps_store_init(&cfg, err, sizeof(err)) < 0)
 		fail(err);

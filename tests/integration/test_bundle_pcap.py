@@ -559,3 +559,33 @@ def test_pmtu_counts_every_layer_of_the_bundle(pmtu_run, b):
             if raw(e[ICMPv6PacketTooBig].payload)[:48] == big[:48]:
                 errors.append(e[ICMPv6PacketTooBig].mtu)
     assert errors == [max(bundle_max_ip(b), 1280 if b.fam == 6 else 0)], [Ether(f).summary() for f in r.lan_out]
+
+
+class InnerCksumRun(PcapRun):
+    """The [ipcomp, esp] IPv4 tunnel: an inner packet sent without IPComp (RFC
+    3173 2.2: IP-in-IP inside ESP) whose header checksum is wrong, between two
+    good ones. ESP's finish marks the header it recomputed (the outer one, in
+    transport mode) as checked; the inner one IPComp exposes was not."""
+
+    def __init__(self, workdir):
+        b = self.b = next(x for x in TUNNELS if x.kind == "ipcomp-esp" and x.fam == 4)
+        cfg = base_config(workdir, "cpu")
+        cfg["compress"] = {"min_size": 64}
+        cfg["sas"] += b.sas()
+        cfg["policies"] += b.policies()
+        self.good = [b.peer_packet(INCOMPRESSIBLE, 3000 + k) for k in range(2)]
+        bad = bytearray(b.peer_packet(INCOMPRESSIBLE, 3002))
+        bad[10] ^= 0x5a                                   # the IPv4 header checksum
+        wan = [b.wire_in(self.good[0], 1, compress=False),
+               b.wire_in(bytes(bad), 2, compress=False),
+               b.wire_in(self.good[1], 3, compress=False)]
+        super().__init__(workdir, cfg, [], wan)
+
+
+def test_inner_header_checksum_checked_after_uncompressed_ipip(tmp_path_factory):
+    r = InnerCksumRun(tmp_path_factory.mktemp("bundle-inner-cksum"))
+    assert r.error is None and r.rc == 0, r.error or r.log
+    eth = raw(Ether(src=LAN_MAC, dst=HOST_MAC, type=0x800))
+    assert sorted(r.lan_out) == sorted(eth + forwarded(p) for p in r.good), r.log
+    assert r.stats["wan"]["drop_bad_cksum"] == 1, r.stats["wan"]
+    assert r.sa(r.b.spi["in"])["packets"] == 3

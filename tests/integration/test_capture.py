@@ -139,6 +139,10 @@ def inbound_capture(gw, point):
     without = dict(cfg, sas=[s for s in cfg["sas"] if s["direction"] != "in"])
     reload(d, without)
     d.wait_for(lambda: t.spi_in not in ids(d, t)[1], what="inbound SA removed")
+    # ... and gone from the workers' snapshot too (published after the store
+    # changed): wan's ESP now meets no SA
+    n = d.port_stats()["wan"]["drop_unknown_spi"]
+    d.wait_for(lambda: d.port_stats()["wan"]["drop_unknown_spi"] > n, what="the workers without the SA")
     out = f"{workdir}/{point}.pcapng"
     proc = subprocess.Popen([DPSECCTL, "-p", d.prefix, "capture", "--point", point, "-c", "3", "-w", out],
                             stderr=subprocess.PIPE)
@@ -180,5 +184,8 @@ def test_rate_bounds_the_copies_and_counts_the_skipped(gw):
     assert m, p.stderr
     written, skipped = int(m.group(1)), int(m.group(2))
     assert written == len(pkts)
-    assert 20 <= written <= 20 * elapsed + 2, (written, elapsed)
+    # at most the rate (the upper bound is the point); at least a quarter of the
+    # 40 it allows, so a bucket that starves the capture fails too (the worker
+    # itself may be starved of CPU for part of the 2 s on a loaded machine)
+    assert 10 <= written <= 20 * elapsed + 2, (written, elapsed)
     assert skipped > 10 * written, skipped

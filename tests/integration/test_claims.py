@@ -185,7 +185,8 @@ def openssl_run(tmp_path_factory):
     tunnels = [P.Tunnel(61, "aes-gcm-128", n_out=3, n_in=3),
                P.Tunnel(62, "aes-cbc-128", "hmac-sha2-256-128", n_out=3, n_in=3)]
     cfg = P.base_config(wd)
-    cfg["crypto"] = {"devices": ["crypto_openssl"]}
+    # AES-GCM on the device too, not the native engine (crypto.engine's default)
+    cfg["crypto"] = {"devices": ["crypto_openssl"], "engine": "cryptodev"}
     for t in tunnels:
         cfg["sas"] += t.sas()
         cfg["policies"] += t.policies()

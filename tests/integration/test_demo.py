@@ -83,6 +83,8 @@ def test_first_tunnel_ping_in_the_clear_beside_its_esp(demo):
     esp = raw(w[UDP].payload)
     # RFC 3948 2.2: ESP in UDP, SPI then sequence number; the SA's first packet
     assert int.from_bytes(esp[:4], "big") == spi and int.from_bytes(esp[4:8], "big") == 1
+    # the same moment: dpsecd's timestamp beside the kernel's on gateway B
+    assert abs(float(clear[0].time) - float(w.time)) < 1, (clear[0].time, w.time)
     # the ping's 84 bytes inside: the ESP is the clear packet plus at most header, IV, padding, ICV
     assert len(raw(clear[0][IP])) + 8 + 8 + 2 <= len(esp) <= len(raw(clear[0][IP])) + 8 + 8 + 2 + 3 + 16
     s = section(out, "enc(4): the first ping through the tunnel")

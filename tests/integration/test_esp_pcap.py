@@ -338,9 +338,14 @@ def find_sa(sas, spi, dst=None):
     return found[0]
 
 
-def base_config(workdir, path="cpu", extra_addrs=(), ipsec=None):
+def base_config(workdir, path="cpu", extra_addrs=(), ipsec=None, cpu=None):
     """path: "cpu" (CPU crypto) or "async" (the queue) on crypto_aesni_mb, or
-    "native" (dpsec's own AES-GCM over intel-ipsec-mb, the rest on CPU crypto)."""
+    "native" (dpsec's own AES-GCM over intel-ipsec-mb, the rest on CPU crypto).
+    cpu (a bool, also accepted in path's place) says which of the first two."""
+    if isinstance(path, bool):
+        cpu, path = path, "cpu"
+    if cpu is not None:
+        path = "cpu" if cpu else "async"
     cfg = {
         "log_level": "info",
         "ports": [

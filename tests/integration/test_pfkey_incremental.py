@@ -189,3 +189,42 @@ def test_inbound_sa_decrypts_the_next_packets(gw):
         time.sleep(0.1)
     assert sas_by_spi(gw)[0x9001]["packets"] == 30
     assert gw.port_stats()["wan"]["drop_unknown_spi"] == 0
+
+
+FLOOD = r"""
+import socket, sys, time
+dst, secs = sys.argv[1], float(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+end, i = time.time() + secs, 0
+while time.time() < end:
+    s.sendto(b"plaintext-%08d" % i, (dst, 9000))
+    i += 1
+print(i, flush=True)
+"""
+
+
+def test_policy_priority_update_never_lets_its_traffic_out_in_clear(gw):
+    """strongSwan turns its trap policies into the CHILD_SA's with an SPDUPDATE that
+    changes only their priority (and back when the CHILD_SA goes). Another priority is
+    another rule: the new one is in force when the reply comes, and the old one must
+    keep matching until then; a moment with neither would send the policy's traffic
+    under def_policy (bypass: in clear). Unpaced traffic through a hundred updates,
+    every packet ESP of the SA."""
+    q = gw.client()
+    assert q.request(out_policy(level=K.LEVEL_REQUIRE, priority=2000)).errno == 0
+    assert q.request(K.gcm_add(0x8101, GW_WAN, HOST_B, 5, KEY, replay=0)).errno == 0
+    sh(["ping", "-c", "1", "-W", "2", "10.9.1.5"], ns=gw.ha, check=False)  # ARP for host B
+    dump, cap = capture(gw)
+    tx = subprocess.Popen(["ip", "netns", "exec", gw.ha, "/usr/bin/python3", "-c", FLOOD, "10.9.1.5",
+                           "6"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    for i in range(100):
+        prio = 1000 if i % 2 == 0 else 2000
+        assert q.request(out_policy(level=K.LEVEL_REQUIRE, mtype=K.SPDUPDATE, priority=prio)).errno == 0
+        time.sleep(0.02)
+    sent = int(tx.communicate(timeout=30)[0])
+    wire = stop(dump, cap)
+    clear = cleartext(wire)
+    assert not clear, f"{len(clear)} of {sent} packets left in clear, the first: {clear[0].summary()}"
+    esp = sas_by_spi(gw)[0x8101]["packets"]
+    assert esp > sent // 2, (esp, sent)

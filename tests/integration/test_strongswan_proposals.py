@@ -14,8 +14,10 @@ PROPOSALS is the table of scenarios: one row per CHILD_SA configuration
 (swanctl.conf keys), the IPsec protocols dpsecd must then hold per direction,
 and the layers each protected packet carries on the wire, outermost first.
 Rows: ah_proposals (AH alone, tunnel, HMAC-SHA2-256-128); compress (ESP
-AES-GCM-128 + IPComp, charon's [ipcomp, esp] bundle), a strict expected
-failure until the bundle defects its reason names are fixed.
+AES-GCM-128 + IPComp, charon's [ipcomp, esp] bundle); ah_ipcomp (AH +
+IPComp, [ipcomp, ah]). With IPComp the pings are compressed (the wire check
+requires some packets with both layers) and the random TCP data is sent
+uncompressed, as IP-in-IP inside the outer layer (RFC 3173 2.2).
 Each row runs the same story (run_row):
 
 * charon A initiates (start_action = start); both charons report the CHILD_SA
@@ -82,10 +84,10 @@ PROPOSALS = [
     # charon's (Linux's) layout: outer IP / ESP (transport) / IPComp (tunnel) / inner IP; a packet
     # that does not shrink goes as IP-in-IP inside the ESP
     Row("compress", {"esp_proposals": "aes128gcm16", "ipcomp": "yes"},
-        protos=("esp", "ipcomp"), layers=[("esp", "ipcomp"), ("esp",)], enc={"esp": "aes-gcm"},
-        defect="[ipcomp, esp] bundle dataplane: uncompressible packets of 1447..1478 bytes are dropped "
-               "(drop_mtu) while the only ICMP PTB says MTU 1478 (1446 fits): TCP stalls; and after a "
-               "CHILD_SA rekey uncompressed packets through the new SAs are drop_policy"),
+        protos=("esp", "ipcomp"), layers=[("esp", "ipcomp"), ("esp",)], enc={"esp": "aes-gcm"}),
+    # AH + IPComp, which charon negotiates too: outer IP / AH (transport) / IPComp (tunnel) / inner IP
+    Row("ah_ipcomp", {"ah_proposals": "sha256", "esp_proposals": None, "ipcomp": "yes"},
+        protos=("ah", "ipcomp"), layers=[("ah", "ipcomp"), ("ah",)], integ={"ah": "hmac-sha2-256-128"}),
     # No AH+ESP row: charon 5.9.8 puts ah_proposals and esp_proposals in one list of alternatives
     # (vici_config.c) and negotiates one protocol per CHILD_SA ("plain AH(+IPComp) SAs only, not
     # ESP+AH bundles", its NEWS): with both it installs ESP alone.
@@ -132,13 +134,14 @@ def sas(d):
 
 
 def ping_all(ns, dst, size, count=5):
-    """count pings or more (-w: iputils keeps sending while replies are late,
-    which a machine shared with busy-polling daemons makes them): every one
-    sent answered, once."""
+    """count echo replies of this size, none duplicated. With -w iputils keeps
+    sending while replies are late (a machine shared with busy-polling daemons
+    makes them seconds late) and exits at the count-th reply: the requests
+    still in flight then are not losses, so only the replies are counted."""
     r = sh(["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-w", "30", "-s", str(size), dst], ns=ns,
            check=False, timeout=60)
     m = re.search(r"(\d+) packets transmitted, (\d+) received", r.stdout)
-    assert m and int(m.group(2)) >= count and m.group(1) == m.group(2) and "duplicates" not in r.stdout, \
+    assert m and int(m.group(2)) >= count and "duplicates" not in r.stdout and "errors" not in r.stdout, \
         f"ping -s {size} {dst} from {ns}:\n{r.stdout}{r.stderr}"
 
 

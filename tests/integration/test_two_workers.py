@@ -232,12 +232,14 @@ def test_hard_packet_and_byte_lifetimes_count_both_workers(tmp_path):
     assert f"SA 0x{keep.spi_out:x}: hard lifetime" not in r.log
 
 
-@pytest.mark.parametrize("cpu", [True, False], ids=["cpu-crypto", "crypto-queue"])
-def test_replay_of_high_window_bits_is_dropped(tmp_path, cpu):
+@pytest.mark.parametrize("path", ["native", "cpu", "async"],
+                         ids=["native", "cpu-crypto", "crypto-queue"])
+def test_replay_of_high_window_bits_is_dropped(tmp_path, path):
     """One worker, in order: packets 1..200, then a copy of every 10th. Every copy is a
     replay inside the window (1024) and must be dropped; with lib/ipsec's window alone the
     ones whose sequence number modulo 64 is 32..63 (41, 51, 61, 101, ...) are forwarded a
-    second time. Both crypto paths: synchronous, and the queue pair polled later."""
+    second time. Every crypto path: the native engine, cryptodev's synchronous CPU crypto,
+    and the queue pair polled later."""
     n = 200
     t = P.Tunnel(1, "aes-gcm-128", n_out=0, n_in=0)
     t.in_inner = [raw(IP(src=P.remote_host(4, 1), dst=P.HOST4, ttl=64) / UDP(sport=3001, dport=4000)
@@ -247,10 +249,11 @@ def test_replay_of_high_window_bits_is_dropped(tmp_path, cpu):
 
     def window(cfg):
         [s for s in cfg["sas"] if s["direction"] == "in"][0]["replay_window"] = 1024
-        cfg["crypto"]["cpu_crypto"] = cpu
+        cfg["crypto"]["cpu_crypto"] = path != "async"
+        cfg["crypto"]["engine"] = "native" if path == "native" else "cryptodev"
     r = Run(tmp_path, [t], {"wan0": t.in_frames + replays}, window)
     assert r.rc == 0, r.log
     twice = sorted({f for f in r.out["lan0"] if r.out["lan0"].count(f) > 1})
     assert not twice, f"{len(twice)} replays forwarded"
-    assert r.sa(t.spi_in)["crypto"] == ("cpu" if cpu else "async")
+    assert r.sa(t.spi_in)["crypto"] == path
     assert r.sa(t.spi_in)["drop_replay"] == len(replays)

@@ -421,7 +421,10 @@ def ping(ns, dst, size=56, count=3, interval=0.05, wait=3, pattern=None, check=T
     """ping from namespace ns; returns the number of replies (asserts all came back).
 
     Uses -w (deadline), not -W: once one reply is in, iputils ping gives the
-    others only two round-trip times, which a busy machine easily exceeds."""
+    others only two round-trip times, which a busy machine easily exceeds.
+    With -w, ping sends until count replies are in: when the round trip
+    exceeds the interval it has sent more, and their replies may come too
+    ("6 received" of count 5); that is not a failure, a duplicate is."""
     deadline = int(count * interval + wait) + 1
     cmd = ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-w", str(deadline), "-s", str(size), dst]
     if pattern:
