@@ -70,9 +70,12 @@ def info(d):
     return json.loads(d.ctl("raw", "/dpsec/info").stdout)["/dpsec/info"]
 
 
-def test_default_configuration_takes_10000_sas_over_pfkey(daemon):
-    d = daemon()
-    assert "crypto" not in d.cfg  # the default: no crypto.sessions
+@pytest.mark.parametrize("engine", ["default", "cryptodev"])
+def test_default_configuration_takes_10000_sas_over_pfkey(daemon, engine):
+    """On the default configuration (AES-GCM then runs on the native engine, which
+    takes no cryptodev session), and with every SA on a cryptodev session."""
+    d = daemon() if engine == "default" else daemon({"crypto": {"engine": "cryptodev"}})
+    assert "sessions" not in d.cfg.get("crypto", {})  # the default: no crypto.sessions
     msgs = [m for i in range(N // 2) for m in tunnel_sas(i)]
     replies = d.client.pipeline(msgs, window=1000, timeout=80)
     refused = [(i, r.errno) for i, r in enumerate(replies) if r.errno]
@@ -82,11 +85,12 @@ def test_default_configuration_takes_10000_sas_over_pfkey(daemon):
     assert all(m.errno == 0 for m in dumped)
     assert {m.ext[K.SA].spi for m in dumped} == want and len(dumped) == N
     st = info(d)
-    assert st["sas"] == N and st["crypto_sessions"] == N
+    assert st["sas"] == N and st["crypto_sessions"] == (0 if engine == "default" else N)
 
 
 def test_full_session_pool_is_enobufs_naming_crypto_sessions(daemon):
-    d = daemon({"crypto": {"sessions": 64}})
+    # the session pool is cryptodev's: the native engine's AES-GCM SAs take none
+    d = daemon({"crypto": {"sessions": 64, "engine": "cryptodev"}})
     msgs = [m for i in range(40) for m in tunnel_sas(i)]  # 80 SAs for 64 sessions
     replies = d.client.pipeline(msgs, window=100)
     errs = [r.errno for r in replies]
