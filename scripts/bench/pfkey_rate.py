@@ -84,6 +84,19 @@ print(len(plain), len(esp), max(plain or [0]), max(esp or [0]))
 """
 
 
+def topology(topo):
+    """Host A (10.1.0.2) -- gateway namespace (two veths dpsecd takes) -- host B (10.2.0.2):
+    (ha, gw, hb) namespaces, host A's veth va, the gateway's lan and wan veths ga, gb."""
+    ha, gw, hb = topo.ns("ha"), topo.ns("gw"), topo.ns("hb")
+    va, ga = topo.link(ha, gw)
+    vb, gb = topo.link(hb, gw)
+    topo.host(ha, va, ["10.1.0.2/24"], ["10.1.0.1"])
+    topo.host(hb, vb, ["10.2.0.2/24"])
+    topo.dataplane_owned(gw, ga)
+    topo.dataplane_owned(gw, gb)
+    return ha, gw, hb, va, ga, gb
+
+
 def config(ga, gb, tag, sock):
     return {
         "log_level": "notice",
@@ -341,13 +354,7 @@ def main():
     work = tempfile.mkdtemp(prefix="dpsec-pfkey-bench-")
     res = {"tunnels": args.tunnels, "window": args.window}
     try:
-        ha, gw, hb = topo.ns("ha"), topo.ns("gw"), topo.ns("hb")
-        va, ga = topo.link(ha, gw)
-        vb, gb = topo.link(hb, gw)
-        topo.host(ha, va, ["10.1.0.2/24"], ["10.1.0.1"])
-        topo.host(hb, vb, ["10.2.0.2/24"])
-        topo.dataplane_owned(gw, ga)
-        topo.dataplane_owned(gw, gb)
+        ha, gw, hb, va, ga, gb = topology(topo)
         sock = os.path.join(work, "pfkey.sock")
         d = Daemon(config(ga, gb, topo.tag, sock), work, ns=gw).start()
         # resolve host B before the flows start: their first datagrams would wait on ARP

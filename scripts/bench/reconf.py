@@ -133,13 +133,7 @@ def main():
     res = {"tunnels": args.tunnels, "reconf": args.reconf, "load": args.load}
     try:
         gen = build_udpgen(work)
-        ha, gw, hb = topo.ns("ha"), topo.ns("gw"), topo.ns("hb")
-        va, ga = topo.link(ha, gw)
-        vb, gb = topo.link(hb, gw)
-        topo.host(ha, va, ["10.1.0.2/24"], ["10.1.0.1"])
-        topo.host(hb, vb, ["10.2.0.2/24"])
-        topo.dataplane_owned(gw, ga)
-        topo.dataplane_owned(gw, gb)
+        ha, gw, hb, va, ga, gb = P.topology(topo)
         sock = os.path.join(work, "pfkey.sock")
         cfg = P.config(ga, gb, topo.tag, sock)
         # the tunnels' peers 100.64.0.0/10 are behind host B

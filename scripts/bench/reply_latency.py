@@ -188,13 +188,7 @@ def main():
     work = tempfile.mkdtemp(prefix="dpsec-latency-bench-")
     xns = f"dpsec-xfrm-lat-{os.getpid()}"
     try:
-        ha, gw, hb = topo.ns("ha"), topo.ns("gw"), topo.ns("hb")
-        va, ga = topo.link(ha, gw)
-        vb, gb = topo.link(hb, gw)
-        topo.host(ha, va, ["10.1.0.2/24"], ["10.1.0.1"])
-        topo.host(hb, vb, ["10.2.0.2/24"])
-        topo.dataplane_owned(gw, ga)
-        topo.dataplane_owned(gw, gb)
+        ha, gw, hb, va, ga, gb = R.topology(topo)
         sock = os.path.join(work, "pfkey.sock")
         d = Daemon(R.config(ga, gb, topo.tag, sock), work, ns=gw).start()
         subprocess.run(["ip", "netns", "add", xns], check=True)
