@@ -63,6 +63,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import gen  # noqa: E402
+from bench import log, run  # noqa: E402
 
 CASE_RE = re.compile(r"^(out|in)-(\d+)-cpu-1sa$")
 IMB_OB = re.compile(r"libIPSec_MB")
@@ -70,17 +71,6 @@ IMB_OB = re.compile(r"libIPSec_MB")
 # CPU-crypto path (aesni_mb_cpu_crypto_process_bulk: IMB_SUBMIT_JOB per op)
 # (submit_job_nocheck_avx2_t1 under valgrind's CPU)
 SUBMIT_FN = re.compile(r"^submit_job(_nocheck)?_(sse|avx|avx2|avx512)[a-z0-9_]*$")
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def run(cmd, timeout=120, check=True):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-    return r
 
 
 # ---- callgrind's output format ----------------------------------------------------------
