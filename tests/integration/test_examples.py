@@ -92,6 +92,25 @@ def i_am_here(fam, addr, mac, to_addr, to_mac):
                / ICMPv6ND_NA(tgt=addr, R=0, S=1, O=1) / ICMPv6NDOptDstLLAddr(lladdr=mac))
 
 
+def pcap_config(ex, workdir):
+    """Example @ex on net_pcap ports: lan and wan read WORKDIR/{LAN,WAN}_IN.pcap and write
+    WORKDIR/{LAN,WAN}_OUT.pcap, no exception TAPs."""
+    cfg = dict(ex)
+    cfg["ports"] = [dict(port(ex, "lan"), exception=False,
+                         device=f"net_pcap0,rx_pcap={workdir}/LAN_IN.pcap,tx_pcap={workdir}/LAN_OUT.pcap"),
+                    dict(port(ex, "wan"), exception=False,
+                         device=f"net_pcap1,rx_pcap={workdir}/WAN_IN.pcap,tx_pcap={workdir}/WAN_OUT.pcap")]
+    return cfg
+
+
+def compressible_pair(lan_host, remote, tag):
+    """The LAN host's IPv4/UDP packet to @remote and @remote's answer, both with a
+    payload that DEFLATE shrinks."""
+    text = tag + b"the same words again and again " * 30
+    return (raw(IP(src=lan_host, dst=remote, ttl=64) / UDP(sport=1234, dport=5678) / Raw(text)),
+            raw(IP(src=remote, dst=lan_host, ttl=64) / UDP(sport=5678, dport=1234) / Raw(text)))
+
+
 def esp_l4(sa, esp):
     """The ESP packet as sent to the gateway: in UDP when the SA says so."""
     enc = sa.get("encap")
@@ -112,11 +131,7 @@ class TunnelExample(P.PcapRun):
         lan_addr, wan_addr = port_addr(ex, "lan", fam), port_addr(ex, "wan", outer)
         self.host, self.remote = host(pol["src"], 5), host(pol["dst"], 7)
         nh = next(r["via"] for r in ex["routes"] if "via" in r and (":" in r["via"]) == (outer == 6))
-        cfg = dict(ex)
-        cfg["ports"] = [dict(port(ex, "lan"), exception=False,
-                             device=f"net_pcap0,rx_pcap={workdir}/LAN_IN.pcap,tx_pcap={workdir}/LAN_OUT.pcap"),
-                        dict(port(ex, "wan"), exception=False,
-                             device=f"net_pcap1,rx_pcap={workdir}/WAN_IN.pcap,tx_pcap={workdir}/WAN_OUT.pcap")]
+        cfg = pcap_config(ex, workdir)
         self.out_inner = raw(l3(fam, src=self.host, dst=self.remote, ttl=64) / UDP(sport=1234, dport=5678)
                              / Raw(b"example/out/" + os.path.basename(path).encode()))
         self.in_inner = raw(l3(fam, src=self.remote, dst=self.host, ttl=64) / UDP(sport=5678, dport=1234)
@@ -204,14 +219,8 @@ class IpcompExample(P.PcapRun):
         lan_addr, wan_addr = port_addr(ex, "lan", 4), port_addr(ex, "wan", 4)
         self.host, self.remote = host(pol["src"], 5), host(pol["dst"], 7)
         nh = next(r["via"] for r in ex["routes"] if "via" in r)
-        cfg = dict(ex)
-        cfg["ports"] = [dict(port(ex, "lan"), exception=False,
-                             device=f"net_pcap0,rx_pcap={workdir}/LAN_IN.pcap,tx_pcap={workdir}/LAN_OUT.pcap"),
-                        dict(port(ex, "wan"), exception=False,
-                             device=f"net_pcap1,rx_pcap={workdir}/WAN_IN.pcap,tx_pcap={workdir}/WAN_OUT.pcap")]
-        text = b"example/ipcomp/" + b"the same words again and again " * 30
-        self.out_inner = raw(IP(src=self.host, dst=self.remote, ttl=64) / UDP(sport=1234, dport=5678) / Raw(text))
-        self.in_inner = raw(IP(src=self.remote, dst=self.host, ttl=64) / UDP(sport=5678, dport=1234) / Raw(text))
+        cfg = pcap_config(ex, workdir)
+        self.out_inner, self.in_inner = compressible_pair(self.host, self.remote, b"example/ipcomp/")
         c = zlib.compressobj(6, zlib.DEFLATED, -15)
         body = struct.pack("!BBH", 4, 0, self.inb["spi"]) + c.compress(self.in_inner) + c.flush()
         wan_in = [i_am_here(4, nh, P.PEER_MAC, wan_addr, P.WAN_MAC),
@@ -259,14 +268,8 @@ class BundleExample(P.PcapRun):
         lan_addr, wan_addr = port_addr(ex, "lan", 4), port_addr(ex, "wan", 4)
         self.host, self.remote = host(pol["src"], 5), host(pol["dst"], 7)
         nh = next(r["via"] for r in ex["routes"] if "via" in r)
-        cfg = dict(ex)
-        cfg["ports"] = [dict(port(ex, "lan"), exception=False,
-                             device=f"net_pcap0,rx_pcap={workdir}/LAN_IN.pcap,tx_pcap={workdir}/LAN_OUT.pcap"),
-                        dict(port(ex, "wan"), exception=False,
-                             device=f"net_pcap1,rx_pcap={workdir}/WAN_IN.pcap,tx_pcap={workdir}/WAN_OUT.pcap")]
-        text = b"example/bundle/" + b"the same words again and again " * 30
-        self.out_inner = raw(IP(src=self.host, dst=self.remote, ttl=64) / UDP(sport=1234, dport=5678) / Raw(text))
-        self.in_inner = raw(IP(src=self.remote, dst=self.host, ttl=64) / UDP(sport=5678, dport=1234) / Raw(text))
+        cfg = pcap_config(ex, workdir)
+        self.out_inner, self.in_inner = compressible_pair(self.host, self.remote, b"example/bundle/")
         c = zlib.compressobj(6, zlib.DEFLATED, -15)
         comp = struct.pack("!BBH", 4, 0, self.comp_in["spi"]) + c.compress(self.in_inner) + c.flush()
         esp = self.sa_in.encrypt(1, comp, 108)
