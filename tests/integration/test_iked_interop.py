@@ -27,12 +27,12 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "peer"))
 
-from dpsec import Daemon, sh  # noqa: E402
+from dpsec import Daemon  # noqa: E402
 from iked import Iked, policy  # noqa: E402
 from strongswan import Charon, ikev2_psk, pfkey_env  # noqa: E402
-from topology import Capture, Netns, TcpTransfer, make_payload, ping  # noqa: E402
-from test_strongswan_e2e import (A, B, GWA, GWB, LAN_A, LAN_B, NET_A, NET_B, Env,  # noqa: E402
-                                 check_wire, dpsecd_config)
+from topology import Capture, Netns, TcpTransfer, ping  # noqa: E402
+from test_strongswan_e2e import (A, B, GWA, GWB, NET_A, NET_B, Env,  # noqa: E402
+                                 check_wire, dpsecd_config, two_sites)
 
 pytestmark = pytest.mark.interop
 
@@ -56,23 +56,8 @@ def vpn(tmp_path_factory):
     e = Env()
     e.net = net
     try:
-        e.ha, e.gwa, e.gwb, e.hb = (net.ns(f"iked14{n}") for n in ("ha", "gwa", "gwb", "hb"))
-        e.a_if, e.lan_if = net.link(e.ha, e.gwa, kernel_off=(e.gwa,))
-        e.wan_if, e.out_if = net.link(e.gwa, e.gwb, kernel_off=(e.gwa,))
-        e.blan_if, e.b_if = net.link(e.gwb, e.hb)
-        net.addrs(e.ha, e.a_if, [A + "/24"])
-        net.addrs(e.hb, e.b_if, [B + "/24"])
-        net.addrs(e.gwb, e.out_if, [GWB + "/24"])
-        net.addrs(e.gwb, e.blan_if, [LAN_B + "/24"])
-        net.forwarding(e.gwb)
-        for ns, gw in ((e.ha, LAN_A), (e.hb, LAN_B)):
-            sh(["ip", "route", "replace", "default", "via", gw], ns=ns)
-        sh(["sysctl", "-qw", "net.ipv6.conf.default.router_solicitations=0"], ns=e.gwa)
-        e.tap_lan, e.tap_wan = f"sl{net.tag}", f"sw{net.tag}"
-        e.dir = tmp_path_factory.mktemp("iked_interop")
-        e.sock = str(e.dir / "pfkey.sock")
-        e.data = str(e.dir / "payload")
-        e.data_sha = make_payload(e.data, TCP_SIZE)
+        two_sites(e, net, [f"iked14{n}" for n in ("ha", "gwa", "gwb", "hb")], "s",
+                  tmp_path_factory.mktemp("iked_interop"), TCP_SIZE)
         cfg = dpsecd_config(e, "iked")
         # between the sites nothing ever leaves in clear, with or without iked's flows: lower
         # priorities win, iked's flows have priority 0

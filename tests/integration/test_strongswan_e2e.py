@@ -83,29 +83,37 @@ def stop_charons(e):
             c.stop()
 
 
+def two_sites(e, net, names, tap, workdir, payload_size):
+    """Site A's host -- gateway A (dpsecd's two veths) -- gateway B (its kernel, a key daemon
+    with userspace ESP) -- site B's host, in namespaces @names of @net; @tap: the first letter
+    of the exception TAPs' names; a random payload of @payload_size bytes in @workdir."""
+    e.ha, e.gwa, e.gwb, e.hb = (net.ns(n) for n in names)
+    e.a_if, e.lan_if = net.link(e.ha, e.gwa, kernel_off=(e.gwa,))
+    e.wan_if, e.out_if = net.link(e.gwa, e.gwb, kernel_off=(e.gwa,))
+    e.blan_if, e.b_if = net.link(e.gwb, e.hb)
+    net.addrs(e.ha, e.a_if, [A + "/24"])
+    net.addrs(e.hb, e.b_if, [B + "/24"])
+    net.addrs(e.gwb, e.out_if, [GWB + "/24"])
+    net.addrs(e.gwb, e.blan_if, [LAN_B + "/24"])
+    net.forwarding(e.gwb)
+    for ns, gw in ((e.ha, LAN_A), (e.hb, LAN_B)):
+        sh(["ip", "route", "replace", "default", "via", gw], ns=ns)
+    sh(["sysctl", "-qw", "net.ipv6.conf.default.router_solicitations=0"], ns=e.gwa)
+    e.tap_lan, e.tap_wan = f"{tap}l{net.tag}", f"{tap}w{net.tag}"
+    e.dir = workdir
+    e.sock = str(e.dir / "pfkey.sock")
+    e.data = str(e.dir / "payload")
+    e.data_sha = make_payload(e.data, payload_size)
+
+
 @pytest.fixture(scope="module")
 def topo(tmp_path_factory):
     net = Netns("ss")
     e = Env()
     e.net = net
     try:
-        e.ha, e.gwa, e.gwb, e.hb = net.ns("ha"), net.ns("gwa"), net.ns("gwb"), net.ns("hb")
-        e.a_if, e.lan_if = net.link(e.ha, e.gwa, kernel_off=(e.gwa,))
-        e.wan_if, e.out_if = net.link(e.gwa, e.gwb, kernel_off=(e.gwa,))
-        e.blan_if, e.b_if = net.link(e.gwb, e.hb)
-        net.addrs(e.ha, e.a_if, [A + "/24"])
-        net.addrs(e.hb, e.b_if, [B + "/24"])
-        net.addrs(e.gwb, e.out_if, [GWB + "/24"])
-        net.addrs(e.gwb, e.blan_if, [LAN_B + "/24"])
-        net.forwarding(e.gwb)
-        for ns, gw in ((e.ha, LAN_A), (e.hb, LAN_B)):
-            sh(["ip", "route", "replace", "default", "via", gw], ns=ns)
-        sh(["sysctl", "-qw", "net.ipv6.conf.default.router_solicitations=0"], ns=e.gwa)
-        e.tap_lan, e.tap_wan = f"sl{net.tag}", f"sw{net.tag}"
-        e.dir = tmp_path_factory.mktemp("strongswan_e2e")
-        e.sock = str(e.dir / "pfkey.sock")
-        e.data = str(e.dir / "payload")
-        e.data_sha = make_payload(e.data, TCP_SIZE)
+        two_sites(e, net, ("ha", "gwa", "gwb", "hb"), "s", tmp_path_factory.mktemp("strongswan_e2e"),
+                  TCP_SIZE)
         yield e
     finally:
         net.close()

@@ -32,7 +32,7 @@ from dpsec import Daemon, sh  # noqa: E402
 from strongswan import Charon, ikev2_psk, pfkey_env  # noqa: E402
 from topology import Netns, TcpTransfer, make_payload, ping  # noqa: E402
 from test_strongswan_e2e import (A, B, GWA, GWB, LAN_A, LAN_B, NET_A, NET_B, Env,  # noqa: E402
-                                 dpsecd_config)
+                                 dpsecd_config, two_sites)
 
 pytestmark = pytest.mark.interop
 
@@ -73,23 +73,8 @@ def topo(tmp_path_factory):
     e = Env()
     e.net = net
     try:
-        e.ha, e.gwa, e.gwb, e.hb = net.ns("ha"), net.ns("gwa"), net.ns("gwb"), net.ns("hb")
-        e.a_if, e.lan_if = net.link(e.ha, e.gwa, kernel_off=(e.gwa,))
-        e.wan_if, e.out_if = net.link(e.gwa, e.gwb, kernel_off=(e.gwa,))
-        e.blan_if, e.b_if = net.link(e.gwb, e.hb)
-        net.addrs(e.ha, e.a_if, [A + "/24"])
-        net.addrs(e.hb, e.b_if, [B + "/24"])
-        net.addrs(e.gwb, e.out_if, [GWB + "/24"])
-        net.addrs(e.gwb, e.blan_if, [LAN_B + "/24"])
-        net.forwarding(e.gwb)
-        for ns, gw in ((e.ha, LAN_A), (e.hb, LAN_B)):
-            sh(["ip", "route", "replace", "default", "via", gw], ns=ns)
-        sh(["sysctl", "-qw", "net.ipv6.conf.default.router_solicitations=0"], ns=e.gwa)
-        e.tap_lan, e.tap_wan = f"xl{net.tag}", f"xw{net.tag}"
-        e.dir = tmp_path_factory.mktemp("strongswan_ext")
-        e.sock = str(e.dir / "pfkey.sock")
-        e.data = str(e.dir / "payload")
-        e.data_sha = make_payload(e.data, 4 << 20)
+        two_sites(e, net, ("ha", "gwa", "gwb", "hb"), "x", tmp_path_factory.mktemp("strongswan_ext"),
+                  4 << 20)
         plugin = ext_plugin(str(e.dir))
         e.binds = {PLUGIN: plugin} if plugin else {}
         yield e
