@@ -18,15 +18,19 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
-from scapy.all import ESP, IP, UDP, rdpcap
+from scapy.all import ESP, ICMP, IP, UDP, Ether
 from scapy.layers.ipsec import AH, SecurityAssociation
 
 import pfkey as K
 from dpsec import Daemon, sh
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "peer"))
+from topology import Capture  # noqa: E402
 
 GW_LAN, GW_WAN, HOST_B = "10.1.0.1", "10.2.0.1", "10.2.0.2"
 KEY = bytes(range(20))  # AES-128 key + 4-byte salt
@@ -400,11 +404,18 @@ def test_policy_add_update_get_dump_delete(gw):
 
 
 def capture(gw):
-    cap = gw.tmp / "wire.pcap"
-    p = subprocess.Popen(["ip", "netns", "exec", gw.hb, "tcpdump", "-i", gw.vb, "-w", str(cap),
-                          "--immediate-mode", "-U", "esp or ah or udp"], stderr=subprocess.DEVNULL)
-    time.sleep(1)
-    return p, cap
+    """tcpdump on host B's link (tests/peer/topology.py's Capture): stop()
+    returns the frames as scapy packets and leaves tcpdump's own counts in
+    .summary, so a gap can be told apart from a frame tcpdump lost."""
+    return WireCapture(gw.hb, gw.vb, str(gw.tmp / "wire.pcap")).start()
+
+
+class WireCapture(Capture):
+    """Host B answers ESP and AH with ICMP errors that quote them: stop()
+    leaves those out."""
+
+    def stop(self):
+        return [p for p in map(Ether, super().stop()) if ICMP not in p]
 
 
 def send_udp(gw, dst, n, gap):
@@ -418,7 +429,7 @@ def test_acquire_on_traffic_without_sa_then_esp_once_keyed(gw):
     q = gw.client()
     pid = q.request(out_policy(level=K.LEVEL_REQUIRE)).ext[K.POLICY].id
     ev.drain()
-    dump, cap = capture(gw)
+    dump = capture(gw)
     sender = send_udp(gw, "10.9.1.5", 400, 0.01)  # 4 s of traffic
     acq = ev.wait_for(lambda m: m.type == K.ACQUIRE)
     t0 = time.time()
@@ -435,13 +446,19 @@ def test_acquire_on_traffic_without_sa_then_esp_once_keyed(gw):
     assert q.request(K.gcm_add(0x8001, GW_WAN, HOST_B, 5, KEY, replay=0)).errno == 0
     assert sender.wait(timeout=30) == 0
     time.sleep(0.5)
-    dump.send_signal(2)
-    dump.wait(timeout=10)
-    wire = rdpcap(str(cap))
+    wire = dump.stop()
     esp = [p for p in wire if ESP in p and p[ESP].spi == 0x8001]
-    assert esp and [p[ESP].seq for p in esp] == list(range(1, len(esp) + 1))
+    seqs = [p[ESP].seq for p in esp]
+    # every sequence number in order; a gap is a failure unless tcpdump says
+    # it lost frames (its own count) and dpsecd sent them all
+    wan = gw.port_stats()["wan"]
+    why = f"tcpdump {dump.summary}, wan {wan}"
+    assert seqs and all(b > a for a, b in zip(seqs, seqs[1:])), why
+    if seqs != list(range(1, len(seqs) + 1)):
+        assert wan["drop_tx_full"] == 0 and seqs[-1] - len(seqs) <= (dump.summary["dropped"] or 0), \
+            f"gaps in {seqs}: {why}"
     assert not [p for p in wire if UDP in p and IP in p and p[IP].dst.startswith("10.9.")]
-    assert sas_by_spi(gw)[0x8001]["packets"] == len(esp)
+    assert sas_by_spi(gw)[0x8001]["packets"] == seqs[-1]
 
 
 def test_expire_soft_then_hard_from_packet_lifetimes(gw):
@@ -566,7 +583,7 @@ def test_restart_brings_back_what_pfkey_installed(gw):
     assert q.request(K.gcm_add(0x8201, GW_WAN, HOST_B, 5, KEY, replay=0, hard=(0, 0, 3600),
                                soft=(0, 0, 3000))).errno == 0
     assert q.request(K.gcm_add(0x8202, HOST_B, GW_WAN, 5, KEY)).errno == 0
-    dump, cap = capture(gw)
+    dump = capture(gw)
     assert send_udp(gw, "10.9.1.5", 30, 0.01).wait(timeout=30) == 0
     gw.wait_for(lambda: sas_by_spi(gw)[0x8201]["packets"] == 30, what="30 packets out")
     q.close()
@@ -582,9 +599,7 @@ def test_restart_brings_back_what_pfkey_installed(gw):
     assert send_udp(gw, "10.9.1.5", 20, 0.01).wait(timeout=30) == 0
     gw.wait_for(lambda: sas_by_spi(gw)[0x8201]["packets"] == 20, what="20 packets out")
     time.sleep(0.5)
-    dump.send_signal(2)
-    dump.wait(timeout=10)
-    seqs = [p[ESP].seq for p in rdpcap(str(cap)) if ESP in p and p[ESP].spi == 0x8201]
+    seqs = [p[ESP].seq for p in dump.stop() if ESP in p and p[ESP].spi == 0x8201]
     # before: 1..30; after: past a margin, so the peer's replay window never sees one again
     assert seqs[:30] == list(range(1, 31))
     assert len(seqs) == 50 and all(b > a for a, b in zip(seqs, seqs[1:])) and seqs[30] > 30 + (1 << 20)
@@ -640,15 +655,13 @@ def test_ah_sa_add_get_dump_traffic_expire_delete(gw):
                     requests=[K.ipsecrequest(51, K.MODE_TUNNEL, K.LEVEL_REQUIRE, 6, (GW_WAN, HOST_B))],
                     priority=1000))
     ev.drain()
-    dump, cap = capture(gw)
+    dump = capture(gw)
     sender = send_udp(gw, "10.9.3.5", 50, 0.01)
     assert sender.wait(timeout=30) == 0
     soft = ev.wait_for(lambda m: m.type == K.EXPIRE)
     assert soft.satype == K.AH and soft.ext[K.SA].spi == 0x8301 and K.LT_SOFT in soft.ext
     time.sleep(0.5)
-    dump.send_signal(2)
-    dump.wait(timeout=10)
-    wire = [p for p in rdpcap(str(cap)) if AH in p and p[AH].spi == 0x8301]
+    wire = [p for p in dump.stop() if AH in p and p[AH].spi == 0x8301]
     assert len(wire) == 50 and [p[AH].seq for p in wire] == list(range(1, 51))
     sa = SecurityAssociation(AH, spi=0x8301, auth_algo="SHA2-256-128", auth_key=AH_KEY,
                              tunnel_header=IP(src=GW_WAN, dst=HOST_B))
