@@ -11,8 +11,9 @@ for an inbound SA (sealed here by scapy, no dpsec code). Meanwhile a PF_KEY
 client deletes both SAs and adds them again, many times. An SA freed while
 one of its operations is in flight would be used after it is freed when the
 operation completes (its session, its counters, its finish): the daemon would
-crash, or ASan report it (DPSEC_BUILD=build-asan-dp, see docs/PERFORMANCE.md,
-issue 12).
+crash (dp_sa_free zeroes the SA), and under ASan (scripts/test.sh runs this
+file with DPSEC_BUILD=build-asan-dp) say where. With the wait taken out of
+dp_snapshot_publish, it does.
 
 Then, from dpsecd's own counters once the traffic is over, every packet a
 policy or an inbound SA took is accounted for: protected and sent, decrypted,
