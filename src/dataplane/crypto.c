@@ -42,10 +42,10 @@ struct dp_crypto dp_crypto;
 
 /* The FIFOs of every worker, one per device, made once: no allocation on
  * the packet path. */
-static int holds_create(unsigned int us)
+static int holds_create(unsigned int us, unsigned int n_workers)
 {
 	dp_crypto.lat_cycles = (uint64_t)us * rte_get_tsc_hz() / US_PER_S;
-	for (unsigned int w = 0; w < dp.n_workers; w++) {
+	for (unsigned int w = 0; w < n_workers; w++) {
 		dp.workers[w].hold = rte_zmalloc("dps_crypto_hold",
 						 dp_crypto.n_devs * sizeof(struct dp_crypto_hold),
 						 RTE_CACHE_LINE_SIZE);
@@ -133,7 +133,7 @@ int dp_crypto_init(const struct dps_crypto_cfg *c, unsigned int n_workers)
 		DP_LOG(INFO, "crypto device %s ready%s", dp_crypto.devs[i].name,
 		       dp_crypto.devs[i].cpu_crypto ? " (CPU crypto)" : "");
 	}
-	return c->queue_latency_us ? holds_create(c->queue_latency_us) : 0;
+	return c->queue_latency_us ? holds_create(c->queue_latency_us, n_workers) : 0;
 }
 
 void dp_crypto_fini(void)
@@ -525,13 +525,13 @@ static inline uint16_t dequeue(struct dp_worker *w, unsigned int d, struct rte_c
 
 /* @n finished ops: lib/ipsec groups them per session, and each group goes
  * through its SA's finish. */
-static void finish_ops(struct dp_worker *w, const struct dp_snapshot *s,
-		       struct rte_crypto_op **cop, uint16_t n)
+static void finish_ops(struct dp_worker *w, const struct dp_snapshot *s, struct rte_crypto_op **cop,
+		       uint16_t n)
 {
 	struct rte_mbuf *mb[DP_MAX_BURST];
 	struct rte_ipsec_group grp[DP_MAX_BURST];
-	uint32_t ng = rte_ipsec_pkt_crypto_group((const struct rte_crypto_op **)(uintptr_t)cop,
-						 mb, grp, n);
+	uint32_t ng = rte_ipsec_pkt_crypto_group((const struct rte_crypto_op **)(uintptr_t)cop, mb,
+						 grp, n);
 
 	rte_mempool_put_bulk(dp_crypto.op_pool, (void **)cop, n);
 	for (uint32_t g = 0; g < ng; g++) {
