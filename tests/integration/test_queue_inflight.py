@@ -21,6 +21,13 @@ or counted as a drop (no SA while the outbound one was deleted, and the
 drops of the SAs, those deleted included: the per-protocol totals keep them);
 and after the last ADD, traffic flows both ways again: host B receives ESP
 that scapy decrypts to what host A sent, host A receives what host B sealed.
+
+The second test deletes the outer SA of an inbound bundle (ESP in transport
+mode around ESP in tunnel mode) while the packets it decrypted wait for the
+inner SA's operations, still naming it for the inbound check of the chain:
+the wait must cover those too (dp_crypto_settle's rounds). With a single
+round, 20 of them were dropped against the policy (the freed SA zeroed
+under them) in each of two runs.
 """
 import os
 import shutil
@@ -259,3 +266,71 @@ def test_sas_deleted_while_their_operations_are_in_flight(gw):
     payloads = [bytes(sa.decrypt(p[IP])[UDP].payload) for p in wire]
     assert payloads == [b"plaintext-%06d" % i for i in range(50)]
     assert after_rx == ["sealed-%06d" % i for i in range(20001, 20051)]
+
+
+SPI_OUTER, KEY_OUTER, REQID_BUNDLE = 0x9101, bytes(range(200, 220)), 7
+
+
+def nested_esp_frames(d, first, n):
+    """Host B's ESP in ESP: tunnel mode SPI_IN inside transport mode SPI_OUTER, both
+    to the gateway (an inbound bundle, RFC 4301 4.5)."""
+    inner_sa = SecurityAssociation(ESP, spi=SPI_IN, crypt_algo="AES-GCM", crypt_key=KEY_IN,
+                                   tunnel_header=IP(src=HOST_B, dst=GW_WAN))
+    outer_sa = SecurityAssociation(ESP, spi=SPI_OUTER, crypt_algo="AES-GCM", crypt_key=KEY_OUTER)
+    frames = []
+    for i in range(first, first + n):
+        inner = IP(src="10.9.2.5", dst=HOST_A) / UDP(sport=9001, dport=9001) / Raw(b"sealed-%06d" % i)
+        tunnel = IP(bytes(inner_sa.encrypt(inner, seq_num=i)))
+        frames.append(Ether(src=d.mac_b, dst=d.mac_wan) / outer_sa.encrypt(tunnel, seq_num=i))
+    return frames
+
+
+def add_outer(c):
+    assert c.request(K.gcm_add(SPI_OUTER, HOST_B, GW_WAN, REQID_BUNDLE, KEY_OUTER,
+                               mode=K.MODE_TRANSPORT)).errno == 0
+
+
+def test_bundle_outer_sa_deleted_while_the_inner_layer_is_in_flight(gw):
+    """The outer SA of an inbound bundle deleted while packets it decrypted wait
+    for the inner SA's operation: they still name it (the inbound check of the
+    whole chain), so the SA may be freed only once those too are back."""
+    c = gw.pfk
+    fwd = K.spd(K.SPDADD, K.DIR_FWD, "10.9.2.0/24", "10.1.0.0/24", priority=1000,
+                requests=[K.ipsecrequest(50, K.MODE_TUNNEL, K.LEVEL_REQUIRE, REQID_BUNDLE, (HOST_B, GW_WAN)),
+                          K.ipsecrequest(50, K.MODE_TRANSPORT, K.LEVEL_REQUIRE, REQID_BUNDLE)])
+    pid = c.request(fwd).ext[K.POLICY].id
+    assert c.request(K.gcm_add(SPI_IN, HOST_B, GW_WAN, REQID_BUNDLE, KEY_IN)).errno == 0
+    add_outer(c)
+    frames = nested_esp_frames(gw, 1, N_ESP)
+    rx = receiver(gw)
+    esp = send_esp(gw, frames, "nested.pcap", 20, 0.008)
+    gw.wait_for(lambda: gw.port_stats()["wan"]["ipsec_in"] > 200, timeout=60, what="nested ESP")
+    cycles = 0
+    while cycles < CYCLES and esp.poll() is None:
+        delete(c, SPI_OUTER, HOST_B, GW_WAN)
+        time.sleep(0.02)
+        add_outer(c)
+        time.sleep(0.05)
+        cycles += 1
+    assert cycles >= 4, "the traffic ended before the SA was deleted a few times"
+    assert esp.wait(timeout=120) == 0
+    ports, st = quiet(gw)
+    flood_rx = stop_receiver(rx)
+    wan = ports["wan"]
+    sa_drops = {k: v for k, v in st.items()
+                if k.startswith("drop_") and k not in ("drop_unknown_spi", "drop_malformed")}
+    assert wan["drop_unknown_spi"] > 0, "the outer SA was never missing under traffic"
+    # Each layer is handed to its SA once: accepted, or a counted drop. A
+    # packet the outer SA decrypted just before its deletion still passes the
+    # inbound check of the chain when the inner one is done (an SA freed
+    # under it, zeroed, would not match the policy: drop_policy).
+    assert sa_drops["drop_policy"] == 0
+    assert wan["ipsec_in"] == st["in_packets"] + sum(sa_drops.values())
+    assert hits(gw, pid) * 2 == st["in_packets"]
+    assert 0 < len(flood_rx) <= hits(gw, pid)
+
+    rx = receiver(gw)
+    time.sleep(1)
+    assert send_esp(gw, nested_esp_frames(gw, 20001, 50), "nested-after.pcap", 1, 0.01).wait(timeout=60) == 0
+    quiet(gw)
+    assert stop_receiver(rx) == ["sealed-%06d" % i for i in range(20001, 20051)]
