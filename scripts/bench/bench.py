@@ -58,6 +58,7 @@ import secgw  # noqa: E402
 import topologies  # noqa: E402
 
 SIZES = (64, 512, 1420)
+QLAT_US = 20  # the simulated latency of a crypto device (a QAT's is tens of microseconds)
 SCALE_SIZES = (64, 1420)
 AH_SIZES = (64, 1420)
 GOAL_AH_RATIO = 0.85  # AH at 1420 B >= 85 % of 1 / (t_forward + t_auth), same run
@@ -229,7 +230,7 @@ def measure(bins, workdir, case, args):
     else:
         cfg = gen.config(case["kind"], case["pcap"], cpu_crypto=case["cpu"],
                          engine="native" if case["crypto"] == "native" else "cryptodev",
-                         prefix=f"dpsbench{os.getpid()}")
+                         prefix=f"dpsbench{os.getpid()}", queue_latency_us=case.get("qlat", 0))
         d = Daemon(bins, cfg, workdir, name)
     t_start = time.monotonic()
     d.start()
@@ -575,6 +576,13 @@ def build_cases(pcaps, args):
         for size in SIZES:
             add(f"in-{size}-{crypto}-1sa", "in", size, crypto, 1, "in", pcaps[("in", size)],
                 "main")
+    # Issue 12: the queue path on a device with latency (crypto.queue_latency_us
+    # simulates one): operations stay in flight across loops; with --baseline,
+    # against a build whose worker spins until they are back (main's).
+    for dir_ in ("out", "in"):
+        for size in SIZES:
+            add(f"{dir_}-{size}-async-1sa-lat{QLAT_US}", dir_, size, "async", 1, dir_,
+                pcaps[(dir_, size)], "qlat", qlat=QLAT_US)
     # AH tunnel HMAC-SHA2-256-128 (RFC 4302, ah.c), beside crypto-perf's auth-only rate.
     for size in AH_SIZES:
         add(f"ah-out-{size}-cpu-1sa", "out", size, "cpu", 1, "ah-out", pcaps[("out", size)], "ah")
@@ -998,8 +1006,8 @@ def main():
                          payload=fill, raw_path=pcaps[(f"cperf-{fill}", size)])
         else:
             gen.pcap_out(size, case["pcap"], kind, gen.N_SCALE_PKTS)
-    # the AES-GCM ceiling is of no use to the IPComp cases alone
-    need_cp = any(c["group"] != "ipcomp" and c["kind"] != "topo" for c in cases)
+    # the AES-GCM ceiling is of no use to the IPComp or queue latency cases alone
+    need_cp = any(c["group"] not in ("ipcomp", "qlat") and c["kind"] != "topo" for c in cases)
     log("bench: dpdk-test-crypto-perf (ceiling), run 1 of 3")
     cp = [crypto_perf(args, work, "1")] if need_cp else []
     # On a shared machine one run of a case may be slowed by a neighbour:

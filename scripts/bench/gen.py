@@ -221,11 +221,13 @@ def _policy(direction, src, dst, reqid, tsrc, tdst, proto="esp"):
 
 
 def config(kind, pcap, cpu_crypto=True, prefix="dpsbench", n_sas=N_SCALE, burst=32,
-           mbufs=32767, engine="cryptodev"):
+           mbufs=32767, engine="cryptodev", queue_latency_us=0):
     """The dpsecd configuration of a case (a dict, for yaml.safe_dump).
 
     engine: crypto.engine, "cryptodev" (crypto_aesni_mb, CPU crypto or the queue as
     cpu_crypto says) or "native" (dpsec's AES-GCM over intel-ipsec-mb, src/dataplane/imb.c).
+    queue_latency_us: crypto.queue_latency_us, a hardware device's latency simulated on
+    the queue path (left out when 0, for builds without the knob).
 
     kind: fwd (no IPsec: forwarding lan -> wan),
           out (1 outbound SA, policy 192.168.10.0/24 -> 10.0.0.0/8),
@@ -256,6 +258,8 @@ def config(kind, pcap, cpu_crypto=True, prefix="dpsbench", n_sas=N_SCALE, burst=
         "crypto": {"devices": ["crypto_aesni_mb"], "cpu_crypto": cpu_crypto, "engine": engine,
                    "sessions": 16384 if kind == "scale" else 1024},
     }
+    if queue_latency_us:
+        cfg["crypto"]["queue_latency_us"] = queue_latency_us
     if kind == "out" and proto == "ipcomp":
         cfg["compress"] = {"devices": ["compress_isal"]}
         cfg["sas"] = [{"spi": SPI_OUT, "direction": "out", "proto": "ipcomp", "mode": "tunnel",

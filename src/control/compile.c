@@ -174,7 +174,9 @@ int dps_store_commit(void)
 		dp_ipsec_free(ipsec);
 		return -1;
 	}
-	dp_snapshot_publish(snap); /* returns after every worker let go of the old one */
+	/* returns after every worker let go of the old one, and every crypto
+	 * operation enqueued before that is finished */
+	dp_snapshot_publish(snap);
 	sad_published();
 	dps_spd_published();
 	dps_store.in_changed = false;

@@ -136,6 +136,9 @@ struct dps_crypto_cfg {
 	bool cpu_crypto;       /* synchronous CPU crypto where the device offers it */
 	unsigned int sessions; /* crypto sessions at most (one per SA), pools made on demand */
 	uint8_t engine;	       /* enum dps_crypto_engine */
+	/* test/bench: the queue path's operations complete no sooner than this
+	 * after their enqueue, as on a hardware device (crypto.c) */
+	unsigned int queue_latency_us;
 };
 
 #define DPS_MAX_COMPRESSDEVS 4

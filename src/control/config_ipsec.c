@@ -129,6 +129,11 @@ static const struct dps_field dps_crypto_fields[] = {
 	 DPS_AT(struct dps_crypto_cfg, sessions),
 	 .min = 64,
 	 .max = 16777216},
+	{.key = "queue_latency_us",
+	 .parse = dps_parse_uint,
+	 DPS_AT(struct dps_crypto_cfg, queue_latency_us),
+	 .min = 0,
+	 .max = 10000},
 	{0},
 };
 

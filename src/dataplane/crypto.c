@@ -5,8 +5,11 @@
 
 #include <rte_crypto.h>
 #include <rte_cryptodev.h>
+#include <rte_cycles.h>
 #include <rte_ipsec.h>
 #include <rte_ipsec_group.h>
+#include <rte_malloc.h>
+#include <rte_pause.h>
 
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
@@ -20,7 +23,40 @@
 #define CRYPTO_OPS     16384
 #define CRYPTO_OP_PRIV 64 /* IV (16) and AAD (12), written by lib/ipsec */
 
+/* The last 8 bytes of an op's private area: when it was enqueued, for the
+ * simulated device latency (lib/ipsec and ah.c write 16 bytes of IV at most
+ * at its start). */
+#define OP_STAMP_OFFSET (DP_CRYPTO_IV_OFFSET + CRYPTO_OP_PRIV - sizeof(uint64_t))
+
+/* What one worker's FIFO holds for one device: its queue pair's depth. */
+#define HOLD_OPS CRYPTO_QP_DESC
+
+/* Ops the device finished, waiting for their simulated latency to pass
+ * (crypto.queue_latency_us), in the order the device returned them. */
+struct dp_crypto_hold {
+	uint32_t head, tail;
+	struct rte_crypto_op *op[HOLD_OPS];
+};
+
 struct dp_crypto dp_crypto;
+
+/* The FIFOs of every worker, one per device, made once: no allocation on
+ * the packet path. */
+static int holds_create(unsigned int us, unsigned int n_workers)
+{
+	dp_crypto.lat_cycles = (uint64_t)us * rte_get_tsc_hz() / US_PER_S;
+	for (unsigned int w = 0; w < n_workers; w++) {
+		dp.workers[w].hold = rte_zmalloc("dps_crypto_hold",
+						 dp_crypto.n_devs * sizeof(struct dp_crypto_hold),
+						 RTE_CACHE_LINE_SIZE);
+		if (dp.workers[w].hold == NULL) {
+			DP_LOG(ERR, "out of hugepage memory for crypto.queue_latency_us");
+			return -1;
+		}
+	}
+	DP_LOG(WARNING, "crypto.queue_latency_us: the queue path waits %u us per operation", us);
+	return 0;
+}
 
 static int dev_setup(uint8_t id, unsigned int n_qp)
 {
@@ -97,7 +133,7 @@ int dp_crypto_init(const struct dps_crypto_cfg *c, unsigned int n_workers)
 		DP_LOG(INFO, "crypto device %s ready%s", dp_crypto.devs[i].name,
 		       dp_crypto.devs[i].cpu_crypto ? " (CPU crypto)" : "");
 	}
-	return 0;
+	return c->queue_latency_us ? holds_create(c->queue_latency_us, n_workers) : 0;
 }
 
 void dp_crypto_fini(void)
@@ -105,6 +141,10 @@ void dp_crypto_fini(void)
 	for (unsigned int i = 0; i < dp_crypto.n_devs; i++) {
 		rte_cryptodev_stop(dp_crypto.devs[i].id);
 		rte_cryptodev_close(dp_crypto.devs[i].id);
+	}
+	for (unsigned int w = 0; w < dp.n_workers; w++) {
+		rte_free(dp.workers[w].hold);
+		dp.workers[w].hold = NULL;
 	}
 	rte_mempool_free(dp_crypto.op_pool);
 	dp_session_fini();
@@ -403,6 +443,14 @@ void dp_crypto_prep_drop(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf 
 	prep_drop(w, sa, mb, k, n, prep_fail);
 }
 
+static void stamp(struct rte_crypto_op **cop, uint16_t n)
+{
+	uint64_t now = rte_rdtsc();
+
+	for (uint16_t i = 0; i < n; i++)
+		*rte_crypto_op_ctod_offset(cop[i], uint64_t *, OP_STAMP_OFFSET) = now;
+}
+
 void dp_crypto_enqueue(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **mb, uint16_t n,
 		       int prep_fail)
 {
@@ -416,8 +464,12 @@ void dp_crypto_enqueue(struct dp_worker *w, struct dp_sa *sa, struct rte_mbuf **
 	}
 	k = rte_ipsec_pkt_crypto_prepare(&sa->ss, mb, cop, n);
 	prep_drop(w, sa, mb, k, n, prep_fail);
+	if (unlikely(dp_crypto.lat_cycles != 0))
+		stamp(cop, k);
 	sent = rte_cryptodev_enqueue_burst(sa->ss.crypto.dev_id, w->id, cop, k);
 	w->inflight += sent;
+	/* read by the control thread (dp_crypto_settle); this worker alone writes */
+	__atomic_store_n(&w->cq_enq[sa->dev], w->cq_enq[sa->dev] + sent, __ATOMIC_RELAXED);
 	dp_sa_fail(w, sa, mb, sent, k, DP_SA_CNT_drop_crypto);
 	rte_mempool_put_bulk(dp_crypto.op_pool, (void **)&cop[sent], n - sent);
 }
@@ -436,33 +488,156 @@ void dp_crypto_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_s
 	sa->xf->finish(w, s, sa, mb, sa_process(sa, mb, k), k);
 }
 
+/* A device with latency (crypto.queue_latency_us): what the device finished
+ * joins the worker's FIFO, and leaves it, in order, once its enqueue time
+ * plus the latency has passed. */
+static uint16_t dequeue_late(struct dp_worker *w, unsigned int d, struct rte_crypto_op **cop,
+			     uint16_t max)
+{
+	struct dp_crypto_hold *h = &w->hold[d];
+	struct rte_crypto_op *got[DP_MAX_BURST];
+	uint32_t room = HOLD_OPS - (h->tail - h->head);
+	uint16_t n = rte_cryptodev_dequeue_burst(dp_crypto.devs[d].id, w->id, got,
+						 RTE_MIN(room, (uint32_t)DP_MAX_BURST));
+	uint64_t due = rte_rdtsc() - dp_crypto.lat_cycles;
+	uint16_t k = 0;
+
+	for (uint16_t i = 0; i < n; i++)
+		h->op[h->tail++ % HOLD_OPS] = got[i];
+	while (k < max && h->head != h->tail) {
+		struct rte_crypto_op *op = h->op[h->head % HOLD_OPS];
+
+		if (*rte_crypto_op_ctod_offset(op, uint64_t *, OP_STAMP_OFFSET) > due)
+			break;
+		cop[k++] = op;
+		h->head++;
+	}
+	return k;
+}
+
+static inline uint16_t dequeue(struct dp_worker *w, unsigned int d, struct rte_crypto_op **cop,
+			       uint16_t max)
+{
+	if (likely(dp_crypto.lat_cycles == 0))
+		return rte_cryptodev_dequeue_burst(dp_crypto.devs[d].id, w->id, cop, max);
+	return dequeue_late(w, d, cop, max);
+}
+
+/* @n finished ops: lib/ipsec groups them per session, and each group goes
+ * through its SA's finish. */
+static void finish_ops(struct dp_worker *w, const struct dp_snapshot *s, struct rte_crypto_op **cop,
+		       uint16_t n)
+{
+	struct rte_mbuf *mb[DP_MAX_BURST];
+	struct rte_ipsec_group grp[DP_MAX_BURST];
+	uint32_t ng = rte_ipsec_pkt_crypto_group((const struct rte_crypto_op **)(uintptr_t)cop, mb,
+						 grp, n);
+
+	rte_mempool_put_bulk(dp_crypto.op_pool, (void **)cop, n);
+	for (uint32_t g = 0; g < ng; g++) {
+		struct dp_sa *sa = grp[g].id.ptr; /* the session is the SA's first member */
+		uint16_t cnt = grp[g].cnt;
+
+		sa->xf->finish(w, s, sa, grp[g].m, sa_process(sa, grp[g].m, cnt), cnt);
+	}
+}
+
 uint16_t dp_crypto_poll(struct dp_worker *w, const struct dp_snapshot *s)
 {
 	struct rte_crypto_op *cop[DP_MAX_BURST];
-	struct rte_mbuf *mb[DP_MAX_BURST];
-	struct rte_ipsec_group grp[DP_MAX_BURST];
 	uint16_t total = 0;
 
 	/* At most one burst per call: what inbound SAs finish is fed back to
 	 * the worker as one sub-burst (w->st.again). */
-	for (unsigned int d = 0; d < dp_crypto.n_devs && w->inflight && total < DP_MAX_BURST; d++) {
-		uint16_t n = rte_cryptodev_dequeue_burst(dp_crypto.devs[d].id, w->id, cop,
-							 DP_MAX_BURST - total);
-		uint32_t ng;
+	for (unsigned int d = 0; d < dp_crypto.n_devs && total < DP_MAX_BURST; d++) {
+		uint16_t n;
 
+		if (w->cq_fin[d] == w->cq_enq[d])
+			continue;
+		n = dequeue(w, d, cop, DP_MAX_BURST - total);
 		if (n == 0)
 			continue;
 		w->inflight -= n;
+		w->cq_fin[d] += n;
 		total += n;
-		ng = rte_ipsec_pkt_crypto_group((const struct rte_crypto_op **)(uintptr_t)cop, mb,
-						grp, n);
-		rte_mempool_put_bulk(dp_crypto.op_pool, (void **)cop, n);
-		for (uint32_t g = 0; g < ng; g++) {
-			struct dp_sa *sa = grp[g].id.ptr; /* the session is the SA's first member */
-			uint16_t cnt = grp[g].cnt;
-
-			sa->xf->finish(w, s, sa, grp[g].m, sa_process(sa, grp[g].m, cnt), cnt);
-		}
+		finish_ops(w, s, cop, n);
 	}
 	return total;
+}
+
+void dp_crypto_publish(struct dp_worker *w)
+{
+	for (unsigned int d = 0; d < dp_crypto.n_devs; d++)
+		if (w->cq_done[d] != w->cq_fin[d])
+			__atomic_store_n(&w->cq_done[d], w->cq_fin[d], __ATOMIC_RELEASE);
+}
+
+void dp_crypto_abandon(struct dp_worker *w)
+{
+	for (unsigned int d = 0; w->hold != NULL && d < dp_crypto.n_devs; d++) {
+		struct dp_crypto_hold *h = &w->hold[d];
+
+		for (; h->head != h->tail; h->head++) {
+			struct rte_crypto_op *op = h->op[h->head % HOLD_OPS];
+
+			rte_pktmbuf_free(op->sym->m_src);
+			rte_crypto_op_free(op);
+		}
+	}
+	w->inflight = 0;
+	for (unsigned int d = 0; d < dp_crypto.n_devs; d++) {
+		w->cq_fin[d] = w->cq_enq[d];
+		__atomic_store_n(&w->cq_done[d], w->cq_fin[d], __ATOMIC_RELEASE);
+	}
+}
+
+static void wait_done(const struct dp_worker *w, unsigned int d, uint64_t want)
+{
+	for (unsigned int spin = 0; __atomic_load_n(&w->cq_done[d], __ATOMIC_ACQUIRE) < want;
+	     spin++) {
+		if (spin < 1000)
+			rte_pause();
+		else
+			rte_delay_us_sleep(10); /* a slow device: leave the CPU to it */
+	}
+}
+
+/*
+ * Wait until worker @w has finished every operation it had enqueued; false
+ * if it had none in flight. Every `done` is read before any `enq`: a
+ * finished operation's packets may have been enqueued on another device
+ * before its `done` was published, and are then seen.
+ */
+static bool settle_round(const struct dp_worker *w)
+{
+	uint64_t done[DPS_MAX_CRYPTODEVS], want[DPS_MAX_CRYPTODEVS];
+	bool busy = false;
+
+	for (unsigned int d = 0; d < dp_crypto.n_devs; d++)
+		done[d] = __atomic_load_n(&w->cq_done[d], __ATOMIC_ACQUIRE);
+	for (unsigned int d = 0; d < dp_crypto.n_devs; d++) {
+		want[d] = __atomic_load_n(&w->cq_enq[d], __ATOMIC_RELAXED);
+		busy |= done[d] != want[d];
+	}
+	for (unsigned int d = 0; busy && d < dp_crypto.n_devs; d++)
+		wait_done(w, d, want[d]);
+	return busy;
+}
+
+/*
+ * After a grace period, every operation that may point to something retired
+ * (an SA, its session, a bundle's next SA) was enqueued, and counted in
+ * cq_enq, before it: wait until `done` reaches that. A finished inbound
+ * packet may be enqueued again on its next SA (a bundle, transport mode)
+ * still recording the SAs it came through (dp_meta()->via): those
+ * operations are waited for in turn, DP_VIA_MAX deep at most. Queue pairs
+ * return their operations in the order they took them (crypto_aesni_mb's
+ * job manager, crypto_openssl's ring, a QAT ring), so counts are enough.
+ */
+void dp_crypto_settle(void)
+{
+	for (unsigned int i = 0; i < dp.n_workers; i++)
+		for (unsigned int depth = 0; depth < DP_VIA_MAX; depth++)
+			if (!settle_round(&dp.workers[i]))
+				break;
 }

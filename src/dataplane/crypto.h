@@ -47,6 +47,7 @@ struct dp_crypto {
 	unsigned int n_devs;
 	struct dp_crypto_dev devs[DPS_MAX_CRYPTODEVS];
 	struct rte_mempool *op_pool;
+	uint64_t lat_cycles; /* crypto.queue_latency_us in TSC cycles, 0: none */
 };
 
 extern struct dp_crypto dp_crypto;
@@ -84,10 +85,32 @@ void dp_crypto_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_s
 
 /**
  * Collect finished crypto operations of the worker's queue pairs (at most
- * one burst) and finish them through their SA's finish function. Returns the
- * number of packets completed.
+ * one burst; with crypto.queue_latency_us, only those whose latency has
+ * passed) and finish them through their SA's finish function. Returns the
+ * number of packets completed. They count as finished once
+ * dp_crypto_publish() says so.
  */
 uint16_t dp_crypto_poll(struct dp_worker *w, const struct dp_snapshot *s);
+
+/**
+ * Publish how many of worker @w's operations are finished, their packets
+ * through every stage: at the end of its loop, before its quiescent state.
+ */
+void dp_crypto_publish(struct dp_worker *w);
+
+/**
+ * A worker leaving: free the operations its FIFOs still hold and count
+ * everything as finished (what a device never returned is lost with it).
+ */
+void dp_crypto_abandon(struct dp_worker *w);
+
+/**
+ * Control thread, after an RCU grace period: wait until every crypto
+ * operation enqueued before it (and what finishing them enqueued) is
+ * finished, so that the SAs they point to may be freed. Returns at once when
+ * none is in flight.
+ */
+void dp_crypto_settle(void);
 
 /**
  * lib/ipsec's process of @n packets of @sa whose crypto ran (failures flagged

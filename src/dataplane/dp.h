@@ -33,6 +33,7 @@ struct rte_ip_frag_death_row;
 struct dp_snapshot;
 struct dp_nexthop;
 struct dp_neigh;
+struct dp_crypto_hold;
 
 /* Why a packet travels from a worker to the control thread. */
 enum dp_ctrl_kind {
@@ -159,6 +160,16 @@ struct dp_worker {
 	uint64_t cap_tokens;
 	uint64_t cap_last;
 	uint64_t cap_skipped; /* only ever grows; the control thread takes differences */
+	/* The queue path (crypto.c), per device: operations enqueued on this
+	 * worker's queue pair, operations finished, and `done`, the finished
+	 * count published at the end of the loop that took their packets through
+	 * every stage; all only grow. The control thread frees an SA only once
+	 * `done` has reached what `enq` was after the grace period
+	 * (dp_crypto_settle): operations stay in flight across loops. */
+	uint64_t cq_enq[DPS_MAX_CRYPTODEVS] __rte_cache_aligned;
+	uint64_t cq_fin[DPS_MAX_CRYPTODEVS];
+	uint64_t cq_done[DPS_MAX_CRYPTODEVS];
+	struct dp_crypto_hold *hold; /* [devices], with crypto.queue_latency_us */
 } __rte_cache_aligned;
 
 struct dp {

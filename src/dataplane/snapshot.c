@@ -3,6 +3,7 @@
 
 #include <rte_rcu_qsbr.h>
 
+#include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "dataplane/route.h"
 #include "dataplane/snapshot.h"
@@ -66,9 +67,12 @@ void dp_snapshot_publish(struct dp_snapshot *s)
 	struct dp_snapshot *old = __atomic_exchange_n(&dp.snap, s, __ATOMIC_RELEASE);
 
 	/* Workers report a quiescent state once per loop, between bursts: after
-	 * this no worker holds a pointer into the old snapshot. */
+	 * this no worker holds a pointer into the old snapshot. Crypto
+	 * operations may stay in flight across loops: after the settle none
+	 * points to what was retired with it either (the SAs the caller frees). */
 	if (old != NULL) {
 		rte_rcu_qsbr_synchronize(dp.rcu, RTE_QSBR_THRID_INVALID);
+		dp_crypto_settle();
 		dp_snapshot_free(old);
 	}
 }

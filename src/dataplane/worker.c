@@ -20,7 +20,12 @@
 #include "dataplane/worker.h"
 #include "dataplane/xform.h"
 
-#define CRYPTO_DRAIN_SPINS 100000
+/* Bursts of finished crypto operations one loop collects at most: more than
+ * the loop can have enqueued. What is not finished yet waits for a later
+ * loop, in flight across quiescent states (dp_crypto_settle). */
+#define CRYPTO_POLLS 8
+/* Microseconds a stopping worker waits for the devices at most. */
+#define CRYPTO_DRAIN_US 100000
 
 static inline bool l2_for_us(const struct rte_ether_hdr *eth, const struct dp_port *p)
 {
@@ -287,26 +292,55 @@ static void idle(struct dp_worker *w, unsigned int *empty)
 	w->idle_sleeps++;
 }
 
-unsigned int dp_worker_finish(struct dp_worker *w, const struct dp_snapshot *s)
+/* The crypto operations finished so far, through their SAs' finish; what
+ * inbound SAs decrypted goes through the stages again (against this loop's
+ * snapshot), and the ICMP errors that raises are sent at once. Then they
+ * are published as finished: nothing of this loop refers to their SAs any
+ * more. */
+static unsigned int collect(struct dp_worker *w, const struct dp_snapshot *s)
 {
 	unsigned int work = 0;
 
-	/* Before the crypto drain: an error may itself be protected. */
-	if (w->n_icmp)
-		originate(w, s);
-	/* No crypto operation may outlive the snapshot (and SAs) it started
-	 * with: collect them all before reporting a quiescent state. What
-	 * inbound SAs decrypted goes through the stages again; the ICMP
-	 * errors that raises are sent at once. */
-	for (unsigned int spin = 0; w->inflight && spin < CRYPTO_DRAIN_SPINS; spin++) {
-		work += dp_crypto_poll(w, s);
+	for (unsigned int i = 0; w->inflight && i < CRYPTO_POLLS; i++) {
+		uint16_t n = dp_crypto_poll(w, s);
+
+		if (n == 0)
+			break;
+		work += n;
 		refeed(w, s);
 		if (w->n_icmp)
 			originate(w, s);
 	}
+	dp_crypto_publish(w);
+	return work;
+}
+
+unsigned int dp_worker_finish(struct dp_worker *w, const struct dp_snapshot *s)
+{
+	unsigned int work = 0;
+
+	/* Before the crypto: an error may itself be protected. */
+	if (w->n_icmp)
+		originate(w, s);
+	if (w->inflight)
+		work = collect(w, s);
 	dp_reasm_tick(w);
 	flush(w);
 	return work;
+}
+
+/* A stopping worker: what is in flight comes back and leaves, for as long as
+ * a device may reasonably take; what never does is given up. */
+static void drain(struct dp_worker *w)
+{
+	const struct dp_snapshot *s = __atomic_load_n(&dp.snap, __ATOMIC_ACQUIRE);
+
+	for (unsigned int us = 0; w->inflight && us < CRYPTO_DRAIN_US; us++) {
+		if (dp_worker_finish(w, s) == 0)
+			rte_delay_us_block(1);
+	}
+	dp_crypto_abandon(w);
+	flush(w);
 }
 
 int dp_worker_main(void *arg)
@@ -342,11 +376,14 @@ int dp_worker_main(void *arg)
 		work += dp_worker_finish(w, s);
 		rte_rcu_qsbr_quiescent(dp.rcu, w->id);
 		w->loops++;
-		if (work)
+		/* Operations in flight come back within a device's latency: no
+		 * sleep before they do. */
+		if (work || w->inflight)
 			empty = 0;
 		else
 			idle(w, &empty);
 	}
+	drain(w);
 	rte_rcu_qsbr_thread_offline(dp.rcu, w->id);
 	rte_rcu_qsbr_thread_unregister(dp.rcu, w->id);
 	return 0;

@@ -18,10 +18,11 @@ void dp_worker_rx(struct dp_worker *w, const struct dp_snapshot *s, uint16_t por
 		  struct rte_mbuf **pkts, uint16_t n);
 
 /**
- * What one loop does after receiving: queued ICMP errors, every crypto
- * operation in flight (and what inbound SAs decrypted, through the stages
- * again), reassembly timeouts, and the transmit staging of every port.
- * Returns the number of packets the crypto drain handled.
+ * What one loop does after receiving: queued ICMP errors, the crypto
+ * operations finished so far (and what inbound SAs decrypted, through the
+ * stages again; the others stay in flight), reassembly timeouts, and the
+ * transmit staging of every port. Returns the number of crypto operations
+ * finished.
  */
 unsigned int dp_worker_finish(struct dp_worker *w, const struct dp_snapshot *s);
 

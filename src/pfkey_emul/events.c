@@ -241,7 +241,8 @@ void pfk_events_poll(uint64_t now_ms)
 	ev.n_next = 0;
 	dps_store_scan_sas(nat_visit, NULL);
 	dps_store_scan_policies(visit, NULL);
-	qsort(ev.next, ev.n_next, sizeof(*ev.next), by_id);
+	if (ev.n_next) /* qsort's base may not be NULL, even for no element */
+		qsort(ev.next, ev.n_next, sizeof(*ev.next), by_id);
 	/* swap: deleted policies are gone from the new list */
 	t = ev.v;
 	ev.v = ev.next;

@@ -7,6 +7,9 @@
 * ipsec.icmp_accept_clear / igmp_accept_clear / pim_accept_clear (Solaris):
   ICMP, IGMP and PIM in clear pass a fwd require policy when set and are
   drop_plaintext when not; UDP in clear is dropped either way.
+* crypto.queue_latency_us (a test and bench knob, the simulated latency of
+  a crypto device): dpsecd --check takes 0..10000 and refuses the rest; the
+  queue path under it is tests/integration/test_queue_inflight.py.
 """
 import os
 import subprocess
@@ -46,6 +49,21 @@ def test_disabled_protocol_sa_refused_from_yaml(tmp_path, proto):
     cfg["ipsec"] = {}
     r = check(str(tmp_path), cfg)
     assert f"{proto} is disabled" not in r.stderr
+
+
+@pytest.mark.parametrize("value,error", [
+    (0, None), (10000, None),
+    (10001, "crypto.queue_latency_us: 10001 is out of range 0..10000"),
+    (-1, 'crypto.queue_latency_us: expected an unsigned decimal integer, found "-1"'),
+])
+def test_queue_latency_is_checked(tmp_path, value, error):
+    cfg = base_config(str(tmp_path), path="async")
+    cfg["crypto"]["queue_latency_us"] = value
+    r = check(str(tmp_path), cfg)
+    if error is None:
+        assert r.returncode == 0, r.stderr
+    else:
+        assert r.returncode != 0 and error in r.stderr, r.stderr
 
 
 def esp_ah_ipcomp_frames(t):

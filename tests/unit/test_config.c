@@ -1480,6 +1480,7 @@ static void test_minimal_config_gets_ipsec_defaults(void **state)
 	assert_true(cfg.crypto.cpu_crypto);
 	assert_int_equal(cfg.crypto.engine, DPS_ENGINE_NATIVE);
 	assert_int_equal(cfg.crypto.sessions, 262144);
+	assert_int_equal(cfg.crypto.queue_latency_us, 0);
 	assert_int_equal(cfg.ipsec.def_policy4, DPS_ACTION_BYPASS);
 	assert_int_equal(cfg.ipsec.def_policy6, DPS_ACTION_BYPASS);
 	assert_int_equal(cfg.ipsec.esp_trans_deflev, DPS_LEVEL_USE);
@@ -1508,6 +1509,7 @@ static void test_crypto_and_ipsec_set_every_key(void **state)
 			  "  cpu_crypto: no\n"
 			  "  engine: cryptodev\n"
 			  "  sessions: 1048576\n"
+			  "  queue_latency_us: 50\n"
 			  "ipsec:\n"
 			  "  def_policy: discard\n"
 			  "  esp_trans_deflev: require\n"
@@ -1526,6 +1528,7 @@ static void test_crypto_and_ipsec_set_every_key(void **state)
 	assert_false(cfg.crypto.cpu_crypto);
 	assert_int_equal(cfg.crypto.engine, DPS_ENGINE_CRYPTODEV);
 	assert_int_equal(cfg.crypto.sessions, 1048576);
+	assert_int_equal(cfg.crypto.queue_latency_us, 50);
 	assert_int_equal(cfg.ipsec.def_policy4, DPS_ACTION_DISCARD);
 	assert_int_equal(cfg.ipsec.def_policy6, DPS_ACTION_DISCARD);
 	assert_int_equal(cfg.ipsec.esp_trans_deflev, DPS_LEVEL_REQUIRE);
