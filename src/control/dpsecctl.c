@@ -1208,15 +1208,15 @@ static const struct command commands[] = {
 		.args = "[esp|ah|ipcomp]",
 		.help = "port and worker counters, or one IPsec protocol's totals",
 		.run = cmd_stats,
-		.queries = {{"ports", "/dpsec/ports", &port_counters},
-			    {"workers", "/dpsec/workers", &worker_counters}},
+		.queries = {{"ports", "/dpsec/ports", &port_counters, false},
+			    {"workers", "/dpsec/workers", &worker_counters, false}},
 	},
 	{
 		.name = "neigh",
 		.alias = "neighbours",
 		.help = "neighbour (ARP/NDP) cache",
 		.run = cmd_show,
-		.queries = {{"neighbours", "/dpsec/neighbours", &neigh_rows}},
+		.queries = {{"neighbours", "/dpsec/neighbours", &neigh_rows, false}},
 	},
 	{
 		.name = "sa",
