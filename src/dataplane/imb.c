@@ -183,115 +183,48 @@ static inline bool tag_equal(const uint8_t *a, const uint8_t *b)
 	return d == 0;
 }
 
-/* A packet through the direct API, for when the manager has no job to give. */
-static inline void gcm_one(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op *cop,
-			   uint8_t *tag, const bool enc, const bool k256)
-{
-	const struct rte_crypto_sym_op *op = cop->sym;
-	const uint8_t *iv = rte_crypto_op_ctod_offset(cop, uint8_t *, DP_CRYPTO_IV_OFFSET);
-	uint8_t *p = rte_pktmbuf_mtod_offset(op->m_src, uint8_t *, op->aead.data.offset);
-	uint32_t len = op->aead.data.length;
-	struct gcm_context_data ctx;
-
-	if (enc && k256)
-		IMB_AES256_GCM_ENC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data, k->aad_len,
-				   tag, GCM_TAG_LEN);
-	else if (enc)
-		IMB_AES128_GCM_ENC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data, k->aad_len,
-				   tag, GCM_TAG_LEN);
-	else if (k256)
-		IMB_AES256_GCM_DEC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data, k->aad_len,
-				   tag, GCM_TAG_LEN);
-	else
-		IMB_AES128_GCM_DEC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data, k->aad_len,
-				   tag, GCM_TAG_LEN);
-}
-
-/* The job the aesni_mb PMD makes of an AES-GCM op, in place. */
-static inline void gcm_job(IMB_JOB *j, const struct dp_imb_key *k, struct rte_crypto_op *cop,
-			   uint8_t *tag, const bool enc, const bool k256)
-{
-	const struct rte_crypto_sym_op *op = cop->sym;
-	uint8_t *p = rte_pktmbuf_mtod(op->m_src, uint8_t *);
-
-	j->cipher_mode = IMB_CIPHER_GCM;
-	j->hash_alg = IMB_AUTH_AES_GMAC;
-	j->cipher_direction = enc ? IMB_DIR_ENCRYPT : IMB_DIR_DECRYPT;
-	j->chain_order = enc ? IMB_ORDER_CIPHER_HASH : IMB_ORDER_HASH_CIPHER;
-	j->enc_keys = j->dec_keys = &k->gcm;
-	j->key_len_in_bytes = k256 ? IMB_KEY_256_BYTES : IMB_KEY_128_BYTES;
-	j->src = p;
-	j->dst = p + op->aead.data.offset;
-	j->cipher_start_src_offset_in_bytes = op->aead.data.offset;
-	j->msg_len_to_cipher_in_bytes = op->aead.data.length;
-	j->hash_start_src_offset_in_bytes = op->aead.data.offset;
-	j->msg_len_to_hash_in_bytes = op->aead.data.length;
-	j->iv = rte_crypto_op_ctod_offset(cop, uint8_t *, DP_CRYPTO_IV_OFFSET);
-	j->iv_len_in_bytes = 12;
-	j->u.GCM.aad = op->aead.aad.data;
-	j->u.GCM.aad_len_in_bytes = k->aad_len;
-	j->auth_tag_output = tag;
-	j->auth_tag_output_len_in_bytes = GCM_TAG_LEN;
-	j->user_data = cop;
-}
-
 /*
- * One burst of one SA, specialised by the constant direction and key size:
- * the single-segment packets as one burst of jobs (IMB_SUBMIT_BURST_NOCHECK:
- * the fields are lib/ipsec's, checked when it prepared them), the others one
- * by one. Outbound the tag goes where lib/ipsec reserved the ICV; inbound the
+ * One burst of one SA, specialised by the constant direction and key size.
+ * Outbound the tag goes where lib/ipsec reserved the ICV; inbound the
  * computed tag is compared with the packet's, and a mismatch flags the mbuf
  * (lib/ipsec's process then counts it as an integrity failure).
  */
 static inline void gcm_burst(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op **cop,
 			     uint16_t n, const bool enc, const bool k256)
 {
-	uint8_t tags[DP_MAX_BURST][GCM_TAG_LEN];
-	struct rte_crypto_op *in_job[DP_MAX_BURST];
-	IMB_JOB *jobs[DP_MAX_BURST];
-	uint32_t got = n ? IMB_GET_NEXT_BURST(m, n, jobs) : 0, nj = 0, done;
-	uint64_t left;
-
-	_Static_assert(DP_MAX_BURST <= 64 && DP_MAX_BURST <= IMB_MAX_BURST_SIZE,
-		       "a sub-burst's jobs fit one mask and one burst");
+	struct gcm_context_data ctx;
+	uint8_t tag[GCM_TAG_LEN];
 
 	for (uint16_t i = 0; i < n; i++) {
 		const struct rte_crypto_sym_op *op = cop[i]->sym;
 		struct rte_mbuf *mb = op->m_src;
-		uint8_t *tag = enc ? op->aead.digest.data : tags[i];
+		const uint8_t *iv =
+			rte_crypto_op_ctod_offset(cop[i], uint8_t *, DP_CRYPTO_IV_OFFSET);
+		uint8_t *p = rte_pktmbuf_mtod_offset(mb, uint8_t *, op->aead.data.offset);
+		uint8_t *out_tag = enc ? op->aead.digest.data : tag;
+		uint32_t len = op->aead.data.length;
 
-		if (likely(mb->nb_segs == 1 && nj < got)) {
-			in_job[nj] = cop[i];
-			gcm_job(jobs[nj], k, cop[i], tag, enc, k256);
-			jobs[nj]->user_data2 = (void *)(uintptr_t)nj;
-			nj++;
+		if (unlikely(mb->nb_segs > 1)) {
+			if (!gcm_segments(m, k, cop[i], enc, k256, out_tag) ||
+			    (!enc && !tag_equal(tag, op->aead.digest.data)))
+				mb->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
 			continue;
 		}
-		if (mb->nb_segs == 1)
-			gcm_one(m, k, cop[i], tag, enc, k256);
-		else if (!gcm_segments(m, k, cop[i], enc, k256, tag))
-			mb->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
+		if (enc && k256)
+			IMB_AES256_GCM_ENC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data,
+					   k->aad_len, out_tag, GCM_TAG_LEN);
+		else if (enc)
+			IMB_AES128_GCM_ENC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data,
+					   k->aad_len, out_tag, GCM_TAG_LEN);
+		else if (k256)
+			IMB_AES256_GCM_DEC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data,
+					   k->aad_len, out_tag, GCM_TAG_LEN);
+		else
+			IMB_AES128_GCM_DEC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data,
+					   k->aad_len, out_tag, GCM_TAG_LEN);
 		if (!enc && !tag_equal(tag, op->aead.digest.data))
 			mb->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
 	}
-	if (nj == 0)
-		return;
-	/* AES-GCM jobs complete as they are submitted; a job that did not (none
-	 * should) fails its packet rather than send what was not encrypted */
-	left = nj == 64 ? UINT64_MAX : (UINT64_C(1) << nj) - 1;
-	done = IMB_SUBMIT_BURST_NOCHECK(m, nj, jobs);
-	if (unlikely(done < nj))
-		done += IMB_FLUSH_BURST(m, nj - done, jobs + done);
-	for (uint32_t i = 0; i < done; i++) {
-		struct rte_crypto_op *c = jobs[i]->user_data;
-
-		left &= ~(UINT64_C(1) << (uintptr_t)jobs[i]->user_data2);
-		if (unlikely(jobs[i]->status != IMB_STATUS_COMPLETED) ||
-		    (!enc && !tag_equal(jobs[i]->auth_tag_output, c->sym->aead.digest.data)))
-			c->sym->m_src->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
-	}
-	for (; unlikely(left != 0); left &= left - 1)
-		in_job[__builtin_ctzll(left)]->sym->m_src->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
 }
 
 #define GCM_FN(name, enc, k256)                                                                    \
