@@ -65,7 +65,7 @@ sys.path.insert(0, HERE)
 import gen  # noqa: E402
 from bench import log, run  # noqa: E402
 
-CASE_RE = re.compile(r"^(out|in)-(\d+)-cpu-1sa$")
+CASE_RE = re.compile(r"^(out|in)-(\d+)-(cpu|native)-1sa$")
 IMB_OB = re.compile(r"libIPSec_MB")
 # intel-ipsec-mb's job submission: one call per packet in the aesni_mb PMD's
 # CPU-crypto path (aesni_mb_cpu_crypto_process_bulk: IMB_SUBMIT_JOB per op)
@@ -175,7 +175,7 @@ def case_setup(name, work):
     """(pcap, gen.config kind, egress port, ingress port) of a bench case name."""
     m = CASE_RE.match(name)
     if not m:
-        sys.exit(f"callgrind: case {name!r}: only DIR-SIZE-cpu-1sa (DIR out or in)")
+        sys.exit(f"callgrind: case {name!r}: only DIR-SIZE-cpu-1sa or DIR-SIZE-native-1sa (DIR out or in)")
     d, size = m.group(1), int(m.group(2))
     pcap = os.path.join(work, f"{d}-{size}.pcap")
     if not os.path.exists(pcap):
@@ -212,7 +212,8 @@ def bracket(bins, prefix, port, action=None):
 def one_run(bins, tag, case, args, work, seq):
     pcap, kind, out_port, _ = case_setup(case, work)
     prefix = f"dpscg{os.getpid()}{tag}{seq}"
-    cfg = gen.config(kind, pcap, cpu_crypto=True, prefix=prefix)
+    cfg = gen.config(kind, pcap, cpu_crypto=True, prefix=prefix,
+                     engine="native" if CASE_RE.match(case).group(3) == "native" else "cryptodev")
     # what valgrind needs: no hugepages (so no --in-memory), no PF_KEY socket
     cfg["eal"].update(hugepages=False, in_memory=False, memory_mb=args.memory_mb)
     cfg["pfkey"] = {"enabled": False}
@@ -444,7 +445,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", action="append",
-                    help="a bench case, DIR-SIZE-cpu-1sa (repeatable; default "
+                    help="a bench case, DIR-SIZE-cpu-1sa or DIR-SIZE-native-1sa (the native "
+                    "engine: no job submissions, packets from tx_packets) (repeatable; default "
                     "out-1420-cpu-1sa, out-64-cpu-1sa, in-1420-cpu-1sa, in-64-cpu-1sa)")
     ap.add_argument("--build", default=os.environ.get("DPSEC_BUILD", os.path.join(ROOT, "build")),
                     help="the build directory measured first, \"new\" (default: build/)")

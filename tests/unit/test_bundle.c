@@ -153,6 +153,32 @@ static void test_single_request_policy_accepts_one_sa_only(void **state)
 	assert_false(dp_policy_accepts_chain(&dp, (struct dp_sa *[]){&ah, &esp}, 2));
 }
 
+static void test_three_layer_bundle_skips_only_ipcomp(void **state)
+{
+	/* [ipcomp, esp, ah] tunnel: outer IP / AH / ESP / IPComp / inner IP */
+	struct dps_policy p = ipcomp_esp(DPS_DIR_FWD, DPS_LEVEL_REQUIRE);
+	struct dp_sa ah = sa_of(DPS_PROTO_AH, DPS_MODE_TRANSPORT, 7);
+	struct dp_sa esp = sa_of(DPS_PROTO_ESP, DPS_MODE_TRANSPORT, 7);
+	struct dp_sa comp = sa_of(DPS_PROTO_IPCOMP, DPS_MODE_TUNNEL, 7);
+	struct dp_policy dp;
+
+	(void)state;
+	p.n_reqs = 3;
+	p.reqs[2] = req(DPS_PROTO_AH, DPS_MODE_TRANSPORT, DPS_LEVEL_REQUIRE, 7);
+	dp_policy_resolve(&dp, &p, NULL, NULL, &defs);
+	assert_int_equal(dp.n_bundle, 3);
+	assert_true(dp_policy_accepts_chain(&dp, (struct dp_sa *[]){&ah, &esp, &comp}, 3));
+	/* RFC 3173 §2.2: IPComp absent, even at level require */
+	assert_true(dp_policy_accepts_chain(&dp, (struct dp_sa *[]){&ah, &esp}, 2));
+	/* a skipped AH or ESP, or both */
+	assert_false(dp_policy_accepts_chain(&dp, (struct dp_sa *[]){&esp, &comp}, 2));
+	assert_false(dp_policy_accepts_chain(&dp, (struct dp_sa *[]){&ah, &comp}, 2));
+	assert_false(dp_policy_accepts_chain(&dp, (struct dp_sa *[]){&comp}, 1));
+	assert_false(dp_policy_accepts_chain(&dp, (struct dp_sa *[]){&esp}, 1));
+	/* out of order */
+	assert_false(dp_policy_accepts_chain(&dp, (struct dp_sa *[]){&esp, &ah, &comp}, 3));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -162,6 +188,7 @@ int main(void)
 		cmocka_unit_test(test_in_bundle_accepts_its_layers_in_wire_order_only),
 		cmocka_unit_test(test_esp_ah_bundle_wants_ah_outermost),
 		cmocka_unit_test(test_single_request_policy_accepts_one_sa_only),
+		cmocka_unit_test(test_three_layer_bundle_skips_only_ipcomp),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
