@@ -24,6 +24,7 @@
 #include "dataplane/output.h"
 #include "dataplane/polog.h"
 #include "dataplane/replay.h"
+#include "dataplane/sad.h"
 #include "dataplane/session.h"
 #include "dataplane/worker.h"
 #include "dataplane/xform.h"
@@ -419,7 +420,6 @@ void dp_ah_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 	      struct rte_mbuf **pkts, uint16_t n, int v6)
 {
 	union rte_ipsec_sad_key keys[DP_MAX_BURST];
-	const union rte_ipsec_sad_key *kp[DP_MAX_BURST];
 	void *sa[DP_MAX_BURST];
 	struct rte_mbuf *grp[DP_MAX_BURST];
 	struct dp_sa *cur = NULL;
@@ -441,17 +441,18 @@ void dp_ah_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 			dp_drop(w, port, m, DP_CNT_drop_esp_malformed);
 			continue;
 		}
-		memset(&keys[k], 0, sizeof(keys[k]));
+		/* the unspecified source: AH SAs' key in the SAD (sad.c) */
 		if (v6) {
 			memcpy(&keys[k].v6.spi, ip + off + 4, 4);
 			memcpy(keys[k].v6.dip, ip + 24, 16);
+			memset(keys[k].v6.sip, 0, 16);
 		} else {
 			memcpy(&keys[k].v4.spi, ip + off + 4, 4);
 			memcpy(&keys[k].v4.dip, ip + 16, 4);
+			keys[k].v4.sip = 0;
 		}
 		dp_meta(m)->ah_off = (uint16_t)off;
 		dp_meta(m)->outer_ecn = v6 ? (ip[1] >> 4) & 3 : ip[1] & 3;
-		kp[k] = &keys[k];
 		pkts[k++] = m;
 	}
 	if (k == 0)
@@ -459,7 +460,7 @@ void dp_ah_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 	if (s->ipsec->sad[v6] == NULL)
 		memset(sa, 0, sizeof(sa[0]) * k);
 	else
-		rte_ipsec_sad_lookup(s->ipsec->sad[v6], kp, sa, k);
+		dp_sad_lookup_runs(s->ipsec->sad[v6], keys, sa, k, v6);
 	for (uint16_t i = 0; i < k; i++) {
 		struct dp_sa *x = sa[i];
 		struct rte_mbuf *m = pkts[i];
@@ -620,8 +621,13 @@ static enum dp_sa_counter in_strip(const struct dp_sa *sa, struct rte_mbuf *m, i
 		ip = (uint8_t *)(eth + 1);
 	}
 	eth->dst_addr = dp.ports[dp.port_of_eth[m->port]].mac;
-	if (!*v6)
+	if (!*v6) {
 		dp_ip4_cksum_set((struct rte_ipv4_hdr *)ip);
+		/* just computed: the input stage need not sum it again (as ESP's
+		 * inner_l2()) */
+		m->ol_flags =
+			(m->ol_flags & ~RTE_MBUF_F_RX_IP_CKSUM_MASK) | RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+	}
 	return DP_SA_CNT_MAX;
 }
 
