@@ -226,7 +226,8 @@ static inline enum dp_counter ip4_check(struct rte_mbuf *m, struct rte_ipv4_hdr 
 
 /* Classify one routed packet; handles the drops of plain forwarding. */
 static inline uint8_t route_class(struct dp_worker *w, uint16_t in, struct rte_mbuf *m,
-				  const struct dp_nexthop *nh, uint8_t *ttl, bool mcast_dst)
+				  const struct dp_nexthop *nh, uint8_t *ttl, bool mcast_dst,
+				  const bool decrypted)
 {
 	switch (nh->type) {
 	case DP_NH_LOCAL:
@@ -237,7 +238,9 @@ static inline uint8_t route_class(struct dp_worker *w, uint16_t in, struct rte_m
 		dp_drop(w, in, m, DP_CNT_drop_no_route);
 		return C_DONE;
 	}
-	if (unlikely(l2_multicast(m))) {
+	/* a decrypted packet's frame is the one its SA's finish made, to the
+	 * port's own address */
+	if (!decrypted && unlikely(l2_multicast(m))) {
 		dp_drop(w, in, m, DP_CNT_drop_l2_other);
 		return C_DONE;
 	}
@@ -272,7 +275,7 @@ static __rte_always_inline void route4(struct dp_worker *w, const struct dp_snap
 			rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, RTE_ETHER_HDR_LEN);
 		const struct dp_nexthop *nh = &nhs[nhi[i]];
 		uint8_t cls = route_class(w, in, m, nh, &ip->time_to_live,
-					  dst[i] == UINT32_MAX || (dst[i] >> 28) == 0xe);
+					  dst[i] == UINT32_MAX || (dst[i] >> 28) == 0xe, decrypted);
 
 		if (cls == C_FWD) {
 			ttl_decrement(ip);
@@ -332,7 +335,7 @@ static __rte_always_inline void route6(struct dp_worker *w, const struct dp_snap
 		struct rte_ipv6_hdr *ip6 =
 			rte_pktmbuf_mtod_offset(m, struct rte_ipv6_hdr *, RTE_ETHER_HDR_LEN);
 		const struct dp_nexthop *nh = &nhs[nhi[i]];
-		uint8_t cls = route_class(w, in, m, nh, &ip6->hop_limits, false);
+		uint8_t cls = route_class(w, in, m, nh, &ip6->hop_limits, false, decrypted);
 
 		if (cls == C_FWD) {
 			ip6->hop_limits--;
