@@ -4,7 +4,8 @@
  *
  * Each packet is laid out as it travels (outbound: AH and, in tunnel mode,
  * the outer header added; inbound: as received), then its IP header and the
- * extension headers before AH are copied to the mbuf's tailroom and their
+ * extension headers before AH are copied to the mbuf's tailroom (but for an
+ * inbound tunnel SA, whose outer header is dropped once verified) and their
  * mutable fields zeroed in place, as is the ICV (§3.3.3.1); with ESN the
  * sequence number's high half is appended (§2.5.1, Appendix B). The crypto
  * device computes (out) or verifies (in, against the copy of the received
@@ -149,6 +150,16 @@ static bool ip6_zero(uint8_t *ip, uint32_t ah_off)
 }
 
 /*
+ * A tunnel SA's inbound packet loses its outer header once verified
+ * (in_strip()): its headers are neither saved nor put back. Every other
+ * packet keeps them.
+ */
+static inline bool hdrs_kept(const struct dp_sa *sa)
+{
+	return ah_out(sa) || sa->mode != DPS_MODE_TUNNEL;
+}
+
+/*
  * The common part of both directions once the packet is laid out with AH at
  * @ah_off from the IP header: ESN appended, headers saved, mutable fields
  * zeroed. Returns false when the packet cannot be handled (no room, bad
@@ -158,7 +169,7 @@ static bool icv_input(const struct dp_sa *sa, struct rte_mbuf *m, uint32_t ah_of
 		      bool v6)
 {
 	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, RTE_ETHER_HDR_LEN);
-	uint8_t *ah = ip + ah_off;
+	uint8_t *icv = ip + ah_off + DP_AH_HDR_LEN + sa->iv_len;
 	uint8_t *st;
 
 	/* A reassembled packet may be chained: its headers and AH are in the
@@ -176,9 +187,15 @@ static bool icv_input(const struct dp_sa *sa, struct rte_mbuf *m, uint32_t ah_of
 		memcpy(p, &be, 4);
 	}
 	st = stash(m);
-	memcpy(st, ah + DP_AH_HDR_LEN + sa->iv_len, sa->icv_len); /* in: the ICV to verify */
-	memset(ah + DP_AH_HDR_LEN + sa->iv_len, 0, sa->icv_len);
-	memcpy(st + AH_ICV_ROOM, ip, ah_off);
+	if (likely(sa->icv_len == 16)) { /* the -128 HMACs: copies of a known size */
+		memcpy(st, icv, 16);	 /* in: the ICV to verify */
+		memset(icv, 0, 16);
+	} else {
+		memcpy(st, icv, sa->icv_len);
+		memset(icv, 0, sa->icv_len);
+	}
+	if (hdrs_kept(sa))
+		memcpy(st + AH_ICV_ROOM, ip, ah_off);
 	dp_meta(m)->ah_off = (uint16_t)ah_off;
 	m->ol_flags &= ~RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
 	return v6 ? ip6_zero(ip, ah_off) : ip4_zero(ip, ah_off, sa);
@@ -189,7 +206,8 @@ static inline void icv_restore(const struct dp_sa *sa, struct rte_mbuf *m)
 {
 	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, RTE_ETHER_HDR_LEN);
 
-	memcpy(ip, stash(m) + AH_ICV_ROOM, dp_meta(m)->ah_off);
+	if (hdrs_kept(sa))
+		memcpy(ip, stash(m) + AH_ICV_ROOM, dp_meta(m)->ah_off);
 	if (sa->cfg.esn)
 		rte_pktmbuf_trim(m, 4);
 }
