@@ -4,7 +4,8 @@
  *
  * Each packet is laid out as it travels (outbound: AH and, in tunnel mode,
  * the outer header added; inbound: as received), then its IP header and the
- * extension headers before AH are copied to the mbuf's tailroom and their
+ * extension headers before AH are copied to the mbuf's tailroom (but for an
+ * inbound tunnel SA, whose outer header is dropped once verified) and their
  * mutable fields zeroed in place, as is the ICV (§3.3.3.1); with ESN the
  * sequence number's high half is appended (§2.5.1, Appendix B). The crypto
  * device computes (out) or verifies (in, against the copy of the received
@@ -24,6 +25,7 @@
 #include "dataplane/output.h"
 #include "dataplane/polog.h"
 #include "dataplane/replay.h"
+#include "dataplane/sad.h"
 #include "dataplane/session.h"
 #include "dataplane/worker.h"
 #include "dataplane/xform.h"
@@ -148,6 +150,16 @@ static bool ip6_zero(uint8_t *ip, uint32_t ah_off)
 }
 
 /*
+ * A tunnel SA's inbound packet loses its outer header once verified
+ * (in_strip()): its headers are neither saved nor put back. Every other
+ * packet keeps them.
+ */
+static inline bool hdrs_kept(const struct dp_sa *sa)
+{
+	return ah_out(sa) || sa->mode != DPS_MODE_TUNNEL;
+}
+
+/*
  * The common part of both directions once the packet is laid out with AH at
  * @ah_off from the IP header: ESN appended, headers saved, mutable fields
  * zeroed. Returns false when the packet cannot be handled (no room, bad
@@ -157,7 +169,7 @@ static bool icv_input(const struct dp_sa *sa, struct rte_mbuf *m, uint32_t ah_of
 		      bool v6)
 {
 	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, RTE_ETHER_HDR_LEN);
-	uint8_t *ah = ip + ah_off;
+	uint8_t *icv = ip + ah_off + DP_AH_HDR_LEN + sa->iv_len;
 	uint8_t *st;
 
 	/* A reassembled packet may be chained: its headers and AH are in the
@@ -175,9 +187,15 @@ static bool icv_input(const struct dp_sa *sa, struct rte_mbuf *m, uint32_t ah_of
 		memcpy(p, &be, 4);
 	}
 	st = stash(m);
-	memcpy(st, ah + DP_AH_HDR_LEN + sa->iv_len, sa->icv_len); /* in: the ICV to verify */
-	memset(ah + DP_AH_HDR_LEN + sa->iv_len, 0, sa->icv_len);
-	memcpy(st + AH_ICV_ROOM, ip, ah_off);
+	if (likely(sa->icv_len == 16)) { /* the -128 HMACs: copies of a known size */
+		memcpy(st, icv, 16);	 /* in: the ICV to verify */
+		memset(icv, 0, 16);
+	} else {
+		memcpy(st, icv, sa->icv_len);
+		memset(icv, 0, sa->icv_len);
+	}
+	if (hdrs_kept(sa))
+		memcpy(st + AH_ICV_ROOM, ip, ah_off);
 	dp_meta(m)->ah_off = (uint16_t)ah_off;
 	m->ol_flags &= ~RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
 	return v6 ? ip6_zero(ip, ah_off) : ip4_zero(ip, ah_off, sa);
@@ -188,7 +206,8 @@ static inline void icv_restore(const struct dp_sa *sa, struct rte_mbuf *m)
 {
 	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, RTE_ETHER_HDR_LEN);
 
-	memcpy(ip, stash(m) + AH_ICV_ROOM, dp_meta(m)->ah_off);
+	if (hdrs_kept(sa))
+		memcpy(ip, stash(m) + AH_ICV_ROOM, dp_meta(m)->ah_off);
 	if (sa->cfg.esn)
 		rte_pktmbuf_trim(m, 4);
 }
@@ -419,7 +438,6 @@ void dp_ah_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 	      struct rte_mbuf **pkts, uint16_t n, int v6)
 {
 	union rte_ipsec_sad_key keys[DP_MAX_BURST];
-	const union rte_ipsec_sad_key *kp[DP_MAX_BURST];
 	void *sa[DP_MAX_BURST];
 	struct rte_mbuf *grp[DP_MAX_BURST];
 	struct dp_sa *cur = NULL;
@@ -441,17 +459,18 @@ void dp_ah_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 			dp_drop(w, port, m, DP_CNT_drop_esp_malformed);
 			continue;
 		}
-		memset(&keys[k], 0, sizeof(keys[k]));
+		/* the unspecified source: AH SAs' key in the SAD (sad.c) */
 		if (v6) {
 			memcpy(&keys[k].v6.spi, ip + off + 4, 4);
 			memcpy(keys[k].v6.dip, ip + 24, 16);
+			memset(keys[k].v6.sip, 0, 16);
 		} else {
 			memcpy(&keys[k].v4.spi, ip + off + 4, 4);
 			memcpy(&keys[k].v4.dip, ip + 16, 4);
+			keys[k].v4.sip = 0;
 		}
 		dp_meta(m)->ah_off = (uint16_t)off;
 		dp_meta(m)->outer_ecn = v6 ? (ip[1] >> 4) & 3 : ip[1] & 3;
-		kp[k] = &keys[k];
 		pkts[k++] = m;
 	}
 	if (k == 0)
@@ -459,7 +478,7 @@ void dp_ah_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 	if (s->ipsec->sad[v6] == NULL)
 		memset(sa, 0, sizeof(sa[0]) * k);
 	else
-		rte_ipsec_sad_lookup(s->ipsec->sad[v6], kp, sa, k);
+		dp_sad_lookup_runs(s->ipsec->sad[v6], keys, sa, k, v6);
 	for (uint16_t i = 0; i < k; i++) {
 		struct dp_sa *x = sa[i];
 		struct rte_mbuf *m = pkts[i];
@@ -620,8 +639,13 @@ static enum dp_sa_counter in_strip(const struct dp_sa *sa, struct rte_mbuf *m, i
 		ip = (uint8_t *)(eth + 1);
 	}
 	eth->dst_addr = dp.ports[dp.port_of_eth[m->port]].mac;
-	if (!*v6)
+	if (!*v6) {
 		dp_ip4_cksum_set((struct rte_ipv4_hdr *)ip);
+		/* just computed: the input stage need not sum it again (as ESP's
+		 * inner_l2()) */
+		m->ol_flags =
+			(m->ol_flags & ~RTE_MBUF_F_RX_IP_CKSUM_MASK) | RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+	}
 	return DP_SA_CNT_MAX;
 }
 

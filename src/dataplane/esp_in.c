@@ -91,33 +91,6 @@ static inline void sad_key(const uint8_t *ip, const uint8_t *esp, int v6,
 }
 
 /*
- * rte_ipsec_sad_lookup() hashes each key in each of its three tables (SPI;
- * SPI and destination; SPI, destination and source) and compares keys with
- * memcmp: a third of an inbound 64 B packet's cost. A burst from one peer is
- * mostly runs of one SA: each run of equal keys is looked up once.
- */
-static void sad_lookup_runs(const struct rte_ipsec_sad *sad, const union rte_ipsec_sad_key *k,
-			    void **sa, uint16_t n, int v6)
-{
-	const union rte_ipsec_sad_key *uk[DP_MAX_BURST];
-	void *us[DP_MAX_BURST];
-	uint8_t run[DP_MAX_BURST];
-	uint16_t nu = 0;
-
-	for (uint16_t i = 0; i < n; i++) {
-		bool same = i > 0 && (v6 ? memcmp(&k[i].v6, &k[i - 1].v6, sizeof(k->v6)) == 0
-					 : memcmp(&k[i].v4, &k[i - 1].v4, sizeof(k->v4)) == 0);
-
-		if (!same)
-			uk[nu++] = &k[i];
-		run[i] = nu - 1;
-	}
-	rte_ipsec_sad_lookup(sad, uk, us, nu);
-	for (uint16_t i = 0; i < n; i++)
-		sa[i] = us[run[i]];
-}
-
-/*
  * Keep only ESP: set AH aside in @ah (ah.c takes it), absorb keepalives, send
  * IKE to the kernel, drop runts. For what stays, in the same pass: its SAD
  * key, and what the SA's finish needs of the ESP header, which lib/ipsec
@@ -207,7 +180,7 @@ void dp_esp_in(struct dp_worker *w, const struct dp_snapshot *s, uint16_t port,
 	if (s->ipsec->sad[v6] == NULL)
 		memset(sa, 0, sizeof(sa[0]) * n);
 	else
-		sad_lookup_runs(s->ipsec->sad[v6], keys, sa, n, v6);
+		dp_sad_lookup_runs(s->ipsec->sad[v6], keys, sa, n, v6);
 	/* Runs of packets of one SA go to it together, in arrival order. */
 	for (uint16_t i = 0; i < n; i++) {
 		struct dp_sa *x = sa[i];

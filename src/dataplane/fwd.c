@@ -182,16 +182,15 @@ static inline int l3_trim(struct rte_mbuf *m, uint32_t ip_len)
 }
 
 /* RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), over the 16-bit word holding the
- * TTL: unlike RFC 1141's shortcut it never yields 0xffff for a zero sum. */
+ * TTL: unlike RFC 1141's shortcut it never yields 0xffff for a zero sum. The
+ * TTL is the word's high byte and at least 2 here, so m' = m - 0x0100 and
+ * ~m + m' = 0xfeff whatever m: one addition to the checksum as stored (a
+ * ones' complement sum is the same in either byte order, RFC 1071 §2). */
 static inline void ttl_decrement(struct rte_ipv4_hdr *ip)
 {
-	uint16_t old = rte_cpu_to_be_16((uint16_t)(ip->time_to_live << 8 | ip->next_proto_id));
-	uint16_t new =
-		rte_cpu_to_be_16((uint16_t)((ip->time_to_live - 1) << 8 | ip->next_proto_id));
-	uint32_t sum;
+	uint32_t sum = (uint32_t)(uint16_t)~ip->hdr_checksum + RTE_BE16(0xfeff);
 
 	ip->time_to_live--;
-	sum = (uint32_t)(uint16_t)~ip->hdr_checksum + (uint16_t)~old + new;
 	sum = (sum & 0xffff) + (sum >> 16);
 	sum = (sum & 0xffff) + (sum >> 16);
 	ip->hdr_checksum = (uint16_t)~sum;
@@ -206,15 +205,15 @@ static inline bool l2_multicast(struct rte_mbuf *m)
 
 static inline enum dp_counter ip4_check(struct rte_mbuf *m, struct rte_ipv4_hdr *ip)
 {
-	uint32_t hlen;
+	uint32_t hlen, tlen;
 
 	if (rte_pktmbuf_data_len(m) < RTE_ETHER_HDR_LEN + sizeof(*ip))
 		return DP_CNT_drop_malformed;
 	hlen = rte_ipv4_hdr_len(ip);
+	tlen = rte_be_to_cpu_16(ip->total_length); /* once: DPDK's swap is an asm statement */
 	if ((ip->version_ihl >> 4) != 4 || hlen < sizeof(*ip) ||
-	    rte_pktmbuf_data_len(m) < RTE_ETHER_HDR_LEN + hlen ||
-	    rte_be_to_cpu_16(ip->total_length) < hlen ||
-	    l3_trim(m, rte_be_to_cpu_16(ip->total_length)) < 0)
+	    rte_pktmbuf_data_len(m) < RTE_ETHER_HDR_LEN + hlen || tlen < hlen ||
+	    l3_trim(m, tlen) < 0)
 		return DP_CNT_drop_malformed;
 	if ((m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_BAD)
 		return DP_CNT_drop_bad_cksum;
@@ -226,7 +225,8 @@ static inline enum dp_counter ip4_check(struct rte_mbuf *m, struct rte_ipv4_hdr 
 
 /* Classify one routed packet; handles the drops of plain forwarding. */
 static inline uint8_t route_class(struct dp_worker *w, uint16_t in, struct rte_mbuf *m,
-				  const struct dp_nexthop *nh, uint8_t *ttl, bool mcast_dst)
+				  const struct dp_nexthop *nh, uint8_t *ttl, bool mcast_dst,
+				  const bool decrypted)
 {
 	switch (nh->type) {
 	case DP_NH_LOCAL:
@@ -237,7 +237,9 @@ static inline uint8_t route_class(struct dp_worker *w, uint16_t in, struct rte_m
 		dp_drop(w, in, m, DP_CNT_drop_no_route);
 		return C_DONE;
 	}
-	if (unlikely(l2_multicast(m))) {
+	/* a decrypted packet's frame is the one its SA's finish made, to the
+	 * port's own address */
+	if (!decrypted && unlikely(l2_multicast(m))) {
 		dp_drop(w, in, m, DP_CNT_drop_l2_other);
 		return C_DONE;
 	}
@@ -272,7 +274,7 @@ static __rte_always_inline void route4(struct dp_worker *w, const struct dp_snap
 			rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, RTE_ETHER_HDR_LEN);
 		const struct dp_nexthop *nh = &nhs[nhi[i]];
 		uint8_t cls = route_class(w, in, m, nh, &ip->time_to_live,
-					  dst[i] == UINT32_MAX || (dst[i] >> 28) == 0xe);
+					  dst[i] == UINT32_MAX || (dst[i] >> 28) == 0xe, decrypted);
 
 		if (cls == C_FWD) {
 			ttl_decrement(ip);
@@ -332,7 +334,7 @@ static __rte_always_inline void route6(struct dp_worker *w, const struct dp_snap
 		struct rte_ipv6_hdr *ip6 =
 			rte_pktmbuf_mtod_offset(m, struct rte_ipv6_hdr *, RTE_ETHER_HDR_LEN);
 		const struct dp_nexthop *nh = &nhs[nhi[i]];
-		uint8_t cls = route_class(w, in, m, nh, &ip6->hop_limits, false);
+		uint8_t cls = route_class(w, in, m, nh, &ip6->hop_limits, false, decrypted);
 
 		if (cls == C_FWD) {
 			ip6->hop_limits--;

@@ -257,6 +257,23 @@ static inline const void *ip_dst(struct rte_mbuf *m, int v6)
 	return rte_pktmbuf_mtod_offset(m, uint8_t *, RTE_ETHER_HDR_LEN + (v6 ? 24 : 16));
 }
 
+/* Two addresses compared as words: memcmp of a length known only at run
+ * time is a libc call per packet. */
+static inline bool addr_eq(const void *a, const void *b, int v6)
+{
+	uint64_t x[2], y[2];
+	uint32_t x4, y4;
+
+	if (v6) {
+		memcpy(x, a, 16);
+		memcpy(y, b, 16);
+		return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+	}
+	memcpy(&x4, a, 4);
+	memcpy(&y4, b, 4);
+	return x4 == y4;
+}
+
 /*
  * A burst mostly goes to few neighbours: a packet to the same next hop as
  * the one before (the same gateway, or on-link the same destination) takes
@@ -283,7 +300,7 @@ void dp_output_clear(struct dp_worker *w, const struct dp_snapshot *s, uint16_t 
 			continue;
 		}
 		dst = ip_dst(m, v6);
-		if (nh != last || (nh->type != DP_NH_GATEWAY && memcmp(dst, last_dst, alen) != 0)) {
+		if (nh != last || (nh->type != DP_NH_GATEWAY && !addr_eq(dst, last_dst, v6))) {
 			last = nh;
 			memcpy(last_dst, dst, alen);
 			neigh = neigh_of(nh, family, dst);

@@ -38,14 +38,13 @@ static bool accept_clear(uint8_t bits, struct rte_mbuf *m, int v6)
 	       ((bits & DP_CLEAR_PIM) && proto == IPPROTO_PIM);
 }
 
-/* The SAs that decrypted @m, outermost first, are what @p asks for. */
-static inline bool via_accepted(const struct dp_policy *p, struct rte_mbuf *m)
+/* The SAs that decrypted @m, outermost first, are what the bundle policy @p
+ * (or a packet of several layers) asks for. */
+static bool via_accepted(const struct dp_policy *p, struct rte_mbuf *m)
 {
 	const struct dp_meta *mt = dp_meta(m);
 	struct dp_sa *via[DP_VIA_MAX];
 
-	if (likely(mt->n_via == 1 && p->n_bundle == 0))
-		return dp_policy_accepts(p, mt->via);
 	if (mt->n_via == 0 || mt->n_via > DP_VIA_MAX)
 		return false;
 	for (unsigned int i = 0; i + 1 < mt->n_via; i++)
@@ -54,15 +53,42 @@ static inline bool via_accepted(const struct dp_policy *p, struct rte_mbuf *m)
 	return dp_policy_accepts_chain(p, via, mt->n_via);
 }
 
+/* The acceptance of the last (policy, SA) pair of a decrypted sub-burst,
+ * mostly one SA's packets under one policy: policies and the SA fields the
+ * check reads never change under a worker. */
+struct accept_memo {
+	const struct dp_policy *p;
+	const struct dp_sa *sa;
+	bool ok;
+};
+
+/* The SAs that decrypted @m are what @p asks for, the common single SA
+ * under a one-request policy answered from @mm when it is the last pair. */
+static inline bool accepted(struct accept_memo *mm, const struct dp_policy *p, struct rte_mbuf *m)
+{
+	const struct dp_meta *mt = dp_meta(m);
+
+	if (likely(mt->n_via == 1 && p->n_bundle == 0)) {
+		if (p != mm->p || mt->via != mm->sa) {
+			mm->p = p;
+			mm->sa = mt->via;
+			mm->ok = dp_policy_accepts(p, mt->via);
+		}
+		return mm->ok;
+	}
+	return via_accepted(p, m);
+}
+
 /* RFC 4301 §5.2 for one packet; false when it was dropped. */
 static __rte_always_inline bool inbound_ok(struct dp_worker *w, const struct dp_spd *spd,
 					   uint16_t in, struct rte_mbuf *m,
-					   const struct dp_policy *p, int v6, bool decrypted)
+					   const struct dp_policy *p, int v6, bool decrypted,
+					   struct accept_memo *mm)
 {
 	uint8_t v = verdict_of(spd, p, v6, w->id);
 	struct dp_sa *via = decrypted ? dp_meta(m)->via : NULL;
 
-	switch (dp_inbound_check(v, decrypted, via != NULL && p != NULL && via_accepted(p, m))) {
+	switch (dp_inbound_check(v, decrypted, via != NULL && p != NULL && accepted(mm, p, m))) {
 	case DP_IN_PASS:
 		return true;
 	case DP_IN_DROP_SA_POLICY:
@@ -99,11 +125,12 @@ static __rte_always_inline void policy_in(struct dp_worker *w, const struct dp_s
 	struct dp_stages *st = &w->st;
 	/* the capture's in-clear point: decrypted packets that passed */
 	const bool cap = decrypted && w->cap != NULL;
+	struct accept_memo mm = {NULL, NULL, false};
 
 	/* the input stage made their keys (fwd.c: sort_out) */
 	dp_spd_lookup(spd, v6, DP_SPD_IN, st->local.key, st->pol, st->local.n);
 	for (uint16_t i = 0; i < st->local.n; i++)
-		if (inbound_ok(w, spd, in, st->local.m[i], st->pol[i], v6, decrypted)) {
+		if (inbound_ok(w, spd, in, st->local.m[i], st->pol[i], v6, decrypted, &mm)) {
 			if (unlikely(cap))
 				dp_cap_pkt(w, DP_CAP_IN_CLEAR, st->local.m[i], in, st->pol[i],
 					   dp_meta(st->local.m[i])->via, 0);
@@ -111,7 +138,7 @@ static __rte_always_inline void policy_in(struct dp_worker *w, const struct dp_s
 		}
 	dp_spd_lookup(spd, v6, DP_SPD_FWD, st->fwd.key, st->pol, st->fwd.n);
 	for (uint16_t i = 0; i < st->fwd.n; i++)
-		if (inbound_ok(w, spd, in, st->fwd.m[i], st->pol[i], v6, decrypted)) {
+		if (inbound_ok(w, spd, in, st->fwd.m[i], st->pol[i], v6, decrypted, &mm)) {
 			if (unlikely(cap))
 				dp_cap_pkt(w, DP_CAP_IN_CLEAR, st->fwd.m[i], in, st->pol[i],
 					   dp_meta(st->fwd.m[i])->via, 0);

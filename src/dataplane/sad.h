@@ -18,7 +18,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct rte_ipsec_sad;
+#include <string.h>
+
+#include <rte_ipsec_sad.h>
+
+#include "dataplane/stage.h"
+
 struct dp_sa;
 
 /* The tables of each copy: ESP and AH [v6], IPComp [DP_SAD_IPCOMP + v6]. */
@@ -59,5 +64,47 @@ void dp_sad_pair_view(const struct dp_sad_pair *p, int copy, struct rte_ipsec_sa
 
 /** Destroy both copies. */
 void dp_sad_pair_free(struct dp_sad_pair *p);
+
+/* The runs of equal keys among @n > 0 keys @k of family @v6: the first key
+ * of each in @uk, each key's run in @run; returns the number of runs. */
+static __rte_always_inline uint16_t dp_sad_runs(const union rte_ipsec_sad_key *k, uint16_t n,
+						const union rte_ipsec_sad_key **uk, uint8_t *run,
+						const int v6)
+{
+	uint16_t nu = 1;
+
+	uk[0] = &k[0];
+	run[0] = 0;
+	for (uint16_t i = 1; i < n; i++) {
+		if (v6 ? memcmp(&k[i].v6, &k[i - 1].v6, sizeof(k->v6)) != 0
+		       : memcmp(&k[i].v4, &k[i - 1].v4, sizeof(k->v4)) != 0)
+			uk[nu++] = &k[i];
+		run[i] = nu - 1;
+	}
+	return nu;
+}
+
+/*
+ * Look up the @n > 0 keys @k of family @v6 in @sad: @sa[i] is key i's SA or
+ * NULL. rte_ipsec_sad_lookup() hashes each key in each of its three tables
+ * (SPI; SPI and destination; SPI, destination and source) and compares keys
+ * with memcmp: a third of an inbound 64 B packet's cost. A burst from one
+ * peer is mostly runs of one SA: each run of equal keys is looked up once
+ * (ESP, and AH, whose packets were looked up one by one before: 15 % of an
+ * AH packet's work outside the hash at 1420 B).
+ */
+static inline void dp_sad_lookup_runs(const struct rte_ipsec_sad *sad,
+				      const union rte_ipsec_sad_key *k, void **sa, uint16_t n,
+				      int v6)
+{
+	const union rte_ipsec_sad_key *uk[DP_MAX_BURST];
+	void *us[DP_MAX_BURST];
+	uint8_t run[DP_MAX_BURST];
+	uint16_t nu = v6 ? dp_sad_runs(k, n, uk, run, 1) : dp_sad_runs(k, n, uk, run, 0);
+
+	rte_ipsec_sad_lookup(sad, uk, us, nu);
+	for (uint16_t i = 0; i < n; i++)
+		sa[i] = us[run[i]];
+}
 
 #endif
