@@ -15,7 +15,7 @@ while the policy's priority flips back and forth; host B's capture must hold non
 import time
 
 import pfkey as K
-from scapy.all import ESP, IP, UDP, rdpcap
+from scapy.all import ESP, IP, UDP
 from test_pfkey_incremental import fill
 from test_pfkey_server import GW_WAN, HOST_B, KEY, capture, gw, out_policy, sas_by_spi, send_udp  # noqa: F401
 
@@ -23,7 +23,7 @@ N = 3000
 
 
 def flip_under_traffic(gw, q, flips):
-    dump, cap = capture(gw)
+    dump = capture(gw)
     tx = send_udp(gw, "10.9.1.5", N, 0.001)
     time.sleep(0.5)
     for i in range(flips):
@@ -32,9 +32,7 @@ def flip_under_traffic(gw, q, flips):
         time.sleep(0.05)
     tx.wait(timeout=120)
     time.sleep(0.5)
-    dump.send_signal(2)
-    dump.wait(timeout=10)
-    return rdpcap(str(cap))
+    return dump.stop()
 
 
 def clear(wire):
