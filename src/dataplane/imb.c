@@ -239,14 +239,17 @@ GCM_FN(gcm256_enc, true, true)
 GCM_FN(gcm128_dec, false, false)
 GCM_FN(gcm256_dec, false, true)
 
-struct dp_imb_key *dp_imb_key_create(const struct dps_sa *cfg)
+size_t dp_imb_key_size(void)
+{
+	return RTE_ALIGN_CEIL(sizeof(struct dp_imb_key), RTE_CACHE_LINE_SIZE);
+}
+
+struct dp_imb_key *dp_imb_key_init(void *mem, const struct dps_sa *cfg)
 {
 	bool k256 = cfg->enc_key_len == 32 + GCM_SALT_LEN;
 	bool out = cfg->dir == DPS_DIR_OUT;
-	struct dp_imb_key *k = rte_zmalloc("dps_imb_key", sizeof(*k), RTE_CACHE_LINE_SIZE);
+	struct dp_imb_key *k = mem;
 
-	if (k == NULL)
-		return NULL;
 	/* RFC 4106 §8.1: the key material is the AES key, then the 4-byte salt
 	 * (which lib/ipsec puts in the nonce). */
 	if (k256)
@@ -256,14 +259,6 @@ struct dp_imb_key *dp_imb_key_create(const struct dps_sa *cfg)
 	k->fn = out ? (k256 ? gcm256_enc : gcm128_enc) : (k256 ? gcm256_dec : gcm128_dec);
 	k->aad_len = cfg->esn ? 12 : 8; /* SPI, sequence number (RFC 4106 §5) */
 	return k;
-}
-
-void dp_imb_key_free(struct dp_imb_key *k)
-{
-	if (k == NULL)
-		return;
-	explicit_bzero(k, sizeof(*k));
-	rte_free(k);
 }
 
 void dp_imb_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,

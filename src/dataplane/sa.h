@@ -122,7 +122,7 @@ struct dp_sa {
 	/* The crypto step between xf's prepare and finish: the cryptodev's
 	 * (dp_crypto_run) or the native engine's (dp_imb_run), chosen once. */
 	dp_xform_run_t crypto;
-	struct dp_sa_counters *cnt; /* [n_workers] */
+	struct dp_sa_counters *cnt; /* [n_workers], in the SA's allocation */
 	volatile uint64_t first_use_ms;
 	uint8_t dst[16];   /* outbound: where the ESP packets go (cfg.dst) */
 	uint16_t overhead; /* outbound: bytes added besides padding and trailer (mtu.h) */
@@ -176,6 +176,7 @@ struct dp_sa {
 	uint16_t nat_sent_sport;
 	uint8_t nat_sent_src[16];
 	uint32_t id;	 /* store's handle */
+	uint32_t size;	 /* bytes of the SA's one allocation (its parts: sa.c) */
 	uint64_t add_ms; /* for lifetimes */
 };
 
