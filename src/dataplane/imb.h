@@ -47,8 +47,13 @@ size_t dp_imb_key_size(void);
  */
 struct dp_imb_key *dp_imb_key_init(void *mem, const struct dps_sa *cfg);
 
-/** Cache lines of a key to prefetch: its header and AES round keys. */
+/** Cache lines of a key to prefetch from its start: its header and AES
+ * round keys (and the GHASH keys that follow them, but for VAES). */
 unsigned int dp_imb_key_lines(void);
+
+/** The lines of a key's GHASH keys a packet of up to 256 bytes reads when
+ * they are not after the round keys (VAES): how many, from line @first. */
+unsigned int dp_imb_hkey_lines(unsigned int *first);
 
 /**
  * The crypto step of a native SA's chain: lib/ipsec prepares @n packets of

@@ -380,6 +380,12 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 	sa->ses_lines =
 		native ? dp_imb_key_lines()
 		       : RTE_MIN(dp_session_size() / RTE_CACHE_LINE_SIZE, SES_PREFETCH_LINES);
+	if (native) {
+		unsigned int first = 0;
+
+		sa->hkey_lines = (uint8_t)dp_imb_hkey_lines(&first);
+		sa->hkey_line = (uint8_t)first;
+	}
 	rc = rte_ipsec_sa_init(sa->rsa, &prm, sz);
 	if (rc < 0) {
 		snprintf(err, errlen, "lib/ipsec refused the SA: %s", rte_strerror(-rc));

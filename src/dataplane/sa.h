@@ -137,10 +137,12 @@ struct dp_sa {
 	bool bundled;	   /* out: a bundle's inner layer once (kept): finish hands on to @outer */
 	uint8_t iv_len;	   /* explicit IV bytes in each packet */
 	uint8_t icv_len;
-	uint8_t block;	   /* ciphertext alignment */
-	uint8_t rsa_lines; /* cache lines of *rsa, to prefetch */
-	uint8_t ses_lines; /* of the crypto session: its header and keys */
-	bool serial;	   /* in, several workers: process() one worker at a time (lock) */
+	uint8_t block;	    /* ciphertext alignment */
+	uint8_t rsa_lines;  /* cache lines of *rsa, to prefetch */
+	uint8_t ses_lines;  /* of the crypto session: its header and keys */
+	uint8_t hkey_line;  /* native: the GHASH keys' lines, from this one ... */
+	uint8_t hkey_lines; /* ... this many (0: none apart) */
+	bool serial;	    /* in, several workers: process() one worker at a time (lock) */
 	/* Control thread, the choice of the transform, and the rare paths. */
 	uint8_t dev;	      /* index into dp_crypto.devs */
 	bool native;	      /* crypto by imb.c; ss.crypto.ses is its key schedule */
@@ -189,6 +191,9 @@ static inline void dp_sa_prefetch_state(const struct dp_sa *sa, unsigned int wor
 	for (unsigned int i = 0; i < sa->rsa_lines; i++)
 		rte_prefetch0(r + i * RTE_CACHE_LINE_SIZE);
 	for (unsigned int i = 0; i < sa->ses_lines; i++)
+		rte_prefetch0(c + i * RTE_CACHE_LINE_SIZE);
+	c += sa->hkey_line * RTE_CACHE_LINE_SIZE;
+	for (unsigned int i = 0; i < sa->hkey_lines; i++)
 		rte_prefetch0(c + i * RTE_CACHE_LINE_SIZE);
 }
 
