@@ -209,7 +209,7 @@ static struct sa_layout sa_layout(size_t rsa, size_t key, size_t replay)
 {
 	struct sa_layout l;
 
-	l.cnt = RTE_ALIGN_CEIL(sizeof(struct dp_sa), RTE_CACHE_LINE_SIZE);
+	l.cnt = DP_SA_CNT_OFF;
 	l.rsa = l.cnt + sizeof(struct dp_sa_counters) * dp.n_workers;
 	l.key = l.rsa + RTE_ALIGN_CEIL(rsa, RTE_CACHE_LINE_SIZE);
 	l.replay = l.key + RTE_ALIGN_CEIL(key, RTE_CACHE_LINE_SIZE);

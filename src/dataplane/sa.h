@@ -182,6 +182,15 @@ struct dp_sa {
 	uint64_t add_ms; /* for lifetimes */
 };
 
+/* Where sa->cnt is: right after the dp_sa, in its allocation (sa.c). */
+#define DP_SA_CNT_OFF RTE_ALIGN_CEIL(sizeof(struct dp_sa), RTE_CACHE_LINE_SIZE)
+
+/** Worker @worker's counters of @sa, found without reading @sa (sa->cnt). */
+static inline struct dp_sa_counters *dp_sa_cnt(const struct dp_sa *sa, unsigned int worker)
+{
+	return (struct dp_sa_counters *)((uintptr_t)sa + DP_SA_CNT_OFF) + worker;
+}
+
 /** Prefetch what a worker reads of @sa after its first two lines. */
 static inline void dp_sa_prefetch_state(const struct dp_sa *sa, unsigned int worker)
 {
