@@ -6,7 +6,8 @@ captures, hugepages, no crypto, ipsec or memory setting) and installs tunnels
 over PF_KEY in steps, every request pipelined: a tunnel is an outbound and an
 inbound AES-GCM-128 SA (SADB_ADD) and an outbound and a fwd policy
 (SADB_X_SPDADD), as scripts/bench/pfkey_rate.py installs them. After each
-step (every reply in, so every change in force) it reads from the kernel the
+step (every reply in, so every change in force, and the classifiers' background
+build merged, as the tunnel bench waits for it) it reads from the kernel the
 daemon's resident memory (VmRSS, /proc/PID/status) and the hugepage memory
 it maps (Private_Hugetlb + Shared_Hugetlb over /proc/PID/smaps), and from
 DPDK's telemetry the malloc heap (/eal/heap_info) and dpsecd's counts
