@@ -615,11 +615,12 @@ def build_cases(pcaps, args):
     topologies.cases(add, SIZES)
     if args.baseline:
         # Each dpsecd case again with the baseline build, right after it in
-        # the same round: the pair is measured seconds apart.
+        # the same round: the pair is measured seconds apart. Of the
+        # topologies, the tunnel cases (one dpsecd each).
         paired = []
         for c in cases:
             paired.append(c)
-            if c["kind"] not in ("secgw", "cperf", "topo"):
+            if c["kind"] not in ("secgw", "cperf", "topo") or c["group"] == "tunnels":
                 paired.append(dict(c, name="base:" + c["name"], bins="base"))
         cases = paired
     return cases

@@ -6,7 +6,8 @@ captures, hugepages, no crypto, ipsec or memory setting) and installs tunnels
 over PF_KEY in steps, every request pipelined: a tunnel is an outbound and an
 inbound AES-GCM-128 SA (SADB_ADD) and an outbound and a fwd policy
 (SADB_X_SPDADD), as scripts/bench/pfkey_rate.py installs them. After each
-step (every reply in, so every change in force) it reads from the kernel the
+step (every reply in, so every change in force, and the classifiers' background
+build merged, as the tunnel bench waits for it) it reads from the kernel the
 daemon's resident memory (VmRSS, /proc/PID/status) and the hugepage memory
 it maps (Private_Hugetlb + Shared_Hugetlb over /proc/PID/smaps), and from
 DPDK's telemetry the malloc heap (/eal/heap_info) and dpsecd's counts
@@ -28,6 +29,7 @@ import pcaps as P  # noqa: E402
 import pfkey as K  # noqa: E402
 from dpsec import Daemon  # noqa: E402
 from pfkey_rate import KEY, proc_mem, tunnel_msgs  # noqa: E402
+from topologies import spd_merged  # noqa: E402
 
 
 def with_lifetimes(m):
@@ -75,9 +77,12 @@ def main():
             replies = c.pipeline(msgs, window=args.window, timeout=3600) if msgs else []
             took = time.time() - t0
             done = n
+            # the classifiers' background build holds its scratch until it merges
+            merge_s = spd_merged(d) if n and not args.sas_only else 0
             time.sleep(2.5)  # the state file is written once a second while it changes
             st = json.loads(d.ctl("raw", "/dpsec/info").stdout)["/dpsec/info"]
             res = {"tunnels": n, "errors": sum(r.errno != 0 for r in replies), "install_s": round(took, 1),
+                   "spd_merge_wait_s": round(merge_s, 1),
                    "sas": st["sas"], "policies": st["policies"], "crypto_sessions": st["crypto_sessions"],
                    "session_pools": st["crypto_session_pools"]}
             res.update(proc_mem(d.proc.pid))

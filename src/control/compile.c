@@ -191,7 +191,7 @@ int dps_store_commit(void)
 	for (unsigned int i = 0; i < n_dead; i++)
 		dp_sa_free(dps_store.dead[i]);
 	for (unsigned int i = 0; i < dps_store.n_dead_hits; i++)
-		rte_free(dps_store.dead_hits[i]);
+		dps_hits_free(dps_store.dead_hits[i]);
 	dps_store.n_dead_hits = 0;
 	return 0;
 }

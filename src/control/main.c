@@ -5,6 +5,7 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,6 +281,13 @@ int main(int argc, char **argv)
 
 	if (parse_args(argc, argv, &o) < 0)
 		return 2;
+	/* Fixed thresholds instead of glibc's adaptive ones, which rise to the
+	 * largest block freed (32 MB: a store array or slot table grown at
+	 * 100 000 tunnels) and then keep every smaller freed block in the heap:
+	 * large tables are mapped and unmapped, freed heap goes back above 1 MB.
+	 * About 0.25 KiB of resident memory per tunnel at 50 000 tunnels. */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
 	if (dps_config_load(o.config, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return 1;

@@ -23,6 +23,77 @@
 struct dps_store_state dps_store = {
 	.lock = PTHREAD_MUTEX_INITIALIZER, .in_changed = true, .sad_rebuild = true};
 
+/*
+ * The policies' hit counters (a cache line per worker) come from slabs of
+ * hugepage memory: as rte_malloc elements of their own each paid a 64-byte
+ * header, as much again as the counters of one worker. A freed one is
+ * reused; the slabs go at dps_store_fini.
+ */
+#define HITS_SLAB (64 * 1024)
+
+_Static_assert(sizeof(struct dp_hits) * DPS_MAX_WORKERS <= HITS_SLAB, "a slab holds counters");
+
+static struct {
+	pthread_mutex_t lock;
+	void *free; /* a list through each free one's first word */
+	unsigned int n, cap;
+	void **slab;
+} hits_pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static struct dp_hits *hits_alloc(void)
+{
+	size_t sz = sizeof(struct dp_hits) * dp.n_workers;
+	void *h = NULL;
+
+	pthread_mutex_lock(&hits_pool.lock);
+	if (hits_pool.free == NULL && hits_pool.n == hits_pool.cap) {
+		unsigned int cap = hits_pool.cap ? hits_pool.cap * 2 : 16;
+		void **v = realloc(hits_pool.slab, cap * sizeof(*v));
+
+		if (v == NULL)
+			goto out;
+		hits_pool.slab = v;
+		hits_pool.cap = cap;
+	}
+	if (hits_pool.free == NULL) {
+		uint8_t *slab = rte_malloc("dps_hits", HITS_SLAB, RTE_CACHE_LINE_SIZE);
+
+		if (slab == NULL)
+			goto out;
+		hits_pool.slab[hits_pool.n++] = slab;
+		for (size_t off = HITS_SLAB / sz * sz; off >= sz; off -= sz) {
+			*(void **)(slab + off - sz) = hits_pool.free;
+			hits_pool.free = slab + off - sz;
+		}
+	}
+	h = hits_pool.free;
+	hits_pool.free = *(void **)h;
+	memset(h, 0, sz);
+out:
+	pthread_mutex_unlock(&hits_pool.lock);
+	return h;
+}
+
+void dps_hits_free(struct dp_hits *h)
+{
+	if (h == NULL)
+		return;
+	pthread_mutex_lock(&hits_pool.lock);
+	*(void **)h = hits_pool.free;
+	hits_pool.free = h;
+	pthread_mutex_unlock(&hits_pool.lock);
+}
+
+static void hits_pool_fini(void)
+{
+	for (unsigned int i = 0; i < hits_pool.n; i++)
+		rte_free(hits_pool.slab[i]);
+	free(hits_pool.slab);
+	hits_pool.slab = NULL;
+	hits_pool.free = NULL;
+	hits_pool.n = hits_pool.cap = 0;
+}
+
 static int grow(void **v, unsigned int *cap, unsigned int n, size_t elt)
 {
 	void *p;
@@ -423,7 +494,7 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 		snprintf(err, errlen, "a policy with this direction and selector exists");
 		return -EEXIST;
 	}
-	hits = rte_zmalloc(NULL, sizeof(*hits) * dp.n_workers, RTE_CACHE_LINE_SIZE);
+	hits = hits_alloc();
 	if (hits == NULL) {
 		snprintf(err, errlen,
 			 "out of hugepage memory: reserve more hugepages (vm.nr_hugepages)");
@@ -433,7 +504,7 @@ int dps_store_policy_add(struct dps_policy *p, enum dps_origin origin, char *err
 	if (grow((void **)&dps_store.pol, &dps_store.cap_pol, dps_store.n_pol,
 		 sizeof(*dps_store.pol)) < 0) {
 		pthread_mutex_unlock(&dps_store.lock);
-		rte_free(hits);
+		dps_hits_free(hits);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
@@ -812,11 +883,12 @@ void dps_store_fini(void)
 	for (unsigned int i = 0; i < dps_store.n_sas; i++)
 		dp_sa_free(dps_store.sas[i].dp);
 	for (unsigned int i = 0; i < dps_store.n_pol; i++)
-		rte_free(dps_store.pol[i].hits);
+		dps_hits_free(dps_store.pol[i].hits);
 	for (unsigned int i = 0; i < dps_store.n_dead; i++)
 		dp_sa_free(dps_store.dead[i]);
 	for (unsigned int i = 0; i < dps_store.n_dead_hits; i++)
-		rte_free(dps_store.dead_hits[i]);
+		dps_hits_free(dps_store.dead_hits[i]);
+	hits_pool_fini();
 	dps_pos_index_free(&sa_ix);
 	dps_pos_index_free(&pol_ix);
 	dps_pos_index_free(&id_ix);

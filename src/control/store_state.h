@@ -179,4 +179,7 @@ bool dps_unique_excludes(const uint32_t *uniq, unsigned int n, const struct dps_
 /* Same direction, priority, selector, action and requests. */
 bool dps_policy_same(const struct dps_policy *a, const struct dps_policy *b);
 
+/** Give back a policy's hit counters (to store.c's slabs). */
+void dps_hits_free(struct dp_hits *h);
+
 #endif

@@ -117,8 +117,32 @@ bool dp_imb_fits(const struct dps_sa *cfg)
 
 unsigned int dp_imb_key_lines(void)
 {
-	/* the header line and the expanded keys (15 round keys at most) */
-	return 1 + RTE_ALIGN_CEIL(15 * 16, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE;
+	/* the header line and the expanded keys (15 round keys at most); the
+	 * SSE to AVX-512 (not VAES) code keeps its 8 GHASH keys and their
+	 * Karatsuba halves right after them */
+	unsigned int n = 15 * 16, vaes = IMB_FEATURE_VAES | IMB_FEATURE_VPCLMULQDQ;
+
+	if (imb.ctl->used_arch != IMB_ARCH_AVX512 || (imb.ctl->features & vaes) != vaes)
+		n += 2 * 8 * 16;
+	return 1 + RTE_ALIGN_CEIL(n, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE;
+}
+
+/*
+ * The VAES code (intel-ipsec-mb's gcm_keys_vaes_avx512.asm) keeps the GHASH
+ * keys from HashKey^48 down to HashKey^1, the last at the end of the
+ * schedule: a packet of n blocks reads HashKey^n..^1, 16 at a time. Those of
+ * up to 16 blocks (256 bytes: every 64-byte packet and the tail of any
+ * other) are the last 256 bytes.
+ */
+unsigned int dp_imb_hkey_lines(unsigned int *first)
+{
+	unsigned int vaes = IMB_FEATURE_VAES | IMB_FEATURE_VPCLMULQDQ;
+	size_t end = offsetof(struct dp_imb_key, gcm) + 15 * 16 + 48 * 16;
+
+	if (imb.ctl->used_arch != IMB_ARCH_AVX512 || (imb.ctl->features & vaes) != vaes)
+		return 0;
+	*first = (unsigned int)((end - 16 * 16) / RTE_CACHE_LINE_SIZE);
+	return (unsigned int)(RTE_ALIGN_CEIL(end, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE) - *first;
 }
 
 /*
@@ -241,14 +265,17 @@ GCM_FN(gcm256_enc, true, true)
 GCM_FN(gcm128_dec, false, false)
 GCM_FN(gcm256_dec, false, true)
 
-struct dp_imb_key *dp_imb_key_create(const struct dps_sa *cfg)
+size_t dp_imb_key_size(void)
+{
+	return RTE_ALIGN_CEIL(sizeof(struct dp_imb_key), RTE_CACHE_LINE_SIZE);
+}
+
+struct dp_imb_key *dp_imb_key_init(void *mem, const struct dps_sa *cfg)
 {
 	bool k256 = cfg->enc_key_len == 32 + GCM_SALT_LEN;
 	bool out = cfg->dir == DPS_DIR_OUT;
-	struct dp_imb_key *k = rte_zmalloc("dps_imb_key", sizeof(*k), RTE_CACHE_LINE_SIZE);
+	struct dp_imb_key *k = mem;
 
-	if (k == NULL)
-		return NULL;
 	/* RFC 4106 §8.1: the key material is the AES key, then the 4-byte salt
 	 * (which lib/ipsec puts in the nonce). */
 	if (k256)
@@ -258,14 +285,6 @@ struct dp_imb_key *dp_imb_key_create(const struct dps_sa *cfg)
 	k->fn = out ? (k256 ? gcm256_enc : gcm128_enc) : (k256 ? gcm256_dec : gcm128_dec);
 	k->aad_len = cfg->esn ? 12 : 8; /* SPI, sequence number (RFC 4106 §5) */
 	return k;
-}
-
-void dp_imb_key_free(struct dp_imb_key *k)
-{
-	if (k == NULL)
-		return;
-	explicit_bzero(k, sizeof(*k));
-	rte_free(k);
 }
 
 void dp_imb_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,

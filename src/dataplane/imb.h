@@ -35,18 +35,25 @@ void dp_imb_fini(void);
  * key, the engine on (crypto.engine: native) and usable on this CPU. */
 bool dp_imb_fits(const struct dps_sa *cfg);
 
+/** Bytes of a key schedule (a multiple of the cache line). */
+size_t dp_imb_key_size(void);
+
 /**
- * The key schedule of @cfg's AES-GCM key (control thread), in hugepage
- * memory; its first 8 bytes are lib/ipsec's session opaque data (it takes
- * the key for its session handle). NULL when memory lacks.
+ * Make the key schedule of @cfg's AES-GCM key (control thread) in @mem:
+ * dp_imb_key_size() zeroed bytes of hugepage memory, cache-line aligned
+ * (the SA's own allocation, sa.c). Its first 8 bytes are lib/ipsec's
+ * session opaque data (it takes the key for its session handle). Wiped with
+ * the memory it lives in.
  */
-struct dp_imb_key *dp_imb_key_create(const struct dps_sa *cfg);
+struct dp_imb_key *dp_imb_key_init(void *mem, const struct dps_sa *cfg);
 
-/** Wipe and free @k. */
-void dp_imb_key_free(struct dp_imb_key *k);
-
-/** Cache lines of a key to prefetch: its header and AES round keys. */
+/** Cache lines of a key to prefetch from its start: its header and AES
+ * round keys (and the GHASH keys that follow them, but for VAES). */
 unsigned int dp_imb_key_lines(void);
+
+/** The lines of a key's GHASH keys a packet of up to 256 bytes reads when
+ * they are not after the round keys (VAES): how many, from line @first. */
+unsigned int dp_imb_hkey_lines(unsigned int *first);
 
 /**
  * The crypto step of a native SA's chain: lib/ipsec prepares @n packets of

@@ -144,16 +144,11 @@ static void fill_prm(struct rte_ipsec_sa_prm *prm, const struct dps_sa *c,
  * crypto ops imb.c runs; its handle is the key schedule, which never meets
  * a device.
  */
-static int native_session_create(struct dp_sa *sa, char *err, size_t errlen)
+static int native_session_create(struct dp_sa *sa, void *key, char *err, size_t errlen)
 {
 	int rc;
 
-	sa->ss.crypto.ses = (void *)dp_imb_key_create(&sa->cfg);
-	if (sa->ss.crypto.ses == NULL) {
-		snprintf(err, errlen,
-			 "out of hugepage memory: reserve more hugepages (vm.nr_hugepages)");
-		return -ENOMEM;
-	}
+	sa->ss.crypto.ses = (void *)dp_imb_key_init(key, &sa->cfg);
 	sa->native = true;
 	sa->ss.type = RTE_SECURITY_ACTION_TYPE_NONE;
 	sa->ss.sa = sa->rsa;
@@ -191,15 +186,47 @@ static int session_create(struct dp_sa *sa, struct dp_xforms *x, char *err, size
  * lib/ipsec uses for it, at least 64 (its sa.c), so that both find the same
  * number.
  */
-static int replay_create(struct dp_sa *sa)
+static void replay_init(struct dp_sa *sa, void *mem)
 {
 	uint32_t win = sa->cfg.replay_window;
 
-	sa->replay = rte_zmalloc("dps_replay", dp_replay_size(win), RTE_CACHE_LINE_SIZE);
-	if (sa->replay == NULL)
-		return -ENOMEM;
+	sa->replay = mem;
 	dp_replay_init(sa->replay, win, sa->cfg.esn ? RTE_MAX(win, 64u) : 0, sa->cfg.seq_start);
-	return 0;
+}
+
+/*
+ * Where the parts of an SA sit in its one allocation: the dp_sa, the
+ * workers' counters, lib/ipsec's SA, the native key schedule, the replay
+ * window; each part cache-line aligned, absent ones 0 bytes. One rte_malloc
+ * element instead of five saves four element headers (64 bytes each) and
+ * their rounding, and keeps an SA's lines together.
+ */
+struct sa_layout {
+	size_t cnt, rsa, key, replay, size;
+};
+
+static struct sa_layout sa_layout(size_t rsa, size_t key, size_t replay)
+{
+	struct sa_layout l;
+
+	l.cnt = DP_SA_CNT_OFF;
+	l.rsa = l.cnt + sizeof(struct dp_sa_counters) * dp.n_workers;
+	l.key = l.rsa + RTE_ALIGN_CEIL(rsa, RTE_CACHE_LINE_SIZE);
+	l.replay = l.key + RTE_ALIGN_CEIL(key, RTE_CACHE_LINE_SIZE);
+	l.size = l.replay + RTE_ALIGN_CEIL(replay, RTE_CACHE_LINE_SIZE);
+	return l;
+}
+
+static struct dp_sa *sa_alloc(const struct sa_layout *l)
+{
+	uint8_t *p = rte_zmalloc("dps_sa", l->size, RTE_CACHE_LINE_SIZE);
+	struct dp_sa *sa = (struct dp_sa *)p;
+
+	if (sa == NULL)
+		return NULL;
+	sa->cnt = (struct dp_sa_counters *)(p + l->cnt);
+	sa->size = (uint32_t)l->size;
+	return sa;
 }
 
 /* The knobs and endpoints every SA keeps (sa.h), whatever its protocol. */
@@ -240,10 +267,10 @@ static struct dp_sa *ipcomp_create(const struct dps_sa *cfg, int inner_family,
 		snprintf(err, errlen, "IPComp needs a compress device, and none started");
 		return NULL;
 	}
-	sa = rte_zmalloc("dps_sa", sizeof(*sa), RTE_CACHE_LINE_SIZE);
-	if (sa == NULL || (sa->cnt = rte_zmalloc(NULL, sizeof(*sa->cnt) * dp.n_workers,
-						 RTE_CACHE_LINE_SIZE)) == NULL) {
-		rte_free(sa);
+	struct sa_layout l = sa_layout(0, 0, 0);
+
+	sa = sa_alloc(&l);
+	if (sa == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
@@ -265,11 +292,13 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 	struct rte_ipsec_sa_prm prm;
 	/* on every way out: the keys live on only in the session */
 	struct dp_xforms x __attribute__((cleanup(dp_xforms_wipe)));
+	struct sa_layout l;
 	struct tun_hdr h;
 	const char *why;
 	struct dp_sa *sa;
-	int dev, sz, rc;
-	bool native;
+	int dev, sz = 0, rc;
+	bool native, ah = cfg->proto == DPS_PROTO_AH;
+	int inner = cfg->mode == DPS_MODE_TUNNEL ? inner_family : cfg->dst.family;
 
 	if (dp_crypto_xforms(cfg, &x, &why) < 0) {
 		snprintf(err, errlen, "%s", why);
@@ -283,7 +312,21 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 		rte_errno = ENOTSUP;
 		return NULL;
 	}
-	sa = rte_zmalloc("dps_sa", sizeof(*sa), RTE_CACHE_LINE_SIZE);
+	if (!ah) { /* AH has no lib/ipsec SA: ah.c */
+		fill_prm(&prm, cfg, &x, &h, inner, def->ecn);
+		sz = rte_ipsec_sa_size(&prm);
+		if (sz < 0) {
+			snprintf(err, errlen, "lib/ipsec refused the SA parameters: %s",
+				 rte_strerror(-sz));
+			rte_errno = ENOTSUP;
+			return NULL;
+		}
+	}
+	l = sa_layout(sz, native ? dp_imb_key_size() : 0,
+		      cfg->dir == DPS_DIR_IN && cfg->replay_window > 0
+			      ? dp_replay_size(cfg->replay_window)
+			      : 0);
+	sa = sa_alloc(&l);
 	if (sa == NULL)
 		goto nomem;
 	sa->cfg = *cfg;
@@ -292,7 +335,7 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 	memcpy(sa->dst, &cfg->dst.v6, cfg->dst.family == AF_INET ? 4 : 16);
 	sa->mode = cfg->mode;
 	sa->udp_encap = cfg->udp_encap;
-	sa->inner_family = cfg->mode == DPS_MODE_TUNNEL ? inner_family : cfg->dst.family;
+	sa->inner_family = inner;
 	sa->ecn = def->ecn;
 	sa->ah_cleartos = def->ah_cleartos;
 	sa->dfbit = cfg->dfbit;
@@ -316,11 +359,8 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 	sa->overhead = dp_esp_overhead(cfg->mode == DPS_MODE_TUNNEL, cfg->dst.family == AF_INET6,
 				       cfg->udp_encap, x.iv_len, x.icv_len);
 	sa->add_ms = dp_now_ms();
-	sa->cnt = rte_zmalloc(NULL, sizeof(*sa->cnt) * dp.n_workers, RTE_CACHE_LINE_SIZE);
 	sa->ah_offsetmask = def->ah_offsetmask;
-	if (cfg->proto == DPS_PROTO_AH) { /* no lib/ipsec SA: ah.c */
-		if (sa->cnt == NULL)
-			goto nomem;
+	if (ah) {
 		rc = dp_ah_init(sa, &x);
 		if (rc < 0) {
 			snprintf(err, errlen, "the crypto device refused the AH session: %s",
@@ -330,18 +370,9 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 		}
 		goto made;
 	}
-	fill_prm(&prm, cfg, &x, &h, sa->inner_family, sa->ecn);
 	if (cfg->mode == DPS_MODE_TUNNEL && cfg->dst.family == AF_INET)
 		sa->tun4_sum = tun4_sum(&h.v4);
-	sz = rte_ipsec_sa_size(&prm);
-	if (sz < 0) {
-		snprintf(err, errlen, "lib/ipsec refused the SA parameters: %s", rte_strerror(-sz));
-		dp_sa_free(sa);
-		rte_errno = ENOTSUP;
-		return NULL;
-	}
-	if (sa->cnt == NULL || (sa->rsa = rte_zmalloc("dps_rsa", sz, 64)) == NULL)
-		goto nomem;
+	sa->rsa = (struct rte_ipsec_sa *)((uint8_t *)sa + l.rsa);
 	prm.userdata = (uintptr_t)sa;
 	sa->rsa_lines =
 		RTE_MIN((unsigned int)RTE_ALIGN_CEIL(sz, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE,
@@ -349,12 +380,19 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 	sa->ses_lines =
 		native ? dp_imb_key_lines()
 		       : RTE_MIN(dp_session_size() / RTE_CACHE_LINE_SIZE, SES_PREFETCH_LINES);
+	if (native) {
+		unsigned int first = 0;
+
+		sa->hkey_lines = (uint8_t)dp_imb_hkey_lines(&first);
+		sa->hkey_line = (uint8_t)first;
+	}
 	rc = rte_ipsec_sa_init(sa->rsa, &prm, sz);
 	if (rc < 0) {
 		snprintf(err, errlen, "lib/ipsec refused the SA: %s", rte_strerror(-rc));
 		rc = -ENOTSUP;
+		sa->rsa = NULL; /* nothing for rte_ipsec_sa_fini */
 	} else {
-		rc = native ? native_session_create(sa, err, errlen)
+		rc = native ? native_session_create(sa, (uint8_t *)sa + l.key, err, errlen)
 			    : session_create(sa, &x, err, errlen);
 	}
 	memset(&x, 0, sizeof(x)); /* keys live on only in the session */
@@ -364,8 +402,8 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 		return NULL;
 	}
 made:
-	if (cfg->dir == DPS_DIR_IN && cfg->replay_window > 0 && replay_create(sa) < 0)
-		goto nomem;
+	if (l.replay < l.size)
+		replay_init(sa, (uint8_t *)sa + l.replay);
 	sa->sync = sa->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO || sa->native;
 	sa->crypto = sa->native ? dp_imb_run : dp_crypto_run;
 	sa->serial = cfg->dir == DPS_DIR_IN && dp.n_workers > 1;
@@ -373,7 +411,7 @@ made:
 	/* Lengths were checked before (esp_in.c): what lib/ipsec's prepare
 	 * refuses inbound is outside the replay window. */
 	sa->prep_fail = cfg->dir == DPS_DIR_IN ? DP_SA_CNT_drop_replay : DP_SA_CNT_drop_other;
-	if (cfg->proto == DPS_PROTO_AH)
+	if (ah)
 		sa->xf = dp_ah_ops(sa);
 	else
 		sa->xf = cfg->dir == DPS_DIR_OUT ? dp_esp_out_ops(sa) : dp_esp_in_ops(sa);
@@ -381,7 +419,6 @@ made:
 nomem:
 	snprintf(err, errlen, "out of hugepage memory: reserve more hugepages (vm.nr_hugepages)");
 	memset(&x, 0, sizeof(x));
-	dp_sa_free(sa);
 	rte_errno = ENOMEM;
 	return NULL;
 }
@@ -407,23 +444,19 @@ struct dp_sa *dp_sa_create(const struct dps_sa *cfg, int inner_family,
  * the session's private data, where crypto_aesni_mb keeps the expanded keys
  * (whose first round keys are the key itself) and crypto_openssl its copy.
  * rte_free zeroes only memory it knows to be clean (not a "dirty" hugepage
- * segment): the copy in sa->cfg is wiped here.
+ * segment): the copy in sa->cfg and the native key schedule are wiped here.
  */
 void dp_sa_free(struct dp_sa *sa)
 {
 	if (sa == NULL)
 		return;
-	if (sa->native)
-		dp_imb_key_free((struct dp_imb_key *)sa->ss.crypto.ses);
-	else if (sa->ss.crypto.ses != NULL)
+	if (!sa->native && sa->ss.crypto.ses != NULL)
 		dp_session_free(dp_crypto.devs[sa->dev].id, sa->ss.crypto.ses);
-	if (sa->rsa != NULL) {
+	if (sa->rsa != NULL)
 		rte_ipsec_sa_fini(sa->rsa);
-		rte_free(sa->rsa);
-	}
-	rte_free(sa->cnt);
-	rte_free(sa->replay);
-	explicit_bzero(sa, sizeof(*sa));
+	/* the SA's one allocation: the native key schedule and the copy of the
+	 * keys in sa->cfg with it */
+	explicit_bzero(sa, sa->size);
 	rte_free(sa);
 }
 

@@ -122,7 +122,7 @@ struct dp_sa {
 	/* The crypto step between xf's prepare and finish: the cryptodev's
 	 * (dp_crypto_run) or the native engine's (dp_imb_run), chosen once. */
 	dp_xform_run_t crypto;
-	struct dp_sa_counters *cnt; /* [n_workers] */
+	struct dp_sa_counters *cnt; /* [n_workers], in the SA's allocation */
 	volatile uint64_t first_use_ms;
 	uint8_t dst[16];   /* outbound: where the ESP packets go (cfg.dst) */
 	uint16_t overhead; /* outbound: bytes added besides padding and trailer (mtu.h) */
@@ -137,10 +137,12 @@ struct dp_sa {
 	bool bundled;	   /* out: a bundle's inner layer once (kept): finish hands on to @outer */
 	uint8_t iv_len;	   /* explicit IV bytes in each packet */
 	uint8_t icv_len;
-	uint8_t block;	   /* ciphertext alignment */
-	uint8_t rsa_lines; /* cache lines of *rsa, to prefetch */
-	uint8_t ses_lines; /* of the crypto session: its header and keys */
-	bool serial;	   /* in, several workers: process() one worker at a time (lock) */
+	uint8_t block;	    /* ciphertext alignment */
+	uint8_t rsa_lines;  /* cache lines of *rsa, to prefetch */
+	uint8_t ses_lines;  /* of the crypto session: its header and keys */
+	uint8_t hkey_line;  /* native: the GHASH keys' lines, from this one ... */
+	uint8_t hkey_lines; /* ... this many (0: none apart) */
+	bool serial;	    /* in, several workers: process() one worker at a time (lock) */
 	/* Control thread, the choice of the transform, and the rare paths. */
 	uint8_t dev;	      /* index into dp_crypto.devs */
 	bool native;	      /* crypto by imb.c; ss.crypto.ses is its key schedule */
@@ -176,8 +178,18 @@ struct dp_sa {
 	uint16_t nat_sent_sport;
 	uint8_t nat_sent_src[16];
 	uint32_t id;	 /* store's handle */
+	uint32_t size;	 /* bytes of the SA's one allocation (its parts: sa.c) */
 	uint64_t add_ms; /* for lifetimes */
 };
+
+/* Where sa->cnt is: right after the dp_sa, in its allocation (sa.c). */
+#define DP_SA_CNT_OFF RTE_ALIGN_CEIL(sizeof(struct dp_sa), RTE_CACHE_LINE_SIZE)
+
+/** Worker @worker's counters of @sa, found without reading @sa (sa->cnt). */
+static inline struct dp_sa_counters *dp_sa_cnt(const struct dp_sa *sa, unsigned int worker)
+{
+	return (struct dp_sa_counters *)((uintptr_t)sa + DP_SA_CNT_OFF) + worker;
+}
 
 /** Prefetch what a worker reads of @sa after its first two lines. */
 static inline void dp_sa_prefetch_state(const struct dp_sa *sa, unsigned int worker)
@@ -188,6 +200,9 @@ static inline void dp_sa_prefetch_state(const struct dp_sa *sa, unsigned int wor
 	for (unsigned int i = 0; i < sa->rsa_lines; i++)
 		rte_prefetch0(r + i * RTE_CACHE_LINE_SIZE);
 	for (unsigned int i = 0; i < sa->ses_lines; i++)
+		rte_prefetch0(c + i * RTE_CACHE_LINE_SIZE);
+	c += sa->hkey_line * RTE_CACHE_LINE_SIZE;
+	for (unsigned int i = 0; i < sa->hkey_lines; i++)
 		rte_prefetch0(c + i * RTE_CACHE_LINE_SIZE);
 }
 

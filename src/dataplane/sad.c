@@ -8,17 +8,24 @@
 #include "dataplane/sa.h"
 #include "dataplane/sad.h"
 
-#define SAD_MIN_CAP 1024
+#define SAD_MIN_CAP  1024
+#define SAD_MIN_CAP3 256
 
-static struct rte_ipsec_sad *sad_create(int t, unsigned int n)
+/*
+ * rte_hash gives a table of E entries E rounded up to a power of two bucket
+ * slots: @cap and @cap3 are powers of two, passed as they are (one more
+ * would double every table). A copy is built at most half full and rebuilt
+ * before three quarters (dp_sad_pair_fits), where cuckoo insertion into
+ * 8-slot buckets does not fail. No key is ever SPI-only: that table holds a
+ * slot per SPI of the other two (rte_ipsec_sad adds the three sizes for it).
+ */
+static struct rte_ipsec_sad *sad_create(int t, unsigned int cap, unsigned int cap3)
 {
 	static unsigned int seq;
 	char name[RTE_IPSEC_SAD_NAMESIZE];
 	struct rte_ipsec_sad_conf conf = {
 		.socket_id = SOCKET_ID_ANY,
-		/* more specific keys also take a slot in the SPI-only table;
-		 * AH SAs and IPComp tunnels' IP-in-IP go to the SPI+DIP+SIP one */
-		.max_sa = {n + 1, n + 1, n + 1},
+		.max_sa = {0, cap, cap3},
 		.flags = t & 1 ? RTE_IPSEC_SAD_FLAG_IPV6 : 0,
 	};
 
@@ -52,6 +59,26 @@ static bool sa_ipip(const struct dp_sa *sa)
 static int sa_type(const struct dp_sa *sa)
 {
 	return sa->cfg.proto == DPS_PROTO_AH ? RTE_IPSEC_SAD_SPI_DIP_SIP : RTE_IPSEC_SAD_SPI_DIP;
+}
+
+/* The keys @sa takes in its table's <SPI, destination, source> hash. */
+static unsigned int sa_keys3(const struct dp_sa *sa)
+{
+	return (sa_type(sa) == RTE_IPSEC_SAD_SPI_DIP_SIP) + sa_ipip(sa);
+}
+
+static unsigned int room(unsigned int min, unsigned int n)
+{
+	unsigned int cap = min;
+
+	while (cap < 2 * n)
+		cap *= 2;
+	return cap;
+}
+
+static bool full(unsigned int n, unsigned int cap)
+{
+	return n > cap - cap / 4;
 }
 
 /* The key of @sa: by its SPI (CPI) and destination, or (@ipip) by
@@ -121,14 +148,15 @@ void dp_sad_pair_free(struct dp_sad_pair *p)
 int dp_sad_pair_build(struct dp_sad_pair *p, struct dp_sa *const *sas, unsigned int n)
 {
 	memset(p, 0, sizeof(*p));
-	for (unsigned int i = 0; i < n; i++)
+	for (unsigned int i = 0; i < n; i++) {
 		p->n[sa_table(sas[i])]++;
+		p->n3[sa_table(sas[i])] += sa_keys3(sas[i]);
+	}
 	for (int t = 0; t < DP_SAD_N; t++) {
-		p->cap[t] = SAD_MIN_CAP;
-		while (p->cap[t] < 2 * p->n[t])
-			p->cap[t] *= 2;
+		p->cap[t] = room(SAD_MIN_CAP, p->n[t]);
+		p->cap3[t] = room(SAD_MIN_CAP3, p->n3[t]);
 		for (int c = 0; c < 2; c++)
-			if ((p->sad[c][t] = sad_create(t, p->cap[t])) == NULL)
+			if ((p->sad[c][t] = sad_create(t, p->cap[t], p->cap3[t])) == NULL)
 				goto fail;
 	}
 	for (int c = 0; c < 2; c++)
@@ -144,14 +172,17 @@ fail:
 
 bool dp_sad_pair_fits(const struct dp_sad_pair *p, const struct dp_sad_op *ops, unsigned int n)
 {
-	unsigned int add[DP_SAD_N] = {0};
+	unsigned int add[DP_SAD_N] = {0}, add3[DP_SAD_N] = {0};
 
 	if (p->sad[0][0] == NULL)
 		return false;
 	for (unsigned int i = 0; i < n; i++)
-		add[sa_table(ops[i].sa)] += ops[i].add;
+		if (ops[i].add) {
+			add[sa_table(ops[i].sa)]++;
+			add3[sa_table(ops[i].sa)] += sa_keys3(ops[i].sa);
+		}
 	for (int t = 0; t < DP_SAD_N; t++)
-		if (p->n[t] + add[t] > p->cap[t])
+		if (full(p->n[t] + add[t], p->cap[t]) || full(p->n3[t] + add3[t], p->cap3[t]))
 			return false;
 	return true;
 }
@@ -172,8 +203,12 @@ int dp_sad_apply(struct dp_sad_pair *p, int copy, const struct dp_sad_op *ops, u
 			return -1;
 		}
 		/* counts once per change, on the copy changed first */
-		if (copy != p->read)
+		if (copy != p->read) {
+			unsigned int k3 = sa_keys3(ops[i].sa);
+
 			p->n[t] = ops[i].add ? p->n[t] + 1 : p->n[t] - (p->n[t] > 0);
+			p->n3[t] = ops[i].add ? p->n3[t] + k3 : p->n3[t] - RTE_MIN(p->n3[t], k3);
+		}
 	}
 	return 0;
 }

@@ -41,9 +41,11 @@ struct dp_sad_op {
 
 /* The two copies of each table. Control thread only. */
 struct dp_sad_pair {
-	struct rte_ipsec_sad *sad[2][DP_SAD_N];	 /* [copy][table] */
-	unsigned int cap[DP_SAD_N], n[DP_SAD_N]; /* per table: room, SAs */
-	int read;				 /* the copy the published snapshot points to */
+	struct rte_ipsec_sad *sad[2][DP_SAD_N]; /* [copy][table] */
+	/* per table: room and keys of the <SPI, destination> hash (SAs keyed
+	 * so) and of the <SPI, destination, source> one (AH, IP-in-IP) */
+	unsigned int cap[DP_SAD_N], n[DP_SAD_N], cap3[DP_SAD_N], n3[DP_SAD_N];
+	int read; /* the copy the published snapshot points to */
 };
 
 /** Build both copies for @n inbound SAs, with room to grow. 0, or -1 (logged). */

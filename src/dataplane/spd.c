@@ -192,7 +192,6 @@ static struct rte_acl_ctx *ctx_build(const struct dp_rule *rules, unsigned int n
 		.name = name,
 		.socket_id = SOCKET_ID_ANY,
 		.rule_size = RTE_ACL_RULE_SZ(nf),
-		.max_rule_num = n,
 	};
 	struct rte_acl_config cfg = {.num_categories = 1, .num_fields = nf};
 	struct rte_acl_ctx *ctx;
@@ -205,6 +204,8 @@ static struct rte_acl_ctx *ctx_build(const struct dp_rule *rules, unsigned int n
 		count += dp_rule_in_ctx(&rules[i], c) && rules[i].v6 == v6;
 	if (count == 0)
 		return NULL;
+	/* the context keeps room for this many rules as long as it lives */
+	prm.max_rule_num = count;
 	snprintf(name, sizeof(name), "dps_spd%d%d_%u", v6, (int)c, gen);
 	ctx = rte_acl_create(&prm);
 	if (ctx == NULL)
@@ -256,13 +257,20 @@ static const struct dps_ipsec_req *esp_request(const struct dps_policy *p,
 	return esp;
 }
 
+size_t dp_policy_size(const struct dps_policy *p)
+{
+	size_t n = p->action == DPS_ACTION_PROTECT && p->n_reqs > 1 ? p->n_reqs : 0;
+
+	return offsetof(struct dp_policy, bundle) + n * sizeof(p->reqs[0]);
+}
+
 void dp_policy_resolve(struct dp_policy *dp, const struct dps_policy *p, struct dp_sa *out_sa,
 		       struct dp_hits *hits, const struct dps_ipsec_defaults *d)
 {
 	const struct dps_ipsec_req *req;
 	bool missing;
 
-	memset(dp, 0, sizeof(*dp));
+	memset(dp, 0, dp_policy_size(p));
 	dp->id = p->id;
 	dp->dir = p->dir;
 	dp->hits = hits;

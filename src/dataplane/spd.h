@@ -49,7 +49,9 @@ struct dp_policy {
 	/* A bundle (RFC 4301 §4.5): its requests as applied outbound, innermost
 	 * first; 0 for a policy of one request. Out: @sa is the innermost SA,
 	 * the next ones hang from it (dp_sa.outer). In/fwd: the SAs a packet
-	 * came through must be these, in reverse (dp_policy_accepts_meta()). */
+	 * came through must be these, in reverse (dp_policy_accepts_meta()).
+	 * Last: a policy of one request is allocated without it
+	 * (dp_policy_size()). */
 	uint8_t n_bundle;
 	struct dps_ipsec_req bundle[DPS_MAX_IPSEC_REQS];
 };
@@ -161,9 +163,13 @@ struct dp_acl_set *dp_acl_set_build(struct dp_rule *rules, unsigned int n, uint3
 /** Drop a reference to compiled classifiers; the last one frees them. */
 void dp_acl_set_put(struct dp_acl_set *set);
 
-/** What policy @p means to a worker, with its SA @out_sa (a bundle's
- * innermost, bound only when every SA of the bundle is: NULL otherwise) and
- * the defaults @d. */
+/** Bytes of the dp_policy of @p: without the bundle's requests unless it
+ * is a bundle (a policy of one request, the common case, is a third). */
+size_t dp_policy_size(const struct dps_policy *p);
+
+/** What policy @p means to a worker, in dp_policy_size(@p) bytes at @dp,
+ * with its SA @out_sa (a bundle's innermost, bound only when every SA of the
+ * bundle is: NULL otherwise) and the defaults @d. */
 void dp_policy_resolve(struct dp_policy *dp, const struct dps_policy *p, struct dp_sa *out_sa,
 		       struct dp_hits *hits, const struct dps_ipsec_defaults *d);
 
