@@ -321,9 +321,10 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 	if (cfg->proto == DPS_PROTO_AH) { /* no lib/ipsec SA: ah.c */
 		if (sa->cnt == NULL)
 			goto nomem;
-		rc = dp_ah_init(sa, &x);
+		rc = dp_ah_init(sa, &x, native);
 		if (rc < 0) {
-			snprintf(err, errlen, "the crypto device refused the AH session: %s",
+			snprintf(err, errlen, "%s refused the AH session: %s",
+				 native ? "the native engine" : "the crypto device",
 				 rte_strerror(-rc));
 			dp_sa_free(sa);
 			return NULL;
@@ -347,7 +348,7 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 		RTE_MIN((unsigned int)RTE_ALIGN_CEIL(sz, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE,
 			RSA_PREFETCH_LINES);
 	sa->ses_lines =
-		native ? dp_imb_key_lines()
+		native ? dp_imb_key_lines(cfg)
 		       : RTE_MIN(dp_session_size() / RTE_CACHE_LINE_SIZE, SES_PREFETCH_LINES);
 	rc = rte_ipsec_sa_init(sa->rsa, &prm, sz);
 	if (rc < 0) {
@@ -367,7 +368,9 @@ made:
 	if (cfg->dir == DPS_DIR_IN && cfg->replay_window > 0 && replay_create(sa) < 0)
 		goto nomem;
 	sa->sync = sa->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO || sa->native;
-	sa->crypto = sa->native ? dp_imb_run : dp_crypto_run;
+	sa->crypto = !sa->native		  ? dp_crypto_run
+		     : cfg->proto == DPS_PROTO_AH ? dp_ah_imb_run
+						  : dp_imb_run;
 	sa->serial = cfg->dir == DPS_DIR_IN && dp.n_workers > 1;
 	rte_spinlock_init(&sa->lock);
 	/* Lengths were checked before (esp_in.c): what lib/ipsec's prepare
