@@ -801,17 +801,23 @@ static uint16_t ah_cpu_prepare(const struct rte_ipsec_session *ss, struct rte_mb
 
 /* The ICV check in constant time (RFC 4302 §3.4.4 leaves it to the
  * implementation: a timing difference must not tell how much matched). Every
- * ICV here is a multiple of 4 bytes. */
+ * ICV here is a multiple of 4 bytes (12, 16, 24, 32). */
 static inline bool icv_equal(const uint8_t *a, const uint8_t *b, uint32_t len)
 {
-	uint32_t d = 0;
+	uint64_t d = 0, x, y;
+	uint32_t i = 0;
 
-	for (uint32_t i = 0; i < len; i += 4) {
-		uint32_t x, y;
-
-		memcpy(&x, a + i, 4);
-		memcpy(&y, b + i, 4);
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&x, a + i, 8);
+		memcpy(&y, b + i, 8);
 		d |= x ^ y;
+	}
+	if (i < len) { /* HMAC-SHA1-96's last 4 */
+		uint32_t x4, y4;
+
+		memcpy(&x4, a + i, 4);
+		memcpy(&y4, b + i, 4);
+		d |= x4 ^ y4;
 	}
 	return d == 0;
 }
@@ -840,13 +846,14 @@ void dp_ah_imb_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_s
 	const struct dp_imb_key *key = (const struct dp_imb_key *)sa->ss.crypto.ses;
 	const uint8_t *src[DP_MAX_BURST];
 	uint32_t len[DP_MAX_BURST];
-	uint8_t *tag[DP_MAX_BURST];
+	uint8_t *tag[DP_MAX_BURST], *rcv[DP_MAX_BURST];
 	uint16_t idx[DP_MAX_BURST], k = 0;
 	uint8_t icv[DP_MAX_BURST][AH_ICV_ROOM]; /* inbound: the computed ICVs */
 	const bool out = ah_out(sa);
 
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = mb[i];
+		uint8_t *d = rte_pktmbuf_mtod_offset(m, uint8_t *, digest_off(sa, m));
 
 		if (unlikely(!rte_pktmbuf_is_contiguous(m))) {
 			imb_chained(w, sa, key, m);
@@ -854,22 +861,18 @@ void dp_ah_imb_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_s
 		}
 		src[k] = rte_pktmbuf_mtod_offset(m, const uint8_t *, RTE_ETHER_HDR_LEN);
 		len[k] = rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN;
-		/* outbound the ICV goes straight into AH */
-		tag[k] = out ? rte_pktmbuf_mtod_offset(m, uint8_t *, digest_off(sa, m)) : icv[k];
+		/* outbound the ICV goes straight into AH; inbound d is the received one */
+		tag[k] = out ? d : icv[k];
+		rcv[k] = d;
 		idx[k++] = i;
 	}
 	if (k && unlikely(dp_imb_hmac(w, key, src, len, tag, k) != k)) {
 		for (uint16_t j = 0; j < k; j++)
 			mb[idx[j]]->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
 	} else if (!out) {
-		for (uint16_t j = 0; j < k; j++) {
-			struct rte_mbuf *m = mb[idx[j]];
-
-			if (!icv_equal(icv[j],
-				       rte_pktmbuf_mtod_offset(m, uint8_t *, digest_off(sa, m)),
-				       sa->icv_len))
-				m->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
-		}
+		for (uint16_t j = 0; j < k; j++)
+			if (!icv_equal(icv[j], rcv[j], sa->icv_len))
+				mb[idx[j]]->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
 	}
 	sa->xf->finish(w, s, sa, mb, dp_crypto_process(sa, mb, n), n);
 }
