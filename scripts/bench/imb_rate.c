@@ -9,6 +9,9 @@
  * form, what imb.c calls for a packet in several segments), "burst" and
  * "nocheck" (IMB_CIPHER_GCM jobs through IMB_SUBMIT_BURST or
  * IMB_SUBMIT_BURST_NOCHECK, BURST jobs at a time: a worker's sub-burst).
+ * "hmac" is AH's instead: HMAC-SHA2-256-128 of BURST buffers through one
+ * IMB_SUBMIT_HASH_BURST, the states of key ^ ipad / key ^ opad hashed once,
+ * what the native engine calls for an AH SA (imb.c: dp_imb_hmac).
  *
  *   imb_rate SIZE OPS [STYLE [BURST]]  ->  "SIZE OPS wall_ns cpu_ns version"
  */
@@ -31,7 +34,7 @@ static uint64_t ns(clockid_t c)
 	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-enum style { DIRECT, IUF, BURST, NOCHECK };
+enum style { DIRECT, IUF, BURST, NOCHECK, HMAC };
 
 static const struct gcm_key_data *gkey;
 static uint8_t aad[8];
@@ -86,6 +89,31 @@ static void jobs_burst(IMB_MGR *m, uint8_t **p, unsigned long size, uint8_t (*iv
 	}
 }
 
+/* n HMAC-SHA2-256-128 jobs as imb.c's dp_imb_hmac fills them */
+static void hmac_burst(IMB_MGR *m, IMB_JOB *jobs, uint8_t **p, unsigned long size,
+		       uint8_t (*tag)[16], uint32_t n, const uint8_t *ipad, const uint8_t *opad)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		IMB_JOB *j = &jobs[i];
+
+		j->chain_order = IMB_ORDER_HASH_CIPHER;
+		j->cipher_mode = IMB_CIPHER_NULL;
+		j->cipher_direction = IMB_DIR_ENCRYPT;
+		j->hash_alg = IMB_AUTH_HMAC_SHA_256;
+		j->src = p[i];
+		j->hash_start_src_offset_in_bytes = 0;
+		j->msg_len_to_hash_in_bytes = size;
+		j->auth_tag_output = tag[i];
+		j->auth_tag_output_len_in_bytes = 16;
+		j->u.HMAC._hashed_auth_key_xor_ipad = ipad;
+		j->u.HMAC._hashed_auth_key_xor_opad = opad;
+	}
+	if (IMB_SUBMIT_HASH_BURST(m, jobs, n, IMB_AUTH_HMAC_SHA_256) != n) {
+		fprintf(stderr, "hash burst: errno %d\n", imb_get_errno(m));
+		exit(1);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static struct gcm_key_data key;
@@ -99,6 +127,9 @@ int main(int argc, char **argv)
 	enum style st = DIRECT;
 	uint32_t burst = 32;
 	static uint8_t ivs[IMB_MAX_BURST_SIZE][12], tags[IMB_MAX_BURST_SIZE][16];
+	static IMB_JOB hjobs[IMB_MAX_BURST_SIZE];
+	uint8_t blk[64], ipad[32] __attribute__((aligned(16))),
+		opad[32] __attribute__((aligned(16)));
 	uint8_t *ps[IMB_MAX_BURST_SIZE];
 
 	if (argc < 3 || argc > 5)
@@ -109,6 +140,7 @@ int main(int argc, char **argv)
 		st = !strcmp(argv[3], "iuf")	   ? IUF
 		     : !strcmp(argv[3], "burst")   ? BURST
 		     : !strcmp(argv[3], "nocheck") ? NOCHECK
+		     : !strcmp(argv[3], "hmac")	   ? HMAC
 						   : DIRECT;
 	if (argc == 5)
 		burst = (uint32_t)strtoul(argv[4], NULL, 0);
@@ -125,6 +157,10 @@ int main(int argc, char **argv)
 	gkey = &key;
 	memset(buf, 0x33, RING * ((size + 63) & ~63ul));
 	IMB_AES128_GCM_PRE(m, k, &key);
+	memset(blk, 0x36 ^ 0x5a, sizeof(blk)); /* a 64-byte HMAC key of 0x5a */
+	IMB_SHA256_ONE_BLOCK(m, blk, ipad);
+	memset(blk, 0x5c ^ 0x5a, sizeof(blk));
+	IMB_SHA256_ONE_BLOCK(m, blk, opad);
 	for (unsigned long i = 0; i < RING; i++) /* warm: the buffers and the code */
 		IMB_AES128_GCM_ENC(m, &key, &ctx, buf + i * ((size + 63) & ~63ul),
 				   buf + i * ((size + 63) & ~63ul), size, iv, aad, sizeof(aad), tag,
@@ -141,7 +177,12 @@ int main(int argc, char **argv)
 			IMB_AES128_GCM_ENC(m, &key, &ctx, p, p, size, iv, aad, sizeof(aad), tag,
 					   sizeof(tag));
 	}
-	for (unsigned long i = 0; i < ops && st >= BURST; i += burst) {
+	for (unsigned long i = 0; i < ops && st == HMAC; i += burst) {
+		for (uint32_t j = 0; j < burst; j++)
+			ps[j] = buf + ((i + j) % RING) * ((size + 63) & ~63ul);
+		hmac_burst(m, hjobs, ps, size, tags, burst, ipad, opad);
+	}
+	for (unsigned long i = 0; i < ops && (st == BURST || st == NOCHECK); i += burst) {
 		for (uint32_t j = 0; j < burst; j++) {
 			ps[j] = buf + ((i + j) % RING) * ((size + 63) & ~63ul);
 			memcpy(ivs[j], iv, 12);

@@ -8,9 +8,10 @@
  * inbound tunnel SA, whose outer header is dropped once verified) and their
  * mutable fields zeroed in place, as is the ICV (§3.3.3.1); with ESN the
  * sequence number's high half is appended (§2.5.1, Appendix B). The crypto
- * device computes (out) or verifies (in, against the copy of the received
- * ICV in the tailroom) the HMAC over the whole IP packet; the finish puts the
- * saved headers back and drops the appended bytes. Tailroom layout, from the
+ * device, or the native engine's intel-ipsec-mb (dp_ah_imb_run), computes
+ * (out) or verifies (in, against the copy of the received ICV in the
+ * tailroom) the HMAC over the whole IP packet; the finish puts the saved
+ * headers back and drops the appended bytes. Tailroom layout, from the
  * end of the data: the received ICV (AH_ICV_ROOM bytes), then the headers.
  */
 #include <rte_cryptodev.h>
@@ -22,6 +23,7 @@
 #include "dataplane/ah.h"
 #include "dataplane/cksum.h"
 #include "dataplane/crypto.h"
+#include "dataplane/imb.h"
 #include "dataplane/output.h"
 #include "dataplane/polog.h"
 #include "dataplane/replay.h"
@@ -797,6 +799,84 @@ static uint16_t ah_cpu_prepare(const struct rte_ipsec_session *ss, struct rte_mb
 	return n;
 }
 
+/* The ICV check in constant time (RFC 4302 §3.4.4 leaves it to the
+ * implementation: a timing difference must not tell how much matched). Every
+ * ICV here is a multiple of 4 bytes (12, 16, 24, 32). */
+static inline bool icv_equal(const uint8_t *a, const uint8_t *b, uint32_t len)
+{
+	uint64_t d = 0, x, y;
+	uint32_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&x, a + i, 8);
+		memcpy(&y, b + i, 8);
+		d |= x ^ y;
+	}
+	if (i < len) { /* HMAC-SHA1-96's last 4 */
+		uint32_t x4, y4;
+
+		memcpy(&x4, a + i, 4);
+		memcpy(&y4, b + i, 4);
+		d |= x4 ^ y4;
+	}
+	return d == 0;
+}
+
+/* A chained (reassembled) packet: the library takes one buffer, so it is
+ * hashed from a copy in the worker's scratch, on its own. */
+static void imb_chained(struct dp_worker *w, const struct dp_sa *sa, const struct dp_imb_key *key,
+			struct rte_mbuf *m)
+{
+	uint32_t len = rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN;
+	uint8_t *d = rte_pktmbuf_mtod_offset(m, uint8_t *, digest_off(sa, m));
+	uint8_t icv[AH_ICV_ROOM];
+	uint8_t *tag = ah_out(sa) ? d : icv;
+	const uint8_t *p = len > AH_LINEAR ? NULL
+					   : rte_pktmbuf_read(m, RTE_ETHER_HDR_LEN, len,
+							      RTE_PER_LCORE(ah_linear));
+
+	if (p == NULL || dp_imb_hmac(w, key, &p, &len, &tag, 1) != 1 ||
+	    (!ah_out(sa) && !icv_equal(icv, d, sa->icv_len)))
+		m->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
+}
+
+void dp_ah_imb_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
+		   struct rte_mbuf **mb, uint16_t n)
+{
+	const struct dp_imb_key *key = (const struct dp_imb_key *)sa->ss.crypto.ses;
+	const uint8_t *src[DP_MAX_BURST];
+	uint32_t len[DP_MAX_BURST];
+	uint8_t *tag[DP_MAX_BURST], *rcv[DP_MAX_BURST];
+	uint16_t idx[DP_MAX_BURST], k = 0;
+	uint8_t icv[DP_MAX_BURST][AH_ICV_ROOM]; /* inbound: the computed ICVs */
+	const bool out = ah_out(sa);
+
+	for (uint16_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = mb[i];
+		uint8_t *d = rte_pktmbuf_mtod_offset(m, uint8_t *, digest_off(sa, m));
+
+		if (unlikely(!rte_pktmbuf_is_contiguous(m))) {
+			imb_chained(w, sa, key, m);
+			continue;
+		}
+		src[k] = rte_pktmbuf_mtod_offset(m, const uint8_t *, RTE_ETHER_HDR_LEN);
+		len[k] = rte_pktmbuf_pkt_len(m) - RTE_ETHER_HDR_LEN;
+		/* outbound the ICV goes straight into AH; inbound d is the received one */
+		tag[k] = out ? d : icv[k];
+		rcv[k] = d;
+		idx[k++] = i;
+	}
+	if (k && unlikely(dp_imb_hmac(w, key, src, len, tag, k) != k)) {
+		for (uint16_t j = 0; j < k; j++)
+			mb[idx[j]]->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
+	} else if (!out) {
+		for (uint16_t j = 0; j < k; j++)
+			if (!icv_equal(icv[j], rcv[j], sa->icv_len))
+				mb[idx[j]]->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
+	}
+	sa->xf->finish(w, s, sa, mb, dp_crypto_process(sa, mb, n), n);
+}
+
 /* The packets whose crypto failed after the others (the finish counts them). */
 static uint16_t ah_process(const struct rte_ipsec_session *ss, struct rte_mbuf *mb[], uint16_t n)
 {
@@ -822,7 +902,7 @@ const struct dp_xform_ops *dp_ah_ops(const struct dp_sa *sa)
 	return ah_out(sa) ? &ah_out_ops : &ah_in_ops;
 }
 
-int dp_ah_init(struct dp_sa *sa, struct dp_xforms *x)
+int dp_ah_init(struct dp_sa *sa, struct dp_xforms *x, void *key)
 {
 	const struct dp_crypto_dev *d = &dp_crypto.devs[sa->dev];
 	bool v6 = sa->cfg.dst.family == AF_INET6;
@@ -837,6 +917,14 @@ int dp_ah_init(struct dp_sa *sa, struct dp_xforms *x)
 		(uint16_t)((sa->mode == DPS_MODE_TUNNEL ? (v6 ? 40 : 20) : 0) + sa->ah_len - 2);
 	sa->ah_sqn = sa->cfg.seq_start;
 	sa->ah_salt = x->salt;
+	sa->ss.pkt_func.process = ah_process;
+	if (key != NULL) { /* the HMAC's states, no session: dp_ah_imb_run */
+		sa->ss.crypto.ses = (void *)dp_imb_key_init(key, &sa->cfg);
+		sa->native = true;
+		sa->ss.type = RTE_SECURITY_ACTION_TYPE_NONE;
+		sa->ses_lines = (uint8_t)dp_imb_key_lines(&sa->cfg);
+		return 0;
+	}
 	char why[128];
 
 	sa->ss.crypto.ses = dp_session_create(d->id, x->first, why, sizeof(why));
@@ -853,6 +941,5 @@ int dp_ah_init(struct dp_sa *sa, struct dp_xforms *x)
 		sa->ss.pkt_func.prepare.sync = ah_cpu_prepare;
 	else
 		sa->ss.pkt_func.prepare.async = ah_cop_prepare;
-	sa->ss.pkt_func.process = ah_process;
 	return 0;
 }

@@ -43,9 +43,20 @@ static inline uint32_t dp_ah_off6(const uint8_t *ip, uint32_t len)
 
 /**
  * Make @sa (its cfg, counters and knobs filled) an AH SA: the crypto session
- * for @x, the rte_ipsec_session's functions, the lengths. 0 or -errno.
+ * for @x, or with @key (the SA's key slot, sa.c) the native engine's HMAC
+ * states there (imb.c), the rte_ipsec_session's functions, the lengths. 0 or
+ * -errno.
  */
-int dp_ah_init(struct dp_sa *sa, struct dp_xforms *x);
+int dp_ah_init(struct dp_sa *sa, struct dp_xforms *x, void *key);
+
+/**
+ * The crypto step of an AH SA on the native engine (sa->crypto): the
+ * worker's intel-ipsec-mb manager computes the ICVs of @n prepared packets
+ * (outbound into AH; inbound compared in constant time with the received
+ * ones), then the SA's process and finish as for the crypto devices.
+ */
+void dp_ah_imb_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
+		   struct rte_mbuf **mb, uint16_t n);
 
 /** The transform of AH SA @sa (either direction). */
 const struct dp_xform_ops *dp_ah_ops(const struct dp_sa *sa);

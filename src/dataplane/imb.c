@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * The native crypto engine (imb.h). An SA it runs has a lib/ipsec session
+ * The native crypto engine (imb.h). An ESP SA it runs has a lib/ipsec session
  * of the lookaside type whose handle is the key schedule (struct
  * dp_imb_key): lib/ipsec's preparation fills each packet's crypto op (data
  * offset and length, IV, AAD and digest pointers) exactly as for a device;
  * the ops here never leave the worker, which runs them through its own
  * intel-ipsec-mb manager and flags failures on the mbufs as
  * rte_ipsec_pkt_crypto_group() would. The ops are the worker's, reused each
- * burst: no mempool, no queue, no session lookup.
+ * burst: no mempool, no queue, no session lookup. An AH SA (ah.c, no
+ * lib/ipsec SA) keeps its HMAC's precomputed inner and outer states here, and
+ * the worker's jobs hash a sub-burst in one call (dp_imb_hmac).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -29,13 +31,26 @@
 typedef void (*imb_fn_t)(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op **cop,
 			 uint16_t n);
 
+/* The largest HMAC state the library's jobs take (SHA-512's 8 words) */
+#define HMAC_STATE 64
+
 struct dp_imb_key {
 	/* lib/ipsec writes its session pointer here
 	 * (rte_cryptodev_sym_session_opaque_data_set, at CRYPTO_SESS_OPAQUE_DATA_OFF) */
 	uint64_t opaque;
-	imb_fn_t fn; /* this SA's direction and key size */
+	imb_fn_t fn; /* ESP: this SA's direction and key size */
 	uint8_t aad_len;
-	struct gcm_key_data gcm __rte_aligned(64);
+	uint8_t hash;	 /* AH: IMB_HASH_ALG of its HMAC */
+	uint8_t tag_len; /* AH: the truncated ICV (RFC 2404, RFC 4868 §2.3) */
+	union {
+		struct gcm_key_data gcm;
+		/* HMAC (RFC 2104): the hash's state after one block of key ^ ipad,
+		 * and after one of key ^ opad; key material as the key itself */
+		struct {
+			uint8_t ipad[HMAC_STATE];
+			uint8_t opad[HMAC_STATE];
+		} hmac;
+	} __rte_aligned(64);
 };
 
 _Static_assert(CRYPTO_SESS_OPAQUE_DATA_OFF == 0, "lib/ipsec's opaque data is the key's first word");
@@ -48,7 +63,10 @@ static struct {
 	IMB_MGR *ctl; /* the control thread's, for key schedules */
 	IMB_MGR *mgr[DPS_MAX_WORKERS];
 	uint8_t *ops[DPS_MAX_WORKERS];
+	IMB_JOB *jobs[DPS_MAX_WORKERS];
 } imb;
+
+_Static_assert(DP_MAX_BURST <= IMB_MAX_BURST_SIZE, "a sub-burst is one burst of jobs");
 
 static IMB_MGR *mgr_create(void)
 {
@@ -80,18 +98,22 @@ int dp_imb_init(unsigned int n_workers)
 		imb.mgr[i] = mgr_create();
 		imb.ops[i] =
 			rte_zmalloc("dps_imb_ops", OP_SIZE * DP_MAX_BURST, RTE_CACHE_LINE_SIZE);
-		if (imb.mgr[i] == NULL || imb.ops[i] == NULL) {
+		imb.jobs[i] = rte_zmalloc("dps_imb_jobs", sizeof(IMB_JOB) * DP_MAX_BURST,
+					  RTE_CACHE_LINE_SIZE);
+		if (imb.mgr[i] == NULL || imb.ops[i] == NULL || imb.jobs[i] == NULL) {
 			DP_LOG(ERR, "native crypto engine: out of memory");
 			dp_imb_fini();
 			return -1;
 		}
 		w->imb = imb.mgr[i];
+		w->imb_job = imb.jobs[i];
 		for (unsigned int j = 0; j < DP_MAX_BURST; j++)
 			w->imb_cop[j] = (struct rte_crypto_op *)(imb.ops[i] + j * OP_SIZE);
 	}
 	imb.ready = true;
-	DP_LOG(INFO, "native crypto engine: intel-ipsec-mb %s, AES-GCM%s", imb_get_version_str(),
-	       imb.ctl->features & IMB_FEATURE_VAES ? " (VAES)" : "");
+	DP_LOG(INFO, "native crypto engine: intel-ipsec-mb %s, AES-GCM%s, AH's HMAC-SHA1/SHA2%s",
+	       imb_get_version_str(), imb.ctl->features & IMB_FEATURE_VAES ? " (VAES)" : "",
+	       imb.ctl->features & IMB_FEATURE_SHANI ? " (SHA-NI)" : "");
 	return 0;
 }
 
@@ -101,27 +123,54 @@ void dp_imb_fini(void)
 		if (imb.mgr[i] != NULL)
 			free_mb_mgr(imb.mgr[i]);
 		rte_free(imb.ops[i]);
+		rte_free(imb.jobs[i]);
 		dp.workers[i].imb = NULL;
+		dp.workers[i].imb_job = NULL;
 	}
 	if (imb.ctl != NULL)
 		free_mb_mgr(imb.ctl);
 	memset(&imb, 0, sizeof(imb));
 }
 
+/* AH's HMACs (RFC 2404, RFC 4868): the library's hash, its block, the ICV */
+static const struct {
+	uint8_t alg; /* IMB_HASH_ALG */
+	uint8_t block;
+	uint8_t tag_len;
+} hmac_desc[] = {
+	[DPS_AUTH_HMAC_SHA1_96] = {IMB_AUTH_HMAC_SHA_1, 64, 12},
+	[DPS_AUTH_HMAC_SHA256_128] = {IMB_AUTH_HMAC_SHA_256, 64, 16},
+	[DPS_AUTH_HMAC_SHA384_192] = {IMB_AUTH_HMAC_SHA_384, 128, 24},
+	[DPS_AUTH_HMAC_SHA512_256] = {IMB_AUTH_HMAC_SHA_512, 128, 32},
+};
+
+/* RFC 2104 §2 hashes a key longer than the block first: no key here is. */
+_Static_assert(DPS_MAX_KEY_LEN <= 64, "every HMAC key fits the hash's block");
+
+static bool hmac_fits(const struct dps_sa *cfg)
+{
+	return cfg->auth_alg < RTE_DIM(hmac_desc) && hmac_desc[cfg->auth_alg].alg != 0;
+}
+
 bool dp_imb_fits(const struct dps_sa *cfg)
 {
-	return imb.ready && dp.cfg->crypto.engine == DPS_ENGINE_NATIVE &&
-	       cfg->proto == DPS_PROTO_ESP && cfg->enc_alg == DPS_ENC_AES_GCM &&
+	if (!imb.ready || dp.cfg->crypto.engine != DPS_ENGINE_NATIVE)
+		return false;
+	if (cfg->proto == DPS_PROTO_AH) /* AES-GMAC stays on the crypto devices */
+		return hmac_fits(cfg);
+	return cfg->proto == DPS_PROTO_ESP && cfg->enc_alg == DPS_ENC_AES_GCM &&
 	       (cfg->enc_key_len == 16 + GCM_SALT_LEN || cfg->enc_key_len == 32 + GCM_SALT_LEN);
 }
 
-unsigned int dp_imb_key_lines(void)
+unsigned int dp_imb_key_lines(const struct dps_sa *cfg)
 {
-	/* the header line and the expanded keys (15 round keys at most); the
-	 * SSE to AVX-512 (not VAES) code keeps its 8 GHASH keys and their
-	 * Karatsuba halves right after them */
+	/* the header line, then the two HMAC states, or the expanded AES keys
+	 * (15 round keys at most) with, for the SSE to AVX-512 (not VAES)
+	 * code, its 8 GHASH keys and their Karatsuba halves right after them */
 	unsigned int n = 15 * 16, vaes = IMB_FEATURE_VAES | IMB_FEATURE_VPCLMULQDQ;
 
+	if (cfg->proto == DPS_PROTO_AH)
+		return 1 + 2 * HMAC_STATE / RTE_CACHE_LINE_SIZE;
 	if (imb.ctl->used_arch != IMB_ARCH_AVX512 || (imb.ctl->features & vaes) != vaes)
 		n += 2 * 8 * 16;
 	return 1 + RTE_ALIGN_CEIL(n, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE;
@@ -265,6 +314,46 @@ GCM_FN(gcm256_enc, true, true)
 GCM_FN(gcm128_dec, false, false)
 GCM_FN(gcm256_dec, false, true)
 
+/* The hash's state after one block: the library's compression function, as
+ * its own HMAC precompute (and crypto_aesni_mb's) calls it. */
+static void one_block(uint8_t alg, const uint8_t *blk, uint8_t *state)
+{
+	switch (alg) {
+	case IMB_AUTH_HMAC_SHA_1:
+		IMB_SHA1_ONE_BLOCK(imb.ctl, blk, state);
+		break;
+	case IMB_AUTH_HMAC_SHA_256:
+		IMB_SHA256_ONE_BLOCK(imb.ctl, blk, state);
+		break;
+	case IMB_AUTH_HMAC_SHA_384:
+		IMB_SHA384_ONE_BLOCK(imb.ctl, blk, state);
+		break;
+	default:
+		IMB_SHA512_ONE_BLOCK(imb.ctl, blk, state);
+		break;
+	}
+}
+
+/* RFC 2104 §2: H(K ^ opad, H(K ^ ipad, text)); the first block of each is
+ * the same for every packet, hashed once here. */
+static void hmac_precompute(struct dp_imb_key *k, const struct dps_sa *cfg)
+{
+	uint8_t blk[128] __rte_aligned(16);
+	uint8_t block = hmac_desc[cfg->auth_alg].block;
+
+	k->hash = hmac_desc[cfg->auth_alg].alg;
+	k->tag_len = hmac_desc[cfg->auth_alg].tag_len;
+	memset(blk, 0x36, block);
+	for (unsigned int i = 0; i < cfg->auth_key_len; i++)
+		blk[i] ^= cfg->auth_key[i];
+	one_block(k->hash, blk, k->hmac.ipad);
+	memset(blk, 0x5c, block);
+	for (unsigned int i = 0; i < cfg->auth_key_len; i++)
+		blk[i] ^= cfg->auth_key[i];
+	one_block(k->hash, blk, k->hmac.opad);
+	explicit_bzero(blk, sizeof(blk));
+}
+
 size_t dp_imb_key_size(void)
 {
 	return RTE_ALIGN_CEIL(sizeof(struct dp_imb_key), RTE_CACHE_LINE_SIZE);
@@ -276,6 +365,10 @@ struct dp_imb_key *dp_imb_key_init(void *mem, const struct dps_sa *cfg)
 	bool out = cfg->dir == DPS_DIR_OUT;
 	struct dp_imb_key *k = mem;
 
+	if (cfg->proto == DPS_PROTO_AH) {
+		hmac_precompute(k, cfg);
+		return k;
+	}
 	/* RFC 4106 §8.1: the key material is the AES key, then the 4-byte salt
 	 * (which lib/ipsec puts in the nonce). */
 	if (k256)
@@ -285,6 +378,31 @@ struct dp_imb_key *dp_imb_key_init(void *mem, const struct dps_sa *cfg)
 	k->fn = out ? (k256 ? gcm256_enc : gcm128_enc) : (k256 ? gcm256_dec : gcm128_dec);
 	k->aad_len = cfg->esn ? 12 : 8; /* SPI, sequence number (RFC 4106 §5) */
 	return k;
+}
+
+uint16_t dp_imb_hmac(struct dp_worker *w, const struct dp_imb_key *k, const uint8_t *const *src,
+		     const uint32_t *len, uint8_t *const *tag, uint16_t n)
+{
+	IMB_JOB *job = w->imb_job;
+
+	for (uint16_t i = 0; i < n; i++) {
+		IMB_JOB *j = &job[i];
+
+		j->chain_order = IMB_ORDER_HASH_CIPHER;
+		j->cipher_mode = IMB_CIPHER_NULL;
+		j->cipher_direction = IMB_DIR_ENCRYPT;
+		j->hash_alg = (IMB_HASH_ALG)k->hash;
+		j->src = src[i];
+		j->hash_start_src_offset_in_bytes = 0;
+		j->msg_len_to_hash_in_bytes = len[i];
+		j->auth_tag_output = tag[i];
+		j->auth_tag_output_len_in_bytes = k->tag_len;
+		j->u.HMAC._hashed_auth_key_xor_ipad = k->hmac.ipad;
+		j->u.HMAC._hashed_auth_key_xor_opad = k->hmac.opad;
+	}
+	/* synchronous: every job is done on return (none is left in the
+	 * manager, no flush); 0 if the library refused one */
+	return (uint16_t)IMB_SUBMIT_HASH_BURST(w->imb, job, n, (IMB_HASH_ALG)k->hash);
 }
 
 void dp_imb_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,

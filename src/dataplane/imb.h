@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The native crypto engine: ESP's AES-GCM (128 and 256) through
- * intel-ipsec-mb's direct API, as VPP's ipsecmb engine and Open vSwitch do,
- * without the cryptodev framework around it. lib/ipsec still frames the
- * packets, numbers and checks them (its lookaside preparation fills crypto
- * ops, which never reach a device); only the crypto call is dpsec's.
+ * intel-ipsec-mb's direct API, and AH's HMAC-SHA1-96 and HMAC-SHA2-256-128,
+ * -384-192, -512-256 through its hash-only jobs, as VPP's ipsecmb engine and
+ * Open vSwitch do, without the cryptodev framework around it. lib/ipsec
+ * still frames ESP packets, numbers and checks them (its lookaside
+ * preparation fills crypto ops, which never reach a device), ah.c frames
+ * AH's; only the crypto call is dpsec's, the computation the library's.
  */
 #ifndef DP_IMB_H
 #define DP_IMB_H
@@ -31,32 +33,43 @@ int dp_imb_init(unsigned int n_workers);
 /** Free the managers and ops. */
 void dp_imb_fini(void);
 
-/** Whether the native engine runs SA @cfg: AES-GCM with a 128 or 256-bit
- * key, the engine on (crypto.engine: native) and usable on this CPU. */
+/** Whether the native engine runs SA @cfg: ESP AES-GCM with a 128 or 256-bit
+ * key, or AH with an HMAC (not AES-GMAC), the engine on (crypto.engine:
+ * native) and usable on this CPU. */
 bool dp_imb_fits(const struct dps_sa *cfg);
 
 /** Bytes of a key schedule (a multiple of the cache line). */
 size_t dp_imb_key_size(void);
 
 /**
- * Make the key schedule of @cfg's AES-GCM key (control thread) in @mem:
- * dp_imb_key_size() zeroed bytes of hugepage memory, cache-line aligned
- * (the SA's own allocation, sa.c). Its first 8 bytes are lib/ipsec's
- * session opaque data (it takes the key for its session handle). Wiped with
- * the memory it lives in.
+ * Make the key schedule of @cfg's AES-GCM key, or (AH) its HMAC's inner and
+ * outer states (control thread), in @mem: dp_imb_key_size() zeroed bytes of
+ * hugepage memory, cache-line aligned (the SA's own allocation, sa.c). Its
+ * first 8 bytes are lib/ipsec's session opaque data (it takes the key for
+ * its session handle). Wiped with the memory it lives in.
  */
 struct dp_imb_key *dp_imb_key_init(void *mem, const struct dps_sa *cfg);
 
-/** Cache lines of a key to prefetch from its start: its header and AES
- * round keys (and the GHASH keys that follow them, but for VAES). */
-unsigned int dp_imb_key_lines(void);
+/** Cache lines of @cfg's key to prefetch from its start: its header, then
+ * its HMAC states or AES round keys (and the GHASH keys that follow them,
+ * but for VAES). */
+unsigned int dp_imb_key_lines(const struct dps_sa *cfg);
 
 /** The lines of a key's GHASH keys a packet of up to 256 bytes reads when
  * they are not after the round keys (VAES): how many, from line @first. */
 unsigned int dp_imb_hkey_lines(unsigned int *first);
 
 /**
- * The crypto step of a native SA's chain: lib/ipsec prepares @n packets of
+ * The HMAC of an AH SA's key @k over @n buffers (@len[i] bytes at @src[i]),
+ * truncated to the SA's ICV, written to @tag[i]: one burst of the worker's
+ * hash-only jobs (@n <= DP_MAX_BURST), done on return. Returns @n, or 0 if
+ * the library refused a job.
+ */
+uint16_t dp_imb_hmac(struct dp_worker *w, const struct dp_imb_key *k, const uint8_t *const *src,
+		     const uint32_t *len, uint8_t *const *tag, uint16_t n);
+
+/**
+ * The crypto step of a native ESP SA's chain: lib/ipsec prepares @n packets of
  * @sa, the worker's manager encrypts or decrypts them, lib/ipsec processes
  * them, and the SA's finish takes them.
  */

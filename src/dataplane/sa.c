@@ -360,10 +360,11 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 				       cfg->udp_encap, x.iv_len, x.icv_len);
 	sa->add_ms = dp_now_ms();
 	sa->ah_offsetmask = def->ah_offsetmask;
-	if (ah) {
-		rc = dp_ah_init(sa, &x);
+	if (ah) { /* no lib/ipsec SA: ah.c */
+		rc = dp_ah_init(sa, &x, native ? (uint8_t *)sa + l.key : NULL);
 		if (rc < 0) {
-			snprintf(err, errlen, "the crypto device refused the AH session: %s",
+			snprintf(err, errlen, "%s refused the AH session: %s",
+				 native ? "the native engine" : "the crypto device",
 				 rte_strerror(-rc));
 			dp_sa_free(sa);
 			return NULL;
@@ -378,9 +379,9 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 		RTE_MIN((unsigned int)RTE_ALIGN_CEIL(sz, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE,
 			RSA_PREFETCH_LINES);
 	sa->ses_lines =
-		native ? dp_imb_key_lines()
+		native ? dp_imb_key_lines(cfg)
 		       : RTE_MIN(dp_session_size() / RTE_CACHE_LINE_SIZE, SES_PREFETCH_LINES);
-	if (native) {
+	if (native) { /* ESP's AES-GCM (an AH SA went to made: above) */
 		unsigned int first = 0;
 
 		sa->hkey_lines = (uint8_t)dp_imb_hkey_lines(&first);
@@ -405,7 +406,9 @@ made:
 	if (l.replay < l.size)
 		replay_init(sa, (uint8_t *)sa + l.replay);
 	sa->sync = sa->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO || sa->native;
-	sa->crypto = sa->native ? dp_imb_run : dp_crypto_run;
+	sa->crypto = !sa->native		  ? dp_crypto_run
+		     : cfg->proto == DPS_PROTO_AH ? dp_ah_imb_run
+						  : dp_imb_run;
 	sa->serial = cfg->dir == DPS_DIR_IN && dp.n_workers > 1;
 	rte_spinlock_init(&sa->lock);
 	/* Lengths were checked before (esp_in.c): what lib/ipsec's prepare

@@ -6,7 +6,10 @@ SecurityAssociation(AH, ...).decrypt (its zero_mutable_fields, its HMAC) and
 compared byte for byte with the packet as forwarded; what dpsecd accepts is
 built by scapy's SecurityAssociation.encrypt.
 
-Scenarios (each run once per crypto path, CPU crypto or the cryptodev queue):
+Scenarios (each run once per crypto path: CPU crypto or the cryptodev queue on
+crypto_aesni_mb, or the native engine, crypto.engine: native, whose
+intel-ipsec-mb jobs compute the HMACs without cryptodev; AES-GMAC stays on
+the device there):
 
 * ah: every AH algorithm (HMAC-SHA1-96, HMAC-SHA2-256-128, -384-192,
   -512-256) in tunnel mode 4in4, 6in6, 4in6, 6in4, with ESN; transport mode on
@@ -45,7 +48,7 @@ from test_esp_pcap import (GW, HOST, EspSA, HOST_MAC, LAN_MAC, LAN_NET, PcapRun,
                            forwarded, frame_from_host, frame_to_gw, ip, keygen, peer_addr,
                            remote_host, remote_net)
 
-PATHS = ("cpu", "async")
+PATHS = ("cpu", "async", "native")
 # dpsecd name -> (scapy name, key bytes)
 ALGS = {
     "hmac-sha1-96": ("HMAC-SHA1-96", 20),
@@ -604,3 +607,20 @@ def test_ah_sa_counters(tmp_path_factory, path):
         assert so["bytes"] == sum(len(p) for p in t.out_inner), t.name
         for c in ("drop_auth", "drop_replay", "drop_len", "drop_other", "drop_crypto"):
             assert so[c] == 0, (t.name, c)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_ah_sa_runs_on_the_engine_of_its_path(tmp_path_factory, path):
+    """crypto.engine native: every HMAC SA on intel-ipsec-mb without a device, AES-GMAC
+    on the device; engine cryptodev: every SA on the device (CPU crypto or the queue;
+    AES-GMAC, whose nonce is in the crypto op, always the queue)."""
+    r = get_run(tmp_path_factory, "ah", path)
+    for t in r.tunnels:
+        for spi in (t.spi_out, t.spi_in) if t.mode == "tunnel" else (t.spi_out,):
+            s = r.sa(spi)
+            if path == "native" and not t.alg.startswith("aes-gmac"):
+                assert (s["device"], s["crypto"]) == ("intel-ipsec-mb", "native"), t.name
+            else:
+                queue = path == "async" or t.alg.startswith("aes-gmac")
+                assert (s["device"], s["crypto"]) == (
+                    "crypto_aesni_mb", "async" if queue else "cpu"), t.name

@@ -186,6 +186,10 @@ def test_daemon_ran(tmp_path_factory, path):
     r = get_run(tmp_path_factory, path)
     assert r.error is None, r.error
     assert r.rc == 0, r.log
+    ah = [v for v in r.sas.values() if v["proto"] == "ah"]
+    assert ah and all((v["device"], v["crypto"]) == (("intel-ipsec-mb", "native")
+                                                    if path == "native" else
+                                                    ("crypto_aesni_mb", path)) for v in ah)
 
 
 @pytest.mark.parametrize("b", BUNDLES, ids=lambda b: b.name)

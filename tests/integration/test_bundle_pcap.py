@@ -31,7 +31,9 @@ from test_esp_pcap import (GW, HOST, LAN_MAC, HOST_MAC, LAN_NET, PcapRun, base_c
 from test_ipcomp_pcap import COMPRESSIBLE, INCOMPRESSIBLE, deflate, split
 
 ENC_KEY, AUTH_KEY = 16, 32   # aes-cbc-128, hmac-sha2-256-128
-PATHS = ("cpu", "async")
+# the crypto devices' CPU crypto or queue, or the native engine (AH's HMAC on
+# intel-ipsec-mb, ESP's AES-CBC + HMAC still on the device's CPU crypto)
+PATHS = ("cpu", "async", "native")
 
 
 def hdr_fix(l3):
@@ -296,6 +298,11 @@ def get_run(tmp_path_factory, path):
 def test_daemon_ran(tmp_path_factory, path):
     r = get_run(tmp_path_factory, path)
     assert r.error is None, r.error
+    # the AH layers' engine: intel-ipsec-mb without a device on the native path
+    ah = [v for v in r.sas.values() if v["proto"] == "ah"]
+    assert ah and all((v["device"], v["crypto"]) == (("intel-ipsec-mb", "native")
+                                                    if path == "native" else
+                                                    ("crypto_aesni_mb", path)) for v in ah)
     assert r.rc == 0, r.log
 
 

@@ -16,7 +16,9 @@ configurations: tunnel 4in4 AES-GCM-128 and AES-CBC-128 + HMAC-SHA2-256-128,
 6in6 AES-GCM-128, each with and without ESP in UDP 4500; 6in4 GCM in UDP;
 4in6 GCM; transport mode over IPv4 and IPv6 (GCM); AH (the peer runs
 scapy's AH) tunnel 4in4 HMAC-SHA2-256-128, 6in6 HMAC-SHA1-96, 4in6
-HMAC-SHA2-512-256 and transport over IPv4 and IPv6 (HMAC-SHA2-256-128).  Each has one matching SA
+HMAC-SHA2-512-256 and transport over IPv4 and IPv6 (HMAC-SHA2-256-128), each
+on the native engine (the default) and on the crypto device (crypto.engine:
+cryptodev).  Each has one matching SA
 pair (same keys, random per run): dpsecd an out SA + out policy and an in SA
 + fwd policy (tunnel) or in policy (transport), level require, one reqid;
 the peer the mirrored SAs with selectors.  While tcpdump records the internet
@@ -105,8 +107,9 @@ WIRE_PROTO = {"esp": 50, "ah": 51}
 
 class Scenario:
     def __init__(self, name, index, mode="tunnel", inner=4, outer=4, enc="aes-gcm", auth="none", udp=False,
-                 proto="esp"):
+                 proto="esp", engine=None):
         self.name, self.mode, self.inner, self.outer = name, mode, inner, outer
+        self.engine = engine    # crypto.engine; None: the default (native)
         self.enc, self.auth, self.udp, self.proto = enc, auth, udp, proto
         self.spi_ab = 0x1000 + index        # dpsecd -> peer
         self.spi_ba = 0x2000 + index        # peer -> dpsecd
@@ -176,6 +179,18 @@ SCENARIOS = {s.name: s for s in [
              auth="hmac-sha256-128"),
     Scenario("ah-transport6-sha256", 25, mode="transport", inner=6, outer=6, proto="ah", enc="null",
              auth="hmac-sha256-128"),
+    # the same on the crypto device (crypto.engine: cryptodev); the ones above run on the
+    # native engine, the default
+    Scenario("ah-tun4in4-sha256-cryptodev", 26, proto="ah", enc="null", auth="hmac-sha256-128",
+             engine="cryptodev"),
+    Scenario("ah-tun6in6-sha1-cryptodev", 27, inner=6, outer=6, proto="ah", enc="null",
+             auth="hmac-sha1-96", engine="cryptodev"),
+    Scenario("ah-tun4in6-sha512-cryptodev", 28, inner=4, outer=6, proto="ah", enc="null",
+             auth="hmac-sha512-256", engine="cryptodev"),
+    Scenario("ah-transport4-sha256-cryptodev", 29, mode="transport", inner=4, outer=4, proto="ah",
+             enc="null", auth="hmac-sha256-128", engine="cryptodev"),
+    Scenario("ah-transport6-sha256-cryptodev", 30, mode="transport", inner=6, outer=6, proto="ah",
+             enc="null", auth="hmac-sha256-128", engine="cryptodev"),
 ]}
 
 
@@ -264,7 +279,8 @@ def dpsecd_policies(scn):
 
 
 def dpsecd_config(env, scn, sas):
-    return {
+    crypto = {"crypto": {"engine": scn.engine}} if scn.engine else {}
+    return {**crypto,
         "log_level": "info",
         "ports": [
             {"name": "lan", "device": f"net_af_packet0,iface={env.lan_if}", "role": "protected",
@@ -612,6 +628,9 @@ def test_sa_counters_equal_what_crossed(run):
         assert (sa["proto"], sa["mode"], sa["enc"], sa["reqid"]) == (s.proto, s.mode, s.enc, REQID), sa
         assert sa["auth"] == (AUTH[s.auth][0] or "none"), sa
         assert sa["encap"] == ("udp:4500:4500" if s.udp else "none"), sa
+        # the native engine (the default) takes AES-GCM and AH's HMACs, the device the rest
+        native = s.engine != "cryptodev" and (s.ah or s.enc == "aes-gcm")
+        assert sa["crypto"] == ("native" if native else "cpu"), sa
 
 
 def test_policy_hits_match_the_sa_counters(run):

@@ -278,3 +278,94 @@ def test_reload_wipes_the_native_key_schedule_of_a_deleted_sa(tmp_path, stop, bi
     assert_gone(pid, {"key": key[:-4], "key schedule": schedule, "salt and key": key,
                       "key in hex": key.hex().encode()})
     assert_found(pid, {"kept key schedule": aes_last_round_key(keep[:-4])})
+
+
+# --- AH's HMAC states on the native engine (src/dataplane/imb.c) --------------------------------
+
+SHA256_K = [int(x, 16) for x in """
+    428a2f98 71374491 b5c0fbcf e9b5dba5 3956c25b 59f111f1 923f82a4 ab1c5ed5 d807aa98 12835b01
+    243185be 550c7dc3 72be5d74 80deb1fe 9bdc06a7 c19bf174 e49b69c1 efbe4786 0fc19dc6 240ca1cc
+    2de92c6f 4a7484aa 5cb0a9dc 76f988da 983e5152 a831c66d b00327c8 bf597fc7 c6e00bf3 d5a79147
+    06ca6351 14292967 27b70a85 2e1b2138 4d2c6dfc 53380d13 650a7354 766a0abb 81c2c92e 92722c85
+    a2bfe8a1 a81a664b c24b8b70 c76c51a3 d192e819 d6990624 f40e3585 106aa070 19a4c116 1e376c08
+    2748774c 34b0bcb5 391c0cb3 4ed8aa4a 5b9cca4f 682e6ff3 748f82ee 78a5636f 84c87814 8cc70208
+    90befffa a4506ceb bef9a3f7 c67178f2""".split()]
+SHA256_H0 = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+             0x5be0cd19]
+
+
+def sha256_one_block(block):
+    """SHA-256's state after one 64-byte block from the initial value (FIPS 180-4 §6.2.2, no
+    padding): what an HMAC implementation keeps of key ^ ipad and key ^ opad (RFC 2104 §4)."""
+    def rotr(x, n):
+        return ((x >> n) | (x << (32 - n))) & 0xFFFFFFFF
+    w = list(struct.unpack(">16L", block))
+    for t in range(16, 64):
+        s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)
+        s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10)
+        w.append((w[t - 16] + s0 + w[t - 7] + s1) & 0xFFFFFFFF)
+    a, b, c, d, e, f, g, h = SHA256_H0
+    for t in range(64):
+        t1 = (h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + SHA256_K[t]
+              + w[t]) & 0xFFFFFFFF
+        t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) & 0xFFFFFFFF
+        a, b, c, d, e, f, g, h = (t1 + t2) & 0xFFFFFFFF, a, b, c, (d + t1) & 0xFFFFFFFF, e, f, g
+    return [(x + y) & 0xFFFFFFFF for x, y in zip(SHA256_H0, (a, b, c, d, e, f, g, h))]
+
+
+def test_sha256_one_block_continues_to_the_fips180_digest():
+    """The one-block state is SHA-256's: padding "abc" (FIPS 180-4 §5.1.1) into one block,
+    the state is the digest of FIPS 180-2 Appendix B.1."""
+    block = b"abc" + b"\x80" + bytes(52) + struct.pack(">Q", 24)
+    assert struct.pack(">8L", *sha256_one_block(block)) == bytes.fromhex(
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+
+
+def hmac_states(key):
+    """SHA-256's states after key ^ ipad and key ^ opad, as intel-ipsec-mb's one-block hash
+    stores them for its jobs (and crypto_aesni_mb in its session): 32-bit words in the
+    CPU's order."""
+    pad = key.ljust(64, b"\0")
+    return [struct.pack("<8L", *sha256_one_block(bytes(b ^ p for b in pad)))
+            for p in (0x36, 0x5C)]
+
+
+def ah_sa_cfg(spi, key):
+    return {"spi": spi, "proto": "ah", "direction": "out", "mode": "tunnel", "src": WAN4,
+            "dst": PEER, "reqid": spi,
+            "integrity": {"algorithm": "hmac-sha2-256-128", "key": "0x" + key.hex()}}
+
+
+def ah_policy(spi, net):
+    p = policy(spi, net)
+    p["ipsec"][0]["proto"] = "ah"
+    return p
+
+
+@pytest.mark.parametrize("path", ["native", "cpu"])
+def test_reload_wipes_the_hmac_states_of_a_deleted_ah_sa(tmp_path, stop, path):
+    """An AH SA (HMAC-SHA2-256-128): its key and the HMAC's precomputed inner and outer
+    states (the native engine's, or crypto_aesni_mb's session's: either lets one forge
+    ICVs) are found while the SA lives and are gone once a reload deleted it."""
+    _, key = keys()
+    _, keep = keys()
+    cfg = base_config(str(tmp_path), path=path)
+    cfg["sas"] = [ah_sa_cfg(0x5201, keep), ah_sa_cfg(0x5202, key)]
+    cfg["policies"] = [ah_policy(0x5201, "10.1.0.0/24"), ah_policy(0x5202, "10.2.0.0/24")]
+    d = run(tmp_path, cfg, traffic(["10.1.0", "10.2.0"]))
+    stop(d)
+    sas = {int(s["spi"], 16): s for s in d.ctl_json("sa")["sas"].values()}
+    assert sas[0x5202]["packets"] == 4
+    assert sas[0x5202]["crypto"] == path
+    pid = daemon_pid(d)
+    inner, outer = hmac_states(key)
+    assert_found(pid, {"key": key, "inner state": inner, "outer state": outer})
+    cfg["sas"], cfg["policies"] = cfg["sas"][:1], cfg["policies"][:1]
+    import yaml
+    with open(d.path, "w") as f:
+        yaml.safe_dump(dict(cfg, eal=d.cfg["eal"], pfkey=d.cfg["pfkey"]), f, sort_keys=False)
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_for(lambda: "reload: 1 SA(s)" in d.read_log(), timeout=10, what="the reload")
+    assert_gone(pid, {"key": key, "inner state": inner, "outer state": outer,
+                      "key in hex": key.hex().encode()})
+    assert_found(pid, {"kept inner state": hmac_states(keep)[0]})

@@ -77,13 +77,17 @@ def hosts_and_gateway(topo):
 
 
 @pytest.fixture
-def gw(topo, tmp_path):
+def gw(topo, tmp_path, request):
     ha, g, hb, ga, gb, vb = hosts_and_gateway(topo)
     # a directory others may traverse: the access test runs a client as nobody
     sockdir = tempfile.mkdtemp(prefix="dpsec-pfk-")
     os.chmod(sockdir, 0o755)
     sock = os.path.join(sockdir, "pfkey.sock")
-    d = Daemon(config(ga, gb, topo.tag, sock), str(tmp_path), ns=g).start()
+    cfg = config(ga, gb, topo.tag, sock)
+    # crypto.engine when a test asks for one (indirect parametrisation); else the default
+    if getattr(request, "param", None):
+        cfg["crypto"] = {"engine": request.param}
+    d = Daemon(cfg, str(tmp_path), ns=g).start()
     d.sock, d.ha, d.hb, d.vb, d.tmp = sock, ha, hb, vb, tmp_path
     clients = []
 
@@ -622,6 +626,10 @@ def ah_add(spi, src, dst, reqid, mtype=K.ADD, soft=(0, 0, 0), hard=(0, 0, 0)):
                                K.key(K.KEY_AUTH, AH_KEY)])
 
 
+ENGINES = ("native", "cryptodev")   # AH's HMAC: intel-ipsec-mb (the default), or the device
+
+
+@pytest.mark.parametrize("gw", ENGINES, indirect=True)
 def test_ah_sa_add_get_dump_traffic_expire_delete(gw):
     """An AH SA over PF_KEY: ADD, GET (algorithm and key back), DUMP(AH) lists
     it and not the ESP SAs; an AH policy sends the host's traffic as AH whose
@@ -651,6 +659,7 @@ def test_ah_sa_add_get_dump_traffic_expire_delete(gw):
     assert dumped == [0x8301]
     s = sas_by_spi(gw)[0x8301]
     assert s["proto"] == "ah" and s["dir"] == "out"
+    assert s["crypto"] == ("native" if gw.cfg["crypto"]["engine"] == "native" else "cpu")
     q.request(K.spd(K.SPDADD, K.DIR_OUT, "10.1.0.0/24", "10.9.3.0/24",
                     requests=[K.ipsecrequest(51, K.MODE_TUNNEL, K.LEVEL_REQUIRE, 6, (GW_WAN, HOST_B))],
                     priority=1000))
@@ -673,6 +682,7 @@ def test_ah_sa_add_get_dump_traffic_expire_delete(gw):
     assert rep.errno == 0 and 0x8301 not in sas_by_spi(gw)
 
 
+@pytest.mark.parametrize("gw", ENGINES, indirect=True)
 def test_ah_getspi_then_update_inbound(gw):
     """charon's inbound AH SA: GETSPI(AH) reserves an SPI, UPDATE makes it
     mature with its key; the same SPI stays free for ESP."""
@@ -685,5 +695,6 @@ def test_ah_getspi_then_update_inbound(gw):
     assert got.errno == 0 and got.ext[K.SA].state == K.MATURE and got.ext[K.KEY_AUTH].key == AH_KEY
     s = sas_by_spi(gw)[0xc1000000]
     assert s["proto"] == "ah" and s["dir"] == "in" and s["origin"] == "pfkey"
+    assert s["crypto"] == ("native" if gw.cfg["crypto"]["engine"] == "native" else "cpu")
     # ESP may take the same SPI and destination: another SA
     assert c.request(K.gcm_add(0xc1000000, HOST_B, GW_WAN, 8, KEY)).errno == 0
