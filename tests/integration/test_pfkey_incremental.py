@@ -213,6 +213,7 @@ def test_policy_priority_update_never_lets_its_traffic_out_in_clear(gw):
     assert q.request(K.gcm_add(0x8101, GW_WAN, HOST_B, 5, KEY, replay=0)).errno == 0
     sh(["ping", "-c", "1", "-W", "2", "10.9.1.5"], ns=gw.ha, check=False)  # ARP for host B
     dump = capture(gw)
+    lan0, esp0 = gw.port_stats()["lan"], sas_by_spi(gw)[0x8101]["packets"]
     tx = subprocess.Popen(["ip", "netns", "exec", gw.ha, "/usr/bin/python3", "-c", FLOOD, "10.9.1.5",
                            "6"], stdout=subprocess.PIPE, text=True)
     time.sleep(0.5)
@@ -224,5 +225,10 @@ def test_policy_priority_update_never_lets_its_traffic_out_in_clear(gw):
     wire = stop(dump)
     clear = cleartext(wire)
     assert not clear, f"{len(clear)} of {sent} packets left in clear, the first: {clear[0].summary()}"
-    esp = sas_by_spi(gw)[0x8101]["packets"]
-    assert esp > sent // 2, (esp, sent)
+    # every packet dpsecd took in left as ESP (on a loaded host the kernel may
+    # drop part of an unpaced flood before dpsecd sees it: that is not counted)
+    lan = gw.port_stats()["lan"]
+    d = {k: lan[k] - lan0[k] for k in lan}
+    took = d["rx_packets"] - d["punt_kernel"] - d["arp_nd_in"]
+    esp = sas_by_spi(gw)[0x8101]["packets"] - esp0
+    assert esp == took and esp > 1000, (esp, took, sent)
