@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 /*
  * Fault injection for the integration tests, LD_PRELOADed into dpsecd: while
- * the file named by DPSEC_FAULT_ZMALLOC exists, rte_zmalloc() fails as it
- * does when hugepage memory runs out; while the file named by
+ * the file named by DPSEC_FAULT_ZMALLOC exists, rte_zmalloc() and rte_malloc()
+ * fail as they do when hugepage memory runs out; while the file named by
  * DPSEC_FAULT_ACL_BUILD exists, rte_acl_build() fails as it does when the
  * SPD's classifier cannot be compiled. Each failure is counted in the file
  * named by DPSEC_FAULT_COUNT (one line per failure), so a test knows the
@@ -48,6 +48,20 @@ void *rte_zmalloc(const char *type, size_t size, unsigned int align)
 	}
 	if (real == NULL)
 		*(void **)&real = dlsym(RTLD_NEXT, "rte_zmalloc");
+	return real(type, size, align);
+}
+
+/* The slabs of policies' hit counters (store.c) come from rte_malloc. */
+void *rte_malloc(const char *type, size_t size, unsigned int align)
+{
+	static void *(*real)(const char *, size_t, unsigned int);
+
+	if (armed("DPSEC_FAULT_ZMALLOC")) {
+		count("rte_malloc");
+		return NULL;
+	}
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "rte_malloc");
 	return real(type, size, align);
 }
 

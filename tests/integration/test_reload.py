@@ -7,6 +7,7 @@ reload. Each reload publishes a new snapshot; the unchanged flow must lose
 nothing: every datagram sent crosses the wire as ESP of its SA, in sequence.
 """
 import os
+import re
 import signal
 import subprocess
 import time
@@ -208,13 +209,17 @@ def test_reload_failing_at_a_policy_insertion_changes_nothing(net, tmp_path):
     d, flags = faulty_daemon(net, tmp_path)
     topo, ha, gw, hb, ga, gb, vb = net
     pols_before = policy_dsts(d)
-    # The new file drops SA 2 and its policy and adds a policy: the policy's
-    # counters cannot be allocated, after SA 2 and its policy were deleted.
+    # The new file drops SA 2 and its policy and adds policies, more than one
+    # slab of hit counters holds (store.c: 64 KiB, a 64-byte line per policy
+    # and worker): the one that needs a new slab cannot have its counters,
+    # after SA 2 and its policy were deleted and a thousand policies added.
     new = config(ga, gb, topo.tag, False)
     new["policies"].append(policy("10.9.3.0/24", SPI1))
+    new["policies"] += [policy(f"10.200.{i // 256}.{i % 256}/32", SPI1) for i in range(1100)]
     write(d, new)
     line = reload_with_fault(d, flags["zmalloc"], flags["count"])
-    assert "policies[2]: out of memory (nothing changed)" in line, line
+    m = re.search(r"policies\[(\d+)\]: out of memory \(nothing changed\)", line)
+    assert m and int(m.group(1)) > 1000, line
     assert sorted(sa_stats(d)) == [SPI1, SPI2]
     assert policy_dsts(d) == pols_before
     # SA 2 still carries its flow, and the store still works: the same file
