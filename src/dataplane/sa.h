@@ -201,9 +201,9 @@ static inline void dp_sa_prefetch_state(const struct dp_sa *sa, unsigned int wor
 		rte_prefetch0(r + i * RTE_CACHE_LINE_SIZE);
 	for (unsigned int i = 0; i < sa->ses_lines; i++)
 		rte_prefetch0(c + i * RTE_CACHE_LINE_SIZE);
-	c += sa->hkey_line * RTE_CACHE_LINE_SIZE;
+	/* an SA without a key (IPComp) has no GHASH lines either */
 	for (unsigned int i = 0; i < sa->hkey_lines; i++)
-		rte_prefetch0(c + i * RTE_CACHE_LINE_SIZE);
+		rte_prefetch0(c + (sa->hkey_line + i) * RTE_CACHE_LINE_SIZE);
 }
 
 /**
