@@ -20,7 +20,7 @@ import pytest
 from scapy.all import ICMP, IP, UDP, Ether, ICMPv6PacketTooBig, IPv6, Raw, raw
 from scapy.layers.ipsec import AH, SecurityAssociation
 
-from test_bundle_pcap import AUTH_KEY, PATHS, Bundle, flip_last, hdr_fix
+from test_bundle_pcap import AUTH_KEY, PATHS, Bundle, flip_last, hdr_fix, paced_live_run
 from test_esp_pcap import (HOST, HOST_MAC, LAN_MAC, PcapRun, base_config, forwarded, frame_from_host,
                            frame_to_gw, ip, remote_host)
 from test_ipcomp_pcap import COMPRESSIBLE, INCOMPRESSIBLE, deflate, split
@@ -312,14 +312,7 @@ class OwnSpec:
 
 @pytest.fixture(scope="module")
 def own_run(tmp_path_factory):
-    import test_esp_pcap as P
-    send = P.send_frames
-    # paced so that the live net_pcap port misses none (as test_bundle_pcap)
-    P.send_frames = lambda iface, frames: send(iface, frames, gap=0.03)
-    try:
-        return P.LiveRun(tmp_path_factory.mktemp("bundle3-own"), OwnSpec())
-    finally:
-        P.send_frames = send
+    return paced_live_run(tmp_path_factory, "bundle3-own", OwnSpec())
 
 
 def test_own_run_exits_0(own_run):

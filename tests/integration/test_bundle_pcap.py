@@ -438,16 +438,21 @@ class OwnSpec:
         return out
 
 
-@pytest.fixture(scope="module")
-def own_run(tmp_path_factory):
+def paced_live_run(tmp_path_factory, name, spec):
+    """test_esp_pcap's LiveRun of @spec, its frames (up to 1.3 kB each)
+    paced so that the live net_pcap port misses none."""
     import test_esp_pcap as P
     send = P.send_frames
-    # 20 frames of up to 1.3 kB: paced so that the live net_pcap port misses none
     P.send_frames = lambda iface, frames: send(iface, frames, gap=0.03)
     try:
-        return P.LiveRun(tmp_path_factory.mktemp("bundle-own"), OwnSpec())
+        return P.LiveRun(tmp_path_factory.mktemp(name), spec)
     finally:
         P.send_frames = send
+
+
+@pytest.fixture(scope="module")
+def own_run(tmp_path_factory):
+    return paced_live_run(tmp_path_factory, "bundle-own", OwnSpec())
 
 
 def test_own_run_exits_0(own_run):
