@@ -21,6 +21,7 @@ from scapy.all import ESP, IP, rdpcap
 
 import pfkey as K
 from dpsec import Daemon
+from test_pfkey_server import hosts_and_gateway
 
 GW_LAN, GW_WAN, HOST_A, HOST_B = "10.1.0.1", "10.2.0.1", "10.1.0.2", "10.2.0.2"
 KEY = bytes(range(1, 21))  # AES-GCM-128 key + 4-byte salt
@@ -71,13 +72,7 @@ def start(topo, tmp_path):
     made = []
 
     def go(ipsec):
-        ha, g, hb = topo.ns("dha"), topo.ns("dgw"), topo.ns("dhb")
-        va, ga = topo.link(ha, g)
-        vb, gb = topo.link(hb, g)
-        topo.host(ha, va, [HOST_A + "/24"], [GW_LAN])
-        topo.host(hb, vb, [HOST_B + "/24"], [GW_WAN])
-        topo.dataplane_owned(g, ga)
-        topo.dataplane_owned(g, gb)
+        ha, g, hb, ga, gb, vb = hosts_and_gateway(topo, ("dha", "dgw", "dhb"), b_via_gw=True)
         sockdir = tempfile.mkdtemp(prefix="dpsec-defects-")
         sock = os.path.join(sockdir, "pfkey.sock")
         d = Daemon(config(ga, gb, topo.tag, sock, ipsec), str(tmp_path), ns=g).start()

@@ -64,13 +64,14 @@ def config(ga, gb, tag, sock):
     }
 
 
-def hosts_and_gateway(topo):
-    """host A -- gateway namespace (dpsecd's af_packet ends) -- host B."""
-    ha, g, hb = topo.ns("ha"), topo.ns("gw"), topo.ns("hb")
+def hosts_and_gateway(topo, names=("ha", "gw", "hb"), b_via_gw=False):
+    """host A -- gateway namespace (dpsecd's af_packet ends) -- host B; with
+    @b_via_gw host B routes through the gateway's WAN address."""
+    ha, g, hb = (topo.ns(n) for n in names)
     va, ga = topo.link(ha, g)
     vb, gb = topo.link(hb, g)
     topo.host(ha, va, ["10.1.0.2/24"], [GW_LAN])
-    topo.host(hb, vb, [HOST_B + "/24"])
+    topo.host(hb, vb, [HOST_B + "/24"], [GW_WAN] if b_via_gw else ())
     topo.dataplane_owned(g, ga)
     topo.dataplane_owned(g, gb)
     return ha, g, hb, ga, gb, vb

@@ -41,6 +41,7 @@ from scapy.layers.ipsec import SecurityAssociation
 
 import pfkey as K
 from dpsec import Daemon, sh
+from test_pfkey_server import hosts_and_gateway
 
 GW_LAN, GW_WAN, HOST_A, HOST_B = "10.1.0.1", "10.2.0.1", "10.1.0.2", "10.2.0.2"
 KEY_OUT = bytes(range(20))  # AES-128 key + 4-byte salt
@@ -105,13 +106,7 @@ def config(ga, gb, tag, sock):
 
 @pytest.fixture
 def gw(topo, tmp_path):
-    ha, g, hb = topo.ns("ha"), topo.ns("gw"), topo.ns("hb")
-    va, ga = topo.link(ha, g)
-    vb, gb = topo.link(hb, g)
-    topo.host(ha, va, [HOST_A + "/24"], [GW_LAN])
-    topo.host(hb, vb, [HOST_B + "/24"], [GW_WAN])
-    topo.dataplane_owned(g, ga)
-    topo.dataplane_owned(g, gb)
+    ha, g, hb, ga, gb, vb = hosts_and_gateway(topo, b_via_gw=True)
     sockdir = tempfile.mkdtemp(prefix="dpsec-qpath-")
     sock = os.path.join(sockdir, "pfkey.sock")
     d = Daemon(config(ga, gb, topo.tag, sock), str(tmp_path), ns=g).start()
