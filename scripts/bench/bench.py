@@ -383,15 +383,24 @@ def run_sampled(cmd, pattern, timeout=300):
     return p.returncode, out, (sum(v[0] for v in last.values()), sum(v[1] for v in last.values()))
 
 
+def imb_rate_exe(workdir):
+    """imb_rate.c built in @workdir with cc (once), or None."""
+    exe = os.path.join(workdir, "imb_rate")
+    src = os.path.join(HERE, "imb_rate.c")
+    if not os.path.exists(exe):
+        r = run(["cc", "-O2", "-o", exe, src, "-lIPSec_MB"], check=False)
+        if r.returncode != 0:
+            log(f"bench: cannot build {src} (libipsec-mb-dev?): {r.stdout}")
+            return None
+    return exe
+
+
 def imb_rate(args, workdir, runs=3):
     """intel-ipsec-mb's AES-128-GCM encrypt alone, through the direct API the
     native engine calls (imb_rate.c, built here with cc), on lcore 1:
     {size: {mops_per_cpu, ns_per_op, runs}}, the best of @runs by CPU time."""
-    exe = os.path.join(workdir, "imb_rate")
-    src = os.path.join(HERE, "imb_rate.c")
-    r = run(["cc", "-O2", "-o", exe, src, "-lIPSec_MB"], check=False)
-    if r.returncode != 0:
-        log(f"bench: cannot build {src} (libipsec-mb-dev?): {r.stdout}")
+    exe = imb_rate_exe(workdir)
+    if exe is None:
         return {}
     out = {}
     for size in SIZES:
@@ -477,12 +486,9 @@ def imb_hmac_rate(args, workdir, runs=3):
     """intel-ipsec-mb's HMAC-SHA2-256-128 alone, hash-only jobs of 32 through
     IMB_SUBMIT_HASH_BURST as the native engine submits AH's (imb_rate.c hmac),
     on lcore 1: {size: {mops_per_cpu, ns_per_op, runs}}, the best of @runs."""
-    exe = os.path.join(workdir, "imb_rate")
-    if not os.path.exists(exe):
-        r = run(["cc", "-O2", "-o", exe, os.path.join(HERE, "imb_rate.c"), "-lIPSec_MB"],
-                check=False)
-        if r.returncode != 0:
-            return {}
+    exe = imb_rate_exe(workdir)
+    if exe is None:
+        return {}
     out = {}
     for size in AH_SIZES:
         per = []
