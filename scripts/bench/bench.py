@@ -399,15 +399,23 @@ def imb_rate(args, workdir, runs=3):
     """intel-ipsec-mb's AES-128-GCM encrypt alone, through the direct API the
     native engine calls (imb_rate.c, built here with cc), on lcore 1:
     {size: {mops_per_cpu, ns_per_op, runs}}, the best of @runs by CPU time."""
+    return imb_rate_runs(args, workdir, SIZES, runs)
+
+
+def imb_rate_runs(args, workdir, sizes, runs, style=(), batch=1):
+    """imb_rate.c on lcore 1 for each of @sizes (@style: its call-style
+    arguments; ops a multiple of @batch), @runs times: {size: {mops_per_cpu,
+    ns_per_op, runs}}, the best run by CPU time."""
     exe = imb_rate_exe(workdir)
     if exe is None:
         return {}
     out = {}
-    for size in SIZES:
+    for size in sizes:
         per = []
         for _ in range(runs):
             ops = args.cp_ops if size < 1000 else args.cp_ops // 2
-            r = run(["taskset", "-c", "1", exe, str(size), str(ops)], check=False)
+            ops -= ops % batch
+            r = run(["taskset", "-c", "1", exe, str(size), str(ops), *style], check=False)
             f = r.stdout.split()
             if r.returncode == 0 and len(f) >= 4 and int(f[3]) > 0:
                 per.append(ops / (int(f[3]) / 1e9) / 1e6)
@@ -486,22 +494,7 @@ def imb_hmac_rate(args, workdir, runs=3):
     """intel-ipsec-mb's HMAC-SHA2-256-128 alone, hash-only jobs of 32 through
     IMB_SUBMIT_HASH_BURST as the native engine submits AH's (imb_rate.c hmac),
     on lcore 1: {size: {mops_per_cpu, ns_per_op, runs}}, the best of @runs."""
-    exe = imb_rate_exe(workdir)
-    if exe is None:
-        return {}
-    out = {}
-    for size in AH_SIZES:
-        per = []
-        for _ in range(runs):
-            ops = args.cp_ops if size < 1000 else args.cp_ops // 2
-            ops -= ops % 32
-            r = run(["taskset", "-c", "1", exe, str(size), str(ops), "hmac", "32"], check=False)
-            f = r.stdout.split()
-            if r.returncode == 0 and len(f) >= 4 and int(f[3]) > 0:
-                per.append(ops / (int(f[3]) / 1e9) / 1e6)
-        if per:
-            out[size] = {"mops_per_cpu": max(per), "ns_per_op": 1e3 / max(per), "runs": per}
-    return out
+    return imb_rate_runs(args, workdir, AH_SIZES, runs, ("hmac", "32"), 32)
 
 
 def ah_lines(results, auth, lib=None):
