@@ -344,7 +344,7 @@ static uint16_t ah_out_prepare(struct dp_worker *w, struct dp_sa *sa, struct rte
 			       uint16_t n)
 {
 	bool tunnel = sa->mode == DPS_MODE_TUNNEL, v6 = sa->outer_family == AF_INET6;
-	uint64_t seq = __atomic_fetch_add(&sa->ah_sqn, n, __ATOMIC_RELAXED);
+	uint64_t seq = __atomic_fetch_add(&sa->out_sqn, n, __ATOMIC_RELAXED);
 	uint16_t k = 0;
 
 	for (uint16_t i = 0; i < n; i++) {
@@ -915,7 +915,6 @@ int dp_ah_init(struct dp_sa *sa, struct dp_xforms *x, void *key)
 	sa->block = 1;
 	sa->overhead =
 		(uint16_t)((sa->mode == DPS_MODE_TUNNEL ? (v6 ? 40 : 20) : 0) + sa->ah_len - 2);
-	sa->ah_sqn = sa->cfg.seq_start;
 	sa->ah_salt = x->salt;
 	sa->ss.pkt_func.process = ah_process;
 	if (key != NULL) { /* the HMAC's states, no session: dp_ah_imb_run */

@@ -28,31 +28,6 @@
 #define GCM_TAG_LEN  16
 #define GCM_SALT_LEN 4
 
-typedef void (*imb_fn_t)(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op **cop,
-			 uint16_t n);
-
-/* The largest HMAC state the library's jobs take (SHA-512's 8 words) */
-#define HMAC_STATE 64
-
-struct dp_imb_key {
-	/* lib/ipsec writes its session pointer here
-	 * (rte_cryptodev_sym_session_opaque_data_set, at CRYPTO_SESS_OPAQUE_DATA_OFF) */
-	uint64_t opaque;
-	imb_fn_t fn; /* ESP: this SA's direction and key size */
-	uint8_t aad_len;
-	uint8_t hash;	 /* AH: IMB_HASH_ALG of its HMAC */
-	uint8_t tag_len; /* AH: the truncated ICV (RFC 2404, RFC 4868 §2.3) */
-	union {
-		struct gcm_key_data gcm;
-		/* HMAC (RFC 2104): the hash's state after one block of key ^ ipad,
-		 * and after one of key ^ opad; key material as the key itself */
-		struct {
-			uint8_t ipad[HMAC_STATE];
-			uint8_t opad[HMAC_STATE];
-		} hmac;
-	} __rte_aligned(64);
-};
-
 _Static_assert(CRYPTO_SESS_OPAQUE_DATA_OFF == 0, "lib/ipsec's opaque data is the key's first word");
 
 /* Room of one op: the op, its symmetric part, and the IV lib/ipsec writes. */
@@ -376,6 +351,7 @@ struct dp_imb_key *dp_imb_key_init(void *mem, const struct dps_sa *cfg)
 	else
 		IMB_AES128_GCM_PRE(imb.ctl, cfg->enc_key, &k->gcm);
 	k->fn = out ? (k256 ? gcm256_enc : gcm128_enc) : (k256 ? gcm256_dec : gcm128_dec);
+	k->k256 = k256;
 	k->aad_len = cfg->esn ? 12 : 8; /* SPI, sequence number (RFC 4106 §5) */
 	return k;
 }

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <intel-ipsec-mb.h>
+#include <rte_crypto.h>
 #include <rte_mbuf.h>
 
 #include "control/ipsec.h"
@@ -22,6 +24,37 @@ struct dp_worker;
 struct dp_snapshot;
 struct dp_sa;
 struct dp_imb_key;
+
+typedef void (*imb_fn_t)(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op **cop,
+			 uint16_t n);
+
+/* The largest HMAC state the library's jobs take (SHA-512's 8 words) */
+#define HMAC_STATE 64
+
+/*
+ * A native SA's key (in the SA's one allocation, sa.c): the AES-GCM key
+ * schedule and GHASH keys (ESP), or the HMAC's precomputed states (AH). The
+ * worker's manager is w->imb.
+ */
+struct dp_imb_key {
+	/* lib/ipsec writes its session pointer here
+	 * (rte_cryptodev_sym_session_opaque_data_set, at CRYPTO_SESS_OPAQUE_DATA_OFF) */
+	uint64_t opaque;
+	imb_fn_t fn; /* ESP: this SA's direction and key size */
+	uint8_t aad_len;
+	uint8_t hash;	 /* AH: IMB_HASH_ALG of its HMAC */
+	uint8_t tag_len; /* AH: the truncated ICV (RFC 2404, RFC 4868 §2.3) */
+	bool k256;	 /* ESP: AES-256-GCM, else AES-128-GCM */
+	union {
+		struct gcm_key_data gcm;
+		/* HMAC (RFC 2104): the hash's state after one block of key ^ ipad,
+		 * and after one of key ^ opad; key material as the key itself */
+		struct {
+			uint8_t ipad[HMAC_STATE];
+			uint8_t opad[HMAC_STATE];
+		} hmac;
+	} __rte_aligned(64);
+};
 
 /**
  * Set the engine up for @n_workers workers: a manager each (and one for the

@@ -158,8 +158,9 @@ struct dp_sa {
 	uint16_t ah_offsetmask; /* AH: IPv4 flags and fragment offset ANDed with this in the ICV */
 	uint8_t ah_len;		/* AH: its header's length, IV, ICV and padding included */
 	uint32_t ah_salt;	/* AH with AES-GMAC: the nonce's salt (RFC 4543 §3.1) */
-	/* Out, AH: the last sequence number used (ESP's is lib/ipsec's). */
-	uint64_t ah_sqn;
+	/* Out: the last sequence number used, for the SAs dpsec numbers itself
+	 * (AH; lib/ipsec numbers the ESP SAs it frames). Starts at cfg.seq_start. */
+	uint64_t out_sqn;
 	/* Out, in a bundle: the SA applied after this one (RFC 4301 §4.5). Set
 	 * (with @bundled) by the control thread when a policy binds a bundle,
 	 * NULL when that SA is deleted: the packets then drop (drop_bundle). */
