@@ -221,18 +221,6 @@ static bool gcm_segments(IMB_MGR *m, const struct dp_imb_key *k, struct rte_cryp
 	return true;
 }
 
-/* The ICV check in constant time: the difference is not revealed by timing.
- * Two words, not sixteen bytes. */
-static inline bool tag_equal(const uint8_t *a, const uint8_t *b)
-{
-	uint64_t x[2], y[2];
-
-	RTE_BUILD_BUG_ON(GCM_TAG_LEN != sizeof(x));
-	memcpy(x, a, sizeof(x));
-	memcpy(y, b, sizeof(y));
-	return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
-}
-
 /*
  * One burst of one SA, specialised by the constant direction and key size.
  * Outbound the tag goes where lib/ipsec reserved the ICV; inbound the
@@ -256,7 +244,7 @@ static inline void gcm_burst(IMB_MGR *m, const struct dp_imb_key *k, struct rte_
 
 		if (unlikely(mb->nb_segs > 1)) {
 			if (!gcm_segments(m, k, cop[i], enc, k256, out_tag) ||
-			    (!enc && !tag_equal(tag, op->aead.digest.data)))
+			    (!enc && !dp_imb_tag_equal(tag, op->aead.digest.data)))
 				mb->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
 			continue;
 		}
@@ -272,7 +260,7 @@ static inline void gcm_burst(IMB_MGR *m, const struct dp_imb_key *k, struct rte_
 		else
 			IMB_AES128_GCM_DEC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data,
 					   k->aad_len, out_tag, GCM_TAG_LEN);
-		if (!enc && !tag_equal(tag, op->aead.digest.data))
+		if (!enc && !dp_imb_tag_equal(tag, op->aead.digest.data))
 			mb->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
 	}
 }
@@ -353,6 +341,7 @@ struct dp_imb_key *dp_imb_key_init(void *mem, const struct dps_sa *cfg)
 	k->fn = out ? (k256 ? gcm256_enc : gcm128_enc) : (k256 ? gcm256_dec : gcm128_dec);
 	k->k256 = k256;
 	k->aad_len = cfg->esn ? 12 : 8; /* SPI, sequence number (RFC 4106 §5) */
+	memcpy(k->salt, cfg->enc_key + (k256 ? 32 : 16), GCM_SALT_LEN);
 	return k;
 }
 

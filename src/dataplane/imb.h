@@ -3,16 +3,18 @@
  * The native crypto engine: ESP's AES-GCM (128 and 256) through
  * intel-ipsec-mb's direct API, and AH's HMAC-SHA1-96 and HMAC-SHA2-256-128,
  * -384-192, -512-256 through its hash-only jobs, as VPP's ipsecmb engine and
- * Open vSwitch do, without the cryptodev framework around it. lib/ipsec
- * still frames ESP packets, numbers and checks them (its lookaside
- * preparation fills crypto ops, which never reach a device), ah.c frames
- * AH's; only the crypto call is dpsec's, the computation the library's.
+ * Open vSwitch do, without the cryptodev framework around it. Inbound ESP
+ * is dpsec's own from the window to the stripped packet (esp_native_in.c);
+ * outbound, lib/ipsec still frames and numbers the packets (its lookaside
+ * preparation fills crypto ops, which never reach a device); ah.c frames
+ * AH's. The computation is the library's.
  */
 #ifndef DP_IMB_H
 #define DP_IMB_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <intel-ipsec-mb.h>
 #include <rte_crypto.h>
@@ -45,6 +47,7 @@ struct dp_imb_key {
 	uint8_t hash;	 /* AH: IMB_HASH_ALG of its HMAC */
 	uint8_t tag_len; /* AH: the truncated ICV (RFC 2404, RFC 4868 §2.3) */
 	bool k256;	 /* ESP: AES-256-GCM, else AES-128-GCM */
+	uint8_t salt[4]; /* ESP: the nonce's salt, the key material's end (RFC 4106 §4, §8.1) */
 	union {
 		struct gcm_key_data gcm;
 		/* HMAC (RFC 2104): the hash's state after one block of key ^ ipad,
@@ -55,6 +58,17 @@ struct dp_imb_key {
 		} hmac;
 	} __rte_aligned(64);
 };
+
+/** The ICV check in constant time: whether the 16-byte tags @a and @b are
+ * equal, the difference not revealed by timing. Two words, not sixteen bytes. */
+static inline bool dp_imb_tag_equal(const uint8_t *a, const uint8_t *b)
+{
+	uint64_t x[2], y[2];
+
+	memcpy(x, a, sizeof(x));
+	memcpy(y, b, sizeof(y));
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+}
 
 /**
  * Set the engine up for @n_workers workers: a manager each (and one for the

@@ -17,6 +17,7 @@
 #include "dataplane/crypto.h"
 #include "dataplane/dp.h"
 #include "dataplane/esp.h"
+#include "dataplane/esp_native_in.h"
 #include "dataplane/imb.h"
 #include "dataplane/ipcomp.h"
 #include "dataplane/mtu.h"
@@ -181,6 +182,20 @@ static int session_create(struct dp_sa *sa, struct dp_xforms *x, char *err, size
 }
 
 /*
+ * The width of an inbound SA's window (0: none). A native ESP SA's is
+ * dpsec's alone (esp_native_in.c), which then follows lib/ipsec's rule: with
+ * ESN at least 64 even when replay_window is 0, the high half needs a top.
+ */
+static uint32_t replay_width(const struct dps_sa *cfg, bool native)
+{
+	if (cfg->dir != DPS_DIR_IN)
+		return 0;
+	if (native && cfg->proto == DPS_PROTO_ESP && cfg->esn && cfg->replay_window == 0)
+		return 64;
+	return cfg->replay_window;
+}
+
+/*
  * dpsec's anti-replay window (replay.h), which decides after lib/ipsec's: the
  * same width and top. An ESN SA's high half is reconstructed with the width
  * lib/ipsec uses for it, at least 64 (its sa.c), so that both find the same
@@ -188,7 +203,7 @@ static int session_create(struct dp_sa *sa, struct dp_xforms *x, char *err, size
  */
 static void replay_init(struct dp_sa *sa, void *mem)
 {
-	uint32_t win = sa->cfg.replay_window;
+	uint32_t win = replay_width(&sa->cfg, sa->native);
 
 	sa->replay = mem;
 	dp_replay_init(sa->replay, win, sa->cfg.esn ? RTE_MAX(win, 64u) : 0, sa->cfg.seq_start);
@@ -324,9 +339,8 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 		}
 	}
 	l = sa_layout(sz, native ? dp_imb_key_size() : 0,
-		      cfg->dir == DPS_DIR_IN && cfg->replay_window > 0
-			      ? dp_replay_size(cfg->replay_window)
-			      : 0);
+		      replay_width(cfg, native) > 0 ? dp_replay_size(replay_width(cfg, native))
+						    : 0);
 	sa = sa_alloc(&l);
 	if (sa == NULL)
 		goto nomem;
@@ -376,9 +390,12 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 		sa->tun4_sum = tun4_sum(&h.v4);
 	sa->rsa = (struct rte_ipsec_sa *)((uint8_t *)sa + l.rsa);
 	prm.userdata = (uintptr_t)sa;
-	sa->rsa_lines =
-		RTE_MIN((unsigned int)RTE_ALIGN_CEIL(sz, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE,
-			RSA_PREFETCH_LINES);
+	/* a native inbound SA's packets never read lib/ipsec's SA (esp_native_in.c) */
+	sa->rsa_lines = native && cfg->dir == DPS_DIR_IN
+				? 0
+				: RTE_MIN((unsigned int)RTE_ALIGN_CEIL(sz, RTE_CACHE_LINE_SIZE) /
+						  RTE_CACHE_LINE_SIZE,
+					  RSA_PREFETCH_LINES);
 	sa->ses_lines =
 		native ? dp_imb_key_lines(cfg)
 		       : RTE_MIN(dp_session_size() / RTE_CACHE_LINE_SIZE, SES_PREFETCH_LINES);
@@ -409,6 +426,7 @@ made:
 	sa->sync = sa->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO || sa->native;
 	sa->crypto = !sa->native		  ? dp_crypto_run
 		     : cfg->proto == DPS_PROTO_AH ? dp_ah_imb_run
+		     : cfg->dir == DPS_DIR_IN	  ? dp_esp_native_in_run(sa)
 						  : dp_imb_run;
 	sa->serial = cfg->dir == DPS_DIR_IN && dp.n_workers > 1;
 	rte_spinlock_init(&sa->lock);
