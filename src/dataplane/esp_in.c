@@ -3,7 +3,8 @@
  * Inbound ESP: ESP and ESP-in-UDP (RFC 3948) packets for the gateway's
  * addresses. UDP encapsulation is removed here, the SA found with
  * rte_ipsec_sad, lib/ipsec checks the sequence number, decrypts and strips
- * the headers; the inner packet goes back to the worker, which feeds it to
+ * the headers (for a native AES-GCM SA, dpsec does: esp_native_in.c); the
+ * inner packet goes back to the worker, which feeds it to
  * the input stage: the inbound policy check (RFC 4301 §5.2) and forwarding
  * like any other.
  */
@@ -241,7 +242,8 @@ uint16_t dp_esp_in_replay(struct dp_sa *sa, struct rte_mbuf **mb, uint16_t k)
 }
 
 /*
- * lib/ipsec puts failures after the good packets without saying why. A
+ * lib/ipsec puts failures after the good packets without saying why (and
+ * esp_native_in.c leaves its own in the same states). A
  * failed integrity check is flagged on the mbuf; a packet whose trailer was
  * invalid is left as it was; one that passed that but not the final replay
  * window update (lib/ipsec's: a duplicate within the burst; dpsec's, any

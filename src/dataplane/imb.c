@@ -1,15 +1,17 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * The native crypto engine (imb.h). An ESP SA it runs has a lib/ipsec session
- * of the lookaside type whose handle is the key schedule (struct
- * dp_imb_key): lib/ipsec's preparation fills each packet's crypto op (data
- * offset and length, IV, AAD and digest pointers) exactly as for a device;
- * the ops here never leave the worker, which runs them through its own
- * intel-ipsec-mb manager and flags failures on the mbufs as
+ * The native crypto engine (imb.h). An outbound ESP SA it runs has a
+ * lib/ipsec session of the lookaside type whose handle is the key schedule
+ * (struct dp_imb_key): lib/ipsec's preparation fills each packet's crypto op
+ * (data offset and length, IV, AAD and digest pointers) exactly as for a
+ * device; the ops here never leave the worker, which runs them through its
+ * own intel-ipsec-mb manager and flags failures on the mbufs as
  * rte_ipsec_pkt_crypto_group() would. The ops are the worker's, reused each
- * burst: no mempool, no queue, no session lookup. An AH SA (ah.c, no
- * lib/ipsec SA) keeps its HMAC's precomputed inner and outer states here, and
- * the worker's jobs hash a sub-burst in one call (dp_imb_hmac).
+ * burst: no mempool, no queue, no session lookup. An inbound ESP SA's
+ * packets are decrypted by esp_native_in.c with the same key, without ops.
+ * An AH SA (ah.c, no lib/ipsec SA) keeps its HMAC's precomputed inner and
+ * outer states here, and the worker's jobs hash a sub-burst in one call
+ * (dp_imb_hmac).
  */
 #include <stdlib.h>
 #include <string.h>

@@ -120,7 +120,8 @@ struct dp_sa {
 	struct rte_ipsec_sa *rsa;
 	const struct dp_xform_ops *xf; /* this SA's transform (a static table) */
 	/* The crypto step between xf's prepare and finish: the cryptodev's
-	 * (dp_crypto_run) or the native engine's (dp_imb_run), chosen once. */
+	 * (dp_crypto_run) or the native engine's (dp_imb_run; inbound ESP,
+	 * esp_native_in.c without lib/ipsec), chosen once. */
 	dp_xform_run_t crypto;
 	struct dp_sa_counters *cnt; /* [n_workers], in the SA's allocation */
 	volatile uint64_t first_use_ms;
