@@ -40,8 +40,8 @@
  * The full sequence numbers of @n packets of @sa (their high half, with ESN,
  * reconstructed from the window: RFC 4303 A2.1) into @seq, screened against
  * the window before the crypto (RFC 4303 §3.4.3; the verdict is after the
- * ICV, under the lock: a read here may be stale, never unsafe). A reassembled
- * packet must have its headers, ESP header and IV in its first segment.
+ * ICV, under the lock: a read here may be stale, never unsafe). A packet in
+ * several segments must have its headers, ESP header and IV in the first.
  * Returns how many go on, first in @mb; after them the replays (@nrep) and
  * the others (drop_len).
  */
@@ -112,8 +112,9 @@ static inline void gcm_dec(IMB_MGR *mgr, const struct dp_imb_key *k, uint8_t *p,
 				   GCM_TAG_LEN);
 }
 
-/* The same over a reassembled packet's segments, from offset @off (in the
- * first segment, screen()). */
+/* The same over a packet's segments, from offset @off (in the first
+ * segment, screen()). dp_reasm linearizes what it reassembles: no packet in
+ * several segments comes here today, this keeps it correct if one does. */
 static void gcm_dec_segs(IMB_MGR *mgr, const struct dp_imb_key *k, struct rte_mbuf *m, uint32_t off,
 			 uint32_t len, const uint8_t *nonce, const uint8_t *aad, uint8_t *tag,
 			 const bool k256)

@@ -8,8 +8,10 @@ the same on CPU crypto, the cryptodev queue and the native engine.
   1 of the high half 1); a replay inside one burst; a never-seen number of
   the old high half still inside the window (accepted); a replay of it; a
   packet whose ICV covers the wrong high half (drop_auth); one left of the
-  window; and two reassembled packets (ESP in IPv4 fragments: mbufs in
-  several segments) whose ICV, then padding, straddle two segments.
+  window; and two packets sent as IPv4 fragments whose boundary falls in
+  the ICV, then in the padding (dp_reasm linearizes what it reassembles, so
+  the ESP stage gets them in one segment: esp_native_in.c's path for a packet
+  in several segments is not reached by this test).
 * E2, AES-GCM-256 4in4 with ESN and replay_window 0: lib/ipsec keeps a
   64-packet window for ESN anyway (its sa.c), and so must the native path:
   across 2^32, then a replay.
@@ -98,7 +100,7 @@ class InboundRun(PcapRun):
         # (A2.1), so its ICV (over high half 0) fails
         send(E1, 0xffffff00, inner(E1, "below"), False)
         sep()
-        # reassembled: the ESP (outer IPv4 payload) ends 8 bytes into the last
+        # fragmented: the ESP (outer IPv4 payload) ends 8 bytes into the last
         # fragment (the ICV split 8 + 8), then 20 bytes in with 8 pad bytes (the
         # padding split 6 + 2, the pad length and next header in the last one)
         self.split = []
@@ -186,8 +188,9 @@ def test_esn_high_half_crosses_2_32_with_the_window_on(run):
     assert run.counts(t) == {"packets": 8, "drop_replay": 3, "drop_auth": 2}
 
 
-def test_reassembled_esp_split_across_segments_is_decrypted(run):
-    """E1's two fragmented packets: forwarded whole, byte for byte."""
+def test_reassembled_esp_is_decrypted(run):
+    """E1's two fragmented packets: reassembled, decrypted, forwarded whole,
+    byte for byte."""
     sync_only(run)
     want = run.expected_lan(run.E1)[-2:]
     assert [len(p) for p in run.split] == [len(f) - 14 for f in want]
