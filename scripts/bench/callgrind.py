@@ -66,6 +66,10 @@ import gen  # noqa: E402
 from bench import log, run  # noqa: E402
 
 CASE_RE = re.compile(r"^(ah-)?(out|in)-(\d+)-(cpu|native)-1sa$")
+# bench.py's many-tunnel cases (topologies.py), the tunnels from the YAML here
+TUN_RE = re.compile(r"^tun-(\d+)-(1sa-)?(\d+)$")
+# the cache simulation's events (--cache-sim): data reads, their L1 and last-level misses
+CACHE_EVS = ("Dr", "D1mr", "DLmr")
 IMB_OB = re.compile(r"libIPSec_MB")
 # intel-ipsec-mb's job submission: one call per packet in the aesni_mb PMD's
 # CPU-crypto path (aesni_mb_cpu_crypto_process_bulk: IMB_SUBMIT_JOB per op)
@@ -86,6 +90,8 @@ def parse_callgrind(path):
     kind_of = {"ob": "ob", "cob": "ob", "fl": "fl", "fi": "fl", "fe": "fl", "cfi": "fl",
                "cfl": "fl", "fn": "fn", "cfn": "fn"}
     selfc = collections.Counter()
+    cache = {e: collections.Counter() for e in CACHE_EVS}  # self data reads and misses
+    cache_idx = {}
     calls = collections.Counter()
     xcalls = collections.Counter()  # (caller's object, callee's object): calls
     ob = fn = cob = cfn = None
@@ -116,6 +122,9 @@ def parse_callgrind(path):
                 parts = line.split()
                 if len(parts) > 1 + ev_index:
                     selfc[(ob, fn)] += int(parts[1 + ev_index])
+                for e, k in cache_idx.items():  # (a missing trailing event is 0)
+                    if len(parts) > 1 + k:
+                        cache[e][(ob, fn)] += int(parts[1 + k])
                 continue
             key, _, val = line.partition("=")
             if key in ("ob", "fl", "fi", "fe", "fn", "cob", "cfi", "cfl", "cfn") and _:
@@ -138,6 +147,7 @@ def parse_callgrind(path):
             if line.startswith("events:"):
                 evs = line.split()[1:]
                 ev_index = evs.index("Ir")
+                cache_idx = {e: evs.index(e) for e in CACHE_EVS if e in evs}
             elif line.startswith("totals:"):
                 total = int(line.split()[1 + ev_index])
             elif line.startswith("summary:"):
@@ -149,7 +159,7 @@ def parse_callgrind(path):
     if want is not None and got != want:
         raise RuntimeError(f"{path}: self costs add up to {got}, the file says {want}")
     return {"self": selfc, "calls": calls, "xcalls": xcalls, "total": got, "thread": thread,
-            "path": path}
+            "path": path, "cache": cache if cache_idx else None}
 
 
 def category(ob, exe):
@@ -177,12 +187,39 @@ def fname(ob, fn):
 
 # ---- one run ---------------------------------------------------------------------------
 
+def tunnels_config(name, work, prefix):
+    """The configuration of bench.py's tun-SIZE-N (tun-SIZE-1sa-N): topologies.py's,
+    but the N tunnels (an outbound and an inbound AES-GCM-128 SA, an outbound and a
+    fwd policy each, as topologies.tunnel_msgs sends them over PF_KEY) are in the
+    YAML: installing 40 000 PF_KEY messages under valgrind takes too long."""
+    import topologies
+    m = TUN_RE.match(name)
+    size, one_sa, n = int(m.group(1)), bool(m.group(2)), int(m.group(3))
+    cfg = topologies.tunnels_config(work, size, n, True, prefix)[0][1]
+    if not one_sa:
+        sas, pols = [], []
+        for i in range(n):
+            net, peer = str(topologies.tunnel_subnet(i, n)), gen.remote_peer(i)
+            sas += [gen._sa(0x10000 + i, "out", gen.WAN_ADDR, peer, i + 1, gen.KEY_OUT, replay=0),
+                    gen._sa(0x40000000 + i, "in", peer, gen.WAN_ADDR, i + 1, gen.KEY_IN,
+                            replay=64)]
+            for d, src, dst, ts, td in (("out", "192.168.10.0/24", net, gen.WAN_ADDR, peer),
+                                        ("fwd", net, "192.168.10.0/24", peer, gen.WAN_ADDR)):
+                p = gen._policy(d, src, dst, i + 1, ts, td)
+                p["ipsec"][0]["level"] = "unique"
+                pols.append(p)
+        cfg["sas"], cfg["policies"] = sas, pols
+    return cfg
+
+
 def case_setup(name, work):
     """(pcap, gen.config kind, egress port, ingress port) of a bench case name."""
+    if TUN_RE.match(name):
+        return None, "tun", "wan", "lan", "cpu"
     m = CASE_RE.match(name)
     if not m:
         sys.exit(f"callgrind: case {name!r}: only [ah-]DIR-SIZE-ENGINE-1sa (DIR out or in, "
-                 "ENGINE cpu or native)")
+                 "ENGINE cpu or native), tun-SIZE-N or tun-SIZE-1sa-N")
     ah, d, size = m.group(1) or "", m.group(2), int(m.group(3))
     pcap = os.path.join(work, f"{ah}{d}-{size}.pcap")
     if not os.path.exists(pcap):
@@ -220,8 +257,11 @@ def bracket(bins, prefix, port, action=None):
 def one_run(bins, tag, case, args, work, seq):
     pcap, kind, out_port, _, eng = case_setup(case, work)
     prefix = f"dpscg{os.getpid()}{tag}{seq}"
-    cfg = gen.config(kind, pcap, cpu_crypto=True, prefix=prefix,
-                     engine="native" if eng == "native" else "cryptodev")
+    if kind == "tun":
+        cfg = tunnels_config(case, work, prefix)
+    else:
+        cfg = gen.config(kind, pcap, cpu_crypto=True, prefix=prefix,
+                         engine="native" if eng == "native" else "cryptodev")
     # what valgrind needs: no hugepages (so no --in-memory), no PF_KEY socket
     cfg["eal"].update(hugepages=False, in_memory=False, memory_mb=args.memory_mb)
     cfg["pfkey"] = {"enabled": False}
@@ -241,8 +281,10 @@ def one_run(bins, tag, case, args, work, seq):
     outfile = os.path.join(rdir, "callgrind.out")
     vgprefix = os.path.join(rdir, "vgdb")
     cmd = ["valgrind", "--tool=callgrind", "--fair-sched=yes", "--separate-threads=yes",
-           f"--callgrind-out-file={outfile}", f"--vgdb-prefix={vgprefix}",
-           bins["dpsecd"], "-c", cpath]
+           f"--callgrind-out-file={outfile}", f"--vgdb-prefix={vgprefix}"]
+    if args.cache_sim:
+        cmd += ["--cache-sim=yes"] + ([f"--LL={args.LL}"] if args.LL else [])
+    cmd += [bins["dpsecd"], "-c", cpath]
     logf = open(os.path.join(rdir, "dpsecd.log"), "w")
     log(f"callgrind: {case} {tag} run {seq}: {' '.join(cmd)}")
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
@@ -335,6 +377,19 @@ def analyse(res, files, exe, top):
                ir_pkt_gateway=(worker["total"] - cats["imb"] - cats["ports"]) / pkts,
                top=[{"fn": k, "ir_pkt": ir / pkts} for k, ir in byname.most_common(top)],
                funcs={k: ir / pkts for k, ir in byname.items() if ir / pkts >= 0.05})
+    if worker.get("cache"):  # --cache-sim: data reads and misses per packet
+        cc = worker["cache"]
+        res["cache_pkt"] = {e: sum(cc[e].values()) / pkts for e in CACHE_EVS}
+        res["cache_cat"] = {e: {} for e in CACHE_EVS}
+        per_fn = {e: collections.Counter() for e in CACHE_EVS}
+        for e in CACHE_EVS:
+            for (o, fn), v in cc[e].items():
+                c = category(o, exe)
+                res["cache_cat"][e][c] = res["cache_cat"][e].get(c, 0) + v / pkts
+                per_fn[e][fname(o, fn)] += v
+        res["cache_funcs"] = {k: {e: per_fn[e][k] / pkts for e in CACHE_EVS}
+                              for k in set(per_fn["D1mr"]) | set(per_fn["DLmr"])
+                              if (per_fn["D1mr"][k] + per_fn["DLmr"][k]) / pkts >= 0.05}
 
 
 # ---- report ----------------------------------------------------------------------------
@@ -405,6 +460,8 @@ def report(results, args, builds):
             for k in diff:
                 lines.append(f"    {fb[k] - fa[k]:+8.1f}  {k}  (baseline {fa[k]:.1f}, "
                              f"new {fb[k]:.1f})")
+    if any("cache_pkt" in r for r in results):
+        lines += cache_report(by, args, builds)
     lines += ["", "Top functions (self Ir per packet, worker thread, first run):"]
     for case in args.case:
         for tag in builds:
@@ -423,12 +480,48 @@ def report(results, args, builds):
     return "\n".join(lines)
 
 
+def cache_report(by, args, builds):
+    """--cache-sim: data reads (Dr), L1 read misses (D1mr) and last-level read misses
+    (DLmr: the DRAM round trips) per packet of the worker, in all, by category and by
+    function (self, mean of the runs)."""
+    lines = ["", "Cache simulation (worker thread, per packet, mean of the runs; LL "
+             f"{args.LL or 'valgrind default: the host L3'}):", "",
+             "| case | build | Dr | D1mr | DLmr | DLmr intel-ipsec-mb | ports | DPDK | dpsecd | "
+             "other |", "| --- | --- |" + " ---: |" * 8]
+    for case in args.case:
+        for tag in builds:
+            rs = [r for r in by.get((case, tag), []) if "cache_pkt" in r]
+            if not rs:
+                continue
+            m = {e: sum(r["cache_pkt"][e] for r in rs) / len(rs) for e in CACHE_EVS}
+            cat = {c: sum(r["cache_cat"]["DLmr"].get(c, 0) for r in rs) / len(rs)
+                   for c in ("imb", "ports", "dpdk", "dpsec", "other")}
+            lines.append(f"| {case} | {tag} | {m['Dr']:.1f} | {m['D1mr']:.2f} | "
+                         f"{m['DLmr']:.2f} | " + " | ".join(f"{cat[c]:.2f}" for c in cat) + " |")
+    lines += ["", "Functions by last-level then L1 read misses per packet (self; "
+              "Dr / D1mr / DLmr):"]
+    for case in args.case:
+        for tag in builds:
+            rs = [r for r in by.get((case, tag), []) if "cache_pkt" in r]
+            if not rs:
+                continue
+            acc = collections.defaultdict(lambda: collections.Counter())
+            for r in rs:
+                for k, v in r["cache_funcs"].items():
+                    acc[k].update({e: x / len(rs) for e, x in v.items()})
+            top = sorted(acc, key=lambda k: (-acc[k]["DLmr"], -acc[k]["D1mr"]))[:args.top]
+            lines.append(f"  {case} {tag}:")
+            lines += [f"    {acc[k]['Dr']:8.1f} {acc[k]['D1mr']:7.2f} {acc[k]['DLmr']:7.2f}  {k}"
+                      for k in top]
+    return lines
+
+
 def reanalyse(args):
     """The tables again from an earlier run's dumps (after a change of the analysis)."""
     with open(os.path.join(args.reanalyse, "results.json")) as f:
         saved = json.load(f)
-    for k in ("case", "warmup", "window"):
-        setattr(args, k, saved["args"][k])
+    for k in ("case", "warmup", "window", "LL"):
+        setattr(args, k, saved["args"].get(k))
     work = os.path.join(args.reanalyse, "work")
     for r in saved["results"]:
         if "error" in r:
@@ -456,8 +549,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", action="append",
-                    help="a bench case, [ah-]DIR-SIZE-ENGINE-1sa (ENGINE cpu or native; "
-                    "repeatable; default "
+                    help="a bench case, [ah-]DIR-SIZE-ENGINE-1sa (ENGINE cpu or native), "
+                    "tun-SIZE-N or tun-SIZE-1sa-N (repeatable; default "
                     "out-1420-cpu-1sa, out-64-cpu-1sa, in-1420-cpu-1sa, in-64-cpu-1sa)")
     ap.add_argument("--build", default=os.environ.get("DPSEC_BUILD", os.path.join(ROOT, "build")),
                     help="the build directory measured first, \"new\" (default: build/)")
@@ -470,6 +563,11 @@ def main():
                     help="seconds for dpsecd to start under valgrind and forward")
     ap.add_argument("--memory-mb", type=int, default=512, help="EAL -m without hugepages")
     ap.add_argument("--top", type=int, default=12, help="functions listed per case")
+    ap.add_argument("--cache-sim", action="store_true",
+                    help="valgrind --cache-sim=yes: data reads, L1 and last-level read misses "
+                    "per packet (Dr, D1mr, DLmr) of the worker, in all and per function")
+    ap.add_argument("--LL", help="with --cache-sim: the simulated last-level cache, "
+                    "SIZE,ASSOC,LINE (e.g. 33554432,16,64; default: valgrind's, from the host)")
     ap.add_argument("--out", help="output directory (default /tmp/dpsec-callgrind-DATE)")
     ap.add_argument("--reanalyse", metavar="DIR",
                     help="no run: analyse again the dumps of an earlier output directory")
