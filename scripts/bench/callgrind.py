@@ -39,7 +39,25 @@ Under valgrind the CPU is the one valgrind emulates: no AVX-512, no VAES, so
 intel-ipsec-mb runs its AVX2 code here (submit_job_nocheck_avx2_t1), not the VAES
 AVX-512 code it runs natively on this host; the counts are of that code.
 
+--cache-sim adds valgrind's cache simulation (--cache-sim=yes; --LL=SIZE,ASSOC,LINE
+sets the last level, e.g. 33554432,16,64 for this host's 32 MiB L3, else valgrind
+takes the host's, which a KVM guest may report oddly): per packet of the worker,
+data reads (Dr), L1 read misses (D1mr) and last-level read misses (DLmr: the DRAM
+round trips a PMU-less guest cannot count), in all, by category and per function
+(self). Valgrind models two levels (no L2) and no prefetching: a prefetch
+instruction costs nothing and fills nothing, so D1mr and DLmr count the cold lines
+a packet touches, not whether a prefetch brought them in time. The simulation
+makes the run some 2x slower again.
+
+The tunnel cases tun-SIZE-N and tun-SIZE-1sa-N (bench.py's, topologies.py) take
+their N tunnels (two SAs and two policies each, as topologies.tunnel_msgs sends them
+over PF_KEY) from the YAML here: 40 000 PF_KEY messages under valgrind take too
+long. Starting 10 000 tunnels under valgrind takes 5 to 15 minutes on a loaded
+host (--start-timeout); --memory-mb 1536 holds their mbufs and SAs.
+
     scripts/bench/callgrind.py --case out-1420-cpu-1sa --baseline /work/wt/x/build
+    scripts/bench/callgrind.py --cache-sim --LL 33554432,16,64 --memory-mb 1536 \
+        --start-timeout 2400 --warmup 10 --window 20 --case tun-64-10000 --case tun-64-1sa-10000
     scripts/bench.sh --callgrind /work/wt/x/build [--case ...]   (same thing)
     scripts/bench/callgrind.py --reanalyse /tmp/dpsec-callgrind-DATE  (tables again)
 
