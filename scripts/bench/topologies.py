@@ -63,20 +63,20 @@ def cases(add, sizes):
     kind, pcap, group, **extra)."""
     for size in sizes:
         for w in CHAIN_WINDOWS:
-            add(f"chain-in-{size}-w{w}", "in", size, "cpu", 1, "topo", None, "anti-replay",
+            add(f"chain-in-{size}-w{w}", "in", size, "native", 1, "topo", None, "anti-replay",
                 topo="chain", window=w)
     for size in TUNNEL_SIZES:
         for n in TUNNELS:
-            add(f"tun-{size}-1sa-{n}", "out", size, "cpu", 1, "topo", None, "tunnels",
+            add(f"tun-{size}-1sa-{n}", "out", size, "native", 1, "topo", None, "tunnels",
                 topo="tunnels", tunnels=n, one_sa=True)
-            add(f"tun-{size}-{n}", "out", size, "cpu", 2 * n, "topo", None, "tunnels",
+            add(f"tun-{size}-{n}", "out", size, "native", 2 * n, "topo", None, "tunnels",
                 topo="tunnels", tunnels=n, one_sa=False)
     for size in WORKER_SIZES:
-        add(f"w1-{size}", "out", size, "cpu", 1, "topo", None, "workers", topo="workers",
+        add(f"w1-{size}", "out", size, "native", 1, "topo", None, "workers", topo="workers",
             lanes=1, shared=False)
-        add(f"w2-{size}", "out", size, "cpu", 2, "topo", None, "workers", topo="workers",
+        add(f"w2-{size}", "out", size, "native", 2, "topo", None, "workers", topo="workers",
             lanes=2, shared=False)
-        add(f"w2-{size}-shared", "out", size, "cpu", 1, "topo", None, "workers",
+        add(f"w2-{size}-shared", "out", size, "native", 1, "topo", None, "workers",
             topo="workers", lanes=2, shared=True)
 
 
@@ -114,7 +114,8 @@ def pcap_lane(size, path, n, lan_mac, host, tunnels=None):
 # --- configurations --------------------------------------------------------------------
 
 def _base(pcap, prefix, size_sessions=None):
-    cfg = gen.config("out", pcap, prefix=prefix)
+    # dpsecd's default engine (crypto.engine: native), as an operator runs it
+    cfg = gen.config("out", pcap, prefix=prefix, engine="native")
     cfg["pfkey"] = {"enabled": False}  # never the shared /run/dpsec/pfkey.sock
     if size_sessions is None:
         cfg["crypto"].pop("sessions", None)
@@ -402,7 +403,7 @@ def lines(results):
     for size in gen_sizes(by, "chain-in-{}-w0"):
         rs, med = paired(by, f"chain-in-{size}-w64", f"chain-in-{size}-w0")
         r = by.get(f"chain-in-{size}-w64", {})
-        plain = by.get(f"in-{size}-cpu-1sa", {}).get("mpps_per_cpu")
+        plain = by.get(f"in-{size}-native-1sa", {}).get("mpps_per_cpu")
         if med is None:
             continue
         bursts = ", ".join(f"{w['rx_per_loop']:.1f}" for w in r.get("workers", []))

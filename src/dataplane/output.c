@@ -59,26 +59,21 @@ static const struct dp_neigh *neigh_of(const struct dp_nexthop *nh, int family, 
 /*
  * The next hop and neighbour of @sa's peer. They cannot change within one
  * loop of the worker (same snapshot, no quiescent state yet), so the last
- * answer is kept for the SAs that follow to the same peer; and for another
- * peer routed through the same gateway, its neighbour entry (many tunnels
- * behind one router: no hash lookup per tunnel).
+ * answer is kept for the SAs that follow to the same peer.
  */
 const struct dp_nexthop *dp_output_peer(struct dp_worker *w, const struct dp_snapshot *s,
 					const struct dp_sa *sa, const struct dp_neigh **neigh)
 {
 	typeof(w->peer) *p = &w->peer;
-	bool same_loop = p->loop == w->loops && p->s == s && p->family == sa->outer_family;
 
-	if (!same_loop || memcmp(p->dst, sa->dst, sizeof(p->dst)) != 0) {
-		const struct dp_nexthop *nh = dp_route1(s, sa->outer_family, sa->dst);
-
-		if (!same_loop || nh != p->nh || nh->type != DP_NH_GATEWAY)
-			p->neigh = neigh_of(nh, sa->outer_family, sa->dst);
+	if (p->loop != w->loops || p->s != s || p->family != sa->outer_family ||
+	    memcmp(p->dst, sa->dst, sizeof(p->dst)) != 0) {
 		p->loop = w->loops;
 		p->s = s;
 		p->family = sa->outer_family;
 		memcpy(p->dst, sa->dst, sizeof(p->dst));
-		p->nh = nh;
+		p->nh = dp_route1(s, sa->outer_family, sa->dst);
+		p->neigh = neigh_of(p->nh, sa->outer_family, sa->dst);
 	}
 	*neigh = p->neigh;
 	return p->nh;
