@@ -2,7 +2,9 @@
 /*
  * The native crypto engine (imb.h). An ESP SA it runs has a lib/ipsec session
  * of the lookaside type whose handle is the key schedule (struct
- * dp_imb_key): lib/ipsec's preparation fills each packet's crypto op (data
+ * dp_imb_key); outbound, esp_native_out.c frames the packets and calls the
+ * library itself, and the session goes unused. Inbound, lib/ipsec's
+ * preparation fills each packet's crypto op (data
  * offset and length, IV, AAD and digest pointers) exactly as for a device;
  * the ops here never leave the worker, which runs them through its own
  * intel-ipsec-mb manager and flags failures on the mbufs as
@@ -166,27 +168,20 @@ unsigned int dp_imb_hkey_lines(unsigned int *first)
 	if (imb.ctl->used_arch != IMB_ARCH_AVX512 || (imb.ctl->features & vaes) != vaes)
 		return 0;
 	*first = (unsigned int)((end - 16 * 16) / RTE_CACHE_LINE_SIZE);
-	return (unsigned int)(RTE_ALIGN_CEIL(end, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE) - *first;
+	return (unsigned int)(RTE_ALIGN_CEIL(end, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE) -
+	       *first;
 }
 
-/*
- * A packet in several segments (reassembled fragments): the same operation
- * in the init/update/finalize form. lib/ipsec kept the ICV and the AAD
- * contiguous.
- */
-static bool gcm_segments(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op *cop,
-			 bool enc, bool k256, uint8_t *tag)
+bool dp_imb_gcm_chain(IMB_MGR *m, const struct dp_imb_key *k, struct rte_mbuf *seg, uint32_t off,
+		      uint32_t left, const uint8_t *iv, const uint8_t *aad, uint8_t *tag, bool enc)
 {
-	const struct rte_crypto_sym_op *op = cop->sym;
-	const uint8_t *iv = rte_crypto_op_ctod_offset(cop, uint8_t *, DP_CRYPTO_IV_OFFSET);
 	struct gcm_context_data ctx;
-	struct rte_mbuf *seg = op->m_src;
-	uint32_t off = op->aead.data.offset, left = op->aead.data.length;
+	const bool k256 = k->k256;
 
 	if (k256)
-		IMB_AES256_GCM_INIT(m, &k->gcm, &ctx, iv, op->aead.aad.data, k->aad_len);
+		IMB_AES256_GCM_INIT(m, &k->gcm, &ctx, iv, aad, k->aad_len);
 	else
-		IMB_AES128_GCM_INIT(m, &k->gcm, &ctx, iv, op->aead.aad.data, k->aad_len);
+		IMB_AES128_GCM_INIT(m, &k->gcm, &ctx, iv, aad, k->aad_len);
 	for (; seg != NULL && left > 0; seg = seg->next) {
 		uint8_t *p;
 		uint32_t len;
@@ -219,6 +214,18 @@ static bool gcm_segments(IMB_MGR *m, const struct dp_imb_key *k, struct rte_cryp
 	else
 		IMB_AES128_GCM_DEC_FINALIZE(m, &k->gcm, &ctx, tag, GCM_TAG_LEN);
 	return true;
+}
+
+/* A packet in several segments (reassembled fragments): lib/ipsec kept the
+ * ICV and the AAD contiguous. */
+static bool gcm_segments(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op *cop,
+			 bool enc, uint8_t *tag)
+{
+	const struct rte_crypto_sym_op *op = cop->sym;
+	const uint8_t *iv = rte_crypto_op_ctod_offset(cop, uint8_t *, DP_CRYPTO_IV_OFFSET);
+
+	return dp_imb_gcm_chain(m, k, op->m_src, op->aead.data.offset, op->aead.data.length, iv,
+				op->aead.aad.data, tag, enc);
 }
 
 /* The ICV check in constant time: the difference is not revealed by timing.
@@ -255,7 +262,7 @@ static inline void gcm_burst(IMB_MGR *m, const struct dp_imb_key *k, struct rte_
 		uint32_t len = op->aead.data.length;
 
 		if (unlikely(mb->nb_segs > 1)) {
-			if (!gcm_segments(m, k, cop[i], enc, k256, out_tag) ||
+			if (!gcm_segments(m, k, cop[i], enc, out_tag) ||
 			    (!enc && !tag_equal(tag, op->aead.digest.data)))
 				mb->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
 			continue;
