@@ -65,8 +65,8 @@ static struct dp_sa *gcm_sa(uint8_t mode)
 	struct dp_sa *sa;
 
 	c.src.family = c.dst.family = AF_INET;
-	c.src.v4.s_addr = RTE_BE32(RTE_IPV4(192, 0, 2, 1));
-	c.dst.v4.s_addr = RTE_BE32(RTE_IPV4(192, 0, 2, 2));
+	c.src.v4.s_addr = RTE_BE32(UINT32_C(0xc0000201));
+	c.dst.v4.s_addr = RTE_BE32(UINT32_C(0xc0000202));
 	for (unsigned int i = 0; i < c.enc_key_len; i++)
 		c.enc_key[i] = (uint8_t)(0x40 + i);
 	sa = dp_sa_create(&c, AF_INET, &def, err, sizeof(err));
@@ -94,8 +94,8 @@ static struct rte_mbuf *packet(uint32_t split)
 	ip->total_length = rte_cpu_to_be_16((uint16_t)(len - RTE_ETHER_HDR_LEN));
 	ip->time_to_live = 63;
 	ip->next_proto_id = IPPROTO_UDP;
-	ip->src_addr = RTE_BE32(RTE_IPV4(10, 0, 0, 1));
-	ip->dst_addr = RTE_BE32(RTE_IPV4(10, 0, 1, 1));
+	ip->src_addr = RTE_BE32(UINT32_C(0x0a000001));
+	ip->dst_addr = RTE_BE32(UINT32_C(0x0a000101));
 	ip->hdr_checksum = rte_ipv4_cksum(ip);
 	udp->src_port = RTE_BE16(1000);
 	udp->dst_port = RTE_BE16(2000);
