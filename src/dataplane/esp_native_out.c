@@ -31,6 +31,8 @@
  * AAD after it (struct aead_gcm_aad): the same packets are refused here. */
 #define AAD_ROOM 16
 
+_Static_assert(sizeof(struct dp_esp_nout) == RTE_CACHE_LINE_SIZE, "one line per SA");
+
 /* RFC 4303 §2.4: padding to 4 bytes, the pad bytes 1, 2, 3 */
 static const uint8_t pad_bytes[4] = {1, 2, 3, 4};
 
@@ -202,34 +204,38 @@ static inline bool frame_trs(const struct dp_esp_nout *t, struct rte_mbuf *m, ui
 	return true;
 }
 
-/*
- * RFC 4106: the nonce is the salt and the IV (§4), the AAD the SPI and the
- * sequence number, its high half too for an ESN SA (§5); the ICV follows
- * the trailer.
- */
-static inline bool encrypt(IMB_MGR *mgr, const struct dp_imb_key *k, const struct dp_esp_nout *t,
-			   struct rte_mbuf *m, const struct framed *f, uint64_t seq,
-			   const bool k256)
+/* A framed packet's nonce and AAD (RFC 4106 §4-5), made with the framing. */
+struct gcm_in {
+	uint8_t nonce[16] __rte_aligned(16); /* salt, IV */
+	rte_be32_t aad[4];		     /* SPI, (ESN: high half,) sequence number */
+};
+
+static inline void gcm_in_fill(struct gcm_in *g, const struct dp_esp_nout *t,
+			       const struct framed *f, uint64_t seq)
+{
+	memcpy(g->nonce, &t->salt, sizeof(t->salt));
+	memcpy(g->nonce + sizeof(t->salt), f->esp + sizeof(struct rte_esp_hdr), IV_LEN);
+	g->aad[0] = t->spi;
+	g->aad[1] = rte_cpu_to_be_32((uint32_t)(t->esn ? seq >> 32 : seq));
+	g->aad[2] = rte_cpu_to_be_32((uint32_t)seq); /* ESN: the low half after the high */
+}
+
+/* The ICV follows the trailer. */
+static inline bool encrypt(IMB_MGR *mgr, const struct dp_imb_key *k, struct rte_mbuf *m,
+			   const struct framed *f, const struct gcm_in *g, const bool k256)
 {
 	struct gcm_context_data ctx;
-	uint8_t nonce[16] __rte_aligned(16);
-	rte_be32_t aad[4] __rte_aligned(16);
 	uint8_t *ct = f->esp + ESP_HLEN;
 
-	memcpy(nonce, &t->salt, sizeof(t->salt));
-	memcpy(nonce + sizeof(t->salt), f->esp + sizeof(struct rte_esp_hdr), IV_LEN);
-	aad[0] = t->spi;
-	aad[1] = rte_cpu_to_be_32((uint32_t)(t->esn ? seq >> 32 : seq));
-	aad[2] = rte_cpu_to_be_32((uint32_t)seq); /* ESN: the low half after the high */
 	if (unlikely(m->nb_segs > 1))
-		return dp_imb_gcm_chain(mgr, k, m, f->off, f->len, nonce, (const uint8_t *)aad,
-					f->icv, true);
+		return dp_imb_gcm_chain(mgr, k, m, f->off, f->len, g->nonce,
+					(const uint8_t *)g->aad, f->icv, true);
 	if (k256)
-		IMB_AES256_GCM_ENC(mgr, &k->gcm, &ctx, ct, ct, f->len, nonce, (uint8_t *)aad,
-				   k->aad_len, f->icv, ICV_LEN);
+		IMB_AES256_GCM_ENC(mgr, &k->gcm, &ctx, ct, ct, f->len, g->nonce,
+				   (const uint8_t *)g->aad, k->aad_len, f->icv, ICV_LEN);
 	else
-		IMB_AES128_GCM_ENC(mgr, &k->gcm, &ctx, ct, ct, f->len, nonce, (uint8_t *)aad,
-				   k->aad_len, f->icv, ICV_LEN);
+		IMB_AES128_GCM_ENC(mgr, &k->gcm, &ctx, ct, ct, f->len, g->nonce,
+				   (const uint8_t *)g->aad, k->aad_len, f->icv, ICV_LEN);
 	return true;
 }
 
@@ -240,6 +246,9 @@ static inline bool encrypt(IMB_MGR *mgr, const struct dp_imb_key *k, const struc
  * counter moves by the whole sub-burst, atomically since two workers may
  * share the SA; without ESN the counter never cycles (RFC 4303 §3.3.3), and
  * like lib/ipsec the last number it refuses to use is 2^32 - 1 itself.
+ * Every packet is framed before any is encrypted: AES-GCM's wide loads of
+ * the trailer, nonce and AAD just written would wait for those narrow
+ * stores to retire (no store-to-load forwarding across them).
  */
 static inline void nout_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
 			    struct rte_mbuf **mb, uint16_t n, const bool tun, const bool out6,
@@ -248,11 +257,12 @@ static inline void nout_run(struct dp_worker *w, const struct dp_snapshot *s, st
 	const struct dp_imb_key *k = (const struct dp_imb_key *)sa->ss.crypto.ses;
 	const struct dp_esp_nout *t = &sa->nout;
 	uint64_t seq = __atomic_fetch_add(&sa->out_sqn, n, __ATOMIC_RELAXED);
-	uint16_t ok = 0;
+	struct framed f[DP_MAX_BURST];
+	struct gcm_in g[DP_MAX_BURST];
+	uint16_t nf = 0, ok = 0;
 
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = mb[i];
-		struct framed f;
 		bool framed;
 
 		seq++;
@@ -260,16 +270,21 @@ static inline void nout_run(struct dp_worker *w, const struct dp_snapshot *s, st
 			dp_sa_fail(w, sa, &mb[i], 0, 1, (enum dp_sa_counter)sa->prep_fail);
 			continue;
 		}
-		framed = tun ? frame_tun(t, m, seq, &f, out6, udp) : frame_trs(t, m, seq, &f, out6);
+		framed = tun ? frame_tun(t, m, seq, &f[nf], out6, udp)
+			     : frame_trs(t, m, seq, &f[nf], out6);
 		if (unlikely(!framed)) {
 			dp_sa_fail(w, sa, &mb[i], 0, 1, (enum dp_sa_counter)sa->prep_fail);
 			continue;
 		}
-		if (unlikely(!encrypt(w->imb, k, t, m, &f, seq, k256))) {
+		gcm_in_fill(&g[nf], t, &f[nf], seq);
+		mb[nf++] = m;
+	}
+	for (uint16_t i = 0; i < nf; i++) {
+		if (unlikely(!encrypt(w->imb, k, mb[i], &f[i], &g[i], k256))) {
 			dp_sa_fail(w, sa, &mb[i], 0, 1, DP_SA_CNT_drop_crypto);
 			continue;
 		}
-		mb[ok++] = m;
+		mb[ok++] = mb[i];
 	}
 	sa->xf->finish(w, s, sa, mb, ok, ok);
 }
