@@ -2,8 +2,8 @@
 /*
  * Outbound ESP of the native engine's AES-GCM SAs (esp_native_out.h): the
  * framing lib/ipsec 22.11 does for a lookaside session (its esp_outb.c,
- * iph.h, pad.h), done here with the crypto call right after it, per packet,
- * while the packet is in the cache. esp_out.c's prepare and finish stay
+ * iph.h, pad.h), done here for the sub-burst and then the crypto call for
+ * each packet, no crypto op between. esp_out.c's prepare and finish stay
  * around it: lengths and the inner DF before, checksums, counters and
  * output after.
  */
