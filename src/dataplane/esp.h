@@ -2,6 +2,8 @@
 /*
  * ESP through lib/ipsec: outbound (esp_out.c) and inbound (esp_in.c), each
  * a set of prepare/finish pairs of which dp_sa_create() picks one per SA.
+ * The native engine's outbound SAs keep esp_out.c's pair around dpsec's own
+ * framing (esp_native_out.h).
  */
 #ifndef DP_ESP_H
 #define DP_ESP_H

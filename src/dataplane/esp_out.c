@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Outbound ESP: packets a policy protects, grouped by SA. lib/ipsec adds the
- * ESP header, trailer and (tunnel) the outer header from the SA's template;
- * then the outer packet is routed like any other.
+ * ESP header, trailer and (tunnel) the outer header from the SA's template,
+ * or for the native engine's SAs esp_native_out.c does, the same bytes; then
+ * the outer packet is routed like any other.
  */
 #include <rte_cryptodev.h>
 #include <rte_ip.h>

@@ -1,17 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * The native crypto engine (imb.h). An outbound ESP SA it runs has a
- * lib/ipsec session of the lookaside type whose handle is the key schedule
- * (struct dp_imb_key): lib/ipsec's preparation fills each packet's crypto op
- * (data offset and length, IV, AAD and digest pointers) exactly as for a
- * device; the ops here never leave the worker, which runs them through its
- * own intel-ipsec-mb manager and flags failures on the mbufs as
- * rte_ipsec_pkt_crypto_group() would. The ops are the worker's, reused each
- * burst: no mempool, no queue, no session lookup. An inbound ESP SA's
- * packets are decrypted by esp_native_in.c with the same key, without ops.
- * An AH SA (ah.c, no lib/ipsec SA) keeps its HMAC's precomputed inner and
- * outer states here, and the worker's jobs hash a sub-burst in one call
- * (dp_imb_hmac).
+ * The native crypto engine (imb.h): the key schedules of the SAs it runs
+ * (struct dp_imb_key, in each SA's allocation), the workers' intel-ipsec-mb
+ * managers, and what the ESP and AH paths share of the library's calls.
+ * ESP's packets are framed and checked by esp_native_out.c and
+ * esp_native_in.c, which call the library themselves; a packet in several
+ * segments takes dp_imb_gcm_chain. An AH SA (ah.c, no lib/ipsec SA) keeps its HMAC's precomputed
+ * inner and outer states here, and the worker's jobs hash a sub-burst in one call (dp_imb_hmac).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -168,27 +163,20 @@ unsigned int dp_imb_hkey_lines(unsigned int *first)
 	if (imb.ctl->used_arch != IMB_ARCH_AVX512 || (imb.ctl->features & vaes) != vaes)
 		return 0;
 	*first = (unsigned int)((end - 16 * 16) / RTE_CACHE_LINE_SIZE);
-	return (unsigned int)(RTE_ALIGN_CEIL(end, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE) - *first;
+	return (unsigned int)(RTE_ALIGN_CEIL(end, RTE_CACHE_LINE_SIZE) / RTE_CACHE_LINE_SIZE) -
+	       *first;
 }
 
-/*
- * A packet in several segments (reassembled fragments): the same operation
- * in the init/update/finalize form. lib/ipsec kept the ICV and the AAD
- * contiguous.
- */
-static bool gcm_segments(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op *cop,
-			 bool enc, bool k256, uint8_t *tag)
+bool dp_imb_gcm_chain(IMB_MGR *m, const struct dp_imb_key *k, struct rte_mbuf *seg, uint32_t off,
+		      uint32_t left, const uint8_t *iv, const uint8_t *aad, uint8_t *tag, bool enc)
 {
-	const struct rte_crypto_sym_op *op = cop->sym;
-	const uint8_t *iv = rte_crypto_op_ctod_offset(cop, uint8_t *, DP_CRYPTO_IV_OFFSET);
 	struct gcm_context_data ctx;
-	struct rte_mbuf *seg = op->m_src;
-	uint32_t off = op->aead.data.offset, left = op->aead.data.length;
+	const bool k256 = k->k256;
 
 	if (k256)
-		IMB_AES256_GCM_INIT(m, &k->gcm, &ctx, iv, op->aead.aad.data, k->aad_len);
+		IMB_AES256_GCM_INIT(m, &k->gcm, &ctx, iv, aad, k->aad_len);
 	else
-		IMB_AES128_GCM_INIT(m, &k->gcm, &ctx, iv, op->aead.aad.data, k->aad_len);
+		IMB_AES128_GCM_INIT(m, &k->gcm, &ctx, iv, aad, k->aad_len);
 	for (; seg != NULL && left > 0; seg = seg->next) {
 		uint8_t *p;
 		uint32_t len;
@@ -223,6 +211,18 @@ static bool gcm_segments(IMB_MGR *m, const struct dp_imb_key *k, struct rte_cryp
 	return true;
 }
 
+/* A packet in several segments (reassembled fragments): lib/ipsec kept the
+ * ICV and the AAD contiguous. */
+static bool gcm_segments(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op *cop,
+			 bool enc, uint8_t *tag)
+{
+	const struct rte_crypto_sym_op *op = cop->sym;
+	const uint8_t *iv = rte_crypto_op_ctod_offset(cop, uint8_t *, DP_CRYPTO_IV_OFFSET);
+
+	return dp_imb_gcm_chain(m, k, op->m_src, op->aead.data.offset, op->aead.data.length, iv,
+				op->aead.aad.data, tag, enc);
+}
+
 /*
  * One burst of one SA, specialised by the constant direction and key size.
  * Outbound the tag goes where lib/ipsec reserved the ICV; inbound the
@@ -245,7 +245,7 @@ static inline void gcm_burst(IMB_MGR *m, const struct dp_imb_key *k, struct rte_
 		uint32_t len = op->aead.data.length;
 
 		if (unlikely(mb->nb_segs > 1)) {
-			if (!gcm_segments(m, k, cop[i], enc, k256, out_tag) ||
+			if (!gcm_segments(m, k, cop[i], enc, out_tag) ||
 			    (!enc && !dp_imb_tag_equal(tag, op->aead.digest.data)))
 				mb->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
 			continue;

@@ -3,11 +3,11 @@
  * The native crypto engine: ESP's AES-GCM (128 and 256) through
  * intel-ipsec-mb's direct API, and AH's HMAC-SHA1-96 and HMAC-SHA2-256-128,
  * -384-192, -512-256 through its hash-only jobs, as VPP's ipsecmb engine and
- * Open vSwitch do, without the cryptodev framework around it. Inbound ESP
- * is dpsec's own from the window to the stripped packet (esp_native_in.c);
- * outbound, lib/ipsec still frames and numbers the packets (its lookaside
- * preparation fills crypto ops, which never reach a device); ah.c frames
- * AH's. The computation is the library's.
+ * Open vSwitch do, without the cryptodev framework around it. ESP is
+ * dpsec's own in both directions: outbound framed and numbered by
+ * esp_native_out.c, inbound checked against the window and stripped by
+ * esp_native_in.c, each calling the library right away; ah.c frames AH.
+ * The computation is the library's.
  */
 #ifndef DP_IMB_H
 #define DP_IMB_H
@@ -116,9 +116,20 @@ uint16_t dp_imb_hmac(struct dp_worker *w, const struct dp_imb_key *k, const uint
 		     const uint32_t *len, uint8_t *const *tag, uint16_t n);
 
 /**
- * The crypto step of a native ESP SA's chain: lib/ipsec prepares @n packets of
- * @sa, the worker's manager encrypts or decrypts them, lib/ipsec processes
- * them, and the SA's finish takes them.
+ * AES-GCM with key @k over a packet in several segments (reassembled
+ * fragments), in the library's init/update/finalize form: @len bytes from
+ * offset @off of the chain @seg, encrypted (@enc) or decrypted in place,
+ * with the 12-byte nonce @iv and the key's AAD length of @aad; the tag goes
+ * to @tag. False if the chain is shorter than @off + @len.
+ */
+bool dp_imb_gcm_chain(IMB_MGR *m, const struct dp_imb_key *k, struct rte_mbuf *seg, uint32_t off,
+		      uint32_t len, const uint8_t *iv, const uint8_t *aad, uint8_t *tag, bool enc);
+
+/**
+ * The crypto step of a native inbound ESP SA's chain: lib/ipsec prepares @n
+ * packets of @sa, the worker's manager decrypts them, lib/ipsec processes
+ * them, and the SA's finish takes them. (It encrypts too, for an outbound SA
+ * whose packets lib/ipsec frames; dpsec frames them: esp_native_out.h.)
  */
 void dp_imb_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
 		struct rte_mbuf **mb, uint16_t n);

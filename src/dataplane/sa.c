@@ -18,6 +18,7 @@
 #include "dataplane/dp.h"
 #include "dataplane/esp.h"
 #include "dataplane/esp_native_in.h"
+#include "dataplane/esp_native_out.h"
 #include "dataplane/imb.h"
 #include "dataplane/ipcomp.h"
 #include "dataplane/mtu.h"
@@ -142,8 +143,9 @@ static void fill_prm(struct rte_ipsec_sa_prm *prm, const struct dps_sa *c,
 
 /*
  * A native SA's lib/ipsec session: lookaside, whose preparation fills the
- * crypto ops imb.c runs; its handle is the key schedule, which never meets
- * a device.
+ * crypto ops imb.c runs (inbound; an outbound SA's packets are framed by
+ * esp_native_out.c, its session unused); its handle is the key schedule,
+ * which never meets a device.
  */
 static int native_session_create(struct dp_sa *sa, void *key, char *err, size_t errlen)
 {
@@ -374,6 +376,7 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 	sa->overhead = dp_esp_overhead(cfg->mode == DPS_MODE_TUNNEL, cfg->dst.family == AF_INET6,
 				       cfg->udp_encap, x.iv_len, x.icv_len);
 	sa->add_ms = dp_now_ms();
+	sa->out_sqn = cfg->seq_start;
 	sa->ah_offsetmask = def->ah_offsetmask;
 	if (ah) { /* no lib/ipsec SA: ah.c */
 		rc = dp_ah_init(sa, &x, native ? (uint8_t *)sa + l.key : NULL);
@@ -390,12 +393,12 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 		sa->tun4_sum = tun4_sum(&h.v4);
 	sa->rsa = (struct rte_ipsec_sa *)((uint8_t *)sa + l.rsa);
 	prm.userdata = (uintptr_t)sa;
-	/* a native inbound SA's packets never read lib/ipsec's SA (esp_native_in.c) */
-	sa->rsa_lines = native && cfg->dir == DPS_DIR_IN
-				? 0
-				: RTE_MIN((unsigned int)RTE_ALIGN_CEIL(sz, RTE_CACHE_LINE_SIZE) /
-						  RTE_CACHE_LINE_SIZE,
-					  RSA_PREFETCH_LINES);
+	/* a native SA's packets never read lib/ipsec's SA (esp_native_in.c,
+	 * esp_native_out.c) */
+	sa->rsa_lines = native ? 0
+			       : RTE_MIN((unsigned int)RTE_ALIGN_CEIL(sz, RTE_CACHE_LINE_SIZE) /
+						 RTE_CACHE_LINE_SIZE,
+					 RSA_PREFETCH_LINES);
 	sa->ses_lines =
 		native ? dp_imb_key_lines(cfg)
 		       : RTE_MIN(dp_session_size() / RTE_CACHE_LINE_SIZE, SES_PREFETCH_LINES);
@@ -414,6 +417,13 @@ static struct dp_sa *sa_create(const struct dps_sa *cfg, int inner_family,
 		rc = native ? native_session_create(sa, (uint8_t *)sa + l.key, err, errlen)
 			    : session_create(sa, &x, err, errlen);
 	}
+	if (rc >= 0 && native && cfg->dir == DPS_DIR_OUT) {
+		/* dpsec frames these (esp_native_out.c): lib/ipsec's SA stays unread */
+		bool v4 = cfg->dst.family == AF_INET;
+
+		dp_esp_native_out_init(sa, x.salt, v4 ? (const void *)&h.v4 : (const void *)&h.v6,
+				       v4 ? sizeof(h.v4) : sizeof(h.v6));
+	}
 	memset(&x, 0, sizeof(x)); /* keys live on only in the session */
 	if (rc < 0) {
 		dp_sa_free(sa);
@@ -424,10 +434,13 @@ made:
 	if (l.replay < l.size)
 		replay_init(sa, (uint8_t *)sa + l.replay);
 	sa->sync = sa->ss.type == RTE_SECURITY_ACTION_TYPE_CPU_CRYPTO || sa->native;
-	sa->crypto = !sa->native		  ? dp_crypto_run
-		     : cfg->proto == DPS_PROTO_AH ? dp_ah_imb_run
-		     : cfg->dir == DPS_DIR_IN	  ? dp_esp_native_in_run(sa)
-						  : dp_imb_run;
+	if (!sa->native)
+		sa->crypto = dp_crypto_run;
+	else if (cfg->proto == DPS_PROTO_AH)
+		sa->crypto = dp_ah_imb_run;
+	else if (cfg->dir == DPS_DIR_IN)
+		sa->crypto = dp_esp_native_in_run(sa);
+	/* else outbound ESP: chosen with its framing (dp_esp_native_out_init) */
 	sa->serial = cfg->dir == DPS_DIR_IN && dp.n_workers > 1;
 	rte_spinlock_init(&sa->lock);
 	/* Lengths were checked before (esp_in.c): what lib/ipsec's prepare

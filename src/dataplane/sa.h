@@ -18,6 +18,7 @@
 #include <rte_spinlock.h>
 
 #include "control/ipsec.h"
+#include "dataplane/esp_native_out.h"
 
 struct dp_worker;
 struct dp_snapshot;
@@ -120,8 +121,9 @@ struct dp_sa {
 	struct rte_ipsec_sa *rsa;
 	const struct dp_xform_ops *xf; /* this SA's transform (a static table) */
 	/* The crypto step between xf's prepare and finish: the cryptodev's
-	 * (dp_crypto_run) or the native engine's (dp_imb_run; inbound ESP,
-	 * esp_native_in.c without lib/ipsec), chosen once. */
+	 * (dp_crypto_run) or the native engine's (ESP: esp_native_out.c's
+	 * framing and crypto, esp_native_in.c's without lib/ipsec; AH:
+	 * dp_ah_imb_run), chosen once. */
 	dp_xform_run_t crypto;
 	struct dp_sa_counters *cnt; /* [n_workers], in the SA's allocation */
 	volatile uint64_t first_use_ms;
@@ -140,6 +142,7 @@ struct dp_sa {
 	uint8_t icv_len;
 	uint8_t block;	    /* ciphertext alignment */
 	uint8_t rsa_lines;  /* cache lines of *rsa, to prefetch */
+	uint8_t nout_lines; /* of @nout (native outbound ESP: no *rsa read) */
 	uint8_t ses_lines;  /* of the crypto session: its header and keys */
 	uint8_t hkey_line;  /* native: the GHASH keys' lines, from this one ... */
 	uint8_t hkey_lines; /* ... this many (0: none apart) */
@@ -160,7 +163,8 @@ struct dp_sa {
 	uint8_t ah_len;		/* AH: its header's length, IV, ICV and padding included */
 	uint32_t ah_salt;	/* AH with AES-GMAC: the nonce's salt (RFC 4543 §3.1) */
 	/* Out: the last sequence number used, for the SAs dpsec numbers itself
-	 * (AH; lib/ipsec numbers the ESP SAs it frames). Starts at cfg.seq_start. */
+	 * (AH, and the native engine's ESP: esp_native_out.c; lib/ipsec numbers
+	 * the ESP SAs it frames). Starts at cfg.seq_start. */
 	uint64_t out_sqn;
 	/* Out, in a bundle: the SA applied after this one (RFC 4301 §4.5). Set
 	 * (with @bundled) by the control thread when a policy binds a bundle,
@@ -182,6 +186,8 @@ struct dp_sa {
 	uint32_t id;	 /* store's handle */
 	uint32_t size;	 /* bytes of the SA's one allocation (its parts: sa.c) */
 	uint64_t add_ms; /* for lifetimes */
+	/* Out, native engine's ESP: what esp_native_out.c writes into each packet */
+	struct dp_esp_nout nout;
 };
 
 /* Where sa->cnt is: right after the dp_sa, in its allocation (sa.c). */
@@ -201,6 +207,8 @@ static inline void dp_sa_prefetch_state(const struct dp_sa *sa, unsigned int wor
 	rte_prefetch0(&sa->cnt[worker]);
 	for (unsigned int i = 0; i < sa->rsa_lines; i++)
 		rte_prefetch0(r + i * RTE_CACHE_LINE_SIZE);
+	for (unsigned int i = 0; i < sa->nout_lines; i++)
+		rte_prefetch0((const uint8_t *)&sa->nout + i * RTE_CACHE_LINE_SIZE);
 	for (unsigned int i = 0; i < sa->ses_lines; i++)
 		rte_prefetch0(c + i * RTE_CACHE_LINE_SIZE);
 	/* an SA without a key (IPComp) has no GHASH lines either */
