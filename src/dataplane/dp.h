@@ -144,11 +144,9 @@ struct dp_worker {
 	/* the sub-bursts between the stages of the packet path (stage.h) */
 	struct dp_stages st;
 	/* The native crypto engine (imb.c): this worker's intel-ipsec-mb
-	 * manager, the crypto ops lib/ipsec fills for it and AH's hash jobs,
-	 * reused each burst */
+	 * manager and AH's hash jobs, reused each burst */
 	struct IMB_MGR *imb;
 	struct IMB_JOB *imb_job;
-	struct rte_crypto_op *imb_cop[DP_MAX_BURST];
 	/* Operator features, after everything the packet path reads (so that
 	 * they move none of it): */
 	/* The policy-failure log (polog.h): TSC cycles between records (0: off),

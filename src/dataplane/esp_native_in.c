@@ -112,36 +112,6 @@ static inline void gcm_dec(IMB_MGR *mgr, const struct dp_imb_key *k, uint8_t *p,
 				   GCM_TAG_LEN);
 }
 
-/* The same over a packet's segments, from offset @off (in the first
- * segment, screen()). dp_reasm linearizes what it reassembles: no packet in
- * several segments comes here today, this keeps it correct if one does. */
-static void gcm_dec_segs(IMB_MGR *mgr, const struct dp_imb_key *k, struct rte_mbuf *m, uint32_t off,
-			 uint32_t len, const uint8_t *nonce, const uint8_t *aad, uint8_t *tag,
-			 const bool k256)
-{
-	struct gcm_context_data ctx;
-
-	if (k256)
-		IMB_AES256_GCM_INIT(mgr, &k->gcm, &ctx, nonce, aad, k->aad_len);
-	else
-		IMB_AES128_GCM_INIT(mgr, &k->gcm, &ctx, nonce, aad, k->aad_len);
-	for (struct rte_mbuf *seg = m; seg != NULL && len > 0; seg = seg->next) {
-		uint8_t *p = rte_pktmbuf_mtod_offset(seg, uint8_t *, off);
-		uint32_t l = RTE_MIN(len, (uint32_t)seg->data_len - off);
-
-		if (k256)
-			IMB_AES256_GCM_DEC_UPDATE(mgr, &k->gcm, &ctx, p, p, l);
-		else
-			IMB_AES128_GCM_DEC_UPDATE(mgr, &k->gcm, &ctx, p, p, l);
-		len -= l;
-		off = 0;
-	}
-	if (k256)
-		IMB_AES256_GCM_DEC_FINALIZE(mgr, &k->gcm, &ctx, tag, GCM_TAG_LEN);
-	else
-		IMB_AES128_GCM_DEC_FINALIZE(mgr, &k->gcm, &ctx, tag, GCM_TAG_LEN);
-}
-
 /*
  * RFC 4303 §2.4 and §2.6, as lib/ipsec checks them: the padding within the
  * plaintext and its bytes 1, 2, 3...; in tunnel mode, the next header the
@@ -282,7 +252,12 @@ static inline bool open_one(IMB_MGR *mgr, const struct dp_imb_key *k, const stru
 		plen = ct;
 		pl = p;
 	} else {
-		gcm_dec_segs(mgr, k, m, off + ESP_HEAD, ct, nonce, aad, tag, k256);
+		/* dp_reasm linearizes what it reassembles: no packet in several
+		 * segments comes here today, this keeps it correct if one does */
+		if (!dp_imb_gcm_chain(mgr, k, m, off + ESP_HEAD, ct, nonce, aad, tag, false)) {
+			m->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
+			return false;
+		}
 		/* the trailer and ICV, wherever the segments end */
 		plen = RTE_MIN(ct, 257u);
 		pl = rte_pktmbuf_read(m, off + ESP_HEAD + ct - plen, plen + GCM_TAG_LEN, tail);

@@ -27,14 +27,10 @@
 
 _Static_assert(CRYPTO_SESS_OPAQUE_DATA_OFF == 0, "lib/ipsec's opaque data is the key's first word");
 
-/* Room of one op: the op, its symmetric part, and the IV lib/ipsec writes. */
-#define OP_SIZE RTE_ALIGN_CEIL(DP_CRYPTO_IV_OFFSET + 16, RTE_CACHE_LINE_SIZE)
-
 static struct {
 	bool ready;
 	IMB_MGR *ctl; /* the control thread's, for key schedules */
 	IMB_MGR *mgr[DPS_MAX_WORKERS];
-	uint8_t *ops[DPS_MAX_WORKERS];
 	IMB_JOB *jobs[DPS_MAX_WORKERS];
 } imb;
 
@@ -68,19 +64,15 @@ int dp_imb_init(unsigned int n_workers)
 		struct dp_worker *w = &dp.workers[i];
 
 		imb.mgr[i] = mgr_create();
-		imb.ops[i] =
-			rte_zmalloc("dps_imb_ops", OP_SIZE * DP_MAX_BURST, RTE_CACHE_LINE_SIZE);
 		imb.jobs[i] = rte_zmalloc("dps_imb_jobs", sizeof(IMB_JOB) * DP_MAX_BURST,
 					  RTE_CACHE_LINE_SIZE);
-		if (imb.mgr[i] == NULL || imb.ops[i] == NULL || imb.jobs[i] == NULL) {
+		if (imb.mgr[i] == NULL || imb.jobs[i] == NULL) {
 			DP_LOG(ERR, "native crypto engine: out of memory");
 			dp_imb_fini();
 			return -1;
 		}
 		w->imb = imb.mgr[i];
 		w->imb_job = imb.jobs[i];
-		for (unsigned int j = 0; j < DP_MAX_BURST; j++)
-			w->imb_cop[j] = (struct rte_crypto_op *)(imb.ops[i] + j * OP_SIZE);
 	}
 	imb.ready = true;
 	DP_LOG(INFO, "native crypto engine: intel-ipsec-mb %s, AES-GCM%s, AH's HMAC-SHA1/SHA2%s",
@@ -94,7 +86,6 @@ void dp_imb_fini(void)
 	for (unsigned int i = 0; i < DPS_MAX_WORKERS; i++) {
 		if (imb.mgr[i] != NULL)
 			free_mb_mgr(imb.mgr[i]);
-		rte_free(imb.ops[i]);
 		rte_free(imb.jobs[i]);
 		dp.workers[i].imb = NULL;
 		dp.workers[i].imb_job = NULL;
@@ -211,74 +202,6 @@ bool dp_imb_gcm_chain(IMB_MGR *m, const struct dp_imb_key *k, struct rte_mbuf *s
 	return true;
 }
 
-/* A packet in several segments (reassembled fragments): lib/ipsec kept the
- * ICV and the AAD contiguous. */
-static bool gcm_segments(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op *cop,
-			 bool enc, uint8_t *tag)
-{
-	const struct rte_crypto_sym_op *op = cop->sym;
-	const uint8_t *iv = rte_crypto_op_ctod_offset(cop, uint8_t *, DP_CRYPTO_IV_OFFSET);
-
-	return dp_imb_gcm_chain(m, k, op->m_src, op->aead.data.offset, op->aead.data.length, iv,
-				op->aead.aad.data, tag, enc);
-}
-
-/*
- * One burst of one SA, specialised by the constant direction and key size.
- * Outbound the tag goes where lib/ipsec reserved the ICV; inbound the
- * computed tag is compared with the packet's, and a mismatch flags the mbuf
- * (lib/ipsec's process then counts it as an integrity failure).
- */
-static inline void gcm_burst(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op **cop,
-			     uint16_t n, const bool enc, const bool k256)
-{
-	struct gcm_context_data ctx;
-	uint8_t tag[GCM_TAG_LEN];
-
-	for (uint16_t i = 0; i < n; i++) {
-		const struct rte_crypto_sym_op *op = cop[i]->sym;
-		struct rte_mbuf *mb = op->m_src;
-		const uint8_t *iv =
-			rte_crypto_op_ctod_offset(cop[i], uint8_t *, DP_CRYPTO_IV_OFFSET);
-		uint8_t *p = rte_pktmbuf_mtod_offset(mb, uint8_t *, op->aead.data.offset);
-		uint8_t *out_tag = enc ? op->aead.digest.data : tag;
-		uint32_t len = op->aead.data.length;
-
-		if (unlikely(mb->nb_segs > 1)) {
-			if (!gcm_segments(m, k, cop[i], enc, out_tag) ||
-			    (!enc && !dp_imb_tag_equal(tag, op->aead.digest.data)))
-				mb->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
-			continue;
-		}
-		if (enc && k256)
-			IMB_AES256_GCM_ENC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data,
-					   k->aad_len, out_tag, GCM_TAG_LEN);
-		else if (enc)
-			IMB_AES128_GCM_ENC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data,
-					   k->aad_len, out_tag, GCM_TAG_LEN);
-		else if (k256)
-			IMB_AES256_GCM_DEC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data,
-					   k->aad_len, out_tag, GCM_TAG_LEN);
-		else
-			IMB_AES128_GCM_DEC(m, &k->gcm, &ctx, p, p, len, iv, op->aead.aad.data,
-					   k->aad_len, out_tag, GCM_TAG_LEN);
-		if (!enc && !dp_imb_tag_equal(tag, op->aead.digest.data))
-			mb->ol_flags |= RTE_MBUF_F_RX_SEC_OFFLOAD_FAILED;
-	}
-}
-
-#define GCM_FN(name, enc, k256)                                                                    \
-	static void name(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op **cop,       \
-			 uint16_t n)                                                               \
-	{                                                                                          \
-		gcm_burst(m, k, cop, n, enc, k256);                                                \
-	}
-
-GCM_FN(gcm128_enc, true, false)
-GCM_FN(gcm256_enc, true, true)
-GCM_FN(gcm128_dec, false, false)
-GCM_FN(gcm256_dec, false, true)
-
 /* The hash's state after one block: the library's compression function, as
  * its own HMAC precompute (and crypto_aesni_mb's) calls it. */
 static void one_block(uint8_t alg, const uint8_t *blk, uint8_t *state)
@@ -327,7 +250,6 @@ size_t dp_imb_key_size(void)
 struct dp_imb_key *dp_imb_key_init(void *mem, const struct dps_sa *cfg)
 {
 	bool k256 = cfg->enc_key_len == 32 + GCM_SALT_LEN;
-	bool out = cfg->dir == DPS_DIR_OUT;
 	struct dp_imb_key *k = mem;
 
 	if (cfg->proto == DPS_PROTO_AH) {
@@ -340,7 +262,6 @@ struct dp_imb_key *dp_imb_key_init(void *mem, const struct dps_sa *cfg)
 		IMB_AES256_GCM_PRE(imb.ctl, cfg->enc_key, &k->gcm);
 	else
 		IMB_AES128_GCM_PRE(imb.ctl, cfg->enc_key, &k->gcm);
-	k->fn = out ? (k256 ? gcm256_enc : gcm128_enc) : (k256 ? gcm256_dec : gcm128_dec);
 	k->k256 = k256;
 	k->aad_len = cfg->esn ? 12 : 8; /* SPI, sequence number (RFC 4106 §5) */
 	memcpy(k->salt, cfg->enc_key + (k256 ? 32 : 16), GCM_SALT_LEN);
@@ -370,16 +291,4 @@ uint16_t dp_imb_hmac(struct dp_worker *w, const struct dp_imb_key *k, const uint
 	/* synchronous: every job is done on return (none is left in the
 	 * manager, no flush); 0 if the library refused one */
 	return (uint16_t)IMB_SUBMIT_HASH_BURST(w->imb, job, n, (IMB_HASH_ALG)k->hash);
-}
-
-void dp_imb_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
-		struct rte_mbuf **mb, uint16_t n)
-{
-	const struct dp_imb_key *k = (const struct dp_imb_key *)sa->ss.crypto.ses;
-	uint16_t ok;
-
-	ok = rte_ipsec_pkt_crypto_prepare(&sa->ss, mb, w->imb_cop, n);
-	dp_crypto_prep_drop(w, sa, mb, ok, n, sa->prep_fail);
-	k->fn(w->imb, k, w->imb_cop, ok);
-	sa->xf->finish(w, s, sa, mb, dp_crypto_process(sa, mb, ok), ok);
 }

@@ -27,9 +27,6 @@ struct dp_snapshot;
 struct dp_sa;
 struct dp_imb_key;
 
-typedef void (*imb_fn_t)(IMB_MGR *m, const struct dp_imb_key *k, struct rte_crypto_op **cop,
-			 uint16_t n);
-
 /* The largest HMAC state the library's jobs take (SHA-512's 8 words) */
 #define HMAC_STATE 64
 
@@ -42,7 +39,6 @@ struct dp_imb_key {
 	/* lib/ipsec writes its session pointer here
 	 * (rte_cryptodev_sym_session_opaque_data_set, at CRYPTO_SESS_OPAQUE_DATA_OFF) */
 	uint64_t opaque;
-	imb_fn_t fn; /* ESP: this SA's direction and key size */
 	uint8_t aad_len;
 	uint8_t hash;	 /* AH: IMB_HASH_ALG of its HMAC */
 	uint8_t tag_len; /* AH: the truncated ICV (RFC 2404, RFC 4868 §2.3) */
@@ -72,12 +68,12 @@ static inline bool dp_imb_tag_equal(const uint8_t *a, const uint8_t *b)
 
 /**
  * Set the engine up for @n_workers workers: a manager each (and one for the
- * control thread's key schedules), their crypto ops. Without AES-NI or
+ * control thread's key schedules), their hash jobs. Without AES-NI or
  * intel-ipsec-mb the engine stays off (not an error); -1 when memory lacks.
  */
 int dp_imb_init(unsigned int n_workers);
 
-/** Free the managers and ops. */
+/** Free the managers and jobs. */
 void dp_imb_fini(void);
 
 /** Whether the native engine runs SA @cfg: ESP AES-GCM with a 128 or 256-bit
@@ -124,14 +120,5 @@ uint16_t dp_imb_hmac(struct dp_worker *w, const struct dp_imb_key *k, const uint
  */
 bool dp_imb_gcm_chain(IMB_MGR *m, const struct dp_imb_key *k, struct rte_mbuf *seg, uint32_t off,
 		      uint32_t len, const uint8_t *iv, const uint8_t *aad, uint8_t *tag, bool enc);
-
-/**
- * The crypto step of a native inbound ESP SA's chain: lib/ipsec prepares @n
- * packets of @sa, the worker's manager decrypts them, lib/ipsec processes
- * them, and the SA's finish takes them. (It encrypts too, for an outbound SA
- * whose packets lib/ipsec frames; dpsec frames them: esp_native_out.h.)
- */
-void dp_imb_run(struct dp_worker *w, const struct dp_snapshot *s, struct dp_sa *sa,
-		struct rte_mbuf **mb, uint16_t n);
 
 #endif
