@@ -156,11 +156,16 @@ def inbound_runs(tmp_path_factory):
     return get
 
 
-@pytest.fixture(params=PATHS)
-def run(request, inbound_runs):
-    r = inbound_runs(request.param)
+def started(inbound_runs, path):
+    """The inbound run on crypto path @path, which must have gone through."""
+    r = inbound_runs(path)
     assert r.error is None and r.rc == 0, r.log
     return r
+
+
+@pytest.fixture(params=PATHS)
+def run(request, inbound_runs):
+    return started(inbound_runs, request.param)
 
 
 def test_the_native_engine_runs_the_inbound_sas(run):
@@ -180,9 +185,7 @@ SYNC_PATHS = tuple(p for p in PATHS if p != "async")
 
 @pytest.fixture(params=SYNC_PATHS)
 def sync_run(request, inbound_runs):
-    r = inbound_runs(request.param)
-    assert r.error is None and r.rc == 0, r.log
-    return r
+    return started(inbound_runs, request.param)
 
 
 def test_esn_high_half_crosses_2_32_with_the_window_on(sync_run):
