@@ -142,10 +142,10 @@ static void fill_prm(struct rte_ipsec_sa_prm *prm, const struct dps_sa *c,
 }
 
 /*
- * A native SA's lib/ipsec session: lookaside, whose preparation fills the
- * crypto ops imb.c runs (inbound; an outbound SA's packets are framed by
- * esp_native_out.c, its session unused); its handle is the key schedule,
- * which never meets a device.
+ * A native SA's key schedule (imb.c), kept as the handle of a lookaside
+ * lib/ipsec session that no packet uses: esp_native_out.c and
+ * esp_native_in.c frame and check its packets without lib/ipsec. The
+ * session and lib/ipsec's SA are still made, and checked by lib/ipsec.
  */
 static int native_session_create(struct dp_sa *sa, void *key, char *err, size_t errlen)
 {
