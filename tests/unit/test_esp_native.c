@@ -32,8 +32,8 @@
 
 #include "control/config.h"
 #include "dataplane/dp.h"
-#include "dataplane/imb.h"
 #include "dataplane/esp_native_in.h"
+#include "dataplane/imb.h"
 #include "dataplane/sa.h"
 
 #define PAYLOAD 300 /* UDP payload bytes */
@@ -103,6 +103,23 @@ static struct dp_sa *gcm_sa(uint8_t mode)
 	return gcm_sa_dir(mode, DPS_DIR_OUT);
 }
 
+/* The @len bytes at @f into the empty mbuf @m: in it alone, or (@split > 0)
+ * the first @split bytes in it and the rest in a second segment. */
+static void chain_of(struct rte_mbuf *m, const uint8_t *f, uint32_t len, uint32_t split)
+{
+	struct rte_mbuf *m2;
+
+	if (split == 0)
+		split = len;
+	memcpy(rte_pktmbuf_append(m, (uint16_t)split), f, split);
+	if (split < len) {
+		m2 = rte_pktmbuf_alloc(pool);
+		assert_non_null(m2);
+		memcpy(rte_pktmbuf_append(m2, (uint16_t)(len - split)), f + split, len - split);
+		assert_int_equal(rte_pktmbuf_chain(m, m2), 0);
+	}
+}
+
 /* Ethernet, IPv4 (TOS with ECN), UDP, PAYLOAD bytes: in one segment, or in
  * two split @split bytes in. */
 static struct rte_mbuf *packet(uint32_t split)
@@ -111,7 +128,7 @@ static struct rte_mbuf *packet(uint32_t split)
 	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(f + RTE_ETHER_HDR_LEN);
 	struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip + 1);
 	uint32_t len = RTE_ETHER_HDR_LEN + sizeof(*ip) + sizeof(*udp) + PAYLOAD;
-	struct rte_mbuf *m = rte_pktmbuf_alloc(pool), *m2;
+	struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
 
 	assert_non_null(m);
 	((struct rte_ether_hdr *)f)->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV4);
@@ -128,15 +145,7 @@ static struct rte_mbuf *packet(uint32_t split)
 	udp->dgram_len = rte_cpu_to_be_16(sizeof(*udp) + PAYLOAD);
 	for (unsigned int i = 0; i < PAYLOAD; i++)
 		((uint8_t *)(udp + 1))[i] = (uint8_t)(i * 7);
-	if (split == 0)
-		split = len;
-	memcpy(rte_pktmbuf_append(m, (uint16_t)split), f, split);
-	if (split < len) {
-		m2 = rte_pktmbuf_alloc(pool);
-		assert_non_null(m2);
-		memcpy(rte_pktmbuf_append(m2, (uint16_t)(len - split)), f + split, len - split);
-		assert_int_equal(rte_pktmbuf_chain(m, m2), 0);
-	}
+	chain_of(m, f, len, split);
 	m->tx_offload = rte_mbuf_tx_offload(RTE_ETHER_HDR_LEN, sizeof(*ip), 0, 0, 0, 0, 0);
 	return m;
 }
@@ -193,19 +202,11 @@ static void test_transport_chain_frames_as_one_segment(void **state)
  * esp_in.c sets before an SA's crypto step. */
 static struct rte_mbuf *esp_frame(const uint8_t *f, uint32_t len, uint32_t split)
 {
-	struct rte_mbuf *m = rte_pktmbuf_alloc(pool), *m2;
+	struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
 	uint32_t seq;
 
 	assert_non_null(m);
-	if (split == 0)
-		split = len;
-	memcpy(rte_pktmbuf_append(m, (uint16_t)split), f, split);
-	if (split < len) {
-		m2 = rte_pktmbuf_alloc(pool);
-		assert_non_null(m2);
-		memcpy(rte_pktmbuf_append(m2, (uint16_t)(len - split)), f + split, len - split);
-		assert_int_equal(rte_pktmbuf_chain(m, m2), 0);
-	}
+	chain_of(m, f, len, split);
 	m->tx_offload = rte_mbuf_tx_offload(RTE_ETHER_HDR_LEN, 20, 0, 0, 0, 0, 0);
 	memset(dp_meta(m), 0, sizeof(struct dp_meta));
 	memcpy(&seq, f + RTE_ETHER_HDR_LEN + 20 + 4, 4);
