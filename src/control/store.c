@@ -986,7 +986,7 @@ static const uint32_t *order_of(struct order *o, unsigned int n, uint64_t gen,
 		o->cap = cap;
 	}
 	for (unsigned int i = from; i < n; i++)
-		o->v[i] = i; /* appended since: after every older entry */
+		o->v[i] = i;	/* appended since: after every older entry */
 	if (from == 0 && n > 1) /* o->v is NULL until the first entry */
 		qsort(o->v, n, sizeof(*o->v), cmp);
 	o->n = n;
