@@ -267,7 +267,6 @@ static void sa_common(struct dp_sa *sa, const struct dps_sa *cfg, int inner_fami
 				  ? cfg->dst.family == AF_INET6 || cfg->dfbit != DPS_DF_SET
 				  : cfg->dst.family == AF_INET);
 	sa->add_ms = dp_now_ms();
-	sa->out_sqn = cfg->seq_start;
 }
 
 /*
