@@ -943,6 +943,7 @@ struct dp_spd *dps_spd_next(uint64_t gen)
 	spd->set = L.set;
 	L.set->refs++;
 	memcpy(spd->acl, L.set->acl, sizeof(spd->acl));
+	memcpy(spd->fo, L.set->fo, sizeof(spd->fo));
 	spd->slot = L.table;
 	spd->def_verdict[0] =
 		dps_store.def.def_policy4 == DPS_ACTION_DISCARD ? DP_V_DISCARD : DP_V_BYPASS;

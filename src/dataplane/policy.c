@@ -126,6 +126,7 @@ static __rte_always_inline void policy_in(struct dp_worker *w, const struct dp_s
 	/* the capture's in-clear point: decrypted packets that passed */
 	const bool cap = decrypted && w->cap != NULL;
 	struct accept_memo mm = {NULL, NULL, false};
+	bool both;
 
 	/* the input stage made their keys (fwd.c: sort_out) */
 	dp_spd_lookup(spd, v6, DP_SPD_IN, st->local.key, st->pol, st->local.n);
@@ -136,12 +137,21 @@ static __rte_always_inline void policy_in(struct dp_worker *w, const struct dp_s
 					   dp_meta(st->local.m[i])->via, 0);
 			dp_punt(w, in, st->local.m[i]);
 		}
-	dp_spd_lookup(spd, v6, DP_SPD_FWD, st->fwd.key, st->pol, st->fwd.n);
+	/* What passes is classified against the out SPD next: when one trie
+	 * holds both contexts, both answers from one walk, the out one kept
+	 * for dp_policy_out() */
+	both = dp_spd_one_walk(spd, v6);
+	if (both)
+		dp_spd_lookup_fwd_out(spd, v6, st->fwd.key, st->pol, st->fwd_out, st->fwd.n);
+	else
+		dp_spd_lookup(spd, v6, DP_SPD_FWD, st->fwd.key, st->pol, st->fwd.n);
 	for (uint16_t i = 0; i < st->fwd.n; i++)
 		if (inbound_ok(w, spd, in, st->fwd.m[i], st->pol[i], v6, decrypted, &mm)) {
 			if (unlikely(cap))
 				dp_cap_pkt(w, DP_CAP_IN_CLEAR, st->fwd.m[i], in, st->pol[i],
 					   dp_meta(st->fwd.m[i])->via, 0);
+			if (both && st->out_pre == st->out.n)
+				st->out_pol[st->out_pre++] = st->fwd_out[i];
 			to_burst(&st->out, st->fwd.m[i], st->fwd.nh[i], st->fwd.key[i]);
 		}
 	st->local.n = st->fwd.n = 0;
@@ -229,7 +239,11 @@ void dp_policy_out(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in
 
 	if (b->n == 0)
 		return;
-	dp_spd_lookup(spd, v6, DP_SPD_OUT, b->key, pol, b->n);
+	if (st->out_pre == b->n) /* all classified with the fwd SPD */
+		pol = st->out_pol;
+	else
+		dp_spd_lookup(spd, v6, DP_SPD_OUT, b->key, pol, b->n);
+	st->out_pre = 0;
 	prefetch_policies(pol, b->n, w->id);
 	if (unlikely(w->cap != NULL)) /* the capture's out-clear point */
 		for (uint16_t i = 0; i < b->n; i++)

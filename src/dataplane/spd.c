@@ -183,8 +183,35 @@ static inline bool rule_before(const struct dp_rule *a, const struct dp_rule *b,
 	return a->seq < b->seq;
 }
 
+/* The SPD context of rule @r in classifier @a, or DP_SPD_NCTX if none. */
+static enum dp_spd_ctx acl_ctx_of(const struct dp_rule *r, enum dp_acl_ctx a)
+{
+	if (a == DP_ACL_IN)
+		return r->dir == DPS_DIR_IN ? DP_SPD_IN : DP_SPD_NCTX;
+	return r->dir == DPS_DIR_OUT ? DP_SPD_OUT : DP_SPD_FWD; /* fwd and in policies */
+}
+
+/* The contexts (DP_ACL_FO_*) of the rules of family @v6 in the fwd-out trie. */
+static uint8_t fo_of(const struct dp_rule *rules, unsigned int n, int v6)
+{
+	uint8_t fo = 0;
+
+	for (unsigned int i = 0; i < n; i++)
+		if (rules[i].v6 == v6)
+			fo |= acl_ctx_of(&rules[i], DP_ACL_FWD_OUT) == DP_SPD_OUT ? DP_ACL_FO_OUT
+										  : DP_ACL_FO_FWD;
+	return fo;
+}
+
+/* The category of context @c in a fwd-out trie of contexts @fo (rte_acl's
+ * result @stride apart per packet, from the first one). */
+static inline unsigned int fo_cat(uint8_t fo, enum dp_spd_ctx c)
+{
+	return fo == (DP_ACL_FO_FWD | DP_ACL_FO_OUT) && c == DP_SPD_OUT ? 1 : 0;
+}
+
 static struct rte_acl_ctx *ctx_build(const struct dp_rule *rules, unsigned int n, int v6,
-				     enum dp_spd_ctx c, unsigned int gen)
+				     enum dp_acl_ctx a, uint8_t fo, unsigned int gen)
 {
 	char name[RTE_ACL_NAMESIZE];
 	unsigned int nf = v6 ? F6_N : F4_N, count = 0;
@@ -193,7 +220,10 @@ static struct rte_acl_ctx *ctx_build(const struct dp_rule *rules, unsigned int n
 		.socket_id = SOCKET_ID_ANY,
 		.rule_size = RTE_ACL_RULE_SZ(nf),
 	};
-	struct rte_acl_config cfg = {.num_categories = 1, .num_fields = nf};
+	struct rte_acl_config cfg = {
+		.num_categories = fo == (DP_ACL_FO_FWD | DP_ACL_FO_OUT) ? DP_ACL_CATS : 1,
+		.num_fields = nf,
+	};
 	struct rte_acl_ctx *ctx;
 	union {
 		struct acl4_rule r4;
@@ -201,28 +231,30 @@ static struct rte_acl_ctx *ctx_build(const struct dp_rule *rules, unsigned int n
 	} r;
 
 	for (unsigned int i = 0; i < n; i++)
-		count += dp_rule_in_ctx(&rules[i], c) && rules[i].v6 == v6;
+		count += acl_ctx_of(&rules[i], a) != DP_SPD_NCTX && rules[i].v6 == v6;
 	if (count == 0)
 		return NULL;
 	/* the context keeps room for this many rules as long as it lives */
 	prm.max_rule_num = count;
-	snprintf(name, sizeof(name), "dps_spd%d%d_%u", v6, (int)c, gen);
+	snprintf(name, sizeof(name), "dps_spd%d%d_%u", v6, (int)a, gen);
 	ctx = rte_acl_create(&prm);
 	if (ctx == NULL)
 		return (struct rte_acl_ctx *)-1;
 	for (unsigned int i = 0; i < n; i++) {
 		const struct dp_rule *p = &rules[i];
-		/* fwd policies take precedence over in policies in the fwd context */
+		enum dp_spd_ctx c = acl_ctx_of(p, a);
+		/* fwd policies take precedence over in policies in the fwd
+		 * context; a rule is of one category, ranked among its own */
 		uint32_t rank = i + (c == DP_SPD_FWD && p->dir == DPS_DIR_IN ? n : 0);
 
-		if (!dp_rule_in_ctx(p, c) || p->v6 != v6)
+		if (c == DP_SPD_NCTX || p->v6 != v6)
 			continue;
 		memset(&r, 0, sizeof(r));
 		if (v6)
 			rule6(&r.r6, p);
 		else
 			rule4(&r.r4, p);
-		r.r4.data.category_mask = 1;
+		r.r4.data.category_mask = 1u << fo_cat(fo, c);
 		r.r4.data.priority = RTE_ACL_MAX_PRIORITY - 1 - (int32_t)rank;
 		r.r4.data.userdata = p->slot + 1;
 		if (rte_acl_add_rules(ctx, (struct rte_acl_rule *)&r, 1) != 0)
@@ -333,8 +365,10 @@ struct dp_acl_set *dp_acl_set_build(struct dp_rule *rules, unsigned int n, uint3
 		rules[i].slot = i;
 	}
 	for (int v6 = 0; v6 < 2; v6++) {
-		for (int c = 0; c < DP_SPD_NCTX; c++) {
-			set->acl[v6][c] = ctx_build(rules, n, v6, c, g);
+		set->fo[v6] = fo_of(rules, n, v6);
+		for (int c = 0; c < DP_ACL_NCTX; c++) {
+			set->acl[v6][c] =
+				ctx_build(rules, n, v6, c, c == DP_ACL_IN ? 0 : set->fo[v6], g);
 			if (set->acl[v6][c] == (struct rte_acl_ctx *)-1) {
 				set->acl[v6][c] = NULL;
 				dp_acl_set_put(set);
@@ -350,7 +384,7 @@ void dp_acl_set_put(struct dp_acl_set *set)
 	if (set == NULL || --set->refs > 0)
 		return;
 	for (int v6 = 0; v6 < 2; v6++)
-		for (int c = 0; c < DP_SPD_NCTX; c++)
+		for (int c = 0; c < DP_ACL_NCTX; c++)
 			rte_acl_free(set->acl[v6][c]);
 	free(set->rules);
 	free(set);
@@ -503,33 +537,21 @@ static inline void recent_best(const struct dp_recent *r, uint32_t n_len, int v6
 	}
 }
 
-void dp_spd_lookup(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx, const uint8_t **keys,
-		   const struct dp_policy **res, uint16_t n)
+/* The policies of context @ctx for @n keys from the main classifier's
+ * answers @r (every @stride-th; 0: no match) and the recent policies (@n_len
+ * lengths, read once for the burst by the caller). */
+static __rte_always_inline void resolve(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx,
+					const uint8_t **keys, const uint32_t *r,
+					unsigned int stride, uint32_t n_len,
+					const struct dp_policy **res, uint16_t n)
 {
-	const struct rte_acl_ctx *acl = spd->acl[v6][ctx];
-	const struct dp_recent *recent = spd->recent[v6];
-	uint32_t r[DP_MAX_BURST], n_len;
-
-	if (n == 0)
-		return;
-	/* The recent policies' lengths, once for the burst (a length is
-	 * written before the count, release): a burst sees the index of one
-	 * moment, and an empty one costs no test per packet. */
-	n_len = recent != NULL ? __atomic_load_n(&recent->n_len, __ATOMIC_ACQUIRE) : 0;
-	if (acl == NULL && n_len == 0) { /* no policy of this family and direction */
-		memset(res, 0, n * sizeof(res[0]));
-		return;
-	}
-	if (acl != NULL)
-		rte_acl_classify(acl, keys, r, n, 1);
-	else
-		memset(r, 0, n * sizeof(r[0]));
 	if (n_len == 0) { /* the main classifiers alone: one load per packet */
 		for (uint16_t i = 0; i < n; i++) {
 			const struct dp_policy *p = NULL;
+			uint32_t ri = r[i * stride];
 
-			if (r[i] && unlikely((p = __atomic_load_n(&spd->slot[r[i] - 1],
-								  __ATOMIC_ACQUIRE)) == NULL))
+			if (ri && unlikely((p = __atomic_load_n(&spd->slot[ri - 1],
+								__ATOMIC_ACQUIRE)) == NULL))
 				main_scan(spd, v6, ctx, keys[i], &p);
 			res[i] = p;
 		}
@@ -538,17 +560,87 @@ void dp_spd_lookup(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx, const 
 	for (uint16_t i = 0; i < n; i++) {
 		const struct dp_rule *best = NULL;
 		const struct dp_policy *p = NULL;
+		uint32_t ri = r[i * stride];
 
-		if (r[i]) {
-			p = __atomic_load_n(&spd->slot[r[i] - 1], __ATOMIC_ACQUIRE);
+		if (ri) {
+			p = __atomic_load_n(&spd->slot[ri - 1], __ATOMIC_ACQUIRE);
 			if (p != NULL)
-				best = &spd->set->rules[r[i] - 1];
+				best = &spd->set->rules[ri - 1];
 			else
 				best = main_scan(spd, v6, ctx, keys[i], &p);
 		}
-		recent_best(recent, n_len, v6, ctx, keys[i], best, &p);
+		recent_best(spd->recent[v6], n_len, v6, ctx, keys[i], best, &p);
 		res[i] = p;
 	}
+}
+
+/* The recent policies' lengths, once for the burst (a length is written
+ * before the count, release): a burst sees the index of one moment, and an
+ * empty one costs no test per packet. */
+static inline uint32_t recent_lens(const struct dp_spd *spd, int v6)
+{
+	const struct dp_recent *recent = spd->recent[v6];
+
+	return recent != NULL ? __atomic_load_n(&recent->n_len, __ATOMIC_ACQUIRE) : 0;
+}
+
+/* The main classifier of context @ctx for family @v6: NULL when it has no
+ * rule of @ctx; @cats: its results per packet, @cat: the context's among them. */
+static inline const struct rte_acl_ctx *
+acl_of(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx, unsigned int *cats, unsigned int *cat)
+{
+	uint8_t fo = spd->fo[v6];
+
+	*cats = 1;
+	*cat = 0;
+	if (ctx == DP_SPD_IN)
+		return spd->acl[v6][DP_ACL_IN];
+	if (!(fo & (ctx == DP_SPD_OUT ? DP_ACL_FO_OUT : DP_ACL_FO_FWD)))
+		return NULL;
+	*cat = fo_cat(fo, ctx);
+	/* the fwd category is the first: its results alone, one per packet */
+	*cats = *cat ? DP_ACL_CATS : 1;
+	return spd->acl[v6][DP_ACL_FWD_OUT];
+}
+
+void dp_spd_lookup(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx, const uint8_t **keys,
+		   const struct dp_policy **res, uint16_t n)
+{
+	uint32_t r[DP_MAX_BURST * DP_ACL_CATS], n_len;
+	unsigned int cats, cat;
+	const struct rte_acl_ctx *acl = acl_of(spd, v6, ctx, &cats, &cat);
+
+	if (n == 0)
+		return;
+	n_len = recent_lens(spd, v6);
+	if (acl == NULL && n_len == 0) { /* no policy of this family and direction */
+		memset(res, 0, n * sizeof(res[0]));
+		return;
+	}
+	if (acl != NULL)
+		rte_acl_classify(acl, keys, r, n, cats);
+	else
+		memset(r, 0, n * cats * sizeof(r[0]));
+	if (cats == 1) /* the common case, its stride a constant */
+		resolve(spd, v6, ctx, keys, r, 1, n_len, res, n);
+	else
+		resolve(spd, v6, ctx, keys, r + cat, DP_ACL_CATS, n_len, res, n);
+}
+
+void dp_spd_lookup_fwd_out(const struct dp_spd *spd, int v6, const uint8_t **keys,
+			   const struct dp_policy **fwd, const struct dp_policy **out, uint16_t n)
+{
+	uint32_t r[DP_MAX_BURST * DP_ACL_CATS];
+
+	if (!dp_spd_one_walk(spd, v6) || n == 0) {
+		/* one context or none in the trie: a walk for each */
+		dp_spd_lookup(spd, v6, DP_SPD_FWD, keys, fwd, n);
+		dp_spd_lookup(spd, v6, DP_SPD_OUT, keys, out, n);
+		return;
+	}
+	rte_acl_classify(spd->acl[v6][DP_ACL_FWD_OUT], keys, r, n, DP_ACL_CATS);
+	resolve(spd, v6, DP_SPD_FWD, keys, r, DP_ACL_CATS, recent_lens(spd, v6), fwd, n);
+	resolve(spd, v6, DP_SPD_OUT, keys, r + 1, DP_ACL_CATS, recent_lens(spd, v6), out, n);
 }
 
 static bool addr_eq(const struct dps_addr *a, const struct dps_addr *b)

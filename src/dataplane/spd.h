@@ -36,6 +36,20 @@ enum dp_spd_ctx {
 	DP_SPD_NCTX,
 };
 
+/* The main classifiers of a family: the in context alone, and the fwd and out
+ * contexts in one trie. A forwarded packet needs both answers, and one walk
+ * of the trie gives them (dp_spd_lookup_fwd_out()): with rules of both, the
+ * trie has two categories (fwd first); with rules of one, that one alone in
+ * one category, which costs less to resolve (dp_acl_set.fo). */
+enum dp_acl_ctx {
+	DP_ACL_IN,
+	DP_ACL_FWD_OUT,
+	DP_ACL_NCTX,
+};
+#define DP_ACL_FO_FWD 1 /* dp_acl_set.fo: the trie has fwd context rules */
+#define DP_ACL_FO_OUT 2 /* and out context rules */
+#define DP_ACL_CATS   4 /* results per packet with both: rte_acl wants 1 or a multiple of 4 */
+
 /* What a worker reads for every packet comes first, on one cache line. Never
  * changed once a worker may see it: a new binding or verdict is a new object
  * stored in the policy's slot (its old one freed after a grace period). */
@@ -73,7 +87,8 @@ struct dp_rule {
  * slot i, rules in rank order. Shared by the SPDs until the next build. */
 struct dp_acl_set {
 	unsigned int refs; /* control thread only */
-	struct rte_acl_ctx *acl[2][DP_SPD_NCTX];
+	struct rte_acl_ctx *acl[2][DP_ACL_NCTX];
+	uint8_t fo[2]; /* [v6]: DP_ACL_FO_*, the contexts in acl[v6][DP_ACL_FWD_OUT] */
 	unsigned int n;
 	struct dp_rule *rules;
 };
@@ -121,7 +136,8 @@ void dp_recent_free(struct dp_recent *r);
 #define DP_CLEAR_PIM  4 /* pim_accept_clear */
 
 struct dp_spd {
-	struct rte_acl_ctx *acl[2][DP_SPD_NCTX]; /* [v6][ctx], NULL when empty; set's */
+	struct rte_acl_ctx *acl[2][DP_ACL_NCTX]; /* [v6][ctx], NULL when empty; set's */
+	uint8_t fo[2];				 /* set's: DP_ACL_FO_* */
 	struct dp_acl_set *set;
 	struct dp_policy *const *slot; /* [slot]: the policy, NULL once deleted; not owned */
 	struct dp_recent *recent[2];   /* [v6], NULL when none; not owned */
@@ -229,6 +245,21 @@ static inline void dp_spd_key6(struct dp_acl6_key *k, const struct rte_ipv6_hdr 
  */
 void dp_spd_lookup(const struct dp_spd *spd, int v6, enum dp_spd_ctx ctx, const uint8_t **keys,
 		   const struct dp_policy **res, uint16_t n);
+
+/** True if one walk classifies keys of family @v6 against both the fwd and
+ * the out contexts (dp_spd_lookup_fwd_out()); otherwise two lookups cost no
+ * more, and the out one is only needed for what passes the fwd one. */
+static inline bool dp_spd_one_walk(const struct dp_spd *spd, int v6)
+{
+	return spd->fo[v6] == (DP_ACL_FO_FWD | DP_ACL_FO_OUT);
+}
+
+/**
+ * Classify @n keys of family @v6 against the fwd and the out contexts at
+ * once: @fwd[i] and @out[i] are what dp_spd_lookup() gives for each.
+ */
+void dp_spd_lookup_fwd_out(const struct dp_spd *spd, int v6, const uint8_t **keys,
+			   const struct dp_policy **fwd, const struct dp_policy **out, uint16_t n);
 
 /** True if @sa is one the in/fwd policy @p accepts (RFC 4301 §5.2). */
 int dp_policy_accepts(const struct dp_policy *p, const struct dp_sa *sa);

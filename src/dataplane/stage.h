@@ -75,8 +75,13 @@ struct dp_stages {
 	struct rte_mbuf *again[DP_MAX_BURST];
 	/* policy's own scratch */
 	struct dp_burst out; /* fwd SPD passed: the out SPD next */
+	/* the out policies of the first @out_pre packets of @out, classified
+	 * with the fwd SPD (one walk for both, dp_spd_lookup_fwd_out()) */
+	uint16_t out_pre;
+	const struct dp_policy *out_pol[DP_MAX_BURST];
 	union dp_acl_key keys[DP_MAX_BURST];
 	const struct dp_policy *pol[DP_MAX_BURST];
+	const struct dp_policy *fwd_out[DP_MAX_BURST]; /* the fwd burst's out policies */
 };
 
 #endif

@@ -124,6 +124,7 @@ static struct dp_spd *scratch(struct case_state *c, unsigned int n, struct dp_po
 	for (unsigned int j = 0; j < k; j++)
 		(*table)[perm[j]] = &c->obj[which[j]];
 	memcpy(spd->acl, spd->set->acl, sizeof(spd->acl));
+	memcpy(spd->fo, spd->set->fo, sizeof(spd->fo));
 	spd->slot = *table;
 	free(perm);
 	free(which);
@@ -162,6 +163,35 @@ static void rand_key(uint8_t *key, int v6)
 
 static unsigned int compared, matched;
 
+/* The answer of a linear scan of the live policies, rule by rule as RFC
+ * 4301's ordered SPD reads (fwd policies before in ones in the fwd context,
+ * then priority, then age): independent of rte_acl. */
+static const struct dp_policy *linear(const struct case_state *c, unsigned int n, int v6,
+				      enum dp_spd_ctx ctx, const uint8_t *key)
+{
+	struct dp_rule best = {0}, r;
+	int found = -1;
+
+	for (unsigned int i = 0; i < n; i++) {
+		if (!c->live[i])
+			continue;
+		dp_rule_make(&r, &c->pol[i], i + 1, 0);
+		if (r.v6 != v6 || !dp_rule_in_ctx(&r, ctx) || !dp_rule_match(&r, key))
+			continue;
+		if (found >= 0) {
+			bool fwd_first = ctx == DP_SPD_FWD && r.dir != best.dir;
+
+			if (fwd_first
+				    ? r.dir == DPS_DIR_IN
+				    : (r.prio != best.prio ? r.prio > best.prio : r.seq > best.seq))
+				continue;
+		}
+		best = r;
+		found = (int)i;
+	}
+	return found < 0 ? NULL : &c->obj[found];
+}
+
 /* One case: @n_main policies compiled, then @n_recent added, then deletions. */
 static void run_case(unsigned int n_main, unsigned int n_recent, unsigned int n_del)
 {
@@ -186,6 +216,7 @@ static void run_case(unsigned int n_main, unsigned int n_recent, unsigned int n_
 	two.set = dp_acl_set_build(rules, n_main, perm);
 	assert_non_null(two.set);
 	memcpy(two.acl, two.set->acl, sizeof(two.acl));
+	memcpy(two.fo, two.set->fo, sizeof(two.fo));
 	for (unsigned int i = 0; i < n_main; i++) {
 		c.slot[i] = perm[i];
 		table[perm[i]] = &c.obj[i];
@@ -233,20 +264,30 @@ static void run_case(unsigned int n_main, unsigned int n_recent, unsigned int n_
 				rand_key(keys[p], v6);
 				kp[p] = keys[p];
 			}
+			const struct dp_policy *f[PACKETS], *o[PACKETS];
+
 			for (unsigned int p = 0; p < PACKETS; p += DP_MAX_BURST) {
 				uint16_t m =
 					PACKETS - p < DP_MAX_BURST ? PACKETS - p : DP_MAX_BURST;
 
 				dp_spd_lookup(&two, v6, ctx, &kp[p], &a[p], m);
 				dp_spd_lookup(ref, v6, ctx, &kp[p], &b[p], m);
+				/* the fwd and out contexts in one walk */
+				dp_spd_lookup_fwd_out(&two, v6, &kp[p], &f[p], &o[p], m);
 			}
 			for (unsigned int p = 0; p < PACKETS; p++) {
-				if (a[p] != b[p])
+				const struct dp_policy *l = linear(&c, n, v6, ctx, kp[p]);
+				const struct dp_policy *fo = ctx == DP_SPD_FWD	 ? f[p]
+							     : ctx == DP_SPD_OUT ? o[p]
+										 : l;
+
+				if (a[p] != b[p] || a[p] != l || fo != l)
 					fail_msg("family %d context %d packet %u: two levels say "
-						 "%d, "
-						 "from scratch %d",
+						 "%d, from scratch %d, a linear scan %d, "
+						 "fwd and out at once %d",
 						 v6, ctx, p, a[p] ? (int)a[p]->id : -1,
-						 b[p] ? (int)b[p]->id : -1);
+						 b[p] ? (int)b[p]->id : -1, l ? (int)l->id : -1,
+						 fo ? (int)fo->id : -1);
 				compared++;
 				matched += b[p] != NULL;
 			}
