@@ -127,17 +127,6 @@ struct dp_worker {
 	uint16_t n_icmp;
 	uint16_t icmp_port[DP_ICMP_QUEUE];
 	struct rte_mbuf *icmp[DP_ICMP_QUEUE];
-	/* The route and neighbour of the last outbound SA's peer, valid for one
-	 * loop (output.c): a burst spread over many SAs to one peer looks them
-	 * up once, not once per SA. */
-	struct {
-		uint64_t loop;
-		const struct dp_snapshot *s;
-		const struct dp_nexthop *nh;
-		const struct dp_neigh *neigh;
-		uint8_t family;
-		uint8_t dst[16];
-	} peer;
 	/* reassembly of fragments for the gateway (frag.c) */
 	struct rte_ip_frag_tbl *reasm;
 	struct rte_ip_frag_death_row *death_row;

@@ -108,6 +108,7 @@ static struct dp_neigh *entry_new(struct dp_neigh_table *t, const struct dp_neig
 	n->held = calloc(params->queue_len ? params->queue_len : 1, sizeof(*n->held));
 	if (n->held == NULL || rte_hash_add_key_data(t->hash, k, n) < 0)
 		goto fail;
+	__atomic_store_n(&t->gen, t->gen + 1, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&walk_lock);
 	n->next = entries;
 	entries = n;
@@ -125,6 +126,10 @@ fail:
 static void entry_delete(struct dp_neigh_table *t, struct dp_neigh *n)
 {
 	int32_t pos = rte_hash_del_key(t->hash, &n->key);
+
+	/* before the grace period: a worker that still sees the old count
+	 * is in a loop the synchronisation below waits for */
+	__atomic_store_n(&t->gen, t->gen + 1, __ATOMIC_RELEASE);
 
 	pthread_mutex_lock(&walk_lock);
 	for (struct dp_neigh **pp = &entries; *pp != NULL; pp = &(*pp)->next) {

@@ -46,6 +46,11 @@ struct dp_neigh {
 
 struct dp_neigh_table {
 	struct rte_hash *hash;
+	/* Counts the entries added to and removed from @hash (control thread,
+	 * release; before an entry's grace period begins): a worker that read
+	 * it unchanged (acquire) may keep using an entry it found before, to
+	 * the end of its loop (dp_output_peer()). */
+	uint32_t gen;
 };
 
 static inline void dp_neigh_key_make(struct dp_neigh_key *k, uint16_t port, int family,
@@ -57,9 +62,9 @@ static inline void dp_neigh_key_make(struct dp_neigh_key *k, uint16_t port, int 
 	memcpy(k->addr, addr, family == AF_INET ? 4 : 16);
 }
 
-/** Worker lookup: the entry if it holds a usable MAC, else NULL. */
-static inline struct dp_neigh *dp_neigh_lookup(const struct dp_neigh_table *t, uint16_t port,
-					       int family, const void *addr)
+/** Worker lookup: the entry of (@port, @family, @addr), usable or not, or NULL. */
+static inline struct dp_neigh *dp_neigh_find(const struct dp_neigh_table *t, uint16_t port,
+					     int family, const void *addr)
 {
 	struct dp_neigh_key k;
 	void *data;
@@ -67,13 +72,24 @@ static inline struct dp_neigh *dp_neigh_lookup(const struct dp_neigh_table *t, u
 	dp_neigh_key_make(&k, port, family, addr);
 	if (rte_hash_lookup_data(t->hash, &k, &data) < 0)
 		return NULL;
-	struct dp_neigh *n = data;
+	return data;
+}
 
-	if (n->state == DP_NEIGH_INCOMPLETE)
+/** Worker: @n (may be NULL) if it holds a usable MAC, marked used, else NULL. */
+static inline struct dp_neigh *dp_neigh_usable(struct dp_neigh *n)
+{
+	if (n == NULL || n->state == DP_NEIGH_INCOMPLETE)
 		return NULL;
 	if (!n->used)
 		n->used = 1;
 	return n;
+}
+
+/** Worker lookup: the entry if it holds a usable MAC, else NULL. */
+static inline struct dp_neigh *dp_neigh_lookup(const struct dp_neigh_table *t, uint16_t port,
+					       int family, const void *addr)
+{
+	return dp_neigh_usable(dp_neigh_find(t, port, family, addr));
 }
 
 struct dp_neigh_table *dp_neigh_create(const struct dps_neigh_params *p);

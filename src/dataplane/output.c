@@ -57,26 +57,31 @@ static const struct dp_neigh *neigh_of(const struct dp_nexthop *nh, int family, 
 }
 
 /*
- * The next hop and neighbour of @sa's peer. They cannot change within one
- * loop of the worker (same snapshot, no quiescent state yet), so the last
- * answer is kept for the SAs that follow to the same peer.
+ * The next hop and neighbour of @sa's peer, kept in the worker's counter line
+ * of the SA from one loop to the next. The route is the snapshot's: kept while
+ * the snapshot is the same one (its generation). The neighbour entry is kept
+ * while no entry was added or removed (the table's generation): a removed one
+ * is freed only after a grace period that began after the count changed, so
+ * a worker that reads it unchanged holds a live entry to the end of its loop.
+ * Its state and MAC are read each time, as a lookup would.
  */
 const struct dp_nexthop *dp_output_peer(struct dp_worker *w, const struct dp_snapshot *s,
 					const struct dp_sa *sa, const struct dp_neigh **neigh)
 {
-	typeof(w->peer) *p = &w->peer;
+	struct dp_sa_counters *c = dp_sa_cnt(sa, w->id);
+	uint32_t ngen = __atomic_load_n(&dp.neigh->gen, __ATOMIC_ACQUIRE);
 
-	if (p->loop != w->loops || p->s != s || p->family != sa->outer_family ||
-	    memcmp(p->dst, sa->dst, sizeof(p->dst)) != 0) {
-		p->loop = w->loops;
-		p->s = s;
-		p->family = sa->outer_family;
-		memcpy(p->dst, sa->dst, sizeof(p->dst));
-		p->nh = dp_route1(s, sa->outer_family, sa->dst);
-		p->neigh = neigh_of(p->nh, sa->outer_family, sa->dst);
+	if (unlikely(c->peer_sgen != s->gen || c->peer_ngen != ngen)) {
+		c->peer_sgen = s->gen;
+		c->peer_ngen = ngen;
+		c->peer_nh = dp_route1(s, sa->outer_family, sa->dst);
+		c->peer_neigh = nh_routed(c->peer_nh) ? dp_neigh_find(dp.neigh, c->peer_nh->port,
+								      sa->outer_family,
+								      nh_addr(c->peer_nh, sa->dst))
+						      : NULL;
 	}
-	*neigh = p->neigh;
-	return p->nh;
+	*neigh = dp_neigh_usable(c->peer_neigh);
+	return c->peer_nh;
 }
 
 /* The IP header ESP goes behind: none in tunnel mode (it goes in front of

@@ -58,6 +58,14 @@ extern const char *const dp_sa_counter_names[DP_SA_CNT_MAX];
 struct dp_sa_counters {
 	uint32_t grp_gen;
 	uint16_t grp;
+	/* Outbound: the route and neighbour entry of the SA's peer as this
+	 * worker last looked them up (dp_output_peer()), valid while the
+	 * snapshot's and the neighbour table's generations are these. Beside
+	 * the packet counters: one line for a burst's SA. */
+	uint32_t peer_ngen;
+	uint64_t peer_sgen; /* 0: never looked up (snapshots count from 1) */
+	const struct dp_nexthop *peer_nh;
+	struct dp_neigh *peer_neigh;
 	uint64_t v[DP_SA_CNT_MAX];
 	/* Inbound ESP-in-UDP: the last new peer mapping this worker saw after
 	 * authentication (esp_in.c), for the control thread (a seqlock: odd

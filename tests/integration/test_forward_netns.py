@@ -149,3 +149,79 @@ def test_no_route_is_counted(gateway):
     r = sh(["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.99.0.1"], ns=ha, check=False)
     assert r.returncode != 0
     assert d.port_stats()["lan"]["drop_no_route"] - before == 2
+
+
+# ---- ESP to a peer whose neighbour entry goes away and comes back
+REMOTE_NET, REMOTE_HOST = "10.9.0.0/24", "10.9.0.5"
+NEW_MAC = "02:00:5e:10:00:42"
+
+
+@pytest.fixture
+def esp_gateway(topo, tmp_path):
+    """The same topology, but what host A sends to REMOTE_NET leaves as ESP
+    (tunnel, AES-GCM-128) to host B, whose kernel is the "peer": it answers
+    ARP for its address, and tcpdump on its link records the ESP frames."""
+    ha, gw, hb = topo.ns("ha"), topo.ns("gw"), topo.ns("hb")
+    va, ga = topo.link(ha, gw)
+    vb, gb = topo.link(hb, gw)
+    topo.host(ha, va, [A4 + "/24"], ["10.1.0.1"])
+    topo.host(hb, vb, [B4 + "/24"], ["10.2.0.1"])
+    topo.dataplane_owned(gw, ga)
+    topo.dataplane_owned(gw, gb)
+    req = {"proto": "esp", "mode": "tunnel", "level": "require", "reqid": 7,
+           "tunnel": {"src": "10.2.0.1", "dst": B4}}
+    cfg = {
+        "log_level": "info",
+        "neighbour": {"reachable_ms": 1000, "retrans_ms": 300, "probes": 2},
+        "ports": [
+            {"name": "lan", "device": f"net_af_packet0,iface={ga}", "role": "protected",
+             "exception_iface": f"dl{topo.tag}", "addresses": [LAN4]},
+            {"name": "wan", "device": f"net_af_packet1,iface={gb}", "role": "unprotected",
+             "exception_iface": f"dw{topo.tag}", "addresses": [WAN4]},
+        ],
+        "routes": [{"prefix": REMOTE_NET, "via": B4, "port": "wan"}],
+        "sas": [{"spi": 0x4242, "direction": "out", "mode": "tunnel", "src": "10.2.0.1",
+                 "dst": B4, "reqid": 7,
+                 "encryption": {"algorithm": "aes-gcm-128", "key": "0x" + os.urandom(20).hex()}}],
+        "policies": [{"direction": "out", "src": "10.1.0.0/24", "dst": REMOTE_NET,
+                      "action": "protect", "ipsec": [req]}],
+    }
+    d = Daemon(cfg, str(tmp_path), ns=gw).start()
+    yield d, ha, hb, vb, tmp_path
+    assert d.stop() == 0, d.read_log()
+
+
+def esp_frames(pcap):
+    from scapy.all import ESP, Ether, rdpcap  # noqa: PLC0415 (scapy is slow to import)
+    return [(f[Ether].dst.lower(), f[ESP].seq) for f in rdpcap(pcap) if ESP in f]
+
+
+def test_esp_follows_the_peer_to_its_new_mac_after_its_entry_aged_out(esp_gateway):
+    """Each worker keeps an SA's peer route and neighbour entry from one loop
+    to the next (dp_output_peer()). Once the entry ages out (freed after a
+    grace period) and the peer comes back with another MAC, the SA's next
+    packets must go to the new entry's MAC, not to what the freed one held."""
+    d, ha, hb, vb, tmp = esp_gateway
+    pcap = str(tmp / "peer.pcap")
+    old_mac = sh(["cat", f"/sys/class/net/{vb}/address"], ns=hb).stdout.strip().lower()
+    cap = subprocess.Popen(["ip", "netns", "exec", hb, "tcpdump", "-U", "-n", "-i", vb, "-w", pcap,
+                            "ip proto 50"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.5)     # tcpdump listening
+        sh(["ping", "-c", "3", "-i", "0.2", "-W", "1", REMOTE_HOST], ns=ha, check=False)
+        assert any(n["address"] == B4 for n in d.neighbours())
+        # unused, the entry goes (reachable_ms 1000: re-probed once, then removed)
+        d.wait_for(lambda: not any(n["address"] == B4 for n in d.neighbours()), timeout=20,
+                   what="the peer's neighbour entry to age out")
+        sh(["ip", "link", "set", "dev", vb, "address", NEW_MAC], ns=hb)
+        sh(["ping", "-c", "3", "-i", "0.2", "-W", "1", REMOTE_HOST], ns=ha, check=False)
+        d.wait_for(lambda: any(n["address"] == B4 and n["mac"].lower() == NEW_MAC
+                               for n in d.neighbours()), timeout=10,
+                   what="the peer's new MAC learnt")
+        time.sleep(1)
+    finally:
+        cap.terminate()
+        cap.wait(timeout=10)
+    frames = esp_frames(pcap)
+    assert [s for _, s in frames] == [1, 2, 3, 4, 5, 6], frames
+    assert [m for m, _ in frames] == [old_mac] * 3 + [NEW_MAC] * 3, frames
