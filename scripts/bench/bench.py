@@ -424,6 +424,36 @@ def imb_rate_runs(args, workdir, sizes, runs, style=(), batch=1):
     return out
 
 
+def imb_pair(args, workdir, sizes, rounds=3):
+    """Goal 5's ceiling on this machine: imb_rate.c (AES-128-GCM through the
+    direct API, a loop that touches nothing but its buffer) on CPU 0 and CPU 1
+    at once, against the same on CPU 1 alone, @rounds times interleaved:
+    {size: {"rounds": [(both, alone), ...], "median": x}}, both = the sum of
+    the two processes' ops per CPU-second. Below 2 x, the two CPUs are not two
+    whole cores (SMT siblings or a shared core on the host) or share a clock
+    or cache: two workers cannot scale past it."""
+    exe = imb_rate_exe(workdir)
+    if exe is None:
+        return {}
+    out = {}
+    for size in sizes:
+        ops = args.cp_ops if size < 1000 else args.cp_ops // 2
+        rs = []
+        for _ in range(rounds):
+            a = run(["taskset", "-c", "1", exe, str(size), str(ops)], check=False).stdout.split()
+            ps = [subprocess.Popen(["taskset", "-c", str(c), exe, str(size), str(ops)],
+                                   stdout=subprocess.PIPE, text=True) for c in (0, 1)]
+            both = [p.communicate()[0].split() for p in ps]
+            if len(a) < 4 or int(a[3]) <= 0 or any(len(b) < 4 or int(b[3]) <= 0 for b in both):
+                continue
+            alone = ops / (int(a[3]) / 1e9) / 1e6
+            rs.append((sum(ops / (int(b[3]) / 1e9) / 1e6 for b in both), alone))
+        if rs:
+            ratios = sorted(b / a for b, a in rs)
+            out[size] = {"rounds": rs, "median": ratios[len(ratios) // 2]}
+    return out
+
+
 def crypto_perf(args, workdir, tag):
     """dpdk-test-crypto-perf, AES-128-GCM encrypt, on lcore 1 (the dpsecd
     worker's): {size: {mops, gbps, cycles_per_buf, cpu_share}}, one process
@@ -1071,6 +1101,10 @@ def main():
     if need_cp:
         log("bench: intel-ipsec-mb's direct API alone (imb_rate.c), 3 runs")
         lib = imb_rate(args, work)
+    pair = {}
+    if any(c["name"].startswith("w2-") for c in cases):
+        log("bench: intel-ipsec-mb alone on both CPUs at once against one (goal 5's ceiling)")
+        pair = imb_pair(args, work, topologies.WORKER_SIZES)
     auth, ahlib = {}, {}
     if any(c["group"] == "ah" for c in cases):
         log("bench: dpdk-test-crypto-perf auth-only HMAC-SHA2-256 (AH's ideal)")
@@ -1101,6 +1135,12 @@ def main():
                      "engine calls; scripts/bench/imb_rate.c), lcore 1, best of 3 by CPU time:",
                      "  " + ", ".join(f"{s} B {v['mops_per_cpu']:.2f} Mops/CPU-s "
                                       f"({v['ns_per_op']:.0f} ns)" for s, v in sorted(lib.items()))]
+    if pair:
+        cp_lines += ["intel-ipsec-mb alone (imb_rate.c) on CPUs 0 and 1 at once / on CPU 1 alone, "
+                     "ops per CPU-second (goal 5's ceiling on this machine):",
+                     "  " + "; ".join(f"{s} B " + " / ".join(f"{b / a:.2f}" for b, a in v["rounds"])
+                                      + f", median {v['median']:.2f} x"
+                                      for s, v in sorted(pair.items()))]
     text = "\n".join([
         f"dpsecd benchmark {datetime.datetime.now():%Y-%m-%d %H:%M:%S}, git {info.get('git')} "
         f"({info.get('git_dirty_files', '?')} modified tracked files)",
@@ -1127,7 +1167,7 @@ def main():
     ])
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump({"machine": info, "args": vars(args), "ceiling": ceiling, "auth_only": auth, "imb_hmac": ahlib,
-                   "imb_direct": lib,
+                   "imb_direct": lib, "imb_two_cpus": pair,
                    "crypto_perf_runs": cp, "results": results}, f, indent=1, default=str)
     with open(os.path.join(out, "results.txt"), "w") as f:
         f.write(text + "\n")
