@@ -7,7 +7,8 @@
 # outbound at 1420 B beside dpdk-test-compress-perf on the same packets; issue 12's
 # goals 3 to 5 (scripts/bench/topologies.py): inbound with anti-replay on behind a
 # second dpsecd over net_memif (chain-*), 1 000 / 10 000 / 100 000 tunnels over
-# PF_KEY (tun-*), two workers (w1-*, w2-*); the queue path on a device with 20 us
+# PF_KEY (tun-*), two workers (w1-*, w2-*; beside them intel-ipsec-mb alone on both
+# CPUs at once against one, the machine's own ceiling); the queue path on a device with 20 us
 # of latency (crypto.queue_latency_us, *-async-1sa-lat20; with --baseline, against
 # a build whose worker waits for its operations). Prints a goals table and writes
 # results.png. About 15 minutes a round; installing 100 000 tunnels took 3 minutes
