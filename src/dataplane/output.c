@@ -283,7 +283,7 @@ static inline bool addr_eq(const void *a, const void *b, int v6)
  * A burst mostly goes to few neighbours: a packet to the same next hop as
  * the one before (the same gateway, or on-link the same destination) takes
  * its neighbour without a hash lookup. Within one loop of the worker the
- * answer cannot change (dp_output_peer()).
+ * entry stays alive: it is freed only after the worker's quiescent report.
  */
 void dp_output_clear(struct dp_worker *w, const struct dp_snapshot *s, uint16_t in, int v6)
 {

@@ -21,8 +21,9 @@ struct dp_neigh;
 const struct dp_nexthop *dp_route1(const struct dp_snapshot *s, int family, const void *dst);
 
 /**
- * The next hop and neighbour of @sa's peer, looked up once per worker loop
- * for a run of SAs to one peer.
+ * The next hop and neighbour of @sa's peer, kept in the worker's counter
+ * line of the SA while the routes and the neighbour table's entries stay
+ * the same (output.c).
  */
 const struct dp_nexthop *dp_output_peer(struct dp_worker *w, const struct dp_snapshot *s,
 					const struct dp_sa *sa, const struct dp_neigh **neigh);
